@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# The sandbox node: a throwaway single-node-OpenShift-like root in a directory.
+#
+#   scripts/sandbox.sh create DIR     build DIR/root (the node) and DIR/ctl (shims, state)
+#   scripts/sandbox.sh env DIR        print the exports that put the shims on PATH
+#   scripts/sandbox.sh reboot DIR     new boot id, default deployment booted, services as enabled
+#   scripts/sandbox.sh teardown DIR   stop etcd, unmount, remove DIR
+#
+# The node has a real ostree sysroot with two deployments, a real etcd with TLS
+# on free loopback ports, /etc, /usr/local (-> var/usrlocal), /var/lib/kubelet
+# with every kind of file, and PATH shims for systemctl, crictl, crio,
+# setenforce, getenforce, oc and rpm-ostree (see scripts/shims/).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+die() { echo "sandbox: $*" >&2; exit 1; }
+need() { for t in "$@"; do command -v "$t" >/dev/null || die "missing program '$t' (run scripts/install-deps.sh)"; done; }
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+make_commit() { # $1 sysroot $2 version
+  local t; t=$(mktemp -d)
+  mkdir -p "$t/usr/lib/modules/5.14.0-427.el9.x86_64" "$t/var" "$t/usr/etc" "$t/usr/bin"
+  echo "kernel $2" > "$t/usr/lib/modules/5.14.0-427.el9.x86_64/vmlinuz"
+  echo "initramfs $2" > "$t/usr/lib/modules/5.14.0-427.el9.x86_64/initramfs.img"
+  printf 'NAME="Red Hat Enterprise Linux CoreOS"\nID="rhcos"\nVERSION="%s"\nPRETTY_NAME="Red Hat Enterprise Linux CoreOS %s"\n' "$2" "$2" > "$t/usr/lib/os-release"
+  echo "os $2" > "$t/usr/bin/os-marker"
+  ostree --repo="$1/ostree/repo" commit --branch="rhcos/$2" --tree=dir="$t" \
+    --add-metadata-string=version="$2" >/dev/null
+  rm -rf "$t"
+}
+
+make_certs() { # $1 dir for configmaps/secrets layout
+  local d=$1 tmp; tmp=$(mktemp -d)
+  mkdir -p "$d/configmaps/etcd-serving-ca" "$d/secrets/etcd-all-certs"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=etcd-signer" \
+    -keyout "$tmp/ca.key" -out "$d/configmaps/etcd-serving-ca/ca-bundle.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=system:etcd-peer:sno" \
+    -keyout "$d/secrets/etcd-all-certs/etcd-peer-sno.key" -out "$tmp/peer.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' > "$tmp/ext"
+  openssl x509 -req -in "$tmp/peer.csr" -CA "$d/configmaps/etcd-serving-ca/ca-bundle.crt" \
+    -CAkey "$tmp/ca.key" -CAcreateserial -days 3650 -extfile "$tmp/ext" \
+    -out "$d/secrets/etcd-all-certs/etcd-peer-sno.crt" 2>/dev/null
+  chmod 0600 "$d/secrets/etcd-all-certs/etcd-peer-sno.key"
+  rm -rf "$tmp"
+}
+
+static_pod() { # $1 root $2 name $3 live revision $4 other revisions...
+  local r=$1 n=$2 live=$3; shift 3
+  for rev in "$live" "$@"; do
+    local p=$r/etc/kubernetes/static-pod-resources/$n-pod-$rev
+    mkdir -p "$p/configmaps/config" "$p/secrets/serving-cert"
+    echo "{\"revision\": $rev}" > "$p/configmaps/config/config.yaml"
+    echo "revision $rev" > "$p/secrets/serving-cert/tls.crt"
+    cat > "$p/$n-pod.yaml" <<POD
+apiVersion: v1
+kind: Pod
+metadata: {name: $n, namespace: openshift-$n, labels: {revision: "$rev"}}
+spec:
+  volumes:
+  - {name: resource-dir, hostPath: {path: /etc/kubernetes/static-pod-resources/$n-pod-$rev}}
+POD
+  done
+  cp "$r/etc/kubernetes/static-pod-resources/$n-pod-$live/$n-pod.yaml" "$r/etc/kubernetes/manifests/$n-pod.yaml"
+}
+
+make_etc() { # $1 root
+  local r=$1
+  mkdir -p "$r/etc/tmpfiles.d" "$r/etc/kubernetes/manifests" "$r/etc/machine-config-daemon" \
+    "$r/etc/selinux" "$r/etc/systemd/system/multi-user.target.wants" "$r/etc/containers"
+  cat > "$r/etc/tmpfiles.d/cleanup-cni.conf" <<'T'
+# Clean up the CNI state on boot
+r /etc/cni/multus/certs - - - - -
+D /etc/kubernetes/cni/net.d 0755 root root - -
+d /run/multus 0755 root root - -
+T
+  cat > "$r/etc/tmpfiles.d/sandbox.conf" <<'T'
+d /etc/sandbox-runtime 0755 root root - -
+L /var/run/x - - - - /run/x
+T
+  mkdir -p "$r/etc/cni/multus/certs" "$r/etc/kubernetes/cni/net.d"
+  echo cert > "$r/etc/cni/multus/certs/multus.pem"
+  echo '{"cniVersion":"0.3.1"}' > "$r/etc/kubernetes/cni/net.d/00-multus.conf"
+  echo 'SELINUX=enforcing' > "$r/etc/selinux/config"
+  echo sno > "$r/etc/hostname"
+  printf 'apiVersion: v1\nkind: Config\nclusters: []\n' > "$r/etc/kubernetes/kubelet.conf"
+  ln -s /usr/lib/systemd/system/kubelet.service "$r/etc/systemd/system/multi-user.target.wants/kubelet.service"
+  touch "$r/etc/.updated"
+  printf '[storage]\ndriver = "overlay"\ngraphroot = "/var/lib/containers/storage"\nrunroot = "/run/containers/storage"\n' > "$r/etc/containers/storage.conf"
+  # Static pods: several revisions on disk, the live one not always the newest.
+  static_pod "$r" etcd 3 2 4
+  static_pod "$r" kube-apiserver 7 6
+  static_pod "$r" kube-controller-manager 5 4 6
+  static_pod "$r" kube-scheduler 4
+  mkdir -p "$r/etc/kubernetes/static-pod-resources/bin"
+  echo '#!/bin/sh' > "$r/etc/kubernetes/static-pod-resources/bin/etcdctl"
+  mkdir -p "$r/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs"
+  printf 'apiVersion: v1\nkind: Config\nusers: [{name: admin, user: {token: sandbox-token}}]\n' \
+    > "$r/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig"
+  # Machine-config managed files, inside and outside the three trees.
+  mkdir -p "$r/opt/sandbox" "$r/var/lib/mco"
+  echo 'extra=1' > "$r/opt/sandbox/tool.conf"
+  echo 'mco state' > "$r/var/lib/mco/state.json"
+  cat > "$r/etc/machine-config-daemon/currentconfig" <<'J'
+{"apiVersion":"machineconfiguration.openshift.io/v1","kind":"MachineConfig",
+ "metadata":{"name":"rendered-master-0123"},
+ "spec":{"config":{"ignition":{"version":"3.2.0"},"storage":{"files":[
+  {"path":"/etc/kubernetes/kubelet.conf","mode":420},
+  {"path":"/usr/local/bin/configure-ovs.sh","mode":493},
+  {"path":"/var/lib/kubelet/config.json","mode":384},
+  {"path":"/opt/sandbox/tool.conf","mode":420},
+  {"path":"/var/lib/mco/state.json","mode":420}
+ ]}}}}
+J
+}
+
+make_usrlocal() { # $1 root
+  local r=$1
+  mkdir -p "$r/var/usrlocal/bin" "$r/usr"
+  ln -s ../var/usrlocal "$r/usr/local"
+  printf '#!/bin/sh\necho configure ovs\n' > "$r/var/usrlocal/bin/configure-ovs.sh"
+  printf '#!/bin/sh\necho recover\n' > "$r/var/usrlocal/bin/recover-kubeconfig.sh"
+  chmod 0755 "$r/var/usrlocal/bin/"*
+}
+
+make_kubelet() { # $1 root
+  local k=$1/var/lib/kubelet
+  local p=$k/pods/4f2a9c1e-1111-4a3b-9c2d-000000000001
+  mkdir -p "$p/volumes/kubernetes.io~empty-dir/cache" "$p/volumes/kubernetes.io~configmap/config/..2024_01_01" \
+    "$p/containers/etcd" "$p/plugins" "$k/pki" "$k/device-plugins" "$k/plugins_registry" "$k/empty-dir"
+  echo '{"kind":"KubeletConfiguration"}' > "$k/config.json"
+  echo "cert" > "$k/pki/kubelet-client-2024.pem"
+  ln -s kubelet-client-2024.pem "$k/pki/kubelet-client-current.pem"       # relative
+  ln -s /etc/kubernetes/kubelet.conf "$k/kubeconfig-link"                  # absolute, inside the node
+  ln -s /nonexistent/outside/node "$k/dangling-outside"                    # points outside
+  echo 'data: 1' > "$p/volumes/kubernetes.io~configmap/config/..2024_01_01/data.yaml"
+  ln -s ..2024_01_01 "$p/volumes/kubernetes.io~configmap/config/..data"
+  ln -s ..data/data.yaml "$p/volumes/kubernetes.io~configmap/config/data.yaml"
+  echo "log line" > "$p/containers/etcd/0"
+  ln "$p/containers/etcd/0" "$p/containers/etcd/0.hardlink"               # hard link
+  mkfifo "$k/device-plugins/kubelet.sock.fifo"
+  truncate -s 64M "$k/sparse.img"; echo tail >> "$k/sparse.img"           # sparse
+  printf 'x%.0s' $(seq 300) > "$k/plugins_registry/data"
+  setfattr -n security.selinux -v "system_u:object_r:container_file_t:s0" "$p/containers/etcd/0"
+  setfattr -n security.selinux -v "system_u:object_r:kubelet_var_lib_t:s0" "$k/config.json"
+  setfattr -n user.sandbox -v "kept" "$k/config.json"
+  setfacl -m u:1000:rx "$k/pki"
+  setfacl -d -m g:1000:r "$k/pki"
+  chown 1000:1000 "$k/plugins_registry/data"
+  chmod 4750 "$k/plugins_registry/data"
+  chmod 1777 "$k/empty-dir"
+  # A pod volume is a mount of its own, as on a node.
+  mount -t tmpfs -o size=4m tmpfs "$p/volumes/kubernetes.io~empty-dir/cache"
+  echo "in a pod volume" > "$p/volumes/kubernetes.io~empty-dir/cache/volatile"
+}
+
+install_shims() { # $1 sandbox dir
+  local c=$1/ctl
+  mkdir -p "$c/bin" "$c/lib" "$c/state/active" "$c/state/enabled" "$c/state/oc"
+  cp "$here/shims/lib.sh" "$here/shims/sandbox_ostree.py" "$c/lib/"
+  for s in systemctl crictl crio setenforce getenforce oc rpm-ostree; do
+    install -m 0755 "$here/shims/$s" "$c/bin/$s"
+  done
+  touch "$c/calls.log"
+}
+
+boot() { # $1 sandbox dir: what a boot does to the sandbox's state
+  local d=$1 st=$1/ctl/state
+  # shellcheck source=/dev/null
+  . "$d/ctl/lib/lib.sh"
+  etcd_stop
+  rm -f "$st/active/"* "$st/reboot-requested"
+  : > "$st/containers"
+  cat /proc/sys/kernel/random/uuid > "$d/root/proc/sys/kernel/random/boot_id"
+  # The default deployment (index 0) is what the bootloader boots.
+  /usr/bin/python3 - "$d/root/sysroot" > "$st/booted" <<'PY'
+import sys, gi
+gi.require_version("OSTree", "1.0")
+from gi.repository import Gio, OSTree
+s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None)
+d = s.get_deployments()[0]
+print(d.get_osname(), d.get_csum(), d.get_deployserial())
+PY
+  if grep -q '^SELINUX=enforcing' "$d/root/etc/selinux/config" 2>/dev/null; then echo Enforcing; else echo Permissive; fi > "$st/selinux"
+  local u
+  for u in "$st/enabled/"*; do [ -e "$u" ] && touch "$st/active/$(basename "$u")"; done
+  reconcile
+}
+
+create() {
+  local d=$1
+  need ostree etcd etcdctl openssl setfattr setfacl curl /usr/bin/python3
+  /usr/bin/python3 -c 'import gi; gi.require_version("OSTree", "1.0")' 2>/dev/null \
+    || die "libostree python bindings missing (run scripts/install-deps.sh)"
+  [ "$(id -u)" -eq 0 ] || die "must run as root (mounts, xattrs, device nodes)"
+  [ ! -e "$d/root" ] || die "$d/root exists already"
+  mkdir -p "$d/root"
+  d=$(cd "$d" && pwd)
+  local r=$d/root
+  install_shims "$d"
+  mkdir -p "$r/run" "$r/proc/sys/kernel/random" "$r/var/lib/etcd" "$r/var/recovery" "$r/tmp" "$r/boot"
+  chmod 0700 "$r/var/lib/etcd"
+  touch "$r/run/ostree-booted"
+  # OS: a real sysroot with two deployments of rhcos, the newer one the default.
+  mkdir -p "$r/sysroot"
+  ostree admin init-fs "$r/sysroot" >/dev/null
+  ostree admin --sysroot="$r/sysroot" os-init rhcos >/dev/null
+  make_commit "$r/sysroot" 416.94.202405141654-0
+  make_commit "$r/sysroot" 416.94.202406251923-0
+  ostree admin --sysroot="$r/sysroot" deploy --os=rhcos rhcos/416.94.202405141654-0 >/dev/null
+  ostree admin --sysroot="$r/sysroot" deploy --os=rhcos rhcos/416.94.202406251923-0 >/dev/null
+  ln -s sysroot/ostree "$r/ostree"
+  make_etc "$r"
+  make_usrlocal "$r"
+  make_kubelet "$r"
+  # etcd: TLS certs where the node keeps them, and the node's etcd.env.
+  make_certs "$r/etc/kubernetes/static-pod-resources/etcd-certs"
+  local cp pp mp
+  cp=$(free_port); pp=$(free_port); mp=$(free_port)
+  [ "$cp" != "$pp" ] && [ "$pp" != "$mp" ] && [ "$cp" != "$mp" ] || { cp=$(free_port); pp=$(free_port); mp=$(free_port); }
+  printf 'CLIENT_PORT=%s\nPEER_PORT=%s\nMETRICS_PORT=%s\n' "$cp" "$pp" "$mp" > "$d/ctl/state/ports"
+  local envd=$r/etc/kubernetes/static-pod-resources/etcd-certs/configmaps/etcd-scripts
+  mkdir -p "$envd"
+  cat > "$envd/etcd.env" <<ENV
+export ALL_ETCD_ENDPOINTS="https://127.0.0.1:$cp"
+export ETCDCTL_API="3"
+export ETCDCTL_CACERT="/etc/kubernetes/static-pod-certs/configmaps/etcd-serving-ca/ca-bundle.crt"
+export ETCDCTL_CERT="/etc/kubernetes/static-pod-certs/secrets/etcd-all-certs/etcd-peer-sno.crt"
+export ETCDCTL_ENDPOINTS="https://127.0.0.1:$cp"
+export ETCDCTL_KEY="/etc/kubernetes/static-pod-certs/secrets/etcd-all-certs/etcd-peer-sno.key"
+export ETCD_DATA_DIR="/var/lib/etcd"
+export ETCD_ELECTION_TIMEOUT="2500"
+export ETCD_HEARTBEAT_INTERVAL="500"
+export ETCD_IMAGE="quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+export ETCD_INITIAL_CLUSTER_STATE="existing"
+export ETCD_QUOTA_BACKEND_BYTES="8589934592"
+export NODE_sno_ETCD_NAME="sno"
+export NODE_sno_ETCD_URL_HOST="127.0.0.1"
+export NODE_sno_IP="127.0.0.1"
+export NODE_sno_PEER_URL="https://127.0.0.1:$pp"
+ENV
+  for k in etcd kubeapiserver kubecontrollermanager kubescheduler; do echo "7 7" > "$d/ctl/state/oc/$k"; done
+  for u in kubelet.service crio.service; do touch "$d/ctl/state/enabled/$u"; done
+  # First boot: etcd starts empty; write the cluster's keys.
+  mkdir -p "$r/var/lib/etcd/member"   # etcd's manifest + data dir: the shim starts it
+  rmdir "$r/var/lib/etcd/member"
+  ( boot "$d" ) || true
+  if [ ! -f "$d/ctl/state/etcd.pid" ]; then
+    # An empty data dir has no member/ yet: start once so etcd creates it.
+    ( . "$d/ctl/lib/lib.sh"; etcd_start; add_container etcd )
+  fi
+  ( . "$d/ctl/lib/lib.sh"; reconcile )
+  local ctl=(etcdctl --endpoints="https://127.0.0.1:$cp"
+    --cacert="$r/etc/kubernetes/static-pod-resources/etcd-certs/configmaps/etcd-serving-ca/ca-bundle.crt"
+    --cert="$r/etc/kubernetes/static-pod-resources/etcd-certs/secrets/etcd-all-certs/etcd-peer-sno.crt"
+    --key="$r/etc/kubernetes/static-pod-resources/etcd-certs/secrets/etcd-all-certs/etcd-peer-sno.key")
+  for i in $(seq 1 20); do
+    ETCDCTL_API=3 "${ctl[@]}" put "/kubernetes.io/configmaps/openshift-config/sandbox-$i" "value-$i" >/dev/null \
+      || die "could not write etcd key over TLS on port $cp (see $d/ctl/etcd.log)"
+  done
+  echo "sandbox: node ready at $r (etcd on https://127.0.0.1:$cp)"
+}
+
+teardown() {
+  local d=$1
+  [ -d "$d" ] || return 0
+  d=$(cd "$d" && pwd)
+  if [ -f "$d/ctl/lib/lib.sh" ]; then ( . "$d/ctl/lib/lib.sh"; etcd_stop ) || true; fi
+  # Unmount everything below the sandbox, deepest first.
+  awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  chattr -R -i "$d" 2>/dev/null || true
+  rm -rf "$d"
+}
+
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+case $cmd in
+  create) create "$dir" ;;
+  env) d=$(cd "$dir" && pwd); echo "export PATH=\"$d/ctl/bin:\$PATH\""; echo "export SANDBOX_ROOT=\"$d/root\"" ;;
+  reboot) d=$(cd "$dir" && pwd); boot "$d"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
+  teardown) teardown "$dir" ;;
+  *) die "unknown command '$cmd' (create, env, reboot, teardown)" ;;
+esac

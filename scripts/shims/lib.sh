@@ -1,0 +1,82 @@
+# Common state and behaviour of the sandbox node's shims. Sourced by each shim.
+# The sandbox is  $SB/root (the node's /) and $SB/ctl (shims, state, log).
+# Services, containers, SELinux and the operators' revisions live in $SB/ctl/state.
+set -u
+SB=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ROOT=$SB/root
+CTL=$SB/ctl
+ST=$CTL/state
+mkdir -p "$ST/active" "$ST/enabled" "$ST/oc"
+CONTAINERS=$ST/containers   # lines: "<name> <id>"
+CP_NAMES="etcd etcd-operator kube-apiserver-operator kube-controller-manager-operator kube-scheduler-operator-container"
+
+shim_log() { printf '%s %s\n' "$(date +%s.%N)" "$*" >> "$CTL/calls.log"; }
+
+active() { [ -e "$ST/active/$1" ]; }
+
+new_id() { od -An -N32 -tx1 /dev/urandom | tr -d " \n"; }
+
+etcd_pid() { [ -f "$ST/etcd.pid" ] && kill -0 "$(cat "$ST/etcd.pid")" 2>/dev/null && cat "$ST/etcd.pid"; }
+
+etcd_stop() {
+  local pid; pid=$(etcd_pid) || { rm -f "$ST/etcd.pid"; return 0; }
+  kill "$pid" 2>/dev/null
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$ST/etcd.pid"
+}
+
+etcd_start() {
+  etcd_pid >/dev/null && return 0
+  # shellcheck source=/dev/null
+  . "$ST/ports"
+  local certs=$ROOT/etc/kubernetes/static-pod-resources/etcd-certs
+  local ca=$certs/configmaps/etcd-serving-ca/ca-bundle.crt
+  local crt=$certs/secrets/etcd-all-certs/etcd-peer-sno.crt
+  local key=$certs/secrets/etcd-all-certs/etcd-peer-sno.key
+  # A clean environment: etcd rejects ETCD_* variables that shadow its flags.
+  env -i PATH=/usr/bin:/bin setsid etcd --name sno --data-dir "$ROOT/var/lib/etcd" \
+    --listen-client-urls "https://127.0.0.1:$CLIENT_PORT" \
+    --advertise-client-urls "https://127.0.0.1:$CLIENT_PORT" \
+    --listen-peer-urls "https://127.0.0.1:$PEER_PORT" \
+    --initial-advertise-peer-urls "https://127.0.0.1:$PEER_PORT" \
+    --initial-cluster "sno=https://127.0.0.1:$PEER_PORT" \
+    --cert-file "$crt" --key-file "$key" --trusted-ca-file "$ca" --client-cert-auth \
+    --peer-cert-file "$crt" --peer-key-file "$key" --peer-trusted-ca-file "$ca" --peer-client-cert-auth \
+    --listen-metrics-urls "http://127.0.0.1:$METRICS_PORT" \
+    </dev/null >>"$CTL/etcd.log" 2>&1 &
+  echo $! > "$ST/etcd.pid"
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$METRICS_PORT/health" >/dev/null 2>&1 && return 0
+    kill -0 "$(cat "$ST/etcd.pid")" 2>/dev/null || { echo "sandbox: etcd exited, see $CTL/etcd.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "sandbox: etcd did not become healthy, see $CTL/etcd.log" >&2
+  return 1
+}
+
+has_container() { grep -q "^$1 " "$CONTAINERS" 2>/dev/null; }
+add_container() { echo "$1 $(new_id)" >> "$CONTAINERS"; }
+del_container() { [ -f "$CONTAINERS" ] && sed -i "/^$1 /d" "$CONTAINERS"; return 0; }
+
+# The kubelet's and CRI-O's job, reduced to what recovery depends on: with both
+# running, the control-plane containers run, etcd only while its static-pod
+# manifest is in place and its data dir exists. The etcd process lives exactly
+# as long as its container.
+reconcile() {
+  if active kubelet.service && active crio.service; then
+    local n
+    for n in $CP_NAMES; do
+      if [ "$n" = etcd ]; then
+        if [ -f "$ROOT/etc/kubernetes/manifests/etcd-pod.yaml" ] && [ -d "$ROOT/var/lib/etcd/member" ]; then
+          has_container etcd || add_container etcd
+        else
+          del_container etcd
+        fi
+      else
+        has_container "$n" || add_container "$n"
+      fi
+    done
+  fi
+  if has_container etcd; then etcd_start; else etcd_stop; fi
+}

@@ -1,0 +1,307 @@
+//! Tree archives: tar (PAX) + zstd, one per tree, with every regular file's
+//! sha256 inside; the writer, the verifying reader, and the exact restore.
+
+pub mod fsops;
+pub mod read;
+pub mod sync;
+pub mod tar;
+pub mod write;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use sync::{sync_tree, SyncOptions, SyncStats};
+pub use write::{write_tree, Changed, WriteOptions};
+
+/// What writing one tree produced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeStats {
+    /// Archive members (directories, files, links, ...).
+    pub entries: u64,
+    /// Regular files with data.
+    pub files: u64,
+    /// Logical bytes of regular files.
+    pub bytes: u64,
+    /// Size of the compressed archive.
+    pub archive_bytes: u64,
+    /// sha256 of the archive file.
+    pub sha256: String,
+    /// Mount points below the top that were not crossed.
+    #[serde(default)]
+    pub skipped_mounts: Vec<String>,
+    /// Files that disappeared during the walk.
+    #[serde(default)]
+    pub vanished: Vec<String>,
+    /// Files that kept changing while read (stored as last read).
+    #[serde(default)]
+    pub changed: Vec<String>,
+    /// Sockets, which tar cannot hold (they are recreated by their owners).
+    #[serde(default)]
+    pub skipped_sockets: Vec<String>,
+}
+
+/// A writer that hashes and counts what passes through.
+pub struct HashWriter<W> {
+    inner: W,
+    h: Sha256,
+    n: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            h: Sha256::new(),
+            n: 0,
+        }
+    }
+    pub fn into_parts(self) -> (W, [u8; 32], u64) {
+        (self.inner, self.h.finalize().into(), self.n)
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.h.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes and counts what passes through.
+pub struct HashReader<R> {
+    inner: R,
+    h: Sha256,
+    n: u64,
+}
+
+impl<R: Read> HashReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashReader {
+            inner,
+            h: Sha256::new(),
+            n: 0,
+        }
+    }
+    pub fn digest(self) -> ([u8; 32], u64) {
+        (self.h.finalize().into(), self.n)
+    }
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.h.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// The outcome of checking one archive.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ArchiveCheck {
+    pub entries: u64,
+    pub files: u64,
+    pub sha256: String,
+    pub size: u64,
+    /// Files whose content does not match their recorded sha256.
+    pub damaged_files: Vec<String>,
+}
+
+/// Read a whole archive, checking every header, every file's sha256, the
+/// zstd checksum and the end marker. `Err` when the stream itself is broken.
+pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
+    let mut r = read::Reader::open(path)?;
+    let mut c = ArchiveCheck::default();
+    let mut buf = vec![0u8; 256 << 10];
+    while let Some(h) = r.next_header()? {
+        c.entries += 1;
+        if h.kind != tar::Kind::File {
+            continue;
+        }
+        c.files += 1;
+        let mut hasher = Sha256::new();
+        let mut pos = 0u64;
+        read::for_each_piece(&mut r, &h, &mut buf, |off, data| {
+            write::hash_zeros(&mut hasher, off - pos);
+            hasher.update(data);
+            pos = off + data.len() as u64;
+            Ok(())
+        })?;
+        write::hash_zeros(&mut hasher, h.meta.size.saturating_sub(pos));
+        let got: [u8; 32] = hasher.finalize().into();
+        match h.meta.sha256 {
+            Some(want) if want == got => {}
+            Some(_) => c
+                .damaged_files
+                .push(String::from_utf8_lossy(&h.path).into_owned()),
+            None => bail!(
+                "{}: {} has no recorded sha256 (not an upgrade-recovery archive?)",
+                path.display(),
+                String::from_utf8_lossy(&h.path)
+            ),
+        }
+    }
+    let (sha, size) = r.finish()?;
+    c.sha256 = sha;
+    c.size = size;
+    Ok(c)
+}
+
+/// Check an archive against the sha256 and size recorded for it. Returns a
+/// list of problems; empty when intact.
+pub fn verify_archive(path: &Path, sha256: &str, size: u64) -> Vec<String> {
+    let name = path.display();
+    match std::fs::metadata(path) {
+        Err(e) => return vec![format!("{name}: {e}")],
+        Ok(m) if m.len() != size => {
+            return vec![format!(
+                "{name}: size {} but the manifest records {size}",
+                m.len()
+            )]
+        }
+        Ok(_) => {}
+    }
+    match check_archive(path) {
+        Err(e) => vec![format!("{e:#}")],
+        Ok(c) => {
+            let mut p: Vec<String> = c
+                .damaged_files
+                .iter()
+                .map(|f| format!("{name}: file {f} does not match its sha256"))
+                .collect();
+            if c.sha256 != sha256 {
+                p.push(format!(
+                    "{name}: sha256 {} but the manifest records {sha256}",
+                    c.sha256
+                ));
+            }
+            p
+        }
+    }
+}
+
+/// Resolve a tree's top under `root`: follow the top's own symlink (once, as
+/// RHCOS `/usr/local -> ../var/usrlocal`), and no other.
+pub fn resolve_top(root: &Path, node_path: &str) -> Result<PathBuf> {
+    let rel = node_path.trim_start_matches('/');
+    let p = root.join(rel);
+    let md = std::fs::symlink_metadata(&p).with_context(|| format!("{}", p.display()))?;
+    if !md.file_type().is_symlink() {
+        if !md.is_dir() {
+            bail!("{} is not a directory", p.display());
+        }
+        return Ok(p);
+    }
+    let target = std::fs::read_link(&p)?;
+    let node_target = if target.is_absolute() {
+        target
+    } else {
+        Path::new(node_path)
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join(target)
+    };
+    // Normalise `..` lexically on the node's path, never above its root.
+    let mut parts: Vec<std::ffi::OsString> = Vec::new();
+    for c in node_target.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::Normal(n) => parts.push(n.to_os_string()),
+            _ => {}
+        }
+    }
+    let resolved = parts.iter().fold(root.to_path_buf(), |acc, n| acc.join(n));
+    let md = std::fs::symlink_metadata(&resolved)
+        .with_context(|| format!("{} (the target of {})", resolved.display(), p.display()))?;
+    if !md.is_dir() {
+        bail!(
+            "{} -> {} is not a directory (only the top's own link is followed)",
+            p.display(),
+            resolved.display()
+        );
+    }
+    Ok(resolved)
+}
+
+/// Parse an exclude list: one path relative to the tree a line; blank lines
+/// and `#` comments ignored; leading `/` and `./` and trailing `/` dropped.
+pub fn parse_excludes(text: &str) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let l = l.trim_start_matches("./").trim_start_matches('/');
+            l.trim_end_matches('/').as_bytes().to_vec()
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_are_anchored_prefixes() {
+        let ex = parse_excludes("# c\n/kubernetes/manifests/\n.updated\n\n./cni/multus\n");
+        assert_eq!(
+            ex,
+            vec![
+                b".updated".to_vec(),
+                b"cni/multus".to_vec(),
+                b"kubernetes/manifests".to_vec()
+            ]
+        );
+        assert!(sync::matches_prefix(
+            b"kubernetes/manifests/etcd-pod.yaml",
+            b"kubernetes/manifests"
+        ));
+        assert!(sync::matches_prefix(
+            b"kubernetes/manifests",
+            b"kubernetes/manifests"
+        ));
+        assert!(!sync::matches_prefix(
+            b"kubernetes/manifests2",
+            b"kubernetes/manifests"
+        ));
+        assert!(!sync::matches_prefix(
+            b"x/kubernetes/manifests",
+            b"kubernetes/manifests"
+        ));
+    }
+}
+
+/// Verify an archive against its recorded sha256 and size, then sync the
+/// target to it. A damaged archive changes nothing.
+pub fn restore_tree(
+    archive: &Path,
+    sha256: &str,
+    size: u64,
+    target: &Path,
+    opts: &SyncOptions,
+) -> Result<SyncStats> {
+    let problems = verify_archive(archive, sha256, size);
+    if !problems.is_empty() {
+        return Err(crate::error::Fail::Backup(format!(
+            "refusing to restore {} from a damaged archive (nothing was changed):\n  {}",
+            target.display(),
+            problems.join("\n  ")
+        ))
+        .into());
+    }
+    sync_tree(archive, target, opts)
+}

@@ -1,0 +1,205 @@
+//! Reading an archive as a stream of entries, checking as it goes: header
+//! checksums, the zstd frame checksum, each file's sha256 (by the caller),
+//! and the archive's own sha256 and end marker at the end.
+
+use super::tar::{self, Header, Kind};
+use super::HashReader;
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+pub struct Reader {
+    dec: zstd::stream::read::Decoder<'static, BufReader<HashReader<File>>>,
+    /// Member data not yet consumed, then the padding.
+    remaining: u64,
+    pad: usize,
+    finished: bool,
+    path: String,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader> {
+        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+            1 << 20,
+            HashReader::new(f),
+        ))?;
+        Ok(Reader {
+            dec,
+            remaining: 0,
+            pad: 0,
+            finished: false,
+            path: path.display().to_string(),
+        })
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.dec.read_exact(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                anyhow::anyhow!("{} is truncated", self.path)
+            } else {
+                anyhow::anyhow!("{} is damaged: {e}", self.path)
+            }
+        })
+    }
+
+    fn skip(&mut self, mut n: u64) -> Result<()> {
+        let mut buf = [0u8; 8192];
+        while n > 0 {
+            let k = n.min(buf.len() as u64) as usize;
+            self.fill(&mut buf[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    /// The next entry's header; None at the end of the archive.
+    pub fn next_header(&mut self) -> Result<Option<Header>> {
+        if self.finished {
+            return Ok(None);
+        }
+        self.skip(self.remaining)?;
+        self.skip(self.pad as u64)?;
+        self.remaining = 0;
+        self.pad = 0;
+        let mut block = [0u8; tar::BLOCK];
+        let mut pax = Vec::new();
+        loop {
+            self.fill(&mut block)?;
+            if block.iter().all(|&b| b == 0) {
+                self.fill(&mut block)?;
+                if !block.iter().all(|&b| b == 0) {
+                    bail!("{} is damaged: lone end-of-archive block", self.path);
+                }
+                self.finished = true;
+                return Ok(None);
+            }
+            if block[156] == b'x' {
+                tar::check_sum(&block).with_context(|| format!("{} is damaged", self.path))?;
+                let len = tar::size_field(&block)?;
+                if len > 16 << 20 {
+                    bail!("{} is damaged: PAX header of {len} bytes", self.path);
+                }
+                let mut data = vec![0u8; len as usize];
+                self.fill(&mut data)?;
+                self.skip(tar::padding(len) as u64)?;
+                pax = tar::parse_pax(&data).with_context(|| format!("{} is damaged", self.path))?;
+                continue;
+            }
+            let mut h =
+                tar::decode(&block, &pax).with_context(|| format!("{} is damaged", self.path))?;
+            self.remaining = h.data_len;
+            self.pad = tar::padding(h.data_len);
+            if h.meta.sparse.is_some() {
+                let map = self.read_sparse_map()?;
+                h.meta.sparse = Some(map);
+            }
+            return Ok(Some(h));
+        }
+    }
+
+    fn read_sparse_map(&mut self) -> Result<Vec<(u64, u64)>> {
+        // Decimal numbers, one a line: count, then offset/length pairs;
+        // padded to whole blocks.
+        let mut text = Vec::new();
+        let mut block = [0u8; tar::BLOCK];
+        let mut nums: Vec<u64> = Vec::new();
+        loop {
+            if self.remaining < tar::BLOCK as u64 {
+                bail!("{} is damaged: bad sparse map", self.path);
+            }
+            self.fill(&mut block)?;
+            self.remaining -= tar::BLOCK as u64;
+            text.extend_from_slice(&block);
+            nums.clear();
+            let mut lines = text.split(|&b| b == b'\n');
+            let mut complete = Vec::new();
+            let mut all: Vec<&[u8]> = lines.by_ref().collect();
+            all.pop(); // the part after the last newline is incomplete
+            for l in all {
+                complete.push(
+                    std::str::from_utf8(l)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .with_context(|| format!("{} is damaged: bad sparse map", self.path))?,
+                );
+            }
+            if let Some(&count) = complete.first() {
+                if complete.len() as u64 > 2 * count {
+                    let ext = complete[1..1 + 2 * count as usize]
+                        .chunks(2)
+                        .map(|c| (c[0], c[1]))
+                        .collect();
+                    return Ok(ext);
+                }
+            }
+            if text.len() > 1 << 24 {
+                bail!("{} is damaged: sparse map too long", self.path);
+            }
+        }
+    }
+
+    /// Read member data (after the sparse map); 0 at its end.
+    pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let k = (self.remaining.min(buf.len() as u64)) as usize;
+        if k == 0 {
+            return Ok(0);
+        }
+        self.fill(&mut buf[..k])?;
+        self.remaining -= k as u64;
+        Ok(k)
+    }
+
+    /// After the end marker: drain the stream (checks the zstd checksum) and
+    /// return the archive file's sha256 and size.
+    pub fn finish(mut self) -> Result<(String, u64)> {
+        while self.next_header()?.is_some() {}
+        let mut sink = [0u8; 8192];
+        loop {
+            match self.dec.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => bail!(
+                    "{} is damaged: data after the end of the archive",
+                    self.path
+                ),
+                Err(e) => bail!("{} is damaged: {e}", self.path),
+            }
+        }
+        let mut inner = self.dec.finish().into_inner();
+        // Anything after the zstd frame still counts towards the file's hash.
+        std::io::copy(&mut inner, &mut std::io::sink())?;
+        let (digest, n) = inner.digest();
+        Ok((hex::encode(digest), n))
+    }
+}
+
+/// Feed an entry's logical content (holes as zeros where `zeros`) to `f` as
+/// (offset, bytes) pieces in order.
+pub fn for_each_piece(
+    r: &mut Reader,
+    h: &Header,
+    buf: &mut [u8],
+    mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    if h.kind != Kind::File {
+        return Ok(());
+    }
+    let ext = match &h.meta.sparse {
+        Some(e) => e.clone(),
+        None => vec![(0, h.meta.size)],
+    };
+    for (off, len) in ext {
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(buf.len() as u64) as usize;
+            let n = r.read_data(&mut buf[..want])?;
+            if n == 0 {
+                bail!("archive entry shorter than its sparse map says");
+            }
+            f(off + done, &buf[..n])?;
+            done += n as u64;
+        }
+    }
+    Ok(())
+}

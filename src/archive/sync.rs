@@ -1,0 +1,546 @@
+//! Restoring a tree from an archive so that afterwards it equals the archive
+//! exactly: unchanged files are left alone, changed and new ones are written
+//! beside their final name and renamed into place, extra ones are deleted.
+//! Excluded paths and mount points are neither written nor deleted.
+//!
+//! Every path is opened beneath the tree's top with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)`, and every final component without
+//! following it, so a symlink planted in the target (a pod can write under
+//! /var/lib/kubelet) never leads a write outside the tree.
+
+use super::fsops::{self, cstr, XattrTarget};
+use super::read::{for_each_piece, Reader};
+use super::tar::{Header, Kind, Meta};
+use super::write::hash_extents;
+use anyhow::{bail, Context, Result};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::ffi::{CStr, CString};
+use std::path::Path;
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Paths relative to the tree that match themselves and all below them.
+    pub excludes: Vec<Vec<u8>>,
+    /// Delete what the archive does not hold (restore); off for extract.
+    pub delete: bool,
+    /// Only these paths and what is below them (extract); None for all.
+    pub only: Option<Vec<Vec<u8>>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStats {
+    pub entries: u64,
+    pub written: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+    pub excluded: u64,
+    pub skipped_mounts: Vec<String>,
+}
+
+/// Fault injection for tests: stop (as if killed) after this many entries.
+fn crash_after() -> Option<u64> {
+    std::env::var("UPGRADE_RECOVERY_SYNC_CRASH_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn matches_prefix(path: &[u8], prefix: &[u8]) -> bool {
+    path == prefix
+        || (path.len() > prefix.len() && path.starts_with(prefix) && path[prefix.len()] == b'/')
+}
+
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b".", path),
+    }
+}
+
+fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+fn tmp_name(name: &[u8]) -> CString {
+    if name.len() < 200 {
+        cstr(&[b".ur-tmp.", name].concat())
+    } else {
+        use sha2::Digest;
+        cstr(format!(".ur-tmp.{}", hex::encode(&sha2::Sha256::digest(name)[..16])).as_bytes())
+    }
+}
+
+struct Syncer {
+    root: OwnedFd,
+    dev: u64,
+    opts: SyncOptions,
+    seen: HashSet<Vec<u8>>,
+    dirs: Vec<(Vec<u8>, Meta)>,
+    stats: SyncStats,
+    buf: Vec<u8>,
+    cache: Option<(Vec<u8>, OwnedFd)>,
+}
+
+/// Make the directory `target` equal the archive (which must already have
+/// been verified by the caller or is verified here when `verify` is set).
+pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<SyncStats> {
+    std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+    let root = fs::open(
+        target,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", target.display()))?;
+    let dev = fs::fstat(&root)?.st_dev;
+    let mut s = Syncer {
+        root,
+        dev,
+        opts: opts.clone(),
+        seen: HashSet::new(),
+        dirs: Vec::new(),
+        stats: SyncStats::default(),
+        buf: vec![0u8; 256 << 10],
+        cache: None,
+    };
+    let mut r = Reader::open(archive)?;
+    let crash = crash_after();
+    while let Some(h) = r.next_header()? {
+        if crash == Some(s.stats.entries) {
+            std::process::exit(137);
+        }
+        s.stats.entries += 1;
+        s.entry(&mut r, &h)
+            .with_context(|| format!("restoring {}/{}", target.display(), show(&h.path)))?;
+    }
+    s.cache = None;
+    if s.opts.delete {
+        let top = fs::openat(
+            &s.root,
+            c".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        s.prune(top.as_fd(), b".")
+            .with_context(|| format!("removing extra files under {}", target.display()))?;
+    }
+    // Directory metadata last, deepest first: writing inside changes mtimes.
+    let dirs = std::mem::take(&mut s.dirs);
+    for (path, meta) in dirs.iter().rev() {
+        if path == b"." {
+            let fd = fs::openat(&s.root, c".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+            apply_meta_fd(fd.as_fd(), None, Kind::Dir, meta)?;
+            continue;
+        }
+        let (parent, name) = split(path);
+        if let Some(pfd) = s.open_dir(parent)? {
+            s.apply_meta(pfd.as_fd(), &cstr(name), Kind::Dir, meta)
+                .with_context(|| {
+                    format!("setting metadata of {}/{}", target.display(), show(path))
+                })?;
+        }
+    }
+    fs::syncfs(&s.root).with_context(|| format!("syncfs of {}", target.display()))?;
+    Ok(s.stats)
+}
+
+impl Syncer {
+    fn excluded(&self, path: &[u8]) -> bool {
+        self.opts.excludes.iter().any(|e| matches_prefix(path, e))
+    }
+
+    fn wanted(&self, path: &[u8], kind: Kind) -> bool {
+        match &self.opts.only {
+            None => true,
+            Some(only) => only.iter().any(|o| {
+                matches_prefix(path, o)
+                    || (kind == Kind::Dir && (path == b"." || matches_prefix(o, path)))
+            }),
+        }
+    }
+
+    /// A directory beneath the top, never through a symlink or a mount.
+    /// None when the path lies below a mount point.
+    fn open_dir(&mut self, rel: &[u8]) -> Result<Option<OwnedFd>> {
+        if rel == b"." {
+            return Ok(Some(fs::openat(
+                &self.root,
+                c".",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?));
+        }
+        let r = fs::openat2(
+            &self.root,
+            cstr(rel).as_c_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+            ResolveFlags::BENEATH
+                | ResolveFlags::NO_SYMLINKS
+                | ResolveFlags::NO_MAGICLINKS
+                | ResolveFlags::NO_XDEV,
+        );
+        match r {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::XDEV) => Ok(None),
+            Err(e) => bail!("cannot open directory {} beneath the top: {e}", show(rel)),
+        }
+    }
+
+    fn parent_fd(&mut self, parent: &[u8]) -> Result<Option<BorrowedFd<'_>>> {
+        let hit = matches!(&self.cache, Some((p, _)) if p == parent);
+        if !hit {
+            self.cache = match self.open_dir(parent)? {
+                Some(fd) => Some((parent.to_vec(), fd)),
+                None => None,
+            };
+        }
+        Ok(self.cache.as_ref().map(|(_, fd)| fd.as_fd()))
+    }
+
+    fn entry(&mut self, r: &mut Reader, h: &Header) -> Result<()> {
+        let path = h.path.as_slice();
+        if self.excluded(path) {
+            self.stats.excluded += 1;
+            return Ok(());
+        }
+        if !self.wanted(path, h.kind) {
+            return Ok(());
+        }
+        self.seen.insert(path.to_vec());
+        if path == b"." {
+            self.dirs.push((path.to_vec(), h.meta.clone()));
+            return Ok(());
+        }
+        let (parent, name) = split(path);
+        let parent = parent.to_vec();
+        let name = cstr(name);
+        let Some(pfd) = self.parent_fd(&parent)? else {
+            self.stats.skipped_mounts.push(show(path));
+            return Ok(());
+        };
+        let pfd = rustix::io::dup(pfd)?;
+        let pfd = pfd.as_fd();
+        let existing = match fsops::lstat_at(pfd, &name) {
+            Ok(st) => Some(st),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let ekind = existing.as_ref().and_then(fsops::kind_of);
+        match h.kind {
+            Kind::Dir => {
+                match (&existing, ekind) {
+                    (Some(st), Some(Kind::Dir)) => {
+                        if st.st_dev != self.dev {
+                            self.stats.skipped_mounts.push(show(path));
+                            return Ok(());
+                        }
+                        // A mount point on the same device type is caught by
+                        // openat2(RESOLVE_NO_XDEV) for its children.
+                    }
+                    (Some(st), _) => {
+                        self.remove(pfd, &name, st)?;
+                        fs::mkdirat(pfd, &name, Mode::from_raw_mode(0o700))?;
+                        self.stats.written += 1;
+                    }
+                    (None, _) => {
+                        fs::mkdirat(pfd, &name, Mode::from_raw_mode(0o700))?;
+                        self.stats.written += 1;
+                    }
+                }
+                self.dirs.push((path.to_vec(), h.meta.clone()));
+            }
+            Kind::File => {
+                if let (Some(st), Some(Kind::File)) = (&existing, ekind) {
+                    if st.st_nlink == 1
+                        && st.st_size as u64 == h.meta.size
+                        && self.same_content(pfd, &name, &h.meta)?
+                    {
+                        self.apply_meta(pfd, &name, Kind::File, &h.meta)?;
+                        self.stats.unchanged += 1;
+                        return Ok(());
+                    }
+                }
+                let tmp = tmp_name(name.to_bytes());
+                let _ = fs::unlinkat(pfd, &tmp, AtFlags::empty());
+                let fd = fs::openat(
+                    pfd,
+                    &tmp,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )?;
+                let mut buf = std::mem::take(&mut self.buf);
+                let res = for_each_piece(r, h, &mut buf, |off, data| {
+                    let mut done = 0;
+                    while done < data.len() {
+                        done += rustix::io::pwrite(&fd, &data[done..], off + done as u64)?;
+                    }
+                    Ok(())
+                });
+                self.buf = buf;
+                res?;
+                fs::ftruncate(&fd, h.meta.size)?;
+                apply_meta_fd(fd.as_fd(), None, Kind::File, &h.meta)?;
+                drop(fd);
+                self.replace(pfd, &tmp, &name, existing.as_ref())?;
+            }
+            Kind::Symlink => {
+                if let (Some(_), Some(Kind::Symlink)) = (&existing, ekind) {
+                    let cur = fs::readlinkat(pfd, &name, Vec::new())?;
+                    if cur.as_bytes() == h.meta.link.as_slice() {
+                        self.apply_meta(pfd, &name, Kind::Symlink, &h.meta)?;
+                        self.stats.unchanged += 1;
+                        return Ok(());
+                    }
+                }
+                let tmp = tmp_name(name.to_bytes());
+                let _ = fs::unlinkat(pfd, &tmp, AtFlags::empty());
+                fs::symlinkat(cstr(&h.meta.link).as_c_str(), pfd, &tmp)?;
+                self.apply_meta(pfd, &tmp, Kind::Symlink, &h.meta)?;
+                self.replace(pfd, &tmp, &name, existing.as_ref())?;
+            }
+            Kind::HardLink => {
+                if self.excluded(&h.meta.link) {
+                    bail!("hard link to excluded path {}", show(&h.meta.link));
+                }
+                let (sp, sn) = split(&h.meta.link);
+                let sn = cstr(sn);
+                let Some(sfd) = self.open_dir(sp)? else {
+                    self.stats.skipped_mounts.push(show(path));
+                    return Ok(());
+                };
+                let src = fsops::lstat_at(sfd.as_fd(), &sn).with_context(|| {
+                    format!("hard link target {} is missing", show(&h.meta.link))
+                })?;
+                if let Some(st) = &existing {
+                    if st.st_ino == src.st_ino && st.st_dev == src.st_dev {
+                        self.stats.unchanged += 1;
+                        return Ok(());
+                    }
+                }
+                let tmp = tmp_name(name.to_bytes());
+                let _ = fs::unlinkat(pfd, &tmp, AtFlags::empty());
+                fs::linkat(sfd.as_fd(), &sn, pfd, &tmp, AtFlags::empty())?;
+                self.replace(pfd, &tmp, &name, existing.as_ref())?;
+            }
+            Kind::Char | Kind::Block | Kind::Fifo => {
+                let dev = fs::makedev(h.meta.rdev_major, h.meta.rdev_minor);
+                if let Some(st) = &existing {
+                    if ekind == Some(h.kind) && (h.kind == Kind::Fifo || st.st_rdev == dev) {
+                        self.apply_meta(pfd, &name, h.kind, &h.meta)?;
+                        self.stats.unchanged += 1;
+                        return Ok(());
+                    }
+                }
+                let tmp = tmp_name(name.to_bytes());
+                let _ = fs::unlinkat(pfd, &tmp, AtFlags::empty());
+                let ft = match h.kind {
+                    Kind::Char => fs::FileType::CharacterDevice,
+                    Kind::Block => fs::FileType::BlockDevice,
+                    _ => fs::FileType::Fifo,
+                };
+                fs::mknodat(pfd, &tmp, ft, Mode::from_raw_mode(0o600), dev)?;
+                self.apply_meta(pfd, &tmp, h.kind, &h.meta)?;
+                self.replace(pfd, &tmp, &name, existing.as_ref())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rename `tmp` over `name`, removing a directory that stands there.
+    fn replace(
+        &mut self,
+        pfd: BorrowedFd,
+        tmp: &CStr,
+        name: &CStr,
+        existing: Option<&fs::Stat>,
+    ) -> Result<()> {
+        if let Some(st) = existing {
+            if fsops::kind_of(st) == Some(Kind::Dir) {
+                self.remove(pfd, name, st)?;
+            }
+        }
+        fs::renameat(pfd, tmp, pfd, name)?;
+        self.stats.written += 1;
+        Ok(())
+    }
+
+    fn same_content(&mut self, pfd: BorrowedFd, name: &CStr, meta: &Meta) -> Result<bool> {
+        let Some(want) = meta.sha256 else {
+            return Ok(false);
+        };
+        let fd = fsops::open_read(pfd, name, false)?;
+        let st = fs::fstat(&fd)?;
+        if fsops::kind_of(&st) != Some(Kind::File) {
+            return Ok(false);
+        }
+        let size = st.st_size as u64;
+        let ext = fsops::extents(fd.as_fd(), size)?;
+        Ok(hash_extents(fd.as_fd(), &ext, size, &mut self.buf)? == want)
+    }
+
+    fn apply_meta(&self, pfd: BorrowedFd, name: &CStr, kind: Kind, meta: &Meta) -> Result<()> {
+        let fd = fs::openat(
+            pfd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = fs::fstat(&fd)?;
+        if fsops::kind_of(&st) != Some(kind) {
+            bail!(
+                "{} changed type while being restored",
+                name.to_string_lossy()
+            );
+        }
+        apply_meta_fd(fd.as_fd(), Some((pfd, name)), kind, meta)
+    }
+
+    /// Remove an entry; a directory with all below it, never crossing into a
+    /// mount (a mount point is left in place and reported).
+    fn remove(&mut self, pfd: BorrowedFd, name: &CStr, st: &fs::Stat) -> Result<()> {
+        if fsops::kind_of(st) != Some(Kind::Dir) {
+            fs::unlinkat(pfd, name, AtFlags::empty())
+                .with_context(|| format!("removing {}", name.to_string_lossy()))?;
+            return Ok(());
+        }
+        if st.st_dev != self.dev {
+            self.stats
+                .skipped_mounts
+                .push(name.to_string_lossy().into_owned());
+            bail!(
+                "{} is a mount point; not removing it",
+                name.to_string_lossy()
+            );
+        }
+        let dfd = fsops::open_read(pfd, name, true)?;
+        for child in fsops::list_dir(dfd.as_fd())? {
+            let cst = fsops::lstat_at(dfd.as_fd(), &child)?;
+            self.remove(dfd.as_fd(), &child, &cst)?;
+        }
+        fs::unlinkat(pfd, name, AtFlags::REMOVEDIR)
+            .with_context(|| format!("removing directory {}", name.to_string_lossy()))?;
+        Ok(())
+    }
+
+    fn prune(&mut self, dir: BorrowedFd, rel: &[u8]) -> Result<()> {
+        for name in fsops::list_dir(dir)? {
+            let path = if rel == b"." {
+                name.to_bytes().to_vec()
+            } else {
+                [rel, b"/", name.to_bytes()].concat()
+            };
+            if self.excluded(&path) {
+                continue;
+            }
+            let st = match fsops::lstat_at(dir, &name) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let is_dir = fsops::kind_of(&st) == Some(Kind::Dir);
+            if is_dir && st.st_dev != self.dev {
+                if !self.seen.contains(&path) {
+                    self.stats.skipped_mounts.push(show(&path));
+                }
+                continue;
+            }
+            if !self.seen.contains(&path) {
+                if is_dir && self.holds_mount(dir, &name)? {
+                    self.stats.skipped_mounts.push(show(&path));
+                    continue;
+                }
+                self.remove(dir, &name, &st)
+                    .with_context(|| format!("removing {}", show(&path)))?;
+                self.stats.deleted += 1;
+            } else if is_dir {
+                let sub = fsops::open_read(dir, &name, true)?;
+                if fs::fstat(&sub)?.st_dev != self.dev {
+                    continue;
+                }
+                self.prune(sub.as_fd(), &path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a directory has a mount point somewhere below it.
+    fn holds_mount(&self, dir: BorrowedFd, name: &CStr) -> Result<bool> {
+        let d = fsops::open_read(dir, name, true)?;
+        for child in fsops::list_dir(d.as_fd())? {
+            let st = fsops::lstat_at(d.as_fd(), &child)?;
+            if fsops::kind_of(&st) == Some(Kind::Dir)
+                && (st.st_dev != self.dev || self.holds_mount(d.as_fd(), &child)?)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Set owner, mode, xattrs and mtime on an object held by `fd` (an O_PATH or
+/// open descriptor). `at` (parent, name) addresses symlinks for the l* calls.
+fn apply_meta_fd(
+    fd: BorrowedFd,
+    at: Option<(BorrowedFd, &CStr)>,
+    kind: Kind,
+    meta: &Meta,
+) -> Result<()> {
+    let st = fs::fstat(fd)?;
+    if st.st_uid != meta.uid || st.st_gid != meta.gid {
+        fs::chownat(
+            fd,
+            c"",
+            Some(fs::Uid::from_raw(meta.uid)),
+            Some(fs::Gid::from_raw(meta.gid)),
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .context("chown")?;
+    }
+    let proc = fsops::proc_fd(fd);
+    if kind != Kind::Symlink {
+        let st = fs::fstat(fd)?;
+        if st.st_mode & 0o7777 != meta.mode {
+            fs::chmodat(
+                fs::CWD,
+                &proc,
+                Mode::from_raw_mode(meta.mode),
+                AtFlags::empty(),
+            )
+            .context("chmod")?;
+        }
+    }
+    match (kind, at) {
+        (Kind::Symlink, Some((p, n))) => {
+            let path = fsops::proc_at(p, n);
+            fsops::apply_xattrs(&XattrTarget::Path(&path), &meta.xattrs)
+        }
+        (Kind::Symlink, None) => Ok(()),
+        _ => fsops::apply_xattrs(&XattrTarget::Follow(&proc), &meta.xattrs),
+    }
+    .context("setting xattrs")?;
+    let st = fs::fstat(fd)?;
+    if st.st_mtime != meta.mtime || st.st_mtime_nsec as u32 != meta.mtime_nsec {
+        let t = Timespec {
+            tv_sec: meta.mtime,
+            tv_nsec: meta.mtime_nsec as _,
+        };
+        let times = Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
+        match at {
+            Some((p, n)) => fs::utimensat(p, n, &times, AtFlags::SYMLINK_NOFOLLOW),
+            None => fs::utimensat(fs::CWD, &proc, &times, AtFlags::empty()),
+        }
+        .context("setting mtime")?;
+    }
+    Ok(())
+}

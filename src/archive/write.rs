@@ -1,0 +1,374 @@
+//! Writing a tree into a tar+zstd archive: a walk that never follows a
+//! symlink below the top, stays on the top's file system, and records every
+//! regular file's sha256.
+
+use super::fsops::{self, XattrTarget};
+use super::tar::{self, Kind, Meta};
+use super::{HashWriter, TreeStats};
+use anyhow::{bail, Context, Result};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs;
+use rustix::io::Errno;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+/// Files up to this size are read once into memory; larger ones are read twice
+/// (hash, then data) so that memory stays bounded.
+const SMALL: u64 = 1 << 20;
+const CHUNK: usize = 256 << 10;
+
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub level: i32,
+    pub threads: u32,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            level: 3,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        }
+    }
+}
+
+/// A file changed while it was being archived and could not be read stably.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} changed while it was being archived")]
+pub struct Changed(pub String);
+
+struct Walker<W: Write> {
+    out: W,
+    dev: u64,
+    links: HashMap<(u64, u64), Vec<u8>>,
+    stats: TreeStats,
+    buf: Vec<u8>,
+    progress: Option<Box<dyn FnMut(u64, u64) + Send>>,
+}
+
+fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    if rel == b"." {
+        name.to_vec()
+    } else {
+        [rel, b"/", name].concat()
+    }
+}
+
+fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// Archive the directory `top` (already resolved: its own symlink followed)
+/// into `out`. Returns the stats, including the archive's sha256.
+pub fn write_tree(
+    top: &Path,
+    out: &Path,
+    opts: &WriteOptions,
+    progress: Option<Box<dyn FnMut(u64, u64) + Send>>,
+) -> Result<TreeStats> {
+    let topfd = fs::open(
+        top,
+        fs::OFlags::RDONLY | fs::OFlags::DIRECTORY | fs::OFlags::CLOEXEC,
+        fs::Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", top.display()))?;
+    let st = fs::fstat(&topfd)?;
+    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let hw = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let mut enc = zstd::stream::Encoder::new(hw, opts.level)?;
+    enc.include_checksum(true)?;
+    if opts.threads > 1 {
+        enc.multithread(opts.threads)?;
+    }
+    let mut w = Walker {
+        out: enc,
+        dev: st.st_dev,
+        links: HashMap::new(),
+        stats: TreeStats::default(),
+        buf: Vec::with_capacity(SMALL as usize),
+        progress,
+    };
+    let xattrs = fsops::read_xattrs(&XattrTarget::Fd(topfd.as_fd()))
+        .with_context(|| format!("reading xattrs of {}", top.display()))?;
+    w.entry(
+        b".",
+        Kind::Dir,
+        &Meta {
+            xattrs,
+            ..fsops::meta_of(&st)
+        },
+        &[],
+    )?;
+    w.walk(topfd.as_fd(), b".", top)?;
+    w.out.write_all(&[0u8; 2 * tar::BLOCK])?;
+    let hw = w.out.finish()?;
+    let (bufw, digest, n) = hw.into_parts();
+    let file = bufw.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+        .with_context(|| format!("fsync of {}", out.display()))?;
+    w.stats.archive_bytes = n;
+    w.stats.sha256 = hex::encode(digest);
+    Ok(w.stats)
+}
+
+impl<W: Write> Walker<W> {
+    fn entry(&mut self, path: &[u8], kind: Kind, meta: &Meta, data: &[u8]) -> Result<()> {
+        self.out
+            .write_all(&tar::encode(path, kind, meta, data.len() as u64))?;
+        self.out.write_all(data)?;
+        self.pad(data.len() as u64)?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    fn pad(&mut self, n: u64) -> Result<()> {
+        let p = tar::padding(n);
+        self.out.write_all(&[0u8; tar::BLOCK][..p])?;
+        Ok(())
+    }
+
+    fn walk(&mut self, dir: BorrowedFd, rel: &[u8], top: &Path) -> Result<()> {
+        let names = fsops::list_dir(dir)
+            .with_context(|| format!("listing {}/{}", top.display(), show(rel)))?;
+        for name in names {
+            let path = join(rel, name.to_bytes());
+            let st = match fsops::lstat_at(dir, &name) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => {
+                    self.stats.vanished.push(show(&path));
+                    continue;
+                }
+                Err(e) => bail!("cannot stat {}/{}: {e}", top.display(), show(&path)),
+            };
+            let r = self.one(dir, &name, &path, &st, top);
+            match r {
+                Err(e) if e.downcast_ref::<Errno>() == Some(&Errno::NOENT) => {
+                    self.stats.vanished.push(show(&path));
+                }
+                r => r.with_context(|| format!("archiving {}/{}", top.display(), show(&path)))?,
+            }
+        }
+        Ok(())
+    }
+
+    fn one(
+        &mut self,
+        dir: BorrowedFd,
+        name: &CStr,
+        path: &[u8],
+        st: &fs::Stat,
+        top: &Path,
+    ) -> Result<()> {
+        let Some(kind) = fsops::kind_of(st) else {
+            self.stats.skipped_sockets.push(show(path));
+            return Ok(());
+        };
+        let mut meta = fsops::meta_of(st);
+        match kind {
+            Kind::Dir => {
+                let fd = fsops::open_read(dir, name, true)?;
+                let st = fs::fstat(&fd)?;
+                meta = fsops::meta_of(&st);
+                meta.xattrs = fsops::read_xattrs(&XattrTarget::Fd(fd.as_fd()))?;
+                self.entry(path, Kind::Dir, &meta, &[])?;
+                if st.st_dev != self.dev {
+                    self.stats.skipped_mounts.push(show(path));
+                    return Ok(());
+                }
+                self.walk(fd.as_fd(), path, top)?;
+            }
+            Kind::File => {
+                if st.st_nlink > 1 {
+                    if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
+                        meta.link = first.clone();
+                        meta.size = 0;
+                        return self.entry(path, Kind::HardLink, &meta, &[]);
+                    }
+                    self.links.insert((st.st_dev, st.st_ino), path.to_vec());
+                }
+                let fd = fsops::open_read(dir, name, false)?;
+                self.file(fd, path)?;
+            }
+            Kind::Symlink => {
+                meta.link = fs::readlinkat(dir, name, Vec::new())?.into_bytes();
+                meta.xattrs = fsops::read_xattrs(&XattrTarget::Path(&fsops::proc_at(dir, name)))?;
+                meta.size = 0;
+                self.entry(path, kind, &meta, &[])?;
+            }
+            Kind::Char | Kind::Block | Kind::Fifo => {
+                meta.xattrs = fsops::read_xattrs(&XattrTarget::Path(&fsops::proc_at(dir, name)))?;
+                meta.size = 0;
+                self.entry(path, kind, &meta, &[])?;
+            }
+            Kind::HardLink => unreachable!(),
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, fd: OwnedFd, path: &[u8]) -> Result<()> {
+        let st = fs::fstat(&fd)?;
+        let mut meta = fsops::meta_of(&st);
+        meta.xattrs = fsops::read_xattrs(&XattrTarget::Fd(fd.as_fd()))?;
+        let size = st.st_size as u64;
+        let sparse = (st.st_blocks as u64) * 512 < size;
+        if size <= SMALL && !sparse {
+            return self.small_file(fd, path, meta, st);
+        }
+        let ext = if sparse {
+            fsops::extents(fd.as_fd(), size)?
+        } else {
+            vec![(0, size)]
+        };
+        // Pass 1: the hash of the logical content.
+        let hash = hash_extents(fd.as_fd(), &ext, size, &mut self.buf)?;
+        meta.sha256 = Some(hash);
+        meta.size = size;
+        let mut map = Vec::new();
+        let mut data_len: u64 = ext.iter().map(|e| e.1).sum();
+        if !fsops::is_dense(&ext, size) {
+            let mut m = ext.clone();
+            if m.last().is_none_or(|&(o, l)| o + l < size) {
+                m.push((size, 0));
+            }
+            map = tar::sparse_map(&m);
+            data_len += map.len() as u64;
+            meta.sparse = Some(m);
+        }
+        self.out
+            .write_all(&tar::encode(path, Kind::File, &meta, data_len))?;
+        self.out.write_all(&map)?;
+        // Pass 2: the data, hashed again; a difference means it changed.
+        let mut h = Sha256::new();
+        let mut pos = 0u64;
+        for &(off, len) in &ext {
+            hash_zeros(&mut h, off - pos);
+            let mut done = 0u64;
+            while done < len {
+                let want = (len - done).min(CHUNK as u64) as usize;
+                self.buf.resize(want, 0);
+                let n = rustix::io::pread(&fd, &mut self.buf[..], off + done)?;
+                if n == 0 {
+                    // Shrunk: keep the stream well-formed, then report.
+                    self.buf.fill(0);
+                    self.out.write_all(&self.buf[..want])?;
+                    done += want as u64;
+                    h.update([1u8]);
+                    continue;
+                }
+                h.update(&self.buf[..n]);
+                self.out.write_all(&self.buf[..n])?;
+                done += n as u64;
+            }
+            pos = off + len;
+            self.tick(len);
+        }
+        hash_zeros(&mut h, size - pos);
+        self.pad(data_len)?;
+        self.stats.entries += 1;
+        self.stats.files += 1;
+        self.stats.bytes += size;
+        let st2 = fs::fstat(&fd)?;
+        if <[u8; 32]>::from(h.finalize()) != hash || changed(&st, &st2) {
+            return Err(Changed(show(path)).into());
+        }
+        Ok(())
+    }
+
+    fn small_file(&mut self, fd: OwnedFd, path: &[u8], mut meta: Meta, st: fs::Stat) -> Result<()> {
+        let mut st = st;
+        for attempt in 0..3 {
+            self.buf.clear();
+            let mut off = 0u64;
+            loop {
+                self.buf.resize(off as usize + 65536, 0);
+                let n = rustix::io::pread(&fd, &mut self.buf[off as usize..], off)?;
+                if n == 0 {
+                    break;
+                }
+                off += n as u64;
+            }
+            self.buf.truncate(off as usize);
+            let st2 = fs::fstat(&fd)?;
+            if !changed(&st, &st2) && off == st.st_size as u64 {
+                break;
+            }
+            if attempt == 2 {
+                self.stats.changed.push(show(path));
+                meta = Meta {
+                    xattrs: std::mem::take(&mut meta.xattrs),
+                    ..fsops::meta_of(&st2)
+                };
+                break;
+            }
+            st = st2;
+            meta = Meta {
+                xattrs: std::mem::take(&mut meta.xattrs),
+                ..fsops::meta_of(&st)
+            };
+        }
+        meta.size = self.buf.len() as u64;
+        meta.sha256 = Some(Sha256::digest(&self.buf).into());
+        let data = std::mem::take(&mut self.buf);
+        self.entry(path, Kind::File, &meta, &data)?;
+        self.buf = data;
+        self.stats.files += 1;
+        self.stats.bytes += meta.size;
+        self.tick(meta.size);
+        Ok(())
+    }
+
+    fn tick(&mut self, bytes: u64) {
+        if let Some(p) = self.progress.as_mut() {
+            p(self.stats.files, bytes);
+        }
+    }
+}
+
+fn changed(a: &fs::Stat, b: &fs::Stat) -> bool {
+    a.st_size != b.st_size
+        || a.st_mtime != b.st_mtime
+        || a.st_mtime_nsec != b.st_mtime_nsec
+        || a.st_ctime != b.st_ctime
+        || a.st_ctime_nsec != b.st_ctime_nsec
+}
+
+pub(crate) fn hash_zeros(h: &mut Sha256, mut n: u64) {
+    static ZEROS: [u8; 65536] = [0; 65536];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        h.update(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}
+
+/// sha256 of a file's logical content given its data extents.
+pub(crate) fn hash_extents(
+    fd: BorrowedFd,
+    ext: &[(u64, u64)],
+    size: u64,
+    buf: &mut Vec<u8>,
+) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut pos = 0u64;
+    for &(off, len) in ext {
+        hash_zeros(&mut h, off - pos);
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(CHUNK as u64) as usize;
+            buf.resize(want, 0);
+            let n = rustix::io::pread(fd, &mut buf[..], off + done)?;
+            if n == 0 {
+                bail!("file shrank while being read");
+            }
+            h.update(&buf[..n]);
+            done += n as u64;
+        }
+        pos = off + len;
+    }
+    hash_zeros(&mut h, size.saturating_sub(pos));
+    Ok(h.finalize().into())
+}

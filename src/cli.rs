@@ -1,0 +1,227 @@
+//! The command line: clap types, dispatch, output format, exit codes.
+
+use crate::archive::{self, SyncOptions};
+use crate::error::{exit_code, Fail};
+use crate::host::Host;
+use crate::manifest::Manifest;
+use crate::{logger, status, verify};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "upgrade-recovery",
+    version,
+    about = "Pre-upgrade backup and recovery of a single-node OpenShift node",
+    max_term_width = 80,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The node's root directory; every host path resolves under it
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// The backup directory, as a path on the node
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/recovery"
+    )]
+    pub dir: PathBuf,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// More detail on stderr (-vv: every command run)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Backup summary, recovery progress, OS deployments, next action
+    Status,
+    /// Check a backup against its manifest; exit 0 only if intact
+    Verify,
+    /// Copy files out of a backup (no system change)
+    Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Node paths to copy out, e.g. /etc/kubernetes/kubelet.conf
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Directory to copy them into (created; node paths kept below it)
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+}
+
+/// Print a value as JSON, or the text rendering.
+pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String) -> Result<()> {
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Text => print!("{}", text()),
+    }
+    Ok(())
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    logger::init(cli.global.verbose, cli.global.quiet);
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("upgrade-recovery: error: {e:#}");
+            exit_code(&e)
+        }
+    }
+}
+
+pub fn run(cli: &Cli) -> Result<i32> {
+    let g = &cli.global;
+    let host = Host::new(&g.root, &g.dir)?;
+    match &cli.command {
+        Command::Status => {
+            let st = status::gather(&host)?;
+            emit(g.output, &st, || status::render(&st))?;
+            Ok(0)
+        }
+        Command::Verify => {
+            let dir = host.backup_dir();
+            let (_, report) = verify::verify(&dir)?;
+            emit(g.output, &report, || {
+                if report.intact {
+                    format!(
+                        "backup in {} is intact ({} items checked)\n",
+                        report.dir,
+                        report.checked.len()
+                    )
+                } else {
+                    format!(
+                        "backup in {} is DAMAGED:\n  {}\nDo not restore from it. Take a new backup with `upgrade-recovery backup` if the node is healthy.\n",
+                        report.dir,
+                        report.problems.join("\n  ")
+                    )
+                }
+            })?;
+            Ok(if report.intact {
+                0
+            } else {
+                Fail::Backup(String::new()).code()
+            })
+        }
+        Command::Extract(a) => {
+            let stats = extract(&host, &a.paths, &a.to)?;
+            emit(g.output, &stats, || {
+                format!(
+                    "extracted {} entries into {}\n",
+                    stats.entries,
+                    a.to.display()
+                )
+            })?;
+            Ok(0)
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExtractStats {
+    pub entries: u64,
+}
+
+/// Copy node paths out of the backup into `to`, keeping node paths below it.
+pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats> {
+    let dir = host.backup_dir();
+    let m = Manifest::load(&dir)?;
+    let mut groups: Vec<(&crate::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
+    for p in paths {
+        let ps = p.to_str().context("paths must be UTF-8")?;
+        if !ps.starts_with('/') {
+            return Err(Fail::Usage(format!("{ps}: give the absolute path on the node")).into());
+        }
+        // The most specific tree that holds the path.
+        let tree = m
+            .trees
+            .iter()
+            .filter_map(|t| {
+                [Some(t.source.as_str()), t.resolved.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|src| {
+                        let rel = if src == "/" {
+                            Some(ps.trim_start_matches('/'))
+                        } else {
+                            ps.strip_prefix(src)
+                                .filter(|r| r.is_empty() || r.starts_with('/'))
+                                .map(|r| r.trim_start_matches('/'))
+                        }?;
+                        Some((
+                            src.len(),
+                            t,
+                            if rel.is_empty() {
+                                ".".to_string()
+                            } else {
+                                rel.to_string()
+                            },
+                        ))
+                    })
+                    .max_by_key(|x| x.0)
+            })
+            .max_by_key(|x| x.0)
+            .with_context(|| format!("{ps} is in no tree of the backup"))?;
+        let (_, t, rel) = tree;
+        match groups.iter_mut().find(|(g, _)| g.name == t.name) {
+            Some((_, v)) => v.push(rel.into_bytes()),
+            None => groups.push((t, vec![rel.into_bytes()])),
+        }
+    }
+    let mut total = 0;
+    for (t, only) in groups {
+        let archive = dir.join(&t.archive);
+        let dest = to.join(t.source.trim_start_matches('/'));
+        let only = if only.iter().any(|o| o == b".") {
+            None
+        } else {
+            Some(only)
+        };
+        let st = archive::restore_tree(
+            &archive,
+            &t.stats.sha256,
+            t.stats.archive_bytes,
+            &dest,
+            &SyncOptions {
+                excludes: Vec::new(),
+                delete: false,
+                only,
+            },
+        )?;
+        total += st.written + st.unchanged;
+    }
+    Ok(ExtractStats { entries: total })
+}

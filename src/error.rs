@@ -1,0 +1,36 @@
+//! Failures that map to the exit codes of the command-line contract.
+//!
+//! 0 done, 1 failed, 2 usage error, 3 a recovery is already in progress,
+//! 4 backup missing or damaged. Any error without one of these kinds is 1.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Fail {
+    /// Wrong arguments or a root that is not a node.
+    #[error("{0}")]
+    Usage(String),
+    /// A recovery is in progress and the run did not say --resume or --restart.
+    #[error("{0}")]
+    InProgress(String),
+    /// No backup, or a backup that does not match its manifest.
+    #[error("{0}")]
+    Backup(String),
+}
+
+impl Fail {
+    pub fn code(&self) -> i32 {
+        match self {
+            Fail::Usage(_) => 2,
+            Fail::InProgress(_) => 3,
+            Fail::Backup(_) => 4,
+        }
+    }
+}
+
+/// The exit code for an error chain: the first `Fail` in it decides, else 1.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<Fail>())
+        .map_or(1, Fail::code)
+}

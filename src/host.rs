@@ -1,0 +1,90 @@
+//! The node the tool works on: every host path resolves under one root.
+
+use crate::error::Fail;
+use anyhow::{Context, Result};
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The node's `/` (the real root, a sandbox node, or a jail).
+    pub root: PathBuf,
+    /// The backup dir as seen on the node (e.g. `/var/recovery`).
+    pub dir: PathBuf,
+}
+
+impl Host {
+    pub fn new(root: &Path, dir: &Path) -> Result<Host> {
+        let root = root
+            .canonicalize()
+            .map_err(|e| Fail::Usage(format!("--root {}: {e}", root.display())))?;
+        if !dir.is_absolute() {
+            return Err(Fail::Usage(format!(
+                "--dir {} must be an absolute path on the node",
+                dir.display()
+            ))
+            .into());
+        }
+        if dir.components().any(|c| c == Component::ParentDir) {
+            return Err(
+                Fail::Usage(format!("--dir {} must not contain '..'", dir.display())).into(),
+            );
+        }
+        Ok(Host {
+            root,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Whether this is the machine's own root (not a sandbox or a jail).
+    pub fn is_slash(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// A node path (absolute, as on the node) under the root.
+    pub fn path(&self, node_path: impl AsRef<Path>) -> PathBuf {
+        let p = node_path.as_ref();
+        let rel = p.strip_prefix("/").unwrap_or(p);
+        if rel.as_os_str().is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    /// The backup dir under the root.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.path(&self.dir)
+    }
+
+    /// A file in the backup dir.
+    pub fn backup_file(&self, name: &str) -> PathBuf {
+        self.backup_dir().join(name)
+    }
+
+    pub fn boot_id(&self) -> Result<String> {
+        let p = self.path("/proc/sys/kernel/random/boot_id");
+        let s = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(s.trim().to_string())
+    }
+
+    pub fn sysroot(&self) -> PathBuf {
+        self.path("/sysroot")
+    }
+
+    /// Refuse a root that has no ostree sysroot: it is not a node.
+    pub fn require_node(&self) -> Result<()> {
+        let repo = self.path("/sysroot/ostree/repo");
+        let deploy = self.path("/sysroot/ostree/deploy");
+        for p in [&repo, &deploy] {
+            if !p.is_dir() {
+                return Err(Fail::Usage(format!(
+                    "{} is not an OpenShift node root: {} is missing (is --root right?)",
+                    self.root.display(),
+                    p.display()
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,260 @@
+//! OS deployments: parsers of `ostree admin status` and `rpm-ostree status
+//! --json` (pure, fixture-tested), and reading the node's deployments.
+
+use crate::cmd::{self, Tools};
+use crate::host::Host;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Position in the list; 0 is the default (the next boot).
+    pub index: usize,
+    pub stateroot: String,
+    pub checksum: String,
+    pub serial: u32,
+    pub version: Option<String>,
+    pub booted: bool,
+    pub pinned: bool,
+    pub staged: bool,
+    pub pending: bool,
+    pub rollback: bool,
+    pub refspec: Option<String>,
+}
+
+impl Deployment {
+    /// `<stateroot> <checksum>.<serial>`, as ostree prints it.
+    pub fn name(&self) -> String {
+        format!("{} {}.{}", self.stateroot, self.checksum, self.serial)
+    }
+    pub fn short(&self) -> String {
+        format!(
+            "{} {}.{}{}",
+            self.stateroot,
+            &self.checksum[..self.checksum.len().min(12)],
+            self.serial,
+            self.version
+                .as_deref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// How the active (booted) deployment was determined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootedFrom {
+    /// `rpm-ostree status --json` said which one is booted.
+    RpmOstree,
+    /// The `*` mark of `ostree admin status`.
+    StatusMark,
+    /// Neither said (a sysroot not booted from): the default is taken as active.
+    DefaultAssumed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OsState {
+    pub deployments: Vec<Deployment>,
+    pub booted_from: BootedFrom,
+}
+
+impl OsState {
+    /// The booted deployment, or the default one when nothing is booted.
+    pub fn active(&self) -> Option<&Deployment> {
+        self.deployments
+            .iter()
+            .find(|d| d.booted)
+            .or_else(|| self.deployments.first())
+    }
+    pub fn default_deployment(&self) -> Option<&Deployment> {
+        self.deployments.first()
+    }
+}
+
+/// Parse `ostree admin status`.
+///
+/// Deployment lines: `<mark> <stateroot> <checksum>.<serial>[ (staged|pending|rollback)]`
+/// where mark is `*` for the booted one; indented detail lines follow.
+pub fn parse_admin_status(text: &str) -> Result<Vec<Deployment>> {
+    let mut out: Vec<Deployment> = Vec::new();
+    for (lineno, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let indented = line.starts_with("    ");
+        if !indented && line.len() > 2 && matches!(&line[..2], "* " | "  ") {
+            let booted = line.starts_with('*');
+            let mut words = line[2..].split_whitespace();
+            let (Some(stateroot), Some(id)) = (words.next(), words.next()) else {
+                bail!(
+                    "ostree admin status line {}: cannot parse {line:?}",
+                    lineno + 1
+                );
+            };
+            let mark = words.next().unwrap_or("");
+            let (checksum, serial) = id.rsplit_once('.').with_context(|| {
+                format!(
+                    "ostree admin status line {}: no serial in {id:?}",
+                    lineno + 1
+                )
+            })?;
+            if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "ostree admin status line {}: bad checksum {checksum:?}",
+                    lineno + 1
+                );
+            }
+            out.push(Deployment {
+                index: out.len(),
+                stateroot: stateroot.to_string(),
+                checksum: checksum.to_string(),
+                serial: serial.parse().with_context(|| {
+                    format!("ostree admin status line {}: bad serial", lineno + 1)
+                })?,
+                version: None,
+                booted,
+                pinned: false,
+                staged: mark == "(staged)",
+                pending: mark == "(pending)",
+                rollback: mark == "(rollback)",
+                refspec: None,
+            });
+        } else if let Some(d) = out.last_mut() {
+            let t = line.trim();
+            if let Some(v) = t.strip_prefix("Version:") {
+                d.version = Some(v.trim().to_string());
+            } else if let Some(v) = t.strip_prefix("Pinned:") {
+                d.pinned = v.trim() == "yes";
+            } else if let Some(v) = t.strip_prefix("origin refspec:") {
+                d.refspec = Some(v.trim().to_string());
+            }
+        } else if !line.starts_with("No deployments") {
+            bail!(
+                "ostree admin status line {}: unexpected {line:?}",
+                lineno + 1
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct RpmOstreeStatus {
+    deployments: Vec<RpmOstreeDeployment>,
+}
+
+#[derive(Deserialize)]
+struct RpmOstreeDeployment {
+    osname: String,
+    checksum: String,
+    #[serde(default)]
+    serial: u32,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    booted: bool,
+    #[serde(default)]
+    pinned: bool,
+    #[serde(default)]
+    staged: bool,
+    #[serde(default)]
+    origin: Option<String>,
+}
+
+/// Parse `rpm-ostree status --json`; the array position is the index.
+/// The pending/rollback marks are derived as ostree does: the nearest
+/// deployment of the booted stateroot before (pending) or after (rollback) it.
+pub fn parse_rpm_ostree_json(text: &str) -> Result<Vec<Deployment>> {
+    let st: RpmOstreeStatus =
+        serde_json::from_str(text).context("rpm-ostree status --json: malformed JSON")?;
+    let mut out: Vec<Deployment> = st
+        .deployments
+        .into_iter()
+        .enumerate()
+        .map(|(index, d)| Deployment {
+            index,
+            stateroot: d.osname,
+            checksum: d.checksum,
+            serial: d.serial,
+            version: d.version,
+            booted: d.booted,
+            pinned: d.pinned,
+            staged: d.staged,
+            pending: false,
+            rollback: false,
+            refspec: d.origin,
+        })
+        .collect();
+    mark_pending_rollback(&mut out);
+    Ok(out)
+}
+
+fn mark_pending_rollback(ds: &mut [Deployment]) {
+    let Some(b) = ds.iter().position(|d| d.booted) else {
+        return;
+    };
+    let root = ds[b].stateroot.clone();
+    if let Some(p) = (0..b).rev().find(|&i| ds[i].stateroot == root) {
+        if !ds[p].staged {
+            ds[p].pending = true;
+        }
+    }
+    if let Some(r) = (b + 1..ds.len()).find(|&i| ds[i].stateroot == root) {
+        ds[r].rollback = true;
+    }
+}
+
+/// The `ostree admin` arguments that address the node's sysroot.
+pub fn sysroot_args(host: &Host) -> Vec<String> {
+    if host.is_slash() {
+        Vec::new()
+    } else {
+        vec![format!("--sysroot={}", host.sysroot().display())]
+    }
+}
+
+/// Read the node's deployments: `ostree admin status`, with the booted one
+/// from `rpm-ostree status --json` where rpm-ostree exists.
+pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
+    let text = cmd::run_text(
+        tools
+            .command("ostree")?
+            .arg("admin")
+            .args(sysroot_args(host))
+            .arg("status"),
+    )?;
+    let mut deployments = parse_admin_status(&text)?;
+    let mut booted_from = if deployments.iter().any(|d| d.booted) {
+        BootedFrom::StatusMark
+    } else {
+        BootedFrom::DefaultAssumed
+    };
+    if tools.has("rpm-ostree") {
+        let json = cmd::run_text(tools.command("rpm-ostree")?.args(["status", "--json"]))?;
+        let rpm = parse_rpm_ostree_json(&json)?;
+        let same = rpm.len() == deployments.len()
+            && rpm
+                .iter()
+                .zip(&deployments)
+                .all(|(a, b)| a.checksum == b.checksum && a.serial == b.serial);
+        if !same {
+            bail!("rpm-ostree and ostree disagree about the deployments; run `ostree admin status` and `rpm-ostree status` to compare");
+        }
+        for (d, r) in deployments.iter_mut().zip(&rpm) {
+            d.booted = r.booted;
+        }
+        for d in deployments.iter_mut() {
+            d.pending = false;
+            d.rollback = false;
+        }
+        mark_pending_rollback(&mut deployments);
+        if deployments.iter().any(|d| d.booted) {
+            booted_from = BootedFrom::RpmOstree;
+        }
+    }
+    Ok(OsState {
+        deployments,
+        booted_from,
+    })
+}

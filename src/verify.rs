@@ -1,0 +1,123 @@
+//! `verify`: check a backup against its manifest, every byte.
+
+use crate::archive;
+use crate::error::Fail;
+use crate::manifest::Manifest;
+use anyhow::Result;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dir: String,
+    pub intact: bool,
+    pub checked: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// sha256 and size of a file.
+pub fn file_sha256(p: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Check a plain file against a recorded sha256 and size.
+fn check_file(dir: &Path, rel: &str, sha: &str, size: u64, problems: &mut Vec<String>) {
+    let p = dir.join(rel);
+    match file_sha256(&p) {
+        Err(e) => problems.push(format!("{}: {e}", p.display())),
+        Ok((_, n)) if n != size => problems.push(format!(
+            "{}: size {n} but the manifest records {size}",
+            p.display()
+        )),
+        Ok((h, _)) if h != sha => problems.push(format!(
+            "{}: sha256 {h} but the manifest records {sha}",
+            p.display()
+        )),
+        Ok(_) => {}
+    }
+}
+
+/// An etcd snapshot ends with the sha256 of everything before it.
+pub fn check_snapshot_trailer(p: &Path) -> Result<(), String> {
+    let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    if data.len() < 32 || data.len() % 512 != 32 {
+        return Err(format!(
+            "{}: size {} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
+            p.display(),
+            data.len()
+        ));
+    }
+    let (body, trailer) = data.split_at(data.len() - 32);
+    if Sha256::digest(body).as_slice() != trailer {
+        return Err(format!(
+            "{}: the sha256 trailer does not match the data",
+            p.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Verify everything the manifest lists. The report lists each problem.
+pub fn verify(dir: &Path) -> Result<(Manifest, Report)> {
+    let m = Manifest::load(dir)?;
+    let mut problems = Vec::new();
+    let mut checked = Vec::new();
+    for t in &m.trees {
+        let p = dir.join(&t.archive);
+        problems.extend(archive::verify_archive(
+            &p,
+            &t.stats.sha256,
+            t.stats.archive_bytes,
+        ));
+        checked.push(t.archive.clone());
+    }
+    if let Some(e) = &m.etcd {
+        let before = problems.len();
+        check_file(dir, &e.file, &e.sha256, e.size, &mut problems);
+        if problems.len() == before {
+            if let Err(msg) = check_snapshot_trailer(&dir.join(&e.file)) {
+                problems.push(msg);
+            }
+        }
+        checked.push(e.file.clone());
+    }
+    if let Some(s) = &m.static_pods {
+        check_file(dir, &s.file, &s.sha256, s.size, &mut problems);
+        checked.push(s.file.clone());
+    }
+    let report = Report {
+        dir: dir.display().to_string(),
+        intact: problems.is_empty(),
+        checked,
+        problems,
+    };
+    Ok((m, report))
+}
+
+/// Verify, and turn damage into a `Fail::Backup` (exit 4) naming each item.
+pub fn require_intact(dir: &Path) -> Result<Manifest> {
+    let (m, r) = verify(dir)?;
+    if !r.intact {
+        return Err(Fail::Backup(format!(
+            "the backup in {} is damaged:\n  {}",
+            dir.display(),
+            r.problems.join("\n  ")
+        ))
+        .into());
+    }
+    Ok(m)
+}
