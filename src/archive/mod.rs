@@ -113,6 +113,9 @@ pub struct ArchiveCheck {
     pub size: u64,
     /// Files whose content does not match their recorded sha256.
     pub damaged_files: Vec<String>,
+    /// For each file that has hard links in the archive: how many names.
+    #[serde(skip)]
+    pub link_names: std::collections::HashMap<Vec<u8>, u64>,
 }
 
 /// Read a whole archive, checking every header, every file's sha256, the
@@ -123,6 +126,9 @@ pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
     let mut buf = vec![0u8; 256 << 10];
     while let Some(h) = r.next_header()? {
         c.entries += 1;
+        if h.kind == tar::Kind::HardLink {
+            *c.link_names.entry(h.meta.link.clone()).or_insert(1) += 1;
+        }
         if h.kind != tar::Kind::File {
             continue;
         }
@@ -155,22 +161,24 @@ pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
     Ok(c)
 }
 
-/// Check an archive against the sha256 and size recorded for it. Returns a
-/// list of problems; empty when intact.
-pub fn verify_archive(path: &Path, sha256: &str, size: u64) -> Vec<String> {
+/// Check an archive against the sha256 and size recorded for it: the check,
+/// and a list of problems (empty when intact).
+pub fn examine_archive(
+    path: &Path,
+    sha256: &str,
+    size: u64,
+) -> (Option<ArchiveCheck>, Vec<String>) {
     let name = path.display();
     match std::fs::metadata(path) {
-        Err(e) => return vec![format!("{name}: {e}")],
+        Err(e) => return (None, vec![format!("{name}: {e}")]),
         Ok(m) if m.len() != size => {
-            return vec![format!(
-                "{name}: size {} but the manifest records {size}",
-                m.len()
-            )]
+            let msg = format!("{name}: size {} but the manifest records {size}", m.len());
+            return (None, vec![msg]);
         }
         Ok(_) => {}
     }
     match check_archive(path) {
-        Err(e) => vec![format!("{e:#}")],
+        Err(e) => (None, vec![format!("{e:#}")]),
         Ok(c) => {
             let mut p: Vec<String> = c
                 .damaged_files
@@ -183,9 +191,14 @@ pub fn verify_archive(path: &Path, sha256: &str, size: u64) -> Vec<String> {
                     c.sha256
                 ));
             }
-            p
+            (Some(c), p)
         }
     }
+}
+
+/// The problems of an archive against its recorded sha256 and size.
+pub fn verify_archive(path: &Path, sha256: &str, size: u64) -> Vec<String> {
+    examine_archive(path, sha256, size).1
 }
 
 /// Resolve a tree's top under `root`: follow the top's own symlink (once, as
@@ -294,14 +307,14 @@ pub fn restore_tree(
     target: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncStats> {
-    let problems = verify_archive(archive, sha256, size);
-    if !problems.is_empty() {
+    let (check, problems) = examine_archive(archive, sha256, size);
+    let Some(check) = check.filter(|_| problems.is_empty()) else {
         return Err(crate::error::Fail::Backup(format!(
             "refusing to restore {} from a damaged archive (nothing was changed):\n  {}",
             target.display(),
             problems.join("\n  ")
         ))
         .into());
-    }
-    sync_tree(archive, target, opts)
+    };
+    sync_tree(archive, target, opts, &check.link_names)
 }

@@ -17,7 +17,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::path::Path;
 
@@ -73,7 +73,8 @@ fn tmp_name(name: &[u8]) -> CString {
     }
 }
 
-struct Syncer {
+struct Syncer<'a> {
+    link_names: &'a HashMap<Vec<u8>, u64>,
     root: OwnedFd,
     dev: u64,
     opts: SyncOptions,
@@ -86,7 +87,16 @@ struct Syncer {
 
 /// Make the directory `target` equal the archive (which must already have
 /// been verified by the caller or is verified here when `verify` is set).
-pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<SyncStats> {
+///
+/// `link_names` gives, for each file with hard links in the archive, how many
+/// names it has: a target file with more links than that is never changed in
+/// place (another name may lie outside the tree).
+pub fn sync_tree(
+    archive: &Path,
+    target: &Path,
+    opts: &SyncOptions,
+    link_names: &HashMap<Vec<u8>, u64>,
+) -> Result<SyncStats> {
     std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
     let root = fs::open(
         target,
@@ -104,6 +114,7 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
         stats: SyncStats::default(),
         buf: vec![0u8; 256 << 10],
         cache: None,
+        link_names,
     };
     let mut r = Reader::open(archive)?;
     let crash = crash_after();
@@ -142,11 +153,17 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
                 })?;
         }
     }
-    fs::syncfs(&s.root).with_context(|| format!("syncfs of {}", target.display()))?;
+    let top = fs::openat(
+        &s.root,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    fs::syncfs(&top).with_context(|| format!("syncfs of {}", target.display()))?;
     Ok(s.stats)
 }
 
-impl Syncer {
+impl Syncer<'_> {
     fn excluded(&self, path: &[u8]) -> bool {
         self.opts.excludes.iter().any(|e| matches_prefix(path, e))
     }
@@ -254,7 +271,8 @@ impl Syncer {
             }
             Kind::File => {
                 if let (Some(st), Some(Kind::File)) = (&existing, ekind) {
-                    if st.st_nlink == 1
+                    let names = self.link_names.get(path).copied().unwrap_or(1);
+                    if st.st_nlink <= names
                         && st.st_size as u64 == h.meta.size
                         && self.same_content(pfd, &name, &h.meta)?
                     {
