@@ -55,6 +55,9 @@ pub fn meta_of(st: &Stat) -> Meta {
     }
 }
 
+/// Name/value pairs, sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// How xattrs of one object are addressed.
 pub enum XattrTarget<'a> {
     /// An open descriptor (regular file or directory opened for reading).
@@ -78,7 +81,7 @@ fn unsupported(e: Errno) -> bool {
 }
 
 /// All xattrs of an object, sorted by name.
-pub fn read_xattrs(t: &XattrTarget) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
+pub fn read_xattrs(t: &XattrTarget) -> Result<Xattrs, Errno> {
     for _ in 0..8 {
         let size = match t {
             XattrTarget::Fd(fd) => fs::flistxattr_query(fd),

@@ -264,6 +264,27 @@ pub fn parse_excludes(text: &str) -> Vec<Vec<u8>> {
     out
 }
 
+/// Verify an archive against its recorded sha256 and size, then sync the
+/// target to it. A damaged archive changes nothing.
+pub fn restore_tree(
+    archive: &Path,
+    sha256: &str,
+    size: u64,
+    target: &Path,
+    opts: &SyncOptions,
+) -> Result<SyncStats> {
+    let (check, problems) = examine_archive(archive, sha256, size);
+    let Some(check) = check.filter(|_| problems.is_empty()) else {
+        return Err(crate::error::Fail::Backup(format!(
+            "refusing to restore {} from a damaged archive (nothing was changed):\n  {}",
+            target.display(),
+            problems.join("\n  ")
+        ))
+        .into());
+    };
+    sync_tree(archive, target, opts, &check.link_names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,23 +319,3 @@ mod tests {
     }
 }
 
-/// Verify an archive against its recorded sha256 and size, then sync the
-/// target to it. A damaged archive changes nothing.
-pub fn restore_tree(
-    archive: &Path,
-    sha256: &str,
-    size: u64,
-    target: &Path,
-    opts: &SyncOptions,
-) -> Result<SyncStats> {
-    let (check, problems) = examine_archive(archive, sha256, size);
-    let Some(check) = check.filter(|_| problems.is_empty()) else {
-        return Err(crate::error::Fail::Backup(format!(
-            "refusing to restore {} from a damaged archive (nothing was changed):\n  {}",
-            target.display(),
-            problems.join("\n  ")
-        ))
-        .into());
-    };
-    sync_tree(archive, target, opts, &check.link_names)
-}

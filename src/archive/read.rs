@@ -156,15 +156,10 @@ impl Reader {
     pub fn finish(mut self) -> Result<(String, u64)> {
         while self.next_header()?.is_some() {}
         let mut sink = [0u8; 8192];
-        loop {
-            match self.dec.read(&mut sink) {
-                Ok(0) => break,
-                Ok(_) => bail!(
-                    "{} is damaged: data after the end of the archive",
-                    self.path
-                ),
-                Err(e) => bail!("{} is damaged: {e}", self.path),
-            }
+        match self.dec.read(&mut sink) {
+            Ok(0) => {}
+            Ok(_) => bail!("{} is damaged: data after the end of the archive", self.path),
+            Err(e) => bail!("{} is damaged: {e}", self.path),
         }
         let mut inner = self.dec.finish().into_inner();
         // Anything after the zstd frame still counts towards the file's hash.

@@ -209,10 +209,7 @@ impl Syncer<'_> {
     fn parent_fd(&mut self, parent: &[u8]) -> Result<Option<BorrowedFd<'_>>> {
         let hit = matches!(&self.cache, Some((p, _)) if p == parent);
         if !hit {
-            self.cache = match self.open_dir(parent)? {
-                Some(fd) => Some((parent.to_vec(), fd)),
-                None => None,
-            };
+            self.cache = self.open_dir(parent)?.map(|fd| (parent.to_vec(), fd));
         }
         Ok(self.cache.as_ref().map(|(_, fd)| fd.as_fd()))
     }

@@ -136,3 +136,89 @@ pub fn allocated(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(p).unwrap().blocks() * 512
 }
+
+/// A sandbox node made by scripts/sandbox.sh, torn down on drop.
+pub struct Sandbox {
+    pub dir: TempDir,
+}
+
+pub fn project() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_upgrade-recovery"))
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = TempDir::new("sandbox");
+        sh(&format!(
+            "{}/scripts/sandbox.sh create {} >/dev/null",
+            q(&project()),
+            q(dir.path())
+        ));
+        Sandbox { dir }
+    }
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+    pub fn ctl(&self) -> PathBuf {
+        self.dir.path().join("ctl")
+    }
+    /// PATH with the shims first.
+    pub fn path_env(&self) -> String {
+        format!("{}:{}", self.ctl().join("bin").display(), std::env::var("PATH").unwrap_or_default())
+    }
+    /// Run a shell snippet with the shims on PATH and $ROOT, $CTL set.
+    pub fn sh(&self, script: &str) -> String {
+        sh(&format!(
+            "export PATH={}; ROOT={}; CTL={}; {script}",
+            q(Path::new(&self.path_env())),
+            q(&self.root()),
+            q(&self.ctl())
+        ))
+    }
+    /// etcdctl against the sandbox's etcd, over TLS.
+    pub fn etcdctl(&self, args: &str) -> String {
+        self.sh(&format!(
+            r#". $CTL/state/ports; c=$ROOT/etc/kubernetes/static-pod-resources/etcd-certs
+ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT --cacert=$c/configmaps/etcd-serving-ca/ca-bundle.crt --cert=$c/secrets/etcd-all-certs/etcd-peer-sno.crt --key=$c/secrets/etcd-all-certs/etcd-peer-sno.key --command-timeout=5s {args}"#
+        ))
+    }
+    pub fn reboot(&self) {
+        sh(&format!("{}/scripts/sandbox.sh reboot {} >/dev/null", q(&project()), q(self.dir.path())));
+    }
+    /// Run the tool against this node; (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(binary())
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("PATH", self.path_env())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+    /// The shims' call log.
+    pub fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.ctl().join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_once(' ').map_or(l, |x| x.1).to_string())
+            .collect()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = Command::new(project().join("scripts/sandbox.sh"))
+            .arg("teardown")
+            .arg(self.dir.path())
+            .status();
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The static-pie release binary; fails unless `file` and `ldd` say it is static.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --target x86_64-unknown-linux-gnu
+bin=target/x86_64-unknown-linux-gnu/release/upgrade-recovery
+desc=$(file -b "$bin")
+case $desc in
+  *"static-pie linked"*|*"statically linked"*) ;;
+  *) echo "build-static: $bin is not static: $desc" >&2; exit 1 ;;
+esac
+if ldd "$bin" 2>&1 | grep -q '=>'; then
+  echo "build-static: ldd lists shared libraries for $bin" >&2; ldd "$bin" >&2; exit 1
+fi
+echo "build-static: $bin ($(du -h "$bin" | cut -f1), ${desc%%,*}, static)"
