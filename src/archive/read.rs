@@ -158,7 +158,10 @@ impl Reader {
         let mut sink = [0u8; 8192];
         match self.dec.read(&mut sink) {
             Ok(0) => {}
-            Ok(_) => bail!("{} is damaged: data after the end of the archive", self.path),
+            Ok(_) => bail!(
+                "{} is damaged: data after the end of the archive",
+                self.path
+            ),
             Err(e) => bail!("{} is damaged: {e}", self.path),
         }
         let mut inner = self.dec.finish().into_inner();

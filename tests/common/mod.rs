@@ -168,7 +168,11 @@ impl Sandbox {
     }
     /// PATH with the shims first.
     pub fn path_env(&self) -> String {
-        format!("{}:{}", self.ctl().join("bin").display(), std::env::var("PATH").unwrap_or_default())
+        format!(
+            "{}:{}",
+            self.ctl().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
     }
     /// Run a shell snippet with the shims on PATH and $ROOT, $CTL set.
     pub fn sh(&self, script: &str) -> String {
@@ -187,7 +191,11 @@ ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT --cacert=$c/con
         ))
     }
     pub fn reboot(&self) {
-        sh(&format!("{}/scripts/sandbox.sh reboot {} >/dev/null", q(&project()), q(self.dir.path())));
+        sh(&format!(
+            "{}/scripts/sandbox.sh reboot {} >/dev/null",
+            q(&project()),
+            q(self.dir.path())
+        ));
     }
     /// Run the tool against this node; (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
