@@ -4,7 +4,7 @@ use crate::archive::{self, SyncOptions};
 use crate::error::{exit_code, Fail};
 use crate::host::Host;
 use crate::manifest::Manifest;
-use crate::{logger, status, verify};
+use crate::{backup, logger, status, verify};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -57,12 +57,50 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Take the backup on this host (pin OS, etcd, trees, extras)
+    Backup(BackupArgs),
     /// Backup summary, recovery progress, OS deployments, next action
     Status,
     /// Check a backup against its manifest; exit 0 only if intact
     Verify,
     /// Copy files out of a backup (no system change)
     Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Free space to leave on the backup file system beyond the backup
+    #[arg(long, value_name = "SIZE", default_value = "10G", value_parser = backup::parse_size)]
+    pub min_free: u64,
+    /// Compression threads (default: the CPUs this process may use)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// zstd level
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// How the etcd snapshot is taken
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = backup::EtcdMode::Native)]
+    pub etcd_backup: backup::EtcdMode,
+    /// Time limit of the etcd snapshot, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 180)]
+    pub etcd_timeout: u64,
+    /// Keep normal CPU and I/O priority (default: lowered)
+    #[arg(long)]
+    pub no_nice: bool,
+}
+
+impl BackupArgs {
+    pub fn options(&self, quiet: bool) -> backup::Options {
+        backup::Options {
+            min_free: self.min_free,
+            threads: self.threads,
+            level: self.level,
+            etcd: self.etcd_backup,
+            etcd_timeout: std::time::Duration::from_secs(self.etcd_timeout),
+            nice: !self.no_nice,
+            quiet,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -84,8 +122,33 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
     Ok(())
 }
 
+/// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
+/// ...) become the matching subcommand; other command lines pass unchanged.
+pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const SUBCOMMANDS: [&str; 4] = ["backup", "status", "verify", "extract"];
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if words
+        .iter()
+        .skip(1)
+        .any(|w| SUBCOMMANDS.contains(&w.as_str()))
+    {
+        return args;
+    }
+    let mut out = vec![args[0].clone()];
+    if words.iter().any(|w| w == "--take-backup") {
+        out.push("backup".into());
+        out.extend(args.into_iter().skip(1).filter(|a| a != "--take-backup"));
+        return out;
+    }
+    args
+}
+
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let args = translate_legacy(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -107,6 +170,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
     let host = Host::new(&g.root, &g.dir)?;
     match &cli.command {
+        Command::Backup(a) => {
+            let o = backup::run(&host, &a.options(g.quiet))?;
+            emit(g.output, &o, || backup::render(&o))?;
+            Ok(0)
+        }
         Command::Status => {
             let st = status::gather(&host)?;
             emit(g.output, &st, || status::render(&st))?;
@@ -216,9 +284,9 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
             t.stats.archive_bytes,
             &dest,
             &SyncOptions {
-                excludes: Vec::new(),
-                delete: false,
                 only,
+                in_root: t.source == "/",
+                ..SyncOptions::default()
             },
         )?;
         total += st.written + st.unchanged;

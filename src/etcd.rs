@@ -172,3 +172,192 @@ pub fn probe(cfg: &ClientConfig, timeout: Duration) -> Result<MemberStatus> {
     })
     .with_context(|| format!("etcd at {} does not answer", cfg.endpoint))
 }
+
+/// What a snapshot holds, as recorded in the manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotInfo {
+    pub size: u64,
+    pub sha256: String,
+    pub revision: i64,
+    pub total_keys: i64,
+}
+
+/// Take a snapshot of the local member through the v3 Snapshot RPC into
+/// `dest`: written as `<dest>.part`, checked (size % 512 == 32, the trailing
+/// sha256 matches), fsynced, renamed. The whole operation is bounded by
+/// `limit` (a stream from a dying etcd would otherwise hang forever).
+pub fn snapshot(
+    cfg: &ClientConfig,
+    dest: &std::path::Path,
+    limit: Duration,
+) -> Result<SnapshotInfo> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let part = dest.with_file_name(format!(
+        "{}.part",
+        dest.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&part)
+        .with_context(|| format!("creating {}", part.display()))?;
+    let connect = Duration::from_secs(10).min(limit);
+    let (revision, total_keys) = block_on(async {
+        let work = async {
+            let mut c = cfg.connect(connect).await?;
+            let count = c
+                .get(
+                    vec![0u8],
+                    Some(
+                        etcd_client::GetOptions::new()
+                            .with_from_key()
+                            .with_count_only(),
+                    ),
+                )
+                .await?;
+            let revision = count.header().map_or(0, |h| h.revision());
+            let mut stream = c.snapshot().await?;
+            while let Some(msg) = stream.message().await? {
+                f.write_all(msg.blob())
+                    .with_context(|| format!("writing {}", part.display()))?;
+            }
+            Ok::<_, anyhow::Error>((revision, count.count()))
+        };
+        tokio::time::timeout(limit, work).await.map_err(|_| {
+            anyhow::anyhow!("the snapshot did not finish within {}s", limit.as_secs())
+        })?
+    })
+    .map_err(|e| {
+        let _ = std::fs::remove_file(&part);
+        e.context(format!("etcd snapshot from {} failed", cfg.endpoint))
+    })?;
+    f.sync_all()?;
+    drop(f);
+    if let Err(msg) = crate::verify::check_snapshot_trailer(&part) {
+        let _ = std::fs::remove_file(&part);
+        bail!("the snapshot from {} is not valid: {msg}", cfg.endpoint);
+    }
+    std::fs::rename(&part, dest).with_context(|| format!("renaming {}", part.display()))?;
+    if let Some(dir) = dest.parent() {
+        crate::fsutil::fsync_dir(dir)?;
+    }
+    let (sha256, size) = crate::verify::file_sha256(dest)?;
+    Ok(SnapshotInfo {
+        size,
+        sha256,
+        revision,
+        total_keys,
+    })
+}
+
+/// The static pods whose resources `cluster-restore.sh` needs.
+pub const STATIC_PODS: [&str; 4] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "etcd",
+];
+
+/// The revision a live static-pod manifest refers to: the first
+/// `/etc/kubernetes/static-pod-resources/<name>-pod-<N>` in it.
+pub fn manifest_revision(manifest: &str, name: &str) -> Option<u32> {
+    let needle = format!("/etc/kubernetes/static-pod-resources/{name}-pod-");
+    let mut rest = manifest;
+    while let Some(i) = rest.find(&needle) {
+        let digits: String = rest[i + needle.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(n) = digits.parse() {
+            return Some(n);
+        }
+        rest = &rest[i + needle.len()..];
+    }
+    None
+}
+
+/// The live revisions of the four static pods, from the manifests.
+pub fn live_revisions(host: &Host) -> Result<BTreeMap<String, u32>> {
+    let mut out = BTreeMap::new();
+    for name in STATIC_PODS {
+        let p = host.path(format!("/etc/kubernetes/manifests/{name}-pod.yaml"));
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("reading the live static-pod manifest {}", p.display()))?;
+        let rev = manifest_revision(&text, name).with_context(|| {
+            format!(
+                "{} does not refer to a static-pod-resources/{name}-pod-N dir",
+                p.display()
+            )
+        })?;
+        let dir = host.path(format!(
+            "/etc/kubernetes/static-pod-resources/{name}-pod-{rev}"
+        ));
+        if !dir.is_dir() {
+            bail!(
+                "{} refers to {} which does not exist",
+                p.display(),
+                dir.display()
+            );
+        }
+        out.insert(name.to_string(), rev);
+    }
+    Ok(out)
+}
+
+/// Write the gzip tarball of the live static-pod resources, members under
+/// `static-pod-resources/`, mode 0600, as cluster-backup.sh does.
+pub fn write_static_resources(
+    host: &Host,
+    revisions: &BTreeMap<String, u32>,
+    dest: &std::path::Path,
+) -> Result<(u64, String)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dest)
+        .with_context(|| format!("creating {}", dest.display()))?;
+    let gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::default());
+    let mut w = crate::archive::write::Walker::new(gz, false, None);
+    for (name, rev) in revisions {
+        let dir = format!("static-pod-resources/{name}-pod-{rev}");
+        w.add_tree(&host.path(format!("/etc/kubernetes/{dir}")), dir.as_bytes())?;
+    }
+    let (gz, _) = w.finish()?;
+    let f = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    let (sha, size) = crate::verify::file_sha256(dest)?;
+    Ok((size, sha))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_lines() {
+        let v = parse_env("# c\nexport A=\"x y\"\nB='z'\nexport C=plain\n\n").unwrap();
+        assert_eq!(v["A"], "x y");
+        assert_eq!(v["B"], "z");
+        assert_eq!(v["C"], "plain");
+        assert!(parse_env("export =x\n").is_err());
+        assert!(parse_env("garbage line\n").is_err());
+    }
+
+    #[test]
+    fn revision_from_manifest() {
+        let m = "  - {name: resource-dir, hostPath: {path: /etc/kubernetes/static-pod-resources/etcd-pod-3}}\n  x: /etc/kubernetes/static-pod-resources/etcd-pod-4\n";
+        assert_eq!(manifest_revision(m, "etcd"), Some(3));
+        assert_eq!(manifest_revision(m, "kube-apiserver"), None);
+        assert_eq!(
+            manifest_revision("/etc/kubernetes/static-pod-resources/etcd-pod-x /etc/kubernetes/static-pod-resources/etcd-pod-12", "etcd"),
+            Some(12)
+        );
+    }
+}

@@ -258,3 +258,77 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
         booted_from,
     })
 }
+
+fn admin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
+    cmd::run_text(
+        tools
+            .command("ostree")?
+            .arg("admin")
+            .args(sysroot_args(host))
+            .args(args),
+    )
+}
+
+/// Keep only the active deployment (the booted one; on a sysroot not booted
+/// from, the default) and pin it. Others are undeployed one at a time from
+/// the highest index, the status re-read and the index checked each time.
+/// Idempotent. Returns the kept deployment and what was removed.
+pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<String>)> {
+    let first = read(host, tools)?;
+    let keep = first
+        .active()
+        .cloned()
+        .context("ostree admin status lists no deployment")?;
+    let mut removed = Vec::new();
+    for _ in 0..64 {
+        let now = read(host, tools)?;
+        let Some(victim) = now
+            .deployments
+            .iter()
+            .rev()
+            .find(|d| {
+                !(d.checksum == keep.checksum
+                    && d.serial == keep.serial
+                    && d.stateroot == keep.stateroot)
+            })
+            .cloned()
+        else {
+            break;
+        };
+        if victim.booted {
+            bail!(
+                "refusing to undeploy {}: it is the booted deployment",
+                victim.name()
+            );
+        }
+        if victim.index >= now.deployments.len() {
+            bail!("deployment index {} out of range", victim.index);
+        }
+        log::info!("undeploying {} (index {})", victim.short(), victim.index);
+        admin(host, tools, &["undeploy".into(), victim.index.to_string()])?;
+        removed.push(victim.short());
+    }
+    let now = read(host, tools)?;
+    let kept = now
+        .deployments
+        .iter()
+        .find(|d| d.checksum == keep.checksum && d.serial == keep.serial)
+        .cloned()
+        .context("the kept deployment disappeared")?;
+    if now.deployments.len() != 1 {
+        bail!(
+            "{} deployments remain after undeploying the others",
+            now.deployments.len()
+        );
+    }
+    if !kept.pinned {
+        admin(host, tools, &["pin".into(), kept.index.to_string()])?;
+    }
+    let pinned = read(host, tools)?
+        .deployments
+        .into_iter()
+        .find(|d| d.checksum == keep.checksum && d.serial == keep.serial)
+        .filter(|d| d.pinned)
+        .context("pinning the kept deployment did not take")?;
+    Ok((pinned, removed))
+}

@@ -222,7 +222,7 @@ fn excluded_paths_are_neither_written_nor_deleted() {
     let opts = SyncOptions {
         excludes: archive::parse_excludes(".updated\nkubernetes/manifests\n"),
         delete: true,
-        only: None,
+        ..SyncOptions::default()
     };
     restore(&ar, &st, &dst, &opts);
     let read = |p: &str| std::fs::read_to_string(dst.join(p)).unwrap();

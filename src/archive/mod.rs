@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub use sync::{sync_tree, SyncOptions, SyncStats};
-pub use write::{write_tree, Changed, WriteOptions};
+pub use write::{write_paths, write_tree, Changed, WriteOptions};
 
 /// What writing one tree produced.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

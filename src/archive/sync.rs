@@ -29,6 +29,10 @@ pub struct SyncOptions {
     pub delete: bool,
     /// Only these paths and what is below them (extract); None for all.
     pub only: Option<Vec<Vec<u8>>>,
+    /// Resolve parent directories inside the top, following symlinks there
+    /// (as `chroot` would), and create missing ones: for machine-config
+    /// files restored over `/`, whose parents the archive does not hold.
+    pub in_root: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -181,6 +185,9 @@ impl Syncer<'_> {
     /// A directory beneath the top, never through a symlink or a mount.
     /// None when the path lies below a mount point.
     fn open_dir(&mut self, rel: &[u8]) -> Result<Option<OwnedFd>> {
+        if self.opts.in_root && rel != b"." {
+            return self.open_dir_in_root(rel).map(Some);
+        }
         if rel == b"." {
             return Ok(Some(fs::openat(
                 &self.root,
@@ -204,6 +211,29 @@ impl Syncer<'_> {
             Err(Errno::XDEV) => Ok(None),
             Err(e) => bail!("cannot open directory {} beneath the top: {e}", show(rel)),
         }
+    }
+
+    fn open_dir_in_root(&mut self, rel: &[u8]) -> Result<OwnedFd> {
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut at = fs::openat(&self.root, c".", flags, Mode::empty())?;
+        let mut sofar: Vec<u8> = Vec::new();
+        for comp in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            if !sofar.is_empty() {
+                sofar.push(b'/');
+            }
+            sofar.extend_from_slice(comp);
+            let c = cstr(&sofar);
+            at = match fs::openat2(&self.root, c.as_c_str(), flags, Mode::empty(), how) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    fs::mkdirat(&at, cstr(comp).as_c_str(), Mode::from_raw_mode(0o755))?;
+                    fs::openat2(&self.root, c.as_c_str(), flags, Mode::empty(), how)?
+                }
+                Err(e) => bail!("cannot open directory {}: {e}", show(&sofar)),
+            };
+        }
+        Ok(at)
     }
 
     fn parent_fd(&mut self, parent: &[u8]) -> Result<Option<BorrowedFd<'_>>> {

@@ -41,15 +41,6 @@ impl Default for WriteOptions {
 #[error("{0} changed while it was being archived")]
 pub struct Changed(pub String);
 
-struct Walker<W: Write> {
-    out: W,
-    dev: u64,
-    links: HashMap<(u64, u64), Vec<u8>>,
-    stats: TreeStats,
-    buf: Vec<u8>,
-    progress: Option<Box<dyn FnMut(u64, u64) + Send>>,
-}
-
 fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
     if rel == b"." {
         name.to_vec()
@@ -62,60 +53,160 @@ fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
-/// Archive the directory `top` (already resolved: its own symlink followed)
-/// into `out`. Returns the stats, including the archive's sha256.
-pub fn write_tree(
-    top: &Path,
-    out: &Path,
-    opts: &WriteOptions,
-    progress: Option<Box<dyn FnMut(u64, u64) + Send>>,
-) -> Result<TreeStats> {
-    let topfd = fs::open(
-        top,
-        fs::OFlags::RDONLY | fs::OFlags::DIRECTORY | fs::OFlags::CLOEXEC,
-        fs::Mode::empty(),
-    )
-    .with_context(|| format!("opening {}", top.display()))?;
-    let st = fs::fstat(&topfd)?;
-    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+/// Progress callback: (files so far, bytes just added).
+pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
+
+type ZstdFile = zstd::stream::Encoder<'static, HashWriter<BufWriter<File>>>;
+
+fn zstd_file(out: &Path, opts: &WriteOptions) -> Result<ZstdFile> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
     let hw = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut enc = zstd::stream::Encoder::new(hw, opts.level)?;
     enc.include_checksum(true)?;
     if opts.threads > 1 {
         enc.multithread(opts.threads)?;
     }
-    let mut w = Walker {
-        out: enc,
-        dev: st.st_dev,
-        links: HashMap::new(),
-        stats: TreeStats::default(),
-        buf: Vec::with_capacity(SMALL as usize),
-        progress,
-    };
-    let xattrs = fsops::read_xattrs(&XattrTarget::Fd(topfd.as_fd()))
-        .with_context(|| format!("reading xattrs of {}", top.display()))?;
-    w.entry(
-        b".",
-        Kind::Dir,
-        &Meta {
-            xattrs,
-            ..fsops::meta_of(&st)
-        },
-        &[],
-    )?;
-    w.walk(topfd.as_fd(), b".", top)?;
-    w.out.write_all(&[0u8; 2 * tar::BLOCK])?;
-    let hw = w.out.finish()?;
-    let (bufw, digest, n) = hw.into_parts();
+    Ok(enc)
+}
+
+/// End the archive, flush, fsync; the stats get the archive's sha256 and size.
+fn finish_zstd(w: Walker<ZstdFile>, out: &Path) -> Result<TreeStats> {
+    let (enc, mut stats) = w.finish()?;
+    let (bufw, digest, n) = enc.finish()?.into_parts();
     let file = bufw.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()
         .with_context(|| format!("fsync of {}", out.display()))?;
-    w.stats.archive_bytes = n;
-    w.stats.sha256 = hex::encode(digest);
-    Ok(w.stats)
+    stats.archive_bytes = n;
+    stats.sha256 = hex::encode(digest);
+    Ok(stats)
+}
+
+/// Archive the directory `top` (already resolved: its own symlink followed)
+/// into `out`. Returns the stats, including the archive's sha256.
+pub fn write_tree(
+    top: &Path,
+    out: &Path,
+    opts: &WriteOptions,
+    progress: Option<Progress>,
+) -> Result<TreeStats> {
+    let mut w = Walker::new(zstd_file(out, opts)?, true, progress);
+    w.add_tree(top, b".")?;
+    finish_zstd(w, out)
+}
+
+/// Archive chosen paths below `root` (files, links or whole directories; the
+/// parents are not stored). Symlinks in the parents resolve inside `root`.
+/// Returns the stats and the paths that do not exist.
+pub fn write_paths(
+    root: &Path,
+    rels: &[Vec<u8>],
+    out: &Path,
+    opts: &WriteOptions,
+) -> Result<(TreeStats, Vec<String>)> {
+    let mut w = Walker::new(zstd_file(out, opts)?, true, None);
+    let mut missing = Vec::new();
+    for rel in rels {
+        if !w.add_path(root, rel)? {
+            missing.push(show(rel));
+        }
+    }
+    Ok((finish_zstd(w, out)?, missing))
+}
+
+pub struct Walker<W: Write> {
+    out: W,
+    dev: u64,
+    links: HashMap<(u64, u64), Vec<u8>>,
+    stats: TreeStats,
+    buf: Vec<u8>,
+    progress: Option<Progress>,
+    /// Record each file's sha256 in the archive (off for archives that
+    /// other tools read, such as the static-pod tarball).
+    hashes: bool,
 }
 
 impl<W: Write> Walker<W> {
+    pub fn new(out: W, hashes: bool, progress: Option<Progress>) -> Self {
+        Walker {
+            out,
+            dev: 0,
+            links: HashMap::new(),
+            stats: TreeStats::default(),
+            buf: Vec::with_capacity(SMALL as usize),
+            progress,
+            hashes,
+        }
+    }
+
+    /// Add the directory `top` as `name` (`.` for the archive's top) with all
+    /// below it, on its own file system.
+    pub fn add_tree(&mut self, top: &Path, name: &[u8]) -> Result<()> {
+        let topfd = fs::open(
+            top,
+            fs::OFlags::RDONLY | fs::OFlags::DIRECTORY | fs::OFlags::CLOEXEC,
+            fs::Mode::empty(),
+        )
+        .with_context(|| format!("opening {}", top.display()))?;
+        let st = fs::fstat(&topfd)?;
+        self.dev = st.st_dev;
+        let xattrs = fsops::read_xattrs(&XattrTarget::Fd(topfd.as_fd()))
+            .with_context(|| format!("reading xattrs of {}", top.display()))?;
+        let meta = Meta {
+            xattrs,
+            ..fsops::meta_of(&st)
+        };
+        self.entry(name, Kind::Dir, &meta, &[])?;
+        self.walk(topfd.as_fd(), name, top)
+    }
+
+    /// Add one path below `root`; false when it does not exist.
+    pub fn add_path(&mut self, root: &Path, rel: &[u8]) -> Result<bool> {
+        let rootfd = fs::open(
+            root,
+            fs::OFlags::PATH | fs::OFlags::DIRECTORY | fs::OFlags::CLOEXEC,
+            fs::Mode::empty(),
+        )?;
+        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&b"."[..], rel),
+        };
+        let pfd = match fs::openat2(
+            &rootfd,
+            fsops::cstr(parent).as_c_str(),
+            fs::OFlags::PATH | fs::OFlags::DIRECTORY | fs::OFlags::CLOEXEC,
+            fs::Mode::empty(),
+            fs::ResolveFlags::IN_ROOT | fs::ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(false),
+            Err(e) => bail!("opening {}/{}: {e}", root.display(), show(parent)),
+        };
+        let cname = fsops::cstr(name);
+        let st = match fsops::lstat_at(pfd.as_fd(), &cname) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => bail!("cannot stat {}/{}: {e}", root.display(), show(rel)),
+        };
+        self.dev = st.st_dev;
+        self.one(pfd.as_fd(), &cname, rel, &st, root)
+            .with_context(|| format!("archiving {}/{}", root.display(), show(rel)))?;
+        Ok(true)
+    }
+
+    /// Write the end-of-archive marker; the writer and the stats.
+    pub fn finish(mut self) -> Result<(W, TreeStats)> {
+        self.out.write_all(&[0u8; 2 * tar::BLOCK])?;
+        self.out.flush()?;
+        Ok((self.out, self.stats))
+    }
+
     fn entry(&mut self, path: &[u8], kind: Kind, meta: &Meta, data: &[u8]) -> Result<()> {
         self.out
             .write_all(&tar::encode(path, kind, meta, data.len() as u64))?;
@@ -225,7 +316,7 @@ impl<W: Write> Walker<W> {
         };
         // Pass 1: the hash of the logical content.
         let hash = hash_extents(fd.as_fd(), &ext, size, &mut self.buf)?;
-        meta.sha256 = Some(hash);
+        meta.sha256 = self.hashes.then_some(hash);
         meta.size = size;
         let mut map = Vec::new();
         let mut data_len: u64 = ext.iter().map(|e| e.1).sum();
@@ -311,7 +402,7 @@ impl<W: Write> Walker<W> {
             };
         }
         meta.size = self.buf.len() as u64;
-        meta.sha256 = Some(Sha256::digest(&self.buf).into());
+        meta.sha256 = self.hashes.then(|| Sha256::digest(&self.buf).into());
         let data = std::mem::take(&mut self.buf);
         self.entry(path, Kind::File, &meta, &data)?;
         self.buf = data;

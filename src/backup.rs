@@ -1,0 +1,781 @@
+//! `backup`: the pre-upgrade backup of a node. Plan (with a space check), then
+//! execute into a staging dir that is swapped in only when complete, verified
+//! and fsynced; the manifest goes in last.
+
+use crate::archive::{self, Changed, TreeStats, WriteOptions};
+use crate::cmd::Tools;
+use crate::etcd;
+use crate::fsutil::{self, human};
+use crate::host::Host;
+use crate::manifest::{self, EtcdSnapshot, Manifest, PinnedDeployment, StaticPods, Tree};
+use crate::progress::Progress;
+use crate::{fault, lock, ostree, verify};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The trees of a backup: name, node path.
+pub const TREES: [(&str, &str); 3] = [
+    ("etc", "/etc"),
+    ("local", "/usr/local"),
+    ("kubelet", "/var/lib/kubelet"),
+];
+
+pub const EXCLUDE_LIST: &str = "etc.exclude.list";
+pub const JOURNAL: &str = "journal.json";
+/// Today's recovery progress file.
+pub const LEGACY_PROGRESS: &str = "progress";
+const STAGING: &str = ".new";
+const CURRENTCONFIG: &str = "/etc/machine-config-daemon/currentconfig";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+pub enum EtcdMode {
+    /// The v3 Snapshot RPC with the node's client certs
+    Native,
+    /// The node's /usr/local/bin/cluster-backup.sh --force
+    Script,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub min_free: u64,
+    pub threads: Option<u32>,
+    pub level: i32,
+    pub etcd: EtcdMode,
+    pub etcd_timeout: Duration,
+    pub nice: bool,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Part {
+    pub name: String,
+    pub source: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub stored_bytes: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// A recovery is under way: nothing was touched.
+    SkippedRecoveryInProgress {
+        record: String,
+    },
+    Done(Box<Summary>),
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub dir: String,
+    pub created: String,
+    pub pinned: PinnedDeployment,
+    pub undeployed: Vec<String>,
+    pub parts: Vec<Part>,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Parse a size: bytes, or with a K/M/G/T suffix (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let m = match t[i..]
+                .to_ascii_uppercase()
+                .trim_end_matches("IB")
+                .trim_end_matches('B')
+            {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1u64 << 40,
+                u => return Err(format!("unknown unit {u:?} in {s:?}")),
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a size: {s:?}"))?;
+    Ok((n * mult as f64) as u64)
+}
+
+/// Paths under `/etc` that `/etc/tmpfiles.d/*` manage, relative to /etc, plus
+/// `.updated` and `kubernetes/manifests`: what restore must not touch.
+pub fn exclude_list(host: &Host) -> Result<Vec<String>> {
+    let dir = host.path("/etc/tmpfiles.d");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    files.sort();
+    let mut out = Vec::new();
+    for f in files.iter().filter(|f| f.is_file()) {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        out.extend(parse_tmpfiles(&text));
+    }
+    out.push(".updated".into());
+    out.push("kubernetes/manifests".into());
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
+    Ok(out)
+}
+
+/// The paths under /etc of a tmpfiles.d file, relative to /etc.
+pub fn parse_tmpfiles(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|p| p.strip_prefix("/etc/"))
+        .map(|p| p.trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Machine-config managed files outside the three trees, from
+/// `currentconfig`. None when the file does not exist.
+pub fn extras_from_currentconfig(host: &Host) -> Result<Option<Vec<String>>> {
+    let p = host.path(CURRENTCONFIG);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not valid JSON: {e} (line {}, column {}); nothing was changed",
+            p.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let files = v
+        .pointer("/spec/config/storage/files")
+        .and_then(|f| f.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut out: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.get("path").and_then(|p| p.as_str()))
+        .filter(|p| p.starts_with('/'))
+        .filter(|p| {
+            ![
+                "/etc/",
+                "/usr/local/",
+                "/var/usrlocal/",
+                "/var/lib/kubelet/",
+            ]
+            .iter()
+            .any(|t| p.starts_with(t))
+        })
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(Some(out))
+}
+
+/// Allocated bytes below a dir, on its own file system (like `du -sx`).
+pub fn du(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(path)
+        .same_file_system(true)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+fn free_bytes(dir: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
+    Ok(st.f_bavail * st.f_frsize)
+}
+
+/// Lower our CPU and I/O priority: the node runs latency-sensitive work.
+fn be_nice() {
+    // SAFETY: plain syscalls on this process only.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        // IOPRIO_WHO_PROCESS = 1; class best-effort (2) at its lowest level (7).
+        libc::syscall(libc::SYS_ioprio_set, 1, 0, (2 << 13) | 7);
+    }
+}
+
+fn mkdir_private(p: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .with_context(|| format!("creating {}", p.display()))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod 0700 {}", p.display()))
+}
+
+fn remove_entry(p: &Path) -> Result<()> {
+    let md = std::fs::symlink_metadata(p)?;
+    if md.is_dir() {
+        std::fs::remove_dir_all(p)
+    } else {
+        std::fs::remove_file(p)
+    }
+    .with_context(|| format!("removing {}", p.display()))
+}
+
+/// Everything of a backup in `dir` (not the lock, staging or recovery records).
+fn backup_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        if n == lock::FILE || n == STAGING || n == JOURNAL || n == LEGACY_PROGRESS {
+            continue;
+        }
+        v.push(e.path());
+    }
+    Ok(v)
+}
+
+/// Whether a recovery is under way in `dir`: the record that says so.
+pub fn recovery_record(dir: &Path) -> Option<PathBuf> {
+    [JOURNAL, LEGACY_PROGRESS]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+}
+
+/// Install the binary and the two-line wrapper into `dir`.
+fn install_self(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::fs::read("/proc/self/exe").context("reading the running binary")?;
+    fsutil::write_atomic(&dir.join("upgrade-recovery"), &exe, 0o700)?;
+    let sh = "#!/bin/sh\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
+    fsutil::write_atomic(&dir.join("upgrade-recovery.sh"), sh.as_bytes(), 0o700)?;
+    std::fs::set_permissions(
+        dir.join("upgrade-recovery.sh"),
+        std::fs::Permissions::from_mode(0o700),
+    )?;
+    Ok(())
+}
+
+struct Plan {
+    trees: Vec<(String, String, PathBuf)>,
+    excludes: Vec<String>,
+    extras: Vec<String>,
+    warnings: Vec<String>,
+    revisions: std::collections::BTreeMap<String, u32>,
+    etcd: etcd::ClientConfig,
+    estimate: u64,
+}
+
+fn plan(host: &Host, opts: &Options) -> Result<Plan> {
+    let mut warnings = Vec::new();
+    let mut trees = Vec::new();
+    let mut estimate = 0;
+    for (name, node) in TREES {
+        let top = archive::resolve_top(&host.root, node)
+            .with_context(|| format!("the tree {node} cannot be backed up"))?;
+        estimate += du(&top);
+        trees.push((name.to_string(), node.to_string(), top));
+    }
+    let extras = match extras_from_currentconfig(host)? {
+        Some(x) => x,
+        None => {
+            warnings.push(format!(
+                "{CURRENTCONFIG} does not exist: no machine-config files outside the three trees are backed up"
+            ));
+            Vec::new()
+        }
+    };
+    for x in &extras {
+        estimate += du(&host.path(x));
+    }
+    let revisions = etcd::live_revisions(host)?;
+    let spr = host.path("/etc/kubernetes/static-pod-resources");
+    estimate += du(&spr).saturating_sub(du(&spr.join("bin")));
+    estimate += std::fs::metadata(host.path("/var/lib/etcd/member/snap/db")).map_or(0, |m| m.len());
+    // The copy of this binary.
+    estimate += std::fs::metadata("/proc/self/exe").map_or(0, |m| m.len());
+    let etcd = etcd::ClientConfig::load(host)?;
+    if opts.etcd == EtcdMode::Script {
+        let script = host.path("/usr/local/bin/cluster-backup.sh");
+        if !crate::cmd::is_executable(&script) {
+            bail!(
+                "--etcd-backup=script: {} is missing or not executable",
+                script.display()
+            );
+        }
+    }
+    Ok(Plan {
+        trees,
+        excludes: exclude_list(host)?,
+        extras,
+        warnings,
+        revisions,
+        etcd,
+        estimate,
+    })
+}
+
+pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
+    let t0 = Instant::now();
+    host.require_node()?;
+    let tools = Tools::require(&["ostree"], &["rpm-ostree"])?;
+    let dir = host.backup_dir();
+    mkdir_private(&dir)?;
+    let _lock = lock::acquire(&dir)?;
+    if let Some(rec) = recovery_record(&dir) {
+        return Ok(Outcome::SkippedRecoveryInProgress {
+            record: rec.display().to_string(),
+        });
+    }
+    if opts.nice {
+        be_nice();
+    }
+    let staging = dir.join(STAGING);
+    if staging.exists() {
+        log::warn!(
+            "removing {} left by an interrupted backup",
+            staging.display()
+        );
+        remove_entry(&staging)?;
+    }
+    let plan = plan(host, opts)?;
+    let mut warnings = plan.warnings.clone();
+
+    // Space, before any change.
+    let need = plan.estimate + opts.min_free;
+    let free = free_bytes(&dir)?;
+    let old: u64 = backup_entries(&dir)?.iter().map(|p| du(p)).sum();
+    if free < need {
+        if free + old < need {
+            bail!(
+                "insufficient disk space in {}: the backup needs about {} plus a margin of {} (--min-free), {} is free{}; free at least {} more. Nothing was changed{}",
+                host.dir.display(),
+                human(plan.estimate),
+                human(opts.min_free),
+                human(free),
+                if old > 0 { format!(" ({} more once the previous backup is removed)", human(old)) } else { String::new() },
+                human(need - free - old),
+                if old > 0 { "; the previous backup is intact" } else { "" }
+            );
+        }
+        let msg = format!(
+            "REMOVING THE PREVIOUS BACKUP in {} before taking the new one: {} free, {} needed. If this run fails, the node has NO backup",
+            host.dir.display(),
+            human(free),
+            human(need)
+        );
+        log::warn!("{msg}");
+        warnings.push(msg);
+        remove_manifest(&dir)?;
+        for p in backup_entries(&dir)? {
+            remove_entry(&p)?;
+        }
+    }
+
+    let result = build(host, &tools, opts, &plan, &staging, &mut warnings, t0);
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = remove_entry(&staging);
+            let state = if dir.join(manifest::FILE).exists() {
+                "the previous backup is intact"
+            } else {
+                "there is no backup on this node now"
+            };
+            return Err(e.context(format!("the backup failed; {state}")));
+        }
+    };
+    swap_in(&dir, &staging)?;
+    Ok(Outcome::Done(Box::new(summary)))
+}
+
+fn remove_manifest(dir: &Path) -> Result<()> {
+    match std::fs::remove_file(dir.join(manifest::FILE)) {
+        Ok(()) => fsutil::fsync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replace the previous backup with the staged one. The manifest goes last:
+/// a crash in between leaves no manifest, never a partial backup that looks
+/// complete.
+fn swap_in(dir: &Path, staging: &Path) -> Result<()> {
+    remove_manifest(dir)?;
+    fault::point("backup:swap");
+    for p in backup_entries(dir)? {
+        remove_entry(&p)?;
+    }
+    for e in std::fs::read_dir(staging)? {
+        let e = e?;
+        if e.file_name() == manifest::FILE {
+            continue;
+        }
+        std::fs::rename(e.path(), dir.join(e.file_name()))?;
+    }
+    fsutil::fsync_dir(dir)?;
+    std::fs::rename(staging.join(manifest::FILE), dir.join(manifest::FILE))?;
+    fsutil::fsync_dir(dir)?;
+    std::fs::remove_dir(staging)?;
+    fsutil::fsync_dir(dir)
+}
+
+fn build(
+    host: &Host,
+    tools: &Tools,
+    opts: &Options,
+    plan: &Plan,
+    staging: &Path,
+    warnings: &mut Vec<String>,
+    t0: Instant,
+) -> Result<Summary> {
+    let created_unix = fsutil::unix_now();
+    let stamp = fsutil::backup_stamp(created_unix);
+    mkdir_private(&staging.join("cluster"))?;
+    let mut parts = Vec::new();
+
+    // OS: keep the active deployment only, pinned.
+    let t = Instant::now();
+    let (kept, undeployed) = ostree::keep_only_active(host, tools)?;
+    fault::point("backup:os");
+    let pinned = PinnedDeployment {
+        stateroot: kept.stateroot.clone(),
+        checksum: kept.checksum.clone(),
+        serial: kept.serial,
+        version: kept.version.clone(),
+    };
+    log::info!(
+        "OS: kept and pinned {} in {:.1}s",
+        kept.short(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let progress = Progress::start(opts.quiet, plan.estimate);
+    let meter = progress.meter();
+
+    // etcd.
+    let t = Instant::now();
+    meter.phase("etcd");
+    let snap_name = format!("cluster/snapshot_{stamp}__POSSIBLY_DIRTY__.db");
+    let static_name = format!("cluster/static_kuberesources_{stamp}__POSSIBLY_DIRTY__.tar.gz");
+    let (snap_name, static_name, info) = match opts.etcd {
+        EtcdMode::Native => {
+            let info = etcd::snapshot(&plan.etcd, &staging.join(&snap_name), opts.etcd_timeout)?;
+            (snap_name, static_name, info)
+        }
+        EtcdMode::Script => script_backup(host, &staging.join("cluster"), opts.etcd_timeout)?,
+    };
+    fault::point("backup:etcd");
+    parts.push(Part {
+        name: "etcd".into(),
+        source: plan.etcd.endpoint.clone(),
+        files: 1,
+        bytes: info.size,
+        stored_bytes: info.size,
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    let etcd_rec = EtcdSnapshot {
+        file: snap_name,
+        size: info.size,
+        sha256: info.sha256,
+        revision: info.revision,
+        total_keys: info.total_keys,
+    };
+    let t = Instant::now();
+    meter.phase("static-pod resources");
+    let static_pods = if opts.etcd == EtcdMode::Native {
+        let (size, sha256) =
+            etcd::write_static_resources(host, &plan.revisions, &staging.join(&static_name))?;
+        StaticPods {
+            file: static_name,
+            size,
+            sha256,
+            revisions: plan.revisions.clone(),
+        }
+    } else {
+        let (sha256, size) = verify::file_sha256(&staging.join(&static_name))?;
+        StaticPods {
+            file: static_name,
+            size,
+            sha256,
+            revisions: plan.revisions.clone(),
+        }
+    };
+    parts.push(Part {
+        name: "static-pod resources".into(),
+        source: "/etc/kubernetes/static-pod-resources".into(),
+        files: plan.revisions.len() as u64,
+        bytes: static_pods.size,
+        stored_bytes: static_pods.size,
+        seconds: t.elapsed().as_secs_f64(),
+    });
+
+    // The exclude list, as today's file.
+    let mut ex = plan.excludes.join("\n");
+    ex.push('\n');
+    fsutil::write_atomic(&staging.join(EXCLUDE_LIST), ex.as_bytes(), 0o600)?;
+
+    // Trees.
+    let wopts = WriteOptions {
+        level: opts.level,
+        threads: opts
+            .threads
+            .unwrap_or_else(|| WriteOptions::default().threads),
+    };
+    let mut trees = Vec::new();
+    for (name, node, top) in &plan.trees {
+        let t = Instant::now();
+        meter.phase(node);
+        let file = format!("{name}.tar.zst");
+        let stats = write_with_retries(top, &staging.join(&file), &wopts, &meter)?;
+        fault::point(&format!("backup:{name}"));
+        warn_about(node, &stats, warnings);
+        parts.push(Part {
+            name: name.clone(),
+            source: node.clone(),
+            files: stats.files,
+            bytes: stats.bytes,
+            stored_bytes: stats.archive_bytes,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        let resolved = (top != &host.path(node))
+            .then(|| format!("/{}", top.strip_prefix(&host.root).unwrap_or(top).display()));
+        trees.push(Tree {
+            name: name.clone(),
+            source: node.clone(),
+            resolved,
+            archive: file,
+            excludes: if name == "etc" {
+                plan.excludes.clone()
+            } else {
+                Vec::new()
+            },
+            only: None,
+            stats,
+        });
+    }
+
+    // Machine-config files outside the trees.
+    let t = Instant::now();
+    meter.phase("extras");
+    let rels: Vec<Vec<u8>> = plan
+        .extras
+        .iter()
+        .map(|p| p.trim_start_matches('/').as_bytes().to_vec())
+        .collect();
+    let (stats, missing) =
+        archive::write_paths(&host.root, &rels, &staging.join("extras.tar.zst"), &wopts)?;
+    for m in missing {
+        warnings.push(format!(
+            "machine-config file /{m} does not exist on the node; not backed up"
+        ));
+    }
+    parts.push(Part {
+        name: "extras".into(),
+        source: format!("{} paths from {CURRENTCONFIG}", plan.extras.len()),
+        files: stats.files,
+        bytes: stats.bytes,
+        stored_bytes: stats.archive_bytes,
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    trees.push(Tree {
+        name: "extras".into(),
+        source: "/".into(),
+        resolved: None,
+        archive: "extras.tar.zst".into(),
+        excludes: Vec::new(),
+        only: Some(plan.extras.clone()),
+        stats,
+    });
+    drop(progress);
+
+    install_self(staging)?;
+    let m = Manifest {
+        format: manifest::FORMAT,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        created: fsutil::rfc3339(created_unix),
+        created_unix,
+        boot_id: host.boot_id()?,
+        deployment: Some(pinned.clone()),
+        etcd: Some(etcd_rec),
+        static_pods: Some(static_pods),
+        trees,
+        warnings: warnings.clone(),
+    };
+    fsutil::write_atomic(
+        &staging.join(manifest::FILE),
+        serde_json::to_string_pretty(&m)?.as_bytes(),
+        0o600,
+    )?;
+    fault::point("backup:manifest");
+    // Everything on disk, then every byte checked before it replaces anything.
+    let d = std::fs::File::open(staging)?;
+    rustix::fs::syncfs(&d)?;
+    let t = Instant::now();
+    verify::require_intact(staging).context("the new backup does not verify")?;
+    log::info!(
+        "verified the new backup in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Summary {
+        dir: host.dir.display().to_string(),
+        created: m.created,
+        pinned,
+        undeployed,
+        parts,
+        warnings: warnings.clone(),
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+fn warn_about(node: &str, s: &TreeStats, warnings: &mut Vec<String>) {
+    if !s.skipped_mounts.is_empty() {
+        log::info!(
+            "{node}: mount points not crossed: {}",
+            s.skipped_mounts.join(", ")
+        );
+    }
+    for (what, list) in [
+        ("vanished during the backup", &s.vanished),
+        ("kept changing while read (stored as last read)", &s.changed),
+        ("are sockets (not stored)", &s.skipped_sockets),
+    ] {
+        if !list.is_empty() {
+            warnings.push(format!(
+                "{node}: {} file(s) {what}: {}",
+                list.len(),
+                list.join(", ")
+            ));
+        }
+    }
+}
+
+/// Archive a tree; a large file that changes while read restarts the tree,
+/// three tries in all (as today's `cp` retries).
+fn write_with_retries(
+    top: &Path,
+    out: &Path,
+    opts: &WriteOptions,
+    meter: &crate::progress::Meter,
+) -> Result<TreeStats> {
+    for attempt in 1..=3 {
+        let m = meter.clone();
+        let progress: archive::write::Progress = Box::new(move |_, bytes| m.add(1, bytes));
+        match archive::write_tree(top, out, opts, Some(progress)) {
+            Err(e) if attempt < 3 && e.chain().any(|c| c.downcast_ref::<Changed>().is_some()) => {
+                log::warn!("{e:#}; archiving {} again", top.display());
+            }
+            r => return r,
+        }
+    }
+    unreachable!()
+}
+
+/// `--etcd-backup=script`: the node's cluster-backup.sh, then the same checks.
+fn script_backup(
+    host: &Host,
+    cluster: &Path,
+    limit: Duration,
+) -> Result<(String, String, etcd::SnapshotInfo)> {
+    let script = host.path("/usr/local/bin/cluster-backup.sh");
+    let mut c = std::process::Command::new(&script);
+    c.arg("--force").arg(cluster);
+    crate::cmd::run_timeout(&mut c, limit)?;
+    let mut snap = None;
+    let mut res = None;
+    for e in std::fs::read_dir(cluster)? {
+        let n = e?.file_name().to_string_lossy().into_owned();
+        if n.starts_with("snapshot_") && n.ends_with(".db") {
+            snap = Some(n);
+        } else if n.starts_with("static_kuberesources_") && n.ends_with(".tar.gz") {
+            res = Some(n);
+        }
+    }
+    let (Some(snap), Some(res)) = (snap, res) else {
+        bail!(
+            "{} did not write a snapshot and a static_kuberesources tarball into {}",
+            script.display(),
+            cluster.display()
+        );
+    };
+    let sp = cluster.join(&snap);
+    verify::check_snapshot_trailer(&sp)
+        .map_err(|m| anyhow::anyhow!("cluster-backup.sh wrote a bad snapshot: {m}"))?;
+    let (sha256, size) = verify::file_sha256(&sp)?;
+    Ok((
+        format!("cluster/{snap}"),
+        format!("cluster/{res}"),
+        etcd::SnapshotInfo {
+            size,
+            sha256,
+            revision: 0,
+            total_keys: 0,
+        },
+    ))
+}
+
+pub fn render(o: &Outcome) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    match o {
+        Outcome::SkippedRecoveryInProgress { record } => {
+            let _ = writeln!(
+                s,
+                "A recovery is in progress ({record}): the backup was skipped and nothing was changed.\nContinue the recovery with `upgrade-recovery restore --resume`."
+            );
+        }
+        Outcome::Done(sum) => {
+            let _ = writeln!(
+                s,
+                "Backup complete in {} ({:.1}s), verified.",
+                sum.dir, sum.seconds
+            );
+            let _ = writeln!(
+                s,
+                "OS: pinned {} {}.{} ({}){}",
+                sum.pinned.stateroot,
+                &sum.pinned.checksum[..12],
+                sum.pinned.serial,
+                sum.pinned.version.as_deref().unwrap_or("?"),
+                if sum.undeployed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; undeployed {}", sum.undeployed.join(", "))
+                }
+            );
+            let _ = writeln!(
+                s,
+                "  {:<22} {:>9} {:>11} {:>11} {:>7}",
+                "part", "files", "size", "stored", "time"
+            );
+            for p in &sum.parts {
+                let _ = writeln!(
+                    s,
+                    "  {:<22} {:>9} {:>11} {:>11} {:>6.1}s",
+                    p.name,
+                    p.files,
+                    human(p.bytes),
+                    human(p.stored_bytes),
+                    p.seconds
+                );
+            }
+            for w in &sum.warnings {
+                let _ = writeln!(s, "warning: {w}");
+            }
+        }
+    }
+    s
+}
