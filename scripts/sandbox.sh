@@ -83,7 +83,11 @@ T
   mkdir -p "$r/etc/cni/multus/certs" "$r/etc/kubernetes/cni/net.d"
   echo cert > "$r/etc/cni/multus/certs/multus.pem"
   echo '{"cniVersion":"0.3.1"}' > "$r/etc/kubernetes/cni/net.d/00-multus.conf"
-  echo 'SELINUX=enforcing' > "$r/etc/selinux/config"
+  # No /etc/selinux/config: with one, libostree (ostree admin pin) loads the
+  # SELinux policy it names, which a sandbox cannot have. The boot-time mode
+  # lives in the sandbox state instead (ctl/state/selinux-boot).
+  printf 'root:x:0:0:root:/root:/bin/bash\n' > "$r/etc/passwd"
+  printf 'root:x:0:\n' > "$r/etc/group"
   echo sno > "$r/etc/hostname"
   printf 'apiVersion: v1\nkind: Config\nclusters: []\n' > "$r/etc/kubernetes/kubelet.conf"
   ln -s /usr/lib/systemd/system/kubelet.service "$r/etc/systemd/system/multi-user.target.wants/kubelet.service"
@@ -183,7 +187,7 @@ s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None)
 d = s.get_deployments()[0]
 print(d.get_osname(), d.get_csum(), d.get_deployserial())
 PY
-  if grep -q '^SELINUX=enforcing' "$d/root/etc/selinux/config" 2>/dev/null; then echo Enforcing; else echo Permissive; fi > "$st/selinux"
+  cat "$st/selinux-boot" 2>/dev/null > "$st/selinux" || echo Enforcing > "$st/selinux"
   local u
   for u in "$st/enabled/"*; do [ -e "$u" ] && touch "$st/active/$(basename "$u")"; done
   reconcile
@@ -200,7 +204,7 @@ create() {
   d=$(cd "$d" && pwd)
   local r=$d/root
   install_shims "$d"
-  mkdir -p "$r/run" "$r/proc/sys/kernel/random" "$r/var/lib/etcd" "$r/var/recovery" "$r/tmp" "$r/boot"
+  mkdir -p "$r/run" "$r/proc/sys/kernel/random" "$r/var/lib/etcd" "$r/var/recovery" "$r/tmp"
   chmod 0700 "$r/var/lib/etcd"
   touch "$r/run/ostree-booted"
   # OS: a real sysroot with two deployments of rhcos, the newer one the default.
@@ -212,6 +216,7 @@ create() {
   ostree admin --sysroot="$r/sysroot" deploy --os=rhcos rhcos/416.94.202405141654-0 >/dev/null
   ostree admin --sysroot="$r/sysroot" deploy --os=rhcos rhcos/416.94.202406251923-0 >/dev/null
   ln -s sysroot/ostree "$r/ostree"
+  ln -s sysroot/boot "$r/boot"   # /boot is the same file system as /sysroot/boot on a node
   make_etc "$r"
   make_usrlocal "$r"
   make_kubelet "$r"
@@ -243,6 +248,7 @@ export NODE_sno_PEER_URL="https://127.0.0.1:$pp"
 ENV
   for k in etcd kubeapiserver kubecontrollermanager kubescheduler; do echo "7 7" > "$d/ctl/state/oc/$k"; done
   for u in kubelet.service crio.service; do touch "$d/ctl/state/enabled/$u"; done
+  echo Enforcing > "$d/ctl/state/selinux-boot"
   # First boot: etcd starts empty; write the cluster's keys.
   mkdir -p "$r/var/lib/etcd/member"   # etcd's manifest + data dir: the shim starts it
   rmdir "$r/var/lib/etcd/member"

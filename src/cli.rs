@@ -57,6 +57,9 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Job entrypoint: prepare the /host jail, chroot, back up
+    #[command(alias = "launchBackup")]
+    LaunchBackup(LaunchArgs),
     /// Take the backup on this host (pin OS, etcd, trees, extras)
     Backup(BackupArgs),
     /// Backup summary, recovery progress, OS deployments, next action
@@ -65,6 +68,15 @@ pub enum Command {
     Verify,
     /// Copy files out of a backup (no system change)
     Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Where the Job mounts the host's file systems
+    #[arg(long, value_name = "DIR", default_value = "/host")]
+    pub host_dir: PathBuf,
+    #[command(flatten)]
+    pub backup: BackupArgs,
 }
 
 #[derive(Debug, Args)]
@@ -125,7 +137,14 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
 /// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
 /// ...) become the matching subcommand; other command lines pass unchanged.
 pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const SUBCOMMANDS: [&str; 4] = ["backup", "status", "verify", "extract"];
+    const SUBCOMMANDS: [&str; 6] = [
+        "backup",
+        "launch-backup",
+        "launchBackup",
+        "status",
+        "verify",
+        "extract",
+    ];
     let words: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -168,8 +187,14 @@ pub fn main() -> i32 {
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
+    if let Command::LaunchBackup(a) = &cli.command {
+        let o = crate::job::launch(&a.host_dir, &g.dir, &a.backup.options(g.quiet))?;
+        emit(g.output, &o, || backup::render(&o))?;
+        return Ok(0);
+    }
     let host = Host::new(&g.root, &g.dir)?;
     match &cli.command {
+        Command::LaunchBackup(_) => unreachable!(),
         Command::Backup(a) => {
             let o = backup::run(&host, &a.options(g.quiet))?;
             emit(g.output, &o, || backup::render(&o))?;

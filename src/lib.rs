@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod fault;
 pub mod fsutil;
 pub mod host;
+pub mod job;
 pub mod lock;
 pub mod logger;
 pub mod manifest;

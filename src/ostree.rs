@@ -205,9 +205,11 @@ fn mark_pending_rollback(ds: &mut [Deployment]) {
     }
 }
 
-/// The `ostree admin` arguments that address the node's sysroot.
+/// The `ostree admin` arguments that address the node's sysroot: the
+/// default on a booted host, else `--sysroot=<root>/sysroot` (a sandbox, or
+/// the Job's jail, where `/run/ostree-booted` is renamed for the run).
 pub fn sysroot_args(host: &Host) -> Vec<String> {
-    if host.is_slash() {
+    if host.is_slash() && host.path("/run/ostree-booted").exists() {
         Vec::new()
     } else {
         vec![format!("--sysroot={}", host.sysroot().display())]

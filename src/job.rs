@@ -1,0 +1,131 @@
+//! `launch-backup` (the Job's `launchBackup`): prepare the `/host` jail the
+//! hub's Job mounts, chroot into it, and take the backup there.
+//!
+//! For the run, the host's `/run/ostree-booted` is renamed to
+//! `/run/ostree-booted.tmp` (so ostree treats /sysroot as a sysroot it may
+//! change), and put back on every exit path: success, error, panic, and
+//! SIGTERM/SIGINT/SIGHUP (the Job's deadline sends SIGTERM).
+
+use crate::backup::{self, Outcome};
+use crate::host::Host;
+use anyhow::{Context, Result};
+use rustix::fs::{self, FileType, Mode};
+use rustix::mount::{mount, mount_remount, MountFlags};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const FLAG: &str = "/run/ostree-booted";
+const FLAG_TMP: &str = "/run/ostree-booted.tmp";
+
+/// Whether this run renamed the flag (so that only this run puts it back).
+static RENAMED: Mutex<bool> = Mutex::new(false);
+
+fn restore_flag() {
+    let mut renamed = RENAMED.lock().unwrap_or_else(|e| e.into_inner());
+    if *renamed {
+        match std::fs::rename(FLAG_TMP, FLAG) {
+            Ok(()) => *renamed = false,
+            Err(e) => eprintln!("upgrade-recovery: error: cannot put {FLAG} back: {e}; run `mv {FLAG_TMP} {FLAG}` on the node"),
+        }
+    }
+}
+
+struct FlagGuard;
+
+impl Drop for FlagGuard {
+    fn drop(&mut self) {
+        restore_flag();
+    }
+}
+
+/// Block the termination signals in every thread and handle them in one:
+/// put the flag back, then exit 128+signal. Call before any thread starts.
+fn handle_signals() {
+    // SAFETY: signal-mask calls on a zeroed sigset, before other threads exist.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let set = set;
+        std::thread::spawn(move || {
+            let mut sig: libc::c_int = 0;
+            libc::sigwait(&set, &mut sig);
+            restore_flag();
+            eprintln!(
+                "upgrade-recovery: error: stopped by signal {sig}; the backup was not completed (the previous one, if any, is intact); {FLAG} was put back"
+            );
+            std::process::exit(128 + sig);
+        });
+    }
+}
+
+/// Set up the jail below `host` as today's Job does, then chroot into it.
+pub fn enter_jail(host: &Path) -> Result<()> {
+    if !host.join("sysroot").is_dir() {
+        anyhow::bail!(
+            "{} does not look like the Job's host mount: {}/sysroot is missing",
+            host.display(),
+            host.display()
+        );
+    }
+    let dev = host.join("dev");
+    std::fs::create_dir_all(&dev)?;
+    let null = dev.join("null");
+    if !null.exists() {
+        fs::mknodat(
+            fs::CWD,
+            &null,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            fs::makedev(1, 3),
+        )
+        .with_context(|| format!("mknod {}", null.display()))?;
+    }
+    let shm = dev.join("shm");
+    std::fs::create_dir_all(&shm)?;
+    mount(
+        "tmpfs",
+        &shm,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(c"mode=1777"),
+    )
+    .with_context(|| format!("mounting a tmpfs on {}", shm.display()))?;
+    let sysroot = host.join("sysroot");
+    if let Err(e) = mount_remount(&sysroot, MountFlags::BIND, "") {
+        // Not a mount point of its own (a test jail): nothing to remount.
+        log::info!("remount of {} read-write: {e}", sysroot.display());
+    }
+    for (link, target) in [
+        ("lib64", "usr/lib64"),
+        ("lib", "usr/lib"),
+        ("bin", "usr/bin"),
+        ("ostree", "sysroot/ostree"),
+    ] {
+        let l = host.join(link);
+        if std::fs::symlink_metadata(&l).is_err() {
+            std::os::unix::fs::symlink(target, &l)
+                .with_context(|| format!("creating the link {}", l.display()))?;
+        }
+    }
+    rustix::process::chroot(host).with_context(|| format!("chroot {}", host.display()))?;
+    std::env::set_current_dir("/")?;
+    Ok(())
+}
+
+/// The Job's entrypoint. Exit 0 only when the backup is complete and verified.
+pub fn launch(host_dir: &Path, dir: &Path, opts: &backup::Options) -> Result<Outcome> {
+    handle_signals();
+    enter_jail(host_dir)?;
+    let _guard = FlagGuard;
+    if Path::new(FLAG).exists() {
+        std::fs::rename(FLAG, FLAG_TMP).with_context(|| format!("renaming {FLAG}"))?;
+        *RENAMED.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+    crate::fault::point("launch:jail");
+    let host = Host::new(&PathBuf::from("/"), dir)?;
+    backup::run(&host, opts)
+}
