@@ -59,7 +59,7 @@ fn the_job_entrypoint_backs_up_from_the_jail_and_puts_the_flag_back() {
 fn sigterm_from_the_job_deadline_puts_the_flag_back() {
     let sb = Sandbox::new();
     let t = TempDir::new("jail");
-    let mut child = std::process::Command::new("bash")
+    let child = std::process::Command::new("bash")
         .args([
             "-c",
             &jail_script(
