@@ -4,7 +4,7 @@ use crate::archive::{self, SyncOptions};
 use crate::error::{exit_code, Fail};
 use crate::host::Host;
 use crate::manifest::Manifest;
-use crate::{backup, logger, status, verify};
+use crate::{backup, logger, recovery, status, verify};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -62,6 +62,8 @@ pub enum Command {
     LaunchBackup(LaunchArgs),
     /// Take the backup on this host (pin OS, etcd, trees, extras)
     Backup(BackupArgs),
+    /// Recovery: restore the backup in phases across a reboot
+    Restore(RestoreArgs),
     /// Backup summary, recovery progress, OS deployments, next action
     Status,
     /// Check a backup against its manifest; exit 0 only if intact
@@ -116,6 +118,49 @@ impl BackupArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Continue the recovery under way after its last completed step
+    #[arg(long)]
+    pub resume: bool,
+    /// Forget the recovery under way and start from the first step
+    #[arg(long, conflicts_with = "resume")]
+    pub restart: bool,
+    /// Stop after each phase
+    #[arg(long)]
+    pub step: bool,
+    /// Skip the OS deployment check and the reboot check
+    #[arg(long)]
+    pub force: bool,
+    /// Print the plan with what is done; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How etcd is restored
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = recovery::EtcdRestore::Auto)]
+    pub etcd_restore: recovery::EtcdRestore,
+    /// Time limit of each wait (containers, redeployments), in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 1200)]
+    pub wait_timeout: u64,
+    /// Time between checks while waiting, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 10_000, hide = true)]
+    pub poll_interval: u64,
+}
+
+impl RestoreArgs {
+    pub fn options(&self) -> recovery::Options {
+        recovery::Options {
+            resume: self.resume,
+            restart: self.restart,
+            step: self.step,
+            force: self.force,
+            dry_run: self.dry_run,
+            etcd_restore: self.etcd_restore,
+            wait: std::time::Duration::from_secs(self.wait_timeout),
+            poll: std::time::Duration::from_millis(self.poll_interval),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct ExtractArgs {
     /// Node paths to copy out, e.g. /etc/kubernetes/kubelet.conf
     #[arg(required = true, value_name = "PATH")]
@@ -137,8 +182,9 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
 /// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
 /// ...) become the matching subcommand; other command lines pass unchanged.
 pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const SUBCOMMANDS: [&str; 6] = [
+    const SUBCOMMANDS: [&str; 7] = [
         "backup",
+        "restore",
         "launch-backup",
         "launchBackup",
         "status",
@@ -160,6 +206,15 @@ pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     if words.iter().any(|w| w == "--take-backup") {
         out.push("backup".into());
         out.extend(args.into_iter().skip(1).filter(|a| a != "--take-backup"));
+        return out;
+    }
+    let as_script = std::path::Path::new(&words[0])
+        .file_name()
+        .is_some_and(|n| n == "upgrade-recovery.sh");
+    let legacy = ["--resume", "--restart", "--step", "--force"];
+    if as_script || words.iter().skip(1).any(|w| legacy.contains(&w.as_str())) {
+        out.push("restore".into());
+        out.extend(args.into_iter().skip(1));
         return out;
     }
     args
@@ -198,6 +253,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Backup(a) => {
             let o = backup::run(&host, &a.options(g.quiet))?;
             emit(g.output, &o, || backup::render(&o))?;
+            Ok(0)
+        }
+        Command::Restore(a) => {
+            let o = recovery::run(&host, &a.options())?;
+            emit(g.output, &o, || recovery::render(&o))?;
             Ok(0)
         }
         Command::Status => {

@@ -34,3 +34,13 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         .find_map(|e| e.downcast_ref::<Fail>())
         .map_or(1, Fail::code)
 }
+
+/// A new error with `text` that keeps the exit code of `err`.
+pub fn with_code_of(err: &anyhow::Error, text: String) -> anyhow::Error {
+    match exit_code(err) {
+        2 => Fail::Usage(text).into(),
+        3 => Fail::InProgress(text).into(),
+        4 => Fail::Backup(text).into(),
+        _ => anyhow::anyhow!(text),
+    }
+}

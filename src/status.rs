@@ -5,8 +5,10 @@ use crate::cmd::Tools;
 use crate::etcd;
 use crate::fsutil::human;
 use crate::host::Host;
+use crate::journal::Journal;
 use crate::manifest::Manifest;
 use crate::ostree::{self, BootedFrom, OsState};
+use crate::recovery;
 use anyhow::Result;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -39,6 +41,15 @@ pub struct Recovery {
     pub in_progress: bool,
     /// Where the progress is recorded (journal.json, or today's `progress`).
     pub record: Option<String>,
+    pub steps_done: usize,
+    pub steps_total: usize,
+    pub last_done: Option<String>,
+    pub next_step: Option<String>,
+    pub phase: Option<String>,
+    /// The step that failed last, and why.
+    pub failed: Option<crate::journal::Failure>,
+    /// The journal could not be read.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,10 +97,30 @@ pub fn gather(host: &Host) -> Result<Status> {
         .iter()
         .find(|f| dir.join(f).exists())
         .map(|f| host.dir.join(f).display().to_string());
-    let recovery = Recovery {
+    let mut recovery = Recovery {
         in_progress: record.is_some(),
         record,
+        steps_done: 0,
+        steps_total: recovery::STEPS.len(),
+        last_done: None,
+        next_step: None,
+        phase: None,
+        failed: None,
+        error: None,
     };
+    match Journal::load(&dir) {
+        Ok(Some(j)) => {
+            recovery.steps_done = j.completed.len();
+            recovery.last_done = j.completed.last().map(|d| d.id.clone());
+            if let Some(s) = recovery::STEPS.iter().find(|s| !j.is_done(s.0)) {
+                recovery.next_step = Some(s.0.to_string());
+                recovery.phase = Some(s.1.name().to_string());
+            }
+            recovery.failed = j.failed.clone();
+        }
+        Ok(None) => {}
+        Err(e) => recovery.error = Some(format!("{e:#}")),
+    }
     let etcd = match etcd::ClientConfig::load(host) {
         Err(e) => EtcdSummary {
             endpoint: None,
@@ -118,7 +149,17 @@ pub fn gather(host: &Host) -> Result<Status> {
             },
         },
     };
-    let next = if recovery.in_progress {
+    let next = if recovery.error.is_some() {
+        "the recovery journal is unreadable: start the recovery over with `upgrade-recovery restore --restart`".to_string()
+    } else if recovery.last_done.as_deref() == Some("selinux-restore") && boot_unchanged(host, &dir)
+    {
+        "the files phase is done: reboot (`systemctl reboot`), then `upgrade-recovery restore --resume`".to_string()
+    } else if let Some(f) = &recovery.failed {
+        format!(
+            "step {} failed: fix the cause, then `upgrade-recovery restore --resume`",
+            f.step
+        )
+    } else if recovery.in_progress {
         "a recovery is in progress: continue it with `upgrade-recovery restore --resume`"
             .to_string()
     } else if backup.exists {
@@ -135,6 +176,14 @@ pub fn gather(host: &Host) -> Result<Status> {
         etcd,
         next,
     })
+}
+
+/// Whether the node has not rebooted since the files phase ended.
+fn boot_unchanged(host: &Host, dir: &std::path::Path) -> bool {
+    let Ok(Some(j)) = Journal::load(dir) else {
+        return false;
+    };
+    j.files_boot_id.is_some() && j.files_boot_id == host.boot_id().ok()
 }
 
 pub fn render_os(os: &OsState) -> String {
@@ -203,9 +252,27 @@ pub fn render(st: &Status) -> String {
     } else {
         let _ = writeln!(s, "Backup: none in {}", b.dir);
     }
-    match &st.recovery.record {
-        Some(r) => {
-            let _ = writeln!(s, "Recovery: in progress ({r})");
+    let r = &st.recovery;
+    match &r.record {
+        Some(rec) => {
+            let _ = writeln!(
+                s,
+                "Recovery: in progress ({rec}): {} of {} steps done, last: {}, next: {}{}",
+                r.steps_done,
+                r.steps_total,
+                r.last_done.as_deref().unwrap_or("none"),
+                r.next_step.as_deref().unwrap_or("none"),
+                r.phase
+                    .as_deref()
+                    .map(|p| format!(" (phase {p})"))
+                    .unwrap_or_default()
+            );
+            if let Some(f) = &r.failed {
+                let _ = writeln!(s, "  step {} failed: {}", f.step, f.error);
+            }
+            if let Some(e) = &r.error {
+                let _ = writeln!(s, "  {e}");
+            }
         }
         None => {
             let _ = writeln!(s, "Recovery: not in progress");

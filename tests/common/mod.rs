@@ -42,12 +42,13 @@ pub fn rsync_diff(src: &Path, dst: &Path, extra: &str) -> Vec<String> {
 /// Every xattr of every entry, symlinks not followed (getfattr), and every
 /// ACL (getfacl), with paths relative to the dir.
 pub fn meta_dump(dir: &Path) -> String {
+    // find -xdev: mount points below the top are not part of a tree.
     let x = sh(&format!(
-        "cd {} && getfattr -R -h -d -m - -e hex . 2>/dev/null | grep -v '^$' || true",
+        "cd {} && find . -xdev -print0 | sort -z | xargs -0 getfattr -h -d -m - -e hex 2>/dev/null | grep -v '^$' || true",
         q(dir)
     ));
     let a = sh(&format!(
-        "cd {} && getfacl -R -P -n . 2>/dev/null || true",
+        "cd {} && find . -xdev ! -type l -print0 | sort -z | xargs -0 getfacl -P -n 2>/dev/null || true",
         q(dir)
     ));
     format!("{x}\n{a}")

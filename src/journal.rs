@@ -1,0 +1,110 @@
+//! The recovery journal: versioned JSON in the backup dir, replaced
+//! atomically (temp, fsync, rename, fsync dir) after every step. It exists
+//! only while a recovery is under way.
+
+use crate::error::Fail;
+use crate::fsutil;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const FILE: &str = "journal.json";
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Done {
+    pub id: String,
+    /// Unix time of completion.
+    pub at: i64,
+    pub seconds: f64,
+    pub boot_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Failure {
+    pub step: String,
+    pub error: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Journal {
+    pub format: u32,
+    pub tool_version: String,
+    pub started: String,
+    /// The backup being restored (its manifest's creation time).
+    pub backup_created: String,
+    pub completed: Vec<Done>,
+    /// The boot in which the `files` phase finished.
+    #[serde(default)]
+    pub files_boot_id: Option<String>,
+    /// SELinux mode before the recovery (`Enforcing`, `Permissive`).
+    #[serde(default)]
+    pub selinux_mode: Option<String>,
+    /// Control-plane container ids before the etcd restore.
+    #[serde(default)]
+    pub containers: BTreeMap<String, String>,
+    /// Sub-steps of the native etcd restore that are done.
+    #[serde(default)]
+    pub etcd_restore: Vec<String>,
+    /// Revision each operator must reach after its forced redeployment.
+    #[serde(default)]
+    pub redeploy_targets: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub failed: Option<Failure>,
+}
+
+impl Journal {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(FILE)
+    }
+
+    /// The journal in `dir`, None when no recovery is under way. An
+    /// unreadable one is an error that says how to get out.
+    pub fn load(dir: &Path) -> Result<Option<Journal>> {
+        let p = Self::path(dir);
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let j: Journal = serde_json::from_str(&text).map_err(|e| {
+            Fail::InProgress(format!(
+                "the recovery journal {} cannot be read: {e} (line {}, column {}). A recovery was under way but where it stands is unknown; start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",
+                p.display(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if j.format != FORMAT {
+            return Err(Fail::InProgress(format!(
+                "the recovery journal {} has format {} but this tool reads {FORMAT}; start over with `upgrade-recovery restore --restart`",
+                p.display(),
+                j.format
+            ))
+            .into());
+        }
+        Ok(Some(j))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        fsutil::write_atomic(
+            &Self::path(dir),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+            0o600,
+        )
+    }
+
+    pub fn remove(dir: &Path) -> Result<()> {
+        match std::fs::remove_file(Self::path(dir)) {
+            Ok(()) => fsutil::fsync_dir(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn is_done(&self, id: &str) -> bool {
+        self.completed.iter().any(|d| d.id == id)
+    }
+}
