@@ -70,6 +70,30 @@ pub enum Command {
     Verify,
     /// Copy files out of a backup (no system change)
     Extract(ExtractArgs),
+    /// One tree archive alone, for benchmarks and debugging
+    #[command(hide = true, subcommand)]
+    Tree(TreeOp),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TreeOp {
+    /// Archive DIR into OUT (tar+zstd with per-file sha256)
+    Archive {
+        dir: PathBuf,
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        level: i32,
+        #[arg(long)]
+        threads: Option<u32>,
+    },
+    /// Make DIR equal ARCHIVE (verified first); extra files deleted
+    Sync {
+        archive: PathBuf,
+        dir: PathBuf,
+        /// A file of paths relative to DIR to leave alone
+        #[arg(long)]
+        exclude_from: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +284,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
             emit(g.output, &o, || recovery::render(&o))?;
             Ok(0)
         }
+        Command::Tree(op) => {
+            tree_op(g.output, op)?;
+            Ok(0)
+        }
         Command::Status => {
             let st = status::gather(&host)?;
             emit(g.output, &st, || status::render(&st))?;
@@ -299,6 +327,50 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 )
             })?;
             Ok(0)
+        }
+    }
+}
+
+fn tree_op(out: Output, op: &TreeOp) -> Result<()> {
+    match op {
+        TreeOp::Archive {
+            dir,
+            out: file,
+            level,
+            threads,
+        } => {
+            let mut o = archive::WriteOptions {
+                level: *level,
+                ..archive::WriteOptions::default()
+            };
+            if let Some(t) = threads {
+                o.threads = *t;
+            }
+            let st = archive::write_tree(dir, file, &o, None)?;
+            emit(out, &st, || format!("{st:?}\n"))
+        }
+        TreeOp::Sync {
+            archive: file,
+            dir,
+            exclude_from,
+        } => {
+            let excludes = match exclude_from {
+                Some(f) => archive::parse_excludes(&std::fs::read_to_string(f)?),
+                None => Vec::new(),
+            };
+            let c = archive::check_archive(file)?;
+            let st = archive::restore_tree(
+                file,
+                &c.sha256,
+                c.size,
+                dir,
+                &SyncOptions {
+                    excludes,
+                    delete: true,
+                    ..SyncOptions::default()
+                },
+            )?;
+            emit(out, &st, || format!("{st:?}\n"))
         }
     }
 }

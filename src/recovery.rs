@@ -254,7 +254,14 @@ fn required_tools(etcd_mode: EtcdRestore) -> (Vec<&'static str>, Vec<&'static st
 pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     host.require_node()?;
     let dir = host.backup_dir();
-    let existing = Journal::load(&dir)?;
+    let existing = match Journal::load(&dir) {
+        // --restart is the way out of an unreadable journal: a new one replaces it.
+        Err(e) if opts.restart && !opts.dry_run => {
+            log::warn!("{e:#}");
+            None
+        }
+        r => r?,
+    };
     if opts.dry_run {
         return Ok(Outcome::DryRun {
             steps: plan(existing.as_ref()),
@@ -381,13 +388,15 @@ impl Ctx<'_> {
             if self.opts.step {
                 match phase_at_start {
                     None => phase_at_start = Some(phase),
-                    Some(p) if p != phase => return Ok(Outcome::PhaseDone {
-                        phase: p,
-                        next: format!(
+                    Some(p) if p != phase => {
+                        return Ok(Outcome::PhaseDone {
+                            phase: p,
+                            next: format!(
                             "phase {} is done; continue with `upgrade-recovery restore --resume`",
                             p.name()
                         ),
-                    }),
+                        })
+                    }
                     _ => {}
                 }
             }
