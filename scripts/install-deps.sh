@@ -8,7 +8,7 @@ pkgs=(
   openssl rsync attr acl libcap2-bin    # certs, the restore oracle, xattrs/ACLs/caps
   zstd xfsprogs e2fsprogs util-linux file  # reference tar|zstd, loop fs, unshare, static check
   protobuf-compiler libprotobuf-dev     # etcd-client crate build (gRPC protos)
-  jq procps psmisc
+  jq procps psmisc time curl
 )
 missing=()
 for p in "${pkgs[@]}"; do

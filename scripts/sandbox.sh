@@ -5,7 +5,9 @@
 #   scripts/sandbox.sh env DIR        print the exports that put the shims on PATH
 #   scripts/sandbox.sh reboot DIR     new boot id, default deployment booted, services as enabled
 #   scripts/sandbox.sh teardown DIR   stop etcd, unmount, remove DIR
-#   scripts/sandbox.sh upgrade-os DIR VERSION   commit and deploy a new OS (the new default)
+#   scripts/sandbox.sh upgrade-os DIR VERSION [STATEROOT]
+#                                     commit and deploy a new OS (the new default;
+#                                     older deployments are retained)
 #
 # The node has a real ostree sysroot with two deployments, a real etcd with TLS
 # on free loopback ports, /etc, /usr/local (-> var/usrlocal), /var/lib/kubelet
@@ -284,16 +286,17 @@ teardown() {
 }
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 case $cmd in
   create) create "$dir" ;;
   env) d=$(cd "$dir" && pwd); echo "export PATH=\"$d/ctl/bin:\$PATH\""; echo "export SANDBOX_ROOT=\"$d/root\"" ;;
   reboot) d=$(cd "$dir" && pwd); boot "$d"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
   teardown) teardown "$dir" ;;
   upgrade-os)
-    d=$(cd "$dir" && pwd); v=${3:?upgrade-os needs a version}
+    d=$(cd "$dir" && pwd); v=${3:?upgrade-os needs a version}; os=${4:-rhcos}
+    [ -d "$d/root/sysroot/ostree/deploy/$os" ] || ostree admin --sysroot="$d/root/sysroot" os-init "$os" >/dev/null
     make_commit "$d/root/sysroot" "$v"
-    ostree admin --sysroot="$d/root/sysroot" deploy --os=rhcos "rhcos/$v" >/dev/null
-    echo "sandbox: deployed rhcos $v as the default; reboot to boot it" ;;
+    ostree admin --sysroot="$d/root/sysroot" deploy --retain --os="$os" "rhcos/$v" >/dev/null
+    echo "sandbox: deployed $os $v as the default; reboot to boot it" ;;
   *) die "unknown command '$cmd' (create, env, reboot, teardown)" ;;
 esac

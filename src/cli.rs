@@ -4,7 +4,7 @@ use crate::archive::{self, SyncOptions};
 use crate::error::{exit_code, Fail};
 use crate::host::Host;
 use crate::manifest::Manifest;
-use crate::{backup, logger, recovery, status, verify};
+use crate::{backup, logger, recovery, rollback, stateroot, status, verify};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -68,6 +68,11 @@ pub enum Command {
     Status,
     /// Check a backup against its manifest; exit 0 only if intact
     Verify,
+    /// Platform OS rollback by the decision table
+    Rollback(RollbackArgs),
+    /// OS stateroots: list, cleanup
+    #[command(subcommand)]
+    Stateroot(StaterootCmd),
     /// Copy files out of a backup (no system change)
     Extract(ExtractArgs),
     /// One tree archive alone, for benchmarks and debugging
@@ -185,6 +190,30 @@ impl RestoreArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Print the decision and the commands; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Reboot at the end (systemctl reboot), once the next default is checked
+    #[arg(long)]
+    pub reboot: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaterootCmd {
+    /// Stateroots with their deployments, booted and pinned marks, disk use
+    List,
+    /// Undeploy a stateroot's deployments and remove its directory
+    Cleanup {
+        /// The stateroot (a directory name under /sysroot/ostree/deploy)
+        name: String,
+        /// Print the exact steps; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct ExtractArgs {
     /// Node paths to copy out, e.g. /etc/kubernetes/kubelet.conf
     #[arg(required = true, value_name = "PATH")]
@@ -206,7 +235,9 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
 /// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
 /// ...) become the matching subcommand; other command lines pass unchanged.
 pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const SUBCOMMANDS: [&str; 7] = [
+    const SUBCOMMANDS: [&str; 9] = [
+        "rollback",
+        "stateroot",
         "backup",
         "restore",
         "launch-backup",
@@ -282,6 +313,25 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Restore(a) => {
             let o = recovery::run(&host, &a.options())?;
             emit(g.output, &o, || recovery::render(&o))?;
+            Ok(0)
+        }
+        Command::Rollback(a) => {
+            let p = rollback::run(&host, a.dry_run, a.reboot)?;
+            emit(g.output, &p, || rollback::render(&p))?;
+            Ok(0)
+        }
+        Command::Stateroot(StaterootCmd::List) => {
+            host.require_node()?;
+            let tools = crate::cmd::Tools::require(&["ostree"], &["rpm-ostree"])?;
+            let l = stateroot::list(&host, &tools)?;
+            emit(g.output, &l, || stateroot::render_list(&l))?;
+            Ok(0)
+        }
+        Command::Stateroot(StaterootCmd::Cleanup { name, dry_run }) => {
+            host.require_node()?;
+            let tools = crate::cmd::Tools::require(&["ostree"], &["rpm-ostree"])?;
+            let p = stateroot::cleanup(&host, &tools, name, *dry_run)?;
+            emit(g.output, &p, || stateroot::render_plan(&p))?;
             Ok(0)
         }
         Command::Tree(op) => {

@@ -16,5 +16,7 @@ pub mod manifest;
 pub mod ostree;
 pub mod progress;
 pub mod recovery;
+pub mod rollback;
+pub mod stateroot;
 pub mod status;
 pub mod verify;

@@ -334,3 +334,22 @@ pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<S
         .context("pinning the kept deployment did not take")?;
     Ok((pinned, removed))
 }
+
+/// `ostree admin undeploy <index>`, after checking that the index still
+/// names this deployment and that it is not booted.
+pub fn undeploy(host: &Host, tools: &Tools, d: &Deployment) -> Result<()> {
+    let now = read(host, tools)?;
+    let cur = now
+        .deployments
+        .get(d.index)
+        .filter(|c| c.checksum == d.checksum && c.serial == d.serial && c.stateroot == d.stateroot)
+        .with_context(|| format!("deployment index {} no longer names {}", d.index, d.short()))?;
+    if cur.booted {
+        bail!(
+            "refusing to undeploy {}: it is the booted deployment",
+            cur.short()
+        );
+    }
+    log::info!("undeploying {} (index {})", d.short(), d.index);
+    admin(host, tools, &["undeploy".into(), d.index.to_string()]).map(drop)
+}

@@ -1,0 +1,284 @@
+//! Stateroots (`/sysroot/ostree/deploy/<name>`): list them, and remove one
+//! (after an image-based upgrade was aborted or finalized) safely.
+
+use crate::cmd::Tools;
+use crate::error::Fail;
+use crate::host::Host;
+use crate::ostree::{self, Deployment, OsState};
+use anyhow::{bail, Context, Result};
+use rustix::fd::AsFd;
+use rustix::fs::{self, IFlags, Mode, OFlags};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Serialize)]
+pub struct Stateroot {
+    pub name: String,
+    pub deployments: Vec<Deployment>,
+    /// Bytes allocated below `ostree/deploy/<name>` (hard links into the
+    /// repo counted too, as `du -sx` does).
+    pub disk_bytes: u64,
+    /// A directory with no deployment (left by a failed deployment).
+    pub orphan: bool,
+    /// Holds the booted deployment (or the default one when nothing is booted).
+    pub active: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Listing {
+    pub os: OsState,
+    pub stateroots: Vec<Stateroot>,
+}
+
+fn deploy_dir(host: &Host) -> PathBuf {
+    host.path("/sysroot/ostree/deploy")
+}
+
+pub fn list(host: &Host, tools: &Tools) -> Result<Listing> {
+    let os = ostree::read(host, tools)?;
+    let active = os.active().map(|d| d.stateroot.clone());
+    let dir = deploy_dir(host);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let stateroots = names
+        .into_iter()
+        .map(|name| {
+            let deployments: Vec<Deployment> = os
+                .deployments
+                .iter()
+                .filter(|d| d.stateroot == name)
+                .cloned()
+                .collect();
+            Stateroot {
+                disk_bytes: crate::backup::du(&dir.join(&name)),
+                orphan: deployments.is_empty(),
+                active: active.as_deref() == Some(name.as_str()),
+                deployments,
+                name,
+            }
+        })
+        .collect();
+    Ok(Listing { os, stateroots })
+}
+
+pub fn render_list(l: &Listing) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for r in &l.stateroots {
+        let mut tags = Vec::new();
+        if r.active {
+            tags.push("active");
+        }
+        if r.orphan {
+            tags.push("orphan: no deployment");
+        }
+        let _ = writeln!(
+            s,
+            "{}  {}{}",
+            r.name,
+            crate::fsutil::human(r.disk_bytes),
+            if tags.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", tags.join(", "))
+            }
+        );
+        for d in &r.deployments {
+            let mut marks = Vec::new();
+            for (f, m) in [
+                (d.booted, "booted"),
+                (d.index == 0, "default"),
+                (d.pinned, "pinned"),
+                (d.staged, "staged"),
+                (d.pending, "pending"),
+                (d.rollback, "rollback"),
+            ] {
+                if f {
+                    marks.push(m);
+                }
+            }
+            let _ = writeln!(
+                s,
+                "  {} {}.{} {}  {}",
+                d.index,
+                &d.checksum[..12],
+                d.serial,
+                d.version.as_deref().unwrap_or("?"),
+                marks.join(", ")
+            );
+        }
+    }
+    s
+}
+
+/// A stateroot name that cannot escape `ostree/deploy`.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Fail::Usage(format!(
+            "{name:?} is not a stateroot name (a plain directory name under /sysroot/ostree/deploy)"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+pub struct CleanupPlan {
+    pub stateroot: String,
+    /// `ostree admin undeploy <index>` in this order (indices as of now;
+    /// re-read before each).
+    pub undeploy: Vec<Deployment>,
+    pub remove: String,
+    pub dry_run: bool,
+}
+
+pub fn render_plan(p: &CleanupPlan) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} stateroot {}:",
+        if p.dry_run { "Would remove" } else { "Removed" },
+        p.stateroot
+    );
+    for d in &p.undeploy {
+        let _ = writeln!(s, "  ostree admin undeploy {}   # {}", d.index, d.short());
+    }
+    let _ = writeln!(
+        s,
+        "  in a private mount namespace: remount /sysroot read-write, clear immutable flags, remove {}",
+        p.remove
+    );
+    s
+}
+
+fn refuse_active(os: &OsState, name: &str) -> Result<()> {
+    if let Some(a) = os.active().filter(|a| a.stateroot == name) {
+        let why = if a.booted {
+            "booted"
+        } else {
+            "default (nothing is marked booted)"
+        };
+        return Err(Fail::Usage(format!(
+            "refusing to remove stateroot {name}: it holds the {why} deployment {}; nothing was changed",
+            a.short()
+        ))
+        .into());
+    }
+    if let Some(b) = os
+        .deployments
+        .iter()
+        .find(|d| d.stateroot == name && d.booted)
+    {
+        bail!(
+            "refusing to remove stateroot {name}: it holds the booted deployment {}",
+            b.short()
+        );
+    }
+    Ok(())
+}
+
+/// Undeploy every deployment of `name` (from the highest index, re-reading
+/// the status each time), then remove its directory.
+pub fn cleanup(host: &Host, tools: &Tools, name: &str, dry_run: bool) -> Result<CleanupPlan> {
+    check_name(name)?;
+    let dir = deploy_dir(host).join(name);
+    if !dir.is_dir() {
+        return Err(Fail::Usage(format!(
+            "no stateroot {name}: {} does not exist",
+            dir.display()
+        ))
+        .into());
+    }
+    let os = ostree::read(host, tools)?;
+    refuse_active(&os, name)?;
+    let mut undeploy: Vec<Deployment> = os
+        .deployments
+        .iter()
+        .filter(|d| d.stateroot == name)
+        .cloned()
+        .collect();
+    undeploy.reverse();
+    let plan = CleanupPlan {
+        stateroot: name.to_string(),
+        undeploy,
+        remove: format!("/sysroot/ostree/deploy/{name}"),
+        dry_run,
+    };
+    if dry_run {
+        return Ok(plan);
+    }
+    loop {
+        let now = ostree::read(host, tools)?;
+        refuse_active(&now, name)?;
+        let Some(d) = now.deployments.iter().rev().find(|d| d.stateroot == name) else {
+            break;
+        };
+        ostree::undeploy(host, tools, d)?;
+    }
+    remove_in_private_namespace(host, &dir)?;
+    Ok(plan)
+}
+
+/// In a private mount namespace (the host keeps its read-only view), remount
+/// the sysroot read-write and remove `dir`, clearing immutable flags.
+fn remove_in_private_namespace(host: &Host, dir: &Path) -> Result<()> {
+    use rustix::mount::{mount_change, mount_remount, MountFlags, MountPropagationFlags};
+    use rustix::thread::{unshare_unsafe, UnshareFlags};
+    // SAFETY: only a new mount namespace; no descriptor table is unshared.
+    unsafe { unshare_unsafe(UnshareFlags::NEWNS) }.context("unshare(CLONE_NEWNS)")?;
+    mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .context("making the mounts of the new namespace private")?;
+    let sysroot = host.sysroot();
+    if let Err(e) = mount_remount(&sysroot, MountFlags::RELATIME | MountFlags::SILENT, "") {
+        log::info!(
+            "remount of {} read-write: {e} (not a mount point of its own)",
+            sysroot.display()
+        );
+    }
+    remove_tree(dir).with_context(|| format!("removing {}", dir.display()))
+}
+
+fn remove_tree(dir: &Path) -> Result<()> {
+    let fd = fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    clear_immutable(fd.as_fd());
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            remove_tree(&p)?;
+        } else {
+            if e.file_type()?.is_file() {
+                if let Ok(f) = fs::open(
+                    &p,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    clear_immutable(f.as_fd());
+                }
+            }
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    std::fs::remove_dir(dir).with_context(|| format!("removing {}", dir.display()))
+}
+
+fn clear_immutable(fd: rustix::fd::BorrowedFd) {
+    if let Ok(flags) = fs::ioctl_getflags(fd) {
+        if flags.contains(IFlags::IMMUTABLE) {
+            let _ = fs::ioctl_setflags(fd, flags - IFlags::IMMUTABLE);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! OS deployments on real ostree sysroots: stateroot list and cleanup, and
+//! the rollback decision table.
+
+mod common;
+
+use common::*;
+use upgrade_recovery::ostree;
+
+fn status(sb: &Sandbox) -> Vec<ostree::Deployment> {
+    ostree::parse_admin_status(&sb.sh("ostree admin --sysroot=$ROOT/sysroot status")).unwrap()
+}
+
+fn upgrade_os(sb: &Sandbox, version: &str, stateroot: &str) {
+    sh(&format!(
+        "{}/scripts/sandbox.sh upgrade-os {} {version} {stateroot} >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+}
+
+fn tree_listing(sb: &Sandbox) -> String {
+    sb.sh("cd $ROOT/sysroot && find . -path ./ostree/repo/objects -prune -o -printf '%p %m %s %T@\\n' | sort")
+}
+
+/// A node with three stateroots: the booted rhcos, rhcos_4.16 with two
+/// deployments, and an orphan directory with an immutable file.
+fn three_stateroots() -> Sandbox {
+    let sb = Sandbox::new();
+    upgrade_os(&sb, "416.1", "rhcos_4.16");
+    upgrade_os(&sb, "416.2", "rhcos_4.16");
+    // Keep rhcos the default and booted: move the new ones behind.
+    sb.sh("rpm-ostree status --json >/dev/null");
+    sb.sh(
+        r#"/usr/bin/python3 - $ROOT/sysroot <<'PY'
+import sys, gi
+gi.require_version("OSTree", "1.0")
+from gi.repository import Gio, OSTree
+s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None)
+d = s.get_deployments()
+s.write_deployments([x for x in d if x.get_osname() == "rhcos"] + [x for x in d if x.get_osname() != "rhcos"], None)
+PY"#,
+    );
+    sb.reboot();
+    sb.sh("mkdir -p $ROOT/sysroot/ostree/deploy/rhcos_orphan/deploy/abc.0/etc $ROOT/sysroot/ostree/deploy/rhcos_orphan/var && echo x > $ROOT/sysroot/ostree/deploy/rhcos_orphan/deploy/abc.0/etc/f && chattr +i $ROOT/sysroot/ostree/deploy/rhcos_orphan/deploy/abc.0");
+    sb
+}
+
+#[test]
+fn stateroots_are_listed_and_cleaned_up_safely() {
+    let sb = three_stateroots();
+    let (code, out, err) = sb.run(&["stateroot", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("rhcos_orphan") && out.contains("orphan: no deployment"),
+        "{out}"
+    );
+    let (code, out, _) = sb.run(&["stateroot", "list", "--output", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let roots = v["stateroots"].as_array().unwrap();
+    let names: Vec<&str> = roots.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["rhcos", "rhcos_4.16", "rhcos_orphan"]);
+    assert_eq!(roots[0]["active"], true);
+    assert_eq!(roots[1]["deployments"].as_array().unwrap().len(), 2);
+    assert_eq!(roots[2]["orphan"], true);
+
+    // Refusals: bad names, a missing one, the booted stateroot. Nothing changes.
+    let before = tree_listing(&sb);
+    for bad in ["..", "a/b", "", ".", "../rhcos", "nonexistent", "rhcos"] {
+        let (code, _, err) = sb.run(&["stateroot", "cleanup", bad]);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(!err.is_empty());
+    }
+    let (_, _, err) = sb.run(&["stateroot", "cleanup", "rhcos"]);
+    assert!(err.contains("booted"), "{err}");
+    // Dry run: the exact steps, no change.
+    let (code, out, _) = sb.run(&["stateroot", "cleanup", "rhcos_4.16", "--dry-run"]);
+    assert_eq!(code, 0);
+    // rhcos holds indices 0 and 1; rhcos_4.16 is 2 and 3, undeployed from the end.
+    assert!(
+        out.contains("ostree admin undeploy 3") && out.contains("ostree admin undeploy 2"),
+        "{out}"
+    );
+    assert!(
+        out.find("undeploy 3").unwrap() < out.find("undeploy 2").unwrap(),
+        "reverse index order: {out}"
+    );
+    assert_eq!(tree_listing(&sb), before);
+
+    // Cleanup: deployments undeployed, the directory gone, the host's
+    // mount table as before.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let (code, out, err) = sb.run(&["stateroot", "cleanup", "rhcos_4.16"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!sb.root().join("sysroot/ostree/deploy/rhcos_4.16").exists());
+    assert!(status(&sb).iter().all(|d| d.stateroot == "rhcos"));
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap(),
+        mounts
+    );
+    // The orphan, with an immutable dir inside.
+    let (code, _, err) = sb.run(&["stateroot", "cleanup", "rhcos_orphan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!sb
+        .root()
+        .join("sysroot/ostree/deploy/rhcos_orphan")
+        .exists());
+    assert_eq!(status(&sb).len(), 2);
+}
+
+fn pinned_is_default(sb: &Sandbox, pinned: &str) {
+    let ds = status(sb);
+    assert_eq!(
+        format!("{}.{}", ds[0].checksum, ds[0].serial),
+        pinned,
+        "{ds:#?}"
+    );
+    assert!(ds[0].pinned);
+}
+
+#[test]
+fn rollback_follows_the_decision_table() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let pinned = {
+        let d = &status(&sb)[0];
+        format!("{}.{}", d.checksum, d.serial)
+    };
+    // Row 1: one deployment, pinned: nothing to do.
+    let (code, out, _) = sb.run(&["rollback"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Nothing to do"), "{out}");
+
+    // Row 2: the pinned standby is the rollback.
+    upgrade_os(&sb, "417.1", "rhcos");
+    sb.reboot();
+    let before = tree_listing(&sb);
+    let (code, out, _) = sb.run(&["rollback", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("is the rollback") && out.contains("would run: rpm-ostree rollback"),
+        "{out}"
+    );
+    assert_eq!(tree_listing(&sb), before, "dry run changed the sysroot");
+    let (code, out, err) = sb.run(&["rollback", "--reboot"]);
+    assert_eq!(code, 0, "{out}{err}");
+    pinned_is_default(&sb, &pinned);
+    assert!(sb.calls().iter().any(|c| c == "systemctl reboot"));
+    sb.reboot();
+
+    // Row 3: several standbys, the pinned one not the rollback.
+    upgrade_os(&sb, "417.2", "rhcos");
+    upgrade_os(&sb, "417.3", "rhcos");
+    sb.reboot();
+    let ds = status(&sb);
+    assert_eq!(ds.len(), 4, "{ds:#?}");
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("several standbys"), "{out}");
+    pinned_is_default(&sb, &pinned);
+    sb.reboot();
+
+    // Without rpm-ostree (a sysroot not booted from): the same result.
+    upgrade_os(&sb, "417.4", "rhcos");
+    std::fs::remove_file(sb.ctl().join("bin/rpm-ostree")).unwrap();
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    pinned_is_default(&sb, &pinned);
+}
