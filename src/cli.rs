@@ -408,11 +408,11 @@ fn tree_op(out: Output, op: &TreeOp) -> Result<()> {
                 Some(f) => archive::parse_excludes(&std::fs::read_to_string(f)?),
                 None => Vec::new(),
             };
-            let c = archive::check_archive(file)?;
+            let (sha, size) = verify::file_sha256(file)?;
             let st = archive::restore_tree(
                 file,
-                &c.sha256,
-                c.size,
+                &sha,
+                size,
                 dir,
                 &SyncOptions {
                     excludes,

@@ -2,6 +2,7 @@
 //! sha256 inside; the writer, the verifying reader, and the exact restore.
 
 pub mod fsops;
+pub mod prefetch;
 pub mod read;
 pub mod sync;
 pub mod tar;
@@ -113,9 +114,6 @@ pub struct ArchiveCheck {
     pub size: u64,
     /// Files whose content does not match their recorded sha256.
     pub damaged_files: Vec<String>,
-    /// For each file that has hard links in the archive: how many names.
-    #[serde(skip)]
-    pub link_names: std::collections::HashMap<Vec<u8>, u64>,
 }
 
 /// Read a whole archive, checking every header, every file's sha256, the
@@ -126,9 +124,6 @@ pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
     let mut buf = vec![0u8; 256 << 10];
     while let Some(h) = r.next_header()? {
         c.entries += 1;
-        if h.kind == tar::Kind::HardLink {
-            *c.link_names.entry(h.meta.link.clone()).or_insert(1) += 1;
-        }
         if h.kind != tar::Kind::File {
             continue;
         }
@@ -264,7 +259,8 @@ pub fn parse_excludes(text: &str) -> Vec<Vec<u8>> {
     out
 }
 
-/// Verify an archive against its recorded sha256 and size, then sync the
+/// Check an archive file against its recorded sha256 and size (every byte
+/// of the archive, which carries every file's sha256 too), then sync the
 /// target to it. A damaged archive changes nothing.
 pub fn restore_tree(
     archive: &Path,
@@ -273,16 +269,26 @@ pub fn restore_tree(
     target: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncStats> {
-    let (check, problems) = examine_archive(archive, sha256, size);
-    let Some(check) = check.filter(|_| problems.is_empty()) else {
+    let problem = match crate::verify::file_sha256(archive) {
+        Err(e) => Some(format!("{}: {e}", archive.display())),
+        Ok((_, n)) if n != size => Some(format!(
+            "{}: size {n} but the manifest records {size}",
+            archive.display()
+        )),
+        Ok((h, _)) if h != sha256 => Some(format!(
+            "{}: sha256 {h} but the manifest records {sha256}",
+            archive.display()
+        )),
+        Ok(_) => None,
+    };
+    if let Some(p) = problem {
         return Err(crate::error::Fail::Backup(format!(
-            "refusing to restore {} from a damaged archive (nothing was changed):\n  {}",
-            target.display(),
-            problems.join("\n  ")
+            "refusing to restore {} from a damaged archive (nothing was changed): {p}",
+            target.display()
         ))
         .into());
-    };
-    sync_tree(archive, target, opts, &check.link_names)
+    }
+    sync_tree(archive, target, opts)
 }
 
 #[cfg(test)]

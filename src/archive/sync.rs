@@ -17,7 +17,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::path::Path;
 
@@ -77,8 +77,8 @@ fn tmp_name(name: &[u8]) -> CString {
     }
 }
 
-struct Syncer<'a> {
-    link_names: &'a HashMap<Vec<u8>, u64>,
+struct Syncer {
+    prefetch: Option<super::prefetch::Prefetch>,
     root: OwnedFd,
     dev: u64,
     opts: SyncOptions,
@@ -92,15 +92,9 @@ struct Syncer<'a> {
 /// Make the directory `target` equal the archive (which must already have
 /// been verified by the caller or is verified here when `verify` is set).
 ///
-/// `link_names` gives, for each file with hard links in the archive, how many
-/// names it has: a target file with more links than that is never changed in
-/// place (another name may lie outside the tree).
-pub fn sync_tree(
-    archive: &Path,
-    target: &Path,
-    opts: &SyncOptions,
-    link_names: &HashMap<Vec<u8>, u64>,
-) -> Result<SyncStats> {
+/// A target file with more links than the file had at backup is never
+/// changed in place: another name of it may lie outside the tree.
+pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<SyncStats> {
     std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
     let root = fs::open(
         target,
@@ -118,7 +112,7 @@ pub fn sync_tree(
         stats: SyncStats::default(),
         buf: vec![0u8; 256 << 10],
         cache: None,
-        link_names,
+        prefetch: Some(super::prefetch::Prefetch::start(target)),
     };
     let mut r = Reader::open(archive)?;
     let crash = crash_after();
@@ -131,6 +125,7 @@ pub fn sync_tree(
             .with_context(|| format!("restoring {}/{}", target.display(), show(&h.path)))?;
     }
     s.cache = None;
+    s.prefetch = None;
     if s.opts.delete {
         let top = fs::openat(
             &s.root,
@@ -167,7 +162,7 @@ pub fn sync_tree(
     Ok(s.stats)
 }
 
-impl Syncer<'_> {
+impl Syncer {
     fn excluded(&self, path: &[u8]) -> bool {
         self.opts.excludes.iter().any(|e| matches_prefix(path, e))
     }
@@ -297,8 +292,13 @@ impl Syncer<'_> {
                 self.dirs.push((path.to_vec(), h.meta.clone()));
             }
             Kind::File => {
+                if let (Some(st), Some(p)) = (&existing, &self.prefetch) {
+                    if ekind == Some(Kind::File) {
+                        p.consumed(st.st_size as u64);
+                    }
+                }
                 if let (Some(st), Some(Kind::File)) = (&existing, ekind) {
-                    let names = self.link_names.get(path).copied().unwrap_or(1);
+                    let names = u64::from(h.meta.nlink.max(1));
                     if st.st_nlink <= names
                         && st.st_size as u64 == h.meta.size
                         && self.same_content(pfd, &name, &h.meta)?

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 pub const BLOCK: usize = 512;
 pub const KEY_SHA256: &str = "UPGRADE_RECOVERY.sha256";
+pub const KEY_NLINK: &str = "UPGRADE_RECOVERY.nlink";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -65,6 +66,8 @@ pub struct Meta {
     pub sha256: Option<[u8; 32]>,
     /// Data extents (offset, length) of a sparse file; None when dense.
     pub sparse: Option<Vec<(u64, u64)>>,
+    /// Link count at backup of a file with hard links (0: one name).
+    pub nlink: u32,
 }
 
 /// One archive member header, after PAX overrides.
@@ -179,6 +182,9 @@ pub fn encode(path: &[u8], kind: Kind, meta: &Meta, data_len: u64) -> Vec<u8> {
     }
     if let Some(h) = &meta.sha256 {
         pax_record(&mut pax, KEY_SHA256.as_bytes(), hex::encode(h).as_bytes());
+    }
+    if meta.nlink > 1 && kind == Kind::File {
+        pax_record(&mut pax, KEY_NLINK.as_bytes(), meta.nlink.to_string().as_bytes());
     }
     let mut out = Vec::with_capacity(3 * BLOCK + pax.len());
     let xname = b"././@PaxHeader";
@@ -305,6 +311,7 @@ pub fn decode(block: &[u8; BLOCK], pax: &[(Vec<u8>, Vec<u8>)]) -> Result<Header>
             b"GNU.sparse.name" => sparse_name = Some(v.clone()),
             b"GNU.sparse.major" => sparse_major = Some(vs()?.to_string()),
             b"GNU.sparse.realsize" => meta.size = vs()?.parse()?,
+            k if k == KEY_NLINK.as_bytes() => meta.nlink = vs()?.parse()?,
             k if k == KEY_SHA256.as_bytes() => {
                 let mut h = [0u8; 32];
                 hex::decode_to_slice(v, &mut h).context("bad sha256 in archive")?;
@@ -369,6 +376,7 @@ mod tests {
             size: 10,
             xattrs: vec![(b"user.a".to_vec(), b"1".to_vec())],
             sha256: Some([7; 32]),
+            nlink: 3,
             ..Meta::default()
         };
         let long: Vec<u8> = [&[b'd'; 150][..], b"/\xffname\nx"].concat();

@@ -72,6 +72,8 @@ fn zstd_file(out: &Path, opts: &WriteOptions) -> Result<ZstdFile> {
     enc.include_checksum(true)?;
     if opts.threads > 1 {
         enc.multithread(opts.threads)?;
+        // Smaller jobs than zstd's default (4 windows): bounded memory.
+        enc.set_parameter(zstd::stream::raw::CParameter::JobSize(4 << 20))?;
     }
     Ok(enc)
 }
@@ -130,6 +132,7 @@ pub struct Walker<W: Write> {
     /// Record each file's sha256 in the archive (off for archives that
     /// other tools read, such as the static-pod tarball).
     hashes: bool,
+    prefetch: Option<super::prefetch::Prefetch>,
 }
 
 impl<W: Write> Walker<W> {
@@ -142,6 +145,7 @@ impl<W: Write> Walker<W> {
             buf: Vec::with_capacity(SMALL as usize),
             progress,
             hashes,
+            prefetch: None,
         }
     }
 
@@ -163,7 +167,10 @@ impl<W: Write> Walker<W> {
             ..fsops::meta_of(&st)
         };
         self.entry(name, Kind::Dir, &meta, &[])?;
-        self.walk(topfd.as_fd(), name, top)
+        self.prefetch = Some(super::prefetch::Prefetch::start(top));
+        let r = self.walk(topfd.as_fd(), name, top);
+        self.prefetch = None;
+        r
     }
 
     /// Add one path below `root`; false when it does not exist.
@@ -304,6 +311,7 @@ impl<W: Write> Walker<W> {
         let st = fs::fstat(&fd)?;
         let mut meta = fsops::meta_of(&st);
         meta.xattrs = fsops::read_xattrs(&XattrTarget::Fd(fd.as_fd()))?;
+        meta.nlink = st.st_nlink as u32;
         let size = st.st_size as u64;
         let sparse = (st.st_blocks as u64) * 512 < size;
         if size <= SMALL && !sparse {
@@ -402,6 +410,7 @@ impl<W: Write> Walker<W> {
             };
         }
         meta.size = self.buf.len() as u64;
+        meta.nlink = st.st_nlink as u32;
         meta.sha256 = self.hashes.then(|| Sha256::digest(&self.buf).into());
         let data = std::mem::take(&mut self.buf);
         self.entry(path, Kind::File, &meta, &data)?;
@@ -413,6 +422,9 @@ impl<W: Write> Walker<W> {
     }
 
     fn tick(&mut self, bytes: u64) {
+        if let Some(p) = &self.prefetch {
+            p.consumed(bytes);
+        }
         if let Some(p) = self.progress.as_mut() {
             p(self.stats.files, bytes);
         }
