@@ -84,7 +84,8 @@ pub enum Command {
 pub enum TreeOp {
     /// Archive DIR into OUT (tar+zstd with per-file sha256)
     Archive {
-        dir: PathBuf,
+        #[arg(value_name = "DIR")]
+        tree: PathBuf,
         out: PathBuf,
         #[arg(long, default_value_t = 3)]
         level: i32,
@@ -94,7 +95,8 @@ pub enum TreeOp {
     /// Make DIR equal ARCHIVE (verified first); extra files deleted
     Sync {
         archive: PathBuf,
-        dir: PathBuf,
+        #[arg(value_name = "DIR")]
+        tree: PathBuf,
         /// A file of paths relative to DIR to leave alone
         #[arg(long)]
         exclude_from: Option<PathBuf>,
@@ -384,7 +386,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
 fn tree_op(out: Output, op: &TreeOp) -> Result<()> {
     match op {
         TreeOp::Archive {
-            dir,
+            tree: dir,
             out: file,
             level,
             threads,
@@ -401,7 +403,7 @@ fn tree_op(out: Output, op: &TreeOp) -> Result<()> {
         }
         TreeOp::Sync {
             archive: file,
-            dir,
+            tree: dir,
             exclude_from,
         } => {
             let excludes = match exclude_from {

@@ -189,6 +189,28 @@ pub fn open_read(dir: BorrowedFd, name: &CStr, directory: bool) -> Result<OwnedF
     }
 }
 
+/// Names in a directory with their d_type (None when the file system does
+/// not say), sorted bytewise.
+pub fn list_dir_typed(dir: BorrowedFd) -> Result<Vec<(CString, Option<FileType>)>, Errno> {
+    let fd = fs::openat(
+        dir,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for e in fs::Dir::read_from(fd.as_fd())? {
+        let e = e?;
+        let n = e.file_name();
+        if n != c"." && n != c".." {
+            let t = e.file_type();
+            names.push((n.to_owned(), (t != FileType::Unknown).then_some(t)));
+        }
+    }
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(names)
+}
+
 /// Names in a directory (not `.`/`..`), sorted bytewise.
 pub fn list_dir(dir: BorrowedFd) -> Result<Vec<CString>, Errno> {
     let fd = fs::openat(

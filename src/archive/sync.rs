@@ -141,7 +141,7 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
     for (path, meta) in dirs.iter().rev() {
         if path == b"." {
             let fd = fs::openat(&s.root, c".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
-            apply_meta_fd(fd.as_fd(), None, Kind::Dir, meta)?;
+            apply_meta_fd(fd.as_fd(), false, None, Kind::Dir, meta)?;
             continue;
         }
         let (parent, name) = split(path);
@@ -299,13 +299,12 @@ impl Syncer {
                 }
                 if let (Some(st), Some(Kind::File)) = (&existing, ekind) {
                     let names = u64::from(h.meta.nlink.max(1));
-                    if st.st_nlink <= names
-                        && st.st_size as u64 == h.meta.size
-                        && self.same_content(pfd, &name, &h.meta)?
-                    {
-                        self.apply_meta(pfd, &name, Kind::File, &h.meta)?;
-                        self.stats.unchanged += 1;
-                        return Ok(());
+                    if st.st_nlink <= names && st.st_size as u64 == h.meta.size {
+                        if let Some(fd) = self.same_content(pfd, &name, &h.meta)? {
+                            apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
+                            self.stats.unchanged += 1;
+                            return Ok(());
+                        }
                     }
                 }
                 let tmp = tmp_name(name.to_bytes());
@@ -331,7 +330,7 @@ impl Syncer {
                 self.buf = buf;
                 res?;
                 fs::ftruncate(&fd, h.meta.size)?;
-                apply_meta_fd(fd.as_fd(), None, Kind::File, &h.meta)?;
+                apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
                 drop(fd);
                 self.replace(pfd, &tmp, &name, existing.as_ref())?;
             }
@@ -416,18 +415,24 @@ impl Syncer {
         Ok(())
     }
 
-    fn same_content(&mut self, pfd: BorrowedFd, name: &CStr, meta: &Meta) -> Result<bool> {
+    /// The target file, open, when its content equals the archived one.
+    fn same_content(&mut self, pfd: BorrowedFd, name: &CStr, meta: &Meta) -> Result<Option<OwnedFd>> {
         let Some(want) = meta.sha256 else {
-            return Ok(false);
+            return Ok(None);
         };
         let fd = fsops::open_read(pfd, name, false)?;
         let st = fs::fstat(&fd)?;
-        if fsops::kind_of(&st) != Some(Kind::File) {
-            return Ok(false);
+        if fsops::kind_of(&st) != Some(Kind::File) || st.st_size as u64 != meta.size {
+            return Ok(None);
         }
         let size = st.st_size as u64;
-        let ext = fsops::extents(fd.as_fd(), size)?;
-        Ok(hash_extents(fd.as_fd(), &ext, size, &mut self.buf)? == want)
+        let ext = if (st.st_blocks as u64) * 512 >= size {
+            vec![(0, size)]
+        } else {
+            fsops::extents(fd.as_fd(), size)?
+        };
+        let same = hash_extents(fd.as_fd(), &ext, size, &mut self.buf)? == want;
+        Ok(same.then_some(fd))
     }
 
     fn apply_meta(&self, pfd: BorrowedFd, name: &CStr, kind: Kind, meta: &Meta) -> Result<()> {
@@ -444,7 +449,7 @@ impl Syncer {
                 name.to_string_lossy()
             );
         }
-        apply_meta_fd(fd.as_fd(), Some((pfd, name)), kind, meta)
+        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)
     }
 
     /// Remove an entry; a directory with all below it, never crossing into a
@@ -475,13 +480,18 @@ impl Syncer {
     }
 
     fn prune(&mut self, dir: BorrowedFd, rel: &[u8]) -> Result<()> {
-        for name in fsops::list_dir(dir)? {
+        for (name, ftype) in fsops::list_dir_typed(dir)? {
             let path = if rel == b"." {
                 name.to_bytes().to_vec()
             } else {
                 [rel, b"/", name.to_bytes()].concat()
             };
             if self.excluded(&path) {
+                continue;
+            }
+            let seen = self.seen.contains(&path);
+            // A seen entry that is not a directory needs no look: d_type says.
+            if seen && ftype.is_some_and(|t| t != fs::FileType::Directory) {
                 continue;
             }
             let st = match fsops::lstat_at(dir, &name) {
@@ -491,12 +501,12 @@ impl Syncer {
             };
             let is_dir = fsops::kind_of(&st) == Some(Kind::Dir);
             if is_dir && st.st_dev != self.dev {
-                if !self.seen.contains(&path) {
+                if !seen {
                     self.stats.skipped_mounts.push(show(&path));
                 }
                 continue;
             }
-            if !self.seen.contains(&path) {
+            if !seen {
                 if is_dir && self.holds_mount(dir, &name)? {
                     self.stats.skipped_mounts.push(show(&path));
                     continue;
@@ -530,15 +540,18 @@ impl Syncer {
     }
 }
 
-/// Set owner, mode, xattrs and mtime on an object held by `fd` (an O_PATH or
-/// open descriptor). `at` (parent, name) addresses symlinks for the l* calls.
+/// Set owner, mode, xattrs and mtime on an object held by `fd`, changing
+/// only what differs. `fd` is an O_PATH descriptor, or (`opened`) one opened
+/// for reading or writing, which the f* calls take directly. `at` (parent,
+/// name) addresses symlinks for the l* calls.
 fn apply_meta_fd(
     fd: BorrowedFd,
+    opened: bool,
     at: Option<(BorrowedFd, &CStr)>,
     kind: Kind,
     meta: &Meta,
 ) -> Result<()> {
-    let st = fs::fstat(fd)?;
+    let mut st = fs::fstat(fd)?;
     if st.st_uid != meta.uid || st.st_gid != meta.gid {
         fs::chownat(
             fd,
@@ -548,30 +561,28 @@ fn apply_meta_fd(
             AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
         )
         .context("chown")?;
+        st = fs::fstat(fd)?;
     }
-    let proc = fsops::proc_fd(fd);
-    if kind != Kind::Symlink {
-        let st = fs::fstat(fd)?;
-        if st.st_mode & 0o7777 != meta.mode {
-            fs::chmodat(
-                fs::CWD,
-                &proc,
-                Mode::from_raw_mode(meta.mode),
-                AtFlags::empty(),
-            )
-            .context("chmod")?;
+    let proc = (!opened).then(|| fsops::proc_fd(fd));
+    if kind != Kind::Symlink && st.st_mode & 0o7777 != meta.mode {
+        let mode = Mode::from_raw_mode(meta.mode);
+        match &proc {
+            Some(p) => fs::chmodat(fs::CWD, p, mode, AtFlags::empty()),
+            None => fs::fchmod(fd, mode),
         }
+        .context("chmod")?;
     }
-    match (kind, at) {
-        (Kind::Symlink, Some((p, n))) => {
+    match (kind, at, &proc) {
+        (Kind::Symlink, Some((p, n)), _) => {
             let path = fsops::proc_at(p, n);
             fsops::apply_xattrs(&XattrTarget::Path(&path), &meta.xattrs)
         }
-        (Kind::Symlink, None) => Ok(()),
-        _ => fsops::apply_xattrs(&XattrTarget::Follow(&proc), &meta.xattrs),
+        (Kind::Symlink, None, _) => Ok(()),
+        (_, _, Some(p)) => fsops::apply_xattrs(&XattrTarget::Follow(p), &meta.xattrs),
+        (_, _, None) => fsops::apply_xattrs(&XattrTarget::Fd(fd), &meta.xattrs),
     }
     .context("setting xattrs")?;
-    let st = fs::fstat(fd)?;
+    // Setting xattrs (an ACL) changes ctime, not mtime; the stat is current.
     if st.st_mtime != meta.mtime || st.st_mtime_nsec as u32 != meta.mtime_nsec {
         let t = Timespec {
             tv_sec: meta.mtime,
@@ -581,9 +592,12 @@ fn apply_meta_fd(
             last_access: t,
             last_modification: t,
         };
-        match at {
-            Some((p, n)) => fs::utimensat(p, n, &times, AtFlags::SYMLINK_NOFOLLOW),
-            None => fs::utimensat(fs::CWD, &proc, &times, AtFlags::empty()),
+        match (at, &proc) {
+            (Some((p, n)), _) if kind == Kind::Symlink => {
+                fs::utimensat(p, n, &times, AtFlags::SYMLINK_NOFOLLOW)
+            }
+            (_, Some(p)) => fs::utimensat(fs::CWD, p, &times, AtFlags::empty()),
+            (_, None) => fs::futimens(fd, &times),
         }
         .context("setting mtime")?;
     }
