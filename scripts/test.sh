@@ -9,6 +9,13 @@ scripts/install-deps.sh
 echo "== cargo fmt --check"; cargo fmt --all -- --check
 echo "== cargo clippy -- -D warnings"; cargo clippy --all-targets --quiet -- -D warnings
 echo "== static release build"; scripts/build-static.sh
+echo "== make install DESTDIR"
+d=$(mktemp -d); make -s install DESTDIR="$d" PREFIX=/usr >/dev/null
+for f in usr/bin/upgrade-recovery usr/share/man/man1/upgrade-recovery-restore.1 \
+  usr/share/bash-completion/completions/upgrade-recovery usr/lib/systemd/system/upgrade-recovery-resume.service; do
+  [ -e "$d/$f" ] || { echo "make install did not install $f" >&2; exit 1; }
+done
+rm -rf "$d"
 echo "== cargo test"
 # Two test threads: the machines have two cores, and each sandbox runs an etcd.
 cargo test --quiet -- --test-threads=2

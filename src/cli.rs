@@ -78,6 +78,9 @@ pub enum Command {
     /// One tree archive alone, for benchmarks and debugging
     #[command(hide = true, subcommand)]
     Tree(TreeOp),
+    /// Write man pages and shell completions into DIR/man, DIR/completions
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,12 +177,22 @@ pub struct RestoreArgs {
     /// Time between checks while waiting, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 10_000, hide = true)]
     pub poll_interval: u64,
+    /// After the files phase, install a oneshot unit that runs
+    /// `restore --resume` on the next boot (it removes itself)
+    #[arg(long)]
+    pub auto_resume: bool,
+    /// Started by that unit (it is removed first)
+    #[arg(long, hide = true)]
+    pub from_unit: bool,
 }
 
 impl RestoreArgs {
-    pub fn options(&self) -> recovery::Options {
+    pub fn options(&self, quiet: bool) -> recovery::Options {
         recovery::Options {
-            resume: self.resume,
+            quiet,
+            auto_resume: self.auto_resume,
+            from_unit: self.from_unit,
+            resume: self.resume || self.from_unit,
             restart: self.restart,
             step: self.step,
             force: self.force,
@@ -237,7 +250,9 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
 /// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
 /// ...) become the matching subcommand; other command lines pass unchanged.
 pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const SUBCOMMANDS: [&str; 9] = [
+    const SUBCOMMANDS: [&str; 11] = [
+        "tree",
+        "generate-docs",
         "rollback",
         "stateroot",
         "backup",
@@ -291,7 +306,8 @@ pub fn main() -> i32 {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("upgrade-recovery: error: {e:#}");
+            // To stderr and the journal.
+            log::error!("{e:#}");
             exit_code(&e)
         }
     }
@@ -299,6 +315,10 @@ pub fn main() -> i32 {
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
+    if let Command::GenerateDocs { dir } = &cli.command {
+        generate_docs(dir)?;
+        return Ok(0);
+    }
     if let Command::LaunchBackup(a) = &cli.command {
         let o = crate::job::launch(&a.host_dir, &g.dir, &a.backup.options(g.quiet))?;
         emit(g.output, &o, || backup::render(&o))?;
@@ -308,12 +328,14 @@ pub fn run(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::LaunchBackup(_) => unreachable!(),
         Command::Backup(a) => {
+            crate::logger::note(true, &format!("backup started in {}", host.dir.display()));
             let o = backup::run(&host, &a.options(g.quiet))?;
+            crate::logger::note(true, "backup finished");
             emit(g.output, &o, || backup::render(&o))?;
             Ok(0)
         }
         Command::Restore(a) => {
-            let o = recovery::run(&host, &a.options())?;
+            let o = recovery::run(&host, &a.options(g.quiet))?;
             emit(g.output, &o, || recovery::render(&o))?;
             Ok(0)
         }
@@ -340,6 +362,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             tree_op(g.output, op)?;
             Ok(0)
         }
+        Command::GenerateDocs { .. } => unreachable!(),
         Command::Status => {
             let st = status::gather(&host)?;
             emit(g.output, &st, || status::render(&st))?;
@@ -381,6 +404,43 @@ pub fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Man pages (one per command) and bash/zsh/fish completions, generated from
+/// the clap definitions; CI checks the committed ones are current.
+pub fn generate_docs(dir: &Path) -> Result<()> {
+    use clap::CommandFactory;
+    let man = dir.join("man");
+    let comp = dir.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&comp)?;
+    let cmd = Cli::command();
+    fn pages(cmd: &clap::Command, prefix: &str, man: &Path) -> Result<()> {
+        let name = if prefix.is_empty() {
+            cmd.get_name().to_string()
+        } else {
+            format!("{prefix}-{}", cmd.get_name())
+        };
+        let page = cmd.clone().name(name.clone());
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(page).render(&mut buf)?;
+        std::fs::write(man.join(format!("{name}.1")), buf)?;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            pages(sub, &name, man)?;
+        }
+        Ok(())
+    }
+    pages(&cmd, "", &man)?;
+    for (shell, file) in [
+        (clap_complete::Shell::Bash, "upgrade-recovery.bash"),
+        (clap_complete::Shell::Zsh, "_upgrade-recovery"),
+        (clap_complete::Shell::Fish, "upgrade-recovery.fish"),
+    ] {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "upgrade-recovery", &mut buf);
+        std::fs::write(comp.join(file), buf)?;
+    }
+    Ok(())
 }
 
 fn tree_op(out: Output, op: &TreeOp) -> Result<()> {

@@ -183,7 +183,16 @@ pub struct Options {
     pub etcd_restore: EtcdRestore,
     pub wait: Duration,
     pub poll: Duration,
+    pub quiet: bool,
+    /// Install a oneshot unit that continues the recovery after the reboot.
+    pub auto_resume: bool,
+    /// This run was started by that unit: remove it first.
+    pub from_unit: bool,
 }
+
+/// The auto-resume unit, installed under /etc so the restored /etc keeps it.
+pub const RESUME_UNIT: &str = "upgrade-recovery-resume.service";
+const RESUME_UNIT_TEXT: &str = include_str!("../packaging/upgrade-recovery-resume.service");
 
 #[derive(Debug, Serialize)]
 pub struct PlanStep {
@@ -361,6 +370,10 @@ fn next_step(j: &Journal) -> Option<&'static (&'static str, Phase, &'static str)
 impl Ctx<'_> {
     fn run_steps(&mut self) -> Result<Outcome> {
         let t0 = Instant::now();
+        if self.opts.from_unit {
+            // Whatever happens next, the unit never runs again.
+            self.remove_resume_unit()?;
+        }
         let boot = self.host.boot_id()?;
         // A reboot in the middle of the files phase brought the services back:
         // do its service steps again (each is idempotent).
@@ -402,7 +415,7 @@ impl Ctx<'_> {
             }
             fault::point(&format!("{id}:before"));
             let t = Instant::now();
-            eprintln!("upgrade-recovery: step {id} ...");
+            crate::logger::note(self.opts.quiet, &format!("step {id} started"));
             if let Err(e) = self.step(id) {
                 let msg = format!("{e:#}");
                 self.j.failed = Some(Failure {
@@ -411,6 +424,13 @@ impl Ctx<'_> {
                     at: fsutil::unix_now(),
                 });
                 let _ = self.j.save(&self.dir);
+                crate::logger::note(
+                    true,
+                    &format!(
+                        "step {id} failed after {:.1}s: {e:#}",
+                        t.elapsed().as_secs_f64()
+                    ),
+                );
                 let text = format!(
                     "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: fix the cause above, then run `upgrade-recovery restore --resume` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
                     self.describe()
@@ -429,22 +449,51 @@ impl Ctx<'_> {
                 self.j.files_boot_id = Some(boot.clone());
             }
             self.j.save(&self.dir)?;
-            eprintln!(
-                "upgrade-recovery: step {id} done ({:.1}s)",
-                t.elapsed().as_secs_f64()
+            crate::logger::note(
+                self.opts.quiet,
+                &format!("step {id} done ({:.1}s)", t.elapsed().as_secs_f64()),
             );
             if id == "selinux-restore" {
+                if self.opts.auto_resume {
+                    self.install_resume_unit()?;
+                }
                 return Ok(Outcome::RebootNow {
                     steps_done: self.j.completed.clone(),
                 });
             }
         }
         let steps = self.j.completed.clone();
+        self.remove_resume_unit()?;
         Journal::remove(&self.dir)?;
+        crate::logger::note(true, "recovery complete");
         Ok(Outcome::Done {
             steps,
             seconds: t0.elapsed().as_secs_f64(),
         })
+    }
+
+    fn install_resume_unit(&self) -> Result<()> {
+        let p = self.host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
+        let text = RESUME_UNIT_TEXT.replace("/var/recovery", &self.host.dir.display().to_string());
+        fsutil::write_atomic(&p, text.as_bytes(), 0o644)?;
+        self.systemctl(&["daemon-reload"])?;
+        self.systemctl(&["enable", RESUME_UNIT])?;
+        crate::logger::note(
+            self.opts.quiet,
+            &format!("installed {RESUME_UNIT}: the recovery continues by itself after the reboot"),
+        );
+        Ok(())
+    }
+
+    /// Remove the auto-resume unit, if any: it runs at most once.
+    fn remove_resume_unit(&self) -> Result<()> {
+        let p = self.host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
+        if p.exists() {
+            let _ = self.systemctl(&["disable", RESUME_UNIT]);
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            self.systemctl(&["daemon-reload"])?;
+        }
+        Ok(())
     }
 
     fn check_rebooted(&self, boot: &str) -> Result<()> {
@@ -599,22 +648,25 @@ impl Ctx<'_> {
             &target,
             &opts,
         )?;
-        eprintln!(
-            "upgrade-recovery: {}: {} entries, {} written, {} unchanged, {} deleted, {} excluded{}",
-            t.source,
-            st.entries,
-            st.written,
-            st.unchanged,
-            st.deleted,
-            st.excluded,
-            if st.skipped_mounts.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", mount points left alone: {}",
-                    st.skipped_mounts.join(", ")
-                )
-            }
+        crate::logger::note(
+            self.opts.quiet,
+            &format!(
+                "{}: {} entries, {} written, {} unchanged, {} deleted, {} excluded{}",
+                t.source,
+                st.entries,
+                st.written,
+                st.unchanged,
+                st.deleted,
+                st.excluded,
+                if st.skipped_mounts.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", mount points left alone: {}",
+                        st.skipped_mounts.join(", ")
+                    )
+                }
+            ),
         );
         Ok(())
     }
@@ -648,10 +700,13 @@ impl Ctx<'_> {
                 );
             }
             if last_log.elapsed() > Duration::from_secs(30) {
-                eprintln!(
-                    "upgrade-recovery: still waiting for {what} ({:.0}s of {}s){why}",
-                    start.elapsed().as_secs_f64(),
-                    self.opts.wait.as_secs()
+                crate::logger::note(
+                    self.opts.quiet,
+                    &format!(
+                        "still waiting for {what} ({:.0}s of {}s){why}",
+                        start.elapsed().as_secs_f64(),
+                        self.opts.wait.as_secs()
+                    ),
                 );
                 last_log = Instant::now();
             }

@@ -51,18 +51,30 @@ fn check_file(dir: &Path, rel: &str, sha: &str, size: u64, problems: &mut Vec<St
     }
 }
 
-/// An etcd snapshot ends with the sha256 of everything before it.
+/// An etcd snapshot ends with the sha256 of everything before it. Streamed:
+/// the snapshot may be gigabytes.
 pub fn check_snapshot_trailer(p: &Path) -> Result<(), String> {
-    let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    if data.len() < 32 || data.len() % 512 != 32 {
+    let err = |e: std::io::Error| format!("{}: {e}", p.display());
+    let mut f = std::fs::File::open(p).map_err(err)?;
+    let len = f.metadata().map_err(err)?.len();
+    if len < 32 || len % 512 != 32 {
         return Err(format!(
-            "{}: size {} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
-            p.display(),
-            data.len()
+            "{}: size {len} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
+            p.display()
         ));
     }
-    let (body, trailer) = data.split_at(data.len() - 32);
-    if Sha256::digest(body).as_slice() != trailer {
+    let mut h = Sha256::new();
+    let mut left = len - 32;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let k = left.min(buf.len() as u64) as usize;
+        f.read_exact(&mut buf[..k]).map_err(err)?;
+        h.update(&buf[..k]);
+        left -= k as u64;
+    }
+    let mut trailer = [0u8; 32];
+    f.read_exact(&mut trailer).map_err(err)?;
+    if h.finalize().as_slice() != trailer {
         return Err(format!(
             "{}: the sha256 trailer does not match the data",
             p.display()

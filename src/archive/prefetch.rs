@@ -30,7 +30,11 @@ impl Prefetch {
         let _ = std::thread::Builder::new()
             .name("prefetch".into())
             .spawn(move || {
-                if let Ok(fd) = fs::open(&top, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+                if let Ok(fd) = fs::open(
+                    &top,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
                     if let Ok(st) = fs::fstat(&fd) {
                         let mut issued = 0u64;
                         walk(fd.as_fd(), st.st_dev, &c, &s, &mut issued);
@@ -52,7 +56,13 @@ impl Drop for Prefetch {
     }
 }
 
-fn walk(dir: BorrowedFd, dev: u64, consumed: &AtomicU64, stop: &AtomicBool, issued: &mut u64) -> bool {
+fn walk(
+    dir: BorrowedFd,
+    dev: u64,
+    consumed: &AtomicU64,
+    stop: &AtomicBool,
+    issued: &mut u64,
+) -> bool {
     let Ok(names) = fsops::list_dir(dir) else {
         return true;
     };

@@ -416,7 +416,12 @@ impl Syncer {
     }
 
     /// The target file, open, when its content equals the archived one.
-    fn same_content(&mut self, pfd: BorrowedFd, name: &CStr, meta: &Meta) -> Result<Option<OwnedFd>> {
+    fn same_content(
+        &mut self,
+        pfd: BorrowedFd,
+        name: &CStr,
+        meta: &Meta,
+    ) -> Result<Option<OwnedFd>> {
         let Some(want) = meta.sha256 else {
             return Ok(None);
         };

@@ -184,7 +184,11 @@ pub fn encode(path: &[u8], kind: Kind, meta: &Meta, data_len: u64) -> Vec<u8> {
         pax_record(&mut pax, KEY_SHA256.as_bytes(), hex::encode(h).as_bytes());
     }
     if meta.nlink > 1 && kind == Kind::File {
-        pax_record(&mut pax, KEY_NLINK.as_bytes(), meta.nlink.to_string().as_bytes());
+        pax_record(
+            &mut pax,
+            KEY_NLINK.as_bytes(),
+            meta.nlink.to_string().as_bytes(),
+        );
     }
     let mut out = Vec::with_capacity(3 * BLOCK + pax.len());
     let xname = b"././@PaxHeader";
