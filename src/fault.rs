@@ -15,3 +15,18 @@ pub fn point(name: &str) {
         std::process::abort();
     }
 }
+
+/// Test hook: with `UPGRADE_RECOVERY_CHANGE_WHILE_READ=<file name>`, a file of
+/// that name is appended to while it is being archived (between the reads
+/// the writer compares), as a busy log file would be.
+pub fn change_while_read(name: &[u8], fd: rustix::fd::BorrowedFd) {
+    if let Ok(v) = std::env::var("UPGRADE_RECOVERY_CHANGE_WHILE_READ") {
+        if name.ends_with(v.as_bytes()) {
+            let path = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&fd));
+            if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(path) {
+                use std::io::Write;
+                let _ = f.write_all(b"more");
+            }
+        }
+    }
+}

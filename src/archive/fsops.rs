@@ -213,22 +213,7 @@ pub fn list_dir_typed(dir: BorrowedFd) -> Result<Vec<(CString, Option<FileType>)
 
 /// Names in a directory (not `.`/`..`), sorted bytewise.
 pub fn list_dir(dir: BorrowedFd) -> Result<Vec<CString>, Errno> {
-    let fd = fs::openat(
-        dir,
-        c".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut names = Vec::new();
-    for e in fs::Dir::read_from(fd.as_fd())? {
-        let e = e?;
-        let n = e.file_name();
-        if n != c"." && n != c".." {
-            names.push(n.to_owned());
-        }
-    }
-    names.sort();
-    Ok(names)
+    Ok(list_dir_typed(dir)?.into_iter().map(|(n, _)| n).collect())
 }
 
 /// Data extents of a file (SEEK_DATA/SEEK_HOLE); one extent when dense.

@@ -126,13 +126,13 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
     }
     s.cache = None;
     s.prefetch = None;
+    let top = fs::openat(
+        &s.root,
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     if s.opts.delete {
-        let top = fs::openat(
-            &s.root,
-            c".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
         s.prune(top.as_fd(), b".")
             .with_context(|| format!("removing extra files under {}", target.display()))?;
     }
@@ -152,12 +152,6 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
                 })?;
         }
     }
-    let top = fs::openat(
-        &s.root,
-        c".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
     fs::syncfs(&top).with_context(|| format!("syncfs of {}", target.display()))?;
     Ok(s.stats)
 }

@@ -324,6 +324,7 @@ impl<W: Write> Walker<W> {
         };
         // Pass 1: the hash of the logical content.
         let hash = hash_extents(fd.as_fd(), &ext, size, &mut self.buf)?;
+        crate::fault::change_while_read(path, fd.as_fd());
         meta.sha256 = self.hashes.then_some(hash);
         meta.size = size;
         let mut map = Vec::new();
@@ -391,6 +392,7 @@ impl<W: Write> Walker<W> {
                 off += n as u64;
             }
             self.buf.truncate(off as usize);
+            crate::fault::change_while_read(path, fd.as_fd());
             let st2 = fs::fstat(&fd)?;
             if !changed(&st, &st2) && off == st.st_size as u64 {
                 break;
