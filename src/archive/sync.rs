@@ -302,17 +302,26 @@ impl Syncer {
                     }
                 }
                 let tmp = tmp_name(name.to_bytes());
-                let _ = fs::unlinkat(pfd, &tmp, AtFlags::empty());
-                let fd = fs::openat(
-                    pfd,
-                    &tmp,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )?;
+                let create = || {
+                    fs::openat(
+                        pfd,
+                        &tmp,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                };
+                let fd = match create() {
+                    // Left by a crash: start that file over.
+                    Err(Errno::EXIST) => {
+                        fs::unlinkat(pfd, &tmp, AtFlags::empty())?;
+                        create()?
+                    }
+                    r => r?,
+                };
                 let mut buf = std::mem::take(&mut self.buf);
                 let res = for_each_piece(r, h, &mut buf, |off, data| {
                     let mut done = 0;
@@ -323,7 +332,10 @@ impl Syncer {
                 });
                 self.buf = buf;
                 res?;
-                fs::ftruncate(&fd, h.meta.size)?;
+                if h.meta.sparse.is_some() {
+                    // A hole at the end is not written: set the length.
+                    fs::ftruncate(&fd, h.meta.size)?;
+                }
                 apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
                 drop(fd);
                 self.replace(pfd, &tmp, &name, existing.as_ref())?;
