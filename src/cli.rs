@@ -75,6 +75,18 @@ pub enum Command {
     Stateroot(StaterootCmd),
     /// Copy files out of a backup (no system change)
     Extract(ExtractArgs),
+    /// OADP checks for image-based upgrades
+    #[command(subcommand)]
+    Oadp(OadpCmd),
+    /// Image-based upgrade (Lifecycle Agent) troubleshooting on the node
+    #[command(subcommand)]
+    Ibu(IbuCmd),
+    /// Support bundle of the node-side facts (no key material)
+    Report {
+        /// The .tar.gz to write
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// One tree archive alone, for benchmarks and debugging
     #[command(hide = true, subcommand)]
     Tree(TreeOp),
@@ -228,6 +240,32 @@ pub enum StaterootCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum IbuCmd {
+    /// The ImageBasedUpgrade CR, stateroots, LCA workspace, OADP locations
+    Status,
+    /// The manual cleanup after AbortFailed/FinalizeFailed, then the
+    /// annotation that makes LCA retry
+    Cleanup {
+        /// List the steps; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Run even when the CR is not in AbortFailed/FinalizeFailed
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OadpCmd {
+    /// Check Backup/Restore CRs (YAML or JSON, multi-document) for the LVM
+    /// Storage fields; exit 1 on findings, 2 on unreadable input
+    Lint {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
     /// Node paths to copy out, e.g. /etc/kubernetes/kubelet.conf
@@ -250,7 +288,10 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
 /// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
 /// ...) become the matching subcommand; other command lines pass unchanged.
 pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const SUBCOMMANDS: [&str; 11] = [
+    const SUBCOMMANDS: [&str; 14] = [
+        "ibu",
+        "report",
+        "oadp",
         "tree",
         "generate-docs",
         "rollback",
@@ -315,6 +356,18 @@ pub fn main() -> i32 {
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
+    if let Command::Oadp(OadpCmd::Lint { files }) = &cli.command {
+        let mut findings = Vec::new();
+        for f in files {
+            let name = f.display().to_string();
+            let text =
+                std::fs::read_to_string(f).map_err(|e| Fail::Usage(format!("{name}: {e}")))?;
+            findings
+                .extend(crate::oadp::lint(&name, &text).map_err(|e| Fail::Usage(e.to_string()))?);
+        }
+        emit(g.output, &findings, || crate::oadp::render(&findings))?;
+        return Ok(i32::from(!findings.is_empty()));
+    }
     if let Command::GenerateDocs { dir } = &cli.command {
         generate_docs(dir)?;
         return Ok(0);
@@ -358,11 +411,32 @@ pub fn run(cli: &Cli) -> Result<i32> {
             emit(g.output, &p, || stateroot::render_plan(&p))?;
             Ok(0)
         }
+        Command::Ibu(c) => {
+            host.require_node()?;
+            let tools = crate::cmd::Tools::require(&["ostree", "oc"], &["rpm-ostree"])?;
+            match c {
+                IbuCmd::Status => {
+                    let st = crate::ibu::status(&host, &tools)?;
+                    emit(g.output, &st, || crate::ibu::render_status(&st))?;
+                }
+                IbuCmd::Cleanup { dry_run, force } => {
+                    let r = crate::ibu::cleanup(&host, &tools, *dry_run, *force)?;
+                    emit(g.output, &r, || crate::ibu::render_cleanup(&r))?;
+                }
+            }
+            Ok(0)
+        }
+        Command::Report { to } => {
+            host.require_node()?;
+            let items = crate::report::collect(&host, to)?;
+            emit(g.output, &items, || crate::report::render(&items, to))?;
+            Ok(0)
+        }
         Command::Tree(op) => {
             tree_op(g.output, op)?;
             Ok(0)
         }
-        Command::GenerateDocs { .. } => unreachable!(),
+        Command::GenerateDocs { .. } | Command::Oadp(_) => unreachable!(),
         Command::Status => {
             let st = status::gather(&host)?;
             emit(g.output, &st, || status::render(&st))?;

@@ -25,8 +25,17 @@ _upgrade__recovery() {
             upgrade__recovery,generate-docs)
                 cmd="upgrade__recovery__subcmd__generate__subcmd__docs"
                 ;;
+            upgrade__recovery,ibu)
+                cmd="upgrade__recovery__subcmd__ibu"
+                ;;
             upgrade__recovery,launch-backup)
                 cmd="upgrade__recovery__subcmd__launch__subcmd__backup"
+                ;;
+            upgrade__recovery,oadp)
+                cmd="upgrade__recovery__subcmd__oadp"
+                ;;
+            upgrade__recovery,report)
+                cmd="upgrade__recovery__subcmd__report"
                 ;;
             upgrade__recovery,restore)
                 cmd="upgrade__recovery__subcmd__restore"
@@ -45,6 +54,15 @@ _upgrade__recovery() {
                 ;;
             upgrade__recovery,verify)
                 cmd="upgrade__recovery__subcmd__verify"
+                ;;
+            upgrade__recovery__subcmd__ibu,cleanup)
+                cmd="upgrade__recovery__subcmd__ibu__subcmd__cleanup"
+                ;;
+            upgrade__recovery__subcmd__ibu,status)
+                cmd="upgrade__recovery__subcmd__ibu__subcmd__status"
+                ;;
+            upgrade__recovery__subcmd__oadp,lint)
+                cmd="upgrade__recovery__subcmd__oadp__subcmd__lint"
                 ;;
             upgrade__recovery__subcmd__stateroot,cleanup)
                 cmd="upgrade__recovery__subcmd__stateroot__subcmd__cleanup"
@@ -65,7 +83,7 @@ _upgrade__recovery() {
 
     case "${cmd}" in
         upgrade__recovery)
-            opts="-v -q -h -V --root --dir --output --verbose --quiet --help --version launch-backup backup restore status verify rollback stateroot extract tree generate-docs"
+            opts="-v -q -h -V --root --dir --output --verbose --quiet --help --version launch-backup backup restore status verify rollback stateroot extract oadp ibu report tree generate-docs"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -188,6 +206,84 @@ _upgrade__recovery() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        upgrade__subcmd__recovery__subcmd__ibu)
+            opts="-v -q -h --root --dir --output --verbose --quiet --help status cleanup"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        upgrade__subcmd__recovery__subcmd__ibu__subcmd__cleanup)
+            opts="-v -q -h --dry-run --force --root --dir --output --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        upgrade__subcmd__recovery__subcmd__ibu__subcmd__status)
+            opts="-v -q -h --root --dir --output --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         upgrade__subcmd__recovery__subcmd__launch__subcmd__backup)
             opts="-v -q -h --host-dir --min-free --threads --level --etcd-backup --etcd-timeout --no-nice --root --dir --output --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -216,6 +312,88 @@ _upgrade__recovery() {
                     return 0
                     ;;
                 --etcd-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        upgrade__subcmd__recovery__subcmd__oadp)
+            opts="-v -q -h --root --dir --output --verbose --quiet --help lint"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        upgrade__subcmd__recovery__subcmd__oadp__subcmd__lint)
+            opts="-v -q -h --root --dir --output --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        upgrade__subcmd__recovery__subcmd__report)
+            opts="-v -q -h --to --root --dir --output --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -40,6 +40,9 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -f -a "v
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -f -a "rollback" -d 'Platform OS rollback by the decision table'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -f -a "stateroot" -d 'OS stateroots: list, cleanup'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -f -a "extract" -d 'Copy files out of a backup (no system change)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -f -a "oadp" -d 'OADP checks for image-based upgrades'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -f -a "ibu" -d 'Image-based upgrade (Lifecycle Agent) troubleshooting on the node'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -f -a "report" -d 'Support bundle of the node-side facts (no key material)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -f -a "tree" -d 'One tree archive alone, for benchmarks and debugging'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -f -a "generate-docs" -d 'Write man pages and shell completions into DIR/man, DIR/completions'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l host-dir -d 'Where the Job mounts the host\'s file systems' -r -F
@@ -145,6 +148,54 @@ json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -s h -l help -d 'Print help'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -l output -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -s q -l quiet -d 'Only errors on stderr'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -s h -l help -d 'Print help'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -f -a "lint" -d 'Check Backup/Restore CRs (YAML or JSON, multi-document) for the LVM Storage fields; exit 1 on findings, 2 on unreadable input'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l output -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -s q -l quiet -d 'Only errors on stderr'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -s h -l help -d 'Print help'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -l output -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -s q -l quiet -d 'Only errors on stderr'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -s h -l help -d 'Print help'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -f -a "status" -d 'The ImageBasedUpgrade CR, stateroots, LCA workspace, OADP locations'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -f -a "cleanup" -d 'The manual cleanup after AbortFailed/FinalizeFailed, then the annotation that makes LCA retry'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -l output -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Only errors on stderr'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l output -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l dry-run -d 'List the steps; change nothing'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l force -d 'Run even when the CR is not in AbortFailed/FinalizeFailed'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -s q -l quiet -d 'Only errors on stderr'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -s h -l help -d 'Print help'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -l to -d 'The .tar.gz to write' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -l output -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -s q -l quiet -d 'Only errors on stderr'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and not __fish_seen_subcommand_from archive sync" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and not __fish_seen_subcommand_from archive sync" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and not __fish_seen_subcommand_from archive sync" -l output -d 'Output format' -r -f -a "text\t''
