@@ -197,6 +197,11 @@ fn every_help_fits_80_columns() {
         &["stateroot", "list"],
         &["stateroot", "cleanup"],
         &["extract"],
+        &["ibu"],
+        &["ibu", "status"],
+        &["ibu", "cleanup"],
+        &["oadp", "lint"],
+        &["report"],
     ];
     for c in cmds {
         let o = std::process::Command::new(binary())
