@@ -9,7 +9,7 @@ pkgs=(
   zstd xfsprogs e2fsprogs util-linux file  # reference tar|zstd, loop fs, unshare, static check
   protobuf-compiler libprotobuf-dev     # etcd-client crate build (gRPC protos)
   jq procps psmisc time curl
-  buildah uidmap                        # build and run the FROM scratch image as the Job
+  buildah uidmap skopeo                 # the Job image; container images in the backup
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -5,6 +5,8 @@
 #   scripts/sandbox.sh env DIR        print the exports that put the shims on PATH
 #   scripts/sandbox.sh reboot DIR     new boot id, default deployment booted, services as enabled
 #   scripts/sandbox.sh teardown DIR   stop etcd, unmount, remove DIR
+#   scripts/sandbox.sh images DIR     build two small images into the node's container
+#                                     storage; crictl then reports them for its containers
 #   scripts/sandbox.sh upgrade-os DIR VERSION [STATEROOT]
 #                                     commit and deploy a new OS (the new default;
 #                                     older deployments are retained)
@@ -95,7 +97,9 @@ T
   printf 'apiVersion: v1\nkind: Config\nclusters: []\n' > "$r/etc/kubernetes/kubelet.conf"
   ln -s /usr/lib/systemd/system/kubelet.service "$r/etc/systemd/system/multi-user.target.wants/kubelet.service"
   touch "$r/etc/.updated"
-  printf '[storage]\ndriver = "overlay"\ngraphroot = "/var/lib/containers/storage"\nrunroot = "/run/containers/storage"\n' > "$r/etc/containers/storage.conf"
+  # The node's container storage, vfs here (no overlay mounts in a sandbox).
+  printf '[storage]\ndriver = "vfs"\ngraphroot = "/var/lib/containers/storage"\nrunroot = "/run/containers/storage"\n\n[storage.options]\nadditionalimagestores = []\n' > "$r/etc/containers/storage.conf"
+  mkdir -p "$r/var/lib/containers/storage" "$r/run/containers/storage"
   # Static pods: several revisions on disk, the live one not always the newest.
   static_pod "$r" etcd 3 2 4
   static_pod "$r" kube-apiserver 7 6
@@ -286,12 +290,26 @@ teardown() {
 }
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 case $cmd in
   create) create "$dir" ;;
   env) d=$(cd "$dir" && pwd); echo "export PATH=\"$d/ctl/bin:\$PATH\""; echo "export SANDBOX_ROOT=\"$d/root\"" ;;
   reboot) d=$(cd "$dir" && pwd); boot "$d"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
   teardown) teardown "$dir" ;;
+  images)
+    d=$(cd "$dir" && pwd); r=$d/root; need buildah
+    b=(buildah --root "$r/var/lib/containers/storage" --runroot "$r/run/containers/storage" --storage-driver vfs)
+    : > "$d/ctl/state/images"
+    for img in etcd operator; do
+      ctx=$(mktemp -d)
+      head -c 200000 /dev/urandom > "$ctx/$img.bin"; echo "$img" > "$ctx/name"
+      printf 'FROM scratch\nCOPY %s.bin name /\n' "$img" > "$ctx/Containerfile"
+      ref=quay.io/openshift-release-dev/ocp-v4.0-art-dev:$img-sandbox
+      "${b[@]}" bud -q --isolation chroot -t "$ref" "$ctx" >/dev/null || die "buildah could not build $ref"
+      rm -rf "$ctx"
+      echo "$img $ref" >> "$d/ctl/state/images"
+    done
+    echo "sandbox: images built into $r/var/lib/containers/storage" ;;
   upgrade-os)
     d=$(cd "$dir" && pwd); v=${3:?upgrade-os needs a version}; os=${4:-rhcos}
     [ -d "$d/root/sysroot/ostree/deploy/$os" ] || ostree admin --sysroot="$d/root/sysroot" os-init "$os" >/dev/null

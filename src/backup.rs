@@ -9,7 +9,7 @@ use crate::fsutil::{self, human};
 use crate::host::Host;
 use crate::manifest::{self, EtcdSnapshot, Manifest, PinnedDeployment, StaticPods, Tree};
 use crate::progress::Progress;
-use crate::{fault, lock, ostree, verify};
+use crate::{fault, images, lock, ostree, verify};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,9 @@ pub struct Options {
     pub etcd_timeout: Duration,
     pub nice: bool,
     pub quiet: bool,
+    /// Back up the images of the running containers (and `images`).
+    pub with_images: bool,
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -277,6 +280,7 @@ struct Plan {
     revisions: std::collections::BTreeMap<String, u32>,
     etcd: etcd::ClientConfig,
     estimate: u64,
+    image_refs: Vec<String>,
 }
 
 fn plan(host: &Host, opts: &Options) -> Result<Plan> {
@@ -325,13 +329,21 @@ fn plan(host: &Host, opts: &Options) -> Result<Plan> {
         revisions,
         etcd,
         estimate,
+        image_refs: Vec::new(),
     })
 }
 
 pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     let t0 = Instant::now();
     host.require_node()?;
-    let tools = Tools::require(&["ostree"], &["rpm-ostree"])?;
+    let mut req = vec!["ostree"];
+    if opts.with_images {
+        // The node's own skopeo copies the images: their bytes are never
+        // interpreted here.
+        req.extend(["skopeo", "crictl"]);
+    }
+    let tools = Tools::require(&req, &["rpm-ostree"])
+        .context("--with-images needs the node's skopeo (and crictl for the running containers)")?;
     let dir = host.backup_dir();
     mkdir_private(&dir)?;
     let _lock = lock::acquire(&dir)?;
@@ -351,7 +363,17 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         );
         remove_entry(&staging)?;
     }
-    let plan = plan(host, opts)?;
+    let mut plan = plan(host, opts)?;
+    if opts.with_images {
+        let mut refs = images::running(&tools)?;
+        refs.extend(opts.images.iter().cloned());
+        refs.sort();
+        refs.dedup();
+        // The storage must be readable before anything changes.
+        images::Store::open(host)?;
+        plan.estimate += du(&host.path("/var/lib/containers/storage"));
+        plan.image_refs = refs;
+    }
     let mut warnings = plan.warnings.clone();
 
     // Space, before any change.
@@ -600,6 +622,20 @@ fn build(
         only: Some(plan.extras.clone()),
         stats,
     });
+    let mut saved_images = Vec::new();
+    if opts.with_images {
+        let t = Instant::now();
+        meter.phase("images");
+        saved_images = images::save(host, tools, &plan.image_refs, staging)?;
+        parts.push(Part {
+            name: "images".into(),
+            source: format!("{} image(s)", saved_images.len()),
+            files: saved_images.len() as u64,
+            bytes: saved_images.iter().map(|i| i.size).sum(),
+            stored_bytes: du(&staging.join(images::DIR)),
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
     drop(progress);
 
     install_self(staging)?;
@@ -613,6 +649,7 @@ fn build(
         etcd: Some(etcd_rec),
         static_pods: Some(static_pods),
         trees,
+        images: saved_images,
         warnings: warnings.clone(),
     };
     fsutil::write_atomic(

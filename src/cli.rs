@@ -147,6 +147,12 @@ pub struct BackupArgs {
     /// Keep normal CPU and I/O priority (default: lowered)
     #[arg(long)]
     pub no_nice: bool,
+    /// Also back up the images of the running containers (node's skopeo)
+    #[arg(long)]
+    pub with_images: bool,
+    /// An image to back up too (repeatable; implies --with-images)
+    #[arg(long = "image", value_name = "REF")]
+    pub images: Vec<String>,
 }
 
 impl BackupArgs {
@@ -159,6 +165,8 @@ impl BackupArgs {
             etcd_timeout: std::time::Duration::from_secs(self.etcd_timeout),
             nice: !self.no_nice,
             quiet,
+            with_images: self.with_images || !self.images.is_empty(),
+            images: self.images.clone(),
         }
     }
 }

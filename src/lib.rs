@@ -9,6 +9,7 @@ pub mod fault;
 pub mod fsutil;
 pub mod host;
 pub mod ibu;
+pub mod images;
 pub mod job;
 pub mod journal;
 pub mod lock;

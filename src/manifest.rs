@@ -25,6 +25,9 @@ pub struct Manifest {
     #[serde(default)]
     pub static_pods: Option<StaticPods>,
     pub trees: Vec<Tree>,
+    /// Container images (`backup --with-images`), in `images/` (OCI layout).
+    #[serde(default)]
+    pub images: Vec<crate::images::Image>,
     #[serde(default)]
     pub warnings: Vec<String>,
 }

@@ -93,6 +93,11 @@ pub const STEPS: &[(&str, Phase, &str)] = &[
     ),
     ("start-crio", Phase::Cluster, "systemctl start crio.service"),
     (
+        "restore-images",
+        Phase::Cluster,
+        "put the backed-up container images back (none: skipped)",
+    ),
+    (
         "record-containers",
         Phase::Cluster,
         "record the control-plane container ids",
@@ -286,9 +291,12 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         EtcdRestore::Auto => EtcdRestore::Native,
         m => m,
     };
-    let (req, opt) = required_tools(mode);
-    let tools = Tools::require(&req, &opt)?;
     let m = Manifest::load(&dir)?;
+    let (mut req, opt) = required_tools(mode);
+    if !m.images.is_empty() {
+        req.push("skopeo");
+    }
+    let tools = Tools::require(&req, &opt)?;
     let _lock = lock::acquire(&dir)?;
     let legacy = dir.join(crate::backup::LEGACY_PROGRESS);
     let j = match existing {
@@ -578,6 +586,9 @@ impl Ctx<'_> {
                 Ok(())
             }
             "restore-etcd" => self.restore_etcd(),
+            "restore-images" => {
+                crate::images::load(self.host, &self.tools, &self.dir, &self.m.images)
+            }
             "restart-kubelet" => self.systemctl(&["restart", "kubelet.service"]).map(drop),
             "enable-kubelet" => self.systemctl(&["enable", "kubelet.service"]).map(drop),
             "restart-crio" => self.systemctl(&["restart", "crio.service"]).map(drop),

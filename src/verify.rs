@@ -107,6 +107,14 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Report)> {
         }
         checked.push(e.file.clone());
     }
+    if !m.images.is_empty() {
+        problems.extend(crate::images::verify(dir, &m.images));
+        checked.push(format!(
+            "{}/ ({} images)",
+            crate::images::DIR,
+            m.images.len()
+        ));
+    }
     if let Some(s) = &m.static_pods {
         check_file(dir, &s.file, &s.sha256, s.size, &mut problems);
         checked.push(s.file.clone());

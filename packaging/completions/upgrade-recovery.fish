@@ -52,11 +52,13 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l etcd-backup -d 'How the etcd snapshot is taken' -r -f -a "native\t'The v3 Snapshot RPC with the node\'s client certs'
 script\t'The node\'s /usr/local/bin/cluster-backup.sh --force'"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l etcd-timeout -d 'Time limit of the etcd snapshot, in seconds' -r
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l image -d 'An image to back up too (repeatable; implies --with-images)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l no-nice -d 'Keep normal CPU and I/O priority (default: lowered)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l with-images -d 'Also back up the images of the running containers (node\'s skopeo)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -66,11 +68,13 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l etcd-backup -d 'How the etcd snapshot is taken' -r -f -a "native\t'The v3 Snapshot RPC with the node\'s client certs'
 script\t'The node\'s /usr/local/bin/cluster-backup.sh --force'"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l etcd-timeout -d 'Time limit of the etcd snapshot, in seconds' -r
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l image -d 'An image to back up too (repeatable; implies --with-images)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l no-nice -d 'Keep normal CPU and I/O priority (default: lowered)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l with-images -d 'Also back up the images of the running containers (node\'s skopeo)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -s h -l help -d 'Print help (see more with \'--help\')'
