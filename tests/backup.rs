@@ -52,7 +52,7 @@ ETCDCTL_API=3 etcdctl snapshot restore {snap} --name r --initial-cluster r=http:
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 env -i etcd --name r --data-dir {t}/data --listen-client-urls http://127.0.0.1:$port --advertise-client-urls http://127.0.0.1:$port --listen-peer-urls http://127.0.0.1:0 --initial-cluster r=http://127.0.0.1:0 --initial-advertise-peer-urls http://127.0.0.1:0 >etcd.log 2>&1 &
 pid=$!
-for i in $(seq 50); do ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:$port endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
+for i in $(seq 300); do ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:$port endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
 ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:$port get --prefix /kubernetes.io/configmaps/openshift-config/ --keys-only | grep -c sandbox-
 kill $pid"#,
         t = q(t.path()),

@@ -72,7 +72,7 @@ fn sigterm_from_the_job_deadline_puts_the_flag_back() {
         .spawn()
         .unwrap();
     let tmp = sb.root().join("run/ostree-booted.tmp");
-    for _ in 0..200 {
+    for _ in 0..600 {
         if tmp.exists() {
             break;
         }

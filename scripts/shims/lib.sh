@@ -46,7 +46,7 @@ etcd_start() {
     --listen-metrics-urls "http://127.0.0.1:$METRICS_PORT" \
     </dev/null >>"$CTL/etcd.log" 2>&1 &
   echo $! > "$ST/etcd.pid"
-  for _ in $(seq 100); do
+  for _ in $(seq 300); do
     curl -sf "http://127.0.0.1:$METRICS_PORT/health" >/dev/null 2>&1 && return 0
     kill -0 "$(cat "$ST/etcd.pid")" 2>/dev/null || { echo "sandbox: etcd exited, see $CTL/etcd.log" >&2; return 1; }
     sleep 0.1

@@ -188,7 +188,7 @@ impl Sandbox {
     pub fn etcdctl(&self, args: &str) -> String {
         self.sh(&format!(
             r#". $CTL/state/ports; c=$ROOT/etc/kubernetes/static-pod-resources/etcd-certs
-ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT --cacert=$c/configmaps/etcd-serving-ca/ca-bundle.crt --cert=$c/secrets/etcd-all-certs/etcd-peer-sno.crt --key=$c/secrets/etcd-all-certs/etcd-peer-sno.key --command-timeout=5s {args}"#
+ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT --cacert=$c/configmaps/etcd-serving-ca/ca-bundle.crt --cert=$c/secrets/etcd-all-certs/etcd-peer-sno.crt --key=$c/secrets/etcd-all-certs/etcd-peer-sno.key --command-timeout=15s {args}"#
         ))
     }
     pub fn reboot(&self) {
