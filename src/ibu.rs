@@ -65,6 +65,29 @@ fn oc_json(host: &Host, tools: &Tools, args: &[&str]) -> Result<Value> {
     serde_json::from_str(&out).with_context(|| format!("oc {}: malformed JSON", args.join(" ")))
 }
 
+fn get_cr(host: &Host, tools: &Tools) -> Result<Cr> {
+    oc_json(
+        host,
+        tools,
+        &["get", "imagebasedupgrades.lca.openshift.io", "upgrade"],
+    )
+    .map(|v| parse_cr(&v))
+}
+
+fn get_bsls(host: &Host, tools: &Tools) -> Result<Vec<Bsl>> {
+    oc_json(
+        host,
+        tools,
+        &[
+            "get",
+            "backupstoragelocations.velero.io",
+            "-n",
+            "openshift-adp",
+        ],
+    )
+    .map(|v| parse_bsls(&v))
+}
+
 /// The pure part: the CR's stage, conditions and annotations.
 pub fn parse_cr(v: &Value) -> Cr {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
@@ -141,25 +164,12 @@ pub fn upgrade_backups(v: &Value) -> Vec<String> {
 }
 
 pub fn status(host: &Host, tools: &Tools) -> Result<Status> {
-    let (cr, cr_error) = match oc_json(
-        host,
-        tools,
-        &["get", "imagebasedupgrades.lca.openshift.io", "upgrade"],
-    ) {
-        Ok(v) => (Some(parse_cr(&v)), None),
+    let (cr, cr_error) = match get_cr(host, tools) {
+        Ok(cr) => (Some(cr), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
-    let (backup_storage_locations, bsl_error) = match oc_json(
-        host,
-        tools,
-        &[
-            "get",
-            "backupstoragelocations.velero.io",
-            "-n",
-            "openshift-adp",
-        ],
-    ) {
-        Ok(v) => (parse_bsls(&v), None),
+    let (backup_storage_locations, bsl_error) = match get_bsls(host, tools) {
+        Ok(b) => (b, None),
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
     let ws = host.path(WORKSPACE);
@@ -243,14 +253,7 @@ pub struct CleanupReport {
 }
 
 pub fn cleanup(host: &Host, tools: &Tools, dry_run: bool, force: bool) -> Result<CleanupReport> {
-    let cr = parse_cr(
-        &oc_json(
-            host,
-            tools,
-            &["get", "imagebasedupgrades.lca.openshift.io", "upgrade"],
-        )
-        .context("reading the ImageBasedUpgrade CR `upgrade`")?,
-    );
+    let cr = get_cr(host, tools).context("reading the ImageBasedUpgrade CR `upgrade`")?;
     let reason = cr.failed_reason().map(str::to_string);
     if reason.is_none() && !force {
         return Err(Fail::Usage(format!(
@@ -292,16 +295,7 @@ pub fn cleanup(host: &Host, tools: &Tools, dry_run: bool, force: bool) -> Result
         }
     }
     // 2. The backup storage must answer, or deleting backups fails again.
-    let bsls = parse_bsls(&oc_json(
-        host,
-        tools,
-        &[
-            "get",
-            "backupstoragelocations.velero.io",
-            "-n",
-            "openshift-adp",
-        ],
-    )?);
+    let bsls = get_bsls(host, tools)?;
     for b in &bsls {
         if b.phase != "Available" {
             bail!(

@@ -78,6 +78,23 @@ fn scrub_line(line: &str) -> String {
     s
 }
 
+impl Item {
+    /// `ok      name` or `missing name: why`.
+    fn line(&self) -> String {
+        let why = self
+            .note
+            .lines()
+            .next()
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default();
+        format!(
+            "{} {}{why}",
+            if self.collected { "ok     " } else { "missing" },
+            self.name
+        )
+    }
+}
+
 struct Bundle {
     files: Vec<(String, Vec<u8>)>,
     items: Vec<Item>,
@@ -231,18 +248,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     let index = b
         .items
         .iter()
-        .map(|i| {
-            format!(
-                "{} {}{}\n",
-                if i.collected { "ok     " } else { "missing" },
-                i.name,
-                if i.note.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", i.note.lines().next().unwrap_or(""))
-                }
-            )
-        })
+        .map(|i| format!("{}\n", i.line()))
         .collect::<String>();
     b.files
         .push(("index.txt".into(), scrub(&index).into_bytes()));
@@ -312,16 +318,7 @@ pub fn render(items: &[Item], to: &Path) -> String {
         items.len()
     );
     for i in items {
-        s.push_str(&format!(
-            "  {} {}{}\n",
-            if i.collected { "ok     " } else { "missing" },
-            i.name,
-            if i.note.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", i.note.lines().next().unwrap_or(""))
-            }
-        ));
+        s.push_str(&format!("  {}\n", i.line()));
     }
     s
 }
