@@ -289,11 +289,12 @@ pub fn render(st: &Status) -> String {
                 human(e.db_size.unwrap_or(0).max(0) as u64)
             );
         }
-        (Some(ep), false) => {
+        (Some(_), false) => {
+            // The error names the endpoint.
             let _ = writeln!(
                 s,
-                "etcd: {ep} does not answer: {}",
-                e.error.as_deref().unwrap_or("")
+                "etcd: {}",
+                e.error.as_deref().unwrap_or("does not answer")
             );
         }
         (None, _) => {
