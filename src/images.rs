@@ -6,9 +6,7 @@ use crate::cmd::{self, Tools};
 use crate::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub const DIR: &str = "images";
@@ -187,9 +185,9 @@ pub fn verify(dir: &Path, images: &[Image]) -> Vec<String> {
         Ok(rd) => {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                match sha256_file(&e.path()) {
-                    Ok(h) if h == name => {}
-                    Ok(h) => {
+                match crate::verify::file_sha256(&e.path()) {
+                    Ok((h, _)) if h == name => {}
+                    Ok((h, _)) => {
                         problems.push(format!("{}: content has sha256 {h}", e.path().display()))
                     }
                     Err(err) => problems.push(format!("{}: {err}", e.path().display())),
@@ -216,19 +214,6 @@ pub fn verify(dir: &Path, images: &[Image]) -> Vec<String> {
         }
     }
     problems
-}
-
-fn sha256_file(p: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(p)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(h.finalize()));
-        }
-        h.update(&buf[..n]);
-    }
 }
 
 /// Put the images back into the node's container storage (idempotent).

@@ -163,6 +163,7 @@ pub const CONTAINERS: [&str; 5] = [
     "kube-scheduler-operator-container",
 ];
 
+const CLUSTER_RESTORE: &str = "/usr/local/bin/cluster-restore.sh";
 const ETCD_MANIFEST: &str = "/etc/kubernetes/manifests/etcd-pod.yaml";
 const ETCD_MANIFEST_ASIDE: &str = "/var/lib/etcd-backup/etcd-pod.yaml";
 const KUBECONFIG: &str =
@@ -243,6 +244,8 @@ pub enum Outcome {
 struct Ctx<'a> {
     host: &'a Host,
     tools: Tools,
+    /// `--etcd-restore` resolved: Script or Native.
+    etcd_mode: EtcdRestore,
     opts: &'a Options,
     m: Manifest,
     dir: PathBuf,
@@ -282,17 +285,13 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         });
     }
     // Programs first: a missing one is named before anything changes.
-    let mode = match opts.etcd_restore {
-        EtcdRestore::Auto
-            if cmd::is_executable(&host.path("/usr/local/bin/cluster-restore.sh")) =>
-        {
-            EtcdRestore::Script
-        }
+    let etcd_mode = match opts.etcd_restore {
+        EtcdRestore::Auto if cmd::is_executable(&host.path(CLUSTER_RESTORE)) => EtcdRestore::Script,
         EtcdRestore::Auto => EtcdRestore::Native,
         m => m,
     };
     let m = Manifest::load(&dir)?;
-    let (mut req, opt) = required_tools(mode);
+    let (mut req, opt) = required_tools(etcd_mode);
     if !m.images.is_empty() {
         req.push("skopeo");
     }
@@ -348,6 +347,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     let mut ctx = Ctx {
         host,
         tools,
+        etcd_mode,
         opts,
         m,
         dir,
@@ -736,16 +736,9 @@ impl Ctx<'_> {
     }
 
     fn restore_etcd(&mut self) -> Result<()> {
-        let script = self.host.path("/usr/local/bin/cluster-restore.sh");
-        let cluster = self.dir.join("cluster");
-        let use_script = match self.opts.etcd_restore {
-            EtcdRestore::Script => true,
-            EtcdRestore::Native => false,
-            EtcdRestore::Auto => cmd::is_executable(&script),
-        };
-        if use_script {
-            let mut c = std::process::Command::new(&script);
-            c.arg(&cluster);
+        if self.etcd_mode == EtcdRestore::Script {
+            let mut c = std::process::Command::new(self.host.path(CLUSTER_RESTORE));
+            c.arg(self.dir.join("cluster"));
             return cmd::run_timeout(&mut c, self.opts.wait).map(drop);
         }
         let snap = self.dir.join(

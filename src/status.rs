@@ -50,6 +50,8 @@ pub struct Recovery {
     pub failed: Option<crate::journal::Failure>,
     /// The journal could not be read.
     pub error: Option<String>,
+    /// The files phase is done and the node has not rebooted since.
+    pub reboot_needed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +109,7 @@ pub fn gather(host: &Host) -> Result<Status> {
         phase: None,
         failed: None,
         error: None,
+        reboot_needed: false,
     };
     match Journal::load(&dir) {
         Ok(Some(j)) => {
@@ -117,6 +120,10 @@ pub fn gather(host: &Host) -> Result<Status> {
                 recovery.phase = Some(s.1.name().to_string());
             }
             recovery.failed = j.failed.clone();
+            recovery.reboot_needed = recovery.next_step.as_deref()
+                == Some("cluster-selinux-permissive")
+                && j.files_boot_id.is_some()
+                && j.files_boot_id == host.boot_id().ok();
         }
         Ok(None) => {}
         Err(e) => recovery.error = Some(format!("{e:#}")),
@@ -151,8 +158,7 @@ pub fn gather(host: &Host) -> Result<Status> {
     };
     let next = if recovery.error.is_some() {
         "the recovery journal is unreadable: start the recovery over with `upgrade-recovery restore --restart`".to_string()
-    } else if recovery.last_done.as_deref() == Some("selinux-restore") && boot_unchanged(host, &dir)
-    {
+    } else if recovery.reboot_needed {
         "the files phase is done: reboot (`systemctl reboot`), then `upgrade-recovery restore --resume`".to_string()
     } else if let Some(f) = &recovery.failed {
         format!(
@@ -176,14 +182,6 @@ pub fn gather(host: &Host) -> Result<Status> {
         etcd,
         next,
     })
-}
-
-/// Whether the node has not rebooted since the files phase ended.
-fn boot_unchanged(host: &Host, dir: &std::path::Path) -> bool {
-    let Ok(Some(j)) = Journal::load(dir) else {
-        return false;
-    };
-    j.files_boot_id.is_some() && j.files_boot_id == host.boot_id().ok()
 }
 
 pub fn render_os(os: &OsState) -> String {

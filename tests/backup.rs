@@ -293,6 +293,14 @@ fn refusals_change_nothing() {
     );
 }
 
+/// A backup that kills itself at a fault point.
+fn killed_backup(sb: &Sandbox, point: &str) -> std::process::Output {
+    sb.command(&["backup", "--min-free", "0"])
+        .env("UPGRADE_RECOVERY_CRASH_AT", point)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_killed_backup_leaves_the_previous_one_or_none_never_a_partial_one() {
     let sb = Sandbox::new();
@@ -305,18 +313,7 @@ fn a_killed_backup_leaves_the_previous_one_or_none_never_a_partial_one() {
         "backup:kubelet",
         "backup:manifest",
     ] {
-        let out = std::process::Command::new(binary())
-            .args([
-                "--root",
-                sb.root().to_str().unwrap(),
-                "backup",
-                "--min-free",
-                "0",
-            ])
-            .env("PATH", sb.path_env())
-            .env("UPGRADE_RECOVERY_CRASH_AT", point)
-            .output()
-            .unwrap();
+        let out = killed_backup(&sb, point);
         assert_eq!(out.status.code(), None, "{point}: killed by a signal");
         let (code, out, _) = sb.run(&["verify"]);
         assert_eq!(
@@ -326,18 +323,7 @@ fn a_killed_backup_leaves_the_previous_one_or_none_never_a_partial_one() {
         assert_eq!(manifest(&sb)["created_unix"], first["created_unix"]);
     }
     // Killed in the middle of the swap: no backup, never a partial one.
-    let out = std::process::Command::new(binary())
-        .args([
-            "--root",
-            sb.root().to_str().unwrap(),
-            "backup",
-            "--min-free",
-            "0",
-        ])
-        .env("PATH", sb.path_env())
-        .env("UPGRADE_RECOVERY_CRASH_AT", "backup:swap")
-        .output()
-        .unwrap();
+    let out = killed_backup(&sb, "backup:swap");
     assert_eq!(out.status.code(), None);
     assert_eq!(sb.run(&["verify"]).0, 4);
     // The next run cleans up and succeeds; the legacy flags work too.

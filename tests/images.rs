@@ -23,15 +23,8 @@ fn images_survive_crio_wipe_through_the_backup() {
     // Without skopeo on PATH, --with-images fails before any change.
     let t = TempDir::new("path");
     sh(&format!("ln -s /usr/bin/ostree {}/ostree", q(t.path())));
-    let o = std::process::Command::new(binary())
-        .args([
-            "--root",
-            sb.root().to_str().unwrap(),
-            "backup",
-            "--min-free",
-            "0",
-            "--with-images",
-        ])
+    let o = sb
+        .command(&["backup", "--min-free", "0", "--with-images"])
         .env(
             "PATH",
             format!("{}:{}", sb.ctl().join("bin").display(), t.path().display()),

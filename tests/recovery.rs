@@ -95,13 +95,9 @@ fn check_restored(sb: &Sandbox, before: &Before, what: &str) {
 
 /// Run a restore command; (code or None when killed, stdout, stderr).
 fn restore(sb: &Sandbox, args: &[&str], crash_at: Option<&str>) -> (Option<i32>, String, String) {
-    let mut c = std::process::Command::new(binary());
-    c.arg("--root")
-        .arg(sb.root())
-        .arg("restore")
-        .args(args)
+    let mut c = sb.command(&["restore"]);
+    c.args(args)
         .args(["--poll-interval", "100", "--wait-timeout", "60"]);
-    c.env("PATH", sb.path_env());
     if let Some(p) = crash_at {
         c.env("UPGRADE_RECOVERY_CRASH_AT", p);
     }

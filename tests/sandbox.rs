@@ -188,10 +188,8 @@ fn bad_input_gets_usage_errors() {
 #[test]
 fn missing_programs_are_named_before_anything_changes() {
     let sb = Sandbox::new();
-    let out = std::process::Command::new(binary())
-        .arg("--root")
-        .arg(sb.root())
-        .arg("status")
+    let out = sb
+        .command(&["status"])
         .env("PATH", sb.ctl().join("bin"))
         .output()
         .unwrap();

@@ -38,11 +38,8 @@ fn runs_log_to_the_journal_and_auto_resume_removes_itself() {
     let path = t.path().join("log.sock");
     let sock = Journal::listen(&path);
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(binary())
-            .arg("--root")
-            .arg(sb.root())
-            .args(args)
-            .env("PATH", sb.path_env())
+        let o = sb
+            .command(args)
             .env("UPGRADE_RECOVERY_SYSLOG", &path)
             .output()
             .unwrap();

@@ -198,15 +198,18 @@ ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT --cacert=$c/con
             q(self.dir.path())
         ));
     }
-    /// Run the tool against this node; (exit code, stdout, stderr).
-    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(binary())
-            .arg("--root")
+    /// The tool against this node, shims on PATH, ready for more env.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(binary());
+        c.arg("--root")
             .arg(self.root())
             .args(args)
-            .env("PATH", self.path_env())
-            .output()
-            .unwrap();
+            .env("PATH", self.path_env());
+        c
+    }
+    /// Run the tool against this node; (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.command(args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
