@@ -266,8 +266,9 @@ pub enum IbuCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum OadpCmd {
-    /// Check Backup/Restore CRs (YAML or JSON, multi-document) for the LVM
-    /// Storage fields; exit 1 on findings, 2 on unreadable input
+    /// Check Backup/Restore CRs (YAML or JSON, multi-document, or the
+    /// ConfigMaps that hold them) for the LVM Storage fields and the pairing
+    /// of Restores with Backups; exit 1 on findings, 2 on unreadable input
     Lint {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -365,14 +366,14 @@ pub fn main() -> i32 {
 pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
     if let Command::Oadp(OadpCmd::Lint { files }) = &cli.command {
-        let mut findings = Vec::new();
+        let mut set = Vec::new();
         for f in files {
             let name = f.display().to_string();
             let text =
                 std::fs::read_to_string(f).map_err(|e| Fail::Usage(format!("{name}: {e}")))?;
-            findings
-                .extend(crate::oadp::lint(&name, &text).map_err(|e| Fail::Usage(e.to_string()))?);
+            set.push((name, text));
         }
+        let findings = crate::oadp::lint_set(&set).map_err(|e| Fail::Usage(e.to_string()))?;
         emit(g.output, &findings, || crate::oadp::render(&findings))?;
         return Ok(i32::from(!findings.is_empty()));
     }
