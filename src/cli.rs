@@ -261,6 +261,13 @@ pub enum IbuCmd {
         /// Run even when the CR is not in AbortFailed/FinalizeFailed
         #[arg(long)]
         force: bool,
+        /// When a BackupStorageLocation is not Available: delete the Backup
+        /// CRs without their data, which stays in the bucket
+        #[arg(long)]
+        without_bucket: bool,
+        /// Seconds to wait for Velero to process each DeleteBackupRequest
+        #[arg(long, value_name = "SECONDS", default_value_t = crate::ibu::DBR_WAIT_SECONDS)]
+        wait: u64,
     },
 }
 
@@ -428,8 +435,19 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     let st = crate::ibu::status(&host, &tools)?;
                     emit(g.output, &st, || crate::ibu::render_status(&st))?;
                 }
-                IbuCmd::Cleanup { dry_run, force } => {
-                    let r = crate::ibu::cleanup(&host, &tools, *dry_run, *force)?;
+                IbuCmd::Cleanup {
+                    dry_run,
+                    force,
+                    without_bucket,
+                    wait,
+                } => {
+                    let o = crate::ibu::CleanupOptions {
+                        dry_run: *dry_run,
+                        force: *force,
+                        without_bucket: *without_bucket,
+                        wait_seconds: *wait,
+                    };
+                    let r = crate::ibu::cleanup(&host, &tools, &o)?;
                     emit(g.output, &r, || crate::ibu::render_cleanup(&r))?;
                 }
             }

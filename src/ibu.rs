@@ -1,19 +1,49 @@
 //! Image-based upgrade (Lifecycle Agent) troubleshooting on the node: the
 //! `ImageBasedUpgrade` CR next to the node's facts, and the manual cleanup
-//! the docs ask for after `AbortFailed`/`FinalizeFailed`.
+//! LCA's `docs/troubleshooting.md` ("Manual cleanup") asks for after
+//! `AbortFailed`/`FinalizeFailed`, done the way LCA itself cleans up.
+//!
+//! Facts from openshift-kni/lifecycle-agent:
+//! - `internal/precache/constants.go`: `StatusFile = IBUWorkspacePath +
+//!   "/precache_status.json"`; `internal/precache/progress.go`: its JSON is
+//!   `{"total", "pulled", "failed", "failed_pulls"}` (`failed_pulls` is null
+//!   until a pull fails).
+//! - `internal/backuprestore/backup.go` (`CleanupBackups`,
+//!   `waitForDeleteBackupRequests`, `ensureBackupsDeleted`,
+//!   `CleanupDeleteBackupRequests`): the upgrade's Backups are those labelled
+//!   `config.openshift.io/clusterID=<ClusterVersion version spec.clusterID>`,
+//!   listed in every namespace; each is deleted through a velero
+//!   `DeleteBackupRequest` of the same name and namespace (labelled with the
+//!   cluster ID, `spec.backupName`), waited for (1 s polls, 5 min) until
+//!   Processed and the Backup is gone; then the DeleteBackupRequests with the
+//!   label are deleted. Restores are applied with the same label
+//!   (`docs/backuprestore-with-oadp.md`).
+//! - `internal/backuprestore/restore.go`/`common.go`
+//!   (`RestorePVsReclaimPolicy`): PVs annotated
+//!   `lca.openshift.io/updated-reclaim-policy: "true"` go back to reclaim
+//!   policy `Delete` and lose the annotation.
+//! - `controllers/idle_handlers.go`: the stateroot is removed after its
+//!   deployments are undeployed; `docs/troubleshooting.md`: when the backup
+//!   backend cannot be reached, remove `backups`, `restores` and
+//!   `deletebackuprequests` by hand, then annotate the IBU.
 
 use crate::cmd::{self, Tools};
 use crate::error::Fail;
 use crate::host::Host;
 use crate::stateroot;
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 pub const WORKSPACE: &str = "/var/lib/lca/workspace";
-/// Written by the precache job of LCA.
-pub const PRECACHE_STATUS: &str = "/var/lib/lca/workspace/precache/status.json";
+/// Written by LCA's precache job (internal/precache/constants.go).
+pub const PRECACHE_STATUS: &str = "/var/lib/lca/workspace/precache_status.json";
 pub const ANNOTATION: &str = "lca.openshift.io/manual-cleanup-done";
+pub const CLUSTER_ID_LABEL: &str = "config.openshift.io/clusterID";
+pub const RECLAIM_ANNOTATION: &str = "lca.openshift.io/updated-reclaim-policy";
+/// LCA's own bound on the DeleteBackupRequests (backup.go: 5 minutes).
+pub const DBR_WAIT_SECONDS: u64 = 300;
 const KUBECONFIG: &str =
     "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig";
 
@@ -38,6 +68,35 @@ pub struct Bsl {
     pub name: String,
     pub phase: String,
     pub message: String,
+    pub bucket: String,
+}
+
+/// `precache_status.json` (internal/precache/progress.go).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Precache {
+    pub total: u64,
+    pub pulled: u64,
+    pub failed: u64,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub failed_pulls: Vec<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The precache progress, or why it cannot be shown.
+pub fn parse_precache(text: &str) -> Result<Precache> {
+    let p: Precache = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if p.pulled + p.failed > p.total {
+        bail!(
+            "pulled ({}) and failed ({}) exceed total ({})",
+            p.pulled,
+            p.failed,
+            p.total
+        );
+    }
+    Ok(p)
 }
 
 #[derive(Debug, Serialize)]
@@ -47,7 +106,9 @@ pub struct Status {
     pub stateroots: Option<stateroot::Listing>,
     pub workspace_exists: bool,
     pub workspace_bytes: u64,
-    pub precache_status: Option<Value>,
+    /// Absent file: None, with `precache_error` None.
+    pub precache: Option<Precache>,
+    pub precache_error: Option<String>,
     pub backup_storage_locations: Vec<Bsl>,
     pub bsl_error: Option<String>,
 }
@@ -139,27 +200,62 @@ pub fn parse_bsls(v: &Value) -> Vec<Bsl> {
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
+            bucket: b["spec"]["objectStorage"]["bucket"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string(),
         })
         .collect()
 }
 
-/// Backups the upgrade left: those carrying an `lca.openshift.io/` label or
-/// annotation (LCA's own label, or the apply-wave annotation of the CRs that
-/// were given to LCA).
-pub fn upgrade_backups(v: &Value) -> Vec<String> {
+/// `spec.clusterID` of the ClusterVersion `version`, the value of the label
+/// LCA puts on the Backups, Restores and DeleteBackupRequests it makes.
+pub fn parse_cluster_id(v: &Value) -> Result<String> {
+    match v["spec"]["clusterID"].as_str().map(str::trim) {
+        Some(id) if !id.is_empty() && !id.contains(char::is_whitespace) => Ok(id.to_string()),
+        _ => bail!("ClusterVersion `version` has no spec.clusterID"),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ObjRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Items of a List that carry `label=value` (the shim and real oc filter
+/// with `-l` already; checked again so a wider answer never widens a delete).
+pub fn labelled(v: &Value, label: &str, value: &str) -> Vec<ObjRef> {
     v["items"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .filter(|b| {
-            ["labels", "annotations"].iter().any(|f| {
-                b["metadata"][*f]
-                    .as_object()
-                    .is_some_and(|m| m.keys().any(|k| k.starts_with("lca.openshift.io/")))
+        .filter(|o| o["metadata"]["labels"][label].as_str() == Some(value))
+        .filter_map(|o| {
+            Some(ObjRef {
+                namespace: o["metadata"]["namespace"].as_str()?.to_string(),
+                name: o["metadata"]["name"].as_str()?.to_string(),
             })
         })
-        .filter_map(|b| b["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// PVs whose reclaim policy LCA changed (annotation value "true").
+pub fn reclaim_changed(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|o| o["metadata"]["annotations"][RECLAIM_ANNOTATION].as_str() == Some("true"))
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
         .collect()
 }
 
@@ -173,16 +269,25 @@ pub fn status(host: &Host, tools: &Tools) -> Result<Status> {
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
     let ws = host.path(WORKSPACE);
-    let precache = std::fs::read_to_string(host.path(PRECACHE_STATUS))
-        .ok()
-        .map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)));
+    let (precache, precache_error) = match std::fs::read(host.path(PRECACHE_STATUS)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+        Err(e) => (None, Some(format!("cannot read {PRECACHE_STATUS}: {e}"))),
+        Ok(b) => match std::str::from_utf8(&b)
+            .map_err(anyhow::Error::from)
+            .and_then(parse_precache)
+        {
+            Ok(p) => (Some(p), None),
+            Err(e) => (None, Some(format!("{PRECACHE_STATUS} is malformed: {e:#}"))),
+        },
+    };
     Ok(Status {
         cr,
         cr_error,
         stateroots: stateroot::list(host, tools).ok(),
         workspace_exists: ws.exists(),
         workspace_bytes: crate::backup::du(&ws),
-        precache_status: precache,
+        precache,
+        precache_error,
         backup_storage_locations,
         bsl_error,
     })
@@ -221,8 +326,26 @@ pub fn render_status(st: &Status) -> String {
             "absent".into()
         }
     );
-    if let Some(p) = &st.precache_status {
-        let _ = writeln!(s, "  precache status: {p}");
+    match (&st.precache, &st.precache_error) {
+        (Some(p), _) => {
+            let _ = writeln!(
+                s,
+                "Precache: {} of {} images pulled, {} failed",
+                p.pulled, p.total, p.failed
+            );
+            for i in &p.failed_pulls {
+                let _ = writeln!(s, "  failed: {i}");
+            }
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(s, "Precache: cannot show the progress: {e}");
+        }
+        (None, None) => {
+            let _ = writeln!(
+                s,
+                "Precache: no {PRECACHE_STATUS} (precaching has not run, or LCA has cleaned up)"
+            );
+        }
     }
     let _ = writeln!(s, "OADP BackupStorageLocations (openshift-adp):");
     for b in &st.backup_storage_locations {
@@ -244,18 +367,171 @@ pub fn render_status(st: &Status) -> String {
     s
 }
 
+/// `oc get` of one object: None when the server says NotFound.
+fn oc_get_opt(host: &Host, tools: &Tools, args: &[&str]) -> Result<Option<Value>> {
+    let mut c = oc(host, tools)?;
+    c.args(args).args(["-o", "json"]);
+    let out = c
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start `oc {}`", args.join(" ")))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("(NotFound)") {
+            return Ok(None);
+        }
+        bail!("`oc {}` failed: {}", args.join(" "), err.trim());
+    }
+    serde_json::from_slice(&out.stdout)
+        .map(Some)
+        .with_context(|| format!("oc {}: malformed JSON", args.join(" ")))
+}
+
+/// `oc delete`; an object already gone counts as deleted.
+fn oc_delete(host: &Host, tools: &Tools, resource: &str, o: &ObjRef) -> Result<()> {
+    let out = oc(host, tools)?
+        .args(["delete", resource, &o.name, "-n", &o.namespace])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot start `oc delete`")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || err.contains("(NotFound)") {
+        return Ok(());
+    }
+    bail!(
+        "`oc delete {resource} {} -n {}` failed: {}",
+        o.name,
+        o.namespace,
+        err.trim()
+    )
+}
+
+fn oc_create(host: &Host, tools: &Tools, obj: &Value) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = oc(host, tools)?
+        .args(["create", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start `oc create -f -`")?;
+    child
+        .stdin
+        .take()
+        .context("oc stdin")?
+        .write_all(obj.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "`oc create -f -` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// One change of the cleanup. The plan is a list of these, built and
+/// checked before the first is carried out.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// A DeleteBackupRequest of this cluster left by an earlier attempt.
+    DeleteDeleteBackupRequest {
+        object: ObjRef,
+    },
+    /// Through a velero DeleteBackupRequest: the Backup and its data in the
+    /// bucket; then the request itself.
+    DeleteBackupAndData {
+        object: ObjRef,
+        wait_seconds: u64,
+    },
+    /// `--without-bucket`: the Backup CR only.
+    DeleteBackupCrOnly {
+        object: ObjRef,
+    },
+    DeleteRestore {
+        object: ObjRef,
+    },
+    RestoreReclaimPolicy {
+        pv: String,
+    },
+    RemoveStateroot {
+        name: String,
+    },
+    /// `rpm-ostree cleanup -b`: the removed stateroot's commits.
+    RpmOstreeCleanup,
+    RemoveWorkspaceEntry {
+        path: String,
+    },
+    Annotate,
+}
+
+impl Action {
+    pub fn describe(&self) -> String {
+        match self {
+            Action::DeleteDeleteBackupRequest { object } => {
+                format!("delete DeleteBackupRequest {object} (left by an earlier attempt)")
+            }
+            Action::DeleteBackupAndData { object, wait_seconds } => format!(
+                "delete Backup {object} and its data in the bucket: create DeleteBackupRequest {object}, wait up to {wait_seconds} s until Velero has processed it and the Backup is gone, then delete the request"
+            ),
+            Action::DeleteBackupCrOnly { object } => format!(
+                "delete the Backup CR {object} only (its data stays in the bucket)"
+            ),
+            Action::DeleteRestore { object } => format!("delete Restore {object}"),
+            Action::RestoreReclaimPolicy { pv } => format!(
+                "set PersistentVolume {pv} back to reclaim policy Delete and remove its {RECLAIM_ANNOTATION} annotation"
+            ),
+            Action::RemoveStateroot { name } => format!("remove stateroot {name}"),
+            Action::RpmOstreeCleanup => {
+                "run `rpm-ostree cleanup -b` to free the removed stateroot's space".into()
+            }
+            Action::RemoveWorkspaceEntry { path } => format!("remove {path}"),
+            Action::Annotate => format!("annotate ImageBasedUpgrade upgrade {ANNOTATION}=\"\""),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CleanupOptions {
+    pub dry_run: bool,
+    pub force: bool,
+    /// Delete the Backup CRs without their data when a BackupStorageLocation
+    /// is not Available (docs/troubleshooting.md, "OADP backup cleanup").
+    pub without_bucket: bool,
+    pub wait_seconds: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub reason: Option<String>,
+    pub cluster_id: String,
+    pub actions: Vec<Action>,
+    pub notes: Vec<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct CleanupReport {
     pub reason: Option<String>,
-    pub steps: Vec<String>,
+    pub cluster_id: String,
     pub dry_run: bool,
+    /// Each action as described, in the order carried out (or to be).
+    pub steps: Vec<String>,
+    pub actions: Vec<Action>,
+    pub notes: Vec<String>,
     pub next: String,
 }
 
-pub fn cleanup(host: &Host, tools: &Tools, dry_run: bool, force: bool) -> Result<CleanupReport> {
-    let cr = get_cr(host, tools).context("reading the ImageBasedUpgrade CR `upgrade`")?;
+fn list(host: &Host, tools: &Tools, resource: &str, selector: &str) -> Result<Value> {
+    oc_json(host, tools, &["get", resource, "-A", "-l", selector])
+}
+
+/// Build the plan and check every precondition; nothing is changed.
+pub fn plan(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Plan> {
+    let cr = get_cr(host, tools)
+        .context("reading the ImageBasedUpgrade CR `upgrade`; nothing was changed")?;
     let reason = cr.failed_reason().map(str::to_string);
-    if reason.is_none() && !force {
+    if reason.is_none() && !o.force {
         return Err(Fail::Usage(format!(
             "the ImageBasedUpgrade CR is not in AbortFailed or FinalizeFailed (stage {}, {}); nothing was changed. The manual cleanup is for those states only (--force to run it anyway)",
             cr.stage,
@@ -267,93 +543,304 @@ pub fn cleanup(host: &Host, tools: &Tools, dry_run: bool, force: bool) -> Result
         ))
         .into());
     }
-    let mut steps = Vec::new();
-    // 1. Stateroots that are not booted, and the LCA workspace.
-    let listing = stateroot::list(host, tools)?;
-    for r in listing.stateroots.iter().filter(|r| !r.active) {
-        steps.push(format!("remove stateroot {}", r.name));
-        if !dry_run {
-            stateroot::cleanup(host, tools, &r.name, false)?;
+    let cv = oc_get_opt(
+        host,
+        tools,
+        &["get", "clusterversions.config.openshift.io", "version"],
+    )
+    .context("reading ClusterVersion `version`; nothing was changed")?;
+    let cluster_id = match cv {
+        None => bail!(
+            "ClusterVersion `version` does not exist: the cluster ID that marks this upgrade's Backups ({CLUSTER_ID_LABEL}) is unknown, so no Backup can be told apart from the user's own; nothing was changed. Check with `oc get clusterversion version -o yaml`"
+        ),
+        Some(v) => parse_cluster_id(&v).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}: the cluster ID that marks this upgrade's Backups ({CLUSTER_ID_LABEL}) is unknown; nothing was changed. Check with `oc get clusterversion version -o yaml`"
+            )
+        })?,
+    };
+    let sel = format!("{CLUSTER_ID_LABEL}={cluster_id}");
+    let backups = labelled(
+        &list(host, tools, "backups.velero.io", &sel)?,
+        CLUSTER_ID_LABEL,
+        &cluster_id,
+    );
+    let dbrs = labelled(
+        &list(host, tools, "deletebackuprequests.velero.io", &sel)?,
+        CLUSTER_ID_LABEL,
+        &cluster_id,
+    );
+    let restores = labelled(
+        &list(host, tools, "restores.velero.io", &sel)?,
+        CLUSTER_ID_LABEL,
+        &cluster_id,
+    );
+    let pvs = reclaim_changed(&oc_json(host, tools, &["get", "persistentvolumes"])?);
+    let mut notes = Vec::new();
+    let mut unavailable = Vec::new();
+    if !backups.is_empty() {
+        let bsls = get_bsls(host, tools)
+            .context("reading the BackupStorageLocations; nothing was changed")?;
+        if bsls.is_empty() {
+            unavailable.push("no BackupStorageLocation in openshift-adp".to_string());
         }
-    }
-    let ws = host.path(WORKSPACE);
-    if let Ok(rd) = std::fs::read_dir(&ws) {
-        for e in rd.flatten() {
-            steps.push(format!(
-                "remove {WORKSPACE}/{}",
-                e.file_name().to_string_lossy()
-            ));
-            if !dry_run {
-                let p = e.path();
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                }
-                .with_context(|| format!("removing {}", p.display()))?;
-            }
-        }
-    }
-    // 2. The backup storage must answer, or deleting backups fails again.
-    let bsls = get_bsls(host, tools)?;
-    for b in &bsls {
-        if b.phase != "Available" {
-            bail!(
-                "BackupStorageLocation openshift-adp/{} is {}{}: deleting the upgrade's OADP backups would fail again. Fix its S3 backend (endpoint, credentials, bucket), check with `oc get backupstoragelocations -n openshift-adp`, then run `upgrade-recovery ibu cleanup` again{}",
+        for b in bsls.iter().filter(|b| b.phase != "Available") {
+            unavailable.push(format!(
+                "BackupStorageLocation openshift-adp/{} (bucket {}) is {}{}",
                 b.name,
+                b.bucket,
                 b.phase,
-                if b.message.is_empty() { String::new() } else { format!(" ({})", b.message) },
-                if steps.is_empty() { String::new() } else { format!(". Done so far: {}", steps.join("; ")) }
+                if b.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", b.message)
+                }
+            ));
+        }
+        if !unavailable.is_empty() && !o.without_bucket {
+            bail!(
+                "{}: Velero cannot process DeleteBackupRequests, so the upgrade's {} Backup(s) ({}) and their data cannot be deleted; nothing was changed. Fix the S3 backend (endpoint, credentials, bucket) and check with `oc get backupstoragelocations.velero.io -n openshift-adp`, then run `upgrade-recovery ibu cleanup` again. If the backend cannot be fixed: `upgrade-recovery ibu cleanup --without-bucket` deletes the CRs and leaves the data in the bucket",
+                unavailable.join("; "),
+                backups.len(),
+                backups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             );
         }
     }
-    steps.push(format!(
-        "checked {} BackupStorageLocation(s): Available",
-        bsls.len()
-    ));
-    // 3. The upgrade's OADP Backups.
-    let backups = upgrade_backups(&oc_json(
-        host,
-        tools,
-        &["get", "backups.velero.io", "-n", "openshift-adp"],
-    )?);
+    let mut actions: Vec<Action> = dbrs
+        .iter()
+        .map(|d| Action::DeleteDeleteBackupRequest { object: d.clone() })
+        .collect();
     for b in &backups {
-        steps.push(format!("delete Backup openshift-adp/{b}"));
-        if !dry_run {
-            cmd::run(oc(host, tools)?.args([
-                "delete",
-                "backups.velero.io",
-                b,
-                "-n",
-                "openshift-adp",
-            ]))?;
-        }
+        actions.push(if o.without_bucket {
+            Action::DeleteBackupCrOnly { object: b.clone() }
+        } else {
+            Action::DeleteBackupAndData {
+                object: b.clone(),
+                wait_seconds: o.wait_seconds,
+            }
+        });
     }
-    // 4. Tell LCA.
-    if !cr.annotations.contains_key(ANNOTATION) {
-        steps.push(format!(
-            "annotate ImageBasedUpgrade upgrade {ANNOTATION}=\"\""
+    if o.without_bucket && !backups.is_empty() {
+        notes.push(format!(
+            "--without-bucket: the data of {} stays in the bucket{}. Velero's bucket sync brings those Backups back as CRs once the location is Available; then run `upgrade-recovery ibu cleanup` again to delete them with their data",
+            backups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            if unavailable.is_empty() { String::new() } else { format!(" ({})", unavailable.join("; ")) }
         ));
-        if !dry_run {
-            cmd::run(oc(host, tools)?.args([
-                "annotate",
-                "imagebasedupgrades.lca.openshift.io",
-                "upgrade",
-                &format!("{ANNOTATION}="),
-                "--overwrite",
-            ]))?;
+    }
+    actions.extend(
+        restores
+            .iter()
+            .map(|r| Action::DeleteRestore { object: r.clone() }),
+    );
+    actions.extend(
+        pvs.into_iter()
+            .map(|pv| Action::RestoreReclaimPolicy { pv }),
+    );
+    // Stateroots: every one that does not hold the booted deployment;
+    // stateroot::cleanup in dry-run refuses those it must not remove.
+    let listing =
+        stateroot::list(host, tools).context("listing the stateroots; nothing was changed")?;
+    let mut removed = false;
+    for r in listing.stateroots.iter().filter(|r| !r.active) {
+        stateroot::cleanup(host, tools, &r.name, true)
+            .with_context(|| format!("checking stateroot {}; nothing was changed", r.name))?;
+        actions.push(Action::RemoveStateroot {
+            name: r.name.clone(),
+        });
+        removed = true;
+    }
+    if removed {
+        if tools.has("rpm-ostree") && host.path("/run/ostree-booted").exists() {
+            actions.push(Action::RpmOstreeCleanup);
+        } else {
+            notes.push(
+                "rpm-ostree cannot run here (no /run/ostree-booted: it refuses on a system not booted through ostree): the removed stateroot's commits stay in /sysroot/ostree/repo until `rpm-ostree cleanup -b` runs on the booted node".into(),
+            );
         }
     }
-    let next = match reason.as_deref() {
-        Some("AbortFailed") => "LCA sees the annotation and retries the abort; when it succeeds the CR goes back to Idle. Watch `oc get ibu upgrade -o yaml`",
-        Some("FinalizeFailed") => "LCA sees the annotation and retries the finalize; when it succeeds the CR goes back to Idle. Watch `oc get ibu upgrade -o yaml`",
-        _ => "the CR was not in a failed state (--force): LCA acts on the annotation only after AbortFailed or FinalizeFailed",
+    if let Ok(rd) = std::fs::read_dir(host.path(WORKSPACE)) {
+        let mut entries: Vec<String> = rd
+            .flatten()
+            .map(|e| format!("{WORKSPACE}/{}", e.file_name().to_string_lossy()))
+            .collect();
+        entries.sort();
+        actions.extend(
+            entries
+                .into_iter()
+                .map(|path| Action::RemoveWorkspaceEntry { path }),
+        );
     }
-    .to_string();
-    Ok(CleanupReport {
+    if !cr.annotations.contains_key(ANNOTATION) {
+        actions.push(Action::Annotate);
+    }
+    Ok(Plan {
         reason,
+        cluster_id,
+        actions,
+        notes,
+    })
+}
+
+/// Wait until Velero has processed the DeleteBackupRequest and the Backup is
+/// gone (backup.go: `waitForDeleteBackupRequests`, `ensureBackupsDeleted`).
+fn wait_deleted(host: &Host, tools: &Tools, b: &ObjRef, limit: u64) -> Result<()> {
+    let start = Instant::now();
+    let mut phase = String::from("(no status yet)");
+    loop {
+        let dbr = oc_get_opt(
+            host,
+            tools,
+            &[
+                "get",
+                "deletebackuprequests.velero.io",
+                &b.name,
+                "-n",
+                &b.namespace,
+            ],
+        )?;
+        if let Some(d) = &dbr {
+            phase = d["status"]["phase"]
+                .as_str()
+                .unwrap_or("(no status yet)")
+                .to_string();
+            if phase == "Processed" {
+                let errors: Vec<String> = d["status"]["errors"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| e.as_str().unwrap_or_default().to_string())
+                    .collect();
+                if !errors.is_empty() {
+                    bail!(
+                        "Velero processed DeleteBackupRequest {b} with errors: {}",
+                        errors.join("; ")
+                    );
+                }
+            }
+        }
+        let backup = oc_get_opt(
+            host,
+            tools,
+            &["get", "backups.velero.io", &b.name, "-n", &b.namespace],
+        )?;
+        if backup.is_none() && (dbr.is_none() || phase == "Processed") {
+            return Ok(());
+        }
+        if start.elapsed() >= Duration::from_secs(limit) {
+            bail!(
+                "waited {limit} s for Velero to process DeleteBackupRequest {b} (phase {phase}) and delete Backup {b}{}: Backup {b} and its data are still there. Look at `oc get deletebackuprequests.velero.io -n {} {} -o yaml` and the velero pod's log (`oc logs -n openshift-adp deploy/velero`), then run `upgrade-recovery ibu cleanup` again",
+                if backup.is_some() { "" } else { " (the Backup CR is gone, the request is not processed)" },
+                b.namespace,
+                b.name
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn execute(host: &Host, tools: &Tools, plan: &Plan, a: &Action) -> Result<()> {
+    match a {
+        Action::DeleteDeleteBackupRequest { object } => {
+            oc_delete(host, tools, "deletebackuprequests.velero.io", object)
+        }
+        Action::DeleteBackupAndData {
+            object,
+            wait_seconds,
+        } => {
+            oc_create(
+                host,
+                tools,
+                &json!({
+                    "apiVersion": "velero.io/v1",
+                    "kind": "DeleteBackupRequest",
+                    "metadata": {"name": object.name, "namespace": object.namespace,
+                                 "labels": {CLUSTER_ID_LABEL: plan.cluster_id}},
+                    "spec": {"backupName": object.name},
+                }),
+            )?;
+            wait_deleted(host, tools, object, *wait_seconds)?;
+            oc_delete(host, tools, "deletebackuprequests.velero.io", object)
+        }
+        Action::DeleteBackupCrOnly { object } => {
+            oc_delete(host, tools, "backups.velero.io", object)
+        }
+        Action::DeleteRestore { object } => oc_delete(host, tools, "restores.velero.io", object),
+        Action::RestoreReclaimPolicy { pv } => cmd::run(
+            oc(host, tools)?.args([
+                "patch",
+                "persistentvolumes",
+                pv,
+                "--type=merge",
+                "-p",
+                &json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"},
+                    "metadata": {"annotations": {RECLAIM_ANNOTATION: null}}})
+                .to_string(),
+            ]),
+        )
+        .map(drop),
+        Action::RemoveStateroot { name } => stateroot::cleanup(host, tools, name, false).map(drop),
+        Action::RpmOstreeCleanup => {
+            cmd::run(tools.command("rpm-ostree")?.args(["cleanup", "-b"])).map(drop)
+        }
+        Action::RemoveWorkspaceEntry { path } => {
+            let p = host.path(path);
+            let r: std::io::Result<()> = match std::fs::symlink_metadata(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                Ok(_) => std::fs::remove_file(&p),
+            };
+            r.with_context(|| format!("removing {}", p.display()))
+        }
+        Action::Annotate => cmd::run(oc(host, tools)?.args([
+            "annotate",
+            "imagebasedupgrades.lca.openshift.io",
+            "upgrade",
+            &format!("{ANNOTATION}="),
+            "--overwrite",
+        ]))
+        .map(drop),
+    }
+}
+
+/// Plan, check, then act: a refused run changes nothing; `--dry-run` shows
+/// the plan a real run carries out.
+pub fn cleanup(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<CleanupReport> {
+    let plan = plan(host, tools, o)?;
+    let steps: Vec<String> = plan.actions.iter().map(Action::describe).collect();
+    if !o.dry_run {
+        for (i, a) in plan.actions.iter().enumerate() {
+            if let Err(e) = execute(host, tools, &plan, a) {
+                let done = &steps[..i];
+                return Err(e.context(format!(
+                    "ibu cleanup stopped at: {}. Done before: {}. Not done: {}",
+                    steps[i],
+                    if done.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        done.join("; ")
+                    },
+                    steps[i..].join("; ")
+                )));
+            }
+        }
+    }
+    let next = match (o.dry_run, plan.reason.as_deref()) {
+        (true, _) => "run `upgrade-recovery ibu cleanup` without --dry-run to carry out these steps".to_string(),
+        (false, Some(r)) => format!(
+            "LCA sees the annotation and retries the {}; when it succeeds the CR goes back to Idle. Watch `oc get ibu upgrade -o yaml`",
+            if r == "AbortFailed" { "abort" } else { "finalize" }
+        ),
+        (false, None) => "the CR was not in a failed state (--force): LCA acts on the annotation only after AbortFailed or FinalizeFailed. Check `oc get ibu upgrade -o yaml`".to_string(),
+    };
+    Ok(CleanupReport {
+        reason: plan.reason,
+        cluster_id: plan.cluster_id,
+        dry_run: o.dry_run,
         steps,
-        dry_run,
+        actions: plan.actions,
+        notes: plan.notes,
         next,
     })
 }
@@ -363,17 +850,78 @@ pub fn render_cleanup(r: &CleanupReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Manual cleanup after {}{}:",
+        "Manual cleanup after {} (cluster ID {}){}:",
         r.reason.as_deref().unwrap_or("(forced)"),
+        r.cluster_id,
         if r.dry_run {
             " (dry run: nothing changed)"
         } else {
             ""
         }
     );
+    if r.steps.is_empty() {
+        let _ = writeln!(s, "  nothing to do: no leftovers of the upgrade");
+    }
     for st in &r.steps {
-        let _ = writeln!(s, "  {}{st}", if r.dry_run { "would " } else { "" });
+        let _ = writeln!(s, "  {}{st}", if r.dry_run { "would " } else { "done: " });
+    }
+    for n in &r.notes {
+        let _ = writeln!(s, "Note: {n}");
     }
     let _ = writeln!(s, "Next: {}", r.next);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precache_status_as_lca_writes_it() {
+        let p = parse_precache(r#"{"total":10,"pulled":8,"failed":2,"failed_pulls":["quay.io/a@sha256:1","quay.io/b:2"]}"#).unwrap();
+        assert_eq!(
+            (p.total, p.pulled, p.failed, p.failed_pulls.len()),
+            (10, 8, 2, 2)
+        );
+        // Go marshals a nil slice as null.
+        let p = parse_precache(r#"{"total":3,"pulled":3,"failed":0,"failed_pulls":null}"#).unwrap();
+        assert!(p.failed_pulls.is_empty());
+        for bad in [
+            "",
+            "{",
+            r#"{"total":"x"}"#,
+            r#"{"total":1,"pulled":2,"failed":0}"#,
+            "[]",
+        ] {
+            assert!(parse_precache(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cluster_id_and_labels() {
+        assert_eq!(
+            parse_cluster_id(&json!({"spec": {"clusterID": "abc-1"}})).unwrap(),
+            "abc-1"
+        );
+        for bad in [
+            json!({}),
+            json!({"spec": {"clusterID": ""}}),
+            json!({"spec": {"clusterID": 3}}),
+            json!("x"),
+        ] {
+            assert!(parse_cluster_id(&bad).is_err());
+        }
+        let l = json!({"items": [
+            {"metadata": {"name": "a", "namespace": "n", "labels": {CLUSTER_ID_LABEL: "id"}}},
+            {"metadata": {"name": "b", "namespace": "n", "labels": {CLUSTER_ID_LABEL: "other"}}},
+            {"metadata": {"name": "c", "namespace": "n"}},
+        ]});
+        assert_eq!(
+            labelled(&l, CLUSTER_ID_LABEL, "id"),
+            vec![ObjRef {
+                namespace: "n".into(),
+                name: "a".into()
+            }]
+        );
+    }
 }

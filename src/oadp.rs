@@ -157,11 +157,7 @@ fn has(items: &[&str], wanted: &[&str]) -> bool {
         .any(|i| *i == "*" || wanted.iter().any(|w| i.eq_ignore_ascii_case(w)))
 }
 
-const PVC: &[&str] = &[
-    "persistentvolumeclaims",
-    "persistentvolumeclaim",
-    "pvc",
-];
+const PVC: &[&str] = &["persistentvolumeclaims", "persistentvolumeclaim", "pvc"];
 const PV: &[&str] = &["persistentvolumes", "persistentvolume", "pv"];
 const LVS: &[&str] = &[LV, "logicalvolumes", "logicalvolume"];
 
@@ -220,7 +216,11 @@ impl Obj {
     fn finding(&self, field: &str, problem: String, path: &[&str], add: String) -> Finding {
         // Below the deepest key of `path` that is written; else below `spec:`.
         let last = self.lines.last().map_or(self.line(), |l| l.0);
-        let mut at = (if path.is_empty() { last } else { self.line() }, 0usize, 0usize);
+        let mut at = (
+            if path.is_empty() { last } else { self.line() },
+            0usize,
+            0usize,
+        );
         for n in (1..=path.len()).rev() {
             if let Some((l, ind)) = self.key_line(&path[..n]) {
                 at = (l, ind, n);
@@ -327,7 +327,11 @@ fn visit(
         return Ok(());
     }
     if kind == "ConfigMap" && api == "v1" && within.is_none() {
-        let cm = format!("ConfigMap {}/{}", s(v, "metadata", "namespace"), s(v, "metadata", "name"));
+        let cm = format!(
+            "ConfigMap {}/{}",
+            s(v, "metadata", "namespace"),
+            s(v, "metadata", "name")
+        );
         let Some(data) = v.get("data").and_then(Value::as_mapping) else {
             return Ok(());
         };
@@ -377,9 +381,7 @@ fn visit(
 /// The file line of data key `k` below `data:`, and whether its value is a
 /// literal block scalar (`|`, `|-`, `|+`).
 fn key_in_data(lines: &[(usize, String)], k: &str) -> Option<(usize, bool)> {
-    let data = lines
-        .iter()
-        .position(|(_, l)| l.trim_end() == "data:")?;
+    let data = lines.iter().position(|(_, l)| l.trim_end() == "data:")?;
     lines[data + 1..].iter().find_map(|(n, l)| {
         let t = l.trim_start();
         let rest = t
@@ -405,7 +407,10 @@ fn lvms_backup(spec: &Value, set_uses_lvms: bool) -> bool {
     let excludes_pv = ["excludedClusterScopedResources", "excludedResources"]
         .iter()
         .filter_map(|k| seq(spec, k))
-        .any(|r| r.iter().any(|i| PV.iter().any(|w| i.eq_ignore_ascii_case(w))));
+        .any(|r| {
+            r.iter()
+                .any(|i| PV.iter().any(|w| i.eq_ignore_ascii_case(w)))
+        });
     let cluster = seq(spec, "includedClusterScopedResources").unwrap_or_default();
     let mentions_lv = has(&cluster, LVS);
     (named || (whole && set_uses_lvms) || mentions_lv) && !excludes_pv
