@@ -826,13 +826,17 @@ pub fn cleanup(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Cleanup
             }
         }
     }
-    let next = match (o.dry_run, plan.reason.as_deref()) {
-        (true, _) => "run `upgrade-recovery ibu cleanup` without --dry-run to carry out these steps".to_string(),
-        (false, Some(r)) => format!(
+    let after = match plan.reason.as_deref() {
+        Some(r) => format!(
             "LCA sees the annotation and retries the {}; when it succeeds the CR goes back to Idle. Watch `oc get ibu upgrade -o yaml`",
             if r == "AbortFailed" { "abort" } else { "finalize" }
         ),
-        (false, None) => "the CR was not in a failed state (--force): LCA acts on the annotation only after AbortFailed or FinalizeFailed. Check `oc get ibu upgrade -o yaml`".to_string(),
+        None => "the CR was not in a failed state (--force): LCA acts on the annotation only after AbortFailed or FinalizeFailed. Check `oc get ibu upgrade -o yaml`".to_string(),
+    };
+    let next = if o.dry_run {
+        format!("run `upgrade-recovery ibu cleanup` without --dry-run to carry out these steps; then {after}")
+    } else {
+        after
     };
     Ok(CleanupReport {
         reason: plan.reason,

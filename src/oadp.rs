@@ -165,6 +165,8 @@ const LVS: &[&str] = &[LV, "logicalvolumes", "logicalvolume"];
 struct Obj {
     file: String,
     within: Option<String>,
+    /// Indentation of the object's text in `file` (a ConfigMap's block scalar).
+    base_indent: usize,
     /// The object's text and the file line of each of its lines.
     lines: Vec<(usize, String)>,
     kind: String,
@@ -234,13 +236,14 @@ impl Obj {
             .lines()
             .skip(depth)
             .map(|l| {
-                if depth == 0 {
-                    return l.to_string();
-                }
                 let t = l.trim_start();
                 let own = l.len() - t.len();
-                let shift = (indent + own).saturating_sub(2 * (depth - 1));
-                format!("{}{t}", " ".repeat(shift))
+                let shift = if depth == 0 {
+                    own
+                } else {
+                    (indent + own).saturating_sub(2 * (depth - 1))
+                };
+                format!("{}{t}", " ".repeat(self.base_indent + shift))
             })
             .collect();
         Finding {
@@ -272,7 +275,7 @@ fn collect(
     file: &str,
     text: &str,
     map: &dyn Fn(usize) -> usize,
-    within: Option<&str>,
+    within: Option<(&str, usize)>,
     out: &mut Vec<Obj>,
 ) -> Result<(), ParseError> {
     for (start, doc) in documents(text) {
@@ -304,7 +307,7 @@ fn visit(
     v: &Value,
     lines: &[(usize, String)],
     first: usize,
-    within: Option<&str>,
+    within: Option<(&str, usize)>,
     out: &mut Vec<Obj>,
 ) -> Result<(), ParseError> {
     let s = |v: &Value, a: &str, b: &str| {
@@ -341,11 +344,12 @@ fn visit(
             };
             let key_at = key_in_data(lines, k);
             // A literal block scalar (`key: |`): value line i is key line + 1 + i.
-            let literal = key_at.is_some_and(|(_, block)| block);
-            let key_line = key_at.map_or(first, |(l, _)| l);
+            let literal = key_at.is_some_and(|(_, block, _)| block);
+            let key_line = key_at.map_or(first, |(l, _, _)| l);
+            let indent = key_at.map_or(0, |(_, _, i)| i);
             let map = move |i: usize| if literal { key_line + 1 + i } else { key_line };
             let w = format!("{cm} data[{k}]");
-            collect(file, text, &map, Some(&w), out)?;
+            collect(file, text, &map, Some((&w, indent)), out)?;
         }
         return Ok(());
     }
@@ -354,7 +358,8 @@ fn visit(
     }
     out.push(Obj {
         file: file.into(),
-        within: within.map(str::to_string),
+        within: within.map(|w| w.0.to_string()),
+        base_indent: within.map_or(0, |w| w.1),
         lines: lines.to_vec(),
         kind: kind.into(),
         namespace: {
@@ -378,19 +383,28 @@ fn visit(
     Ok(())
 }
 
-/// The file line of data key `k` below `data:`, and whether its value is a
-/// literal block scalar (`|`, `|-`, `|+`).
-fn key_in_data(lines: &[(usize, String)], k: &str) -> Option<(usize, bool)> {
+/// The file line of data key `k` below `data:`, whether its value is a
+/// literal block scalar (`|`, `|-`, `|+`), and the indentation of its text.
+fn key_in_data(lines: &[(usize, String)], k: &str) -> Option<(usize, bool, usize)> {
     let data = lines.iter().position(|(_, l)| l.trim_end() == "data:")?;
-    lines[data + 1..].iter().find_map(|(n, l)| {
-        let t = l.trim_start();
-        let rest = t
-            .strip_prefix(k)
-            .or_else(|| t.strip_prefix(&format!("\"{k}\"")))
-            .or_else(|| t.strip_prefix(&format!("'{k}'")))?;
-        let rest = rest.strip_prefix(':')?.trim();
-        Some((*n, rest.starts_with('|')))
-    })
+    let (i, n, literal) = lines[data + 1..]
+        .iter()
+        .enumerate()
+        .find_map(|(i, (n, l))| {
+            let t = l.trim_start();
+            let rest = t
+                .strip_prefix(k)
+                .or_else(|| t.strip_prefix(&format!("\"{k}\"")))
+                .or_else(|| t.strip_prefix(&format!("'{k}'")))?;
+            let rest = rest.strip_prefix(':')?.trim();
+            Some((data + 1 + i, *n, rest.starts_with('|')))
+        })?;
+    let indent = lines[i + 1..]
+        .iter()
+        .map(|(_, l)| l.as_str())
+        .find(|l| !l.trim().is_empty())
+        .map_or(0, |l| l.len() - l.trim_start().len());
+    Some((n, literal, if literal { indent } else { 0 }))
 }
 
 /// Whether a Backup takes persistent volume claims provided by LVM Storage:

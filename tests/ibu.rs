@@ -40,60 +40,129 @@ fn bsl(sb: &Sandbox, phase: &str) {
     );
 }
 
+const CID: &str = "5d3ab2e0-1c9f-4d2a-9a57-0c8f3a7e1b11";
+
+fn cluster_version(sb: &Sandbox, spec: serde_json::Value) {
+    put(
+        sb,
+        "clusterversions",
+        "_",
+        "version",
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "ClusterVersion",
+               "metadata": {"name": "version"}, "spec": spec}),
+    );
+}
+
+fn labels(cid: Option<&str>) -> serde_json::Value {
+    match cid {
+        Some(c) => {
+            json!({"velero.io/storage-location": "default", "config.openshift.io/clusterID": c})
+        }
+        None => json!({"velero.io/storage-location": "default", "app": "mine"}),
+    }
+}
+
+/// The upgrade's Backups (labelled with this cluster's ID, in two
+/// namespaces), the user's own, one synced back from another cluster; the
+/// Restores, DeleteBackupRequests and PVs around them.
 fn backups(sb: &Sandbox) {
-    for (name, meta) in [
-        (
-            "acm-klusterlet",
-            json!({"annotations": {"lca.openshift.io/apply-wave": "1"}}),
-        ),
-        (
-            "small-app",
-            json!({"labels": {"lca.openshift.io/backup": "true"}}),
-        ),
-        ("unrelated", json!({"labels": {"app": "x"}})),
+    for (ns, name, cid) in [
+        ("openshift-adp", "acm-klusterlet", Some(CID)),
+        ("openshift-adp", "small-app", Some(CID)),
+        ("apps-adp", "other-ns-app", Some(CID)),
+        ("openshift-adp", "users-own", None),
+        ("openshift-adp", "other-cluster", Some("0000-other-cluster")),
     ] {
-        let mut m = meta;
-        m["name"] = json!(name);
-        m["namespace"] = json!("openshift-adp");
         put(
             sb,
             "backups",
+            ns,
+            name,
+            json!({"apiVersion": "velero.io/v1", "kind": "Backup",
+                   "metadata": {"name": name, "namespace": ns, "labels": labels(cid)}, "spec": {}}),
+        );
+    }
+    for (name, backup, cid) in [
+        ("acm-klusterlet", "acm-klusterlet", Some(CID)),
+        ("users-restore", "users-own", None),
+    ] {
+        put(
+            sb,
+            "restores",
             "openshift-adp",
             name,
-            json!({"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": m, "spec": {}}),
+            json!({"apiVersion": "velero.io/v1", "kind": "Restore",
+                   "metadata": {"name": name, "namespace": "openshift-adp", "labels": labels(cid)},
+                   "spec": {"backupName": backup}}),
+        );
+    }
+    // A request left by LCA's attempt while the location was down (same name
+    // as its Backup, processed with an error), and the user's own.
+    for (name, cid) in [("small-app", Some(CID)), ("users-dbr", None)] {
+        put(
+            sb,
+            "deletebackuprequests",
+            "openshift-adp",
+            name,
+            json!({"apiVersion": "velero.io/v1", "kind": "DeleteBackupRequest",
+                   "metadata": {"name": name, "namespace": "openshift-adp", "labels": labels(cid)},
+                   "spec": {"backupName": name},
+                   "status": {"phase": "Processed", "errors": ["backup storage location default is unavailable"]}}),
+        );
+    }
+    for (name, ann) in [("pv-lvms", true), ("pv-other", false)] {
+        let mut meta =
+            json!({"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": "topolvm.io"}});
+        if ann {
+            meta["annotations"]["lca.openshift.io/updated-reclaim-policy"] = json!("true");
+        }
+        put(
+            sb,
+            "persistentvolumes",
+            "_",
+            name,
+            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta,
+                   "spec": {"persistentVolumeReclaimPolicy": "Retain"}}),
         );
     }
 }
 
 fn objects(sb: &Sandbox, res: &str) -> Vec<String> {
-    let d = sb
-        .ctl()
-        .join("state/objects")
-        .join(res)
-        .join("openshift-adp");
-    let mut v: Vec<String> = std::fs::read_dir(d)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .trim_end_matches(".json")
-                        .to_string()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let d = sb.ctl().join("state/objects").join(res);
+    let mut v = Vec::new();
+    for ns in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            v.push(format!(
+                "{}/{}",
+                ns.file_name().to_string_lossy(),
+                e.file_name().to_string_lossy().trim_end_matches(".json")
+            ));
+        }
+    }
     v.sort();
     v
 }
 
+fn object(sb: &Sandbox, res: &str, ns: &str, name: &str) -> serde_json::Value {
+    let p = sb
+        .ctl()
+        .join("state/objects")
+        .join(res)
+        .join(ns)
+        .join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// Everything the cleanup could change: the objects, the sysroot's
+/// stateroots, the LCA workspace.
+fn snapshot(sb: &Sandbox) -> String {
+    sb.sh("cd $CTL/state/objects && find . -type f | sort | xargs cat; ls $ROOT/sysroot/ostree/deploy; ls -R $ROOT/var/lib/lca 2>&1")
+}
+
 fn annotated(sb: &Sandbox) -> bool {
-    let t = std::fs::read_to_string(
-        sb.ctl()
-            .join("state/objects/imagebasedupgrades/_/upgrade.json"),
-    )
-    .unwrap();
-    t.contains("lca.openshift.io/manual-cleanup-done")
+    object(sb, "imagebasedupgrades", "_", "upgrade")["metadata"]["annotations"]
+        .get("lca.openshift.io/manual-cleanup-done")
+        .is_some()
 }
 
 fn upgrade_leftovers(sb: &Sandbox) {
@@ -102,72 +171,193 @@ fn upgrade_leftovers(sb: &Sandbox) {
         q(&project()),
         q(sb.dir.path())
     ));
-    sb.sh("mkdir -p $ROOT/var/lib/lca/workspace/precache && echo '{\"status\":\"Failed\"}' > $ROOT/var/lib/lca/workspace/precache/status.json && echo x > $ROOT/var/lib/lca/workspace/seed.tar");
+    sb.sh("mkdir -p $ROOT/var/lib/lca/workspace/precache && echo x > $ROOT/var/lib/lca/workspace/seed.tar");
+}
+
+fn write_precache(sb: &Sandbox, text: &str) {
+    std::fs::write(
+        sb.root().join("var/lib/lca/workspace/precache_status.json"),
+        text,
+    )
+    .unwrap();
 }
 
 #[test]
-fn cleanup_after_abort_failed() {
+fn status_shows_the_precache_progress() {
+    let sb = Sandbox::new();
+    upgrade_leftovers(&sb);
+    ibu(&sb, "False", "AbortFailed");
+    bsl(&sb, "Available");
+    // Absent.
+    let (code, out, err) = sb.run(&["ibu", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Precache: no /var/lib/lca/workspace/precache_status.json")
+            && out.contains("Idle=False AbortFailed")
+            && out.contains("rhcos_4.17")
+            && out.contains("default Available"),
+        "{out}"
+    );
+    // As LCA's precache job writes it (internal/precache/progress.go).
+    write_precache(
+        &sb,
+        r#"{"total":12,"pulled":10,"failed":2,"failed_pulls":["quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:aa","registry.example.com/app:1"]}"#,
+    );
+    let (code, out, _) = sb.run(&["ibu", "status"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Precache: 10 of 12 images pulled, 2 failed")
+            && out.contains("  failed: registry.example.com/app:1"),
+        "{out}"
+    );
+    let (_, out, _) = sb.run(&["ibu", "status", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["precache"]["failed_pulls"][0],
+        "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:aa"
+    );
+    assert_eq!(v["cr"]["conditions"][0]["reason"], "AbortFailed");
+    // Malformed: said so, the rest of the status still shown.
+    for bad in [
+        "{\"total\": 3, \"pulled\":",
+        "{\"total\":1,\"pulled\":5,\"failed\":0}",
+    ] {
+        write_precache(&sb, bad);
+        let (code, out, _) = sb.run(&["ibu", "status"]);
+        assert_eq!(code, 0);
+        assert!(
+            out.contains("Precache: cannot show the progress: /var/lib/lca/workspace/precache_status.json is malformed")
+                && out.contains("default Available"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn cleanup_is_planned_checked_then_carried_out() {
     let sb = Sandbox::new();
     upgrade_leftovers(&sb);
     backups(&sb);
-
-    // A healthy CR: refused, nothing changed.
     ibu(&sb, "True", "Idle");
     bsl(&sb, "Available");
+    cluster_version(&sb, json!({"clusterID": CID, "channel": "stable-4.17"}));
+    let before = snapshot(&sb);
+
+    // A healthy CR: refused, nothing changed.
     let (code, _, err) = sb.run(&["ibu", "cleanup"]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("not in AbortFailed or FinalizeFailed"),
         "{err}"
     );
-    assert_eq!(objects(&sb, "backups").len(), 3);
+    assert_eq!(snapshot(&sb), before);
 
-    // status shows the CR, stateroots, workspace, locations.
+    // No cluster ID, no way to tell the upgrade's Backups: refused before any change.
     ibu(&sb, "False", "AbortFailed");
-    let (code, out, err) = sb.run(&["ibu", "status"]);
-    assert_eq!(code, 0, "{err}");
+    std::fs::remove_file(
+        sb.ctl()
+            .join("state/objects/clusterversions/_/version.json"),
+    )
+    .unwrap();
+    let before = snapshot(&sb);
+    let (code, _, err) = sb.run(&["ibu", "cleanup"]);
+    assert_eq!(code, 1, "{err}");
     assert!(
-        out.contains("Idle=False AbortFailed")
-            && out.contains("rhcos_4.17")
-            && out.contains("precache status")
-            && out.contains("default Available"),
-        "{out}"
+        err.contains("ClusterVersion `version` does not exist")
+            && err.contains("nothing was changed"),
+        "{err}"
     );
-    let (code, out, _) = sb.run(&["ibu", "status", "--output", "json"]);
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["cr"]["conditions"][0]["reason"], "AbortFailed");
-
-    // Dry run: the steps, no change.
-    let (code, out, _) = sb.run(&["ibu", "cleanup", "--dry-run"]);
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(snapshot(&sb), before);
+    cluster_version(&sb, json!({"channel": "stable-4.17"}));
+    let before = snapshot(&sb);
+    let (code, _, err) = sb.run(&["ibu", "cleanup"]);
+    assert_eq!(code, 1, "{err}");
     assert!(
-        out.contains("would remove stateroot rhcos_4.17")
-            && out.contains("would delete Backup openshift-adp/small-app")
-            && !out.contains("unrelated"),
-        "{out}"
+        err.contains("no spec.clusterID") && err.contains("nothing was changed"),
+        "{err}"
     );
-    assert!(out.contains("retries the abort"), "{out}");
-    assert!(sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
-    assert!(!annotated(&sb));
+    assert_eq!(snapshot(&sb), before);
+    std::fs::write(
+        sb.ctl()
+            .join("state/objects/clusterversions/_/version.json"),
+        "{\"spec\": ",
+    )
+    .unwrap();
+    let before = snapshot(&sb);
+    let (code, _, err) = sb.run(&["ibu", "cleanup"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("malformed JSON") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&sb), before);
+    cluster_version(&sb, json!({"clusterID": CID, "channel": "stable-4.17"}));
 
-    // An unavailable backup location: stop with the exact problem, no backup deleted.
+    // An unavailable backup location: refused, and the stateroot is still there.
     bsl(&sb, "Unavailable");
+    let before = snapshot(&sb);
     let (code, _, err) = sb.run(&["ibu", "cleanup"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("BackupStorageLocation openshift-adp/default is Unavailable")
-            && err.contains("i/o timeout"),
+        err.contains("BackupStorageLocation openshift-adp/default (bucket b) is Unavailable")
+            && err.contains("i/o timeout")
+            && err.contains("nothing was changed")
+            && err.contains("upgrade-recovery ibu cleanup --without-bucket"),
         "{err}"
     );
-    assert_eq!(objects(&sb, "backups").len(), 3);
-    assert!(!annotated(&sb));
+    assert_eq!(snapshot(&sb), before);
+    assert!(sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
 
-    // Available: the cleanup runs to the end.
+    // Dry run: the plan, no change.
     bsl(&sb, "Available");
-    let (code, out, err) = sb.run(&["ibu", "cleanup"]);
+    let before = snapshot(&sb);
+    let (code, out, err) = sb.run(&["ibu", "cleanup", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("would delete Backup openshift-adp/small-app and its data in the bucket: create DeleteBackupRequest openshift-adp/small-app, wait up to 300 s")
+            && out.contains("would delete Backup apps-adp/other-ns-app")
+            && out.contains("would delete DeleteBackupRequest openshift-adp/small-app (left by an earlier attempt)")
+            && out.contains("would delete Restore openshift-adp/acm-klusterlet")
+            && out.contains("would set PersistentVolume pv-lvms back to reclaim policy Delete")
+            && out.contains("would remove stateroot rhcos_4.17")
+            && out.contains("would run `rpm-ostree cleanup -b`")
+            && !out.contains("users-")
+            && !out.contains("other-cluster")
+            && !out.contains("pv-other"),
+        "{out}"
+    );
+    assert_eq!(snapshot(&sb), before);
+    let (_, dry, _) = sb.run(&["ibu", "cleanup", "--dry-run", "--output", "json"]);
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+
+    // The real run carries out exactly that plan.
+    let (code, out, err) = sb.run(&["ibu", "cleanup", "--output", "json"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(objects(&sb, "backups"), ["unrelated"]);
+    let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(done["steps"], dry["steps"]);
+    assert_eq!(done["actions"], dry["actions"]);
+    assert_eq!(
+        objects(&sb, "backups"),
+        ["openshift-adp/other-cluster", "openshift-adp/users-own"]
+    );
+    assert_eq!(objects(&sb, "restores"), ["openshift-adp/users-restore"]);
+    assert_eq!(
+        objects(&sb, "deletebackuprequests"),
+        ["openshift-adp/users-dbr"]
+    );
+    let pv = object(&sb, "persistentvolumes", "_", "pv-lvms");
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
+    assert!(pv["metadata"]["annotations"]
+        .get("lca.openshift.io/updated-reclaim-policy")
+        .is_none());
+    assert_eq!(
+        pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"],
+        "topolvm.io"
+    );
+    assert_eq!(
+        object(&sb, "persistentvolumes", "_", "pv-other")["spec"]["persistentVolumeReclaimPolicy"],
+        "Retain"
+    );
     assert!(annotated(&sb));
     assert!(!sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
     assert!(sb.root().join("sysroot/ostree/deploy/rhcos").exists());
@@ -177,25 +367,93 @@ fn cleanup_after_abort_failed() {
             .count(),
         0
     );
-    // A second run changes nothing.
-    let calls = sb
-        .calls()
-        .iter()
-        .filter(|c| c.contains(" delete ") || c.contains(" annotate "))
-        .count();
+    let calls = sb.calls();
+    assert!(
+        calls.iter().any(|c| c == "rpm-ostree cleanup -b"),
+        "{calls:#?}"
+    );
+    // Each Backup went through a DeleteBackupRequest (the data goes too), none by `oc delete backup`.
+    assert!(
+        !calls.iter().any(|c| c.contains("delete backups.velero.io")),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.contains(" create -f -")).count(),
+        3
+    );
+
+    // The next command it printed works in this state.
+    assert!(done["next"]
+        .as_str()
+        .unwrap()
+        .contains("`oc get ibu upgrade -o yaml`"));
+    let got = sb.sh("oc get ibu upgrade -o yaml");
+    assert!(got.contains("manual-cleanup-done"), "{got}");
+
+    // A second run finds nothing to do and changes nothing.
+    let before = snapshot(&sb);
     let (code, out, err) = sb.run(&["ibu", "cleanup"]);
     assert_eq!(code, 0, "{err}");
+    assert!(out.contains("nothing to do"), "{out}");
+    assert_eq!(snapshot(&sb), before);
+}
+
+#[test]
+fn without_bucket_and_the_bounded_wait() {
+    let sb = Sandbox::new();
+    upgrade_leftovers(&sb);
+    backups(&sb);
+    ibu(&sb, "False", "FinalizeFailed");
+    cluster_version(&sb, json!({"clusterID": CID}));
+
+    // Velero does not answer: the wait is bounded and names what it waits for;
+    // what was not reached is untouched.
+    bsl(&sb, "Available");
+    std::fs::write(sb.ctl().join("state/velero-stopped"), "").unwrap();
+    let (code, out, err) = sb.run(&["ibu", "cleanup", "--wait", "2"]);
+    assert_eq!(code, 1, "{out}{err}");
     assert!(
-        !out.contains("delete Backup") && !out.contains("annotate") && !out.contains("remove"),
+        err.contains("waited 2 s for Velero to process DeleteBackupRequest apps-adp/other-ns-app")
+            && err.contains("Backup apps-adp/other-ns-app and its data are still there")
+            && err.contains("Not done: delete Backup apps-adp/other-ns-app")
+            && err.contains("remove stateroot rhcos_4.17"),
+        "{err}"
+    );
+    assert!(objects(&sb, "backups").contains(&"apps-adp/other-ns-app".to_string()));
+    assert!(sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
+    assert!(!annotated(&sb));
+    std::fs::remove_file(sb.ctl().join("state/velero-stopped")).unwrap();
+
+    // The backend cannot be fixed: --without-bucket removes the CRs and says
+    // the data stays. rpm-ostree cannot run on a node not booted through
+    // ostree: said what is left.
+    bsl(&sb, "Unavailable");
+    std::fs::remove_file(sb.root().join("run/ostree-booted")).unwrap();
+    let (code, out, err) = sb.run(&["ibu", "cleanup", "--without-bucket"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("done: delete the Backup CR openshift-adp/small-app only (its data stays in the bucket)")
+            && out.contains("stays in the bucket (BackupStorageLocation openshift-adp/default (bucket b) is Unavailable")
+            && out.contains("rpm-ostree cannot run here")
+            && out.contains("stay in /sysroot/ostree/repo")
+            && out.contains("retries the finalize"),
         "{out}"
     );
     assert_eq!(
-        sb.calls()
-            .iter()
-            .filter(|c| c.contains(" delete ") || c.contains(" annotate "))
-            .count(),
-        calls
+        objects(&sb, "backups"),
+        ["openshift-adp/other-cluster", "openshift-adp/users-own"]
     );
+    // The DeleteBackupRequests, which cannot complete, are gone too; the user's stays.
+    assert_eq!(
+        objects(&sb, "deletebackuprequests"),
+        ["openshift-adp/users-dbr"]
+    );
+    assert!(!sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
+    assert!(!sb
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("rpm-ostree cleanup")));
+    assert!(annotated(&sb));
 }
 
 #[test]
@@ -206,8 +464,9 @@ fn finalize_failed_and_the_report() {
     ibu(&sb, "False", "FinalizeFailed");
     bsl(&sb, "Available");
     backups(&sb);
-    let (code, out, _) = sb.run(&["ibu", "cleanup", "--dry-run"]);
-    assert_eq!(code, 0);
+    cluster_version(&sb, json!({"clusterID": CID}));
+    let (code, out, err) = sb.run(&["ibu", "cleanup", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("after FinalizeFailed") && out.contains("retries the finalize"),
         "{out}"
@@ -259,89 +518,144 @@ fn finalize_failed_and_the_report() {
     assert_eq!(sh(&format!("stat -c %a {}", q(&to))).trim(), "600");
 }
 
-#[test]
-fn oadp_lint_on_the_shapes_of_the_docs() {
-    let t = TempDir::new("lint");
-    let good = t.path().join("good.yaml");
-    std::fs::write(
-        &good,
-        "apiVersion: velero.io/v1
-kind: Backup
-metadata:
-  name: small-app
-  namespace: openshift-adp
-  annotations:
-    lca.openshift.io/apply-wave: \"4\"
-spec:
-  includedNamespaces:
-  - test
-  includedNamespaceScopedResources:
-  - secrets
-  - persistentvolumeclaims
-  - deployments
-  includedClusterScopedResources:
-  - persistentVolumes
-  - volumesnapshotcontents
-  - logicalvolumes.topolvm.io
----
-apiVersion: velero.io/v1
-kind: Restore
-metadata:
-  name: small-app
-  namespace: openshift-adp
-spec:
-  backupName: small-app
-  restoreStatus:
-    includedResources:
-    - logicalvolumes
-",
+fn lint(args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(binary())
+        .args(["oadp", "lint"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-    .unwrap();
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(binary())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            o.status.code().unwrap(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
-    let (code, out, _) = run(&["oadp", "lint", good.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
-    let bad = t.path().join("bad.yaml");
-    let text = std::fs::read_to_string(&good)
-        .unwrap()
-        .replace("  - logicalvolumes.topolvm.io\n", "")
-        .replace(
-            "  restoreStatus:\n    includedResources:\n    - logicalvolumes\n",
-            "",
-        );
-    std::fs::write(&bad, text).unwrap();
-    let (code, out, _) = run(&[
-        "oadp",
-        "lint",
-        good.to_str().unwrap(),
-        bad.to_str().unwrap(),
+}
+
+fn fixture(name: &str) -> String {
+    project()
+        .join("tests/fixtures/oadp")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn oadp_lint_on_the_crs_of_the_docs() {
+    // The doc's platform CRs (ACM klusterlet, LVMS lvmcluster) with the LVMS
+    // application pair, and with the LSO pair: clean.
+    let (code, out, err) = lint(&[
+        &fixture("PlatformBackupRestore.yaml"),
+        &fixture("PlatformBackupRestoreLvms.yaml"),
+        &fixture("ApplicationBackupRestoreLvms.yaml"),
     ]);
+    assert_eq!((code, out.as_str()), (0, "no findings\n"), "{err}");
+    let (code, out, _) = lint(&[
+        &fixture("PlatformBackupRestore.yaml"),
+        &fixture("ApplicationBackupRestoreLso.yaml"),
+    ]);
+    assert_eq!((code, out.as_str()), (0, "no findings\n"));
+    // The same CRs inside the ConfigMap that the IBU's spec.oadpContent names.
+    let (code, out, _) = lint(&[&fixture("oadp-cm.yaml"), &fixture("ImageBasedUpgrade.yaml")]);
+    assert_eq!((code, out.as_str()), (0, "no findings\n"));
+
+    // The doc's own cluster-scoped example pairs a Restore with a Backup of another name.
+    let (code, out, _) = lint(&[&fixture("ApplicationClusterScopedBackupRestore.yaml")]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(
-            "bad.yaml:1: Backup openshift-adp/small-app: spec.includedClusterScopedResources"
-        ),
+        out.contains("ApplicationClusterScopedBackupRestore.yaml:19: Restore openshift-adp/test-app-cluster-resources: spec.backupName: the Restore names Backup `test-app-cluster-resources`, which is not in this set (Backups without a Restore: backup-app-cluster-resources)")
+            && out.contains("    backupName: backup-app-cluster-resources")
+            && out.contains("ApplicationClusterScopedBackupRestore.yaml:1: Backup openshift-adp/backup-app-cluster-resources: metadata.name: no Restore of this set names this Backup"),
         "{out}"
     );
-    assert!(out.contains("- logicalvolumes.topolvm.io"), "{out}");
-    assert!(
-        out.contains(
-            "bad.yaml:19: Restore openshift-adp/small-app: spec.restoreStatus.includedResources"
-        ),
-        "{out}"
+
+    // Each missing LVMS field: file, line, object, the lines to add, where.
+    let t = TempDir::new("lint");
+    let bad = t.path().join("bad.yaml");
+    let text = std::fs::read_to_string(fixture("ApplicationBackupRestoreLvms.yaml"))
+        .unwrap()
+        .replace("  - logicalvolumes.topolvm.io      # <- required field\n", "")
+        .replace("  restorePVs: true               # <- required field\n", "")
+        .replace(
+            "  restoreStatus:                 # <- required field\n    includedResources:           # <- required field\n    - logicalvolumes             # <- required field\n",
+            "",
+        );
+    std::fs::write(&bad, &text).unwrap();
+    let (code, out, _) = lint(&[bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let b = bad.display();
+    for want in [
+        format!("{b}:1: Backup openshift-adp/test-app: spec.includedClusterScopedResources: the Backup takes persistent volume claims of LVM Storage but not `logicalvolumes.topolvm.io`"),
+        "  add after line 21:\n      - logicalvolumes.topolvm.io\n".to_string(),
+        format!("{b}:24: Restore openshift-adp/test-app: spec.restorePVs"),
+        "  add after line 33:\n      restorePVs: true\n".to_string(),
+        format!("{b}:24: Restore openshift-adp/test-app: spec.restoreStatus.includedResources"),
+        "  add after line 33:\n      restoreStatus:\n        includedResources:\n        - logicalvolumes\n".to_string(),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in\n{out}");
+    }
+    assert_eq!(out.matches("add after").count(), 3, "{out}");
+    // The lines to add, added, make the file clean.
+    let fixed = text
+        .replace(
+            "  - persistentVolumes              # <- required field\n",
+            "  - persistentVolumes              # <- required field\n  - logicalvolumes.topolvm.io\n",
+        )
+        .replace("    test-app\n", "    test-app\n  restorePVs: true\n  restoreStatus:\n    includedResources:\n    - logicalvolumes\n");
+    std::fs::write(&bad, &fixed).unwrap();
+    assert_eq!(lint(&[bad.to_str().unwrap()]).0, 0);
+
+    // Inside a ConfigMap: positions in the ConfigMap's file; --output json.
+    let cm = t.path().join("cm.yaml");
+    let cm_text = std::fs::read_to_string(fixture("oadp-cm.yaml"))
+        .unwrap()
+        .replace(
+            "      - logicalvolumes.topolvm.io      # <- required field\n",
+            "",
+        );
+    std::fs::write(&cm, &cm_text).unwrap();
+    let (code, out, _) = lint(&[cm.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{out}");
+    let f = &v[0];
+    let lines: Vec<&str> = cm_text.lines().collect();
+    let at = |n: &serde_json::Value| lines[n.as_u64().unwrap() as usize - 1].trim().to_string();
+    assert_eq!(f["kind"], "Backup");
+    assert_eq!(f["name"], "openshift-adp/test-app");
+    assert_eq!(
+        f["within"],
+        "ConfigMap openshift-adp/oadp-cm data[ApplicationBackupRestoreLvms.yaml]"
     );
+    assert_eq!(at(&f["line"]), "apiVersion: velero.io/v1");
+    assert!(lines[f["line"].as_u64().unwrap() as usize..]
+        .iter()
+        .take(8)
+        .any(|l| l.contains("name: test-app")));
+    assert_eq!(at(&f["add_after_line"]), "includedClusterScopedResources:");
+    assert_eq!(f["add"], "      - logicalvolumes.topolvm.io\n");
+    assert!(lines[f["add_after_line"].as_u64().unwrap() as usize - 1]
+        .starts_with("      includedClusterScopedResources:"));
+
+    // Unreadable input: exit 2 with the position; nesting refused at once.
     let broken = t.path().join("broken.yaml");
     std::fs::write(&broken, "kind: Backup\nspec:\n  a: [1, 2\n").unwrap();
-    let (code, _, err) = run(&["oadp", "lint", broken.to_str().unwrap()]);
+    let (code, _, err) = lint(&[broken.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("broken.yaml:"), "{err}");
+    let deep = t.path().join("deep.yaml");
+    std::fs::write(
+        &deep,
+        format!(
+            "apiVersion: velero.io/v1\nkind: Backup\nspec: {}{}\n",
+            "[".repeat(88_000),
+            "]".repeat(88_000)
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = lint(&[deep.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("deep.yaml:3:") && err.contains("nested deeper than 64 levels"),
+        "{err}"
+    );
 }
