@@ -85,58 +85,72 @@ fn documents(text: &str) -> Vec<(usize, String)> {
     docs
 }
 
-/// One pass over the text: the deepest flow nesting (`[`/`{` outside quotes
-/// and comments) and the deepest run of block sequence dashes (`- - -`) on
-/// a line. Refuses the document past [`MAX_DEPTH`].
+/// One pass over the text: the flow nesting (`[`/`{` outside quoted
+/// scalars and comments, as libyaml's scanner tokenizes them) and the run of
+/// block sequence entries (`- - -`) opening a line. Refuses the document past
+/// [`MAX_DEPTH`] with the (line, column) where it gets there.
 fn check_depth(text: &str) -> Result<(), (usize, usize)> {
     let mut depth = 0usize;
-    let (mut in_s, mut in_d, mut esc) = (false, false, false);
+    let (mut in_s, mut in_d) = (false, false);
     for (ln, line) in text.lines().enumerate() {
+        let b = line.as_bytes();
         let mut dashes = 0usize;
         let mut lead = true;
-        let mut prev_space = true;
-        for (col, c) in line.chars().enumerate() {
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            let prev_sep = i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'[' | b'{' | b',');
             if in_d {
-                if esc {
-                    esc = false;
-                } else if c == '\\' {
-                    esc = true;
-                } else if c == '"' {
-                    in_d = false;
+                match c {
+                    b'\\' => i += 1,
+                    b'"' => in_d = false,
+                    _ => {}
                 }
+                i += 1;
                 continue;
             }
             if in_s {
-                if c == '\'' {
-                    in_s = false;
+                if c == b'\'' {
+                    if b.get(i + 1) == Some(&b'\'') {
+                        i += 1; // '' is a quote inside the scalar
+                    } else {
+                        in_s = false;
+                    }
                 }
+                i += 1;
                 continue;
             }
             match c {
-                '#' if prev_space => break,
-                '"' => in_d = true,
-                '\'' if prev_space || depth > 0 => in_s = true,
-                '[' | '{' => {
+                b'#' if prev_sep => break,
+                b'"' if prev_sep || lead => in_d = true,
+                b'\'' if prev_sep || lead => in_s = true,
+                b'[' | b'{' => {
                     depth += 1;
                     if depth > MAX_DEPTH {
-                        return Err((ln + 1, col + 1));
+                        return Err((ln + 1, i + 1));
                     }
                 }
-                ']' | '}' => depth = depth.saturating_sub(1),
-                '-' if lead => {
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b'-' if lead && matches!(b.get(i + 1), None | Some(b' ')) => {
                     dashes += 1;
                     if dashes > MAX_DEPTH {
-                        return Err((ln + 1, col + 1));
+                        return Err((ln + 1, i + 1));
                     }
                 }
-                ' ' | '\t' => {}
+                b' ' | b'\t' => {}
                 _ => lead = false,
             }
-            prev_space = c == ' ' || c == '\t' || c == '[' || c == '{' || c == ',';
+            if c != b' ' && c != b'-' {
+                lead = false;
+            }
+            i += 1;
         }
-        // Plain and single-quoted scalars never span lines in the CRs we read;
-        // an unclosed single quote ends with the line (a block scalar's text).
-        in_s = false;
+        // Out of flow context, a quoted scalar does not go on past its line in
+        // the CRs read here, and a quote in a block scalar's text is text.
+        if depth == 0 {
+            in_s = false;
+            in_d = false;
+        }
     }
     Ok(())
 }
@@ -603,6 +617,15 @@ mod tests {
         assert!(lint("q.yaml", &ok).unwrap().is_empty());
         let dashes = format!("{}x\n", "- ".repeat(100_000));
         assert!(lint("s.yaml", &dashes).is_err());
+        // A line of dashes in a block scalar is text, not nesting.
+        let rule = format!("a: |\n  {}\n", "-".repeat(200));
+        assert!(lint("r.yaml", &rule).unwrap().is_empty());
+        // Closing brackets inside quoted scalars do not hide the nesting,
+        // nor does a lone quote in a block scalar's text.
+        let hidden = format!("a: |\n  \"\nb: {}1\n", "[ \"]\", ".repeat(100));
+        assert!(lint("h.yaml", &hidden).is_err());
+        let esc = format!("b: {}1\n", "[ 'it''s]', ".repeat(100));
+        assert!(lint("e.yaml", &esc).is_err());
     }
 
     #[test]
