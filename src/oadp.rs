@@ -460,12 +460,12 @@ fn check_set(objs: &[Obj], out: &mut Vec<Finding>) {
             .trim()
             .to_string()
     };
-    let mut lvms_names = Vec::new();
+    let mut lvms_names = std::collections::HashSet::new();
     for b in &backups {
         if !lvms_backup(&b.spec, set_uses_lvms) {
             continue;
         }
-        lvms_names.push(b.name.clone());
+        lvms_names.insert(b.name.clone());
         let cluster = seq(&b.spec, "includedClusterScopedResources").unwrap_or_default();
         let old = seq(&b.spec, "includedResources").unwrap_or_default();
         for (want, item) in [(PV, "persistentVolumes"), (LVS, LV)] {
@@ -512,14 +512,20 @@ fn check_set(objs: &[Obj], out: &mut Vec<Finding>) {
     if backups.is_empty() && restores.is_empty() {
         return;
     }
+    // Sets, so that the check stays linear in the number of objects.
+    let backup_names: std::collections::HashSet<&str> =
+        backups.iter().map(|b| b.name.as_str()).collect();
+    let restored: std::collections::HashSet<String> =
+        restores.iter().map(|r| backup_name(r)).collect();
+    let unpaired: Vec<&str> = backups
+        .iter()
+        .filter(|b| !restored.contains(&b.name))
+        .map(|b| b.name.as_str())
+        .take(5)
+        .collect();
     for r in &restores {
         let bn = backup_name(r);
-        if !backups.iter().any(|b| b.name == bn) {
-            let unpaired: Vec<&str> = backups
-                .iter()
-                .filter(|b| !restores.iter().any(|x| backup_name(x) == b.name))
-                .map(|b| b.name.as_str())
-                .collect();
+        if !backup_names.contains(bn.as_str()) {
             let suggest = unpaired.first().copied().unwrap_or("<name of a Backup>");
             out.push(r.finding(
                 "spec.backupName",
@@ -537,7 +543,7 @@ fn check_set(objs: &[Obj], out: &mut Vec<Finding>) {
         }
     }
     for b in &backups {
-        if !restores.iter().any(|r| backup_name(r) == b.name) {
+        if !restored.contains(&b.name) {
             out.push(b.finding(
                 "metadata.name",
                 "no Restore of this set names this Backup: what it saves is not restored after the upgrade".into(),
