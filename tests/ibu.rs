@@ -406,6 +406,19 @@ fn without_bucket_and_the_bounded_wait() {
     ibu(&sb, "False", "FinalizeFailed");
     cluster_version(&sb, json!({"clusterID": CID}));
 
+    // No API server (kubelet stopped): oc refuses, so does the cleanup, before any change.
+    bsl(&sb, "Available");
+    sb.sh("systemctl stop kubelet.service");
+    let before = snapshot(&sb);
+    let (code, _, err) = sb.run(&["ibu", "cleanup"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("connection to the server") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&sb), before);
+    sb.sh("systemctl start kubelet.service");
+
     // Velero does not answer: the wait is bounded and names what it waits for;
     // what was not reached is untouched.
     bsl(&sb, "Available");
