@@ -522,8 +522,16 @@ pub struct CleanupReport {
     pub next: String,
 }
 
+/// This cluster's objects of `resource` in every namespace; none when the
+/// resource does not exist (OADP not installed: LCA's `CleanupBackups` and
+/// `CleanupDeleteBackupRequests` treat that as nothing to clean up).
 fn list(host: &Host, tools: &Tools, resource: &str, selector: &str) -> Result<Value> {
-    oc_json(host, tools, &["get", resource, "-A", "-l", selector])
+    match oc_json(host, tools, &["get", resource, "-A", "-l", selector]) {
+        Err(e) if format!("{e:#}").contains("doesn't have a resource type") => {
+            Ok(json!({"items": []}))
+        }
+        r => r,
+    }
 }
 
 /// Build the plan and check every precondition; nothing is changed.

@@ -467,6 +467,14 @@ fn without_bucket_and_the_bounded_wait() {
         .iter()
         .any(|c| c.starts_with("rpm-ostree cleanup")));
     assert!(annotated(&sb));
+
+    // OADP not installed: no velero resources, nothing of theirs to clean up.
+    std::fs::write(sb.ctl().join("state/no-oadp"), "").unwrap();
+    let (code, out, err) = sb.run(&["ibu", "cleanup"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("nothing to do"), "{out}");
+    let (code, _, err) = sb.run(&["ibu", "status"]);
+    assert_eq!(code, 0, "{err}");
 }
 
 #[test]
