@@ -219,10 +219,15 @@ fn status_shows_the_precache_progress() {
     assert_eq!(v["cr"]["conditions"][0]["reason"], "AbortFailed");
     // Malformed: said so, the rest of the status still shown.
     for bad in [
-        "{\"total\": 3, \"pulled\":",
-        "{\"total\":1,\"pulled\":5,\"failed\":0}",
+        &b"{\"total\": 3, \"pulled\":"[..],
+        b"{\"total\":1,\"pulled\":5,\"failed\":0}",
+        b"{\"total\":\xff}",
     ] {
-        write_precache(&sb, bad);
+        std::fs::write(
+            sb.root().join("var/lib/lca/workspace/precache_status.json"),
+            bad,
+        )
+        .unwrap();
         let (code, out, _) = sb.run(&["ibu", "status"]);
         assert_eq!(code, 0);
         assert!(
