@@ -37,6 +37,9 @@ pub struct Finding {
     /// Line in `file` below which the lines in `add` go (the `spec:` line,
     /// or the list that lacks an item).
     pub add_after_line: usize,
+    /// When the lines in `add` take the place of a key already written:
+    /// that key's line (its value may follow on the next lines).
+    pub replaces_line: Option<usize>,
     pub kind: String,
     pub name: String,
     /// The ConfigMap (and data key) the object was read from, if any.
@@ -264,6 +267,7 @@ impl Obj {
             file: self.file.clone(),
             line: self.line(),
             add_after_line,
+            replaces_line: None,
             kind: self.kind.clone(),
             name: self.id(),
             within: self.within.clone(),
@@ -530,16 +534,19 @@ fn check_set(objs: &[Obj], out: &mut Vec<Finding>) {
             out.push(r.finding(
                 "spec.backupName",
                 format!(
-                    "the Restore names Backup `{bn}`, which is not in this set{}: LCA waits for it and the restore never runs; set spec.backupName to the Backup's name",
+                    "the Restore names Backup `{bn}`, which is not in this set{}: LCA waits for it and the restore never runs",
                     if unpaired.is_empty() {
                         String::new()
                     } else {
                         format!(" (Backups without a Restore: {})", unpaired.join(", "))
-                    }
+                    },
                 ),
                 &["spec"],
                 format!("spec:\n  backupName: {suggest}\n"),
             ));
+            if let (Some(f), Some((l, _))) = (out.last_mut(), r.key_line(&["spec", "backupName"])) {
+                f.replaces_line = Some(l);
+            }
         }
     }
     for b in &backups {
@@ -592,7 +599,14 @@ pub fn render(findings: &[Finding]) -> String {
             f.field,
             f.problem
         );
-        let _ = writeln!(s, "  add after line {}:", f.add_after_line);
+        match f.replaces_line {
+            Some(l) => {
+                let _ = writeln!(s, "  replace line {l} (and its value) with:");
+            }
+            None => {
+                let _ = writeln!(s, "  add after line {}:", f.add_after_line);
+            }
+        }
         for l in f.add.lines() {
             let _ = writeln!(s, "    {l}");
         }

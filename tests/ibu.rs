@@ -589,13 +589,28 @@ fn oadp_lint_on_the_crs_of_the_docs() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("ApplicationClusterScopedBackupRestore.yaml:19: Restore openshift-adp/test-app-cluster-resources: spec.backupName: the Restore names Backup `test-app-cluster-resources`, which is not in this set (Backups without a Restore: backup-app-cluster-resources)")
-            && out.contains("    backupName: backup-app-cluster-resources")
+            && out.contains("  replace line 29 (and its value) with:\n      backupName: backup-app-cluster-resources\n")
             && out.contains("ApplicationClusterScopedBackupRestore.yaml:1: Backup openshift-adp/backup-app-cluster-resources: metadata.name: no Restore of this set names this Backup"),
         "{out}"
     );
 
-    // Each missing LVMS field: file, line, object, the lines to add, where.
+    // The replacement, made, pairs them.
     let t = TempDir::new("lint");
+    let paired = t.path().join("paired.yaml");
+    let lines: Vec<String> =
+        std::fs::read_to_string(fixture("ApplicationClusterScopedBackupRestore.yaml"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+    assert_eq!(lines[28].trim(), "backupName:");
+    let mut fixed = lines[..28].to_vec();
+    fixed.push("  backupName: backup-app-cluster-resources".into());
+    fixed.extend_from_slice(&lines[30..]);
+    std::fs::write(&paired, fixed.join("\n") + "\n").unwrap();
+    assert_eq!(lint(&[paired.to_str().unwrap()]).0, 0);
+
+    // Each missing LVMS field: file, line, object, the lines to add, where.
     let bad = t.path().join("bad.yaml");
     let text = std::fs::read_to_string(fixture("ApplicationBackupRestoreLvms.yaml"))
         .unwrap()
