@@ -111,6 +111,70 @@ pub struct Status {
     pub precache_error: Option<String>,
     pub backup_storage_locations: Vec<Bsl>,
     pub bsl_error: Option<String>,
+    /// The OADP objects the upgrade made (labelled with the cluster ID).
+    pub oadp: Option<OadpObjects>,
+    pub oadp_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OadpItem {
+    pub kind: String,
+    pub object: ObjRef,
+    pub phase: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OadpObjects {
+    pub cluster_id: String,
+    pub items: Vec<OadpItem>,
+}
+
+/// The cluster ID from ClusterVersion `version`, or why it is unknown.
+fn cluster_id(host: &Host, tools: &Tools) -> Result<String> {
+    match oc_get_opt(
+        host,
+        tools,
+        &["get", "clusterversions.config.openshift.io", "version"],
+    )? {
+        None => bail!("ClusterVersion `version` does not exist"),
+        Some(v) => parse_cluster_id(&v),
+    }
+}
+
+fn oadp_objects(host: &Host, tools: &Tools) -> Result<OadpObjects> {
+    let id = cluster_id(host, tools)?;
+    let sel = format!("{CLUSTER_ID_LABEL}={id}");
+    let mut items = Vec::new();
+    for (kind, res) in [
+        ("Backup", "backups.velero.io"),
+        ("Restore", "restores.velero.io"),
+        ("DeleteBackupRequest", "deletebackuprequests.velero.io"),
+    ] {
+        let v = list(host, tools, res, &sel)?;
+        for o in v["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            if o["metadata"]["labels"][CLUSTER_ID_LABEL].as_str() != Some(id.as_str()) {
+                continue;
+            }
+            let (Some(ns), Some(name)) = (
+                o["metadata"]["namespace"].as_str(),
+                o["metadata"]["name"].as_str(),
+            ) else {
+                continue;
+            };
+            items.push(OadpItem {
+                kind: kind.into(),
+                object: ObjRef {
+                    namespace: ns.into(),
+                    name: name.into(),
+                },
+                phase: o["status"]["phase"].as_str().unwrap_or("(no phase)").into(),
+            });
+        }
+    }
+    Ok(OadpObjects {
+        cluster_id: id,
+        items,
+    })
 }
 
 pub fn oc(host: &Host, tools: &Tools) -> Result<std::process::Command> {
@@ -268,6 +332,10 @@ pub fn status(host: &Host, tools: &Tools) -> Result<Status> {
         Ok(b) => (b, None),
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
+    let (oadp, oadp_error) = match oadp_objects(host, tools) {
+        Ok(o) => (Some(o), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     let ws = host.path(WORKSPACE);
     let (precache, precache_error) = match std::fs::read(host.path(PRECACHE_STATUS)) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
@@ -290,6 +358,8 @@ pub fn status(host: &Host, tools: &Tools) -> Result<Status> {
         precache_error,
         backup_storage_locations,
         bsl_error,
+        oadp,
+        oadp_error,
     })
 }
 
@@ -363,6 +433,26 @@ pub fn render_status(st: &Status) -> String {
     }
     if let Some(e) = &st.bsl_error {
         let _ = writeln!(s, "  cannot read: {e}");
+    }
+    match (&st.oadp, &st.oadp_error) {
+        (Some(o), _) => {
+            let _ = writeln!(
+                s,
+                "OADP objects of this upgrade ({CLUSTER_ID_LABEL}={}): {}",
+                o.cluster_id,
+                if o.items.is_empty() { "none" } else { "" }
+            );
+            for i in &o.items {
+                let _ = writeln!(s, "  {} {} {}", i.kind, i.object, i.phase);
+            }
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(
+                s,
+                "OADP objects of this upgrade: cannot tell them apart: {e}"
+            );
+        }
+        _ => {}
     }
     s
 }

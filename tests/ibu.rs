@@ -198,6 +198,26 @@ fn status_shows_the_precache_progress() {
             && out.contains("default Available"),
         "{out}"
     );
+    // No ClusterVersion: the upgrade's OADP objects cannot be told apart.
+    assert!(
+        out.contains("OADP objects of this upgrade: cannot tell them apart: ClusterVersion `version` does not exist"),
+        "{out}"
+    );
+    backups(&sb);
+    cluster_version(&sb, json!({"clusterID": CID}));
+    let (code, out, err) = sb.run(&["ibu", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "OADP objects of this upgrade (config.openshift.io/clusterID={CID}):"
+        )) && out.contains("  Backup apps-adp/other-ns-app (no phase)")
+            && out.contains("  Backup openshift-adp/small-app")
+            && out.contains("  Restore openshift-adp/acm-klusterlet")
+            && out.contains("  DeleteBackupRequest openshift-adp/small-app Processed")
+            && !out.contains("users-")
+            && !out.contains("other-cluster"),
+        "{out}"
+    );
     // As LCA's precache job writes it (internal/precache/progress.go).
     write_precache(
         &sb,
