@@ -141,9 +141,9 @@ pub struct BackupArgs {
     /// How the etcd snapshot is taken
     #[arg(long, value_enum, value_name = "HOW", default_value_t = backup::EtcdMode::Native)]
     pub etcd_backup: backup::EtcdMode,
-    /// Time limit of the etcd snapshot, in seconds
-    #[arg(long, value_name = "SECS", default_value_t = 180)]
-    pub etcd_timeout: u64,
+    /// Time limit of the etcd snapshot (e.g. 180s, 3m; a bare number is seconds)
+    #[arg(long, value_name = "DURATION", default_value = "180s", value_parser = parse_secs)]
+    pub etcd_timeout: std::time::Duration,
     /// Keep normal CPU and I/O priority (default: lowered)
     #[arg(long)]
     pub no_nice: bool,
@@ -162,7 +162,7 @@ impl BackupArgs {
             threads: self.threads,
             level: self.level,
             etcd: self.etcd_backup,
-            etcd_timeout: std::time::Duration::from_secs(self.etcd_timeout),
+            etcd_timeout: self.etcd_timeout,
             nice: !self.no_nice,
             quiet,
             with_images: self.with_images || !self.images.is_empty(),
@@ -191,12 +191,13 @@ pub struct RestoreArgs {
     /// How etcd is restored
     #[arg(long, value_enum, value_name = "HOW", default_value_t = recovery::EtcdRestore::Auto)]
     pub etcd_restore: recovery::EtcdRestore,
-    /// Time limit of each wait (containers, redeployments), in seconds
-    #[arg(long, value_name = "SECS", default_value_t = 1200)]
-    pub wait_timeout: u64,
-    /// Time between checks while waiting, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 10_000, hide = true)]
-    pub poll_interval: u64,
+    /// Time limit of each wait (containers, redeployments), e.g. 20m, 1h,
+    /// 90s; a bare number is seconds
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_secs)]
+    pub wait_timeout: std::time::Duration,
+    /// Time between checks while waiting (a bare number is milliseconds)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_millis, hide = true)]
+    pub poll_interval: std::time::Duration,
     /// After the files phase, install a oneshot unit that runs
     /// `restore --resume` on the next boot (it removes itself)
     #[arg(long)]
@@ -218,8 +219,8 @@ impl RestoreArgs {
             force: self.force,
             dry_run: self.dry_run,
             etcd_restore: self.etcd_restore,
-            wait: std::time::Duration::from_secs(self.wait_timeout),
-            poll: std::time::Duration::from_millis(self.poll_interval),
+            wait: self.wait_timeout,
+            poll: self.poll_interval,
         }
     }
 }
@@ -284,6 +285,56 @@ pub struct ExtractArgs {
     pub to: PathBuf,
 }
 
+/// A duration with a unit: `500ms`, `90s`, `20m`, `1h`, `1h30m`; a bare
+/// number is in `bare` units (seconds or milliseconds, as the option was).
+pub fn parse_duration(text: &str, bare_ms: bool) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let bad = || {
+        format!("`{text}` is not a duration: give a number with a unit, e.g. 90s, 20m, 1h")
+    };
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = t.parse().map_err(|_| bad())?;
+        return Ok(if bare_ms {
+            std::time::Duration::from_millis(n)
+        } else {
+            std::time::Duration::from_secs(n)
+        });
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let ms = match unit {
+            "ms" => 1,
+            "s" | "sec" => 1_000,
+            "m" | "min" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        total += std::time::Duration::from_millis(n.checked_mul(ms).ok_or_else(bad)?);
+    }
+    Ok(total)
+}
+
+fn parse_secs(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text, false)
+}
+
+fn parse_millis(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text, true)
+}
+
 /// Print a value as JSON, or the text rendering.
 pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String) -> Result<()> {
     match out {
@@ -292,6 +343,12 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
     }
     Ok(())
 }
+
+/// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
+/// documented entry point. It marks the run as started through the script, so
+/// that with no subcommand (no arguments, or only `--resume`, `--restart`,
+/// `--step`, `--force`) the binary runs `restore`, whatever its own name.
+pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
 
 /// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
 /// ...) become the matching subcommand; other command lines pass unchanged.
@@ -331,7 +388,8 @@ pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     }
     let as_script = std::path::Path::new(&words[0])
         .file_name()
-        .is_some_and(|n| n == "upgrade-recovery.sh");
+        .is_some_and(|n| n == "upgrade-recovery.sh")
+        || std::env::var_os("UPGRADE_RECOVERY_AS_SCRIPT").is_some_and(|v| v == "1");
     let legacy = ["--resume", "--restart", "--step", "--force"];
     if as_script || words.iter().skip(1).any(|w| legacy.contains(&w.as_str())) {
         out.push("restore".into());

@@ -243,6 +243,8 @@ pub enum Outcome {
 
 struct Ctx<'a> {
     host: &'a Host,
+    /// Held for the whole run; notes the current step for `status`.
+    lock: lock::Lock,
     tools: Tools,
     /// `--etcd-restore` resolved: Script or Native.
     etcd_mode: EtcdRestore,
@@ -296,8 +298,28 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         req.push("skopeo");
     }
     let tools = Tools::require(&req, &opt)?;
-    let _lock = lock::acquire(&dir)?;
+    let lock = lock::acquire(&dir)?;
     let legacy = dir.join(crate::backup::LEGACY_PROGRESS);
+    if existing.is_none() && opts.resume && !opts.restart && !legacy.exists() {
+        // Nothing to continue: starting a new recovery here would restore the
+        // old etcd snapshot again and lose every write since.
+        drop(lock);
+        return Err(nothing_to_resume(host, &tools));
+    }
+    if let Some(j) = existing.as_ref() {
+        let boot = host.boot_id().ok();
+        if !(opts.resume || opts.restart || opts.force)
+            && next_step(j).is_some_and(|s| s.0 == "cluster-selinux-permissive")
+            && j.files_boot_id.is_some()
+            && j.files_boot_id == boot
+        {
+            return Err(Fail::InProgress(format!(
+                "the recovery's files phase is done and the node has not rebooted since; nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
+                crate::status::resume_command(host)
+            ))
+            .into());
+        }
+    }
     let j = match existing {
         Some(j) if opts.restart => {
             log::warn!(
@@ -310,9 +332,10 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         Some(j) if !(opts.resume || opts.step) => {
             let next = next_step(&j).map_or("none", |s| s.0);
             return Err(Fail::InProgress(format!(
-                "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `upgrade-recovery restore --resume`, or start over with `upgrade-recovery restore --restart`",
+                "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `upgrade-recovery restore --restart`",
                 j.completed.len(),
-                STEPS.len()
+                STEPS.len(),
+                crate::status::resume_command(host)
             ))
             .into());
         }
@@ -346,6 +369,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     }
     let mut ctx = Ctx {
         host,
+        lock,
         tools,
         etcd_mode,
         opts,
@@ -357,6 +381,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         // Before the first change, and before a journal exists: a refusal
         // here leaves no recovery "in progress".
         let t = Instant::now();
+        ctx.lock.note("recovery step preflight (phase files)");
         fault::point("preflight:before");
         ctx.preflight()?;
         fault::point("preflight");
@@ -369,6 +394,46 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         ctx.j.save(&ctx.dir)?;
     }
     ctx.run_steps()
+}
+
+/// `--resume` with no recovery in progress: refuse, say the node's state
+/// and the command that fits it.
+fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
+    let os = ostree::read(host, tools).ok();
+    let st = crate::status::assess(host, os.as_ref());
+    let last = crate::journal::LastRecovery::load(&host.backup_dir())
+        .map(|l| format!("The last recovery completed at {}. ", l.completed))
+        .unwrap_or_else(|| "No recovery has completed with this backup dir. ".into());
+    anyhow::anyhow!(
+        "--resume: no recovery is in progress (no {} in {}); nothing was changed. {last}The node now: {}.\nNext: {}",
+        crate::journal::FILE,
+        host.dir.display(),
+        st.text,
+        st.next
+    )
+}
+
+/// The message for a signal while `step` runs (None: preflight, no journal).
+fn interrupt_where(host: &Host, j: &Journal, step: &str, phase: Phase) -> crate::util::interrupt::Where {
+    let resume = crate::status::resume_command(host);
+    if j.completed.is_empty() {
+        return crate::util::interrupt::Where {
+            doing: format!("recovery step {step} (phase {})", phase.name()),
+            done: "nothing; the preflight makes no change and no recovery is recorded".into(),
+            next: "start the recovery again with `upgrade-recovery restore`".into(),
+        };
+    }
+    crate::util::interrupt::Where {
+        doing: format!("recovery step {step} (phase {})", phase.name()),
+        done: format!(
+            "{} of {} steps (last: {}), recorded in {}; step {step} was not finished and is safe to run again",
+            j.completed.len(),
+            STEPS.len(),
+            j.completed.last().map_or("none", |d| d.id.as_str()),
+            host.dir.join(crate::journal::FILE).display()
+        ),
+        next: format!("continue the recovery with `{resume}`"),
+    }
 }
 
 fn next_step(j: &Journal) -> Option<&'static (&'static str, Phase, &'static str)> {
@@ -421,6 +486,9 @@ impl Ctx<'_> {
                     _ => {}
                 }
             }
+            self.lock
+                .note(&format!("recovery step {id} (phase {})", phase.name()));
+            crate::util::interrupt::update(|w| *w = interrupt_where(self.host, &self.j, id, phase));
             fault::point(&format!("{id}:before"));
             let t = Instant::now();
             crate::logger::note(self.opts.quiet, &format!("step {id} started"));
@@ -440,8 +508,9 @@ impl Ctx<'_> {
                     ),
                 );
                 let text = format!(
-                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: fix the cause above, then run `upgrade-recovery restore --resume` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
-                    self.describe()
+                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: fix the cause above, then run `{}` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
+                    self.describe(),
+                    crate::status::resume_command(self.host)
                 );
                 return Err(crate::error::with_code_of(&e, text));
             }
@@ -472,6 +541,14 @@ impl Ctx<'_> {
         }
         let steps = self.j.completed.clone();
         self.remove_resume_unit()?;
+        // Durable before the journal goes: "recovery completed at T".
+        crate::journal::LastRecovery {
+            completed: fsutil::rfc3339(fsutil::unix_now()),
+            started: self.j.started.clone(),
+            backup_created: self.j.backup_created.clone(),
+            steps: steps.len(),
+        }
+        .save(&self.dir)?;
         Journal::remove(&self.dir)?;
         crate::logger::note(true, "recovery complete");
         Ok(Outcome::Done {
@@ -507,7 +584,8 @@ impl Ctx<'_> {
     fn check_rebooted(&self, boot: &str) -> Result<()> {
         if self.j.files_boot_id.as_deref() == Some(boot) && !self.opts.force {
             bail!(
-                "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Run `systemctl reboot`, then `/var/recovery/upgrade-recovery.sh --resume` (or `upgrade-recovery restore --resume`)"
+                "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
+                crate::status::resume_command(self.host)
             );
         }
         Ok(())
