@@ -182,9 +182,14 @@ pub struct RestoreArgs {
     /// Stop after each phase
     #[arg(long)]
     pub step: bool,
-    /// Skip the OS deployment check and the reboot check
+    /// Skip the reboot check before the cluster phase (the OS deployment
+    /// check stays)
     #[arg(long)]
     pub force: bool,
+    /// Last resort: restore the files although another OS deployment than
+    /// the one pinned at backup is active (roll back instead if you can)
+    #[arg(long)]
+    pub restore_onto_other_os: bool,
     /// Print the plan with what is done; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -217,6 +222,7 @@ impl RestoreArgs {
             restart: self.restart,
             step: self.step,
             force: self.force,
+            other_os: self.restore_onto_other_os,
             dry_run: self.dry_run,
             etcd_restore: self.etcd_restore,
             wait: self.wait_timeout,
@@ -410,6 +416,7 @@ pub fn main() -> i32 {
         }
     };
     logger::init(cli.global.verbose, cli.global.quiet);
+    install_interrupt(&cli.command);
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -417,6 +424,25 @@ pub fn main() -> i32 {
             log::error!("{e:#}");
             exit_code(&e)
         }
+    }
+}
+
+/// Commands that change the node end on SIGTERM/SIGINT/SIGHUP with what
+/// they were doing, what is done and the next command.
+fn install_interrupt(c: &Command) {
+    use crate::util::interrupt::{install, Where};
+    match c {
+        Command::Restore(a) if !a.dry_run => install(Where {
+            doing: "the checks before the recovery's next step".into(),
+            done: "nothing in this run".into(),
+            next: "`upgrade-recovery status` says where the recovery stands and the command to run".into(),
+        }),
+        Command::Rollback(a) if !a.dry_run => install(Where {
+            doing: "the OS rollback".into(),
+            done: "each ostree change is atomic; some deployments may already be undeployed or reordered".into(),
+            next: "run `upgrade-recovery rollback --reboot` again: it re-reads the deployments and does what is left".into(),
+        }),
+        _ => {}
     }
 }
 
@@ -520,9 +546,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     )
                 } else {
                     format!(
-                        "backup in {} is DAMAGED:\n  {}\nDo not restore from it. Take a new backup with `upgrade-recovery backup` if the node is healthy.\n",
+                        "backup in {} is DAMAGED:\n  {}\n{}\nOn a healthy node, replace it with a new backup.\n",
                         report.dir,
-                        report.problems.join("\n  ")
+                        report.problems.join("\n  "),
+                        recovery::damaged_next(&host)
                     )
                 }
             })?;

@@ -185,6 +185,8 @@ pub struct Options {
     pub restart: bool,
     pub step: bool,
     pub force: bool,
+    /// Restore the files even though another OS than the pinned one is active.
+    pub other_os: bool,
     pub dry_run: bool,
     pub etcd_restore: EtcdRestore,
     pub wait: Duration,
@@ -436,6 +438,14 @@ fn interrupt_where(host: &Host, j: &Journal, step: &str, phase: Phase) -> crate:
     }
 }
 
+/// What to do with a damaged backup in an outage (never "take a new backup").
+pub fn damaged_next(host: &Host) -> String {
+    format!(
+        "Nothing was changed. Do not restore from this backup. In an outage: use another copy of the backup (put it in {} and check it with `upgrade-recovery verify`), or copy intact files out with `upgrade-recovery extract PATH --to DIR`.",
+        host.dir.display()
+    )
+}
+
 fn next_step(j: &Journal) -> Option<&'static (&'static str, Phase, &'static str)> {
     STEPS.iter().find(|s| !j.is_done(s.0))
 }
@@ -677,7 +687,10 @@ impl Ctx<'_> {
     }
 
     fn preflight(&self) -> Result<()> {
-        verify::require_intact(&self.dir)?;
+        if let Err(e) = verify::require_intact(&self.dir) {
+            let text = format!("{e:#}\n{}", damaged_next(self.host));
+            return Err(crate::error::with_code_of(&e, text));
+        }
         let os = ostree::read(self.host, &self.tools)?;
         let Some(pinned) = &self.m.deployment else {
             return Ok(());
@@ -687,18 +700,37 @@ impl Ctx<'_> {
             return Ok(());
         }
         let what = if active.booted { "booted" } else { "default" };
-        let msg = format!(
-            "the {what} OS deployment is {}, but the backup was taken on {} {}.{} ({}). Restoring files from that OS onto another would mix versions.\n{}The decision table: roll the OS back to the pinned deployment first with `upgrade-recovery rollback` (then reboot), or pass --force to restore anyway",
-            active.short(),
+        let pinned_name = format!(
+            "{} {}.{} ({})",
             pinned.stateroot,
-            &pinned.checksum[..12],
+            &pinned.checksum[..pinned.checksum.len().min(12)],
             pinned.serial,
             pinned.version.as_deref().unwrap_or("?"),
+        );
+        let forced = if self.opts.force {
+            "--force does not skip this check: it would restore the files of one OS onto another. "
+        } else {
+            ""
+        };
+        let msg = format!(
+            "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
+            active.short(),
+            active.short(),
             crate::status::render_os(&os),
         );
-        if self.opts.force {
-            log::warn!("--force: {msg}");
+        if self.opts.other_os {
+            log::warn!(
+                "--restore-onto-other-os: restoring the files of {pinned_name} onto {} ({what}); the node will run files of one OS version on another",
+                active.short()
+            );
             return Ok(());
+        }
+        if self.opts.force {
+            // Named only to the admin who tried to force it, never as an
+            // alternative to the rollback.
+            bail!(
+                "{msg}\n(Only if the pinned deployment can no longer boot and you accept files of another OS version: `--restore-onto-other-os`.)"
+            )
         }
         bail!(msg)
     }
