@@ -8,6 +8,7 @@ use crate::{backup, logger, recovery, rollback, stateroot, status, verify};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
@@ -295,9 +296,8 @@ pub struct ExtractArgs {
 /// number is in `bare` units (seconds or milliseconds, as the option was).
 pub fn parse_duration(text: &str, bare_ms: bool) -> Result<std::time::Duration, String> {
     let t = text.trim();
-    let bad = || {
-        format!("`{text}` is not a duration: give a number with a unit, e.g. 90s, 20m, 1h")
-    };
+    let bad =
+        || format!("`{text}` is not a duration: give a number with a unit, e.g. 90s, 20m, 1h");
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         let n: u64 = t.parse().map_err(|_| bad())?;
         return Ok(if bare_ms {
@@ -405,11 +405,45 @@ pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     args
 }
 
+/// A typo is answered with visible commands only: hidden ones (`tree`,
+/// `generate-docs`) are for the project, not for an admin in an outage.
+fn visible_suggestions_only(e: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return;
+    }
+    let hidden: Vec<String> = Cli::command()
+        .get_subcommands()
+        .filter(|c| c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .collect();
+    if let Some(ContextValue::Strings(s)) = e.get(ContextKind::SuggestedSubcommand) {
+        let visible: Vec<String> = s.iter().filter(|n| !hidden.contains(n)).cloned().collect();
+        if !visible.is_empty() {
+            e.insert(
+                ContextKind::SuggestedSubcommand,
+                ContextValue::Strings(visible),
+            );
+            return;
+        }
+        // No visible match: the same error without a tip.
+        let mut n = clap::Error::new(ErrorKind::InvalidSubcommand).with_cmd(&Cli::command());
+        for (k, v) in e.context() {
+            if k != ContextKind::SuggestedSubcommand {
+                n.insert(k, v.clone());
+            }
+        }
+        *e = n;
+    }
+}
+
 pub fn main() -> i32 {
     let args = translate_legacy(std::env::args_os().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
-        Err(e) => {
+        Err(mut e) => {
+            visible_suggestions_only(&mut e);
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
             return code;
@@ -706,26 +740,81 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
         }
     }
     let mut total = 0;
+    let mut damaged = Vec::new();
+    let mut absent = Vec::new();
     for (t, only) in groups {
         let archive = dir.join(&t.archive);
         let dest = to.join(t.source.trim_start_matches('/'));
+        let wanted = only.clone();
         let only = if only.iter().any(|o| o == b".") {
             None
         } else {
             Some(only)
         };
-        let st = archive::restore_tree(
+        let opts = SyncOptions {
+            only,
+            in_root: t.source == "/",
+            ..SyncOptions::default()
+        };
+        match archive::restore_tree(
             &archive,
             &t.stats.sha256,
             t.stats.archive_bytes,
             &dest,
-            &SyncOptions {
-                only,
-                in_root: t.source == "/",
-                ..SyncOptions::default()
-            },
-        )?;
-        total += st.written + st.unchanged;
+            &opts,
+        ) {
+            Ok(st) => total += st.written + st.unchanged,
+            Err(e) if exit_code(&e) == 4 => {
+                // A damaged archive: take what reads intact, up to the damage.
+                let stop = match archive::sync_tree(&archive, &dest, &opts) {
+                    Ok(st) => {
+                        total += st.written + st.unchanged;
+                        None
+                    }
+                    Err(e2) => Some(format!("{e2:#}")),
+                };
+                damaged.push((t.archive.clone(), format!("{e:#}"), stop));
+            }
+            Err(e) => return Err(e),
+        }
+        for w in wanted.iter().filter(|w| w.as_slice() != b".") {
+            let p = dest.join(std::ffi::OsStr::from_bytes(w));
+            if std::fs::symlink_metadata(&p).is_err() {
+                absent.push(format!(
+                    "{}/{}",
+                    t.source.trim_end_matches('/'),
+                    String::from_utf8_lossy(w)
+                ));
+            }
+        }
+    }
+    if !damaged.is_empty() {
+        let mut text = String::new();
+        for (a, why, stop) in &damaged {
+            text.push_str(&format!(
+                "the archive {a} is damaged ({why}); the entries before the damage were extracted into {}{}. ",
+                to.display(),
+                stop.as_ref()
+                    .map(|s| format!(", reading stopped at: {s}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if !absent.is_empty() {
+            text.push_str(&format!("Not extracted: {}. ", absent.join(", ")));
+        }
+        text.push_str(
+            "Nothing on the node was changed. For the rest, use another copy of the backup.",
+        );
+        return Err(Fail::Backup(text).into());
+    }
+    if !absent.is_empty() {
+        return Err(anyhow::anyhow!(
+            "not in the backup: {}; {} entries were extracted into {}. `upgrade-recovery extract` copies only what the backup holds (see the tree archives with `zstd -dc {}/<tree>.tar.zst | tar -t`)",
+            absent.join(", "),
+            total,
+            to.display(),
+            host.dir.display()
+        ));
     }
     Ok(ExtractStats { entries: total })
 }

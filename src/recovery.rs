@@ -416,7 +416,12 @@ fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
 }
 
 /// The message for a signal while `step` runs (None: preflight, no journal).
-fn interrupt_where(host: &Host, j: &Journal, step: &str, phase: Phase) -> crate::util::interrupt::Where {
+fn interrupt_where(
+    host: &Host,
+    j: &Journal,
+    step: &str,
+    phase: Phase,
+) -> crate::util::interrupt::Where {
     let resume = crate::status::resume_command(host);
     if j.completed.is_empty() {
         return crate::util::interrupt::Where {

@@ -37,23 +37,47 @@ pub struct Status {
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum State {
     NoBackup,
-    BackupDamaged { problem: String },
+    BackupDamaged {
+        problem: String,
+    },
     BackupReady,
     /// Another OS than the one pinned at backup is booted (after a failed
     /// upgrade: roll back).
-    UpgradedOsBooted { active: String, pinned: String },
+    UpgradedOsBooted {
+        active: String,
+        pinned: String,
+    },
     /// The pinned deployment is the next default but not booted yet.
-    RollbackDoneRebootPending { active: String, pinned: String },
+    RollbackDoneRebootPending {
+        active: String,
+        pinned: String,
+    },
     /// The deployment pinned at backup is no longer deployed.
-    PinnedDeploymentGone { pinned: String },
+    PinnedDeploymentGone {
+        pinned: String,
+    },
     FilesDoneRebootPending,
-    RecoveryRunning { pid: u32, doing: Option<String> },
-    RecoveryStopped { step: String, error: Option<String> },
-    RecoveryCompleted { at: String },
-    JournalUnreadable { error: String },
-    LegacyRecovery { record: String },
+    RecoveryRunning {
+        pid: u32,
+        doing: Option<String>,
+    },
+    RecoveryStopped {
+        step: String,
+        error: Option<String>,
+    },
+    RecoveryCompleted {
+        at: String,
+    },
+    JournalUnreadable {
+        error: String,
+    },
+    LegacyRecovery {
+        record: String,
+    },
     /// Another run (a backup) holds the lock.
-    OtherRunActive { pid: u32 },
+    OtherRunActive {
+        pid: u32,
+    },
 }
 
 /// The state, its sentence, the next step in a sentence, the command alone.
@@ -245,9 +269,8 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         &pinned.checksum[..pinned.checksum.len().min(12)],
         pinned.serial
     );
-    let is_pinned = |d: &crate::ostree::Deployment| {
-        d.checksum == pinned.checksum && d.serial == pinned.serial
-    };
+    let is_pinned =
+        |d: &crate::ostree::Deployment| d.checksum == pinned.checksum && d.serial == pinned.serial;
     if !os.deployments.iter().any(is_pinned) {
         return a(
             State::PinnedDeploymentGone {
