@@ -818,3 +818,52 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
     }
     Ok(ExtractStats { entries: total })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("20m", false), Ok(Duration::from_secs(1200)));
+        assert_eq!(
+            parse_duration("1h30m", false),
+            Ok(Duration::from_secs(5400))
+        );
+        assert_eq!(parse_duration("90s", false), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1200", false), Ok(Duration::from_secs(1200)));
+        assert_eq!(parse_duration("100", true), Ok(Duration::from_millis(100)));
+        assert_eq!(
+            parse_duration("250ms", false),
+            Ok(Duration::from_millis(250))
+        );
+        for bad in ["", "m", "20x", "-5s", "1.5h", "99999999999999999999h"] {
+            assert!(parse_duration(bad, false).is_err(), "{bad}");
+        }
+        let cli =
+            Cli::try_parse_from(["upgrade-recovery", "restore", "--wait-timeout", "20m"]).unwrap();
+        let Command::Restore(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.wait_timeout, Duration::from_secs(1200));
+    }
+
+    #[test]
+    fn the_wrapper_runs_restore() {
+        std::env::set_var("UPGRADE_RECOVERY_AS_SCRIPT", "1");
+        let t = |a: &[&str]| -> Vec<String> {
+            translate_legacy(a.iter().map(Into::into).collect())
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            t(&["/var/recovery/upgrade-recovery"]),
+            ["/var/recovery/upgrade-recovery", "restore"]
+        );
+        assert_eq!(t(&["x", "--resume"]), ["x", "restore", "--resume"]);
+        assert_eq!(t(&["x", "status"]), ["x", "status"]);
+        std::env::remove_var("UPGRADE_RECOVERY_AS_SCRIPT");
+    }
+}
