@@ -693,6 +693,20 @@ pub struct ExtractStats {
     pub entries: u64,
 }
 
+/// The file cut by the damage was being written beside its name: remove it,
+/// so what stays in the extraction is only what read intact.
+fn remove_partial(dest: &Path) {
+    for e in walkdir::WalkDir::new(dest)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if e.file_type().is_file() && e.file_name().as_encoded_bytes().starts_with(b".ur-tmp.") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Copy node paths out of the backup into `to`, keeping node paths below it.
 pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats> {
     let dir = host.backup_dir();
@@ -771,7 +785,10 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
                         total += st.written + st.unchanged;
                         None
                     }
-                    Err(e2) => Some(format!("{e2:#}")),
+                    Err(e2) => {
+                        remove_partial(&dest);
+                        Some(format!("{e2:#}"))
+                    }
                 };
                 damaged.push((t.archive.clone(), format!("{e:#}"), stop));
             }
