@@ -471,6 +471,11 @@ fn install_interrupt(c: &Command) {
             done: "nothing in this run".into(),
             next: "`upgrade-recovery status` says where the recovery stands and the command to run".into(),
         }),
+        Command::Backup(_) => install(Where {
+            doing: "the backup".into(),
+            done: "the new backup is built in a staging dir and only swapped in when complete and verified; the backup dir holds the previous backup, if it was kept, or none, never a partial one".into(),
+            next: "take the backup again with `upgrade-recovery backup`; `upgrade-recovery status` says what the backup dir holds".into(),
+        }),
         Command::Rollback(a) if !a.dry_run => install(Where {
             doing: "the OS rollback".into(),
             done: "each ostree change is atomic; some deployments may already be undeployed or reordered".into(),

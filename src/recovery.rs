@@ -306,6 +306,16 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         // Nothing to continue: starting a new recovery here would restore the
         // old etcd snapshot again and lose every write since.
         drop(lock);
+        if opts.from_unit {
+            // The auto-resume unit found nothing to continue: it never runs again.
+            let unit = host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
+            if unit.exists() {
+                if let Ok(mut c) = tools.command("systemctl") {
+                    let _ = cmd::run(c.args(["disable", RESUME_UNIT]));
+                }
+                let _ = std::fs::remove_file(&unit);
+            }
+        }
         return Err(nothing_to_resume(host, &tools));
     }
     if let Some(j) = existing.as_ref() {
