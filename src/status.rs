@@ -390,8 +390,11 @@ pub struct EtcdSummary {
 
 pub fn gather(host: &Host) -> Result<Status> {
     host.require_node()?;
-    let tools = Tools::require(&["ostree"], &["rpm-ostree"])?;
-    let (os, os_error) = match ostree::read(host, &tools) {
+    // status answers without ostree too: the backup and the recovery are
+    // still worth showing in an outage.
+    let (os, os_error) = match Tools::require(&["ostree"], &["rpm-ostree"])
+        .and_then(|tools| ostree::read(host, &tools))
+    {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
