@@ -394,6 +394,9 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         // here leaves no recovery "in progress".
         let t = Instant::now();
         ctx.lock.note("recovery step preflight (phase files)");
+        crate::util::interrupt::update(|w| {
+            *w = interrupt_where(host, &ctx.j, "preflight", Phase::Files)
+        });
         fault::point("preflight:before");
         ctx.preflight()?;
         fault::point("preflight");

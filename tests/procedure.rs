@@ -472,6 +472,47 @@ fn sigterm_says_which_step_what_is_done_and_the_next_command() {
     assert!(enabled(&sb, "kubelet.service"));
 }
 
+/// Ctrl-C in the preflight: nothing was changed, and the message says so.
+#[test]
+fn ctrl_c_in_the_preflight_changed_nothing() {
+    let sb = Sandbox::new();
+    assert_eq!(admin(&sb, "upgrade-recovery backup").0, 0);
+    let from = sb.calls().len();
+    let child = sb
+        .command(&["restore"])
+        .env("UPGRADE_RECOVERY_PAUSE_AT", "preflight:before")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if status(&sb)["state"]["state"] == "recovery-running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    sh(&format!("kill -INT {}", child.id()));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("stopped by SIGINT (Ctrl-C) during recovery step preflight"),
+        "{err}"
+    );
+    assert!(err.contains("Done: nothing;"), "{err}");
+    assert!(
+        err.contains("Next: start the recovery again with `upgrade-recovery restore`"),
+        "{err}"
+    );
+    assert!(!journal(&sb).exists());
+    assert_eq!(changing_calls(&sb, from), Vec::<String>::new());
+    assert!(active(&sb, "kubelet.service"));
+    assert_eq!(
+        expect_state(&sb, "backup-ready"),
+        "upgrade-recovery restore"
+    );
+}
+
 /// A damaged backup: status says so; verify gives the outage advice; extract
 /// takes what is intact and names what is not.
 #[test]
