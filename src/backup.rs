@@ -263,7 +263,7 @@ fn install_self(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let exe = std::fs::read("/proc/self/exe").context("reading the running binary")?;
     fsutil::write_atomic(&dir.join("upgrade-recovery"), &exe, 0o700)?;
-    let sh = "#!/bin/sh\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
+    let sh = crate::cli::WRAPPER;
     fsutil::write_atomic(&dir.join("upgrade-recovery.sh"), sh.as_bytes(), 0o700)?;
     std::fs::set_permissions(
         dir.join("upgrade-recovery.sh"),
@@ -342,8 +342,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         // interpreted here.
         req.extend(["skopeo", "crictl"]);
     }
-    let tools = Tools::require(&req, &["rpm-ostree"])
-        .context("--with-images needs the node's skopeo (and crictl for the running containers)")?;
+    let tools = Tools::require(&req, &["rpm-ostree"])?;
     let dir = host.backup_dir();
     mkdir_private(&dir)?;
     let _lock = lock::acquire(&dir)?;

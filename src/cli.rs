@@ -8,6 +8,7 @@ use crate::{backup, logger, recovery, rollback, stateroot, status, verify};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
@@ -141,9 +142,9 @@ pub struct BackupArgs {
     /// How the etcd snapshot is taken
     #[arg(long, value_enum, value_name = "HOW", default_value_t = backup::EtcdMode::Native)]
     pub etcd_backup: backup::EtcdMode,
-    /// Time limit of the etcd snapshot, in seconds
-    #[arg(long, value_name = "SECS", default_value_t = 180)]
-    pub etcd_timeout: u64,
+    /// Time limit of the etcd snapshot (e.g. 180s, 3m; a bare number is seconds)
+    #[arg(long, value_name = "DURATION", default_value = "180s", value_parser = parse_secs)]
+    pub etcd_timeout: std::time::Duration,
     /// Keep normal CPU and I/O priority (default: lowered)
     #[arg(long)]
     pub no_nice: bool,
@@ -162,7 +163,7 @@ impl BackupArgs {
             threads: self.threads,
             level: self.level,
             etcd: self.etcd_backup,
-            etcd_timeout: std::time::Duration::from_secs(self.etcd_timeout),
+            etcd_timeout: self.etcd_timeout,
             nice: !self.no_nice,
             quiet,
             with_images: self.with_images || !self.images.is_empty(),
@@ -182,21 +183,27 @@ pub struct RestoreArgs {
     /// Stop after each phase
     #[arg(long)]
     pub step: bool,
-    /// Skip the OS deployment check and the reboot check
+    /// Skip the reboot check before the cluster phase (the OS deployment
+    /// check stays)
     #[arg(long)]
     pub force: bool,
+    /// Last resort: restore the files although another OS deployment than
+    /// the one pinned at backup is active (roll back instead if you can)
+    #[arg(long)]
+    pub restore_onto_other_os: bool,
     /// Print the plan with what is done; change nothing
     #[arg(long)]
     pub dry_run: bool,
     /// How etcd is restored
     #[arg(long, value_enum, value_name = "HOW", default_value_t = recovery::EtcdRestore::Auto)]
     pub etcd_restore: recovery::EtcdRestore,
-    /// Time limit of each wait (containers, redeployments), in seconds
-    #[arg(long, value_name = "SECS", default_value_t = 1200)]
-    pub wait_timeout: u64,
-    /// Time between checks while waiting, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 10_000, hide = true)]
-    pub poll_interval: u64,
+    /// Time limit of each wait (containers, redeployments), e.g. 20m, 1h,
+    /// 90s; a bare number is seconds
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_secs)]
+    pub wait_timeout: std::time::Duration,
+    /// Time between checks while waiting (a bare number is milliseconds)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_millis, hide = true)]
+    pub poll_interval: std::time::Duration,
     /// After the files phase, install a oneshot unit that runs
     /// `restore --resume` on the next boot (it removes itself)
     #[arg(long)]
@@ -216,10 +223,11 @@ impl RestoreArgs {
             restart: self.restart,
             step: self.step,
             force: self.force,
+            other_os: self.restore_onto_other_os,
             dry_run: self.dry_run,
             etcd_restore: self.etcd_restore,
-            wait: std::time::Duration::from_secs(self.wait_timeout),
-            poll: std::time::Duration::from_millis(self.poll_interval),
+            wait: self.wait_timeout,
+            poll: self.poll_interval,
         }
     }
 }
@@ -292,6 +300,55 @@ pub struct ExtractArgs {
     pub to: PathBuf,
 }
 
+/// A duration with a unit: `500ms`, `90s`, `20m`, `1h`, `1h30m`; a bare
+/// number is in `bare` units (seconds or milliseconds, as the option was).
+pub fn parse_duration(text: &str, bare_ms: bool) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let bad =
+        || format!("`{text}` is not a duration: give a number with a unit, e.g. 90s, 20m, 1h");
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = t.parse().map_err(|_| bad())?;
+        return Ok(if bare_ms {
+            std::time::Duration::from_millis(n)
+        } else {
+            std::time::Duration::from_secs(n)
+        });
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let ms = match unit {
+            "ms" => 1,
+            "s" | "sec" => 1_000,
+            "m" | "min" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        total += std::time::Duration::from_millis(n.checked_mul(ms).ok_or_else(bad)?);
+    }
+    Ok(total)
+}
+
+fn parse_secs(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text, false)
+}
+
+fn parse_millis(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text, true)
+}
+
 /// Print a value as JSON, or the text rendering.
 pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String) -> Result<()> {
     match out {
@@ -300,6 +357,12 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
     }
     Ok(())
 }
+
+/// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
+/// documented entry point. It marks the run as started through the script, so
+/// that with no subcommand (no arguments, or only `--resume`, `--restart`,
+/// `--step`, `--force`) the binary runs `restore`, whatever its own name.
+pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
 
 /// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
 /// ...) become the matching subcommand; other command lines pass unchanged.
@@ -339,7 +402,8 @@ pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     }
     let as_script = std::path::Path::new(&words[0])
         .file_name()
-        .is_some_and(|n| n == "upgrade-recovery.sh");
+        .is_some_and(|n| n == "upgrade-recovery.sh")
+        || std::env::var_os("UPGRADE_RECOVERY_AS_SCRIPT").is_some_and(|v| v == "1");
     let legacy = ["--resume", "--restart", "--step", "--force"];
     if as_script || words.iter().skip(1).any(|w| legacy.contains(&w.as_str())) {
         out.push("restore".into());
@@ -349,17 +413,52 @@ pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     args
 }
 
+/// A typo is answered with visible commands only: hidden ones (`tree`,
+/// `generate-docs`) are for the project, not for an admin in an outage.
+fn visible_suggestions_only(e: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return;
+    }
+    let hidden: Vec<String> = Cli::command()
+        .get_subcommands()
+        .filter(|c| c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .collect();
+    if let Some(ContextValue::Strings(s)) = e.get(ContextKind::SuggestedSubcommand) {
+        let visible: Vec<String> = s.iter().filter(|n| !hidden.contains(n)).cloned().collect();
+        if !visible.is_empty() {
+            e.insert(
+                ContextKind::SuggestedSubcommand,
+                ContextValue::Strings(visible),
+            );
+            return;
+        }
+        // No visible match: the same error without a tip.
+        let mut n = clap::Error::new(ErrorKind::InvalidSubcommand).with_cmd(&Cli::command());
+        for (k, v) in e.context() {
+            if k != ContextKind::SuggestedSubcommand {
+                n.insert(k, v.clone());
+            }
+        }
+        *e = n;
+    }
+}
+
 pub fn main() -> i32 {
     let args = translate_legacy(std::env::args_os().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
-        Err(e) => {
+        Err(mut e) => {
+            visible_suggestions_only(&mut e);
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
             return code;
         }
     };
     logger::init(cli.global.verbose, cli.global.quiet);
+    install_interrupt(&cli.command);
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -367,6 +466,30 @@ pub fn main() -> i32 {
             log::error!("{e:#}");
             exit_code(&e)
         }
+    }
+}
+
+/// Commands that change the node end on SIGTERM/SIGINT/SIGHUP with what
+/// they were doing, what is done and the next command.
+fn install_interrupt(c: &Command) {
+    use crate::util::interrupt::{install, Where};
+    match c {
+        Command::Restore(a) if !a.dry_run => install(Where {
+            doing: "the checks before the recovery's next step".into(),
+            done: "nothing in this run".into(),
+            next: "`upgrade-recovery status` says where the recovery stands and the command to run".into(),
+        }),
+        Command::Backup(_) => install(Where {
+            doing: "the backup".into(),
+            done: "the new backup is built in a staging dir and only swapped in when complete and verified; the backup dir holds the previous backup, if it was kept, or none, never a partial one".into(),
+            next: "take the backup again with `upgrade-recovery backup`; `upgrade-recovery status` says what the backup dir holds".into(),
+        }),
+        Command::Rollback(a) if !a.dry_run => install(Where {
+            doing: "the OS rollback".into(),
+            done: "each ostree change is atomic; some deployments may already be undeployed or reordered".into(),
+            next: "run `upgrade-recovery rollback --reboot` again: it re-reads the deployments and does what is left".into(),
+        }),
+        _ => {}
     }
 }
 
@@ -481,9 +604,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     )
                 } else {
                     format!(
-                        "backup in {} is DAMAGED:\n  {}\nDo not restore from it. Take a new backup with `upgrade-recovery backup` if the node is healthy.\n",
+                        "backup in {} is DAMAGED:\n  {}\n{}\nOn a healthy node, replace it with a new backup.\n",
                         report.dir,
-                        report.problems.join("\n  ")
+                        report.problems.join("\n  "),
+                        recovery::damaged_next(&host)
                     )
                 }
             })?;
@@ -593,6 +717,20 @@ pub struct ExtractStats {
     pub entries: u64,
 }
 
+/// The file cut by the damage was being written beside its name: remove it,
+/// so what stays in the extraction is only what read intact.
+fn remove_partial(dest: &Path) {
+    for e in walkdir::WalkDir::new(dest)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if e.file_type().is_file() && e.file_name().as_encoded_bytes().starts_with(b".ur-tmp.") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Copy node paths out of the backup into `to`, keeping node paths below it.
 pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats> {
     let dir = host.backup_dir();
@@ -640,26 +778,133 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
         }
     }
     let mut total = 0;
+    let mut damaged = Vec::new();
+    let mut absent = Vec::new();
     for (t, only) in groups {
         let archive = dir.join(&t.archive);
         let dest = to.join(t.source.trim_start_matches('/'));
+        let wanted = only.clone();
         let only = if only.iter().any(|o| o == b".") {
             None
         } else {
             Some(only)
         };
-        let st = archive::restore_tree(
+        let opts = SyncOptions {
+            only,
+            in_root: t.source == "/",
+            ..SyncOptions::default()
+        };
+        match archive::restore_tree(
             &archive,
             &t.stats.sha256,
             t.stats.archive_bytes,
             &dest,
-            &SyncOptions {
-                only,
-                in_root: t.source == "/",
-                ..SyncOptions::default()
-            },
-        )?;
-        total += st.written + st.unchanged;
+            &opts,
+        ) {
+            Ok(st) => total += st.written + st.unchanged,
+            Err(e) if exit_code(&e) == 4 => {
+                // A damaged archive: take what reads intact, up to the damage.
+                let stop = match archive::sync_tree(&archive, &dest, &opts) {
+                    Ok(st) => {
+                        total += st.written + st.unchanged;
+                        None
+                    }
+                    Err(e2) => {
+                        remove_partial(&dest);
+                        Some(format!("{e2:#}"))
+                    }
+                };
+                damaged.push((t.archive.clone(), format!("{e:#}"), stop));
+            }
+            Err(e) => return Err(e),
+        }
+        for w in wanted.iter().filter(|w| w.as_slice() != b".") {
+            let p = dest.join(std::ffi::OsStr::from_bytes(w));
+            if std::fs::symlink_metadata(&p).is_err() {
+                absent.push(format!(
+                    "{}/{}",
+                    t.source.trim_end_matches('/'),
+                    String::from_utf8_lossy(w)
+                ));
+            }
+        }
+    }
+    if !damaged.is_empty() {
+        let mut text = String::new();
+        for (a, why, stop) in &damaged {
+            text.push_str(&format!(
+                "the archive {a} is damaged ({why}); the entries before the damage were extracted into {}{}. ",
+                to.display(),
+                stop.as_ref()
+                    .map(|s| format!(", reading stopped at: {s}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if !absent.is_empty() {
+            text.push_str(&format!("Not extracted: {}. ", absent.join(", ")));
+        }
+        text.push_str(
+            "Nothing on the node was changed. For the rest, use another copy of the backup.",
+        );
+        return Err(Fail::Backup(text).into());
+    }
+    if !absent.is_empty() {
+        return Err(anyhow::anyhow!(
+            "not in the backup: {}; {} entries were extracted into {}. `upgrade-recovery extract` copies only what the backup holds (see the tree archives with `zstd -dc {}/<tree>.tar.zst | tar -t`)",
+            absent.join(", "),
+            total,
+            to.display(),
+            host.dir.display()
+        ));
     }
     Ok(ExtractStats { entries: total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("20m", false), Ok(Duration::from_secs(1200)));
+        assert_eq!(
+            parse_duration("1h30m", false),
+            Ok(Duration::from_secs(5400))
+        );
+        assert_eq!(parse_duration("90s", false), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1200", false), Ok(Duration::from_secs(1200)));
+        assert_eq!(parse_duration("100", true), Ok(Duration::from_millis(100)));
+        assert_eq!(
+            parse_duration("250ms", false),
+            Ok(Duration::from_millis(250))
+        );
+        for bad in ["", "m", "20x", "-5s", "1.5h", "99999999999999999999h"] {
+            assert!(parse_duration(bad, false).is_err(), "{bad}");
+        }
+        let cli =
+            Cli::try_parse_from(["upgrade-recovery", "restore", "--wait-timeout", "20m"]).unwrap();
+        let Command::Restore(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.wait_timeout, Duration::from_secs(1200));
+    }
+
+    #[test]
+    fn the_wrapper_runs_restore() {
+        std::env::set_var("UPGRADE_RECOVERY_AS_SCRIPT", "1");
+        let t = |a: &[&str]| -> Vec<String> {
+            translate_legacy(a.iter().map(Into::into).collect())
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            t(&["/var/recovery/upgrade-recovery"]),
+            ["/var/recovery/upgrade-recovery", "restore"]
+        );
+        assert_eq!(t(&["x", "--resume"]), ["x", "restore", "--resume"]);
+        assert_eq!(t(&["x", "status"]), ["x", "status"]);
+        std::env::remove_var("UPGRADE_RECOVERY_AS_SCRIPT");
+    }
 }

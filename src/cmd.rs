@@ -39,10 +39,18 @@ impl Tools {
             }
         }
         if !missing.is_empty() {
+            let named: Vec<String> = missing
+                .iter()
+                .map(|n| match purpose(n) {
+                    Some(p) => format!("{n} ({p})"),
+                    None => (*n).to_string(),
+                })
+                .collect();
             bail!(
-                "required program{} not found on PATH: {}; nothing was changed",
+                "required program{} not found on PATH: {}; nothing was changed. Put {} on PATH and run the same command again",
                 if missing.len() > 1 { "s" } else { "" },
-                missing.join(", ")
+                named.join(", "),
+                if missing.len() > 1 { "them" } else { "it" }
             );
         }
         Ok(Tools { found })
@@ -60,6 +68,24 @@ impl Tools {
             .with_context(|| format!("program {name} was not resolved on PATH"))?;
         Ok(Command::new(path))
     }
+}
+
+/// What a program is needed for, so a missing one is named for its use.
+pub fn purpose(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "ostree" => "reads, pins and undeploys the OS deployments",
+        "rpm-ostree" => "rolls the OS back",
+        "systemctl" => "stops, starts and enables kubelet and crio",
+        "crictl" => "lists and removes the containers",
+        "crio" => "wipes the container storage (crio wipe)",
+        "setenforce" => "sets the SELinux mode during the recovery",
+        "getenforce" => "reads the SELinux mode to put back",
+        "oc" => "forces the redeployment of the control plane",
+        "etcdctl" => "restores the etcd snapshot",
+        "tar" => "extracts the static-pod resources",
+        "skopeo" => "copies the container images (--with-images)",
+        _ => return None,
+    })
 }
 
 fn describe(cmd: &Command) -> String {

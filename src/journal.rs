@@ -108,3 +108,34 @@ impl Journal {
         self.completed.iter().any(|d| d.id == id)
     }
 }
+
+/// The record of the last completed recovery, beside the journal, so that
+/// after the journal is gone `status` and `restore --resume` can still say
+/// "recovery completed at T".
+pub const LAST_FILE: &str = "last-recovery.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LastRecovery {
+    /// RFC 3339 time the last step finished.
+    pub completed: String,
+    pub started: String,
+    /// The backup it restored (its manifest's creation time).
+    pub backup_created: String,
+    pub steps: usize,
+}
+
+impl LastRecovery {
+    /// None when absent or unreadable: it is a note, never a reason to fail.
+    pub fn load(dir: &Path) -> Option<LastRecovery> {
+        let text = std::fs::read_to_string(dir.join(LAST_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        fsutil::write_atomic(
+            &dir.join(LAST_FILE),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+            0o600,
+        )
+    }
+}

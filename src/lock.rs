@@ -29,7 +29,8 @@ pub fn acquire(dir: &Path) -> Result<Lock> {
     if let Err(e) = flock(&f, FlockOperation::NonBlockingLockExclusive) {
         let mut holder = String::new();
         let _ = f.read_to_string(&mut holder);
-        let holder = holder.trim();
+        // The first line is the pid; a second line says what the run does.
+        let holder = holder.lines().next().unwrap_or("").trim();
         if e == rustix::io::Errno::WOULDBLOCK {
             bail!(
                 "another upgrade-recovery run{} holds {}; nothing was changed. Wait for it to end{}",
@@ -44,4 +45,32 @@ pub fn acquire(dir: &Path) -> Result<Lock> {
     f.rewind()?;
     writeln!(f, "{}", std::process::id())?;
     Ok(Lock { _file: f, path })
+}
+
+impl Lock {
+    /// Record what the run is doing (a second line after the pid), for
+    /// `status` to show while it runs.
+    pub fn note(&self, what: &str) {
+        let mut f = &self._file;
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = write!(f, "{}\n{what}\n", std::process::id());
+    }
+}
+
+/// The run holding the lock in `dir` now: (pid, what it does), None when no
+/// run holds it. Never creates the lock file.
+pub fn holder(dir: &Path) -> Option<(u32, Option<String>)> {
+    let path = dir.join(FILE);
+    let mut f = File::open(path).ok()?;
+    match flock(&f, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => None,
+        Err(_) => {
+            let mut text = String::new();
+            let _ = f.read_to_string(&mut text);
+            let mut lines = text.lines();
+            let pid = lines.next()?.trim().parse().ok()?;
+            Some((pid, lines.next().map(str::to_string)))
+        }
+    }
 }

@@ -185,6 +185,8 @@ pub struct Options {
     pub restart: bool,
     pub step: bool,
     pub force: bool,
+    /// Restore the files even though another OS than the pinned one is active.
+    pub other_os: bool,
     pub dry_run: bool,
     pub etcd_restore: EtcdRestore,
     pub wait: Duration,
@@ -243,6 +245,8 @@ pub enum Outcome {
 
 struct Ctx<'a> {
     host: &'a Host,
+    /// Held for the whole run; notes the current step for `status`.
+    lock: lock::Lock,
     tools: Tools,
     /// `--etcd-restore` resolved: Script or Native.
     etcd_mode: EtcdRestore,
@@ -296,8 +300,38 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         req.push("skopeo");
     }
     let tools = Tools::require(&req, &opt)?;
-    let _lock = lock::acquire(&dir)?;
+    let lock = lock::acquire(&dir)?;
     let legacy = dir.join(crate::backup::LEGACY_PROGRESS);
+    if existing.is_none() && opts.resume && !opts.restart && !legacy.exists() {
+        // Nothing to continue: starting a new recovery here would restore the
+        // old etcd snapshot again and lose every write since.
+        drop(lock);
+        if opts.from_unit {
+            // The auto-resume unit found nothing to continue: it never runs again.
+            let unit = host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
+            if unit.exists() {
+                if let Ok(mut c) = tools.command("systemctl") {
+                    let _ = cmd::run(c.args(["disable", RESUME_UNIT]));
+                }
+                let _ = std::fs::remove_file(&unit);
+            }
+        }
+        return Err(nothing_to_resume(host, &tools));
+    }
+    if let Some(j) = existing.as_ref() {
+        let boot = host.boot_id().ok();
+        if !(opts.resume || opts.restart || opts.force)
+            && next_step(j).is_some_and(|s| s.0 == "cluster-selinux-permissive")
+            && j.files_boot_id.is_some()
+            && j.files_boot_id == boot
+        {
+            return Err(Fail::InProgress(format!(
+                "the recovery's files phase is done and the node has not rebooted since; nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
+                crate::status::resume_command(host)
+            ))
+            .into());
+        }
+    }
     let j = match existing {
         Some(j) if opts.restart => {
             log::warn!(
@@ -310,9 +344,10 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         Some(j) if !(opts.resume || opts.step) => {
             let next = next_step(&j).map_or("none", |s| s.0);
             return Err(Fail::InProgress(format!(
-                "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `upgrade-recovery restore --resume`, or start over with `upgrade-recovery restore --restart`",
+                "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `upgrade-recovery restore --restart`",
                 j.completed.len(),
-                STEPS.len()
+                STEPS.len(),
+                crate::status::resume_command(host)
             ))
             .into());
         }
@@ -346,6 +381,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     }
     let mut ctx = Ctx {
         host,
+        lock,
         tools,
         etcd_mode,
         opts,
@@ -357,6 +393,10 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         // Before the first change, and before a journal exists: a refusal
         // here leaves no recovery "in progress".
         let t = Instant::now();
+        ctx.lock.note("recovery step preflight (phase files)");
+        crate::util::interrupt::update(|w| {
+            *w = interrupt_where(host, &ctx.j, "preflight", Phase::Files)
+        });
         fault::point("preflight:before");
         ctx.preflight()?;
         fault::point("preflight");
@@ -369,6 +409,59 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         ctx.j.save(&ctx.dir)?;
     }
     ctx.run_steps()
+}
+
+/// `--resume` with no recovery in progress: refuse, say the node's state
+/// and the command that fits it.
+fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
+    let os = ostree::read(host, tools).ok();
+    let st = crate::status::assess(host, os.as_ref());
+    let last = crate::journal::LastRecovery::load(&host.backup_dir())
+        .map(|l| format!("The last recovery completed at {}. ", l.completed))
+        .unwrap_or_else(|| "No recovery has completed with this backup dir. ".into());
+    anyhow::anyhow!(
+        "--resume: no recovery is in progress (no {} in {}); nothing was changed. {last}The node now: {}.\nNext: {}",
+        crate::journal::FILE,
+        host.dir.display(),
+        st.text,
+        st.next
+    )
+}
+
+/// The message for a signal while `step` runs (None: preflight, no journal).
+fn interrupt_where(
+    host: &Host,
+    j: &Journal,
+    step: &str,
+    phase: Phase,
+) -> crate::util::interrupt::Where {
+    let resume = crate::status::resume_command(host);
+    if j.completed.is_empty() {
+        return crate::util::interrupt::Where {
+            doing: format!("recovery step {step} (phase {})", phase.name()),
+            done: "nothing; the preflight makes no change and no recovery is recorded".into(),
+            next: "start the recovery again with `upgrade-recovery restore`".into(),
+        };
+    }
+    crate::util::interrupt::Where {
+        doing: format!("recovery step {step} (phase {})", phase.name()),
+        done: format!(
+            "{} of {} steps (last: {}), recorded in {}; step {step} was not finished and is safe to run again",
+            j.completed.len(),
+            STEPS.len(),
+            j.completed.last().map_or("none", |d| d.id.as_str()),
+            host.dir.join(crate::journal::FILE).display()
+        ),
+        next: format!("continue the recovery with `{resume}`"),
+    }
+}
+
+/// What to do with a damaged backup in an outage (never "take a new backup").
+pub fn damaged_next(host: &Host) -> String {
+    format!(
+        "Nothing was changed. Do not restore from this backup. In an outage: use another copy of the backup (put it in {} and check it with `upgrade-recovery verify`), or copy intact files out with `upgrade-recovery extract PATH --to DIR`.",
+        host.dir.display()
+    )
 }
 
 fn next_step(j: &Journal) -> Option<&'static (&'static str, Phase, &'static str)> {
@@ -421,6 +514,9 @@ impl Ctx<'_> {
                     _ => {}
                 }
             }
+            self.lock
+                .note(&format!("recovery step {id} (phase {})", phase.name()));
+            crate::util::interrupt::update(|w| *w = interrupt_where(self.host, &self.j, id, phase));
             fault::point(&format!("{id}:before"));
             let t = Instant::now();
             crate::logger::note(self.opts.quiet, &format!("step {id} started"));
@@ -440,8 +536,9 @@ impl Ctx<'_> {
                     ),
                 );
                 let text = format!(
-                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: fix the cause above, then run `upgrade-recovery restore --resume` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
-                    self.describe()
+                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: fix the cause above, then run `{}` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
+                    self.describe(),
+                    crate::status::resume_command(self.host)
                 );
                 return Err(crate::error::with_code_of(&e, text));
             }
@@ -472,6 +569,14 @@ impl Ctx<'_> {
         }
         let steps = self.j.completed.clone();
         self.remove_resume_unit()?;
+        // Durable before the journal goes: "recovery completed at T".
+        crate::journal::LastRecovery {
+            completed: fsutil::rfc3339(fsutil::unix_now()),
+            started: self.j.started.clone(),
+            backup_created: self.j.backup_created.clone(),
+            steps: steps.len(),
+        }
+        .save(&self.dir)?;
         Journal::remove(&self.dir)?;
         crate::logger::note(true, "recovery complete");
         Ok(Outcome::Done {
@@ -507,7 +612,8 @@ impl Ctx<'_> {
     fn check_rebooted(&self, boot: &str) -> Result<()> {
         if self.j.files_boot_id.as_deref() == Some(boot) && !self.opts.force {
             bail!(
-                "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Run `systemctl reboot`, then `/var/recovery/upgrade-recovery.sh --resume` (or `upgrade-recovery restore --resume`)"
+                "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
+                crate::status::resume_command(self.host)
             );
         }
         Ok(())
@@ -599,7 +705,10 @@ impl Ctx<'_> {
     }
 
     fn preflight(&self) -> Result<()> {
-        verify::require_intact(&self.dir)?;
+        if let Err(e) = verify::require_intact(&self.dir) {
+            let text = format!("{e:#}\n{}", damaged_next(self.host));
+            return Err(crate::error::with_code_of(&e, text));
+        }
         let os = ostree::read(self.host, &self.tools)?;
         let Some(pinned) = &self.m.deployment else {
             return Ok(());
@@ -609,18 +718,37 @@ impl Ctx<'_> {
             return Ok(());
         }
         let what = if active.booted { "booted" } else { "default" };
-        let msg = format!(
-            "the {what} OS deployment is {}, but the backup was taken on {} {}.{} ({}). Restoring files from that OS onto another would mix versions.\n{}The decision table: roll the OS back to the pinned deployment first with `upgrade-recovery rollback` (then reboot), or pass --force to restore anyway",
-            active.short(),
+        let pinned_name = format!(
+            "{} {}.{} ({})",
             pinned.stateroot,
-            &pinned.checksum[..12],
+            &pinned.checksum[..pinned.checksum.len().min(12)],
             pinned.serial,
             pinned.version.as_deref().unwrap_or("?"),
+        );
+        let forced = if self.opts.force {
+            "--force does not skip this check: it would restore the files of one OS onto another. "
+        } else {
+            ""
+        };
+        let msg = format!(
+            "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
+            active.short(),
+            active.short(),
             crate::status::render_os(&os),
         );
-        if self.opts.force {
-            log::warn!("--force: {msg}");
+        if self.opts.other_os {
+            log::warn!(
+                "--restore-onto-other-os: restoring the files of {pinned_name} onto {} ({what}); the node will run files of one OS version on another",
+                active.short()
+            );
             return Ok(());
+        }
+        if self.opts.force {
+            // Named only to the admin who tried to force it, never as an
+            // alternative to the rollback.
+            bail!(
+                "{msg}\n(Only if the pinned deployment can no longer boot and you accept files of another OS version: `--restore-onto-other-os`.)"
+            )
         }
         bail!(msg)
     }

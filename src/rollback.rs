@@ -31,6 +31,11 @@ pub struct Plan {
     pub case: String,
     pub actions: Vec<Action>,
     pub dry_run: bool,
+    /// After this run the pinned deployment is the next default but not
+    /// booted: the node must reboot (without --reboot, nothing reboots).
+    pub reboot_needed: bool,
+    /// What to run next, in a sentence that names the command.
+    pub next: String,
 }
 
 fn same(a: &Deployment, b: &Deployment) -> bool {
@@ -134,14 +139,36 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     let os = ostree::read(host, &tools)?;
     let target = target(host, &os)?;
     let (case, mut actions) = decide(&os, &target, tools.has("rpm-ostree"));
-    if reboot && !actions.contains(&Action::Reboot) && !actions.is_empty() {
+    let booted_is_target = os.active().is_some_and(|d| same(d, &target));
+    let reboot_needed = !actions.is_empty() || !booted_is_target;
+    // Only --reboot reboots: a plain rollback, run once or twice, never does.
+    actions.retain(|a| *a != Action::Reboot);
+    if reboot && reboot_needed {
         actions.push(Action::Reboot);
     }
+    let after = "after the reboot, run `upgrade-recovery status`; it should say the node runs the pinned OS, then run `upgrade-recovery restore`";
+    let next = if dry_run && reboot_needed {
+        format!(
+            "nothing was changed (--dry-run); do it with `upgrade-recovery rollback --reboot`; {after}"
+        )
+    } else if reboot && reboot_needed {
+        format!("the node reboots now; {after}")
+    } else if reboot_needed {
+        format!("reboot into the pinned deployment with `systemctl reboot`; {after}")
+    } else {
+        let st = crate::status::assess(host, Some(&os));
+        format!(
+            "nothing to do: the pinned deployment is booted. The node now: {}. Next: {}",
+            st.text, st.next
+        )
+    };
     let plan = Plan {
         target: target.clone(),
         case,
         actions: actions.clone(),
         dry_run,
+        reboot_needed,
+        next,
     };
     if dry_run {
         return Ok(plan);
@@ -223,7 +250,7 @@ pub fn render(p: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Target: {} (pinned at backup)", p.target.short());
     let _ = writeln!(s, "Case: {}", p.case);
-    if p.actions.is_empty() {
+    if p.actions.is_empty() && !p.reboot_needed {
         let _ = writeln!(s, "Nothing to do.");
     }
     for a in &p.actions {
@@ -240,8 +267,9 @@ pub fn render(p: &Plan) -> String {
             if p.dry_run { "would run: " } else { "ran: " }
         );
     }
-    if !p.dry_run && !p.actions.is_empty() && !p.actions.contains(&Action::Reboot) {
-        let _ = writeln!(s, "The pinned deployment is the next default. Reboot (`systemctl reboot`), then run `upgrade-recovery restore`.");
+    if !p.dry_run && p.reboot_needed {
+        let _ = writeln!(s, "The pinned deployment is the next default.");
     }
+    let _ = writeln!(s, "Next: {}", p.next);
     s
 }

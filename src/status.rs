@@ -5,7 +5,7 @@ use crate::cmd::Tools;
 use crate::etcd;
 use crate::fsutil::human;
 use crate::host::Host;
-use crate::journal::Journal;
+use crate::journal::{Journal, LastRecovery};
 use crate::manifest::Manifest;
 use crate::ostree::{self, BootedFrom, OsState};
 use crate::recovery;
@@ -22,7 +22,331 @@ pub struct Status {
     pub backup: BackupSummary,
     pub recovery: Recovery,
     pub etcd: EtcdSummary,
+    /// Which of the states of the procedure the node is in.
+    pub state: State,
+    /// That state in a sentence.
+    pub state_text: String,
+    /// What to do next, in a sentence that names the command.
     pub next: String,
+    /// The exact next command alone.
+    pub next_command: String,
+}
+
+/// Where the node stands in the documented procedure.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum State {
+    NoBackup,
+    BackupDamaged {
+        problem: String,
+    },
+    BackupReady,
+    /// Another OS than the one pinned at backup is booted (after a failed
+    /// upgrade: roll back).
+    UpgradedOsBooted {
+        active: String,
+        pinned: String,
+    },
+    /// The pinned deployment is the next default but not booted yet.
+    RollbackDoneRebootPending {
+        active: String,
+        pinned: String,
+    },
+    /// The deployment pinned at backup is no longer deployed.
+    PinnedDeploymentGone {
+        pinned: String,
+    },
+    FilesDoneRebootPending,
+    RecoveryRunning {
+        pid: u32,
+        doing: Option<String>,
+    },
+    RecoveryStopped {
+        step: String,
+        error: Option<String>,
+    },
+    RecoveryCompleted {
+        at: String,
+    },
+    JournalUnreadable {
+        error: String,
+    },
+    LegacyRecovery {
+        record: String,
+    },
+    /// Another run (a backup) holds the lock.
+    OtherRunActive {
+        pid: u32,
+    },
+}
+
+/// The state, its sentence, the next step in a sentence, the command alone.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub state: State,
+    pub text: String,
+    pub next: String,
+    pub command: String,
+}
+
+/// The wrapper command that continues a recovery, as the docs write it.
+pub fn resume_command(host: &Host) -> String {
+    format!("{}/upgrade-recovery.sh --resume", host.dir.display())
+}
+
+/// Cheap checks that a backup is complete (the full check is `verify`):
+/// the manifest loads and every part it lists is there with its size.
+fn backup_problem(dir: &std::path::Path, m: &Manifest) -> Option<String> {
+    let mut parts: Vec<(String, u64)> = m
+        .trees
+        .iter()
+        .map(|t| (t.archive.clone(), t.stats.archive_bytes))
+        .collect();
+    if let Some(e) = &m.etcd {
+        parts.push((e.file.clone(), e.size));
+    }
+    if let Some(sp) = &m.static_pods {
+        parts.push((sp.file.clone(), sp.size));
+    }
+    for (file, size) in parts {
+        match std::fs::metadata(dir.join(&file)) {
+            Err(_) => return Some(format!("{file} is missing")),
+            Ok(md) if md.len() != size => {
+                return Some(format!(
+                    "{file} has {} bytes, the manifest says {size}",
+                    md.len()
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
+/// Where the node stands, from the backup dir, the lock, the journal and the
+/// OS deployments (no etcd, no network): shared by `status`, `restore`'s
+/// refusals and `rollback`.
+pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
+    let dir = host.backup_dir();
+    let resume = resume_command(host);
+    let a = |state: State, text: String, next: String, command: &str| Assessment {
+        state,
+        text,
+        next,
+        command: command.to_string(),
+    };
+    if let Some((pid, doing)) = crate::lock::holder(&dir) {
+        let running_recovery = doing.as_deref().is_some_and(|d| d.starts_with("recovery"));
+        if running_recovery || Journal::path(&dir).exists() {
+            return a(
+                State::RecoveryRunning {
+                    pid,
+                    doing: doing.clone(),
+                },
+                format!(
+                    "a recovery is running now (pid {pid}){}",
+                    doing.map(|d| format!(": {d}")).unwrap_or_default()
+                ),
+                "let it run; follow it with `journalctl -t upgrade-recovery -f`, or look again with `upgrade-recovery status`".into(),
+                "upgrade-recovery status",
+            );
+        }
+        return a(
+            State::OtherRunActive { pid },
+            format!(
+                "another upgrade-recovery run (pid {pid}{}) holds {}",
+                doing.map(|d| format!(", {d}")).unwrap_or_default(),
+                host.dir.join(crate::lock::FILE).display()
+            ),
+            "wait for it to end, then look again with `upgrade-recovery status`".into(),
+            "upgrade-recovery status",
+        );
+    }
+    match Journal::load(&dir) {
+        Err(e) => {
+            return a(
+                State::JournalUnreadable {
+                    error: format!("{e:#}"),
+                },
+                "a recovery was under way but its journal cannot be read".into(),
+                "start the recovery over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
+                "upgrade-recovery restore --restart",
+            )
+        }
+        Ok(Some(j)) => {
+            let next = recovery::STEPS.iter().find(|s| !j.is_done(s.0));
+            let boot = host.boot_id().ok();
+            if next.is_some_and(|s| s.0 == "cluster-selinux-permissive")
+                && j.files_boot_id.is_some()
+                && j.files_boot_id == boot
+            {
+                return a(
+                    State::FilesDoneRebootPending,
+                    "the recovery's files phase is done; the node has not rebooted since".into(),
+                    format!("reboot first (`systemctl reboot`), then run `{resume}`"),
+                    "systemctl reboot",
+                );
+            }
+            let step = next.map_or("none", |s| s.0).to_string();
+            let phase = next.map_or("done", |s| s.1.name());
+            let error = j.failed.as_ref().map(|f| f.error.clone());
+            let text = match &j.failed {
+                Some(f) => format!(
+                    "the recovery stopped at step {} (phase {phase}), which failed: {}; {} of {} steps done",
+                    f.step,
+                    f.error,
+                    j.completed.len(),
+                    recovery::STEPS.len()
+                ),
+                None => format!(
+                    "the recovery stopped before step {step} (phase {phase}); {} of {} steps done",
+                    j.completed.len(),
+                    recovery::STEPS.len()
+                ),
+            };
+            let next = if j.failed.is_some() {
+                format!("fix the cause above, then continue with `{resume}`")
+            } else {
+                format!("continue with `{resume}`")
+            };
+            return a(
+                State::RecoveryStopped {
+                    step: j.failed.as_ref().map_or(step, |f| f.step.clone()),
+                    error,
+                },
+                text,
+                next,
+                &resume,
+            );
+        }
+        Ok(None) => {}
+    }
+    let legacy = dir.join(crate::backup::LEGACY_PROGRESS);
+    if legacy.exists() {
+        return a(
+            State::LegacyRecovery {
+                record: legacy.display().to_string(),
+            },
+            format!(
+                "{} shows a recovery started by the old upgrade-recovery.sh",
+                legacy.display()
+            ),
+            "start it over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
+            "upgrade-recovery restore --restart",
+        );
+    }
+    let m = match Manifest::load(&dir) {
+        Ok(m) => m,
+        Err(e) => {
+            let has_parts = std::fs::read_dir(&dir).is_ok_and(|rd| {
+                rd.flatten().any(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.ends_with(".tar.zst") || n == "cluster"
+                })
+            });
+            if !dir.join(crate::manifest::FILE).exists() && !has_parts {
+                return a(
+                    State::NoBackup,
+                    format!("there is no backup in {}", host.dir.display()),
+                    "take one while the node is healthy, before the upgrade: `upgrade-recovery backup`".into(),
+                    "upgrade-recovery backup",
+                );
+            }
+            return damaged(host, format!("{e:#}"));
+        }
+    };
+    if let Some(p) = backup_problem(&dir, &m) {
+        return damaged(host, p);
+    }
+    let last = LastRecovery::load(&dir).filter(|l| l.backup_created == m.created);
+    let (Some(os), Some(pinned)) = (os, m.deployment.as_ref()) else {
+        return ready(last);
+    };
+    let pinned_name = format!(
+        "{} {}.{}",
+        pinned.stateroot,
+        &pinned.checksum[..pinned.checksum.len().min(12)],
+        pinned.serial
+    );
+    let is_pinned =
+        |d: &crate::ostree::Deployment| d.checksum == pinned.checksum && d.serial == pinned.serial;
+    if !os.deployments.iter().any(is_pinned) {
+        return a(
+            State::PinnedDeploymentGone {
+                pinned: pinned_name.clone(),
+            },
+            format!("the deployment pinned at backup ({pinned_name}) is no longer deployed: the OS cannot be rolled back to it"),
+            "look at the deployments with `ostree admin status`; restoring this backup onto another OS is not a recovery".into(),
+            "ostree admin status",
+        );
+    }
+    let Some(active) = os.active() else {
+        return ready(last);
+    };
+    if is_pinned(active) {
+        return ready(last);
+    }
+    if os.default_deployment().is_some_and(is_pinned) {
+        return a(
+            State::RollbackDoneRebootPending {
+                active: active.short(),
+                pinned: pinned_name,
+            },
+            format!(
+                "the OS rollback is done: the pinned deployment is the next default, but {} is still booted",
+                active.short()
+            ),
+            "reboot into it (`systemctl reboot`), then run `upgrade-recovery restore`".into(),
+            "systemctl reboot",
+        );
+    }
+    a(
+        State::UpgradedOsBooted {
+            active: active.short(),
+            pinned: pinned_name.clone(),
+        },
+        format!(
+            "another OS than the one of the backup is booted ({}; the backup pinned {pinned_name}): the upgrade changed the OS",
+            active.short()
+        ),
+        "if the upgrade failed, roll the OS back first: `upgrade-recovery rollback --reboot`; after the reboot, `upgrade-recovery restore`".into(),
+        "upgrade-recovery rollback --reboot",
+    )
+}
+
+fn damaged(host: &Host, problem: String) -> Assessment {
+    Assessment {
+        text: format!("the backup in {} is damaged: {problem}", host.dir.display()),
+        state: State::BackupDamaged { problem },
+        next: format!(
+            "do not restore from it. `upgrade-recovery verify` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `upgrade-recovery verify`), or copy intact files out with `upgrade-recovery extract PATH --to DIR`",
+            host.dir.display()
+        ),
+        command: "upgrade-recovery verify".into(),
+    }
+}
+
+fn ready(last: Option<LastRecovery>) -> Assessment {
+    match last {
+        Some(l) => Assessment {
+            text: format!(
+                "the recovery completed at {}; the node runs the OS of the backup",
+                l.completed
+            ),
+            state: State::RecoveryCompleted {
+                at: l.completed.clone(),
+            },
+            next: "nothing to do: check the cluster with `oc get clusteroperators`; before the next upgrade, take a new backup (`upgrade-recovery backup`)".into(),
+            command: "oc get clusteroperators".into(),
+        },
+        None => Assessment {
+            state: State::BackupReady,
+            text: "a backup is ready and the node runs the OS deployment it pinned".into(),
+            next: "nothing to do on a healthy node; if the upgrade failed: `upgrade-recovery restore`".into(),
+            command: "upgrade-recovery restore".into(),
+        },
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -66,8 +390,11 @@ pub struct EtcdSummary {
 
 pub fn gather(host: &Host) -> Result<Status> {
     host.require_node()?;
-    let tools = Tools::require(&["ostree"], &["rpm-ostree"])?;
-    let (os, os_error) = match ostree::read(host, &tools) {
+    // status answers without ostree too: the backup and the recovery are
+    // still worth showing in an outage.
+    let (os, os_error) = match Tools::require(&["ostree"], &["rpm-ostree"])
+        .and_then(|tools| ostree::read(host, &tools))
+    {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
@@ -156,23 +483,7 @@ pub fn gather(host: &Host) -> Result<Status> {
             },
         },
     };
-    let next = if recovery.error.is_some() {
-        "the recovery journal is unreadable: start the recovery over with `upgrade-recovery restore --restart`".to_string()
-    } else if recovery.reboot_needed {
-        "the files phase is done: reboot (`systemctl reboot`), then `upgrade-recovery restore --resume`".to_string()
-    } else if let Some(f) = &recovery.failed {
-        format!(
-            "step {} failed: fix the cause, then `upgrade-recovery restore --resume`",
-            f.step
-        )
-    } else if recovery.in_progress {
-        "a recovery is in progress: continue it with `upgrade-recovery restore --resume`"
-            .to_string()
-    } else if backup.exists {
-        "a backup is ready; after a failed upgrade: `upgrade-recovery rollback`, then `upgrade-recovery restore`".to_string()
-    } else {
-        "no backup yet: take one with `upgrade-recovery backup`".to_string()
-    };
+    let st = assess(host, os.as_ref());
     Ok(Status {
         root: host.root.display().to_string(),
         os,
@@ -180,7 +491,10 @@ pub fn gather(host: &Host) -> Result<Status> {
         backup,
         recovery,
         etcd,
-        next,
+        state: st.state,
+        state_text: st.text,
+        next: st.next,
+        next_command: st.command,
     })
 }
 
@@ -247,6 +561,8 @@ pub fn render(st: &Status) -> String {
             human(b.bytes),
             human(b.archive_bytes)
         );
+    } else if let State::BackupDamaged { problem } = &st.state {
+        let _ = writeln!(s, "Backup: DAMAGED in {}: {problem}", b.dir);
     } else {
         let _ = writeln!(s, "Backup: none in {}", b.dir);
     }
@@ -287,18 +603,25 @@ pub fn render(st: &Status) -> String {
                 human(e.db_size.unwrap_or(0).max(0) as u64)
             );
         }
-        (Some(_), false) => {
-            // The error names the endpoint.
+        (Some(ep), false) => {
+            let expected = if r.in_progress {
+                " (expected while the recovery has kubelet stopped)"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 s,
-                "etcd: {}",
-                e.error.as_deref().unwrap_or("does not answer")
+                "etcd: etcd at {ep} is not running or refuses connections{expected}; check it with `crictl ps --name etcd`"
             );
+            if let Some(err) = &e.error {
+                let _ = writeln!(s, "  ({err})");
+            }
         }
         (None, _) => {
             let _ = writeln!(s, "etcd: {}", e.error.as_deref().unwrap_or("unknown"));
         }
     }
+    let _ = writeln!(s, "State: {}", st.state_text);
     let _ = writeln!(s, "Next: {}", st.next);
     s
 }

@@ -123,12 +123,11 @@ fn runs_log_to_the_journal_and_auto_resume_removes_itself() {
         .any(|l| l.contains("recovery complete")));
 
     // A failure goes to the journal too, as an error.
-    let (code, _, _) = run(&["restore", "--resume"]);
-    assert_eq!(
-        code,
-        Some(0),
-        "nothing in progress: a new recovery starts and stops for the reboot"
-    );
+    // Nothing in progress: --resume refuses (issue 12.2), nothing starts.
+    let (code, _, err) = run(&["restore", "--resume"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no recovery is in progress"), "{err}");
+    assert!(!sb.root().join("var/recovery/journal.json").exists());
     std::fs::write(sb.root().join("var/recovery/journal.json"), "{").unwrap();
     let (code, _, _) = run(&["restore", "--resume"]);
     assert_eq!(code, Some(3));

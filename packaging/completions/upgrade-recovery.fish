@@ -51,7 +51,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l level -d 'zstd level' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l etcd-backup -d 'How the etcd snapshot is taken' -r -f -a "native\t'The v3 Snapshot RPC with the node\'s client certs'
 script\t'The node\'s /usr/local/bin/cluster-backup.sh --force'"
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l etcd-timeout -d 'Time limit of the etcd snapshot, in seconds' -r
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l etcd-timeout -d 'Time limit of the etcd snapshot (e.g. 180s, 3m; a bare number is seconds)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l image -d 'An image to back up too (repeatable; implies --with-images)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l dir -d 'The backup directory, as a path on the node' -r -F
@@ -67,7 +67,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l level -d 'zstd level' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l etcd-backup -d 'How the etcd snapshot is taken' -r -f -a "native\t'The v3 Snapshot RPC with the node\'s client certs'
 script\t'The node\'s /usr/local/bin/cluster-backup.sh --force'"
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l etcd-timeout -d 'Time limit of the etcd snapshot, in seconds' -r
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l etcd-timeout -d 'Time limit of the etcd snapshot (e.g. 180s, 3m; a bare number is seconds)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l image -d 'An image to back up too (repeatable; implies --with-images)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l dir -d 'The backup directory, as a path on the node' -r -F
@@ -81,8 +81,8 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l etcd-restore -d 'How etcd is restored' -r -f -a "auto\t'The node\'s cluster-restore.sh when it exists, else native'
 script\t'/usr/local/bin/cluster-restore.sh <dir>/cluster'
 native\t'Move etcd aside, `etcdctl snapshot restore`, extract the resources'"
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l wait-timeout -d 'Time limit of each wait (containers, redeployments), in seconds' -r
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l poll-interval -d 'Time between checks while waiting, in milliseconds' -r
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l wait-timeout -d 'Time limit of each wait (containers, redeployments), e.g. 20m, 1h, 90s; a bare number is seconds' -r
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l poll-interval -d 'Time between checks while waiting (a bare number is milliseconds)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l output -d 'Output format' -r -f -a "text\t''
@@ -90,7 +90,8 @@ json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l resume -d 'Continue the recovery under way after its last completed step'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l restart -d 'Forget the recovery under way and start from the first step'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l step -d 'Stop after each phase'
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l force -d 'Skip the OS deployment check and the reboot check'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l force -d 'Skip the reboot check before the cluster phase (the OS deployment check stays)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l restore-onto-other-os -d 'Last resort: restore the files although another OS deployment than the one pinned at backup is active (roll back instead if you can)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l dry-run -d 'Print the plan with what is done; change nothing'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l auto-resume -d 'After the files phase, install a oneshot unit that runs `restore --resume` on the next boot (it removes itself)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l from-unit -d 'Started by that unit (it is removed first)'

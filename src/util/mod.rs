@@ -1,0 +1,2 @@
+//! Small helpers without node knowledge.
+pub mod interrupt;
