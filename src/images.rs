@@ -446,7 +446,10 @@ mod tests {
         // Malformed: an error naming the file, no guess.
         write(STORAGE_CONF, "[storage\n");
         let e = format!("{:#}", storage_conf_with(&host, None).unwrap_err());
-        assert!(e.contains("etc/containers/storage.conf is malformed"), "{e}");
+        assert!(
+            e.contains("etc/containers/storage.conf is malformed"),
+            "{e}"
+        );
         std::fs::write(host.path(STORAGE_CONF), b"\xff\xfe").unwrap();
         let e = format!("{:#}", storage_conf_with(&host, None).unwrap_err());
         assert!(e.contains("not UTF-8"), "{e}");

@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub mod selinux;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -472,6 +474,8 @@ impl Ctx<'_> {
         }
         let steps = self.j.completed.clone();
         self.remove_resume_unit()?;
+        // Before the journal goes: a crash in between resumes and gets here.
+        selinux::forget(&self.dir)?;
         Journal::remove(&self.dir)?;
         crate::logger::note(true, "recovery complete");
         Ok(Outcome::Done {
@@ -543,8 +547,7 @@ impl Ctx<'_> {
             "preflight" => self.preflight(),
             "selinux-permissive" | "cluster-selinux-permissive" => {
                 if self.j.selinux_mode.is_none() {
-                    let mode = cmd::run_text(&mut self.tools.command("getenforce")?)?;
-                    self.j.selinux_mode = Some(mode.trim().to_string());
+                    self.j.selinux_mode = Some(self.selinux_mode_to_restore()?);
                     self.j.save(&self.dir)?;
                 }
                 if self.j.selinux_mode.as_deref() == Some("Disabled") {
@@ -596,6 +599,29 @@ impl Ctx<'_> {
             r if r.starts_with("redeploy-") => self.redeploy(&r["redeploy-".len()..]),
             other => bail!("unknown step {other}"),
         }
+    }
+
+    /// The mode the first run of the files phase recorded for this backup,
+    /// else the node's mode now, recorded durably before `setenforce 0`.
+    fn selinux_mode_to_restore(&self) -> Result<String> {
+        if let Some(r) = selinux::recorded(&self.dir, &self.m.created) {
+            crate::logger::note(
+                self.opts.quiet,
+                &format!(
+                    "SELinux mode to put back: {} (recorded at {} by the first run of this recovery)",
+                    r.mode,
+                    fsutil::rfc3339(r.at)
+                ),
+            );
+            return Ok(r.mode);
+        }
+        let out = cmd::run_text(&mut self.tools.command("getenforce")?)?;
+        let mode = out.trim();
+        if !selinux::valid(mode) {
+            bail!("getenforce printed '{mode}', not Enforcing, Permissive or Disabled; nothing was changed");
+        }
+        selinux::record(&self.dir, mode, &self.m.created)?;
+        Ok(mode.to_string())
     }
 
     fn preflight(&self) -> Result<()> {
@@ -894,12 +920,13 @@ impl Ctx<'_> {
                     Ok(true)
                 })?;
                 let target = latest + 1;
-                self.j.redeploy_targets.insert(kind.to_string(), target);
-                self.j.save(&self.dir)?;
                 let reason = format!(
                     "{{\"spec\":{{\"forceRedeploymentReason\":\"recovery-{}\"}}}}",
                     fsutil::unix_now()
                 );
+                // The target is recorded only once the patch that makes it
+                // succeeded: a failed patch is not a redeployment to wait
+                // for, and `--resume` patches again.
                 cmd::run(self.oc()?.args([
                     "patch",
                     kind,
@@ -907,13 +934,60 @@ impl Ctx<'_> {
                     "--type=merge",
                     "-p",
                     &reason,
-                ]))?;
+                ]))
+                .with_context(|| {
+                    format!("asking {kind} for a new revision (oc patch {kind} cluster) failed; nothing is recorded, `--resume` asks again")
+                })?;
+                fault::point(&format!("redeploy-{kind}:patched"));
+                self.j.redeploy_targets.insert(kind.to_string(), target);
+                self.j.save(&self.dir)?;
                 target
             }
         };
-        self.wait_until(&format!("{kind} to reach revision {target}"), || {
-            Ok(self.revisions(kind)?.0 >= target)
-        })
+        self.wait_revision(kind, target)
+    }
+
+    /// Wait until `kind`'s node runs revision `target`. The progress lines
+    /// show the current and the wanted revision; a timeout names the
+    /// operator, where it is stuck, and the command to look.
+    fn wait_revision(&self, kind: &str, target: i64) -> Result<()> {
+        let start = Instant::now();
+        let mut last_log = Instant::now();
+        let look = format!("oc get {kind} cluster -o yaml");
+        loop {
+            let (now, err) = match self.revisions(kind) {
+                Ok((cur, _)) if cur >= target => return Ok(()),
+                Ok((cur, latest)) => (
+                    format!("at revision {cur}, wanted {target} (latest available {latest})"),
+                    None,
+                ),
+                Err(e) => {
+                    log::info!("{kind}: {e:#}");
+                    ("revision unknown".to_string(), Some(format!("{e:#}")))
+                }
+            };
+            let why = err
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            if start.elapsed() > self.opts.wait {
+                bail!(
+                    "timed out after {}s: {kind} is stuck {now}{why}. Look with `{look}` (status.conditions and status.nodeStatuses say why); once it moves, `upgrade-recovery restore --resume` waits again without a new redeployment",
+                    self.opts.wait.as_secs()
+                );
+            }
+            if last_log.elapsed() > Duration::from_secs(30) {
+                crate::logger::note(
+                    self.opts.quiet,
+                    &format!(
+                        "still waiting for {kind}: {now} ({:.0}s of {}s){why}",
+                        start.elapsed().as_secs_f64(),
+                        self.opts.wait.as_secs()
+                    ),
+                );
+                last_log = Instant::now();
+            }
+            std::thread::sleep(self.opts.poll);
+        }
     }
 }
 
