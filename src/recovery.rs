@@ -10,13 +10,14 @@ use crate::fsutil;
 use crate::host::Host;
 use crate::journal::{Done, Failure, Journal};
 use crate::manifest::{Manifest, Tree};
-use crate::{etcd, lock, ostree, verify};
+use crate::{etcd, lock, ostree};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub mod checks;
 pub mod selinux;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -252,6 +253,8 @@ struct Ctx<'a> {
     m: Manifest,
     dir: PathBuf,
     j: Journal,
+    /// Phases whose backup parts this run checked (recovery/checks.rs).
+    checked: Vec<Phase>,
 }
 
 fn required_tools(etcd_mode: EtcdRestore) -> (Vec<&'static str>, Vec<&'static str>) {
@@ -354,6 +357,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         m,
         dir,
         j,
+        checked: Vec::new(),
     };
     if fresh {
         // Before the first change, and before a journal exists: a refusal
@@ -422,6 +426,10 @@ impl Ctx<'_> {
                     }
                     _ => {}
                 }
+            }
+            // Before the phase's first change in this run: the parts it reads.
+            if !self.checked.contains(&phase) {
+                self.check_phase(phase)?;
             }
             fault::point(&format!("{id}:before"));
             let t = Instant::now();
@@ -624,8 +632,57 @@ impl Ctx<'_> {
         Ok(mode.to_string())
     }
 
-    fn preflight(&self) -> Result<()> {
-        verify::require_intact(&self.dir)?;
+    /// Check the backup parts the rest of `phase` reads (one read each);
+    /// damage is exit 4 with nothing changed in that phase.
+    fn check_phase(&mut self, phase: Phase) -> Result<()> {
+        let steps = checks::remaining(phase, |id| self.j.is_done(id));
+        let parts = checks::parts_for(&self.m, &steps);
+        if !parts.is_empty() {
+            let names: Vec<&str> = parts.iter().map(|p| p.name()).collect();
+            crate::logger::note(
+                self.opts.quiet,
+                &format!(
+                    "phase {}: checking the backup parts it reads: {}",
+                    phase.name(),
+                    names.join(", ")
+                ),
+            );
+        }
+        let problems = checks::check(&self.dir, &self.m, &parts);
+        if !problems.is_empty() {
+            let started = self.j.completed.iter().any(|d| d.id != "preflight");
+            let next = if started {
+                "upgrade-recovery restore --resume"
+            } else {
+                "upgrade-recovery restore"
+            };
+            return Err(Fail::Backup(format!(
+                "the backup parts that phase {phase} needs are damaged; nothing was changed in this phase (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy) and run `{next}`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+                phase = phase.name(),
+                state = self.describe(),
+                list = problems.join("\n  "),
+                dir = self.dir.display(),
+            ))
+            .into());
+        }
+        self.checked.push(phase);
+        Ok(())
+    }
+
+    fn preflight(&mut self) -> Result<()> {
+        // Every part is there with its recorded size (a look, no read); the
+        // bytes of each are checked by the phase that reads them.
+        let all: Vec<&str> = STEPS.iter().map(|s| s.0).collect();
+        let problems = checks::sizes(&self.dir, &checks::parts_for(&self.m, &all));
+        if !problems.is_empty() {
+            return Err(Fail::Backup(format!(
+                "the backup in {} is damaged; nothing was changed:\n  {}\nIn an outage: put another copy of the backup there and run `upgrade-recovery restore`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+                self.dir.display(),
+                problems.join("\n  ")
+            ))
+            .into());
+        }
+        self.check_phase(Phase::Files)?;
         let os = ostree::read(self.host, &self.tools)?;
         let Some(pinned) = &self.m.deployment else {
             return Ok(());
@@ -660,6 +717,11 @@ impl Ctx<'_> {
     fn restore_tree(&self, name: &str) -> Result<()> {
         let t = self.tree(name)?;
         let archive = self.dir.join(&t.archive);
+        let phase = if name == "kubelet" {
+            Phase::Cluster
+        } else {
+            Phase::Files
+        };
         let (target, opts) = if t.source == "/" {
             (
                 self.host.root.clone(),
@@ -672,19 +734,25 @@ impl Ctx<'_> {
             (
                 archive::resolve_top(&self.host.root, &t.source)?,
                 SyncOptions {
-                    excludes: t.excludes.iter().map(|e| e.as_bytes().to_vec()).collect(),
+                    excludes: self.excludes(t)?,
                     delete: true,
                     ..SyncOptions::default()
                 },
             )
         };
-        let st = archive::restore_tree(
-            &archive,
-            &t.stats.sha256,
-            t.stats.archive_bytes,
-            &target,
-            &opts,
-        )?;
+        // The phase check of this run read the archive once already: no
+        // second hash here (the sync checks every file's own sha256).
+        let st = if self.checked.contains(&phase) {
+            archive::sync_tree(&archive, &target, &opts)?
+        } else {
+            archive::restore_tree(
+                &archive,
+                &t.stats.sha256,
+                t.stats.archive_bytes,
+                &target,
+                &opts,
+            )?
+        };
         crate::logger::note(
             self.opts.quiet,
             &format!(
@@ -706,6 +774,30 @@ impl Ctx<'_> {
             ),
         );
         Ok(())
+    }
+
+    /// What the restore of `t` leaves alone: for /etc, the backup's
+    /// `etc.exclude.list` read as rsync reads `--exclude-from` (the admin
+    /// may have edited it, as with the old script); without that file, the
+    /// list the manifest recorded, with the same meaning.
+    fn excludes(&self, t: &Tree) -> Result<archive::exclude::Excludes> {
+        if t.name != "etc" {
+            return Ok(archive::exclude::Excludes::parse(
+                t.excludes.join("\n").as_bytes(),
+            ));
+        }
+        match checks::exclude_list(&self.dir).map_err(Fail::Backup)? {
+            Some(b) => Ok(archive::exclude::Excludes::parse(&b)),
+            None => {
+                log::warn!(
+                    "{} is not in the backup: using the exclude list recorded in the manifest",
+                    crate::backup::EXCLUDE_LIST
+                );
+                Ok(archive::exclude::Excludes::parse(
+                    t.excludes.join("\n").as_bytes(),
+                ))
+            }
+        }
     }
 
     fn containers(&self) -> Result<BTreeMap<String, String>> {
