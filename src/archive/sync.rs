@@ -528,6 +528,21 @@ impl Syncer {
                     self.stats.skipped_mounts.push(show(&path));
                     continue;
                 }
+                if is_dir && !self.opts.excludes.is_empty() {
+                    // As rsync --delete: what the excludes protect below a
+                    // deleted directory stays, and so does the directory.
+                    let sub = fsops::open_read(dir, &name, true)?;
+                    self.prune(sub.as_fd(), &path)?;
+                    drop(sub);
+                    match fs::unlinkat(dir, &name, AtFlags::REMOVEDIR) {
+                        Ok(()) => self.stats.deleted += 1,
+                        Err(Errno::NOTEMPTY) => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("removing {}", show(&path)))
+                        }
+                    }
+                    continue;
+                }
                 self.remove(dir, &name, &st)
                     .with_context(|| format!("removing {}", show(&path)))?;
                 self.stats.deleted += 1;
