@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod checks;
+pub mod durable;
 pub mod selinux;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -498,6 +499,11 @@ impl Ctx<'_> {
         fsutil::write_atomic(&p, text.as_bytes(), 0o644)?;
         self.systemctl(&["daemon-reload"])?;
         self.systemctl(&["enable", RESUME_UNIT])?;
+        // Durable: the unit and its link, before the journal says "reboot".
+        durable::fs_of(
+            "install-resume-unit",
+            &self.host.path("/etc/systemd/system"),
+        )?;
         crate::logger::note(
             self.opts.quiet,
             &format!("installed {RESUME_UNIT}: the recovery continues by itself after the reboot"),
@@ -511,6 +517,8 @@ impl Ctx<'_> {
         if p.exists() {
             let _ = self.systemctl(&["disable", RESUME_UNIT]);
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            // Durable: the unit never runs again, even after a power loss.
+            durable::fs_of("remove-resume-unit", &self.host.path("/etc/systemd/system"))?;
             self.systemctl(&["daemon-reload"])?;
         }
         Ok(())
@@ -573,16 +581,20 @@ impl Ctx<'_> {
             }
             "stop-crio" => self.systemctl(&["stop", "crio.service"]).map(drop),
             "wipe-crio" => cmd::run(self.tools.command("crio")?.args(["wipe", "-f"])).map(drop),
-            "restore-usr-local" => self.restore_tree("local"),
-            "restore-etc" => self.restore_tree("etc"),
-            "restore-extras" => self.restore_tree("extras"),
+            "restore-usr-local" => self.restore_tree(id, "local"),
+            "restore-etc" => self.restore_tree(id, "etc"),
+            "restore-extras" => self.restore_tree(id, "extras"),
             "daemon-reload" => self.systemctl(&["daemon-reload"]).map(drop),
-            "disable-kubelet" => self.systemctl(&["disable", "kubelet.service"]).map(drop),
+            "disable-kubelet" => {
+                self.systemctl(&["disable", "kubelet.service"])?;
+                // Durable: systemctl removed the wants/ links without a sync.
+                durable::fs_of(id, &self.host.path("/etc/systemd/system"))
+            }
             "selinux-restore" | "cluster-selinux-restore" => match self.j.selinux_mode.as_deref() {
                 Some("Enforcing") => cmd::run(self.tools.command("setenforce")?.arg("1")).map(drop),
                 _ => Ok(()),
             },
-            "restore-kubelet" => self.restore_tree("kubelet"),
+            "restore-kubelet" => self.restore_tree(id, "kubelet"),
             "start-crio" => {
                 if !self.is_active("crio.service")? {
                     self.systemctl(&["start", "crio.service"])?;
@@ -601,7 +613,11 @@ impl Ctx<'_> {
                 crate::images::load(self.host, &self.tools, &self.dir, &self.m.images)
             }
             "restart-kubelet" => self.systemctl(&["restart", "kubelet.service"]).map(drop),
-            "enable-kubelet" => self.systemctl(&["enable", "kubelet.service"]).map(drop),
+            "enable-kubelet" => {
+                self.systemctl(&["enable", "kubelet.service"])?;
+                // Durable: the wants/ link systemctl made.
+                durable::fs_of(id, &self.host.path("/etc/systemd/system"))
+            }
             "restart-crio" => self.systemctl(&["restart", "crio.service"]).map(drop),
             "wait-containers" => self.wait_containers(),
             r if r.starts_with("redeploy-") => self.redeploy(&r["redeploy-".len()..]),
@@ -714,7 +730,7 @@ impl Ctx<'_> {
             .with_context(|| format!("the backup has no {name} tree"))
     }
 
-    fn restore_tree(&self, name: &str) -> Result<()> {
+    fn restore_tree(&self, id: &str, name: &str) -> Result<()> {
         let t = self.tree(name)?;
         let archive = self.dir.join(&t.archive);
         let phase = if name == "kubelet" {
@@ -753,6 +769,21 @@ impl Ctx<'_> {
                 &opts,
             )?
         };
+        // Durable: the tree sync ends with a syncfs of the target's file
+        // system; the extras lie on several (/etc on the root, others on
+        // /var...): each file system touched is synced.
+        if t.source == "/" {
+            let paths: Vec<PathBuf> = t
+                .only
+                .iter()
+                .flatten()
+                .map(|p| self.host.path(p))
+                .chain([self.host.root.clone()])
+                .collect();
+            durable::each_fs(id, paths.iter().map(PathBuf::as_path))?;
+        } else {
+            durable::fs_of(id, &target)?;
+        }
         crate::logger::note(
             self.opts.quiet,
             &format!(
@@ -857,7 +888,10 @@ impl Ctx<'_> {
         if self.etcd_mode == EtcdRestore::Script {
             let mut c = std::process::Command::new(self.host.path(CLUSTER_RESTORE));
             c.arg(self.dir.join("cluster"));
-            return cmd::run_timeout(&mut c, self.opts.wait).map(drop);
+            cmd::run_timeout(&mut c, self.opts.wait)?;
+            // Durable: what the script restored (etcd data, manifests).
+            durable::fs_of("restore-etcd", &self.host.path("/var/lib/etcd"))?;
+            return durable::fs_of("restore-etcd", &self.host.path("/etc/kubernetes"));
         }
         let snap = self.dir.join(
             &self
@@ -893,7 +927,9 @@ impl Ctx<'_> {
                     aside.display()
                 );
             }
-            Ok(())
+            // Durable: the rename, in both parent dirs.
+            durable::dir("manifest-aside", manifest.parent().unwrap())?;
+            durable::dir("manifest-aside", aside.parent().unwrap())
         })?;
         // 2. Wait until the etcd containers are gone.
         self.sub("etcd-stopped", |c| {
@@ -916,6 +952,12 @@ impl Ctx<'_> {
                 }
                 std::fs::create_dir_all(saved.parent().unwrap())?;
                 std::fs::rename(&member, &saved).context("moving the etcd data aside")?;
+            }
+            // Durable: the renames, in both parent dirs.
+            for d in [data.as_path(), saved.parent().unwrap()] {
+                if d.is_dir() {
+                    durable::dir("member-saved", d)?;
+                }
             }
             Ok(())
         })?;
@@ -948,7 +990,10 @@ impl Ctx<'_> {
             std::fs::rename(tmp.join("member"), &member)
                 .context("moving the restored member into place")?;
             std::fs::remove_dir_all(&tmp)?;
-            fsutil::fsync_dir(&data)
+            // Durable: the restored member's files, and the renames.
+            durable::fs_of("snapshot-restored", &member)?;
+            durable::dir("snapshot-restored", &data)?;
+            durable::dir("snapshot-restored", tmp.parent().unwrap())
         })?;
         // 5. The static-pod resources of the backup under /etc/kubernetes.
         self.sub("resources-extracted", |c| {
@@ -961,15 +1006,18 @@ impl Ctx<'_> {
                     .arg("-xzpf")
                     .arg(&res)
                     .arg("--no-same-owner"),
-            )
-            .map(drop)
+            )?;
+            // Durable: tar wrote the resources without a sync.
+            durable::fs_of("resources-extracted", &dest)
         })?;
         // 6. etcd back: its manifest into the manifests dir.
         self.sub("manifest-back", |_| {
             if aside.exists() {
                 std::fs::rename(&aside, &manifest).context("putting the etcd manifest back")?;
             }
-            Ok(())
+            // Durable: the rename, in both parent dirs.
+            durable::dir("manifest-back", manifest.parent().unwrap())?;
+            durable::dir("manifest-back", aside.parent().unwrap())
         })?;
         self.j.etcd_restore.clear();
         Ok(())

@@ -242,6 +242,12 @@ pub fn resolve_top(root: &Path, node_path: &str) -> Result<PathBuf> {
     Ok(resolved)
 }
 
+/// Parse an exclude list (`etc.exclude.list`, `tree sync --exclude-from`)
+/// with rsync `--exclude-from` semantics: see exclude.rs.
+pub fn parse_excludes(text: &str) -> exclude::Excludes {
+    exclude::Excludes::parse(text.as_bytes())
+}
+
 /// Check an archive file against its recorded sha256 and size (every byte
 /// of the archive, which carries every file's sha256 too), then sync the
 /// target to it. A damaged archive changes nothing.
