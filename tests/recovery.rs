@@ -279,8 +279,9 @@ fn a_crash_before_any_step_then_resume_reaches_the_same_end() {
 fn refusals_before_any_change() {
     let sb = Sandbox::new();
     let _before = take_backup(&sb);
-    // A damaged backup: exit 4, nothing changed, no journal.
-    let k = sb.root().join("var/recovery/kubelet.tar.zst");
+    // A damaged backup (a part the files phase reads; the kubelet archive
+    // is checked by the cluster phase): exit 4, nothing changed, no journal.
+    let k = sb.root().join("var/recovery/etc.tar.zst");
     let good = std::fs::read(&k).unwrap();
     let mut bad = good.clone();
     let mid = bad.len() / 2;
@@ -289,7 +290,7 @@ fn refusals_before_any_change() {
     let calls = sb.calls().len();
     let (code, _, err) = restore(&sb, &[], None);
     assert_eq!(code, Some(4), "{err}");
-    assert!(err.contains("kubelet.tar.zst"), "{err}");
+    assert!(err.contains("etc.tar.zst"), "{err}");
     assert_eq!(
         sb.calls().len(),
         calls,
