@@ -187,6 +187,8 @@ pub struct Image {
 
 pub struct Store {
     transport: String,
+    /// The graphroot under the root, synced after images are put back.
+    pub graphroot: PathBuf,
 }
 
 impl Store {
@@ -200,6 +202,7 @@ impl Store {
             file.map_or("the built-in defaults".into(), |f| f.display().to_string())
         );
         Ok(Store {
+            graphroot: host.path(&c.graphroot),
             transport: format!(
                 "containers-storage:[{}@{}+{}]",
                 c.driver,
@@ -358,6 +361,9 @@ pub fn load(host: &Host, tools: &Tools, dir: &Path, images: &[Image]) -> Result<
         ]))
         .with_context(|| format!("putting back the image {}", i.reference))?;
     }
+    // Durable before the journal says restore-images is done: skopeo does
+    // not sync what it wrote.
+    crate::recovery::durable::fs_of("restore-images", &store.graphroot)?;
     Ok(())
 }
 
