@@ -692,8 +692,10 @@ fn tree_op(out: Output, op: &TreeOp) -> Result<()> {
             exclude_from,
         } => {
             let excludes = match exclude_from {
-                Some(f) => archive::parse_excludes(&std::fs::read_to_string(f)?),
-                None => Vec::new(),
+                Some(f) => archive::exclude::Excludes::parse(
+                    &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => Default::default(),
             };
             let (sha, size) = verify::file_sha256(file)?;
             let st = archive::restore_tree(

@@ -4,6 +4,17 @@
 /// Die here if the environment asks for it; or, with
 /// `UPGRADE_RECOVERY_PAUSE_AT=<point>`, wait there (for signal tests).
 pub fn point(name: &str) {
+    // Where a journal entry follows: tests check the syncs come before.
+    if let Some(p) = std::env::var_os("UPGRADE_RECOVERY_SYNC_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            let _ = writeln!(f, "point {name}");
+        }
+    }
     if std::env::var("UPGRADE_RECOVERY_PAUSE_AT").is_ok_and(|v| v == name) {
         eprintln!("upgrade-recovery: fault injection: paused at {name}");
         std::thread::sleep(std::time::Duration::from_secs(60));

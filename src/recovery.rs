@@ -10,12 +10,16 @@ use crate::fsutil;
 use crate::host::Host;
 use crate::journal::{Done, Failure, Journal};
 use crate::manifest::{Manifest, Tree};
-use crate::{etcd, lock, ostree, verify};
+use crate::{etcd, lock, ostree};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+pub mod checks;
+pub mod durable;
+pub mod selinux;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -254,6 +258,8 @@ struct Ctx<'a> {
     m: Manifest,
     dir: PathBuf,
     j: Journal,
+    /// Phases whose backup parts this run checked (recovery/checks.rs).
+    checked: Vec<Phase>,
 }
 
 fn required_tools(etcd_mode: EtcdRestore) -> (Vec<&'static str>, Vec<&'static str>) {
@@ -388,6 +394,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         m,
         dir,
         j,
+        checked: Vec::new(),
     };
     if fresh {
         // Before the first change, and before a journal exists: a refusal
@@ -517,6 +524,10 @@ impl Ctx<'_> {
             self.lock
                 .note(&format!("recovery step {id} (phase {})", phase.name()));
             crate::util::interrupt::update(|w| *w = interrupt_where(self.host, &self.j, id, phase));
+            // Before the phase's first change in this run: the parts it reads.
+            if !self.checked.contains(&phase) {
+                self.check_phase(phase)?;
+            }
             fault::point(&format!("{id}:before"));
             let t = Instant::now();
             crate::logger::note(self.opts.quiet, &format!("step {id} started"));
@@ -577,6 +588,8 @@ impl Ctx<'_> {
             steps: steps.len(),
         }
         .save(&self.dir)?;
+        // Before the journal goes: a crash in between resumes and gets here.
+        selinux::forget(&self.dir)?;
         Journal::remove(&self.dir)?;
         crate::logger::note(true, "recovery complete");
         Ok(Outcome::Done {
@@ -591,6 +604,11 @@ impl Ctx<'_> {
         fsutil::write_atomic(&p, text.as_bytes(), 0o644)?;
         self.systemctl(&["daemon-reload"])?;
         self.systemctl(&["enable", RESUME_UNIT])?;
+        // Durable: the unit and its link, before the journal says "reboot".
+        durable::fs_of(
+            "install-resume-unit",
+            &self.host.path("/etc/systemd/system"),
+        )?;
         crate::logger::note(
             self.opts.quiet,
             &format!("installed {RESUME_UNIT}: the recovery continues by itself after the reboot"),
@@ -604,6 +622,8 @@ impl Ctx<'_> {
         if p.exists() {
             let _ = self.systemctl(&["disable", RESUME_UNIT]);
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            // Durable: the unit never runs again, even after a power loss.
+            durable::fs_of("remove-resume-unit", &self.host.path("/etc/systemd/system"))?;
             self.systemctl(&["daemon-reload"])?;
         }
         Ok(())
@@ -649,8 +669,7 @@ impl Ctx<'_> {
             "preflight" => self.preflight(),
             "selinux-permissive" | "cluster-selinux-permissive" => {
                 if self.j.selinux_mode.is_none() {
-                    let mode = cmd::run_text(&mut self.tools.command("getenforce")?)?;
-                    self.j.selinux_mode = Some(mode.trim().to_string());
+                    self.j.selinux_mode = Some(self.selinux_mode_to_restore()?);
                     self.j.save(&self.dir)?;
                 }
                 if self.j.selinux_mode.as_deref() == Some("Disabled") {
@@ -668,16 +687,20 @@ impl Ctx<'_> {
             }
             "stop-crio" => self.systemctl(&["stop", "crio.service"]).map(drop),
             "wipe-crio" => cmd::run(self.tools.command("crio")?.args(["wipe", "-f"])).map(drop),
-            "restore-usr-local" => self.restore_tree("local"),
-            "restore-etc" => self.restore_tree("etc"),
-            "restore-extras" => self.restore_tree("extras"),
+            "restore-usr-local" => self.restore_tree(id, "local"),
+            "restore-etc" => self.restore_tree(id, "etc"),
+            "restore-extras" => self.restore_tree(id, "extras"),
             "daemon-reload" => self.systemctl(&["daemon-reload"]).map(drop),
-            "disable-kubelet" => self.systemctl(&["disable", "kubelet.service"]).map(drop),
+            "disable-kubelet" => {
+                self.systemctl(&["disable", "kubelet.service"])?;
+                // Durable: systemctl removed the wants/ links without a sync.
+                durable::fs_of(id, &self.host.path("/etc/systemd/system"))
+            }
             "selinux-restore" | "cluster-selinux-restore" => match self.j.selinux_mode.as_deref() {
                 Some("Enforcing") => cmd::run(self.tools.command("setenforce")?.arg("1")).map(drop),
                 _ => Ok(()),
             },
-            "restore-kubelet" => self.restore_tree("kubelet"),
+            "restore-kubelet" => self.restore_tree(id, "kubelet"),
             "start-crio" => {
                 if !self.is_active("crio.service")? {
                     self.systemctl(&["start", "crio.service"])?;
@@ -696,7 +719,11 @@ impl Ctx<'_> {
                 crate::images::load(self.host, &self.tools, &self.dir, &self.m.images)
             }
             "restart-kubelet" => self.systemctl(&["restart", "kubelet.service"]).map(drop),
-            "enable-kubelet" => self.systemctl(&["enable", "kubelet.service"]).map(drop),
+            "enable-kubelet" => {
+                self.systemctl(&["enable", "kubelet.service"])?;
+                // Durable: the wants/ link systemctl made.
+                durable::fs_of(id, &self.host.path("/etc/systemd/system"))
+            }
             "restart-crio" => self.systemctl(&["restart", "crio.service"]).map(drop),
             "wait-containers" => self.wait_containers(),
             r if r.starts_with("redeploy-") => self.redeploy(&r["redeploy-".len()..]),
@@ -704,11 +731,80 @@ impl Ctx<'_> {
         }
     }
 
-    fn preflight(&self) -> Result<()> {
-        if let Err(e) = verify::require_intact(&self.dir) {
-            let text = format!("{e:#}\n{}", damaged_next(self.host));
-            return Err(crate::error::with_code_of(&e, text));
+    /// The mode the first run of the files phase recorded for this backup,
+    /// else the node's mode now, recorded durably before `setenforce 0`.
+    fn selinux_mode_to_restore(&self) -> Result<String> {
+        if let Some(r) = selinux::recorded(&self.dir, &self.m.created) {
+            crate::logger::note(
+                self.opts.quiet,
+                &format!(
+                    "SELinux mode to put back: {} (recorded at {} by the first run of this recovery)",
+                    r.mode,
+                    fsutil::rfc3339(r.at)
+                ),
+            );
+            return Ok(r.mode);
         }
+        let out = cmd::run_text(&mut self.tools.command("getenforce")?)?;
+        let mode = out.trim();
+        if !selinux::valid(mode) {
+            bail!("getenforce printed '{mode}', not Enforcing, Permissive or Disabled; nothing was changed");
+        }
+        selinux::record(&self.dir, mode, &self.m.created)?;
+        Ok(mode.to_string())
+    }
+
+    /// Check the backup parts the rest of `phase` reads (one read each);
+    /// damage is exit 4 with nothing changed in that phase.
+    fn check_phase(&mut self, phase: Phase) -> Result<()> {
+        let steps = checks::remaining(phase, |id| self.j.is_done(id));
+        let parts = checks::parts_for(&self.m, &steps);
+        if !parts.is_empty() {
+            let names: Vec<&str> = parts.iter().map(|p| p.name()).collect();
+            crate::logger::note(
+                self.opts.quiet,
+                &format!(
+                    "phase {}: checking the backup parts it reads: {}",
+                    phase.name(),
+                    names.join(", ")
+                ),
+            );
+        }
+        let problems = checks::check(&self.dir, &self.m, &parts);
+        if !problems.is_empty() {
+            let started = self.j.completed.iter().any(|d| d.id != "preflight");
+            let next = if started {
+                "upgrade-recovery restore --resume"
+            } else {
+                "upgrade-recovery restore"
+            };
+            return Err(Fail::Backup(format!(
+                "the backup parts that phase {phase} needs are damaged; nothing was changed in this phase (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy) and run `{next}`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+                phase = phase.name(),
+                state = self.describe(),
+                list = problems.join("\n  "),
+                dir = self.dir.display(),
+            ))
+            .into());
+        }
+        self.checked.push(phase);
+        Ok(())
+    }
+
+    fn preflight(&mut self) -> Result<()> {
+        // Every part is there with its recorded size (a look, no read); the
+        // bytes of each are checked by the phase that reads them.
+        let all: Vec<&str> = STEPS.iter().map(|s| s.0).collect();
+        let problems = checks::sizes(&self.dir, &checks::parts_for(&self.m, &all));
+        if !problems.is_empty() {
+            return Err(Fail::Backup(format!(
+                "the backup in {} is damaged; nothing was changed:\n  {}\nIn an outage: put another copy of the backup there and run `upgrade-recovery restore`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+                self.dir.display(),
+                problems.join("\n  ")
+            ))
+            .into());
+        }
+        self.check_phase(Phase::Files)?;
         let os = ostree::read(self.host, &self.tools)?;
         let Some(pinned) = &self.m.deployment else {
             return Ok(());
@@ -759,9 +855,14 @@ impl Ctx<'_> {
             .with_context(|| format!("the backup has no {name} tree"))
     }
 
-    fn restore_tree(&self, name: &str) -> Result<()> {
+    fn restore_tree(&self, id: &str, name: &str) -> Result<()> {
         let t = self.tree(name)?;
         let archive = self.dir.join(&t.archive);
+        let phase = if name == "kubelet" {
+            Phase::Cluster
+        } else {
+            Phase::Files
+        };
         let (target, opts) = if t.source == "/" {
             (
                 self.host.root.clone(),
@@ -774,19 +875,40 @@ impl Ctx<'_> {
             (
                 archive::resolve_top(&self.host.root, &t.source)?,
                 SyncOptions {
-                    excludes: t.excludes.iter().map(|e| e.as_bytes().to_vec()).collect(),
+                    excludes: self.excludes(t)?,
                     delete: true,
                     ..SyncOptions::default()
                 },
             )
         };
-        let st = archive::restore_tree(
-            &archive,
-            &t.stats.sha256,
-            t.stats.archive_bytes,
-            &target,
-            &opts,
-        )?;
+        // The phase check of this run read the archive once already: no
+        // second hash here (the sync checks every file's own sha256).
+        let st = if self.checked.contains(&phase) {
+            archive::sync_tree(&archive, &target, &opts)?
+        } else {
+            archive::restore_tree(
+                &archive,
+                &t.stats.sha256,
+                t.stats.archive_bytes,
+                &target,
+                &opts,
+            )?
+        };
+        // Durable: the tree sync ends with a syncfs of the target's file
+        // system; the extras lie on several (/etc on the root, others on
+        // /var...): each file system touched is synced.
+        if t.source == "/" {
+            let paths: Vec<PathBuf> = t
+                .only
+                .iter()
+                .flatten()
+                .map(|p| self.host.path(p))
+                .chain([self.host.root.clone()])
+                .collect();
+            durable::each_fs(id, paths.iter().map(PathBuf::as_path))?;
+        } else {
+            durable::fs_of(id, &target)?;
+        }
         crate::logger::note(
             self.opts.quiet,
             &format!(
@@ -808,6 +930,30 @@ impl Ctx<'_> {
             ),
         );
         Ok(())
+    }
+
+    /// What the restore of `t` leaves alone: for /etc, the backup's
+    /// `etc.exclude.list` read as rsync reads `--exclude-from` (the admin
+    /// may have edited it, as with the old script); without that file, the
+    /// list the manifest recorded, with the same meaning.
+    fn excludes(&self, t: &Tree) -> Result<archive::exclude::Excludes> {
+        if t.name != "etc" {
+            return Ok(archive::exclude::Excludes::parse(
+                t.excludes.join("\n").as_bytes(),
+            ));
+        }
+        match checks::exclude_list(&self.dir).map_err(Fail::Backup)? {
+            Some(b) => Ok(archive::exclude::Excludes::parse(&b)),
+            None => {
+                log::warn!(
+                    "{} is not in the backup: using the exclude list recorded in the manifest",
+                    crate::backup::EXCLUDE_LIST
+                );
+                Ok(archive::exclude::Excludes::parse(
+                    t.excludes.join("\n").as_bytes(),
+                ))
+            }
+        }
     }
 
     fn containers(&self) -> Result<BTreeMap<String, String>> {
@@ -867,7 +1013,10 @@ impl Ctx<'_> {
         if self.etcd_mode == EtcdRestore::Script {
             let mut c = std::process::Command::new(self.host.path(CLUSTER_RESTORE));
             c.arg(self.dir.join("cluster"));
-            return cmd::run_timeout(&mut c, self.opts.wait).map(drop);
+            cmd::run_timeout(&mut c, self.opts.wait)?;
+            // Durable: what the script restored (etcd data, manifests).
+            durable::fs_of("restore-etcd", &self.host.path("/var/lib/etcd"))?;
+            return durable::fs_of("restore-etcd", &self.host.path("/etc/kubernetes"));
         }
         let snap = self.dir.join(
             &self
@@ -903,7 +1052,9 @@ impl Ctx<'_> {
                     aside.display()
                 );
             }
-            Ok(())
+            // Durable: the rename, in both parent dirs.
+            durable::dir("manifest-aside", manifest.parent().unwrap())?;
+            durable::dir("manifest-aside", aside.parent().unwrap())
         })?;
         // 2. Wait until the etcd containers are gone.
         self.sub("etcd-stopped", |c| {
@@ -926,6 +1077,12 @@ impl Ctx<'_> {
                 }
                 std::fs::create_dir_all(saved.parent().unwrap())?;
                 std::fs::rename(&member, &saved).context("moving the etcd data aside")?;
+            }
+            // Durable: the renames, in both parent dirs.
+            for d in [data.as_path(), saved.parent().unwrap()] {
+                if d.is_dir() {
+                    durable::dir("member-saved", d)?;
+                }
             }
             Ok(())
         })?;
@@ -958,7 +1115,10 @@ impl Ctx<'_> {
             std::fs::rename(tmp.join("member"), &member)
                 .context("moving the restored member into place")?;
             std::fs::remove_dir_all(&tmp)?;
-            fsutil::fsync_dir(&data)
+            // Durable: the restored member's files, and the renames.
+            durable::fs_of("snapshot-restored", &member)?;
+            durable::dir("snapshot-restored", &data)?;
+            durable::dir("snapshot-restored", tmp.parent().unwrap())
         })?;
         // 5. The static-pod resources of the backup under /etc/kubernetes.
         self.sub("resources-extracted", |c| {
@@ -971,15 +1131,18 @@ impl Ctx<'_> {
                     .arg("-xzpf")
                     .arg(&res)
                     .arg("--no-same-owner"),
-            )
-            .map(drop)
+            )?;
+            // Durable: tar wrote the resources without a sync.
+            durable::fs_of("resources-extracted", &dest)
         })?;
         // 6. etcd back: its manifest into the manifests dir.
         self.sub("manifest-back", |_| {
             if aside.exists() {
                 std::fs::rename(&aside, &manifest).context("putting the etcd manifest back")?;
             }
-            Ok(())
+            // Durable: the rename, in both parent dirs.
+            durable::dir("manifest-back", manifest.parent().unwrap())?;
+            durable::dir("manifest-back", aside.parent().unwrap())
         })?;
         self.j.etcd_restore.clear();
         Ok(())
@@ -1022,12 +1185,13 @@ impl Ctx<'_> {
                     Ok(true)
                 })?;
                 let target = latest + 1;
-                self.j.redeploy_targets.insert(kind.to_string(), target);
-                self.j.save(&self.dir)?;
                 let reason = format!(
                     "{{\"spec\":{{\"forceRedeploymentReason\":\"recovery-{}\"}}}}",
                     fsutil::unix_now()
                 );
+                // The target is recorded only once the patch that makes it
+                // succeeded: a failed patch is not a redeployment to wait
+                // for, and `--resume` patches again.
                 cmd::run(self.oc()?.args([
                     "patch",
                     kind,
@@ -1035,13 +1199,60 @@ impl Ctx<'_> {
                     "--type=merge",
                     "-p",
                     &reason,
-                ]))?;
+                ]))
+                .with_context(|| {
+                    format!("asking {kind} for a new revision (oc patch {kind} cluster) failed; nothing is recorded, `--resume` asks again")
+                })?;
+                fault::point(&format!("redeploy-{kind}:patched"));
+                self.j.redeploy_targets.insert(kind.to_string(), target);
+                self.j.save(&self.dir)?;
                 target
             }
         };
-        self.wait_until(&format!("{kind} to reach revision {target}"), || {
-            Ok(self.revisions(kind)?.0 >= target)
-        })
+        self.wait_revision(kind, target)
+    }
+
+    /// Wait until `kind`'s node runs revision `target`. The progress lines
+    /// show the current and the wanted revision; a timeout names the
+    /// operator, where it is stuck, and the command to look.
+    fn wait_revision(&self, kind: &str, target: i64) -> Result<()> {
+        let start = Instant::now();
+        let mut last_log = Instant::now();
+        let look = format!("oc get {kind} cluster -o yaml");
+        loop {
+            let (now, err) = match self.revisions(kind) {
+                Ok((cur, _)) if cur >= target => return Ok(()),
+                Ok((cur, latest)) => (
+                    format!("at revision {cur}, wanted {target} (latest available {latest})"),
+                    None,
+                ),
+                Err(e) => {
+                    log::info!("{kind}: {e:#}");
+                    ("revision unknown".to_string(), Some(format!("{e:#}")))
+                }
+            };
+            let why = err
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            if start.elapsed() > self.opts.wait {
+                bail!(
+                    "timed out after {}s: {kind} is stuck {now}{why}. Look with `{look}` (status.conditions and status.nodeStatuses say why); once it moves, `upgrade-recovery restore --resume` waits again without a new redeployment",
+                    self.opts.wait.as_secs()
+                );
+            }
+            if last_log.elapsed() > Duration::from_secs(30) {
+                crate::logger::note(
+                    self.opts.quiet,
+                    &format!(
+                        "still waiting for {kind}: {now} ({:.0}s of {}s){why}",
+                        start.elapsed().as_secs_f64(),
+                        self.opts.wait.as_secs()
+                    ),
+                );
+                last_log = Instant::now();
+            }
+            std::thread::sleep(self.opts.poll);
+        }
     }
 }
 

@@ -103,3 +103,41 @@ fn images_survive_crio_wipe_through_the_backup() {
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("images/blobs/sha256"), "{out}");
 }
+
+/// A node whose storage configuration is only the system file
+/// (`/usr/share/containers/storage.conf`, as containers/storage falls back
+/// to): the images go and come back through it.
+#[test]
+fn images_use_the_system_storage_conf_when_etc_has_none() {
+    let sb = Sandbox::new();
+    sh(&format!(
+        "{}/scripts/sandbox.sh images {} >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+    let before = digests(&sb);
+    sb.sh("mkdir -p $ROOT/usr/share/containers && mv $ROOT/etc/containers/storage.conf $ROOT/usr/share/containers/storage.conf");
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0", "--with-images"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = sb.run(&["restore", "--poll-interval", "100"]);
+    assert_eq!(code, 0, "{out}{err}");
+    sb.reboot();
+    let (code, out, err) = sb.run(&["restore", "--resume", "--poll-interval", "100"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!sb.root().join("etc/containers/storage.conf").exists());
+    assert_eq!(digests(&sb), before, "the images are back");
+
+    // A malformed system file: the backup stops before any change, naming it.
+    sb.sh("echo '[storage' > $ROOT/usr/share/containers/storage.conf");
+    let m = std::fs::read(sb.root().join("var/recovery/manifest.json")).unwrap();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0", "--with-images"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("usr/share/containers/storage.conf is malformed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(sb.root().join("var/recovery/manifest.json")).unwrap(),
+        m
+    );
+}

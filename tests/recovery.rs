@@ -279,8 +279,9 @@ fn a_crash_before_any_step_then_resume_reaches_the_same_end() {
 fn refusals_before_any_change() {
     let sb = Sandbox::new();
     let _before = take_backup(&sb);
-    // A damaged backup: exit 4, nothing changed, no journal.
-    let k = sb.root().join("var/recovery/kubelet.tar.zst");
+    // A damaged backup (a part the files phase reads; the kubelet archive
+    // is checked by the cluster phase): exit 4, nothing changed, no journal.
+    let k = sb.root().join("var/recovery/etc.tar.zst");
     let good = std::fs::read(&k).unwrap();
     let mut bad = good.clone();
     let mid = bad.len() / 2;
@@ -289,7 +290,7 @@ fn refusals_before_any_change() {
     let calls = sb.calls().len();
     let (code, _, err) = restore(&sb, &[], None);
     assert_eq!(code, Some(4), "{err}");
-    assert!(err.contains("kubelet.tar.zst"), "{err}");
+    assert!(err.contains("etc.tar.zst"), "{err}");
     assert_eq!(
         sb.calls().len(),
         calls,
@@ -342,4 +343,286 @@ fn refusals_before_any_change() {
     );
     assert!(out.contains("Reboot now"), "{out}");
     let _ = Path::new("");
+}
+
+/// The files phase with a crash after `setenforce 0`, then `--restart`
+/// (which forgets the journal): the recovery still ends Enforcing. On a node
+/// without any storage.conf and a backup without images.
+#[test]
+fn selinux_mode_survives_restart_and_no_storage_conf_is_needed() {
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.root().join("etc/containers/storage.conf")).unwrap();
+    assert!(!sb.root().join("usr/share/containers/storage.conf").exists());
+    let before = take_backup(&sb);
+    upgrade(&sb, 1);
+    assert_eq!(sb.sh("getenforce").trim(), "Enforcing");
+    let (code, _, err) = restore(&sb, &[], Some("stop-kubelet"));
+    assert_eq!(code, None, "{err}");
+    assert_eq!(sb.sh("getenforce").trim(), "Permissive");
+    let rec = sb.root().join("var/recovery/selinux-mode.json");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rec).unwrap()).unwrap();
+    assert_eq!(r["mode"], "Enforcing");
+    // --restart forgets the journal, not the recorded mode.
+    let (code, out, err) = restore(&sb, &["--restart"], Some("restore-etc"));
+    assert_eq!(code, None, "{out}{err}");
+    let j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.root().join("var/recovery/journal.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(j["selinux_mode"], "Enforcing", "{j}");
+    assert!(err.contains("recorded at"), "{err}");
+    finish(&sb, "after --restart");
+    check_restored(&sb, &before, "after --restart");
+    assert_eq!(sb.sh("getenforce").trim(), "Enforcing");
+    assert!(!rec.exists(), "the record is removed with the journal");
+    // restore-images ran and needed no storage.conf.
+    assert!(!sb.root().join("etc/containers/storage.conf").exists());
+}
+
+/// A snapshot damaged after the files phase is found before the cluster
+/// phase changes anything: exit 4, the part named, kubelet data and etcd's
+/// data dir untouched; with the snapshot put back, --resume completes.
+#[test]
+fn a_part_damaged_after_the_files_phase_stops_the_cluster_phase_before_any_change() {
+    let sb = Sandbox::new();
+    let before = take_backup(&sb);
+    upgrade(&sb, 1);
+    let (code, out, err) = restore(&sb, &[], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("Reboot now"), "{out}");
+    // The files phase read /etc, /usr/local and the extras, not the rest.
+    assert!(err.contains("phase files: checking"), "{err}");
+    let files_line = err
+        .lines()
+        .find(|l| l.contains("phase files: checking"))
+        .unwrap();
+    assert!(
+        !files_line.contains("kubelet") && !files_line.contains("snapshot"),
+        "{files_line}"
+    );
+    sb.reboot();
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.root().join("var/recovery/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let snap = sb
+        .root()
+        .join("var/recovery")
+        .join(m["etcd"]["file"].as_str().unwrap());
+    let good = std::fs::read(&snap).unwrap();
+    let mut bad = good.clone();
+    bad[100] ^= 0xff;
+    std::fs::write(&snap, &bad).unwrap();
+    let journal = std::fs::read(sb.root().join("var/recovery/journal.json")).unwrap();
+    let calls = sb.calls().len();
+    let (code, out, err) = restore(&sb, &["--resume"], None);
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert!(err.contains(m["etcd"]["file"].as_str().unwrap()), "{err}");
+    assert!(err.contains("nothing was changed in this phase"), "{err}");
+    assert!(
+        err.contains("another copy of the backup") && err.contains("upgrade-recovery extract"),
+        "{err}"
+    );
+    assert!(err.contains("`upgrade-recovery restore --resume`"), "{err}");
+    assert_eq!(sb.calls().len(), calls, "{:?}", &sb.calls()[calls..]);
+    assert_eq!(
+        std::fs::read(sb.root().join("var/recovery/journal.json")).unwrap(),
+        journal
+    );
+    assert!(
+        sb.root().join("var/lib/kubelet/pods/new-pod-1").exists(),
+        "kubelet restored"
+    );
+    assert!(
+        sb.root().join("var/lib/etcd/member").is_dir(),
+        "etcd data moved"
+    );
+    assert!(sb
+        .root()
+        .join("etc/kubernetes/manifests/etcd-pod.yaml")
+        .exists());
+    // Another copy of the backup: the recovery goes on.
+    std::fs::write(&snap, &good).unwrap();
+    finish(&sb, "after the snapshot was put back");
+    check_restored(&sb, &before, "after the snapshot was put back");
+}
+
+/// An `oc` in front of the shim: `patch` fails while $CTL/patch-fails
+/// exists, and is accepted without effect while $CTL/stuck exists.
+fn oc_wrapper(sb: &Sandbox) -> String {
+    let dir = sb.ctl().join("wrap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = sb.ctl().join("bin/oc");
+    std::fs::write(
+        dir.join("oc"),
+        format!(
+            "#!/bin/bash\nctl={ctl}\nfor a; do if [ \"$a\" = patch ]; then\n  if [ -e $ctl/patch-fails ]; then echo 'Error from server (InternalError): Internal error occurred: admission webhook denied' >&2; exit 1; fi\n  if [ -e $ctl/stuck ]; then echo patched; exit 0; fi\nfi; done\nexec {real} \"$@\"\n",
+            ctl = q(&sb.ctl()),
+            real = q(&real)
+        ),
+    )
+    .unwrap();
+    sh(&format!("chmod +x {}", q(&dir.join("oc"))));
+    format!("{}:{}", dir.display(), sb.path_env())
+}
+
+#[test]
+fn a_failed_redeploy_patch_is_retried_and_a_stuck_operator_is_named() {
+    let sb = Sandbox::new();
+    let before = take_backup(&sb);
+    upgrade(&sb, 1);
+    let path = oc_wrapper(&sb);
+    let run = |args: &[&str], wait: &str| {
+        let o = sb
+            .command(&["restore"])
+            .args(args)
+            .args(["--poll-interval", "100", "--wait-timeout", wait])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&[], "60");
+    assert_eq!(code, Some(0), "{out}{err}");
+    sb.reboot();
+    std::fs::write(sb.ctl().join("patch-fails"), "").unwrap();
+    let (code, _, err) = run(&["--resume"], "60");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("redeploy-etcd failed") && err.contains("oc patch etcd cluster"),
+        "{err}"
+    );
+    let j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.root().join("var/recovery/journal.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        j["redeploy_targets"]
+            .as_object()
+            .is_none_or(|o| o.is_empty()),
+        "{j}"
+    );
+    // The patch goes through but the operator never moves: named, with the command to look.
+    std::fs::remove_file(sb.ctl().join("patch-fails")).unwrap();
+    std::fs::write(sb.ctl().join("stuck"), "").unwrap();
+    let (code, _, err) = run(&["--resume"], "2");
+    assert_eq!(code, Some(1), "{err}");
+    let (cur, latest) = {
+        let t = std::fs::read_to_string(sb.ctl().join("state/oc/etcd")).unwrap();
+        let v: Vec<i64> = t.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        (v[0], v[1])
+    };
+    assert_eq!(cur, latest, "the stuck operator did not move");
+    assert!(
+        err.contains(&format!(
+            "etcd is stuck at revision {cur}, wanted {}",
+            latest + 1
+        )) && err.contains("`oc get etcd cluster -o yaml`"),
+        "{err}"
+    );
+    // Unstuck (the redeployment happens, as the patch would have made it):
+    // --resume waits again, without a new patch.
+    std::fs::remove_file(sb.ctl().join("stuck")).unwrap();
+    std::fs::write(
+        sb.ctl().join("state/oc/etcd"),
+        format!("{cur} {}", latest + 1),
+    )
+    .unwrap();
+    let patches_before = sb
+        .calls()
+        .iter()
+        .filter(|c| c.contains("patch etcd"))
+        .count();
+    finish(&sb, "after the operator moved");
+    let patches_after = sb
+        .calls()
+        .iter()
+        .filter(|c| c.contains("patch etcd"))
+        .count();
+    assert_eq!(patches_before, patches_after, "etcd was patched again");
+    check_restored(&sb, &before, "redeploy");
+}
+
+/// Every journal entry whose step changes the disk follows that change's
+/// sync: in the sync log, each step's (or sub-step's) sync comes before its
+/// fault point, which is where its journal entry is written.
+#[test]
+fn every_journal_entry_follows_the_sync_of_its_change() {
+    let sb = Sandbox::new();
+    let _before = take_backup(&sb);
+    upgrade(&sb, 1);
+    let log = sb.ctl().join("sync.log");
+    for _ in 0..3 {
+        let journal = sb.root().join("var/recovery/journal.json").exists();
+        let mut c = sb.command(&["restore"]);
+        c.args(if journal { &["--resume"][..] } else { &[][..] })
+            .args([
+                "--poll-interval",
+                "100",
+                "--wait-timeout",
+                "60",
+                "--etcd-restore",
+                "native",
+            ])
+            .env("UPGRADE_RECOVERY_SYNC_LOG", &log);
+        let o = c.output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if out.contains("Recovery complete") {
+            break;
+        }
+        sb.reboot();
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let changes = [
+        ("restore-usr-local", "restore-usr-local", "syncfs"),
+        ("restore-etc", "restore-etc", "syncfs"),
+        ("restore-extras", "restore-extras", "syncfs"),
+        ("disable-kubelet", "disable-kubelet", "syncfs"),
+        ("restore-kubelet", "restore-kubelet", "syncfs"),
+        ("enable-kubelet", "enable-kubelet", "syncfs"),
+        ("restore-etcd:manifest-aside", "manifest-aside", "fsync-dir"),
+        ("restore-etcd:member-saved", "member-saved", "fsync-dir"),
+        (
+            "restore-etcd:snapshot-restored",
+            "snapshot-restored",
+            "fsync-dir",
+        ),
+        (
+            "restore-etcd:resources-extracted",
+            "resources-extracted",
+            "syncfs",
+        ),
+        ("restore-etcd:manifest-back", "manifest-back", "fsync-dir"),
+    ];
+    for (point, step, kind) in changes {
+        let at = lines
+            .iter()
+            .position(|l| *l == format!("point {point}"))
+            .unwrap_or_else(|| panic!("no fault point {point}:\n{text}"));
+        let start = lines[..at]
+            .iter()
+            .rposition(|l| l.starts_with("point ") && !l.ends_with(":before"))
+            .map_or(0, |i| i + 1);
+        assert!(
+            lines[start..at]
+                .iter()
+                .any(|l| l.starts_with(&format!("sync {step} {kind}"))),
+            "{point}: no {kind} between the change and its journal entry:\n{}",
+            lines[start..=at].join("\n")
+        );
+    }
+    // The extras lie on the root's file system and on /var's (one here): each synced.
+    assert!(text.contains("sync restore-extras syncfs"), "{text}");
 }

@@ -1,6 +1,7 @@
 //! Tree archives: tar (PAX) + zstd, one per tree, with every regular file's
 //! sha256 inside; the writer, the verifying reader, and the exact restore.
 
+pub mod exclude;
 pub mod fsops;
 pub mod prefetch;
 pub mod read;
@@ -241,22 +242,10 @@ pub fn resolve_top(root: &Path, node_path: &str) -> Result<PathBuf> {
     Ok(resolved)
 }
 
-/// Parse an exclude list: one path relative to the tree a line; blank lines
-/// and `#` comments ignored; leading `/` and `./` and trailing `/` dropped.
-pub fn parse_excludes(text: &str) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let l = l.trim_start_matches("./").trim_start_matches('/');
-            l.trim_end_matches('/').as_bytes().to_vec()
-        })
-        .filter(|l| !l.is_empty())
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+/// Parse an exclude list (`etc.exclude.list`, `tree sync --exclude-from`)
+/// with rsync `--exclude-from` semantics: see exclude.rs.
+pub fn parse_excludes(text: &str) -> exclude::Excludes {
+    exclude::Excludes::parse(text.as_bytes())
 }
 
 /// Check an archive file against its recorded sha256 and size (every byte
@@ -289,38 +278,4 @@ pub fn restore_tree(
         .into());
     }
     sync_tree(archive, target, opts)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn excludes_are_anchored_prefixes() {
-        let ex = parse_excludes("# c\n/kubernetes/manifests/\n.updated\n\n./cni/multus\n");
-        assert_eq!(
-            ex,
-            vec![
-                b".updated".to_vec(),
-                b"cni/multus".to_vec(),
-                b"kubernetes/manifests".to_vec()
-            ]
-        );
-        assert!(sync::matches_prefix(
-            b"kubernetes/manifests/etcd-pod.yaml",
-            b"kubernetes/manifests"
-        ));
-        assert!(sync::matches_prefix(
-            b"kubernetes/manifests",
-            b"kubernetes/manifests"
-        ));
-        assert!(!sync::matches_prefix(
-            b"kubernetes/manifests2",
-            b"kubernetes/manifests"
-        ));
-        assert!(!sync::matches_prefix(
-            b"x/kubernetes/manifests",
-            b"kubernetes/manifests"
-        ));
-    }
 }

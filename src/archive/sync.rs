@@ -23,8 +23,9 @@ use std::path::Path;
 
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
-    /// Paths relative to the tree that match themselves and all below them.
-    pub excludes: Vec<Vec<u8>>,
+    /// What restore neither writes nor deletes (rsync `--exclude-from`
+    /// semantics, src/archive/exclude.rs).
+    pub excludes: super::exclude::Excludes,
     /// Delete what the archive does not hold (restore); off for extract.
     pub delete: bool,
     /// Only these paths and what is below them (extract); None for all.
@@ -157,8 +158,8 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
 }
 
 impl Syncer {
-    fn excluded(&self, path: &[u8]) -> bool {
-        self.opts.excludes.iter().any(|e| matches_prefix(path, e))
+    fn excluded(&self, path: &[u8], is_dir: bool) -> bool {
+        self.opts.excludes.excludes(path, is_dir)
     }
 
     fn wanted(&self, path: &[u8], kind: Kind) -> bool {
@@ -235,7 +236,7 @@ impl Syncer {
 
     fn entry(&mut self, r: &mut Reader, h: &Header) -> Result<()> {
         let path = h.path.as_slice();
-        if self.excluded(path) {
+        if self.excluded(path, h.kind == Kind::Dir) {
             self.stats.excluded += 1;
             return Ok(());
         }
@@ -356,7 +357,7 @@ impl Syncer {
                 self.replace(pfd, &tmp, &name, existing.as_ref())?;
             }
             Kind::HardLink => {
-                if self.excluded(&h.meta.link) {
+                if self.excluded(&h.meta.link, false) {
                     bail!("hard link to excluded path {}", show(&h.meta.link));
                 }
                 let (sp, sn) = split(&h.meta.link);
@@ -497,7 +498,12 @@ impl Syncer {
             } else {
                 [rel, b"/", name.to_bytes()].concat()
             };
-            if self.excluded(&path) {
+            let dir_hint = match ftype {
+                Some(t) => t == fs::FileType::Directory,
+                None => fsops::lstat_at(dir, &name)
+                    .is_ok_and(|st| fsops::kind_of(&st) == Some(Kind::Dir)),
+            };
+            if self.excluded(&path, dir_hint) {
                 continue;
             }
             let seen = self.seen.contains(&path);
@@ -520,6 +526,21 @@ impl Syncer {
             if !seen {
                 if is_dir && self.holds_mount(dir, &name)? {
                     self.stats.skipped_mounts.push(show(&path));
+                    continue;
+                }
+                if is_dir && !self.opts.excludes.is_empty() {
+                    // As rsync --delete: what the excludes protect below a
+                    // deleted directory stays, and so does the directory.
+                    let sub = fsops::open_read(dir, &name, true)?;
+                    self.prune(sub.as_fd(), &path)?;
+                    drop(sub);
+                    match fs::unlinkat(dir, &name, AtFlags::REMOVEDIR) {
+                        Ok(()) => self.stats.deleted += 1,
+                        Err(Errno::NOTEMPTY) => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("removing {}", show(&path)))
+                        }
+                    }
                     continue;
                 }
                 self.remove(dir, &name, &st)

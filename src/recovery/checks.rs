@@ -1,0 +1,290 @@
+//! The backup parts a phase still needs, checked before the phase's first
+//! change.
+//!
+//! A phase checks what its remaining steps will read and no more: the files
+//! phase the /etc, /usr/local and extras archives and `etc.exclude.list`,
+//! the cluster phase the kubelet archive, the images, the etcd snapshot and
+//! the static-pod resources. Each part costs one sequential read: an archive
+//! is hashed as stored (sha256 and size against the manifest; the restore
+//! that follows decompresses it once and checks every file's own sha256 on
+//! the way), the snapshot's sha256 and its trailer come from the same read.
+//! Damage found here changes nothing: the phase has not started.
+
+use super::{Phase, STEPS};
+use crate::manifest::Manifest;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+/// One part of the backup and how to check it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// A tree archive (`etc`, `local`, `extras`, `kubelet`).
+    Archive {
+        file: String,
+        sha256: String,
+        size: u64,
+    },
+    /// The etcd snapshot: sha256, size and its own trailer.
+    Snapshot {
+        file: String,
+        sha256: String,
+        size: u64,
+    },
+    /// A plain file with a recorded sha256 (static-pod resources).
+    File {
+        file: String,
+        sha256: String,
+        size: u64,
+    },
+    /// `etc.exclude.list` (no recorded sha256: readable, no NUL byte).
+    ExcludeList,
+    /// The OCI layout of the images.
+    Images,
+}
+
+impl Part {
+    pub fn name(&self) -> &str {
+        match self {
+            Part::Archive { file, .. } | Part::Snapshot { file, .. } | Part::File { file, .. } => {
+                file
+            }
+            Part::ExcludeList => crate::backup::EXCLUDE_LIST,
+            Part::Images => crate::images::DIR,
+        }
+    }
+}
+
+/// What the given steps read from the backup, in step order.
+pub fn parts_for(m: &Manifest, steps: &[&str]) -> Vec<Part> {
+    let tree = |name: &str| {
+        m.tree(name).map(|t| Part::Archive {
+            file: t.archive.clone(),
+            sha256: t.stats.sha256.clone(),
+            size: t.stats.archive_bytes,
+        })
+    };
+    let mut out = Vec::new();
+    for s in steps {
+        match *s {
+            "restore-usr-local" => out.extend(tree("local")),
+            "restore-etc" => {
+                out.extend(tree("etc"));
+                out.push(Part::ExcludeList);
+            }
+            "restore-extras" => out.extend(tree("extras")),
+            "restore-kubelet" => out.extend(tree("kubelet")),
+            "restore-images" if !m.images.is_empty() => out.push(Part::Images),
+            "restore-etcd" => {
+                if let Some(e) = &m.etcd {
+                    out.push(Part::Snapshot {
+                        file: e.file.clone(),
+                        sha256: e.sha256.clone(),
+                        size: e.size,
+                    });
+                }
+                if let Some(s) = &m.static_pods {
+                    out.push(Part::File {
+                        file: s.file.clone(),
+                        sha256: s.sha256.clone(),
+                        size: s.size,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The steps of `phase` that `done` does not hold.
+pub fn remaining(phase: Phase, done: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    STEPS
+        .iter()
+        .filter(|s| s.1 == phase && !done(s.0))
+        .map(|s| s.0)
+        .collect()
+}
+
+/// Every part that exists and has its recorded size: a look (no read) at
+/// all of the backup, for the preflight.
+pub fn sizes(dir: &Path, parts: &[Part]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for p in parts {
+        let (file, size) = match p {
+            Part::Archive { file, size, .. }
+            | Part::Snapshot { file, size, .. }
+            | Part::File { file, size, .. } => (file, *size),
+            Part::ExcludeList | Part::Images => continue,
+        };
+        let path = dir.join(file);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+            Ok(md) if !md.is_file() => {
+                problems.push(format!("{}: not a regular file", path.display()))
+            }
+            Ok(md) if md.len() != size => problems.push(format!(
+                "{}: size {} but the manifest records {size}",
+                path.display(),
+                md.len()
+            )),
+            Ok(_) => {}
+        }
+    }
+    problems
+}
+
+/// Check the parts, each with one sequential read; the problems found.
+pub fn check(dir: &Path, m: &Manifest, parts: &[Part]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for p in parts {
+        match p {
+            Part::Archive { file, sha256, size } | Part::File { file, sha256, size } => {
+                if let Err(e) = hashed(&dir.join(file), sha256, *size, false) {
+                    problems.push(e);
+                }
+            }
+            Part::Snapshot { file, sha256, size } => {
+                if let Err(e) = hashed(&dir.join(file), sha256, *size, true) {
+                    problems.push(e);
+                }
+            }
+            Part::ExcludeList => {
+                if let Err(e) = exclude_list(dir).map(drop) {
+                    problems.push(e);
+                }
+            }
+            Part::Images => problems.extend(crate::images::verify(dir, &m.images)),
+        }
+    }
+    problems
+}
+
+/// `etc.exclude.list` of the backup: None when absent (the manifest's copy
+/// is used then); an error when it is there but unreadable or holds a NUL.
+pub fn exclude_list(dir: &Path) -> Result<Option<Vec<u8>>, String> {
+    let p = dir.join(crate::backup::EXCLUDE_LIST);
+    match std::fs::symlink_metadata(&p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", p.display())),
+        Ok(md) if !md.is_file() => return Err(format!("{}: not a regular file", p.display())),
+        Ok(_) => {}
+    }
+    let b = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    if b.contains(&0) {
+        return Err(format!(
+            "{}: holds a NUL byte, not an exclude list",
+            p.display()
+        ));
+    }
+    Ok(Some(b))
+}
+
+/// One read of `p`: its size and sha256 against the manifest, and for a
+/// snapshot the sha256 trailer (of everything before the last 32 bytes).
+fn hashed(p: &Path, want: &str, size: u64, trailer: bool) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("{}: {e}", p.display());
+    let md = std::fs::symlink_metadata(p).map_err(err)?;
+    if !md.is_file() {
+        return Err(format!("{}: not a regular file", p.display()));
+    }
+    if md.len() != size {
+        return Err(format!(
+            "{}: size {} but the manifest records {size}",
+            p.display(),
+            md.len()
+        ));
+    }
+    if trailer && (size < 32 || size % 512 != 32) {
+        return Err(format!(
+            "{}: size {size} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
+            p.display()
+        ));
+    }
+    let mut f = std::fs::File::open(p).map_err(err)?;
+    let mut whole = Sha256::new();
+    let mut body = Sha256::new();
+    let body_len = if trailer { size - 32 } else { size };
+    let mut tail = Vec::with_capacity(32);
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let k = f.read(&mut buf).map_err(err)?;
+        if k == 0 {
+            break;
+        }
+        let chunk = &buf[..k];
+        whole.update(chunk);
+        if trailer {
+            let in_body = body_len.saturating_sub(pos).min(k as u64) as usize;
+            body.update(&chunk[..in_body]);
+            tail.extend_from_slice(&chunk[in_body..]);
+        }
+        pos += k as u64;
+    }
+    if pos != size {
+        return Err(format!(
+            "{}: read {pos} bytes but the manifest records {size}",
+            p.display()
+        ));
+    }
+    let got = hex::encode(whole.finalize());
+    if got != want {
+        return Err(format!(
+            "{}: sha256 {got} but the manifest records {want}",
+            p.display()
+        ));
+    }
+    if trailer && body.finalize().as_slice() != tail.as_slice() {
+        return Err(format!(
+            "{}: the sha256 trailer does not match the data",
+            p.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_trailer_and_sha_in_one_read() {
+        let d = std::env::temp_dir().join(format!("ur-checks-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let body = vec![7u8; 1024];
+        let mut data = body.clone();
+        data.extend_from_slice(&Sha256::digest(&body));
+        let p = d.join("snap.db");
+        std::fs::write(&p, &data).unwrap();
+        let sha = hex::encode(Sha256::digest(&data));
+        let n = data.len() as u64;
+        assert_eq!(hashed(&p, &sha, n, true), Ok(()));
+        assert!(hashed(&p, &sha, n + 1, true).unwrap_err().contains("size"));
+        assert!(hashed(&p, "00", n, true).unwrap_err().contains("sha256"));
+        // A snapshot written with a wrong trailer, recorded as such.
+        data[1030] ^= 1;
+        std::fs::write(&p, &data).unwrap();
+        let sha = hex::encode(Sha256::digest(&data));
+        assert!(hashed(&p, &sha, n, true).unwrap_err().contains("trailer"));
+        assert_eq!(hashed(&p, &sha, n, false), Ok(()));
+        assert!(hashed(&d.join("none"), &sha, n, false).is_err());
+        // The exclude list: absent is None, a NUL is damage.
+        assert_eq!(exclude_list(&d), Ok(None));
+        std::fs::write(d.join(crate::backup::EXCLUDE_LIST), b"a\0b\n").unwrap();
+        assert!(exclude_list(&d).unwrap_err().contains("NUL"));
+        std::fs::write(d.join(crate::backup::EXCLUDE_LIST), b"a\n").unwrap();
+        assert_eq!(exclude_list(&d), Ok(Some(b"a\n".to_vec())));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn each_phase_reads_only_its_parts() {
+        let names = |phase| -> Vec<&str> { remaining(phase, |_| false) };
+        let files = names(Phase::Files);
+        assert!(files.contains(&"restore-etc") && !files.contains(&"restore-kubelet"));
+        let cluster = names(Phase::Cluster);
+        assert!(cluster.contains(&"restore-etcd") && !cluster.contains(&"restore-etc"));
+        assert!(remaining(Phase::Files, |s| s != "restore-extras") == vec!["restore-extras"]);
+    }
+}
