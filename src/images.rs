@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const DIR: &str = "images";
+pub const DIR: &str = crate::store::layout::IMAGES;
 const STORAGE_CONF: &str = "/etc/containers/storage.conf";
 
 /// The `[storage]` table of `storage.conf` (pure parser).

@@ -23,4 +23,5 @@ pub mod report;
 pub mod rollback;
 pub mod stateroot;
 pub mod status;
+pub mod store;
 pub mod verify;

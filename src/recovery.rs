@@ -10,7 +10,7 @@ use crate::fsutil;
 use crate::host::Host;
 use crate::journal::{Done, Failure, Journal};
 use crate::manifest::{Manifest, Tree};
-use crate::{etcd, lock, ostree, verify};
+use crate::{etcd, lock, ostree, store, verify};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -248,7 +248,10 @@ struct Ctx<'a> {
     etcd_mode: EtcdRestore,
     opts: &'a Options,
     m: Manifest,
+    /// The backup dir (the journal, the lock).
     dir: PathBuf,
+    /// The dir of the backup's files: its generation (or `dir`, flat).
+    gen: PathBuf,
     j: Journal,
 }
 
@@ -290,14 +293,21 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         EtcdRestore::Auto => EtcdRestore::Native,
         m => m,
     };
-    let m = Manifest::load(&dir)?;
+    // The generation the recovery under way uses (the journal records it),
+    // else the current one; None is the flat format.
+    let generation = match &existing {
+        Some(j) if !opts.restart => j.generation.clone(),
+        _ => store::current_generation(&dir)?,
+    };
+    let gen = store::generation_dir(&dir, generation.as_deref())?;
+    let m = Manifest::load(&gen)?;
     let (mut req, opt) = required_tools(etcd_mode);
     if !m.images.is_empty() {
         req.push("skopeo");
     }
     let tools = Tools::require(&req, &opt)?;
-    let _lock = lock::acquire(&dir)?;
-    let legacy = dir.join(crate::backup::LEGACY_PROGRESS);
+    let _lock = lock::acquire_for(&dir, lock::RESTORE)?;
+    let legacy = dir.join(store::layout::LEGACY_PROGRESS);
     let j = match existing {
         Some(j) if opts.restart => {
             log::warn!(
@@ -334,6 +344,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         started: fsutil::rfc3339(fsutil::unix_now()),
         backup_created: m.created.clone(),
+        generation,
         ..Journal::default()
     });
     if j.backup_created != m.created {
@@ -351,6 +362,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         opts,
         m,
         dir,
+        gen,
         j,
     };
     if fresh {
@@ -587,7 +599,7 @@ impl Ctx<'_> {
             }
             "restore-etcd" => self.restore_etcd(),
             "restore-images" => {
-                crate::images::load(self.host, &self.tools, &self.dir, &self.m.images)
+                crate::images::load(self.host, &self.tools, &self.gen, &self.m.images)
             }
             "restart-kubelet" => self.systemctl(&["restart", "kubelet.service"]).map(drop),
             "enable-kubelet" => self.systemctl(&["enable", "kubelet.service"]).map(drop),
@@ -599,7 +611,7 @@ impl Ctx<'_> {
     }
 
     fn preflight(&self) -> Result<()> {
-        verify::require_intact(&self.dir)?;
+        verify::require_intact_generation(&self.gen)?;
         let os = ostree::read(self.host, &self.tools)?;
         let Some(pinned) = &self.m.deployment else {
             return Ok(());
@@ -633,7 +645,7 @@ impl Ctx<'_> {
 
     fn restore_tree(&self, name: &str) -> Result<()> {
         let t = self.tree(name)?;
-        let archive = self.dir.join(&t.archive);
+        let archive = self.gen.join(&t.archive);
         let (target, opts) = if t.source == "/" {
             (
                 self.host.root.clone(),
@@ -738,10 +750,10 @@ impl Ctx<'_> {
     fn restore_etcd(&mut self) -> Result<()> {
         if self.etcd_mode == EtcdRestore::Script {
             let mut c = std::process::Command::new(self.host.path(CLUSTER_RESTORE));
-            c.arg(self.dir.join("cluster"));
+            c.arg(self.gen.join(store::layout::CLUSTER));
             return cmd::run_timeout(&mut c, self.opts.wait).map(drop);
         }
-        let snap = self.dir.join(
+        let snap = self.gen.join(
             &self
                 .m
                 .etcd
@@ -749,7 +761,7 @@ impl Ctx<'_> {
                 .context("the backup has no etcd snapshot")?
                 .file,
         );
-        let res = self.dir.join(
+        let res = self.gen.join(
             &self
                 .m
                 .static_pods

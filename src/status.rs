@@ -9,6 +9,7 @@ use crate::journal::Journal;
 use crate::manifest::Manifest;
 use crate::ostree::{self, BootedFrom, OsState};
 use crate::recovery;
+use crate::store::{self, layout};
 use anyhow::Result;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -29,6 +30,9 @@ pub struct Status {
 pub struct BackupSummary {
     pub dir: String,
     pub exists: bool,
+    /// Parts of a backup are there but it is not whole (no manifest).
+    #[serde(default)]
+    pub damaged: bool,
     pub error: Option<String>,
     pub created: Option<String>,
     pub pinned: Option<String>,
@@ -72,10 +76,12 @@ pub fn gather(host: &Host) -> Result<Status> {
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     let dir = host.backup_dir();
-    let backup = match Manifest::load(&dir) {
+    let damaged = matches!(store::inspect(&dir), Ok(store::Kind::Damaged(_)));
+    let backup = match store::current(&dir).and_then(|g| Manifest::load(&g)) {
         Ok(m) => BackupSummary {
             dir: host.dir.display().to_string(),
             exists: true,
+            damaged: false,
             error: None,
             created: Some(m.created.clone()),
             pinned: m
@@ -88,6 +94,7 @@ pub fn gather(host: &Host) -> Result<Status> {
         Err(e) => BackupSummary {
             dir: host.dir.display().to_string(),
             exists: false,
+            damaged,
             error: Some(format!("{e:#}")),
             created: None,
             pinned: None,
@@ -95,7 +102,7 @@ pub fn gather(host: &Host) -> Result<Status> {
             archive_bytes: 0,
         },
     };
-    let record = ["journal.json", "progress"]
+    let record = [layout::JOURNAL, layout::LEGACY_PROGRESS]
         .iter()
         .find(|f| dir.join(f).exists())
         .map(|f| host.dir.join(f).display().to_string());
@@ -168,6 +175,8 @@ pub fn gather(host: &Host) -> Result<Status> {
     } else if recovery.in_progress {
         "a recovery is in progress: continue it with `upgrade-recovery restore --resume`"
             .to_string()
+    } else if backup.damaged {
+        "the backup is damaged and may still be needed: do not take a new backup over it; see what is wrong with `upgrade-recovery verify`".to_string()
     } else if backup.exists {
         "a backup is ready; after a failed upgrade: `upgrade-recovery rollback`, then `upgrade-recovery restore`".to_string()
     } else {
@@ -246,6 +255,13 @@ pub fn render(st: &Status) -> String {
             b.pinned.as_deref().unwrap_or("(none)"),
             human(b.bytes),
             human(b.archive_bytes)
+        );
+    } else if b.damaged {
+        let _ = writeln!(
+            s,
+            "Backup: DAMAGED in {}: {}",
+            b.dir,
+            b.error.as_deref().unwrap_or("?")
         );
     } else {
         let _ = writeln!(s, "Backup: none in {}", b.dir);
