@@ -1,6 +1,6 @@
-//! `backup`: the pre-upgrade backup of a node. Plan (with a space check), then
-//! execute into a staging dir that is swapped in only when complete, verified
-//! and fsynced; the manifest goes in last.
+//! `backup`: the pre-upgrade backup of a node. Refusals and a space check
+//! first, then the backup is built in a new generation dir that becomes
+//! current (`store::switch`) only when complete, fsynced and verified.
 
 use crate::archive::{self, Changed, TreeStats, WriteOptions};
 use crate::cmd::Tools;
@@ -654,7 +654,12 @@ fn build(
         0o600,
     )?;
     fault::point("backup:manifest");
-    // Everything on disk, then every byte checked before it replaces anything.
+    // Durability: everything on disk, then every byte checked before it
+    // replaces anything. The archives and the static-pod tarball are
+    // fsynced by their writers; syncfs also covers the entries of the
+    // generation and `cluster/` (files the node's cluster-backup.sh wrote,
+    // the images). `store::switch` fsyncs the generation dir again, then
+    // the backup dir after each rename.
     let d = std::fs::File::open(staging)?;
     rustix::fs::syncfs(&d)?;
     let t = Instant::now();

@@ -12,22 +12,26 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 
 /// Every fault point of the switch, in order (`src/store/mod.rs`).
-const SWITCH: [&str; 11] = [
+const SWITCH: [&str; 7] = [
     "backup:manifest",
     "switch:before",
     "switch:link-made",
     "switch:renamed",
     "switch:current",
+    "switch:cleanup",
+    "switch:done",
+];
+
+/// The points that only the conversion of a flat backup reaches: each
+/// documented path replaced by its link.
+const CONVERSION_ONLY: [&str; 6] = [
     "switch:link:upgrade-recovery",
     "switch:link:upgrade-recovery.sh",
     "switch:link:etc.exclude.list",
+    "switch:exchanged:cluster",
     "switch:link:cluster",
     "switch:link:manifest.json",
-    "switch:cleanup",
 ];
-
-/// The points that only the conversion of a flat backup reaches.
-const CONVERSION_ONLY: [&str; 2] = ["switch:exchanged:cluster", "switch:done"];
 
 /// The paths the docs and OpenShift's scripts use.
 const DOCUMENTED: [&str; 5] = [
