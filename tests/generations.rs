@@ -387,3 +387,39 @@ fn a_backup_without_its_manifest_is_damaged_and_not_replaced() {
         check_backup(&sb, "replaced");
     }
 }
+
+/// The space-short case: only removing the previous backup makes room. The
+/// backup says so, and a run killed right after that removal leaves no
+/// backup (exit 4, "no backup"), never a damaged-looking one.
+#[test]
+fn space_short_removes_the_previous_backup_first_and_says_so() {
+    let sb = Sandbox::new();
+    sh(&format!(
+        "mkdir -p {r}/var/small && mount -t tmpfs -o size=SIZE tmpfs {r}/var/small",
+        r = q(&sb.root())
+    )
+    .replace("SIZE", "18m"));
+    let small = |args: &[&str]| {
+        let mut v = vec!["--dir", "/var/small", "backup", "--min-free", "0"];
+        v.extend(args);
+        sb.run(&v)
+    };
+    let (code, _, err) = small(&[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = small(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("REMOVING THE PREVIOUS BACKUP"), "{out}");
+    assert_eq!(sb.run(&["--dir", "/var/small", "verify"]).0, 0);
+    let o = sb
+        .command(&["--dir", "/var/small", "backup", "--min-free", "0"])
+        .env("UPGRADE_RECOVERY_CRASH_AT", "backup:removed-previous")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), None);
+    let (code, _, err) = sb.run(&["--dir", "/var/small", "verify"]);
+    assert_eq!(code, 4);
+    assert!(err.contains("no backup"), "{err}");
+    let (code, _, err) = small(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sb.run(&["--dir", "/var/small", "verify"]).0, 0);
+}

@@ -195,6 +195,11 @@ pub fn new_generation_name(dir: &Path, unix: i64) -> String {
     name
 }
 
+/// A name only a killed run leaves.
+fn is_temporary(n: &str) -> bool {
+    n == CURRENT_TMP || n == LEGACY_STAGING || (n.starts_with('.') && n.ends_with(".link"))
+}
+
 /// Entries of `dir` that are not part of the backup `kind` describes, nor
 /// the lock or a recovery record: what a killed run left.
 fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
@@ -212,10 +217,7 @@ fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
             }
             // Only generation dirs and temporary names are garbage beside a
             // flat backup; everything else of it is the backup.
-            Kind::Flat | Kind::Empty => {
-                !(n.starts_with(GEN_PREFIX) || n == CURRENT_TMP || n == LEGACY_STAGING)
-                    && !(n.starts_with('.') && n.ends_with(".link"))
-            }
+            Kind::Flat | Kind::Empty => !(n.starts_with(GEN_PREFIX) || is_temporary(&n)),
             Kind::Damaged(_) => true,
         };
         if !keep {
@@ -347,4 +349,54 @@ pub fn recovery_record(dir: &Path) -> Option<PathBuf> {
         .iter()
         .map(|f| dir.join(f))
         .find(|p| lstat(p).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ur-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn what_a_dir_holds() {
+        let d = tmp("kinds");
+        assert_eq!(inspect(&d.join("none")).unwrap(), Kind::Empty);
+        assert_eq!(inspect(&d).unwrap(), Kind::Empty);
+        std::fs::write(d.join(LOCK), "").unwrap();
+        std::fs::create_dir(d.join(CLUSTER)).unwrap();
+        assert_eq!(inspect(&d).unwrap(), Kind::Empty, "an empty cluster/");
+        std::fs::write(d.join("etc.tar.zst"), "x").unwrap();
+        assert!(matches!(inspect(&d).unwrap(), Kind::Damaged(w) if w.contains("etc.tar.zst")));
+        assert_eq!(crate::error::exit_code(&current(&d).unwrap_err()), 4);
+        std::fs::write(d.join(MANIFEST), "{}").unwrap();
+        assert_eq!(inspect(&d).unwrap(), Kind::Flat);
+        assert_eq!(current(&d).unwrap(), d);
+        // A generation without its manifest: damaged.
+        std::fs::create_dir(d.join("gen-1")).unwrap();
+        std::os::unix::fs::symlink("gen-1", d.join(CURRENT)).unwrap();
+        assert!(matches!(inspect(&d).unwrap(), Kind::Damaged(_)));
+        std::fs::write(d.join("gen-1").join(MANIFEST), "{}").unwrap();
+        assert_eq!(inspect(&d).unwrap(), Kind::Generation("gen-1".into()));
+        // Beside the generation, the flat files are garbage; the lock is not.
+        let g = garbage(&d, &Kind::Generation("gen-1".into())).unwrap();
+        let names: Vec<_> = g
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["cluster", "etc.tar.zst", "manifest.json"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_current_link_out_of_the_dir_is_damage() {
+        let d = tmp("escape");
+        std::os::unix::fs::symlink("../elsewhere", d.join(CURRENT)).unwrap();
+        assert!(matches!(inspect(&d).unwrap(), Kind::Damaged(_)));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
