@@ -22,15 +22,24 @@ const SWITCH: [&str; 7] = [
     "switch:done",
 ];
 
-/// The points that only the conversion of a flat backup reaches: each
-/// documented path replaced by its link.
-const CONVERSION_ONLY: [&str; 6] = [
-    "switch:link:upgrade-recovery",
-    "switch:link:upgrade-recovery.sh",
-    "switch:link:etc.exclude.list",
-    "switch:exchanged:cluster",
-    "switch:link:cluster",
-    "switch:link:manifest.json",
+/// Every fault point of the conversion of a flat backup, which the first
+/// backup of this release does before it builds its generation.
+const CONVERSION: [&str; 14] = [
+    "convert:before",
+    "convert:linked",
+    "switch:link-made",
+    "switch:renamed",
+    "convert:current",
+    "convert:link:upgrade-recovery",
+    "convert:link:upgrade-recovery.sh",
+    "convert:link:etc.exclude.list",
+    "convert:exchanged:cluster",
+    "convert:link:cluster",
+    "convert:link:manifest.json",
+    "convert:cleanup",
+    "convert:done",
+    // and the switch to the new generation after it
+    "switch:current",
 ];
 
 /// The paths the docs and OpenShift's scripts use.
@@ -141,7 +150,7 @@ fn a_flat_backup_is_restored_and_converted_safely_at_each_step() {
     upgrade(&sb, 100);
     finish(&sb, "flat");
     check_restored(&sb, &before, "flat");
-    for (n, point) in SWITCH.iter().chain(&CONVERSION_ONLY).enumerate() {
+    for (n, point) in CONVERSION.iter().enumerate() {
         cycle(&sb, n as u32, point, true);
     }
     // A finished conversion: links only, one generation, no flat files.

@@ -154,15 +154,16 @@ pub fn generation_dir(dir: &Path, generation: Option<&str>) -> Result<PathBuf> {
     }
 }
 
-/// Problems with the documented paths of a generations dir: each must be a
-/// link through `current`.
+/// Problems with the documented paths of a generations dir: each must be
+/// its link through `current`, or (a conversion under way) the flat file or
+/// dir that holds the very same files (hard links).
 pub fn link_problems(dir: &Path) -> Vec<String> {
     if !matches!(inspect(dir), Ok(Kind::Generation(_))) {
         return Vec::new();
     }
     STABLE
         .iter()
-        .filter(|n| std::fs::read_link(dir.join(n)).ok() != Some(Path::new(CURRENT).join(n)))
+        .filter(|n| !documented_path_ok(dir, n))
         .map(|n| {
             format!(
                 "{} is not the link to {CURRENT}/{n}; restore it with `ln -sfn {CURRENT}/{n} {}`",
@@ -171,6 +172,38 @@ pub fn link_problems(dir: &Path) -> Vec<String> {
             )
         })
         .collect()
+}
+
+fn documented_path_ok(dir: &Path, name: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let p = dir.join(name);
+    let c = dir.join(CURRENT).join(name);
+    let Ok(cm) = std::fs::metadata(&c) else {
+        return false;
+    };
+    if std::fs::read_link(&p).ok().as_deref() == Some(Path::new(CURRENT).join(name).as_path()) {
+        return true;
+    }
+    let same =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    let names = |d: &Path| -> Option<Vec<std::ffi::OsString>> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        v.sort();
+        Some(v)
+    };
+    match lstat(&p) {
+        Some(m) if m.is_file() => same(&m, &cm),
+        Some(m) if m.is_dir() && cm.is_dir() => match (names(&p), names(&c)) {
+            (Some(a), Some(b)) if a == b => a.iter().all(|n| {
+                matches!((lstat(&p.join(n)), lstat(&c.join(n))), (Some(x), Some(y)) if same(&x, &y))
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 fn remove_entry(p: &Path) -> Result<()> {
@@ -243,9 +276,101 @@ pub fn prepare(dir: &Path) -> Result<Kind> {
         remove_entry(p)?;
     }
     if !g.is_empty() {
+        // Durability: the removals are on disk before anything new is made.
         fsutil::fsync_dir(dir)?;
     }
+    if kind == Kind::Flat {
+        return Ok(Kind::Generation(convert_flat(dir)?));
+    }
     Ok(kind)
+}
+
+/// Turn the flat backup into a generation without changing a byte of it:
+/// hard links of its files in a new generation dir (no extra room), that
+/// dir made current, each documented path replaced by its link (the same
+/// files, so every path shows the same backup at every instant), then the
+/// flat names removed. Killed before `current` exists: the flat backup and
+/// a garbage dir; after: the generation, and what `prepare` finishes.
+fn convert_flat(dir: &Path) -> Result<String> {
+    fault::point("convert:before");
+    let created = std::fs::read_to_string(dir.join(MANIFEST))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["created_unix"].as_i64())
+        .unwrap_or_else(fsutil::unix_now);
+    let gen = new_generation_name(dir, created);
+    let g = dir.join(&gen);
+    log::info!(
+        "converting the backup in {} into the generation {gen}",
+        dir.display()
+    );
+    std::fs::create_dir(&g).with_context(|| format!("creating {}", g.display()))?;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if [LOCK, JOURNAL, LEGACY_PROGRESS, CURRENT].contains(&n.as_str())
+            || n.starts_with(GEN_PREFIX)
+            || is_temporary(&n)
+        {
+            continue;
+        }
+        link_tree(&e.path(), &g.join(&n))?;
+    }
+    // Durability: the generation's entries are on disk before it is current.
+    fsutil::fsync_dir(&g)?;
+    fault::point("convert:linked");
+    make_current(dir, &gen)?;
+    fault::point("convert:current");
+    ensure_links(dir)?;
+    let kind = Kind::Generation(gen.clone());
+    for (i, p) in garbage(dir, &kind)?.iter().enumerate() {
+        remove_entry(p)?;
+        if i == 0 {
+            fault::point("convert:cleanup");
+        }
+    }
+    fsutil::fsync_dir(dir)?;
+    fault::point("convert:done");
+    Ok(gen)
+}
+
+/// Hard links of `src` (a file, or a dir recursively) at `dst`; symlinks
+/// are copied as links. Each new dir is fsynced.
+fn link_tree(src: &Path, dst: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let md = std::fs::symlink_metadata(src)?;
+    if md.file_type().is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)?;
+    } else if md.is_dir() {
+        std::fs::create_dir(dst).with_context(|| format!("creating {}", dst.display()))?;
+        std::fs::set_permissions(
+            dst,
+            std::fs::Permissions::from_mode(md.permissions().mode()),
+        )?;
+        for e in std::fs::read_dir(src)? {
+            let e = e?;
+            link_tree(&e.path(), &dst.join(e.file_name()))?;
+        }
+        fsutil::fsync_dir(dst)?;
+    } else {
+        std::fs::hard_link(src, dst)
+            .with_context(|| format!("linking {} to {}", src.display(), dst.display()))?;
+    }
+    Ok(())
+}
+
+/// `current -> gen` by one rename(2), then an fsync of the dir.
+fn make_current(dir: &Path, gen: &str) -> Result<()> {
+    let tmp = dir.join(CURRENT_TMP);
+    remove_entry(&tmp)?;
+    std::os::unix::fs::symlink(gen, &tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    fault::point("switch:link-made");
+    // The switch itself: rename(2) replaces `current` atomically.
+    std::fs::rename(&tmp, dir.join(CURRENT))
+        .with_context(|| format!("making {gen} the current backup"))?;
+    fault::point("switch:renamed");
+    // Durability: the new `current` is on disk before anything old goes.
+    fsutil::fsync_dir(dir)
 }
 
 /// Make every documented path the link `NAME -> current/NAME`. A file (flat
@@ -275,7 +400,7 @@ fn ensure_links(dir: &Path) -> Result<()> {
             .with_context(|| format!("exchanging {} with its link", p.display()))?;
             // Durability: the exchange is on disk before the old dir goes.
             fsutil::fsync_dir(dir)?;
-            fault::point(&format!("switch:exchanged:{name}"));
+            fault::point(&format!("convert:exchanged:{name}"));
             remove_entry(&tmp)?;
         } else {
             std::fs::rename(&tmp, &p)
@@ -283,7 +408,7 @@ fn ensure_links(dir: &Path) -> Result<()> {
         }
         // Durability: the new link is on disk before the next one changes.
         fsutil::fsync_dir(dir)?;
-        fault::point(&format!("switch:link:{name}"));
+        fault::point(&format!("convert:link:{name}"));
     }
     Ok(())
 }
@@ -297,16 +422,7 @@ pub fn switch(dir: &Path, gen: &str) -> Result<()> {
     // become current.
     fsutil::fsync_dir(&dir.join(gen))?;
     fault::point("switch:before");
-    let tmp = dir.join(CURRENT_TMP);
-    remove_entry(&tmp)?;
-    std::os::unix::fs::symlink(gen, &tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    fault::point("switch:link-made");
-    // The switch itself: rename(2) replaces `current` atomically.
-    std::fs::rename(&tmp, dir.join(CURRENT))
-        .with_context(|| format!("making {gen} the current backup"))?;
-    fault::point("switch:renamed");
-    // Durability: the new `current` is on disk before anything old goes.
-    fsutil::fsync_dir(dir)?;
+    make_current(dir, gen)?;
     fault::point("switch:current");
     ensure_links(dir)?;
     let kind = Kind::Generation(gen.to_string());
