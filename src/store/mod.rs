@@ -10,10 +10,11 @@
 //! and what a killed run leaves is cleared by the next one ([`prepare`]).
 //!
 //! The flat format (files directly in the backup dir, before generations) is
-//! read as it is; the first new backup converts it: the new generation is
-//! made current (the flat files are then ignored), each documented path is
-//! replaced by its link (a file by `rename(2)`, the `cluster` dir by
-//! `renameat2(RENAME_EXCHANGE)`), and only then are the flat files removed.
+//! read as it is; the first new backup converts it before building anything
+//! ([`convert_flat`]): hard links of its files in a generation made current,
+//! each documented path replaced by its link (a file by `rename(2)`, the
+//! `cluster` dir by `renameat2(RENAME_EXCHANGE)`), then the flat names
+//! removed. The files never change, so every path shows the same backup.
 
 pub mod layout;
 
