@@ -163,7 +163,7 @@ fn refusals_before_any_change() {
     let sb = Sandbox::new();
     let _before = take_backup(&sb);
     // A damaged backup: exit 4, nothing changed, no journal.
-    let k = sb.root().join("var/recovery/kubelet.tar.zst");
+    let k = sb.root().join("var/recovery/current/kubelet.tar.zst");
     let good = std::fs::read(&k).unwrap();
     let mut bad = good.clone();
     let mid = bad.len() / 2;
