@@ -322,6 +322,11 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         return skipped(rec);
     }
     mkdir_private(&dir)?;
+    // Durability: a new backup dir's own entry is on disk before the backup
+    // that relies on it.
+    if let Some(parent) = dir.parent() {
+        fsutil::fsync_dir(parent)?;
+    }
     let _lock = match lock::acquire(&dir) {
         Ok(l) => l,
         // A recovery holds the lock before its journal exists (preflight).
