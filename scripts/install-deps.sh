@@ -10,6 +10,7 @@ pkgs=(
   protobuf-compiler libprotobuf-dev     # etcd-client crate build (gRPC protos)
   jq procps psmisc time curl
   buildah uidmap skopeo                 # the Job image; container images in the backup
+  inotify-tools                         # kill a backup at the instant a backup path changes
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,6 +1,6 @@
-//! `backup`: the pre-upgrade backup of a node. Plan (with a space check), then
-//! execute into a staging dir that is swapped in only when complete, verified
-//! and fsynced; the manifest goes in last.
+//! `backup`: the pre-upgrade backup of a node. Refusals and a space check
+//! first, then the backup is built in a new generation dir that becomes
+//! current (`store::switch`) only when complete, fsynced and verified.
 
 use crate::archive::{self, Changed, TreeStats, WriteOptions};
 use crate::cmd::Tools;
@@ -9,6 +9,7 @@ use crate::fsutil::{self, human};
 use crate::host::Host;
 use crate::manifest::{self, EtcdSnapshot, Manifest, PinnedDeployment, StaticPods, Tree};
 use crate::progress::Progress;
+use crate::store::{self, layout, Kind};
 use crate::{fault, images, lock, ostree, verify};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -22,11 +23,6 @@ pub const TREES: [(&str, &str); 3] = [
     ("kubelet", "/var/lib/kubelet"),
 ];
 
-pub const EXCLUDE_LIST: &str = "etc.exclude.list";
-pub const JOURNAL: &str = "journal.json";
-/// Today's recovery progress file.
-pub const LEGACY_PROGRESS: &str = "progress";
-const STAGING: &str = ".new";
 const CURRENTCONFIG: &str = "/etc/machine-config-daemon/currentconfig";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -49,6 +45,9 @@ pub struct Options {
     /// Back up the images of the running containers (and `images`).
     pub with_images: bool,
     pub images: Vec<String>,
+    /// Replace a backup that pins another OS than the booted one, or a
+    /// damaged one (`--replace-backup`).
+    pub replace_backup: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -225,48 +224,15 @@ fn mkdir_private(p: &Path) -> Result<()> {
         .with_context(|| format!("chmod 0700 {}", p.display()))
 }
 
-fn remove_entry(p: &Path) -> Result<()> {
-    let md = std::fs::symlink_metadata(p)?;
-    if md.is_dir() {
-        std::fs::remove_dir_all(p)
-    } else {
-        std::fs::remove_file(p)
-    }
-    .with_context(|| format!("removing {}", p.display()))
-}
-
-/// Everything of a backup in `dir` (not the lock, staging or recovery records).
-fn backup_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let n = e.file_name();
-        let n = n.to_string_lossy();
-        if n == lock::FILE || n == STAGING || n == JOURNAL || n == LEGACY_PROGRESS {
-            continue;
-        }
-        v.push(e.path());
-    }
-    Ok(v)
-}
-
-/// Whether a recovery is under way in `dir`: the record that says so.
-pub fn recovery_record(dir: &Path) -> Option<PathBuf> {
-    [JOURNAL, LEGACY_PROGRESS]
-        .iter()
-        .map(|f| dir.join(f))
-        .find(|p| p.exists())
-}
-
 /// Install the binary and the two-line wrapper into `dir`.
 fn install_self(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let exe = std::fs::read("/proc/self/exe").context("reading the running binary")?;
-    fsutil::write_atomic(&dir.join("upgrade-recovery"), &exe, 0o700)?;
+    fsutil::write_atomic(&dir.join(layout::BINARY), &exe, 0o700)?;
     let sh = crate::cli::WRAPPER;
-    fsutil::write_atomic(&dir.join("upgrade-recovery.sh"), sh.as_bytes(), 0o700)?;
+    fsutil::write_atomic(&dir.join(layout::WRAPPER), sh.as_bytes(), 0o700)?;
     std::fs::set_permissions(
-        dir.join("upgrade-recovery.sh"),
+        dir.join(layout::WRAPPER),
         std::fs::Permissions::from_mode(0o700),
     )?;
     Ok(())
@@ -344,24 +310,56 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     }
     let tools = Tools::require(&req, &["rpm-ostree"])?;
     let dir = host.backup_dir();
-    mkdir_private(&dir)?;
-    let _lock = lock::acquire(&dir)?;
-    if let Some(rec) = recovery_record(&dir) {
-        return Ok(Outcome::SkippedRecoveryInProgress {
+    let skipped = |rec: PathBuf| {
+        Ok(Outcome::SkippedRecoveryInProgress {
             record: rec.display().to_string(),
-        });
+        })
+    };
+    // A recovery under way (the hub's Job pod may be started again during
+    // one): nothing is touched. Checked before the lock, and after it.
+    if let Some(rec) = store::recovery_record(&dir) {
+        return skipped(rec);
+    }
+    mkdir_private(&dir)?;
+    // Durability: a new backup dir's own entry is on disk before the backup
+    // that relies on it.
+    if let Some(parent) = dir.parent() {
+        fsutil::fsync_dir(parent)?;
+    }
+    let _lock = match lock::acquire(&dir) {
+        Ok(l) => l,
+        // A recovery holds the lock before its journal exists (preflight).
+        Err(e) => match lock::holder(&dir) {
+            Some(h) if h.what == lock::RESTORE => {
+                return skipped(dir.join(format!("{} (pid {})", layout::LOCK, h.pid)))
+            }
+            _ => return Err(e),
+        },
+    };
+    if let Some(rec) = store::recovery_record(&dir) {
+        return skipped(rec);
+    }
+    // Refusals, before any change.
+    let kind = store::inspect(&dir)?;
+    if let Kind::Damaged(why) = &kind {
+        if !opts.replace_backup {
+            return Err(crate::error::Fail::Backup(format!(
+                "the backup in {} is damaged: {why}. A recovery may still need what is there (the archives can still be read: `zstd -dc {}/etc.tar.zst | tar -tv`); nothing was changed. To replace it with a new backup of this node: `upgrade-recovery backup --replace-backup`",
+                host.dir.display(),
+                host.dir.display()
+            ))
+            .into());
+        }
+    }
+    if !opts.replace_backup {
+        refuse_after_failed_upgrade(host, &tools, &dir)?;
     }
     if opts.nice {
         be_nice();
     }
-    let staging = dir.join(STAGING);
-    if staging.exists() {
-        log::warn!(
-            "removing {} left by an interrupted backup",
-            staging.display()
-        );
-        remove_entry(&staging)?;
-    }
+    // What a killed run left (old generations, temporary names, an
+    // unfinished conversion of the flat format); the current backup stays.
+    store::prepare(&dir)?;
     let mut plan = plan(host, opts)?;
     if opts.with_images {
         let mut refs = images::running(&tools)?;
@@ -375,10 +373,11 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     }
     let mut warnings = plan.warnings.clone();
 
-    // Space, before any change.
+    // Space, before any change. The new generation is built beside the
+    // current one, which goes only after the switch.
     let need = plan.estimate + opts.min_free;
     let free = free_bytes(&dir)?;
-    let old: u64 = backup_entries(&dir)?.iter().map(|p| du(p)).sum();
+    let old = du(&dir);
     if free < need {
         if free + old < need {
             bail!(
@@ -392,6 +391,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
                 if old > 0 { "; the previous backup is intact" } else { "" }
             );
         }
+        // The one case with a window without a backup (see README, "space").
         let msg = format!(
             "REMOVING THE PREVIOUS BACKUP in {} before taking the new one: {} free, {} needed. If this run fails, the node has NO backup",
             host.dir.display(),
@@ -400,18 +400,17 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         );
         log::warn!("{msg}");
         warnings.push(msg);
-        remove_manifest(&dir)?;
-        for p in backup_entries(&dir)? {
-            remove_entry(&p)?;
-        }
+        store::remove_current(&dir)?;
     }
 
+    let gen = store::new_generation_name(&dir, fsutil::unix_now());
+    let staging = dir.join(&gen);
     let result = build(host, &tools, opts, &plan, &staging, &mut warnings, t0);
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
-            let _ = remove_entry(&staging);
-            let state = if dir.join(manifest::FILE).exists() {
+            let _ = std::fs::remove_dir_all(&staging);
+            let state = if store::current(&dir).is_ok() {
                 "the previous backup is intact"
             } else {
                 "there is no backup on this node now"
@@ -419,39 +418,41 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
             return Err(e.context(format!("the backup failed; {state}")));
         }
     };
-    swap_in(&dir, &staging)?;
+    store::switch(&dir, &gen)?;
     Ok(Outcome::Done(Box::new(summary)))
 }
 
-fn remove_manifest(dir: &Path) -> Result<()> {
-    match std::fs::remove_file(dir.join(manifest::FILE)) {
-        Ok(()) => fsutil::fsync_dir(dir),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
+/// A backup on a node that booted another OS than the one the existing
+/// backup pinned, while that one is still deployed, is a failed upgrade (or
+/// the hub's Job run again): the backup would undeploy the way back and
+/// replace the pre-upgrade backup with the failed state. Refused.
+fn refuse_after_failed_upgrade(host: &Host, tools: &Tools, dir: &Path) -> Result<()> {
+    let Ok(gen) = store::current(dir) else {
+        return Ok(());
+    };
+    let Some(pinned) = Manifest::load(&gen).ok().and_then(|m| m.deployment) else {
+        return Ok(());
+    };
+    let os = ostree::read(host, tools)?;
+    let Some(active) = os.active() else {
+        return Ok(());
+    };
+    let same = |d: &ostree::Deployment| {
+        d.checksum == pinned.checksum
+            && d.serial == pinned.serial
+            && d.stateroot == pinned.stateroot
+    };
+    if same(active) || !os.deployments.iter().any(same) {
+        return Ok(());
     }
-}
-
-/// Replace the previous backup with the staged one. The manifest goes last:
-/// a crash in between leaves no manifest, never a partial backup that looks
-/// complete.
-fn swap_in(dir: &Path, staging: &Path) -> Result<()> {
-    remove_manifest(dir)?;
-    fault::point("backup:swap");
-    for p in backup_entries(dir)? {
-        remove_entry(&p)?;
-    }
-    for e in std::fs::read_dir(staging)? {
-        let e = e?;
-        if e.file_name() == manifest::FILE {
-            continue;
-        }
-        std::fs::rename(e.path(), dir.join(e.file_name()))?;
-    }
-    fsutil::fsync_dir(dir)?;
-    std::fs::rename(staging.join(manifest::FILE), dir.join(manifest::FILE))?;
-    fsutil::fsync_dir(dir)?;
-    std::fs::remove_dir(staging)?;
-    fsutil::fsync_dir(dir)
+    bail!(
+        "refusing to take a backup: the node runs {} but the backup in {} pinned {} {}.{}, which is still deployed. This is what a failed upgrade looks like: a new backup would undeploy the way back and replace the pre-upgrade backup. Nothing was changed. To go back: `upgrade-recovery status`, then `upgrade-recovery rollback`. If this OS is the new baseline on purpose: `upgrade-recovery backup --replace-backup`",
+        active.short(),
+        host.dir.display(),
+        pinned.stateroot,
+        &pinned.checksum[..pinned.checksum.len().min(12)],
+        pinned.serial
+    )
 }
 
 fn build(
@@ -465,7 +466,7 @@ fn build(
 ) -> Result<Summary> {
     let created_unix = fsutil::unix_now();
     let stamp = fsutil::backup_stamp(created_unix);
-    mkdir_private(&staging.join("cluster"))?;
+    mkdir_private(&staging.join(layout::CLUSTER))?;
     let mut parts = Vec::new();
 
     // OS: keep the active deployment only, pinned.
@@ -547,7 +548,7 @@ fn build(
     // The exclude list, as today's file.
     let mut ex = plan.excludes.join("\n");
     ex.push('\n');
-    fsutil::write_atomic(&staging.join(EXCLUDE_LIST), ex.as_bytes(), 0o600)?;
+    fsutil::write_atomic(&staging.join(layout::EXCLUDE_LIST), ex.as_bytes(), 0o600)?;
 
     // Trees.
     let wopts = WriteOptions {
@@ -631,7 +632,7 @@ fn build(
             source: format!("{} image(s)", saved_images.len()),
             files: saved_images.len() as u64,
             bytes: saved_images.iter().map(|i| i.size).sum(),
-            stored_bytes: du(&staging.join(images::DIR)),
+            stored_bytes: du(&staging.join(layout::IMAGES)),
             seconds: t.elapsed().as_secs_f64(),
         });
     }
@@ -657,11 +658,16 @@ fn build(
         0o600,
     )?;
     fault::point("backup:manifest");
-    // Everything on disk, then every byte checked before it replaces anything.
+    // Durability: everything on disk, then every byte checked before it
+    // replaces anything. The archives and the static-pod tarball are
+    // fsynced by their writers; syncfs also covers the entries of the
+    // generation and `cluster/` (files the node's cluster-backup.sh wrote,
+    // the images). `store::switch` fsyncs the generation dir again, then
+    // the backup dir after each rename.
     let d = std::fs::File::open(staging)?;
     rustix::fs::syncfs(&d)?;
     let t = Instant::now();
-    verify::require_intact(staging).context("the new backup does not verify")?;
+    verify::require_intact_generation(staging).context("the new backup does not verify")?;
     log::info!(
         "verified the new backup in {:.1}s",
         t.elapsed().as_secs_f64()

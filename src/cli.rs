@@ -154,6 +154,10 @@ pub struct BackupArgs {
     /// An image to back up too (repeatable; implies --with-images)
     #[arg(long = "image", value_name = "REF")]
     pub images: Vec<String>,
+    /// Replace the existing backup even when it pins another OS than the
+    /// booted one (a failed upgrade) or is damaged: a new baseline
+    #[arg(long)]
+    pub replace_backup: bool,
 }
 
 impl BackupArgs {
@@ -168,6 +172,7 @@ impl BackupArgs {
             quiet,
             with_images: self.with_images || !self.images.is_empty(),
             images: self.images.clone(),
+            replace_backup: self.replace_backup,
         }
     }
 }
@@ -735,7 +740,7 @@ fn remove_partial(dest: &Path) {
 
 /// Copy node paths out of the backup into `to`, keeping node paths below it.
 pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats> {
-    let dir = host.backup_dir();
+    let dir = crate::store::current(&host.backup_dir())?;
     let m = Manifest::load(&dir)?;
     let mut groups: Vec<(&crate::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
     for p in paths {

@@ -234,6 +234,8 @@ pub fn snapshot(
         let _ = std::fs::remove_file(&part);
         e.context(format!("etcd snapshot from {} failed", cfg.endpoint))
     })?;
+    // Durability: the snapshot is on disk before its rename, the rename
+    // (its dir) after.
     f.sync_all()?;
     drop(f);
     if let Err(msg) = crate::verify::check_snapshot_trailer(&part) {

@@ -19,6 +19,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .mode(mode)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
+    // Durability: the data before the rename, the dir after it. Used for
+    // the manifest, the exclude list, the binary and wrapper, the journal.
     f.write_all(data)
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;

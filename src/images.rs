@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub const DIR: &str = "images";
+pub const DIR: &str = crate::store::layout::IMAGES;
 
 /// Where containers/storage looks for its configuration, in order, as read in
 /// containers/storage `types/options.go` (`init`: `CONTAINERS_STORAGE_CONF`

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const FILE: &str = "journal.json";
+pub const FILE: &str = crate::store::layout::JOURNAL;
 pub const FORMAT: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -35,6 +35,11 @@ pub struct Journal {
     pub started: String,
     /// The backup being restored (its manifest's creation time).
     pub backup_created: String,
+    /// The backup generation being restored (a dir beside the journal);
+    /// None for the flat format. A backup never switches generations while
+    /// this journal exists.
+    #[serde(default)]
+    pub generation: Option<String>,
     pub completed: Vec<Done>,
     /// The boot in which the `files` phase finished.
     #[serde(default)]

@@ -23,5 +23,6 @@ pub mod report;
 pub mod rollback;
 pub mod stateroot;
 pub mod status;
+pub mod store;
 pub mod util;
 pub mod verify;

@@ -1,4 +1,6 @@
-//! One changing run at a time: an flock on `<dir>/.lock` holding the pid.
+//! One changing run at a time: an flock on `<dir>/.lock`. The file's first
+//! line is the holder's pid and what it is (`restore` for a recovery); a
+//! second line, rewritten as the run goes, says what it is doing now.
 
 use anyhow::{bail, Context, Result};
 use rustix::fs::{flock, FlockOperation};
@@ -7,16 +9,58 @@ use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub const FILE: &str = ".lock";
+pub const FILE: &str = crate::store::layout::LOCK;
+/// What a recovery writes after its pid.
+pub const RESTORE: &str = "restore";
+
+/// The run that holds the lock, as it recorded itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    /// What the run is (`restore`, or empty).
+    pub what: String,
+    /// What it is doing now, when it said.
+    pub doing: Option<String>,
+}
+
+/// Pure parser of the lock file's text.
+pub fn parse_holder(text: &str) -> Option<Holder> {
+    let mut lines = text.lines();
+    let mut first = lines.next()?.split_whitespace();
+    let pid = first.next()?.parse().ok()?;
+    Some(Holder {
+        pid,
+        what: first.next().unwrap_or("").to_string(),
+        doing: lines.next().map(str::to_string).filter(|s| !s.is_empty()),
+    })
+}
+
+/// The run holding the lock in `dir` now, None when no run holds it (or it
+/// did not record itself). Never creates the lock file.
+pub fn holder(dir: &Path) -> Option<Holder> {
+    let mut f = File::open(dir.join(FILE)).ok()?;
+    if flock(&f, FlockOperation::NonBlockingLockShared).is_ok() {
+        return None;
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
+    parse_holder(&text)
+}
 
 /// Held until dropped (or the process ends, whatever way it ends).
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
+    what: String,
     pub path: PathBuf,
 }
 
 pub fn acquire(dir: &Path) -> Result<Lock> {
+    acquire_for(dir, "")
+}
+
+/// Take the lock, recording `what` the holder is beside its pid.
+pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
     let path = dir.join(FILE);
     let mut f = OpenOptions::new()
         .read(true)
@@ -27,10 +71,11 @@ pub fn acquire(dir: &Path) -> Result<Lock> {
         .open(&path)
         .with_context(|| format!("opening the lock {}", path.display()))?;
     if let Err(e) = flock(&f, FlockOperation::NonBlockingLockExclusive) {
-        let mut holder = String::new();
-        let _ = f.read_to_string(&mut holder);
-        // The first line is the pid; a second line says what the run does.
-        let holder = holder.lines().next().unwrap_or("").trim();
+        let mut text = String::new();
+        let _ = f.read_to_string(&mut text);
+        let holder = parse_holder(&text)
+            .map(|h| h.pid.to_string())
+            .unwrap_or_default();
         if e == rustix::io::Errno::WOULDBLOCK {
             bail!(
                 "another upgrade-recovery run{} holds {}; nothing was changed. Wait for it to end{}",
@@ -43,34 +88,40 @@ pub fn acquire(dir: &Path) -> Result<Lock> {
     }
     f.set_len(0)?;
     f.rewind()?;
-    writeln!(f, "{}", std::process::id())?;
-    Ok(Lock { _file: f, path })
+    writeln!(f, "{} {what}", std::process::id())?;
+    Ok(Lock {
+        _file: f,
+        what: what.to_string(),
+        path,
+    })
 }
 
 impl Lock {
-    /// Record what the run is doing (a second line after the pid), for
-    /// `status` to show while it runs.
-    pub fn note(&self, what: &str) {
+    /// Record what the run is doing now (a second line), for `status` to
+    /// show while it runs.
+    pub fn note(&self, doing: &str) {
         let mut f = &self._file;
         let _ = f.set_len(0);
         let _ = f.rewind();
-        let _ = write!(f, "{}\n{what}\n", std::process::id());
+        let _ = write!(f, "{} {}\n{doing}\n", std::process::id(), self.what);
     }
 }
 
-/// The run holding the lock in `dir` now: (pid, what it does), None when no
-/// run holds it. Never creates the lock file.
-pub fn holder(dir: &Path) -> Option<(u32, Option<String>)> {
-    let path = dir.join(FILE);
-    let mut f = File::open(path).ok()?;
-    match flock(&f, FlockOperation::NonBlockingLockShared) {
-        Ok(()) => None,
-        Err(_) => {
-            let mut text = String::new();
-            let _ = f.read_to_string(&mut text);
-            let mut lines = text.lines();
-            let pid = lines.next()?.trim().parse().ok()?;
-            Some((pid, lines.next().map(str::to_string)))
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holder_lines() {
+        let h = parse_holder("42 restore\nrecovery step wipe-crio (phase files)\n").unwrap();
+        assert_eq!((h.pid, h.what.as_str()), (42, "restore"));
+        assert_eq!(
+            h.doing.as_deref(),
+            Some("recovery step wipe-crio (phase files)")
+        );
+        let h = parse_holder("7\n").unwrap();
+        assert_eq!((h.pid, h.what.as_str(), h.doing), (7, "", None));
+        assert_eq!(parse_holder(""), None);
+        assert_eq!(parse_holder("x restore"), None);
     }
 }

@@ -10,7 +10,7 @@ use crate::fsutil;
 use crate::host::Host;
 use crate::journal::{Done, Failure, Journal};
 use crate::manifest::{Manifest, Tree};
-use crate::{etcd, lock, ostree};
+use crate::{etcd, lock, ostree, store};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -256,7 +256,10 @@ struct Ctx<'a> {
     etcd_mode: EtcdRestore,
     opts: &'a Options,
     m: Manifest,
+    /// The backup dir (the journal, the lock).
     dir: PathBuf,
+    /// The dir of the backup's files: its generation (or `dir`, flat).
+    gen: PathBuf,
     j: Journal,
     /// Phases whose backup parts this run checked (recovery/checks.rs).
     checked: Vec<Phase>,
@@ -300,14 +303,21 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         EtcdRestore::Auto => EtcdRestore::Native,
         m => m,
     };
-    let m = Manifest::load(&dir)?;
+    // The generation the recovery under way uses (the journal records it),
+    // else the current one; None is the flat format.
+    let generation = match &existing {
+        Some(j) if !opts.restart => j.generation.clone(),
+        _ => store::current_generation(&dir)?,
+    };
+    let gen = store::generation_dir(&dir, generation.as_deref())?;
+    let m = Manifest::load(&gen)?;
     let (mut req, opt) = required_tools(etcd_mode);
     if !m.images.is_empty() {
         req.push("skopeo");
     }
     let tools = Tools::require(&req, &opt)?;
-    let lock = lock::acquire(&dir)?;
-    let legacy = dir.join(crate::backup::LEGACY_PROGRESS);
+    let lock = lock::acquire_for(&dir, lock::RESTORE)?;
+    let legacy = dir.join(store::layout::LEGACY_PROGRESS);
     if existing.is_none() && opts.resume && !opts.restart && !legacy.exists() {
         // Nothing to continue: starting a new recovery here would restore the
         // old etcd snapshot again and lose every write since.
@@ -375,6 +385,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         started: fsutil::rfc3339(fsutil::unix_now()),
         backup_created: m.created.clone(),
+        generation,
         ..Journal::default()
     });
     if j.backup_created != m.created {
@@ -393,6 +404,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         opts,
         m,
         dir,
+        gen,
         j,
         checked: Vec::new(),
     };
@@ -716,7 +728,7 @@ impl Ctx<'_> {
             }
             "restore-etcd" => self.restore_etcd(),
             "restore-images" => {
-                crate::images::load(self.host, &self.tools, &self.dir, &self.m.images)
+                crate::images::load(self.host, &self.tools, &self.gen, &self.m.images)
             }
             "restart-kubelet" => self.systemctl(&["restart", "kubelet.service"]).map(drop),
             "enable-kubelet" => {
@@ -770,7 +782,7 @@ impl Ctx<'_> {
                 ),
             );
         }
-        let problems = checks::check(&self.dir, &self.m, &parts);
+        let problems = checks::check(&self.gen, &self.m, &parts);
         if !problems.is_empty() {
             let started = self.j.completed.iter().any(|d| d.id != "preflight");
             let next = if started {
@@ -779,7 +791,7 @@ impl Ctx<'_> {
                 "upgrade-recovery restore"
             };
             return Err(Fail::Backup(format!(
-                "the backup parts that phase {phase} needs are damaged; nothing was changed in this phase (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy) and run `{next}`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+                "the backup parts that phase {phase} needs are damaged. Nothing was changed in this phase (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy) and run `{next}`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
                 phase = phase.name(),
                 state = self.describe(),
                 list = problems.join("\n  "),
@@ -795,10 +807,10 @@ impl Ctx<'_> {
         // Every part is there with its recorded size (a look, no read); the
         // bytes of each are checked by the phase that reads them.
         let all: Vec<&str> = STEPS.iter().map(|s| s.0).collect();
-        let problems = checks::sizes(&self.dir, &checks::parts_for(&self.m, &all));
+        let problems = checks::sizes(&self.gen, &checks::parts_for(&self.m, &all));
         if !problems.is_empty() {
             return Err(Fail::Backup(format!(
-                "the backup in {} is damaged; nothing was changed:\n  {}\nIn an outage: put another copy of the backup there and run `upgrade-recovery restore`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+                "the backup in {} is damaged. Nothing was changed. Damaged:\n  {}\nIn an outage: put another copy of the backup there and run `upgrade-recovery restore`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
                 self.dir.display(),
                 problems.join("\n  ")
             ))
@@ -857,7 +869,7 @@ impl Ctx<'_> {
 
     fn restore_tree(&self, id: &str, name: &str) -> Result<()> {
         let t = self.tree(name)?;
-        let archive = self.dir.join(&t.archive);
+        let archive = self.gen.join(&t.archive);
         let phase = if name == "kubelet" {
             Phase::Cluster
         } else {
@@ -942,12 +954,12 @@ impl Ctx<'_> {
                 t.excludes.join("\n").as_bytes(),
             ));
         }
-        match checks::exclude_list(&self.dir).map_err(Fail::Backup)? {
+        match checks::exclude_list(&self.gen).map_err(Fail::Backup)? {
             Some(b) => Ok(archive::exclude::Excludes::parse(&b)),
             None => {
                 log::warn!(
                     "{} is not in the backup: using the exclude list recorded in the manifest",
-                    crate::backup::EXCLUDE_LIST
+                    crate::store::layout::EXCLUDE_LIST
                 );
                 Ok(archive::exclude::Excludes::parse(
                     t.excludes.join("\n").as_bytes(),
@@ -1012,13 +1024,13 @@ impl Ctx<'_> {
     fn restore_etcd(&mut self) -> Result<()> {
         if self.etcd_mode == EtcdRestore::Script {
             let mut c = std::process::Command::new(self.host.path(CLUSTER_RESTORE));
-            c.arg(self.dir.join("cluster"));
+            c.arg(self.gen.join(store::layout::CLUSTER));
             cmd::run_timeout(&mut c, self.opts.wait)?;
             // Durable: what the script restored (etcd data, manifests).
             durable::fs_of("restore-etcd", &self.host.path("/var/lib/etcd"))?;
             return durable::fs_of("restore-etcd", &self.host.path("/etc/kubernetes"));
         }
-        let snap = self.dir.join(
+        let snap = self.gen.join(
             &self
                 .m
                 .etcd
@@ -1026,7 +1038,7 @@ impl Ctx<'_> {
                 .context("the backup has no etcd snapshot")?
                 .file,
         );
-        let res = self.dir.join(
+        let res = self.gen.join(
             &self
                 .m
                 .static_pods

@@ -157,7 +157,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     );
     b.add(
         "backup/etc.exclude.list",
-        std::fs::read_to_string(dir.join(crate::backup::EXCLUDE_LIST))
+        std::fs::read_to_string(dir.join(crate::store::layout::EXCLUDE_LIST))
             .context("no etc.exclude.list"),
     );
     b.add(

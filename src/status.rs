@@ -9,6 +9,7 @@ use crate::journal::{Journal, LastRecovery};
 use crate::manifest::Manifest;
 use crate::ostree::{self, BootedFrom, OsState};
 use crate::recovery;
+use crate::store::{self, layout};
 use anyhow::Result;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -135,8 +136,9 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         next,
         command: command.to_string(),
     };
-    if let Some((pid, doing)) = crate::lock::holder(&dir) {
-        let running_recovery = doing.as_deref().is_some_and(|d| d.starts_with("recovery"));
+    if let Some(crate::lock::Holder { pid, what, doing }) = crate::lock::holder(&dir) {
+        let running_recovery = what == crate::lock::RESTORE
+            || doing.as_deref().is_some_and(|d| d.starts_with("recovery"));
         if running_recovery || Journal::path(&dir).exists() {
             return a(
                 State::RecoveryRunning {
@@ -221,7 +223,7 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         }
         Ok(None) => {}
     }
-    let legacy = dir.join(crate::backup::LEGACY_PROGRESS);
+    let legacy = dir.join(crate::store::layout::LEGACY_PROGRESS);
     if legacy.exists() {
         return a(
             State::LegacyRecovery {
@@ -235,28 +237,26 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
             "upgrade-recovery restore --restart",
         );
     }
-    let m = match Manifest::load(&dir) {
-        Ok(m) => m,
-        Err(e) => {
-            let has_parts = std::fs::read_dir(&dir).is_ok_and(|rd| {
-                rd.flatten().any(|e| {
-                    let n = e.file_name();
-                    let n = n.to_string_lossy();
-                    n.ends_with(".tar.zst") || n == "cluster"
-                })
-            });
-            if !dir.join(crate::manifest::FILE).exists() && !has_parts {
-                return a(
-                    State::NoBackup,
-                    format!("there is no backup in {}", host.dir.display()),
-                    "take one while the node is healthy, before the upgrade: `upgrade-recovery backup`".into(),
-                    "upgrade-recovery backup",
-                );
-            }
-            return damaged(host, format!("{e:#}"));
+    let cur = match crate::store::inspect(&dir) {
+        Ok(crate::store::Kind::Empty) => {
+            return a(
+                State::NoBackup,
+                format!("there is no backup in {}", host.dir.display()),
+                "take one while the node is healthy, before the upgrade: `upgrade-recovery backup`"
+                    .into(),
+                "upgrade-recovery backup",
+            );
         }
+        Ok(crate::store::Kind::Damaged(why)) => return damaged(host, why),
+        Err(e) => return damaged(host, format!("{e:#}")),
+        Ok(crate::store::Kind::Flat) => dir.clone(),
+        Ok(crate::store::Kind::Generation(g)) => dir.join(g),
     };
-    if let Some(p) = backup_problem(&dir, &m) {
+    let m = match Manifest::load(&cur) {
+        Ok(m) => m,
+        Err(e) => return damaged(host, format!("{e:#}")),
+    };
+    if let Some(p) = backup_problem(&cur, &m) {
         return damaged(host, p);
     }
     let last = LastRecovery::load(&dir).filter(|l| l.backup_created == m.created);
@@ -353,6 +353,9 @@ fn ready(last: Option<LastRecovery>) -> Assessment {
 pub struct BackupSummary {
     pub dir: String,
     pub exists: bool,
+    /// Parts of a backup are there but it is not whole (no manifest).
+    #[serde(default)]
+    pub damaged: bool,
     pub error: Option<String>,
     pub created: Option<String>,
     pub pinned: Option<String>,
@@ -399,10 +402,12 @@ pub fn gather(host: &Host) -> Result<Status> {
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     let dir = host.backup_dir();
-    let backup = match Manifest::load(&dir) {
+    let damaged = matches!(store::inspect(&dir), Ok(store::Kind::Damaged(_)));
+    let backup = match store::current(&dir).and_then(|g| Manifest::load(&g)) {
         Ok(m) => BackupSummary {
             dir: host.dir.display().to_string(),
             exists: true,
+            damaged: false,
             error: None,
             created: Some(m.created.clone()),
             pinned: m
@@ -415,6 +420,7 @@ pub fn gather(host: &Host) -> Result<Status> {
         Err(e) => BackupSummary {
             dir: host.dir.display().to_string(),
             exists: false,
+            damaged,
             error: Some(format!("{e:#}")),
             created: None,
             pinned: None,
@@ -422,7 +428,7 @@ pub fn gather(host: &Host) -> Result<Status> {
             archive_bytes: 0,
         },
     };
-    let record = ["journal.json", "progress"]
+    let record = [layout::JOURNAL, layout::LEGACY_PROGRESS]
         .iter()
         .find(|f| dir.join(f).exists())
         .map(|f| host.dir.join(f).display().to_string());

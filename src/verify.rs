@@ -83,8 +83,21 @@ pub fn check_snapshot_trailer(p: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Verify everything the manifest lists. The report lists each problem.
+/// Verify the current backup of the backup dir `dir` (its generation, or the
+/// flat files), and the documented paths that lead into it. No backup, or a
+/// damaged one without a manifest, is an error (exit 4).
 pub fn verify(dir: &Path) -> Result<(Manifest, Report)> {
+    let gen = crate::store::current(dir)?;
+    let (m, mut report) = verify_generation(&gen)?;
+    report.problems.extend(crate::store::link_problems(dir));
+    report.intact = report.problems.is_empty();
+    report.dir = dir.display().to_string();
+    Ok((m, report))
+}
+
+/// Verify everything the manifest of the backup files in `dir` lists. The
+/// report lists each problem.
+pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
     let m = Manifest::load(dir)?;
     let mut problems = Vec::new();
     let mut checked = Vec::new();
@@ -130,7 +143,15 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Report)> {
 
 /// Verify, and turn damage into a `Fail::Backup` (exit 4) naming each item.
 pub fn require_intact(dir: &Path) -> Result<Manifest> {
-    let (m, r) = verify(dir)?;
+    intact(verify(dir)?, dir)
+}
+
+/// `require_intact` of one generation's files.
+pub fn require_intact_generation(dir: &Path) -> Result<Manifest> {
+    intact(verify_generation(dir)?, dir)
+}
+
+fn intact((m, r): (Manifest, Report), dir: &Path) -> Result<Manifest> {
     if !r.intact {
         return Err(Fail::Backup(format!(
             "the backup in {} is damaged:\n  {}",

@@ -92,7 +92,7 @@ fn images_survive_crio_wipe_through_the_backup() {
 
     // A corrupted blob is caught by verify.
     let blob = sh(&format!(
-        "ls -S {}/var/recovery/images/blobs/sha256/* | head -1",
+        "ls -S {}/var/recovery/current/images/blobs/sha256/* | head -1",
         q(&sb.root())
     ));
     sh(&format!(

@@ -89,3 +89,33 @@ fn sigterm_from_the_job_deadline_puts_the_flag_back() {
     assert!(!tmp.exists());
     assert_eq!(sb.run(&["verify"]).0, 4, "no backup was made");
 }
+
+/// 12.3: the hub's Job run again after a failed upgrade refuses before any
+/// change, as `backup` does: the pre-upgrade backup and its deployment stay.
+#[test]
+fn the_job_after_a_failed_upgrade_refuses_and_keeps_the_backup() {
+    let sb = Sandbox::new();
+    assert_eq!(sb.run(&["backup", "--min-free", "0"]).0, 0);
+    let manifest = sb.sh("sha256sum $ROOT/var/recovery/manifest.json");
+    sh(&format!(
+        "{}/scripts/sandbox.sh upgrade-os {} 417.94.202411010000-0 >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+    sb.reboot();
+    let status = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    let t = TempDir::new("jail");
+    let out = std::process::Command::new("bash")
+        .args(["-c", &jail_script(&sb, &t.path().join("host"), "")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--replace-backup"), "{err}");
+    assert_eq!(
+        sb.sh("sha256sum $ROOT/var/recovery/manifest.json"),
+        manifest
+    );
+    assert_eq!(sb.sh("ostree admin --sysroot=$ROOT/sysroot status"), status);
+    assert_eq!(sb.run(&["verify"]).0, 0);
+}

@@ -540,7 +540,7 @@ fn a_damaged_backup_is_named_and_extract_takes_the_intact_part() {
     assert!(to.path().join("etc/hostname").exists());
 
     // Cut the end of the /etc archive, as a full disk or a bad copy would.
-    let archive = dir.join("etc.tar.zst");
+    let archive = dir.join("current/etc.tar.zst");
     let len = std::fs::metadata(&archive).unwrap().len();
     sh(&format!("truncate -s {} {}", len - 1_000_000, q(&archive)));
     let next = expect_state(&sb, "backup-damaged");

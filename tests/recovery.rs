@@ -3,127 +3,10 @@
 
 mod common;
 
+use common::recovery::*;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use upgrade_recovery::recovery::STEPS;
-
-/// What the node looked like before the upgrade: tree copies and etcd keys.
-struct Before {
-    dir: TempDir,
-    keys: String,
-}
-
-/// Paths under /etc that restore neither writes nor deletes (etc.exclude.list).
-const ETC_EXCLUDES: &str = "--exclude=/cni/multus/certs --exclude=/kubernetes/cni/net.d --exclude=/sandbox-runtime --exclude=/.updated --exclude=/kubernetes/manifests";
-
-fn etcd_dump(sb: &Sandbox) -> String {
-    sb.etcdctl("get '' --prefix")
-}
-
-fn trees(sb: &Sandbox) -> Vec<(&'static str, PathBuf)> {
-    vec![
-        ("etc", sb.root().join("etc")),
-        ("local", sb.root().join("var/usrlocal")),
-        ("kubelet", sb.root().join("var/lib/kubelet")),
-        ("opt", sb.root().join("opt")),
-    ]
-}
-
-fn take_backup(sb: &Sandbox) -> Before {
-    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
-    assert_eq!(code, 0, "{err}");
-    let dir = TempDir::new("before");
-    for (name, src) in trees(sb) {
-        sh(&format!(
-            "rsync -aAXHx --numeric-ids {}/ {}/",
-            q(&src),
-            q(&dir.path().join(name))
-        ));
-    }
-    Before {
-        dir,
-        keys: etcd_dump(sb),
-    }
-}
-
-/// Change, add and delete in every tree and the extras, and in etcd.
-fn upgrade(sb: &Sandbox, n: u32) {
-    sb.sh(&format!(
-        r#"cd $ROOT
-echo upgraded-{n} >> etc/hostname; echo new > etc/new-in-upgrade-{n}; rm -f etc/kubernetes/kubelet.conf; chmod 0600 etc/tmpfiles.d/sandbox.conf
-m=$(stat -c %y var/usrlocal/bin/configure-ovs.sh); sed -i 's/ovs/OVS/' var/usrlocal/bin/configure-ovs.sh; touch -d "$m" var/usrlocal/bin/configure-ovs.sh
-echo tool > var/usrlocal/bin/new-tool-{n}; rm -f var/usrlocal/bin/recover-kubeconfig.sh
-echo '{{"kind":"KubeletConfigurationX"}}' > var/lib/kubelet/config.json
-mkdir -p var/lib/kubelet/pods/new-pod-{n}/volumes; echo x > var/lib/kubelet/pods/new-pod-{n}/volumes/f
-rm -f var/lib/kubelet/pki/kubelet-client-current.pem; ln -s /etc/passwd var/lib/kubelet/pki/kubelet-client-current.pem
-setfattr -x security.selinux var/lib/kubelet/config.json 2>/dev/null || true
-echo extra=2 > opt/sandbox/tool.conf"#
-    ));
-    sb.etcdctl(&format!("put /upgrade/key-{n} v"));
-    sb.etcdctl("del /kubernetes.io/configmaps/openshift-config/sandbox-1");
-}
-
-fn check_restored(sb: &Sandbox, before: &Before, what: &str) {
-    for (name, node) in trees(sb) {
-        // The extras archive holds the machine-config files, not their
-        // parent directories: their times are not part of the backup.
-        let extra = match name {
-            "etc" => ETC_EXCLUDES,
-            "opt" => "-x --omit-dir-times",
-            _ => "-x",
-        };
-        let diff = rsync_diff(&before.dir.path().join(name), &node, extra);
-        assert_eq!(
-            diff,
-            Vec::<String>::new(),
-            "{what}: {name} differs from before the upgrade"
-        );
-        if name != "etc" {
-            assert_eq!(
-                meta_dump(&before.dir.path().join(name)),
-                meta_dump(&node),
-                "{what}: {name} xattrs/ACLs"
-            );
-        }
-    }
-    assert_eq!(etcd_dump(sb), before.keys, "{what}: etcd keys");
-    assert!(
-        !sb.root().join("var/recovery/journal.json").exists(),
-        "{what}: journal left"
-    );
-}
-
-/// Run a restore command; (code or None when killed, stdout, stderr).
-fn restore(sb: &Sandbox, args: &[&str], crash_at: Option<&str>) -> (Option<i32>, String, String) {
-    let mut c = sb.command(&["restore"]);
-    c.args(args)
-        .args(["--poll-interval", "100", "--wait-timeout", "60"]);
-    if let Some(p) = crash_at {
-        c.env("UPGRADE_RECOVERY_CRASH_AT", p);
-    }
-    let o = c.output().unwrap();
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// Drive the recovery to its end: resume after crashes, reboot when told.
-fn finish(sb: &Sandbox, what: &str) {
-    for _ in 0..6 {
-        let journal = sb.root().join("var/recovery/journal.json").exists();
-        let args: &[&str] = if journal { &["--resume"] } else { &[] };
-        let (code, out, err) = restore(sb, args, None);
-        match code {
-            Some(0) if out.contains("Reboot now") => sb.reboot(),
-            Some(0) if out.contains("Recovery complete") => return,
-            Some(1) if err.contains("must reboot before the cluster phase") => sb.reboot(),
-            _ => panic!("{what}: restore {args:?} gave {code:?}\n{out}\n{err}"),
-        }
-    }
-    panic!("{what}: the recovery did not finish");
-}
 
 #[test]
 fn end_to_end_backup_failed_upgrade_rollback_restore() {
@@ -281,7 +164,7 @@ fn refusals_before_any_change() {
     let _before = take_backup(&sb);
     // A damaged backup (a part the files phase reads; the kubelet archive
     // is checked by the cluster phase): exit 4, nothing changed, no journal.
-    let k = sb.root().join("var/recovery/etc.tar.zst");
+    let k = sb.root().join("var/recovery/current/etc.tar.zst");
     let good = std::fs::read(&k).unwrap();
     let mut bad = good.clone();
     let mid = bad.len() / 2;
@@ -419,7 +302,7 @@ fn a_part_damaged_after_the_files_phase_stops_the_cluster_phase_before_any_chang
     let (code, out, err) = restore(&sb, &["--resume"], None);
     assert_eq!(code, Some(4), "{out}{err}");
     assert!(err.contains(m["etcd"]["file"].as_str().unwrap()), "{err}");
-    assert!(err.contains("nothing was changed in this phase"), "{err}");
+    assert!(err.contains("Nothing was changed in this phase"), "{err}");
     assert!(
         err.contains("another copy of the backup") && err.contains("upgrade-recovery extract"),
         "{err}"

@@ -59,6 +59,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l no-nice -d 'Keep normal CPU and I/O priority (default: lowered)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l with-images -d 'Also back up the images of the running containers (node\'s skopeo)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l replace-backup -d 'Replace the existing backup even when it pins another OS than the booted one (a failed upgrade) or is damaged: a new baseline'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -75,6 +76,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l no-nice -d 'Keep normal CPU and I/O priority (default: lowered)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l with-images -d 'Also back up the images of the running containers (node\'s skopeo)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l replace-backup -d 'Replace the existing backup even when it pins another OS than the booted one (a failed upgrade) or is damaged: a new baseline'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -49,7 +49,7 @@ impl Part {
             Part::Archive { file, .. } | Part::Snapshot { file, .. } | Part::File { file, .. } => {
                 file
             }
-            Part::ExcludeList => crate::backup::EXCLUDE_LIST,
+            Part::ExcludeList => crate::store::layout::EXCLUDE_LIST,
             Part::Images => crate::images::DIR,
         }
     }
@@ -163,7 +163,7 @@ pub fn check(dir: &Path, m: &Manifest, parts: &[Part]) -> Vec<String> {
 /// `etc.exclude.list` of the backup: None when absent (the manifest's copy
 /// is used then); an error when it is there but unreadable or holds a NUL.
 pub fn exclude_list(dir: &Path) -> Result<Option<Vec<u8>>, String> {
-    let p = dir.join(crate::backup::EXCLUDE_LIST);
+    let p = dir.join(crate::store::layout::EXCLUDE_LIST);
     match std::fs::symlink_metadata(&p) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", p.display())),
@@ -271,9 +271,9 @@ mod tests {
         assert!(hashed(&d.join("none"), &sha, n, false).is_err());
         // The exclude list: absent is None, a NUL is damage.
         assert_eq!(exclude_list(&d), Ok(None));
-        std::fs::write(d.join(crate::backup::EXCLUDE_LIST), b"a\0b\n").unwrap();
+        std::fs::write(d.join(crate::store::layout::EXCLUDE_LIST), b"a\0b\n").unwrap();
         assert!(exclude_list(&d).unwrap_err().contains("NUL"));
-        std::fs::write(d.join(crate::backup::EXCLUDE_LIST), b"a\n").unwrap();
+        std::fs::write(d.join(crate::store::layout::EXCLUDE_LIST), b"a\n").unwrap();
         assert_eq!(exclude_list(&d), Ok(Some(b"a\n".to_vec())));
         std::fs::remove_dir_all(&d).unwrap();
     }

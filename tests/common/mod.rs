@@ -2,6 +2,8 @@
 //! oracles (rsync, getfattr, getfacl), and test trees.
 #![allow(dead_code)]
 
+pub mod recovery;
+
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;

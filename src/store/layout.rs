@@ -1,0 +1,56 @@
+//! Every file name of the backup dir, defined once.
+//!
+//! ```text
+//! <dir>/.lock                 flock of any changing run
+//! <dir>/journal.json          recovery progress, beside the generations
+//! <dir>/progress              today's script's recovery progress (read only)
+//! <dir>/current -> gen-<TS>   the current generation (switched by rename)
+//! <dir>/gen-<TS>/             one complete backup: manifest.json, cluster/,
+//!                             *.tar.zst, etc.exclude.list, images/, the binary
+//! <dir>/manifest.json -> current/manifest.json        (stable links: never
+//! <dir>/cluster -> current/cluster                     change once made, so
+//! <dir>/etc.exclude.list -> current/etc.exclude.list   the documented paths
+//! <dir>/upgrade-recovery -> current/upgrade-recovery   work at every instant)
+//! <dir>/upgrade-recovery.sh -> current/upgrade-recovery.sh
+//! ```
+
+/// Held (flock) by any run that changes something.
+pub const LOCK: &str = ".lock";
+/// The recovery journal; lives beside the generations.
+pub const JOURNAL: &str = "journal.json";
+/// Today's script's recovery progress file.
+pub const LEGACY_PROGRESS: &str = "progress";
+/// The symlink naming the current generation.
+pub const CURRENT: &str = "current";
+/// Generation dirs are `gen-<%Y-%m-%d_%H%M%S>[.N]`.
+pub const GEN_PREFIX: &str = "gen-";
+/// The staging dir of the flat format (before generations); garbage now.
+pub const LEGACY_STAGING: &str = ".new";
+
+/// In a generation (and through the stable links).
+pub const MANIFEST: &str = "manifest.json";
+pub const CLUSTER: &str = "cluster";
+pub const EXCLUDE_LIST: &str = "etc.exclude.list";
+pub const BINARY: &str = "upgrade-recovery";
+pub const WRAPPER: &str = "upgrade-recovery.sh";
+/// Container images (OCI layout), `backup --with-images`.
+pub const IMAGES: &str = "images";
+
+/// The documented paths: stable links `<dir>/NAME -> current/NAME`. The
+/// manifest comes last, so a reader that sees the new manifest through its
+/// link sees every other link too.
+pub const STABLE: [&str; 5] = [BINARY, WRAPPER, EXCLUDE_LIST, CLUSTER, MANIFEST];
+
+/// Temporary names used while switching (garbage if a run is killed).
+pub const CURRENT_TMP: &str = ".current.tmp";
+/// `.NAME.link`: a new stable link before it is renamed into place; after an
+/// exchange with a flat directory, that directory until it is removed.
+pub fn link_tmp(name: &str) -> String {
+    format!(".{name}.link")
+}
+
+/// Files of a flat (pre-generation) backup: any of them without a manifest
+/// means a damaged backup, not "no backup".
+pub fn is_backup_data(name: &str) -> bool {
+    name.ends_with(".tar.zst") || name == CLUSTER || name == IMAGES || name == EXCLUDE_LIST
+}

@@ -1,0 +1,519 @@
+//! The backup dir: its layout (every file name, in [`layout`]), which
+//! generation is current, and the atomic switch to a new one.
+//!
+//! Each backup is built in its own generation dir and becomes current by one
+//! `rename(2)` of the `current` symlink, followed by an fsync of the backup
+//! dir. The documented paths (`manifest.json`, `cluster/`, ...) are stable
+//! links through `current`, so they change with that one rename. At every
+//! instant the current backup is the previous complete one or the new
+//! complete one; the previous generation is removed only after the switch,
+//! and what a killed run leaves is cleared by the next one ([`prepare`]).
+//!
+//! The flat format (files directly in the backup dir, before generations) is
+//! read as it is; the first new backup converts it before building anything
+//! ([`convert_flat`]): hard links of its files in a generation made current,
+//! each documented path replaced by its link (a file by `rename(2)`, the
+//! `cluster` dir by `renameat2(RENAME_EXCHANGE)`), then the flat names
+//! removed. The files never change, so every path shows the same backup.
+
+pub mod layout;
+
+use crate::error::Fail;
+use crate::{fault, fsutil};
+use anyhow::{Context, Result};
+use layout::*;
+use std::path::{Path, PathBuf};
+
+/// What a backup dir holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// No backup (no dir, or nothing of a backup in it).
+    Empty,
+    /// The flat format: `manifest.json` and the archives in the dir itself.
+    Flat,
+    /// Generations; the current one's name.
+    Generation(String),
+    /// Parts of a backup without the manifest that makes it one.
+    Damaged(String),
+}
+
+fn lstat(p: &Path) -> Option<std::fs::Metadata> {
+    std::fs::symlink_metadata(p).ok()
+}
+
+/// A plain generation name (no `/`, no `..`).
+fn is_generation_name(n: &str) -> bool {
+    n.starts_with(GEN_PREFIX) && !n.contains('/') && n != "." && n != ".."
+}
+
+/// What `dir` holds. Never changes anything.
+pub fn inspect(dir: &Path) -> Result<Kind> {
+    if lstat(dir).is_none() {
+        return Ok(Kind::Empty);
+    }
+    let cur = dir.join(CURRENT);
+    if lstat(&cur).is_some() {
+        let target = std::fs::read_link(&cur)
+            .with_context(|| format!("{} is not a symlink", cur.display()))?;
+        let name = target.to_string_lossy().into_owned();
+        if !is_generation_name(&name) {
+            return Ok(Kind::Damaged(format!(
+                "{} points to {name}, which is not a generation of this dir",
+                cur.display()
+            )));
+        }
+        let m = dir.join(&name).join(MANIFEST);
+        return Ok(match lstat(&m) {
+            Some(md) if md.is_file() => Kind::Generation(name),
+            _ => Kind::Damaged(format!(
+                "the current generation {} has no {MANIFEST}",
+                dir.join(&name).display()
+            )),
+        });
+    }
+    if lstat(&dir.join(MANIFEST)).is_some_and(|m| m.is_file()) {
+        return Ok(Kind::Flat);
+    }
+    // No manifest: parts of a backup left there make it damaged, not absent.
+    let mut parts = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(md) = lstat(&e.path()) else { continue };
+        if md.file_type().is_symlink() || !is_backup_data(&n) {
+            continue;
+        }
+        if md.is_dir() && std::fs::read_dir(e.path()).map_or(true, |mut r| r.next().is_none()) {
+            continue;
+        }
+        parts.push(n);
+    }
+    parts.sort();
+    if parts.is_empty() {
+        Ok(Kind::Empty)
+    } else {
+        Ok(Kind::Damaged(format!(
+            "{} is missing but {} {} there",
+            dir.join(MANIFEST).display(),
+            parts.join(", "),
+            if parts.len() == 1 { "is" } else { "are" }
+        )))
+    }
+}
+
+/// The dir holding the current backup's files (a generation, or `dir`
+/// itself in the flat format). No backup or a damaged one: exit 4.
+pub fn current(dir: &Path) -> Result<PathBuf> {
+    match inspect(dir)? {
+        Kind::Generation(g) => Ok(dir.join(g)),
+        Kind::Flat => Ok(dir.to_path_buf()),
+        Kind::Empty => Err(Fail::Backup(format!(
+            "no backup in {}: {} does not exist",
+            dir.display(),
+            dir.join(MANIFEST).display()
+        ))
+        .into()),
+        Kind::Damaged(why) => Err(damaged(dir, &why).into()),
+    }
+}
+
+fn damaged(dir: &Path, why: &str) -> Fail {
+    Fail::Backup(format!(
+        "the backup in {} is damaged: {why}. Do not take a new backup over it while the node may need it; the archives that are there can still be read (`zstd -dc {}/etc.tar.zst | tar -tv`)",
+        dir.display(), dir.display()
+    ))
+}
+
+/// The current generation's name, None in the flat format. For the journal.
+pub fn current_generation(dir: &Path) -> Result<Option<String>> {
+    match inspect(dir)? {
+        Kind::Generation(g) => Ok(Some(g)),
+        _ => {
+            current(dir)?;
+            Ok(None)
+        }
+    }
+}
+
+/// The dir of a named generation (as a journal records it), or of the
+/// flat backup (None).
+pub fn generation_dir(dir: &Path, generation: Option<&str>) -> Result<PathBuf> {
+    match generation {
+        None => Ok(dir.to_path_buf()),
+        Some(g) if is_generation_name(g) => {
+            let p = dir.join(g);
+            if !p.join(MANIFEST).is_file() {
+                return Err(Fail::Backup(format!(
+                    "the generation {} that the recovery uses has no {MANIFEST}",
+                    p.display()
+                ))
+                .into());
+            }
+            Ok(p)
+        }
+        Some(g) => Err(Fail::Backup(format!("{g:?} is not a backup generation name")).into()),
+    }
+}
+
+/// Problems with the documented paths of a generations dir: each must be
+/// its link through `current`, or (a conversion under way) the flat file or
+/// dir that holds the very same files (hard links).
+pub fn link_problems(dir: &Path) -> Vec<String> {
+    if !matches!(inspect(dir), Ok(Kind::Generation(_))) {
+        return Vec::new();
+    }
+    STABLE
+        .iter()
+        .filter(|n| !documented_path_ok(dir, n))
+        .map(|n| {
+            format!(
+                "{} is not the link to {CURRENT}/{n}; restore it with `ln -sfn {CURRENT}/{n} {}`",
+                dir.join(n).display(),
+                dir.join(n).display()
+            )
+        })
+        .collect()
+}
+
+fn documented_path_ok(dir: &Path, name: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let p = dir.join(name);
+    let c = dir.join(CURRENT).join(name);
+    let Ok(cm) = std::fs::metadata(&c) else {
+        return false;
+    };
+    if std::fs::read_link(&p).ok().as_deref() == Some(Path::new(CURRENT).join(name).as_path()) {
+        return true;
+    }
+    let same =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    let names = |d: &Path| -> Option<Vec<std::ffi::OsString>> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        v.sort();
+        Some(v)
+    };
+    match lstat(&p) {
+        Some(m) if m.is_file() => same(&m, &cm),
+        Some(m) if m.is_dir() && cm.is_dir() => match (names(&p), names(&c)) {
+            (Some(a), Some(b)) if a == b => a.iter().all(|n| {
+                matches!((lstat(&p.join(n)), lstat(&c.join(n))), (Some(x), Some(y)) if same(&x, &y))
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn remove_entry(p: &Path) -> Result<()> {
+    let Some(md) = lstat(p) else { return Ok(()) };
+    if md.is_dir() {
+        std::fs::remove_dir_all(p)
+    } else {
+        std::fs::remove_file(p)
+    }
+    .with_context(|| format!("removing {}", p.display()))
+}
+
+/// A name for a new generation, unused in `dir`.
+pub fn new_generation_name(dir: &Path, unix: i64) -> String {
+    let base = format!("{GEN_PREFIX}{}", fsutil::backup_stamp(unix));
+    let mut name = base.clone();
+    let mut n = 1;
+    while lstat(&dir.join(&name)).is_some() {
+        n += 1;
+        name = format!("{base}.{n}");
+    }
+    name
+}
+
+/// A name only a killed run leaves.
+fn is_temporary(n: &str) -> bool {
+    n == CURRENT_TMP || n == LEGACY_STAGING || (n.starts_with('.') && n.ends_with(".link"))
+}
+
+/// Entries of `dir` that are not part of the backup `kind` describes, nor
+/// the lock or a recovery record: what a killed run left.
+fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if [LOCK, JOURNAL, LEGACY_PROGRESS].contains(&n.as_str()) {
+            continue;
+        }
+        let is_link = lstat(&e.path()).is_some_and(|m| m.file_type().is_symlink());
+        let keep = match kind {
+            Kind::Generation(g) => {
+                n == *g || n == CURRENT || (STABLE.contains(&n.as_str()) && is_link)
+            }
+            // Only generation dirs and temporary names are garbage beside a
+            // flat backup; everything else of it is the backup.
+            Kind::Flat | Kind::Empty => !(n.starts_with(GEN_PREFIX) || is_temporary(&n)),
+            Kind::Damaged(_) => true,
+        };
+        if !keep {
+            v.push(e.path());
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Before a backup (under the lock, no recovery under way): finish what a
+/// killed run left: the stable links of the current generation, then remove
+/// old generations, flat leftovers and temporary names. Never touches the
+/// current backup.
+pub fn prepare(dir: &Path) -> Result<Kind> {
+    let kind = inspect(dir)?;
+    if let Kind::Generation(_) = kind {
+        ensure_links(dir)?;
+    }
+    let g = garbage(dir, &kind)?;
+    for p in &g {
+        log::warn!("removing {} left by an earlier backup", p.display());
+        remove_entry(p)?;
+    }
+    if !g.is_empty() {
+        // Durability: the removals are on disk before anything new is made.
+        fsutil::fsync_dir(dir)?;
+    }
+    if kind == Kind::Flat {
+        return Ok(Kind::Generation(convert_flat(dir)?));
+    }
+    Ok(kind)
+}
+
+/// Turn the flat backup into a generation without changing a byte of it:
+/// hard links of its files in a new generation dir (no extra room), that
+/// dir made current, each documented path replaced by its link (the same
+/// files, so every path shows the same backup at every instant), then the
+/// flat names removed. Killed before `current` exists: the flat backup and
+/// a garbage dir; after: the generation, and what `prepare` finishes.
+fn convert_flat(dir: &Path) -> Result<String> {
+    fault::point("convert:before");
+    let created = std::fs::read_to_string(dir.join(MANIFEST))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["created_unix"].as_i64())
+        .unwrap_or_else(fsutil::unix_now);
+    let gen = new_generation_name(dir, created);
+    let g = dir.join(&gen);
+    log::info!(
+        "converting the backup in {} into the generation {gen}",
+        dir.display()
+    );
+    std::fs::create_dir(&g).with_context(|| format!("creating {}", g.display()))?;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if [LOCK, JOURNAL, LEGACY_PROGRESS, CURRENT].contains(&n.as_str())
+            || n.starts_with(GEN_PREFIX)
+            || is_temporary(&n)
+        {
+            continue;
+        }
+        link_tree(&e.path(), &g.join(&n))?;
+    }
+    // Durability: the generation's entries are on disk before it is current.
+    fsutil::fsync_dir(&g)?;
+    fault::point("convert:linked");
+    make_current(dir, &gen)?;
+    fault::point("convert:current");
+    ensure_links(dir)?;
+    let kind = Kind::Generation(gen.clone());
+    for (i, p) in garbage(dir, &kind)?.iter().enumerate() {
+        remove_entry(p)?;
+        if i == 0 {
+            fault::point("convert:cleanup");
+        }
+    }
+    fsutil::fsync_dir(dir)?;
+    fault::point("convert:done");
+    Ok(gen)
+}
+
+/// Hard links of `src` (a file, or a dir recursively) at `dst`; symlinks
+/// are copied as links. Each new dir is fsynced.
+fn link_tree(src: &Path, dst: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let md = std::fs::symlink_metadata(src)?;
+    if md.file_type().is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(src)?, dst)?;
+    } else if md.is_dir() {
+        std::fs::create_dir(dst).with_context(|| format!("creating {}", dst.display()))?;
+        std::fs::set_permissions(
+            dst,
+            std::fs::Permissions::from_mode(md.permissions().mode()),
+        )?;
+        for e in std::fs::read_dir(src)? {
+            let e = e?;
+            link_tree(&e.path(), &dst.join(e.file_name()))?;
+        }
+        fsutil::fsync_dir(dst)?;
+    } else {
+        std::fs::hard_link(src, dst)
+            .with_context(|| format!("linking {} to {}", src.display(), dst.display()))?;
+    }
+    Ok(())
+}
+
+/// `current -> gen` by one rename(2), then an fsync of the dir.
+fn make_current(dir: &Path, gen: &str) -> Result<()> {
+    let tmp = dir.join(CURRENT_TMP);
+    remove_entry(&tmp)?;
+    std::os::unix::fs::symlink(gen, &tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    fault::point("switch:link-made");
+    // The switch itself: rename(2) replaces `current` atomically.
+    std::fs::rename(&tmp, dir.join(CURRENT))
+        .with_context(|| format!("making {gen} the current backup"))?;
+    fault::point("switch:renamed");
+    // Durability: the new `current` is on disk before anything old goes.
+    fsutil::fsync_dir(dir)
+}
+
+/// Make every documented path the link `NAME -> current/NAME`. A file (flat
+/// format) is replaced by `rename(2)`; a dir (the flat `cluster/`) by
+/// `renameat2(RENAME_EXCHANGE)`, after which the old dir is removed. Each
+/// path changes in one step: it shows the old or the new backup, never none.
+fn ensure_links(dir: &Path) -> Result<()> {
+    for name in STABLE {
+        let p = dir.join(name);
+        let want = Path::new(CURRENT).join(name);
+        if std::fs::read_link(&p).ok().as_deref() == Some(want.as_path()) {
+            continue;
+        }
+        let tmp = dir.join(link_tmp(name));
+        remove_entry(&tmp)?;
+        std::os::unix::fs::symlink(&want, &tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        if lstat(&p).is_some_and(|m| m.is_dir()) {
+            let d = std::fs::File::open(dir)?;
+            rustix::fs::renameat_with(
+                &d,
+                tmp.file_name().unwrap(),
+                &d,
+                name,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .with_context(|| format!("exchanging {} with its link", p.display()))?;
+            // Durability: the exchange is on disk before the old dir goes.
+            fsutil::fsync_dir(dir)?;
+            fault::point(&format!("convert:exchanged:{name}"));
+            remove_entry(&tmp)?;
+        } else {
+            std::fs::rename(&tmp, &p)
+                .with_context(|| format!("renaming {} into place", p.display()))?;
+        }
+        // Durability: the new link is on disk before the next one changes.
+        fsutil::fsync_dir(dir)?;
+        fault::point(&format!("convert:link:{name}"));
+    }
+    Ok(())
+}
+
+/// Make the complete, fsynced generation `gen` current: one rename of the
+/// `current` symlink, fsync of the dir; then the stable links, then the
+/// previous generation (or the flat files) removed.
+pub fn switch(dir: &Path, gen: &str) -> Result<()> {
+    // Durability: the generation's own entries (files fsynced by their
+    // writers and by syncfs before the verify) are on disk before it can
+    // become current.
+    fsutil::fsync_dir(&dir.join(gen))?;
+    fault::point("switch:before");
+    make_current(dir, gen)?;
+    fault::point("switch:current");
+    ensure_links(dir)?;
+    let kind = Kind::Generation(gen.to_string());
+    for (i, p) in garbage(dir, &kind)?.iter().enumerate() {
+        remove_entry(p)?;
+        if i == 0 {
+            fault::point("switch:cleanup");
+        }
+    }
+    fsutil::fsync_dir(dir)?;
+    fault::point("switch:done");
+    Ok(())
+}
+
+/// Space-short case only: remove the current backup before the new one is
+/// built. It stops being a backup first (the `current` link, or the flat
+/// manifest, goes first, fsynced), so a crash leaves no backup, never a
+/// partial one that looks complete.
+pub fn remove_current(dir: &Path) -> Result<()> {
+    match inspect(dir)? {
+        Kind::Generation(_) => remove_entry(&dir.join(CURRENT))?,
+        Kind::Flat => remove_entry(&dir.join(MANIFEST))?,
+        _ => {}
+    }
+    fsutil::fsync_dir(dir)?;
+    fault::point("backup:removed-previous");
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if ![LOCK, JOURNAL, LEGACY_PROGRESS].contains(&n.as_str()) {
+            remove_entry(&e.path())?;
+        }
+    }
+    fsutil::fsync_dir(dir)
+}
+
+/// Whether a recovery is under way in `dir`: the record that says so.
+pub fn recovery_record(dir: &Path) -> Option<PathBuf> {
+    [JOURNAL, LEGACY_PROGRESS]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| lstat(p).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ur-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn what_a_dir_holds() {
+        let d = tmp("kinds");
+        assert_eq!(inspect(&d.join("none")).unwrap(), Kind::Empty);
+        assert_eq!(inspect(&d).unwrap(), Kind::Empty);
+        std::fs::write(d.join(LOCK), "").unwrap();
+        std::fs::create_dir(d.join(CLUSTER)).unwrap();
+        assert_eq!(inspect(&d).unwrap(), Kind::Empty, "an empty cluster/");
+        std::fs::write(d.join("etc.tar.zst"), "x").unwrap();
+        assert!(matches!(inspect(&d).unwrap(), Kind::Damaged(w) if w.contains("etc.tar.zst")));
+        assert_eq!(crate::error::exit_code(&current(&d).unwrap_err()), 4);
+        std::fs::write(d.join(MANIFEST), "{}").unwrap();
+        assert_eq!(inspect(&d).unwrap(), Kind::Flat);
+        assert_eq!(current(&d).unwrap(), d);
+        // A generation without its manifest: damaged.
+        std::fs::create_dir(d.join("gen-1")).unwrap();
+        std::os::unix::fs::symlink("gen-1", d.join(CURRENT)).unwrap();
+        assert!(matches!(inspect(&d).unwrap(), Kind::Damaged(_)));
+        std::fs::write(d.join("gen-1").join(MANIFEST), "{}").unwrap();
+        assert_eq!(inspect(&d).unwrap(), Kind::Generation("gen-1".into()));
+        // Beside the generation, the flat files are garbage; the lock is not.
+        let g = garbage(&d, &Kind::Generation("gen-1".into())).unwrap();
+        let names: Vec<_> = g
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["cluster", "etc.tar.zst", "manifest.json"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_current_link_out_of_the_dir_is_damage() {
+        let d = tmp("escape");
+        std::os::unix::fs::symlink("../elsewhere", d.join(CURRENT)).unwrap();
+        assert!(matches!(inspect(&d).unwrap(), Kind::Damaged(_)));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
