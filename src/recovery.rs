@@ -613,7 +613,7 @@ impl Ctx<'_> {
             "the {what} OS deployment is {}, but the backup was taken on {} {}.{} ({}). Restoring files from that OS onto another would mix versions.\n{}The decision table: roll the OS back to the pinned deployment first with `upgrade-recovery rollback` (then reboot), or pass --force to restore anyway",
             active.short(),
             pinned.stateroot,
-            &pinned.checksum[..12],
+            pinned.checksum.get(..12).unwrap_or(&pinned.checksum),
             pinned.serial,
             pinned.version.as_deref().unwrap_or("?"),
             crate::status::render_os(&os),

@@ -6,6 +6,7 @@ pub mod prefetch;
 pub mod read;
 pub mod sync;
 pub mod tar;
+pub mod validate;
 pub mod write;
 
 use anyhow::{bail, Context, Result};
@@ -164,7 +165,7 @@ pub fn examine_archive(
     size: u64,
 ) -> (Option<ArchiveCheck>, Vec<String>) {
     let name = path.display();
-    match std::fs::metadata(path) {
+    match validate::open_regular(path).and_then(|f| f.metadata()) {
         Err(e) => return (None, vec![format!("{name}: {e}")]),
         Ok(m) if m.len() != size => {
             let msg = format!("{name}: size {} but the manifest records {size}", m.len());
