@@ -784,7 +784,10 @@ pub fn render(o: &Outcome) -> String {
                 s,
                 "OS: pinned {} {}.{} ({}){}",
                 sum.pinned.stateroot,
-                sum.pinned.checksum.get(..12).unwrap_or(&sum.pinned.checksum),
+                sum.pinned
+                    .checksum
+                    .get(..12)
+                    .unwrap_or(&sum.pinned.checksum),
                 sum.pinned.serial,
                 sum.pinned.version.as_deref().unwrap_or("?"),
                 if sum.undeployed.is_empty() {

@@ -104,9 +104,7 @@ impl Manifest {
                 ))
                 .into())
             }
-            Err(e) => {
-                return Err(Fail::Backup(format!("{} is damaged: {e}", p.display())).into())
-            }
+            Err(e) => return Err(Fail::Backup(format!("{} is damaged: {e}", p.display())).into()),
         };
         let text = String::from_utf8(bytes).map_err(|e| {
             Fail::Backup(format!(
@@ -155,9 +153,9 @@ impl Manifest {
             Ok(())
         }
         fn node_path(what: &str, p: &str) -> Result<()> {
-            let rel = p.strip_prefix('/').with_context(|| {
-                format!("{what}: {:?} is not an absolute node path", short(p))
-            })?;
+            let rel = p
+                .strip_prefix('/')
+                .with_context(|| format!("{what}: {:?} is not an absolute node path", short(p)))?;
             if !rel.is_empty() {
                 check_rel_path(rel.as_bytes())
                     .map_err(|why| anyhow::anyhow!("{what}: {:?} has {why}", short(p)))?;
@@ -203,7 +201,11 @@ impl Manifest {
             size(&what, t.stats.archive_bytes)?;
             size(&what, t.stats.bytes)?;
             if t.stats.files > t.stats.entries {
-                bail!("{what}: {} files but {} entries", t.stats.files, t.stats.entries);
+                bail!(
+                    "{what}: {} files but {} entries",
+                    t.stats.files,
+                    t.stats.entries
+                );
             }
         }
         if let Some(e) = &self.etcd {
@@ -224,7 +226,10 @@ impl Manifest {
                 );
             }
             if d.stateroot.is_empty() || d.stateroot.contains(['/', '\0']) || d.stateroot == ".." {
-                bail!("the pinned deployment's stateroot {:?} is not a name", short(&d.stateroot));
+                bail!(
+                    "the pinned deployment's stateroot {:?} is not a name",
+                    short(&d.stateroot)
+                );
             }
         }
         for i in &self.images {

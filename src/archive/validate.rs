@@ -214,7 +214,12 @@ pub fn check_backup_name(n: &str) -> Result<()> {
             }
             Ok(())
         })
-        .with_context(|| format!("{:?} is not a file name inside the backup dir", short(n.as_bytes())))
+        .with_context(|| {
+            format!(
+                "{:?} is not a file name inside the backup dir",
+                short(n.as_bytes())
+            )
+        })
 }
 
 #[cfg(test)]

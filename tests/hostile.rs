@@ -1,0 +1,391 @@
+//! Hostile and damaged backups: archives written by a small raw tar writer
+//! here (not ours), manifests edited by hand, FIFOs and symlinks planted in
+//! the backup dir. Nothing is written outside the tree, nothing panics or
+//! hangs, and `verify`/`restore` call such a backup damaged (exit 4).
+
+mod common;
+
+use common::*;
+use sha2::{Digest, Sha256};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use upgrade_recovery::archive::{self, SyncOptions};
+
+/// A raw tar writer, independent of the tool's: ustar blocks, each entry
+/// preceded by a PAX header with exactly the records given.
+struct RawTar(Vec<u8>);
+
+fn octal(f: &mut [u8], v: u64) {
+    let w = f.len() - 1;
+    let s = format!("{v:0w$o}");
+    f[..w].copy_from_slice(&s.as_bytes()[s.len() - w..]);
+}
+
+fn block(name: &[u8], flag: u8, size: u64, link: &[u8]) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    let n = name.len().min(100);
+    h[..n].copy_from_slice(&name[..n]);
+    octal(&mut h[100..108], 0o755);
+    octal(&mut h[108..116], 0);
+    octal(&mut h[116..124], 0);
+    octal(&mut h[124..136], size);
+    octal(&mut h[136..148], 1_700_000_000);
+    h[156] = flag;
+    let l = link.len().min(100);
+    h[157..157 + l].copy_from_slice(&link[..l]);
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+fn record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while body + len.to_string().len() != len {
+        len = body + len.to_string().len();
+    }
+    [len.to_string().as_bytes(), b" ", key, b"=", value, b"\n"].concat()
+}
+
+fn pad(v: &mut Vec<u8>) {
+    v.resize(v.len().div_ceil(512) * 512, 0);
+}
+
+impl RawTar {
+    fn new() -> RawTar {
+        RawTar(Vec::new())
+    }
+    /// An entry with PAX records `pax`, then `data` (already laid out).
+    fn entry(&mut self, name: &[u8], flag: u8, pax: &[(&[u8], &[u8])], data: &[u8]) -> &mut Self {
+        let p: Vec<u8> = pax.iter().flat_map(|(k, v)| record(k, v)).collect();
+        self.0
+            .extend_from_slice(&block(b"././@PaxHeader", b'x', p.len() as u64, b""));
+        self.0.extend_from_slice(&p);
+        pad(&mut self.0);
+        let link = pax
+            .iter()
+            .find(|(k, _)| *k == b"linkpath")
+            .map(|(_, v)| *v)
+            .unwrap_or(b"");
+        self.0
+            .extend_from_slice(&block(name, flag, data.len() as u64, link));
+        self.0.extend_from_slice(data);
+        pad(&mut self.0);
+        self
+    }
+    fn dir(&mut self, name: &[u8]) -> &mut Self {
+        self.entry(name, b'5', &[(b"path", name)], b"")
+    }
+    fn file(&mut self, name: &[u8], data: &[u8]) -> &mut Self {
+        let sha = hex::encode(Sha256::digest(data));
+        self.entry(
+            name,
+            b'0',
+            &[
+                (b"path", name),
+                (b"UPGRADE_RECOVERY.sha256", sha.as_bytes()),
+            ],
+            data,
+        )
+    }
+    /// zstd-compressed with the end marker, as the tool's archives are.
+    fn write(&self, p: &Path) -> (String, u64) {
+        let mut raw = self.0.clone();
+        raw.extend_from_slice(&[0u8; 1024]);
+        let z = zstd::encode_all(&raw[..], 3).unwrap();
+        std::fs::write(p, &z).unwrap();
+        (hex::encode(Sha256::digest(&z)), z.len() as u64)
+    }
+}
+
+/// One hostile archive a case: (what, archive, the entry the error names).
+fn cases() -> Vec<(&'static str, RawTar, &'static str)> {
+    let sparse = |map: &[u8], real: &[u8], data: &[u8]| {
+        let mut d = map.to_vec();
+        pad(&mut d);
+        d.extend_from_slice(data);
+        let mut t = RawTar::new();
+        t.dir(b".");
+        let sha = hex::encode(Sha256::digest(b""));
+        t.entry(
+            b"GNUSparseFile.0/s",
+            b'0',
+            &[
+                (b"GNU.sparse.major", b"1"),
+                (b"GNU.sparse.minor", b"0"),
+                (b"GNU.sparse.name", b"s"),
+                (b"GNU.sparse.realsize", real),
+                (b"UPGRADE_RECOVERY.sha256", sha.as_bytes()),
+            ],
+            &d,
+        );
+        t
+    };
+    let mut v = Vec::new();
+    let mut t = RawTar::new();
+    t.entry(b"..", b'5', &[(b"path", b".."), (b"uid", b"4242")], b"");
+    v.push(("a directory named ..", t, ".."));
+    let mut t = RawTar::new();
+    t.dir(b".").file(b"..", b"x");
+    v.push(("a file named ..", t, ".."));
+    let mut t = RawTar::new();
+    t.dir(b".").dir(b"a").file(b"a/..", b"x");
+    v.push(("a file named a/..", t, "a/.."));
+    let mut t = RawTar::new();
+    t.dir(b".").file(b"../escaped", b"x");
+    v.push(("a file above the tree", t, "../escaped"));
+    let mut t = RawTar::new();
+    t.dir(b".").file(b"/tmp/ur-hostile-abs", b"x");
+    v.push(("an absolute path", t, "/tmp/ur-hostile-abs"));
+    let mut t = RawTar::new();
+    t.dir(b".").file(b"a//b", b"x");
+    v.push(("an empty component", t, "a//b"));
+    let mut t = RawTar::new();
+    t.dir(b".").file(b"a\0b", b"x");
+    v.push(("a NUL in a name", t, "a\\0b"));
+    let mut t = RawTar::new();
+    t.dir(b".").entry(
+        b"h",
+        b'1',
+        &[(b"path", b"h"), (b"linkpath", b"../../outside")],
+        b"",
+    );
+    v.push(("a hard link leaving the tree", t, "\"h\""));
+    let mut t = RawTar::new();
+    t.dir(b".").entry(
+        b"l",
+        b'2',
+        &[(b"path", b"l"), (b"linkpath", b"/etc\0x")],
+        b"",
+    );
+    v.push(("a NUL in a symlink target", t, "\"l\""));
+    let mut t = RawTar::new();
+    t.dir(b".").entry(
+        b"x",
+        b'5',
+        &[(b"path", b"x"), (b"SCHILY.xattr.user.a\0b", b"v")],
+        b"",
+    );
+    v.push(("a NUL in an xattr name", t, "\"x\""));
+    v.push((
+        "an overlapping sparse map",
+        sparse(b"2\n0\n50\n10\n50\n", b"100", &[7u8; 100]),
+        "\"s\"",
+    ));
+    v.push((
+        "a sparse extent beyond the size",
+        sparse(b"1\n18446744073709551000\n10\n", b"100", &[7u8; 10]),
+        "\"s\"",
+    ));
+    v.push((
+        "a sparse real size of 2^64-1",
+        sparse(b"1\n0\n10\n", b"18446744073709551615", &[7u8; 10]),
+        "\"s\"",
+    ));
+    v.push((
+        "a sparse map of 2^64-1 extents",
+        sparse(b"18446744073709551615\n0\n10\n", b"100", &[7u8; 10]),
+        "sparse map",
+    ));
+    v
+}
+
+#[test]
+fn hostile_archives_are_damaged_and_change_nothing_outside() {
+    let t = TempDir::new("hostile");
+    for (what, tar, names) in cases() {
+        let ar = t.path().join("h.tar.zst");
+        let (sha, size) = tar.write(&ar);
+        let err = format!("{:#}", archive::check_archive(&ar).unwrap_err());
+        assert!(err.contains(names), "{what}: {err}");
+        // The restore engine reads the same entries the same way.
+        let outer = t.path().join("outer");
+        let dst = outer.join("top");
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::write(outer.join("keep"), "k").unwrap();
+        std::fs::set_permissions(&outer, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let r = archive::restore_tree(
+            &ar,
+            &sha,
+            size,
+            &dst,
+            &SyncOptions {
+                delete: true,
+                ..SyncOptions::default()
+            },
+        );
+        assert!(r.is_err(), "{what}: restored");
+        let md = std::fs::metadata(&outer).unwrap();
+        assert_eq!((md.mode() & 0o7777, md.uid()), (0o750, 0), "{what}");
+        // Entries before the hostile one may have been written inside the
+        // tree (the restore command verifies every archive first); nothing
+        // outside it.
+        let mut names: Vec<_> = std::fs::read_dir(&outer)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["keep", "top"], "{what}");
+        assert_eq!(std::fs::read(outer.join("keep")).unwrap(), b"k", "{what}");
+        let md = std::fs::metadata(&dst).unwrap();
+        assert_eq!((md.mode() & 0o7777, md.uid()), (0o755, 0), "{what}");
+        assert!(!Path::new("/tmp/ur-hostile-abs").exists(), "{what}");
+        std::fs::remove_dir_all(&outer).unwrap();
+    }
+}
+
+fn set_archive(sb: &Sandbox, tree: &str, sha: &str, size: u64) {
+    let mp = sb.root().join("var/recovery/manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mp).unwrap()).unwrap();
+    for t in m["trees"].as_array_mut().unwrap() {
+        if t["name"] == tree {
+            t["sha256"] = sha.into();
+            t["archive_bytes"] = size.into();
+        }
+    }
+    std::fs::write(&mp, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
+fn edit_manifest(sb: &Sandbox, f: impl FnOnce(&mut serde_json::Value)) {
+    let mp = sb.root().join("var/recovery/manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mp).unwrap()).unwrap();
+    f(&mut m);
+    std::fs::write(&mp, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn verify_and_restore_refuse_hostile_backups_before_any_change() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let rec = sb.root().join("var/recovery");
+    let pristine = sb.dir.path().join("pristine");
+    sh(&format!("cp -a {} {}", q(&rec), q(&pristine)));
+    let reset = || {
+        sh(&format!(
+            "rm -rf {r} && cp -a {p} {r}",
+            r = q(&rec),
+            p = q(&pristine)
+        ))
+    };
+    let node_before = || {
+        let md = std::fs::metadata(sb.root()).unwrap();
+        (
+            md.mode(),
+            md.uid(),
+            sb.root().join("var/lib/containers").exists(),
+            sb.root().join("var/lib/etcd").exists(),
+        )
+    };
+    let node = node_before();
+
+    // The archive of the issue: `..` as a directory with mode 0777, owner
+    // 4242, then a file named `..`.
+    let mut t = RawTar::new();
+    t.entry(
+        b"..",
+        b'5',
+        &[(b"path", b".."), (b"uid", b"4242"), (b"gid", b"4242")],
+        b"",
+    );
+    t.file(b"..", b"gone");
+    let (sha, size) = t.write(&rec.join("kubelet.tar.zst"));
+    set_archive(&sb, "kubelet", &sha, size);
+    let (code, out, err) = sb.run(&["verify"]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(
+        out.contains("kubelet.tar.zst") && out.contains("\"..\""),
+        "{out}"
+    );
+    let (code, out, err) = sb.run(&["restore", "--wait-timeout", "30"]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(format!("{out}{err}").contains("\"..\""), "{out}{err}");
+    assert_eq!(node_before(), node);
+    assert!(!rec.join("journal.json").exists());
+
+    // Manifests that point outside the backup or at trees we do not back up.
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "tree source /",
+            Box::new(|m| m["trees"][0]["source"] = "/".into()),
+        ),
+        (
+            "archive ../x",
+            Box::new(|m| m["trees"][0]["archive"] = "../../etc/shadow".into()),
+        ),
+        (
+            "archive absolute",
+            Box::new(|m| m["trees"][0]["archive"] = "/etc/shadow".into()),
+        ),
+        (
+            "etcd file ../x",
+            Box::new(|m| m["etcd"]["file"] = "../x.db".into()),
+        ),
+        (
+            "unknown tree",
+            Box::new(|m| m["trees"][0]["name"] = "root".into()),
+        ),
+        (
+            "short checksum",
+            Box::new(|m| m["deployment"]["checksum"] = "abc".into()),
+        ),
+        (
+            "NUL in an exclude",
+            Box::new(|m| m["trees"][0]["excludes"] = serde_json::json!(["a\u{0}b"])),
+        ),
+    ];
+    for (what, edit) in edits {
+        reset();
+        edit_manifest(&sb, edit);
+        let (code, out, err) = sb.run(&["verify"]);
+        assert_eq!(code, 4, "{what}: {out}{err}");
+        assert!(err.contains("manifest.json is damaged"), "{what}: {err}");
+        let (code, _, err) = sb.run(&["restore", "--wait-timeout", "30"]);
+        assert_eq!(code, 4, "{what}: {err}");
+        assert_eq!(node_before(), node, "{what}");
+    }
+
+    // Not UTF-8.
+    reset();
+    std::fs::write(rec.join("manifest.json"), b"{\"format\": \xff}").unwrap();
+    let (code, _, err) = sb.run(&["verify"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("not UTF-8"), "{err}");
+
+    // A FIFO as the manifest or an archive never blocks; a symlink to
+    // /dev/zero is not read.
+    reset();
+    std::fs::remove_file(rec.join("manifest.json")).unwrap();
+    sh(&format!("mkfifo {}", q(&rec.join("manifest.json"))));
+    let (code, out, err) = sb.run(&["verify"]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(err.contains("FIFO"), "{err}");
+    reset();
+    std::fs::remove_file(rec.join("etc.tar.zst")).unwrap();
+    sh(&format!("mkfifo {}", q(&rec.join("etc.tar.zst"))));
+    let (code, out, _) = sb.run(&["verify"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("FIFO"), "{out}");
+    reset();
+    std::fs::remove_file(rec.join("local.tar.zst")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", rec.join("local.tar.zst")).unwrap();
+    let snap = sb.sh("ls $ROOT/var/recovery/cluster/snapshot_*.db");
+    std::fs::remove_file(snap.trim()).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", snap.trim()).unwrap();
+    let (code, out, _) = sb.run(&["verify"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("local.tar.zst") && out.contains("symlink"),
+        "{out}"
+    );
+    assert!(out.contains("snapshot_"), "{out}");
+    let (code, _, err) = sb.run(&["restore", "--wait-timeout", "30"]);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(node_before(), node);
+}
