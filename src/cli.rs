@@ -282,6 +282,9 @@ pub struct ExtractArgs {
     /// Directory to copy them into (created; node paths kept below it)
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
+    /// Also recreate device nodes, setuid/setgid bits and file capabilities
+    #[arg(long)]
+    pub exact: bool,
 }
 
 /// Print a value as JSON, or the text rendering.
@@ -475,13 +478,22 @@ pub fn run(cli: &Cli) -> Result<i32> {
             })
         }
         Command::Extract(a) => {
-            let stats = extract(&host, &a.paths, &a.to)?;
+            let stats = extract(&host, &a.paths, &a.to, a.exact)?;
             emit(g.output, &stats, || {
-                format!(
+                let mut s = format!(
                     "extracted {} entries into {}\n",
                     stats.entries,
                     a.to.display()
-                )
+                );
+                if !stats.skipped_devices.is_empty() || !stats.stripped.is_empty() {
+                    s.push_str(&format!(
+                        "left out {} device nodes and the setuid/setgid bits or file capabilities of {} files; to keep them: upgrade-recovery extract --exact --to {} ...\n",
+                        stats.skipped_devices.len(),
+                        stats.stripped.len(),
+                        a.to.display()
+                    ));
+                }
+                s
             })?;
             Ok(0)
         }
@@ -572,10 +584,18 @@ fn tree_op(out: Output, op: &TreeOp) -> Result<()> {
 #[derive(Debug, Serialize)]
 pub struct ExtractStats {
     pub entries: u64,
+    /// Device nodes not created (no `--exact`).
+    pub skipped_devices: Vec<String>,
+    /// Files written without setuid/setgid bits or capabilities (no `--exact`).
+    pub stripped: Vec<String>,
 }
 
 /// Copy node paths out of the backup into `to`, keeping node paths below it.
-pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats> {
+///
+/// Without `exact`, nothing that grants privilege is recreated (device
+/// nodes, setuid/setgid bits, file capabilities). Every archive is checked
+/// in full first, and its entries are written only beneath `to`.
+pub fn extract(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<ExtractStats> {
     let dir = host.backup_dir();
     let m = Manifest::load(&dir)?;
     let mut groups: Vec<(&crate::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
@@ -621,9 +641,40 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
         }
     }
     let mut total = 0;
+    let mut skipped_devices = Vec::new();
+    let mut stripped = Vec::new();
+    for (t, _) in &groups {
+        let archive = dir.join(&t.archive);
+        let problems = archive::verify_archive(&archive, &t.stats.sha256, t.stats.archive_bytes);
+        if !problems.is_empty() {
+            return Err(Fail::Backup(format!(
+                "the backup in {} is damaged (nothing was extracted):\n  {}",
+                dir.display(),
+                problems.join("\n  ")
+            ))
+            .into());
+        }
+    }
     for (t, only) in groups {
         let archive = dir.join(&t.archive);
         let dest = to.join(t.source.trim_start_matches('/'));
+        // Below `to`, only real directories: a symlink there would lead the
+        // copy outside `--to`.
+        let mut at = to.to_path_buf();
+        for c in Path::new(t.source.trim_start_matches('/')).components() {
+            at.push(c);
+            match std::fs::symlink_metadata(&at) {
+                Ok(md) if !md.is_dir() => {
+                    return Err(Fail::Usage(format!(
+                        "{} exists and is not a directory (a symlink would lead the copy outside {}); nothing was extracted there",
+                        at.display(),
+                        to.display()
+                    ))
+                    .into())
+                }
+                _ => {}
+            }
+        }
         let only = if only.iter().any(|o| o == b".") {
             None
         } else {
@@ -637,10 +688,17 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
             &SyncOptions {
                 only,
                 in_root: t.source == "/",
+                plain: !exact,
                 ..SyncOptions::default()
             },
         )?;
         total += st.written + st.unchanged;
+        skipped_devices.extend(st.skipped_devices);
+        stripped.extend(st.stripped);
     }
-    Ok(ExtractStats { entries: total })
+    Ok(ExtractStats {
+        entries: total,
+        skipped_devices,
+        stripped,
+    })
 }

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use sha2::{Digest, Sha256};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use upgrade_recovery::archive::{self, SyncOptions};
 
@@ -388,4 +388,60 @@ fn verify_and_restore_refuse_hostile_backups_before_any_change() {
     let (code, _, err) = sb.run(&["restore", "--wait-timeout", "30"]);
     assert_eq!(code, 4, "{err}");
     assert_eq!(node_before(), node);
+}
+
+#[test]
+fn extract_grants_no_privilege_unless_exact_and_stays_under_to() {
+    let sb = Sandbox::new();
+    sb.sh(
+        "d=$ROOT/var/usrlocal/priv; mkdir -p $d && echo x > $d/suid && chmod 4755 $d/suid \
+         && echo y > $d/capped && setcap cap_net_raw+ep $d/capped \
+         && mknod $d/mem c 1 1 && chmod 2755 $d",
+    );
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let t = TempDir::new("xto");
+    let to = t.path().join("out");
+    let to_s = to.to_str().unwrap();
+    let (code, out, err) = sb.run(&["extract", "/usr/local/priv", "--to", to_s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("left out 1 device nodes"), "{out}");
+    assert!(out.contains("extract --exact"), "{out}");
+    let d = to.join("usr/local/priv");
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&d.join("suid")), 0o755);
+    assert_eq!(mode(&d), 0o755);
+    assert_eq!(std::fs::read(d.join("capped")).unwrap(), b"y\n");
+    assert_eq!(sh(&format!("getcap {}", q(&d.join("capped")))).trim(), "");
+    assert!(!d.join("mem").exists());
+
+    // --exact: as on the node (oracle: getcap, stat).
+    let exact = t.path().join("exact");
+    let (code, _, err) = sb.run(&[
+        "extract",
+        "/usr/local/priv",
+        "--exact",
+        "--to",
+        exact.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let d = exact.join("usr/local/priv");
+    assert_eq!(mode(&d.join("suid")), 0o4755);
+    assert_eq!(mode(&d), 0o2755);
+    assert!(sh(&format!("getcap {}", q(&d.join("capped")))).contains("cap_net_raw"));
+    assert!(std::fs::symlink_metadata(d.join("mem"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
+
+    // A symlink below --to never leads the copy outside it.
+    let trap = t.path().join("trap");
+    let outside = t.path().join("outside");
+    std::fs::create_dir_all(&trap).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, trap.join("usr")).unwrap();
+    let (code, _, err) = sb.run(&["extract", "/usr/local/priv", "--to", trap.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a directory"), "{err}");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }

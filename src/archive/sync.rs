@@ -33,6 +33,9 @@ pub struct SyncOptions {
     /// (as `chroot` would), and create missing ones: for machine-config
     /// files restored over `/`, whose parents the archive does not hold.
     pub in_root: bool,
+    /// Leave out what grants privilege (extract without `--exact`): no
+    /// device nodes, no setuid/setgid bits, no file capabilities.
+    pub plain: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -43,6 +46,12 @@ pub struct SyncStats {
     pub deleted: u64,
     pub excluded: u64,
     pub skipped_mounts: Vec<String>,
+    /// Device nodes not created (`plain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_devices: Vec<String>,
+    /// Files written without their setuid/setgid bits or capabilities (`plain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stripped: Vec<String>,
 }
 
 /// Fault injection for tests: stop (as if killed) after this many entries.
@@ -234,6 +243,30 @@ impl Syncer {
     }
 
     fn entry(&mut self, r: &mut Reader, h: &Header) -> Result<()> {
+        if self.opts.plain {
+            if matches!(h.kind, Kind::Char | Kind::Block) {
+                if self.wanted(&h.path, h.kind) && !self.excluded(&h.path) {
+                    self.stats
+                        .skipped_devices
+                        .push(super::validate::short(&h.path));
+                }
+                return Ok(());
+            }
+            let caps = |x: &(Vec<u8>, Vec<u8>)| x.0 == b"security.capability";
+            if h.meta.mode & 0o6000 != 0 || h.meta.xattrs.iter().any(caps) {
+                let mut h = h.clone();
+                h.meta.mode &= !0o6000;
+                h.meta.xattrs.retain(|x| !caps(x));
+                if self.wanted(&h.path, h.kind) && !self.excluded(&h.path) {
+                    self.stats.stripped.push(super::validate::short(&h.path));
+                }
+                return self.entry_as_is(r, &h);
+            }
+        }
+        self.entry_as_is(r, h)
+    }
+
+    fn entry_as_is(&mut self, r: &mut Reader, h: &Header) -> Result<()> {
         let path = h.path.as_slice();
         if self.excluded(path) {
             self.stats.excluded += 1;
