@@ -445,3 +445,32 @@ fn extract_grants_no_privilege_unless_exact_and_stays_under_to() {
     assert!(err.contains("not a directory"), "{err}");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
+
+#[test]
+fn report_creates_its_file_anew_0600_never_through_a_symlink() {
+    let sb = Sandbox::new();
+    let t = TempDir::new("rep");
+    // A symlink planted where the report goes: replaced, not followed.
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, "v").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let to = t.path().join("report.tar.gz");
+    std::os::unix::fs::symlink(&victim, &to).unwrap();
+    let (code, out, err) = sb.run(&["report", "--to", to.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"v");
+    let md = std::fs::symlink_metadata(&to).unwrap();
+    assert!(md.file_type().is_file());
+    assert_eq!(md.mode() & 0o7777, 0o600);
+    // An existing world-readable file: its mode is not reused.
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = sb.run(&["report", "--to", to.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::metadata(&to).unwrap().mode() & 0o7777, 0o600);
+    sh(&format!("tar -tzf {} >/dev/null", q(&to)));
+    assert_eq!(
+        std::fs::read_dir(t.path()).unwrap().count(),
+        2,
+        "temp file left"
+    );
+}
