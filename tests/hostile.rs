@@ -474,3 +474,65 @@ fn report_creates_its_file_anew_0600_never_through_a_symlink() {
         "temp file left"
     );
 }
+
+/// Run `f` on a thread; fail when it does not return within a minute (a
+/// blocked open of a FIFO never would).
+fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()).unwrap());
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} blocked"))
+}
+
+#[test]
+fn a_fifo_swapped_in_between_lstat_and_open_never_blocks() {
+    let t = TempDir::new("swap");
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/victim"), "data").unwrap();
+    std::fs::write(src.join("d/other"), "other").unwrap();
+    let ar = t.path().join("a.tar.zst");
+    std::env::set_var("UPGRADE_RECOVERY_SWAP_FIFO", "victim");
+    let (s2, a2) = (src.clone(), ar.clone());
+    let st = bounded("backup", move || {
+        archive::write_tree(&s2, &a2, &archive::WriteOptions::default(), None)
+    });
+    std::env::remove_var("UPGRADE_RECOVERY_SWAP_FIFO");
+    st.unwrap();
+    // What the walker found at the name when it looked again: the FIFO.
+    let mut r = archive::read::Reader::open(&ar).unwrap();
+    let mut kinds = Vec::new();
+    while let Some(h) = r.next_header().unwrap() {
+        kinds.push((String::from_utf8_lossy(&h.path).into_owned(), h.kind));
+    }
+    assert!(
+        kinds.contains(&("d/victim".into(), archive::tar::Kind::Fifo)),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&("d/other".into(), archive::tar::Kind::File)));
+
+    // The restore engine: the target holds a file of the archived size that
+    // becomes a FIFO before it is opened to compare: rewritten, not blocked.
+    let src = t.path().join("src2");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("victim"), "data").unwrap();
+    let ar = t.path().join("b.tar.zst");
+    let st = archive::write_tree(&src, &ar, &archive::WriteOptions::default(), None).unwrap();
+    let dst = t.path().join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(dst.join("victim"), "DATA").unwrap();
+    std::env::set_var("UPGRADE_RECOVERY_SWAP_FIFO", "victim");
+    let d2 = dst.clone();
+    let r = bounded("restore", move || {
+        archive::restore_tree(
+            &ar,
+            &st.sha256,
+            st.archive_bytes,
+            &d2,
+            &SyncOptions::default(),
+        )
+    });
+    std::env::remove_var("UPGRADE_RECOVERY_SWAP_FIFO");
+    r.unwrap();
+    assert_eq!(std::fs::read(dst.join("victim")).unwrap(), b"data");
+}

@@ -177,9 +177,12 @@ pub fn apply_xattrs(t: &XattrTarget, want: &[(Vec<u8>, Vec<u8>)]) -> Result<(), 
     Ok(())
 }
 
-/// Open a directory entry for reading without following a symlink there.
+/// Open a directory entry for reading without following a symlink there,
+/// and without blocking: a FIFO or device swapped in after the `lstat` (a
+/// pod can do that) opens at once, and the caller's `fstat` sees it.
 pub fn open_read(dir: BorrowedFd, name: &CStr, directory: bool) -> Result<OwnedFd, Errno> {
-    let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let mut flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
     if directory {
         flags |= OFlags::DIRECTORY;
     }
@@ -236,6 +239,11 @@ pub fn extents(fd: BorrowedFd, size: u64) -> Result<Vec<(u64, u64)>, Errno> {
     }
     fs::seek(fd, fs::SeekFrom::Start(0))?;
     Ok(out)
+}
+
+/// Whether an open descriptor holds the object an earlier `lstat` saw.
+pub fn same_object(a: &Stat, b: &Stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino && kind_of(a) == kind_of(b)
 }
 
 pub fn is_dense(ext: &[(u64, u64)], size: u64) -> bool {

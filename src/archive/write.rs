@@ -41,6 +41,12 @@ impl Default for WriteOptions {
 #[error("{0} changed while it was being archived")]
 pub struct Changed(pub String);
 
+/// A name that is no longer the object examined (a FIFO swapped in for a
+/// file between `lstat` and `open`).
+#[derive(Debug, thiserror::Error)]
+#[error("changed type while being archived")]
+struct Swapped;
+
 fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
     if rel == b"." {
         name.to_vec()
@@ -242,8 +248,23 @@ impl<W: Write> Walker<W> {
                 }
                 Err(e) => bail!("cannot stat {}/{}: {e}", top.display(), show(&path)),
             };
-            let r = self.one(dir, &name, &path, &st, top);
+            let mut r = self.one(dir, &name, &path, &st, top);
+            if r.as_ref().is_err_and(|e| e.is::<Swapped>()) {
+                // Replaced between the lstat and the open: look again once.
+                r = match fsops::lstat_at(dir, &name) {
+                    Ok(st) => self.one(dir, &name, &path, &st, top),
+                    Err(e) => Err(e.into()),
+                };
+            }
             match r {
+                Err(e) if e.is::<Swapped>() => {
+                    log::warn!(
+                        "{}/{} changed type while being archived; left out",
+                        top.display(),
+                        super::validate::short(&path)
+                    );
+                    self.stats.changed.push(show(&path));
+                }
                 Err(e) if e.downcast_ref::<Errno>() == Some(&Errno::NOENT) => {
                     self.stats.vanished.push(show(&path));
                 }
@@ -268,8 +289,15 @@ impl<W: Write> Walker<W> {
         let mut meta = fsops::meta_of(st);
         match kind {
             Kind::Dir => {
-                let fd = fsops::open_read(dir, name, true)?;
-                let st = fs::fstat(&fd)?;
+                let fd = match fsops::open_read(dir, name, true) {
+                    Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Err(Swapped.into()),
+                    r => r?,
+                };
+                let st2 = fs::fstat(&fd)?;
+                if !fsops::same_object(st, &st2) {
+                    return Err(Swapped.into());
+                }
+                let st = st2;
                 meta = fsops::meta_of(&st);
                 meta.xattrs = fsops::read_xattrs(&XattrTarget::Fd(fd.as_fd()))?;
                 self.entry(path, Kind::Dir, &meta, &[])?;
@@ -286,9 +314,18 @@ impl<W: Write> Walker<W> {
                         meta.size = 0;
                         return self.entry(path, Kind::HardLink, &meta, &[]);
                     }
+                }
+                crate::fault::swap_fifo(dir, name);
+                let fd = match fsops::open_read(dir, name, false) {
+                    Err(Errno::LOOP) => return Err(Swapped.into()),
+                    r => r?,
+                };
+                if !fsops::same_object(st, &fs::fstat(&fd)?) {
+                    return Err(Swapped.into());
+                }
+                if st.st_nlink > 1 {
                     self.links.insert((st.st_dev, st.st_ino), path.to_vec());
                 }
-                let fd = fsops::open_read(dir, name, false)?;
                 self.file(fd, path)?;
             }
             Kind::Symlink => {
