@@ -153,10 +153,17 @@ pub fn extras_from_currentconfig(host: &Host) -> Result<Option<Vec<String>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
     };
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+    parse_currentconfig(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{} {e}; nothing was changed", p.display()))
+}
+
+/// The machine-config file paths of a `currentconfig` outside the trees:
+/// absolute, normal paths only (no `..`, no empty component, no NUL).
+pub fn parse_currentconfig(text: &str) -> Result<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         anyhow::anyhow!(
-            "{} is not valid JSON: {e} (line {}, column {}); nothing was changed",
-            p.display(),
+            "is not valid JSON: {e} (line {}, column {})",
             e.line(),
             e.column()
         )
@@ -169,7 +176,11 @@ pub fn extras_from_currentconfig(host: &Host) -> Result<Option<Vec<String>>> {
     let mut out: Vec<String> = files
         .iter()
         .filter_map(|f| f.get("path").and_then(|p| p.as_str()))
-        .filter(|p| p.starts_with('/'))
+        .filter(|p| {
+            p.strip_prefix('/').is_some_and(|r| {
+                crate::archive::validate::check_rel_path(r.as_bytes()).is_ok() && r != "."
+            })
+        })
         .filter(|p| {
             ![
                 "/etc/",
@@ -184,7 +195,7 @@ pub fn extras_from_currentconfig(host: &Host) -> Result<Option<Vec<String>>> {
         .collect();
     out.sort();
     out.dedup();
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// Allocated bytes below a dir, on its own file system (like `du -sx`).
