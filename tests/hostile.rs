@@ -536,3 +536,135 @@ fn a_fifo_swapped_in_between_lstat_and_open_never_blocks() {
     r.unwrap();
     assert_eq!(std::fs::read(dst.join("victim")).unwrap(), b"data");
 }
+
+const TREE_SCRIPT: &str = r#"
+import os, sys
+top = sys.argv[1]
+os.makedirs(top)
+def chain(names, leaf):
+    d = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for n in names:
+        os.mkdir(n, dir_fd=d)
+        nd = os.open(n, os.O_RDONLY | os.O_DIRECTORY, dir_fd=d)
+        os.close(d)
+        d = nd
+    f = os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o640, dir_fd=d)
+    os.write(f, leaf)
+    os.close(f)
+    os.symlink("leaf", "link", dir_fd=d)
+    os.close(d)
+# Longer than PATH_MAX: 20 directories with 250-byte names.
+chain(["%02d" % i + "n" * 248 for i in range(20)], b"long")
+# 1,100 levels deep.
+chain(["deep"] + ["d"] * 1099, b"deep")
+"#;
+
+/// (entries, sha256 of every path with its type, mode, size and content) of
+/// a tree, read relative to directory descriptors (an independent reader).
+const DIGEST_SCRIPT: &str = r#"
+import os, sys, stat, hashlib
+sys.setrecursionlimit(100000)
+h = hashlib.sha256(); n = 0
+def walk(fd, rel):
+    global n
+    for name in sorted(os.listdir(fd)):
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        p = rel + "/" + name
+        h.update(("%s %o %d\n" % (p, st.st_mode, st.st_size)).encode()); n += 1
+        if stat.S_ISDIR(st.st_mode):
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            walk(sub, p)
+            os.close(sub)
+        elif stat.S_ISREG(st.st_mode):
+            f = os.open(name, os.O_RDONLY, dir_fd=fd); h.update(os.read(f, 1 << 20)); os.close(f)
+        elif stat.S_ISLNK(st.st_mode):
+            h.update(os.readlink(name, dir_fd=fd).encode())
+top = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+walk(top, ".")
+print(n, h.hexdigest())
+"#;
+
+fn digest(p: &Path) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", DIGEST_SCRIPT])
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn what_backup_accepts_restore_restores_past_path_max_and_1100_levels() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let t = TempDir::new("deep");
+    let src = t.path().join("src");
+    let out = std::process::Command::new("python3")
+        .args(["-c", TREE_SCRIPT])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = digest(&src);
+    assert!(want.starts_with("1124 "), "{want}");
+
+    // The default limit of open files, for backup and restore alike.
+    let old = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(1024),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
+    let ar = t.path().join("deep.tar.zst");
+    let dst = t.path().join("dst");
+    let run = || -> anyhow::Result<()> {
+        let st = archive::write_tree(&src, &ar, &archive::WriteOptions::default(), None)?;
+        let c = archive::check_archive(&ar)?;
+        assert_eq!(c.entries, 1125);
+        let opts = SyncOptions {
+            delete: true,
+            ..SyncOptions::default()
+        };
+        archive::restore_tree(&ar, &st.sha256, st.archive_bytes, &dst, &opts)?;
+        // Again onto the restored tree, with something extra deep down to
+        // delete: the unchanged path and the prune.
+        let mut p = dst.join("deep");
+        for _ in 0..40 {
+            p.push("d");
+        }
+        std::fs::write(p.join("extra"), "x")?;
+        let again = archive::restore_tree(&ar, &st.sha256, st.archive_bytes, &dst, &opts)?;
+        assert_eq!(again.deleted, 1);
+        Ok(())
+    };
+    let r = run();
+    setrlimit(Resource::Nofile, old).unwrap();
+    r.unwrap();
+    assert_eq!(digest(&dst), want);
+    let (s, d) = (
+        std::fs::metadata(&src).unwrap(),
+        std::fs::metadata(&dst).unwrap(),
+    );
+    assert_eq!(s.mode(), d.mode());
+
+    // An error about such a path stays short.
+    let deep: Vec<u8> = [b"d/".repeat(3000), b"..".to_vec()].concat();
+    let mut tar = RawTar::new();
+    tar.dir(b".").file(&deep, b"x");
+    let bad = t.path().join("bad.tar.zst");
+    tar.write(&bad);
+    let err = format!("{:#}", archive::check_archive(&bad).unwrap_err());
+    assert!(err.len() < 600, "{} bytes: {err}", err.len());
+    assert!(err.contains("`..`"), "{err}");
+}

@@ -241,6 +241,28 @@ pub fn extents(fd: BorrowedFd, size: u64) -> Result<Vec<(u64, u64)>, Errno> {
     Ok(out)
 }
 
+/// Directory levels a walk keeps open; below them it lets go of the parent
+/// while a subdirectory is walked and opens it again with [`reopen_parent`].
+pub const HELD_LEVELS: usize = 32;
+
+/// The parent of the directory `child` through `..`, which must be the
+/// directory `was` (else it was moved meanwhile, and the walk stops).
+pub fn reopen_parent(child: BorrowedFd, was: &Stat) -> std::io::Result<OwnedFd> {
+    let fd = fs::openat(
+        child,
+        c"..",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    let st = fs::fstat(&fd)?;
+    if st.st_dev != was.st_dev || st.st_ino != was.st_ino {
+        return Err(std::io::Error::other(
+            "the directory was moved while being walked",
+        ));
+    }
+    Ok(fd)
+}
+
 /// Whether an open descriptor holds the object an earlier `lstat` saw.
 pub fn same_object(a: &Stat, b: &Stat) -> bool {
     a.st_dev == b.st_dev && a.st_ino == b.st_ino && kind_of(a) == kind_of(b)

@@ -297,6 +297,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn long_paths_are_cut_into_pieces_at_slashes() {
+        let names: Vec<Vec<u8>> = (0..40).map(|i| vec![b'a' + (i % 26) as u8; 250]).collect();
+        let p = names.join(&b'/');
+        let pieces = sync::path_pieces(&p, 3072);
+        assert!(pieces.len() >= 4);
+        assert!(pieces.iter().all(|x| x.len() <= 3072 && !x.is_empty()));
+        assert!(pieces
+            .iter()
+            .all(|x| !x.starts_with(b"/") && !x.ends_with(b"/")));
+        assert_eq!(pieces.join(&b'/'), p);
+        assert_eq!(sync::path_pieces(b"a/b", 3072), vec![&b"a/b"[..]]);
+    }
+
+    #[test]
     fn excludes_are_anchored_prefixes() {
         let ex = parse_excludes("# c\n/kubernetes/manifests/\n.updated\n\n./cni/multus\n");
         assert_eq!(

@@ -61,6 +61,33 @@ fn crash_after() -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A relative path cut at `/` into pieces of at most `max` bytes (a single
+/// component is at most 255).
+pub(crate) fn path_pieces(rel: &[u8], max: usize) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut last_slash = None;
+    for (i, &b) in rel.iter().enumerate() {
+        if b == b'/' {
+            if i - start > max {
+                if let Some(j) = last_slash {
+                    out.push(&rel[start..j]);
+                    start = j + 1;
+                }
+            }
+            last_slash = Some(i);
+        }
+    }
+    if rel.len() - start > max {
+        if let Some(j) = last_slash.filter(|&j| j > start) {
+            out.push(&rel[start..j]);
+            start = j + 1;
+        }
+    }
+    out.push(&rel[start..]);
+    out
+}
+
 pub fn matches_prefix(path: &[u8], prefix: &[u8]) -> bool {
     path == prefix
         || (path.len() > prefix.len() && path.starts_with(prefix) && path[prefix.len()] == b'/')
@@ -73,8 +100,9 @@ fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// A path in a message or a report: long ones with their middle cut out.
 fn show(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
+    super::validate::short(p)
 }
 
 fn tmp_name(name: &[u8]) -> CString {
@@ -141,10 +169,12 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    if s.opts.delete {
-        s.prune(top.as_fd(), b".")
-            .with_context(|| format!("removing extra files under {}", target.display()))?;
-    }
+    let top = if s.opts.delete {
+        s.prune(top, b".", 0)
+            .with_context(|| format!("removing extra files under {}", target.display()))?
+    } else {
+        top
+    };
     // Directory metadata last, deepest first: writing inside changes mtimes.
     let dirs = std::mem::take(&mut s.dirs);
     for (path, meta) in dirs.iter().rev() {
@@ -194,21 +224,34 @@ impl Syncer {
                 Mode::empty(),
             )?));
         }
-        let r = fs::openat2(
-            &self.root,
-            cstr(rel).as_c_str(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-            ResolveFlags::BENEATH
-                | ResolveFlags::NO_SYMLINKS
-                | ResolveFlags::NO_MAGICLINKS
-                | ResolveFlags::NO_XDEV,
-        );
-        match r {
-            Ok(fd) => Ok(Some(fd)),
-            Err(Errno::XDEV) => Ok(None),
-            Err(e) => bail!("cannot open directory {} beneath the top: {e}", show(rel)),
+        // Paths longer than PATH_MAX are resolved a piece at a time, each
+        // piece beneath the directory the previous one reached (entry paths
+        // were validated: no `..`, so "beneath" holds for the whole path).
+        let mut at: Option<OwnedFd> = None;
+        for piece in path_pieces(rel, 3072) {
+            let from = match &at {
+                Some(fd) => fd.as_fd(),
+                None => self.root.as_fd(),
+            };
+            let r = fs::openat2(
+                from,
+                cstr(piece).as_c_str(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::empty(),
+                ResolveFlags::BENEATH
+                    | ResolveFlags::NO_SYMLINKS
+                    | ResolveFlags::NO_MAGICLINKS
+                    | ResolveFlags::NO_XDEV,
+            );
+            at = Some(match r {
+                Ok(fd) => fd,
+                // With `..` refused by the reader, only a mount point
+                // crossed gives EXDEV here, never a path leaving the tree.
+                Err(Errno::XDEV) => return Ok(None),
+                Err(e) => bail!("cannot open directory {} beneath the top: {e}", show(rel)),
+            });
         }
+        Ok(at)
     }
 
     fn open_dir_in_root(&mut self, rel: &[u8]) -> Result<OwnedFd> {
@@ -502,30 +545,66 @@ impl Syncer {
     fn remove(&mut self, pfd: BorrowedFd, name: &CStr, st: &fs::Stat) -> Result<()> {
         if fsops::kind_of(st) != Some(Kind::Dir) {
             fs::unlinkat(pfd, name, AtFlags::empty())
-                .with_context(|| format!("removing {}", name.to_string_lossy()))?;
+                .with_context(|| format!("removing {}", show(name.to_bytes())))?;
             return Ok(());
         }
         if st.st_dev != self.dev {
-            self.stats
-                .skipped_mounts
-                .push(name.to_string_lossy().into_owned());
+            self.stats.skipped_mounts.push(show(name.to_bytes()));
             bail!(
                 "{} is a mount point; not removing it",
-                name.to_string_lossy()
+                show(name.to_bytes())
             );
         }
         let dfd = fsops::open_read(pfd, name, true)?;
-        for child in fsops::list_dir(dfd.as_fd())? {
-            let cst = fsops::lstat_at(dfd.as_fd(), &child)?;
-            self.remove(dfd.as_fd(), &child, &cst)?;
-        }
+        drop(self.empty_dir(dfd, 0)?);
         fs::unlinkat(pfd, name, AtFlags::REMOVEDIR)
-            .with_context(|| format!("removing directory {}", name.to_string_lossy()))?;
+            .with_context(|| format!("removing directory {}", show(name.to_bytes())))?;
         Ok(())
     }
 
-    fn prune(&mut self, dir: BorrowedFd, rel: &[u8]) -> Result<()> {
-        for (name, ftype) in fsops::list_dir_typed(dir)? {
+    /// Remove all below the directory `dir` (owned, and given back; below
+    /// [`fsops::HELD_LEVELS`] let go of while a subdirectory is emptied).
+    fn empty_dir(&mut self, dir: OwnedFd, depth: usize) -> Result<OwnedFd> {
+        let mut held = Some(dir);
+        for child in fsops::list_dir(held.as_ref().expect("held").as_fd())? {
+            let d = held.as_ref().expect("held between entries");
+            let cst = fsops::lstat_at(d.as_fd(), &child)?;
+            if fsops::kind_of(&cst) != Some(Kind::Dir) {
+                fs::unlinkat(d, &child, AtFlags::empty())
+                    .with_context(|| format!("removing {}", show(child.to_bytes())))?;
+                continue;
+            }
+            if cst.st_dev != self.dev {
+                self.stats.skipped_mounts.push(show(child.to_bytes()));
+                bail!(
+                    "{} is a mount point; not removing it",
+                    show(child.to_bytes())
+                );
+            }
+            let sub = fsops::open_read(d.as_fd(), &child, true)?;
+            let parent = fs::fstat(d)?;
+            if depth >= fsops::HELD_LEVELS {
+                held = None;
+            }
+            let sub = self.empty_dir(sub, depth + 1)?;
+            if held.is_none() {
+                held = Some(fsops::reopen_parent(sub.as_fd(), &parent)?);
+            }
+            drop(sub);
+            let d = held.as_ref().expect("held again");
+            fs::unlinkat(d, &child, AtFlags::REMOVEDIR)
+                .with_context(|| format!("removing directory {}", show(child.to_bytes())))?;
+        }
+        Ok(held.expect("held at the end"))
+    }
+
+    /// Delete what the archive did not hold below `dir` (owned, given back;
+    /// below [`fsops::HELD_LEVELS`] let go of while a subdirectory is pruned).
+    fn prune(&mut self, dir: OwnedFd, rel: &[u8], depth: usize) -> Result<OwnedFd> {
+        let mut held = Some(dir);
+        for (name, ftype) in fsops::list_dir_typed(held.as_ref().expect("held").as_fd())? {
+            let dfd = held.as_ref().expect("held between entries");
+            let dir = dfd.as_fd();
             let path = if rel == b"." {
                 name.to_bytes().to_vec()
             } else {
@@ -564,24 +643,56 @@ impl Syncer {
                 if fs::fstat(&sub)?.st_dev != self.dev {
                     continue;
                 }
-                self.prune(sub.as_fd(), &path)?;
+                let parent = fs::fstat(dfd)?;
+                if depth >= fsops::HELD_LEVELS {
+                    held = None;
+                }
+                let sub = self.prune(sub, &path, depth + 1)?;
+                if held.is_none() {
+                    held = Some(
+                        fsops::reopen_parent(sub.as_fd(), &parent)
+                            .with_context(|| format!("returning to {}", show(rel)))?,
+                    );
+                }
             }
         }
-        Ok(())
+        Ok(held.expect("held at the end"))
     }
 
     /// Whether a directory has a mount point somewhere below it.
     fn holds_mount(&self, dir: BorrowedFd, name: &CStr) -> Result<bool> {
         let d = fsops::open_read(dir, name, true)?;
-        for child in fsops::list_dir(d.as_fd())? {
+        Ok(self.mount_below(d, 0)?.0)
+    }
+
+    /// Whether a mount point lies below `d` (owned, given back).
+    fn mount_below(&self, d: OwnedFd, depth: usize) -> Result<(bool, OwnedFd)> {
+        let mut held = Some(d);
+        for child in fsops::list_dir(held.as_ref().expect("held").as_fd())? {
+            let d = held.as_ref().expect("held between entries");
             let st = fsops::lstat_at(d.as_fd(), &child)?;
-            if fsops::kind_of(&st) == Some(Kind::Dir)
-                && (st.st_dev != self.dev || self.holds_mount(d.as_fd(), &child)?)
-            {
-                return Ok(true);
+            if fsops::kind_of(&st) != Some(Kind::Dir) {
+                continue;
             }
+            if st.st_dev != self.dev {
+                return Ok((true, held.expect("held")));
+            }
+            let sub = fsops::open_read(d.as_fd(), &child, true)?;
+            let parent = fs::fstat(d)?;
+            if depth >= fsops::HELD_LEVELS {
+                held = None;
+            }
+            let (found, sub) = self.mount_below(sub, depth + 1)?;
+            let d = match held.take() {
+                Some(d) => d,
+                None => fsops::reopen_parent(sub.as_fd(), &parent)?,
+            };
+            if found {
+                return Ok((true, d));
+            }
+            held = Some(d);
         }
-        Ok(false)
+        Ok((false, held.expect("held at the end")))
     }
 }
 

@@ -55,9 +55,12 @@ fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A path in a message or a report: long ones with their middle cut out.
 fn show(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
+    super::validate::short(p)
 }
+
+use super::validate::short;
 
 /// Progress callback: (files so far, bytes just added).
 pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
@@ -174,7 +177,7 @@ impl<W: Write> Walker<W> {
         };
         self.entry(name, Kind::Dir, &meta, &[])?;
         self.prefetch = Some(super::prefetch::Prefetch::start(top));
-        let r = self.walk(topfd.as_fd(), name, top);
+        let r = self.walk(topfd, name, top, 0).map(drop);
         self.prefetch = None;
         r
     }
@@ -208,8 +211,12 @@ impl<W: Write> Walker<W> {
             Err(e) => bail!("cannot stat {}/{}: {e}", root.display(), show(rel)),
         };
         self.dev = st.st_dev;
-        self.one(pfd.as_fd(), &cname, rel, &st, root)
-            .with_context(|| format!("archiving {}/{}", root.display(), show(rel)))?;
+        let child = self
+            .one(pfd.as_fd(), &cname, rel, &st, root)
+            .with_context(|| format!("archiving {}/{}", root.display(), short(rel)))?;
+        if let Some(child) = child {
+            self.walk(child, rel, root, 1)?;
+        }
         Ok(true)
     }
 
@@ -235,18 +242,25 @@ impl<W: Write> Walker<W> {
         Ok(())
     }
 
-    fn walk(&mut self, dir: BorrowedFd, rel: &[u8], top: &Path) -> Result<()> {
-        let names = fsops::list_dir(dir)
-            .with_context(|| format!("listing {}/{}", top.display(), show(rel)))?;
+    /// Archive what is below `dir` (which it owns, and gives back: below
+    /// [`fsops::HELD_LEVELS`] it lets go of it while a subdirectory is
+    /// walked and opens it again through `..`, so that a tree of any depth
+    /// needs a bounded number of open files).
+    fn walk(&mut self, dir: OwnedFd, rel: &[u8], top: &Path, depth: usize) -> Result<OwnedFd> {
+        let names = fsops::list_dir(dir.as_fd())
+            .with_context(|| format!("listing {}/{}", top.display(), short(rel)))?;
+        let mut held = Some(dir);
         for name in names {
             let path = join(rel, name.to_bytes());
+            let dfd = held.as_ref().expect("held between entries");
+            let dir = dfd.as_fd();
             let st = match fsops::lstat_at(dir, &name) {
                 Ok(st) => st,
                 Err(Errno::NOENT) => {
                     self.stats.vanished.push(show(&path));
                     continue;
                 }
-                Err(e) => bail!("cannot stat {}/{}: {e}", top.display(), show(&path)),
+                Err(e) => bail!("cannot stat {}/{}: {e}", top.display(), short(&path)),
             };
             let mut r = self.one(dir, &name, &path, &st, top);
             if r.as_ref().is_err_and(|e| e.is::<Swapped>()) {
@@ -256,22 +270,37 @@ impl<W: Write> Walker<W> {
                     Err(e) => Err(e.into()),
                 };
             }
-            match r {
+            let child = match r {
                 Err(e) if e.is::<Swapped>() => {
                     log::warn!(
                         "{}/{} changed type while being archived; left out",
                         top.display(),
-                        super::validate::short(&path)
+                        short(&path)
                     );
                     self.stats.changed.push(show(&path));
+                    continue;
                 }
                 Err(e) if e.downcast_ref::<Errno>() == Some(&Errno::NOENT) => {
                     self.stats.vanished.push(show(&path));
+                    continue;
                 }
-                r => r.with_context(|| format!("archiving {}/{}", top.display(), show(&path)))?,
+                r => r.with_context(|| format!("archiving {}/{}", top.display(), short(&path)))?,
+            };
+            if let Some(child) = child {
+                let parent = fs::fstat(dfd)?;
+                if depth >= fsops::HELD_LEVELS {
+                    held = None;
+                }
+                // No context here: the level that failed names its path once.
+                let child = self.walk(child, &path, top, depth + 1)?;
+                if held.is_none() {
+                    held = Some(fsops::reopen_parent(child.as_fd(), &parent).with_context(
+                        || format!("returning to {}/{}", top.display(), short(rel)),
+                    )?);
+                }
             }
         }
-        Ok(())
+        Ok(held.expect("held at the end"))
     }
 
     fn one(
@@ -281,10 +310,11 @@ impl<W: Write> Walker<W> {
         path: &[u8],
         st: &fs::Stat,
         top: &Path,
-    ) -> Result<()> {
+    ) -> Result<Option<OwnedFd>> {
+        let _ = top;
         let Some(kind) = fsops::kind_of(st) else {
             self.stats.skipped_sockets.push(show(path));
-            return Ok(());
+            return Ok(None);
         };
         let mut meta = fsops::meta_of(st);
         match kind {
@@ -303,16 +333,16 @@ impl<W: Write> Walker<W> {
                 self.entry(path, Kind::Dir, &meta, &[])?;
                 if st.st_dev != self.dev {
                     self.stats.skipped_mounts.push(show(path));
-                    return Ok(());
+                    return Ok(None);
                 }
-                self.walk(fd.as_fd(), path, top)?;
+                return Ok(Some(fd));
             }
             Kind::File => {
                 if st.st_nlink > 1 {
                     if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
                         meta.link = first.clone();
                         meta.size = 0;
-                        return self.entry(path, Kind::HardLink, &meta, &[]);
+                        return self.entry(path, Kind::HardLink, &meta, &[]).map(|()| None);
                     }
                 }
                 crate::fault::swap_fifo(dir, name);
@@ -341,7 +371,7 @@ impl<W: Write> Walker<W> {
             }
             Kind::HardLink => unreachable!(),
         }
-        Ok(())
+        Ok(None)
     }
 
     fn file(&mut self, fd: OwnedFd, path: &[u8]) -> Result<()> {
