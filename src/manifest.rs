@@ -236,6 +236,8 @@ impl Manifest {
             if i.name.contains('\0') || i.reference.contains('\0') {
                 bail!("image {:?} holds a NUL byte", short(&i.name));
             }
+            let hexpart = i.digest.strip_prefix("sha256:").unwrap_or("");
+            sha(&format!("image {}", short(&i.name)), hexpart)?;
             size("image", i.size)?;
         }
         Ok(())
