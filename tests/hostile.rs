@@ -388,6 +388,18 @@ fn verify_and_restore_refuse_hostile_backups_before_any_change() {
     let (code, _, err) = sb.run(&["restore", "--wait-timeout", "30"]);
     assert_eq!(code, 4, "{err}");
     assert_eq!(node_before(), node);
+
+    // A journal that is not UTF-8: a recovery whose state is unknown (3),
+    // and the way out named.
+    reset();
+    std::fs::write(rec.join("journal.json"), b"{\"format\": \xff}").unwrap();
+    let (code, out, err) = sb.run(&["restore", "--wait-timeout", "30"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("not UTF-8") && err.contains("upgrade-recovery restore --restart"),
+        "{err}"
+    );
+    assert_eq!(node_before(), node);
 }
 
 #[test]

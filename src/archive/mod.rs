@@ -141,13 +141,11 @@ pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
         let got: [u8; 32] = hasher.finalize().into();
         match h.meta.sha256 {
             Some(want) if want == got => {}
-            Some(_) => c
-                .damaged_files
-                .push(String::from_utf8_lossy(&h.path).into_owned()),
+            Some(_) => c.damaged_files.push(validate::short(&h.path)),
             None => bail!(
                 "{}: {} has no recorded sha256 (not an upgrade-recovery archive?)",
                 path.display(),
-                String::from_utf8_lossy(&h.path)
+                validate::short(&h.path)
             ),
         }
     }
