@@ -245,6 +245,20 @@ pub fn extents(fd: BorrowedFd, size: u64) -> Result<Vec<(u64, u64)>, Errno> {
 /// while a subdirectory is walked and opens it again with [`reopen_parent`].
 pub const HELD_LEVELS: usize = 32;
 
+/// Below [`HELD_LEVELS`], let go of a walk's directory while it descends:
+/// its identity, for [`reopen_parent`] on the way back; None when kept.
+pub fn let_go(held: &mut Option<OwnedFd>, depth: usize) -> Result<Option<Stat>, Errno> {
+    if depth < HELD_LEVELS {
+        return Ok(None);
+    }
+    let st = match held {
+        Some(fd) => fs::fstat(&*fd)?,
+        None => return Ok(None),
+    };
+    *held = None;
+    Ok(Some(st))
+}
+
 /// The parent of the directory `child` through `..`, which must be the
 /// directory `was` (else it was moved meanwhile, and the walk stops).
 pub fn reopen_parent(child: BorrowedFd, was: &Stat) -> std::io::Result<OwnedFd> {

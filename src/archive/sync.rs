@@ -582,12 +582,9 @@ impl Syncer {
                 );
             }
             let sub = fsops::open_read(d.as_fd(), &child, true)?;
-            let parent = fs::fstat(d)?;
-            if depth >= fsops::HELD_LEVELS {
-                held = None;
-            }
+            let released = fsops::let_go(&mut held, depth)?;
             let sub = self.empty_dir(sub, depth + 1)?;
-            if held.is_none() {
+            if let Some(parent) = released {
                 held = Some(fsops::reopen_parent(sub.as_fd(), &parent)?);
             }
             drop(sub);
@@ -643,12 +640,9 @@ impl Syncer {
                 if fs::fstat(&sub)?.st_dev != self.dev {
                     continue;
                 }
-                let parent = fs::fstat(dfd)?;
-                if depth >= fsops::HELD_LEVELS {
-                    held = None;
-                }
+                let released = fsops::let_go(&mut held, depth)?;
                 let sub = self.prune(sub, &path, depth + 1)?;
-                if held.is_none() {
+                if let Some(parent) = released {
                     held = Some(
                         fsops::reopen_parent(sub.as_fd(), &parent)
                             .with_context(|| format!("returning to {}", show(rel)))?,
@@ -678,14 +672,12 @@ impl Syncer {
                 return Ok((true, held.expect("held")));
             }
             let sub = fsops::open_read(d.as_fd(), &child, true)?;
-            let parent = fs::fstat(d)?;
-            if depth >= fsops::HELD_LEVELS {
-                held = None;
-            }
+            let released = fsops::let_go(&mut held, depth)?;
             let (found, sub) = self.mount_below(sub, depth + 1)?;
-            let d = match held.take() {
-                Some(d) => d,
-                None => fsops::reopen_parent(sub.as_fd(), &parent)?,
+            let d = match (held.take(), released) {
+                (Some(d), _) => d,
+                (None, Some(parent)) => fsops::reopen_parent(sub.as_fd(), &parent)?,
+                (None, None) => unreachable!("a kept directory is held"),
             };
             if found {
                 return Ok((true, d));

@@ -287,13 +287,10 @@ impl<W: Write> Walker<W> {
                 r => r.with_context(|| format!("archiving {}/{}", top.display(), short(&path)))?,
             };
             if let Some(child) = child {
-                let parent = fs::fstat(dfd)?;
-                if depth >= fsops::HELD_LEVELS {
-                    held = None;
-                }
+                let released = fsops::let_go(&mut held, depth)?;
                 // No context here: the level that failed names its path once.
                 let child = self.walk(child, &path, top, depth + 1)?;
-                if held.is_none() {
+                if let Some(parent) = released {
                     held = Some(fsops::reopen_parent(child.as_fd(), &parent).with_context(
                         || format!("returning to {}/{}", top.display(), short(rel)),
                     )?);
