@@ -260,7 +260,10 @@ pub fn parse_excludes(text: &str) -> Vec<Vec<u8>> {
 
 /// Check an archive file against its recorded sha256 and size (every byte
 /// of the archive, which carries every file's sha256 too), then sync the
-/// target to it. A damaged archive changes nothing.
+/// target to it. A damaged archive changes nothing. Entries are validated as
+/// they are read (src/archive/validate.rs): one that matches its recorded
+/// sha256 yet holds a refused entry stops the sync there, inside the tree;
+/// callers check the whole archive first (restore's preflight, extract).
 pub fn restore_tree(
     archive: &Path,
     sha256: &str,
