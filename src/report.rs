@@ -325,6 +325,13 @@ impl Bundle {
     }
 }
 
+/// A file of the backup dir: never through a symlink, never a FIFO, bounded.
+fn read_backup_file(p: &Path) -> Result<String> {
+    let b = crate::archive::validate::read_regular(p, 16 << 20)
+        .with_context(|| format!("{}", p.display()))?;
+    Ok(String::from_utf8_lossy(&b).into_owned())
+}
+
 fn json<T: Serialize>(v: &T) -> Result<String> {
     Ok(serde_json::to_string_pretty(v)? + "\n")
 }
@@ -353,7 +360,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     );
     b.add(
         "backup/manifest.json",
-        std::fs::read_to_string(dir.join(manifest::FILE)).context("no backup manifest"),
+        read_backup_file(&dir.join(manifest::FILE)).context("no backup manifest"),
     );
     b.add(
         "backup/verify.json",
@@ -361,12 +368,11 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     );
     b.add(
         "backup/etc.exclude.list",
-        std::fs::read_to_string(dir.join(crate::backup::EXCLUDE_LIST))
-            .context("no etc.exclude.list"),
+        read_backup_file(&dir.join(crate::backup::EXCLUDE_LIST)).context("no etc.exclude.list"),
     );
     b.add(
         "recovery/journal.json",
-        std::fs::read_to_string(dir.join(crate::journal::FILE)).context("no recovery in progress"),
+        read_backup_file(&dir.join(crate::journal::FILE)).context("no recovery in progress"),
     );
     b.add("disk.txt", disk(host));
     b.add(

@@ -485,6 +485,22 @@ fn report_creates_its_file_anew_0600_never_through_a_symlink() {
         2,
         "temp file left"
     );
+    // A FIFO as the manifest or the journal does not block the report.
+    let rec = sb.root().join("var/recovery");
+    std::fs::create_dir_all(&rec).unwrap();
+    sh(&format!(
+        "mkfifo {} {}",
+        q(&rec.join("manifest.json")),
+        q(&rec.join("journal.json"))
+    ));
+    let mut c = sb.command(&["report", "--to", to.to_str().unwrap()]);
+    let o = bounded("report", move || c.output().unwrap());
+    assert_eq!(o.status.code(), Some(0));
+    let listing = sh(&format!(
+        "tar -xzOf {} upgrade-recovery-report/index.txt",
+        q(&to)
+    ));
+    assert!(listing.contains("FIFO"), "{listing}");
 }
 
 /// Run `f` on a thread; fail when it does not return within a minute (a
