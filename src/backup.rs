@@ -152,10 +152,17 @@ pub fn extras_from_currentconfig(host: &Host) -> Result<Option<Vec<String>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
     };
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+    parse_currentconfig(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{} {e}; nothing was changed", p.display()))
+}
+
+/// The machine-config file paths of a `currentconfig` outside the trees:
+/// absolute, normal paths only (no `..`, no empty component, no NUL).
+pub fn parse_currentconfig(text: &str) -> Result<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         anyhow::anyhow!(
-            "{} is not valid JSON: {e} (line {}, column {}); nothing was changed",
-            p.display(),
+            "is not valid JSON: {e} (line {}, column {})",
             e.line(),
             e.column()
         )
@@ -168,7 +175,11 @@ pub fn extras_from_currentconfig(host: &Host) -> Result<Option<Vec<String>>> {
     let mut out: Vec<String> = files
         .iter()
         .filter_map(|f| f.get("path").and_then(|p| p.as_str()))
-        .filter(|p| p.starts_with('/'))
+        .filter(|p| {
+            p.strip_prefix('/').is_some_and(|r| {
+                crate::archive::validate::check_rel_path(r.as_bytes()).is_ok() && r != "."
+            })
+        })
         .filter(|p| {
             ![
                 "/etc/",
@@ -183,7 +194,7 @@ pub fn extras_from_currentconfig(host: &Host) -> Result<Option<Vec<String>>> {
         .collect();
     out.sort();
     out.dedup();
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// Allocated bytes below a dir, on its own file system (like `du -sx`).
@@ -789,7 +800,10 @@ pub fn render(o: &Outcome) -> String {
                 s,
                 "OS: pinned {} {}.{} ({}){}",
                 sum.pinned.stateroot,
-                &sum.pinned.checksum[..12],
+                sum.pinned
+                    .checksum
+                    .get(..12)
+                    .unwrap_or(&sum.pinned.checksum),
                 sum.pinned.serial,
                 sum.pinned.version.as_deref().unwrap_or("?"),
                 if sum.undeployed.is_empty() {

@@ -303,6 +303,9 @@ pub struct ExtractArgs {
     /// Directory to copy them into (created; node paths kept below it)
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
+    /// Also recreate device nodes, setuid/setgid bits and file capabilities
+    #[arg(long)]
+    pub exact: bool,
 }
 
 /// A duration with a unit: `500ms`, `90s`, `20m`, `1h`, `1h30m`; a bare
@@ -623,13 +626,22 @@ pub fn run(cli: &Cli) -> Result<i32> {
             })
         }
         Command::Extract(a) => {
-            let stats = extract(&host, &a.paths, &a.to)?;
+            let stats = extract(&host, &a.paths, &a.to, a.exact)?;
             emit(g.output, &stats, || {
-                format!(
+                let mut s = format!(
                     "extracted {} entries into {}\n",
                     stats.entries,
                     a.to.display()
-                )
+                );
+                if !stats.skipped_devices.is_empty() || !stats.stripped.is_empty() {
+                    s.push_str(&format!(
+                        "left out {} device nodes and the setuid/setgid bits or file capabilities of {} files; to keep them: upgrade-recovery extract --exact --to {} ...\n",
+                        stats.skipped_devices.len(),
+                        stats.stripped.len(),
+                        a.to.display()
+                    ));
+                }
+                s
             })?;
             Ok(0)
         }
@@ -722,6 +734,10 @@ fn tree_op(out: Output, op: &TreeOp) -> Result<()> {
 #[derive(Debug, Serialize)]
 pub struct ExtractStats {
     pub entries: u64,
+    /// Device nodes not created (no `--exact`).
+    pub skipped_devices: Vec<String>,
+    /// Files written without setuid/setgid bits or capabilities (no `--exact`).
+    pub stripped: Vec<String>,
 }
 
 /// The file cut by the damage was being written beside its name: remove it,
@@ -739,7 +755,11 @@ fn remove_partial(dest: &Path) {
 }
 
 /// Copy node paths out of the backup into `to`, keeping node paths below it.
-pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats> {
+///
+/// Without `exact`, nothing that grants privilege is recreated (device
+/// nodes, setuid/setgid bits, file capabilities). A damaged archive gives
+/// the entries before the damage; entries are written only beneath `to`.
+pub fn extract(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<ExtractStats> {
     let dir = crate::store::current(&host.backup_dir())?;
     let m = Manifest::load(&dir)?;
     let mut groups: Vec<(&crate::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
@@ -787,10 +807,29 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
     let mut total = 0;
     let mut damaged = Vec::new();
     let mut absent = Vec::new();
+    let mut skipped_devices = Vec::new();
+    let mut stripped = Vec::new();
     for (t, only) in groups {
         let archive = dir.join(&t.archive);
         let dest = to.join(t.source.trim_start_matches('/'));
         let wanted = only.clone();
+        // Below `to`, only real directories: a symlink there would lead the
+        // copy outside `--to`.
+        let mut at = to.to_path_buf();
+        for c in Path::new(t.source.trim_start_matches('/')).components() {
+            at.push(c);
+            match std::fs::symlink_metadata(&at) {
+                Ok(md) if !md.is_dir() => {
+                    return Err(Fail::Usage(format!(
+                        "{} exists and is not a directory (a symlink would lead the copy outside {}); nothing was extracted there",
+                        at.display(),
+                        to.display()
+                    ))
+                    .into())
+                }
+                _ => {}
+            }
+        }
         let only = if only.iter().any(|o| o == b".") {
             None
         } else {
@@ -799,6 +838,7 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
         let opts = SyncOptions {
             only,
             in_root: t.source == "/",
+            plain: !exact,
             ..SyncOptions::default()
         };
         match archive::restore_tree(
@@ -808,12 +848,18 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
             &dest,
             &opts,
         ) {
-            Ok(st) => total += st.written + st.unchanged,
+            Ok(st) => {
+                total += st.written + st.unchanged;
+                skipped_devices.extend(st.skipped_devices);
+                stripped.extend(st.stripped);
+            }
             Err(e) if exit_code(&e) == 4 => {
                 // A damaged archive: take what reads intact, up to the damage.
                 let stop = match archive::sync_tree(&archive, &dest, &opts) {
                     Ok(st) => {
                         total += st.written + st.unchanged;
+                        skipped_devices.extend(st.skipped_devices);
+                        stripped.extend(st.stripped);
                         None
                     }
                     Err(e2) => {
@@ -864,7 +910,11 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path) -> Result<ExtractStats
             host.dir.display()
         ));
     }
-    Ok(ExtractStats { entries: total })
+    Ok(ExtractStats {
+        entries: total,
+        skipped_devices,
+        stripped,
+    })
 }
 
 #[cfg(test)]

@@ -41,3 +41,22 @@ pub fn change_while_read(name: &[u8], fd: rustix::fd::BorrowedFd) {
         }
     }
 }
+
+/// Fault injection for tests: `UPGRADE_RECOVERY_SWAP_FIFO=<suffix>` replaces
+/// a name ending so with a FIFO between its `lstat` and its `open`, as a pod
+/// racing the backup or the restore could.
+pub fn swap_fifo(dir: rustix::fd::BorrowedFd, name: &std::ffi::CStr) {
+    if let Ok(v) = std::env::var("UPGRADE_RECOVERY_SWAP_FIFO") {
+        if name.to_bytes().ends_with(v.as_bytes()) {
+            use rustix::fs;
+            let _ = fs::unlinkat(dir, name, fs::AtFlags::empty());
+            let _ = fs::mknodat(
+                dir,
+                name,
+                fs::FileType::Fifo,
+                fs::Mode::from_raw_mode(0o644),
+                0,
+            );
+        }
+    }
+}

@@ -69,11 +69,25 @@ impl Journal {
     /// unreadable one is an error that says how to get out.
     pub fn load(dir: &Path) -> Result<Option<Journal>> {
         let p = Self::path(dir);
-        let text = match std::fs::read_to_string(&p) {
+        // Never through a symlink, never a FIFO; non-UTF-8 is a damaged
+        // journal like malformed JSON (exit 3, start over).
+        let bytes = match crate::archive::validate::read_regular(&p, 16 << 20) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return Err(Fail::InProgress(format!(
+                    "the recovery journal {} cannot be read: {e}. A recovery was under way but where it stands is unknown; start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",
+                    p.display()
+                ))
+                .into())
+            }
         };
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Fail::InProgress(format!(
+                "the recovery journal {} cannot be read: it is not UTF-8. A recovery was under way but where it stands is unknown; start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",
+                p.display()
+            ))
+        })?;
         let j: Journal = serde_json::from_str(&text).map_err(|e| {
             Fail::InProgress(format!(
                 "the recovery journal {} cannot be read: {e} (line {}, column {}). A recovery was under way but where it stands is unknown; start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",

@@ -3,12 +3,18 @@
 
 use crate::archive::TreeStats;
 use crate::error::Fail;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub const FILE: &str = crate::store::layout::MANIFEST;
 pub const FORMAT: u32 = 1;
+/// The largest manifest read (a real one is a few KiB).
+pub const MAX_BYTES: u64 = 16 << 20;
+
+fn short(s: &str) -> String {
+    crate::archive::validate::short(s.as_bytes())
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -86,7 +92,9 @@ impl Manifest {
     /// is a missing backup (exit 4).
     pub fn load(dir: &Path) -> Result<Manifest> {
         let p = dir.join(FILE);
-        let text = match std::fs::read_to_string(&p) {
+        // Never through a symlink, never a FIFO or device (they would block
+        // or never end), and bounded.
+        let bytes = match crate::archive::validate::read_regular(&p, MAX_BYTES) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Fail::Backup(format!(
@@ -96,8 +104,15 @@ impl Manifest {
                 ))
                 .into())
             }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+            Err(e) => return Err(Fail::Backup(format!("{} is damaged: {e}", p.display())).into()),
         };
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Fail::Backup(format!(
+                "{} is damaged: not UTF-8 (byte {})",
+                p.display(),
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
         let m: Manifest = serde_json::from_str(&text).map_err(|e| {
             Fail::Backup(format!(
                 "{} is damaged: {e} (line {}, column {})",
@@ -114,7 +129,118 @@ impl Manifest {
             ))
             .into());
         }
+        m.validate()
+            .map_err(|e| Fail::Backup(format!("{} is damaged: {e:#}", p.display())))?;
         Ok(m)
+    }
+
+    /// Check what the manifest says before anything uses it: each tree is
+    /// one this tool backs up, from its own node path; every file it names
+    /// is a plain name inside the backup dir; sizes, counts and digests are
+    /// sane; no string holds a NUL byte.
+    pub fn validate(&self) -> Result<()> {
+        use crate::archive::validate::{check_backup_name, check_rel_path, MAX_FILE_SIZE};
+        fn sha(what: &str, s: &str) -> Result<()> {
+            if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("{what}: sha256 {:?} is not 64 hex digits", short(s));
+            }
+            Ok(())
+        }
+        fn size(what: &str, n: u64) -> Result<()> {
+            if n > MAX_FILE_SIZE {
+                bail!("{what}: size {n} is not sane");
+            }
+            Ok(())
+        }
+        fn node_path(what: &str, p: &str) -> Result<()> {
+            let rel = p
+                .strip_prefix('/')
+                .with_context(|| format!("{what}: {:?} is not an absolute node path", short(p)))?;
+            if !rel.is_empty() {
+                check_rel_path(rel.as_bytes())
+                    .map_err(|why| anyhow::anyhow!("{what}: {:?} has {why}", short(p)))?;
+            }
+            Ok(())
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.trees {
+            let expected = crate::backup::TREES
+                .iter()
+                .chain(&[("extras", "/")])
+                .find(|(n, _)| *n == t.name)
+                .map(|(_, s)| *s);
+            match expected {
+                None => bail!(
+                    "tree {:?} is not one this tool backs up (etc, local, kubelet, extras)",
+                    short(&t.name)
+                ),
+                Some(s) if s != t.source => bail!(
+                    "tree {} has source {:?}; this tool backs it up from {s}",
+                    t.name,
+                    short(&t.source)
+                ),
+                Some(_) => {}
+            }
+            if !names.insert(t.name.as_str()) {
+                bail!("tree {} is listed twice", t.name);
+            }
+            let what = format!("tree {}", t.name);
+            check_backup_name(&t.archive).with_context(|| what.clone())?;
+            if let Some(r) = &t.resolved {
+                node_path(&what, r)?;
+            }
+            for e in &t.excludes {
+                if e.contains('\0') {
+                    bail!("{what}: an exclude holds a NUL byte");
+                }
+            }
+            for o in t.only.iter().flatten() {
+                node_path(&what, o)?;
+            }
+            sha(&what, &t.stats.sha256)?;
+            size(&what, t.stats.archive_bytes)?;
+            size(&what, t.stats.bytes)?;
+            if t.stats.files > t.stats.entries {
+                bail!(
+                    "{what}: {} files but {} entries",
+                    t.stats.files,
+                    t.stats.entries
+                );
+            }
+        }
+        if let Some(e) = &self.etcd {
+            check_backup_name(&e.file).context("etcd snapshot")?;
+            sha("etcd snapshot", &e.sha256)?;
+            size("etcd snapshot", e.size)?;
+        }
+        if let Some(s) = &self.static_pods {
+            check_backup_name(&s.file).context("static pod resources")?;
+            sha("static pod resources", &s.sha256)?;
+            size("static pod resources", s.size)?;
+        }
+        if let Some(d) = &self.deployment {
+            if d.checksum.len() != 64 || !d.checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "the pinned deployment's checksum {:?} is not 64 hex digits",
+                    short(&d.checksum)
+                );
+            }
+            if d.stateroot.is_empty() || d.stateroot.contains(['/', '\0']) || d.stateroot == ".." {
+                bail!(
+                    "the pinned deployment's stateroot {:?} is not a name",
+                    short(&d.stateroot)
+                );
+            }
+        }
+        for i in &self.images {
+            if i.name.contains('\0') || i.reference.contains('\0') {
+                bail!("image {:?} holds a NUL byte", short(&i.name));
+            }
+            let hexpart = i.digest.strip_prefix("sha256:").unwrap_or("");
+            sha(&format!("image {}", short(&i.name)), hexpart)?;
+            size("image", i.size)?;
+        }
+        Ok(())
     }
 
     pub fn tree(&self, name: &str) -> Option<&Tree> {

@@ -31,7 +31,7 @@ impl Deployment {
         format!(
             "{} {}.{}{}",
             self.stateroot,
-            &self.checksum[..self.checksum.len().min(12)],
+            self.checksum.get(..12).unwrap_or(&self.checksum),
             self.serial,
             self.version
                 .as_deref()
@@ -83,7 +83,9 @@ pub fn parse_admin_status(text: &str) -> Result<Vec<Deployment>> {
             continue;
         }
         let indented = line.starts_with("    ");
-        if !indented && line.len() > 2 && matches!(&line[..2], "* " | "  ") {
+        // `get`, not `[..2]`: a line may start with a multi-byte character.
+        let head = line.get(..2).filter(|_| line.len() > 2);
+        if !indented && matches!(head, Some("* " | "  ")) {
             let booted = line.starts_with('*');
             let mut words = line[2..].split_whitespace();
             let (Some(stateroot), Some(id)) = (words.next(), words.next()) else {
@@ -168,6 +170,17 @@ struct RpmOstreeDeployment {
 pub fn parse_rpm_ostree_json(text: &str) -> Result<Vec<Deployment>> {
     let st: RpmOstreeStatus =
         serde_json::from_str(text).context("rpm-ostree status --json: malformed JSON")?;
+    for d in &st.deployments {
+        if d.checksum.len() != 64 || !d.checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "rpm-ostree status --json: bad checksum {:?}",
+                crate::archive::validate::short(d.checksum.as_bytes())
+            );
+        }
+        if d.osname.is_empty() || d.osname.contains(['/', '\0']) {
+            bail!("rpm-ostree status --json: bad osname");
+        }
+    }
     let mut out: Vec<Deployment> = st
         .deployments
         .into_iter()

@@ -829,7 +829,7 @@ impl Ctx<'_> {
         let pinned_name = format!(
             "{} {}.{} ({})",
             pinned.stateroot,
-            &pinned.checksum[..pinned.checksum.len().min(12)],
+            pinned.checksum.get(..12).unwrap_or(&pinned.checksum),
             pinned.serial,
             pinned.version.as_deref().unwrap_or("?"),
         );

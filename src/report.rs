@@ -16,8 +16,12 @@ pub struct Item {
     pub note: String,
 }
 
-/// Replace PEM private keys, bearer tokens, OpenShift `sha256~` tokens, JWTs
-/// and `token:`/`password:` values with `<redacted>`.
+/// Replace secrets with `<redacted>`: PEM private keys (also base64-encoded,
+/// as kubeconfig `client-key-data`), the values of secret-named keys
+/// (`token`, `password`, `secret`, AWS `aws_secret_access_key`, dockercfg
+/// `auth`, ... in YAML, JSON, `k=v`, and JSON inside JSON strings, escapes
+/// and all), `Bearer` tokens, credentials in URLs, AWS access key ids and
+/// secret-shaped words, OpenShift `sha256~` tokens and JWTs.
 pub fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_key = false;
@@ -38,6 +42,224 @@ pub fn scrub(text: &str) -> String {
     out
 }
 
+const R: &str = "<redacted>";
+
+/// Whether a key's value is a secret.
+fn secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    let k = k.rsplit('.').next().unwrap_or(&k);
+    [
+        "token",
+        "password",
+        "passwd",
+        "secret",
+        "bearer",
+        "credential",
+        "apikey",
+        "api_key",
+        "api-key",
+        "private-key",
+        "private_key",
+        "privatekey",
+        "key-data",
+        "key_data",
+        "authorization",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+        || k == "auth"
+        || k.ends_with("_auth")
+        || k == "identity"
+}
+
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_.-".contains(&b)
+}
+
+/// The byte range of the value that starts at `i` (after `key: `), and
+/// how to know where it ends: quoted (honouring escapes), quoted with
+/// escaped quotes (JSON inside a JSON string), or a bare word. None for
+/// a map or list.
+fn value_span(line: &[u8], i: usize) -> Option<(usize, usize)> {
+    let rest = &line[i..];
+    if rest.starts_with(b"\\\"") {
+        // JSON inside a JSON string: the inner string ends at `\"` (one
+        // backslash); an inner escaped quote is `\\\"` (three).
+        let start = i + 2;
+        let mut j = start;
+        while j < line.len() {
+            if line[j] == b'\\' {
+                let n = line[j..].iter().take_while(|&&c| c == b'\\').count();
+                if n == 1 && line.get(j + 1) == Some(&b'"') {
+                    return Some((start, j));
+                }
+                j += n + 1;
+            } else {
+                j += 1;
+            }
+        }
+        return Some((start, line.len()));
+    }
+    match rest.first()? {
+        b'"' | b'\'' => {
+            let q = rest[0];
+            let start = i + 1;
+            let mut j = start;
+            while j < line.len() && line[j] != q {
+                j += if line[j] == b'\\' { 2 } else { 1 };
+            }
+            Some((start, j.min(line.len())))
+        }
+        b'{' | b'[' | b'\n' | b'\r' => None,
+        _ => {
+            let len = rest
+                .iter()
+                .position(|b| b.is_ascii_whitespace() || b",;}]&\"'".contains(b));
+            Some((i, len.map_or(line.len(), |l| i + l)))
+        }
+    }
+}
+
+/// Values of secret-named keys: `key: v`, `key=v`, `"key": "v"`,
+/// `\"key\":\"v\"`.
+fn scrub_key_values(line: &str) -> String {
+    let b = line.as_bytes();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !is_key_byte(b[i]) || (i > 0 && is_key_byte(b[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let ks = i;
+        while i < b.len() && is_key_byte(b[i]) {
+            i += 1;
+        }
+        let key = &line[ks..i];
+        let mut j = i;
+        // The key's closing quote: `"`, `\"`, `\\\"`.
+        while j < b.len() && (b[j] == b'\\' || b[j] == b'"' || b[j] == b'\'') && j - i < 4 {
+            j += 1;
+        }
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        if j >= b.len() || (b[j] != b':' && b[j] != b'=') || !secret_key(key) {
+            continue;
+        }
+        j += 1;
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        // `Authorization: Bearer <token>`: the scheme stays, the token goes.
+        for scheme in ["bearer ", "basic "] {
+            if line[j..].len() > scheme.len()
+                && line.as_bytes()[j..j + scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+            {
+                j += scheme.len();
+            }
+        }
+        if let Some((s, e)) = value_span(b, j) {
+            if e > s && !line[s..e].starts_with(R) {
+                spans.push((s, e));
+            }
+            i = e.max(i);
+        }
+    }
+    let mut out = line.to_string();
+    for (s, e) in spans.into_iter().rev() {
+        out.replace_range(s..e, R);
+    }
+    out
+}
+
+/// `Bearer <token>` (any case).
+fn scrub_bearer(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    let mut out = String::with_capacity(line.len());
+    let mut last = 0;
+    let mut from = 0;
+    while let Some(k) = lower[from..].find("bearer ") {
+        let s = from + k + 7;
+        let e = line[s..]
+            .find(|c: char| c.is_whitespace() || "\"',;\\".contains(c))
+            .map_or(line.len(), |e| s + e);
+        if e > s && !line[s..].starts_with(R) {
+            out.push_str(&line[last..s]);
+            out.push_str(R);
+            last = e;
+        }
+        from = e.max(s);
+    }
+    out.push_str(&line[last..]);
+    out
+}
+
+/// `scheme://user:password@host` -> `scheme://<redacted>@host`.
+fn scrub_url_credentials(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut last = 0;
+    let mut from = 0;
+    while let Some(k) = line[from..].find("://") {
+        let s = from + k + 3;
+        let auth_end = line[s..]
+            .find(|c: char| c.is_whitespace() || "/\"'?#\\".contains(c))
+            .map_or(line.len(), |e| s + e);
+        if let Some(at) = line[s..auth_end].rfind('@') {
+            out.push_str(&line[last..s]);
+            out.push_str(R);
+            last = s + at;
+        }
+        from = auth_end.max(s);
+    }
+    out.push_str(&line[last..]);
+    out
+}
+
+/// Decode standard base64 (padding optional); None when not base64.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().take_while(|&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+fn secret_word(word: &str) -> bool {
+    let b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    word.starts_with("sha256~") && word.len() > 20
+        || (word.starts_with("eyJ") && word.matches('.').count() == 2 && word.len() > 40)
+        // A base64-encoded PEM private key (kubeconfig client-key-data).
+        || (word.starts_with("LS0tLS1CRUdJTi")
+            && base64_decode(word).is_some_and(|d| {
+                String::from_utf8_lossy(&d).contains("PRIVATE KEY")
+            }))
+        // AWS access key ids, and 40-character secret access keys.
+        || (word.len() == 20
+            && (word.starts_with("AKIA") || word.starts_with("ASIA"))
+            && word.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+        || (word.len() == 40
+            && word.chars().all(b64)
+            && word.bytes().any(|c| c.is_ascii_uppercase())
+            && word.bytes().any(|c| c.is_ascii_lowercase())
+            && word.bytes().any(|c| c.is_ascii_digit()))
+}
+
 fn scrub_line(line: &str) -> String {
     let mut line = line.to_string();
     // A PEM key inside one line (JSON with escaped newlines).
@@ -50,29 +272,11 @@ fn scrub_line(line: &str) -> String {
             .map_or(line.len(), |e| k + 16 + e + 16);
         line.replace_range(b..end, "<redacted private key>");
     }
-    for key in ["token", "password", "secret", "bearer"] {
-        for sep in ["\": \"", "\":\"", ": ", "="] {
-            let pat = format!("{key}{sep}");
-            let mut from = 0;
-            while let Some(i) = line[from..].to_ascii_lowercase().find(&pat) {
-                let start = from + i + pat.len();
-                let end = line[start..]
-                    .find(['"', '\n', ',', '}', ' '])
-                    .map_or(line.len(), |e| start + e);
-                if end > start && !line[start..].starts_with("<redacted>") {
-                    line.replace_range(start..end, "<redacted>");
-                }
-                from = start;
-            }
-        }
-    }
-    let line = line.as_str();
-    let mut s = line.to_string();
-    for word in line.split(|c: char| c.is_whitespace() || "\"',;:()[]{}".contains(c)) {
-        let tokenish = word.starts_with("sha256~") && word.len() > 20
-            || (word.starts_with("eyJ") && word.matches('.').count() == 2 && word.len() > 40);
-        if tokenish {
-            s = s.replace(word, "<redacted>");
+    let line = scrub_url_credentials(&scrub_bearer(&scrub_key_values(&line)));
+    let mut s = line.clone();
+    for word in line.split(|c: char| c.is_whitespace() || "\"',;:()[]{}=\\".contains(c)) {
+        if secret_word(word) {
+            s = s.replace(word, R);
         }
     }
     s
@@ -121,6 +325,13 @@ impl Bundle {
     }
 }
 
+/// A file of the backup dir: never through a symlink, never a FIFO, bounded.
+fn read_backup_file(p: &Path) -> Result<String> {
+    let b = crate::archive::validate::read_regular(p, 16 << 20)
+        .with_context(|| format!("{}", p.display()))?;
+    Ok(String::from_utf8_lossy(&b).into_owned())
+}
+
 fn json<T: Serialize>(v: &T) -> Result<String> {
     Ok(serde_json::to_string_pretty(v)? + "\n")
 }
@@ -149,7 +360,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     );
     b.add(
         "backup/manifest.json",
-        std::fs::read_to_string(dir.join(manifest::FILE)).context("no backup manifest"),
+        read_backup_file(&dir.join(manifest::FILE)).context("no backup manifest"),
     );
     b.add(
         "backup/verify.json",
@@ -157,12 +368,12 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     );
     b.add(
         "backup/etc.exclude.list",
-        std::fs::read_to_string(dir.join(crate::store::layout::EXCLUDE_LIST))
+        read_backup_file(&dir.join(crate::store::layout::EXCLUDE_LIST))
             .context("no etc.exclude.list"),
     );
     b.add(
         "recovery/journal.json",
-        std::fs::read_to_string(dir.join(crate::journal::FILE)).context("no recovery in progress"),
+        read_backup_file(&dir.join(crate::journal::FILE)).context("no recovery in progress"),
     );
     b.add("disk.txt", disk(host));
     b.add(
@@ -272,16 +483,44 @@ fn disk(host: &Host) -> Result<String> {
     Ok(s)
 }
 
+/// Write the bundle as a new file: created beside `to` with O_CREAT|O_EXCL
+/// (never through a symlink, never reusing a file's mode), 0600, synced,
+/// then renamed over `to` (a symlink there is replaced, not followed).
 fn write_tgz(to: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
-    use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let name = to
+        .file_name()
+        .with_context(|| format!("{} is not a file name", to.display()))?;
+    let tmp = to.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
     let f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(to)
-        .with_context(|| format!("creating {}", to.display()))?;
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    // The umask only takes bits away; set exactly 0600.
+    rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(0o600))?;
+    let written = write_tgz_to(f, files).and_then(|()| {
+        std::fs::rename(&tmp, to).with_context(|| format!("renaming into {}", to.display()))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+fn write_tgz_to(f: std::fs::File, files: &[(String, Vec<u8>)]) -> Result<()> {
+    use std::io::Write;
     let mut gz =
         flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::default());
     let now = crate::fsutil::unix_now();
@@ -326,6 +565,67 @@ pub fn render(items: &[Item], to: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One fixture a kind of secret: (file, secrets that must go, context
+    /// that must stay).
+    #[test]
+    fn scrubs_each_fixture() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scrub");
+        let key = std::fs::read_to_string(dir.join("kubeconfig.yaml")).unwrap();
+        let key = key
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("client-key-data: "))
+            .unwrap()
+            .to_string();
+        let cases: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
+            (
+                "kubeconfig.yaml",
+                vec![&key[..], &key[key.len() - 20..]],
+                vec!["client-certificate-data: LS0t", "server: https://api.sno"],
+            ),
+            (
+                "aws-credentials",
+                vec!["wJalrXUtnFEMI", "EXAMPLEKEY", "AKIAIOSFODNN7EXAMPLE"],
+                vec!["region = us-east-1"],
+            ),
+            (
+                "bearer.txt",
+                vec!["kx9Qv2ZpL0aT7mRw3YbN8cUe"],
+                vec![
+                    "Authorization: Bearer <redacted>",
+                    "https://api.sno:6443/api",
+                ],
+            ),
+            (
+                "url.txt",
+                vec!["s3cr3tPa55", "builder"],
+                vec!["https://<redacted>@registry.example.com:5000/v2/ocp/release"],
+            ),
+            (
+                "dockercfg.json",
+                vec!["b3BlbnNoaWZ0", "ZnV6enk6d3V6enk="],
+                vec!["ops@example.com", "registry.redhat.io"],
+            ),
+            (
+                "json-escaped.json",
+                vec!["W1thQu0te", ":\\\"tok", "AfterEscape", "abc"],
+                vec!["\\\"kind\\\":\\\"Secret\\\"", "last-applied-configuration"],
+            ),
+        ];
+        for (file, gone, kept) in cases {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            for g in &gone {
+                assert!(text.contains(g), "{file}: fixture lacks {g}");
+            }
+            let s = scrub(&text);
+            for g in gone {
+                assert!(!s.contains(g), "{file}: {g} left in\n{s}");
+            }
+            for k in kept {
+                assert!(s.contains(k), "{file}: {k} lost\n{s}");
+            }
+        }
+    }
 
     #[test]
     fn scrubs_keys_and_tokens() {

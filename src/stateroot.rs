@@ -106,7 +106,7 @@ pub fn render_list(l: &Listing) -> String {
                 s,
                 "  {} {}.{} {}  {}",
                 d.index,
-                &d.checksum[..12],
+                d.checksum.get(..12).unwrap_or(&d.checksum),
                 d.serial,
                 d.version.as_deref().unwrap_or("?"),
                 marks.join(", ")

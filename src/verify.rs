@@ -19,7 +19,7 @@ pub struct Report {
 
 /// sha256 and size of a file.
 pub fn file_sha256(p: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(p)?;
+    let mut f = crate::archive::validate::open_regular(p)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
@@ -55,7 +55,7 @@ fn check_file(dir: &Path, rel: &str, sha: &str, size: u64, problems: &mut Vec<St
 /// the snapshot may be gigabytes.
 pub fn check_snapshot_trailer(p: &Path) -> Result<(), String> {
     let err = |e: std::io::Error| format!("{}: {e}", p.display());
-    let mut f = std::fs::File::open(p).map_err(err)?;
+    let mut f = crate::archive::validate::open_regular(p).map_err(err)?;
     let len = f.metadata().map_err(err)?.len();
     if len < 32 || len % 512 != 32 {
         return Err(format!(

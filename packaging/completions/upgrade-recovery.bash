@@ -159,7 +159,7 @@ _upgrade__recovery() {
             return 0
             ;;
         upgrade__subcmd__recovery__subcmd__extract)
-            opts="-v -q -h --to --root --dir --output --verbose --quiet --help"
+            opts="-v -q -h --to --exact --root --dir --output --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -152,6 +152,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extrac
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -l exact -d 'Also recreate device nodes, setuid/setgid bits and file capabilities'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -s h -l help -d 'Print help'

@@ -177,9 +177,12 @@ pub fn apply_xattrs(t: &XattrTarget, want: &[(Vec<u8>, Vec<u8>)]) -> Result<(), 
     Ok(())
 }
 
-/// Open a directory entry for reading without following a symlink there.
+/// Open a directory entry for reading without following a symlink there,
+/// and without blocking: a FIFO or device swapped in after the `lstat` (a
+/// pod can do that) opens at once, and the caller's `fstat` sees it.
 pub fn open_read(dir: BorrowedFd, name: &CStr, directory: bool) -> Result<OwnedFd, Errno> {
-    let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let mut flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
     if directory {
         flags |= OFlags::DIRECTORY;
     }
@@ -236,6 +239,47 @@ pub fn extents(fd: BorrowedFd, size: u64) -> Result<Vec<(u64, u64)>, Errno> {
     }
     fs::seek(fd, fs::SeekFrom::Start(0))?;
     Ok(out)
+}
+
+/// Directory levels a walk keeps open; below them it lets go of the parent
+/// while a subdirectory is walked and opens it again with [`reopen_parent`].
+pub const HELD_LEVELS: usize = 32;
+
+/// Below [`HELD_LEVELS`], let go of a walk's directory while it descends:
+/// its identity, for [`reopen_parent`] on the way back; None when kept.
+pub fn let_go(held: &mut Option<OwnedFd>, depth: usize) -> Result<Option<Stat>, Errno> {
+    if depth < HELD_LEVELS {
+        return Ok(None);
+    }
+    let st = match held {
+        Some(fd) => fs::fstat(&*fd)?,
+        None => return Ok(None),
+    };
+    *held = None;
+    Ok(Some(st))
+}
+
+/// The parent of the directory `child` through `..`, which must be the
+/// directory `was` (else it was moved meanwhile, and the walk stops).
+pub fn reopen_parent(child: BorrowedFd, was: &Stat) -> std::io::Result<OwnedFd> {
+    let fd = fs::openat(
+        child,
+        c"..",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    let st = fs::fstat(&fd)?;
+    if st.st_dev != was.st_dev || st.st_ino != was.st_ino {
+        return Err(std::io::Error::other(
+            "the directory was moved while being walked",
+        ));
+    }
+    Ok(fd)
+}
+
+/// Whether an open descriptor holds the object an earlier `lstat` saw.
+pub fn same_object(a: &Stat, b: &Stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino && kind_of(a) == kind_of(b)
 }
 
 pub fn is_dense(ext: &[(u64, u64)], size: u64) -> bool {

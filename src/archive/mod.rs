@@ -7,6 +7,7 @@ pub mod prefetch;
 pub mod read;
 pub mod sync;
 pub mod tar;
+pub mod validate;
 pub mod write;
 
 use anyhow::{bail, Context, Result};
@@ -141,13 +142,11 @@ pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
         let got: [u8; 32] = hasher.finalize().into();
         match h.meta.sha256 {
             Some(want) if want == got => {}
-            Some(_) => c
-                .damaged_files
-                .push(String::from_utf8_lossy(&h.path).into_owned()),
+            Some(_) => c.damaged_files.push(validate::short(&h.path)),
             None => bail!(
                 "{}: {} has no recorded sha256 (not an upgrade-recovery archive?)",
                 path.display(),
-                String::from_utf8_lossy(&h.path)
+                validate::short(&h.path)
             ),
         }
     }
@@ -165,7 +164,7 @@ pub fn examine_archive(
     size: u64,
 ) -> (Option<ArchiveCheck>, Vec<String>) {
     let name = path.display();
-    match std::fs::metadata(path) {
+    match validate::open_regular(path).and_then(|f| f.metadata()) {
         Err(e) => return (None, vec![format!("{name}: {e}")]),
         Ok(m) if m.len() != size => {
             let msg = format!("{name}: size {} but the manifest records {size}", m.len());
@@ -250,7 +249,10 @@ pub fn parse_excludes(text: &str) -> exclude::Excludes {
 
 /// Check an archive file against its recorded sha256 and size (every byte
 /// of the archive, which carries every file's sha256 too), then sync the
-/// target to it. A damaged archive changes nothing.
+/// target to it. A damaged archive changes nothing. Entries are validated as
+/// they are read (src/archive/validate.rs): one that matches its recorded
+/// sha256 yet holds a refused entry stops the sync there, inside the tree;
+/// callers check the whole archive first (restore's preflight, extract).
 pub fn restore_tree(
     archive: &Path,
     sha256: &str,
@@ -278,4 +280,23 @@ pub fn restore_tree(
         .into());
     }
     sync_tree(archive, target, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_are_cut_into_pieces_at_slashes() {
+        let names: Vec<Vec<u8>> = (0..40).map(|i| vec![b'a' + (i % 26) as u8; 250]).collect();
+        let p = names.join(&b'/');
+        let pieces = sync::path_pieces(&p, 3072);
+        assert!(pieces.len() >= 4);
+        assert!(pieces.iter().all(|x| x.len() <= 3072 && !x.is_empty()));
+        assert!(pieces
+            .iter()
+            .all(|x| !x.starts_with(b"/") && !x.ends_with(b"/")));
+        assert_eq!(pieces.join(&b'/'), p);
+        assert_eq!(sync::path_pieces(b"a/b", 3072), vec![&b"a/b"[..]]);
+    }
 }

@@ -37,7 +37,7 @@ impl Prefetch {
                 ) {
                     if let Ok(st) = fs::fstat(&fd) {
                         let mut issued = 0u64;
-                        walk(fd.as_fd(), st.st_dev, &c, &s, &mut issued);
+                        walk(fd.as_fd(), st.st_dev, &c, &s, &mut issued, 0);
                     }
                 }
             });
@@ -62,6 +62,7 @@ fn walk(
     consumed: &AtomicU64,
     stop: &AtomicBool,
     issued: &mut u64,
+    depth: usize,
 ) -> bool {
     let Ok(names) = fsops::list_dir(dir) else {
         return true;
@@ -74,9 +75,11 @@ fn walk(
             continue;
         };
         match FileType::from_raw_mode(st.st_mode) {
-            FileType::Directory if st.st_dev == dev => {
+            // Not deeper than the walker keeps open: one descriptor a level,
+            // and the walker needs them (a pod can nest 1,100 levels).
+            FileType::Directory if st.st_dev == dev && depth < fsops::HELD_LEVELS => {
                 if let Ok(d) = fsops::open_read(dir, &name, true) {
-                    if !walk(d.as_fd(), dev, consumed, stop, issued) {
+                    if !walk(d.as_fd(), dev, consumed, stop, issued, depth + 1) {
                         return false;
                     }
                 }

@@ -20,7 +20,8 @@ pub struct Reader {
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
-        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let f = super::validate::open_regular(path)
+            .with_context(|| format!("opening {}", path.display()))?;
         let dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
             1 << 20,
             HashReader::new(f),
@@ -91,8 +92,12 @@ impl Reader {
                 tar::decode(&block, &pax).with_context(|| format!("{} is damaged", self.path))?;
             self.remaining = h.data_len;
             self.pad = tar::padding(h.data_len);
+            super::validate::check_header(&h)
+                .with_context(|| format!("{} is damaged", self.path))?;
             if h.meta.sparse.is_some() {
                 let map = self.read_sparse_map()?;
+                super::validate::check_sparse(&h, &map, self.remaining)
+                    .with_context(|| format!("{} is damaged", self.path))?;
                 h.meta.sparse = Some(map);
             }
             return Ok(Some(h));
@@ -126,6 +131,9 @@ impl Reader {
                 );
             }
             if let Some(&count) = complete.first() {
+                if count > super::validate::MAX_EXTENTS as u64 {
+                    bail!("{} is damaged: sparse map of {count} extents", self.path);
+                }
                 if complete.len() as u64 > 2 * count {
                     let ext = complete[1..1 + 2 * count as usize]
                         .chunks(2)

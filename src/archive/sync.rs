@@ -34,6 +34,9 @@ pub struct SyncOptions {
     /// (as `chroot` would), and create missing ones: for machine-config
     /// files restored over `/`, whose parents the archive does not hold.
     pub in_root: bool,
+    /// Leave out what grants privilege (extract without `--exact`): no
+    /// device nodes, no setuid/setgid bits, no file capabilities.
+    pub plain: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -44,6 +47,12 @@ pub struct SyncStats {
     pub deleted: u64,
     pub excluded: u64,
     pub skipped_mounts: Vec<String>,
+    /// Device nodes not created (`plain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_devices: Vec<String>,
+    /// Files written without their setuid/setgid bits or capabilities (`plain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stripped: Vec<String>,
 }
 
 /// Fault injection for tests: stop (as if killed) after this many entries.
@@ -51,6 +60,33 @@ fn crash_after() -> Option<u64> {
     std::env::var("UPGRADE_RECOVERY_SYNC_CRASH_AFTER")
         .ok()
         .and_then(|v| v.parse().ok())
+}
+
+/// A relative path cut at `/` into pieces of at most `max` bytes (a single
+/// component is at most 255).
+pub(crate) fn path_pieces(rel: &[u8], max: usize) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut last_slash = None;
+    for (i, &b) in rel.iter().enumerate() {
+        if b == b'/' {
+            if i - start > max {
+                if let Some(j) = last_slash {
+                    out.push(&rel[start..j]);
+                    start = j + 1;
+                }
+            }
+            last_slash = Some(i);
+        }
+    }
+    if rel.len() - start > max {
+        if let Some(j) = last_slash.filter(|&j| j > start) {
+            out.push(&rel[start..j]);
+            start = j + 1;
+        }
+    }
+    out.push(&rel[start..]);
+    out
 }
 
 pub fn matches_prefix(path: &[u8], prefix: &[u8]) -> bool {
@@ -65,8 +101,9 @@ fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// A path in a message or a report: long ones with their middle cut out.
 fn show(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
+    super::validate::short(p)
 }
 
 fn tmp_name(name: &[u8]) -> CString {
@@ -133,10 +170,12 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    if s.opts.delete {
-        s.prune(top.as_fd(), b".")
-            .with_context(|| format!("removing extra files under {}", target.display()))?;
-    }
+    let top = if s.opts.delete {
+        s.prune(top, b".", 0)
+            .with_context(|| format!("removing extra files under {}", target.display()))?
+    } else {
+        top
+    };
     // Directory metadata last, deepest first: writing inside changes mtimes.
     let dirs = std::mem::take(&mut s.dirs);
     for (path, meta) in dirs.iter().rev() {
@@ -186,21 +225,34 @@ impl Syncer {
                 Mode::empty(),
             )?));
         }
-        let r = fs::openat2(
-            &self.root,
-            cstr(rel).as_c_str(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-            ResolveFlags::BENEATH
-                | ResolveFlags::NO_SYMLINKS
-                | ResolveFlags::NO_MAGICLINKS
-                | ResolveFlags::NO_XDEV,
-        );
-        match r {
-            Ok(fd) => Ok(Some(fd)),
-            Err(Errno::XDEV) => Ok(None),
-            Err(e) => bail!("cannot open directory {} beneath the top: {e}", show(rel)),
+        // Paths longer than PATH_MAX are resolved a piece at a time, each
+        // piece beneath the directory the previous one reached (entry paths
+        // were validated: no `..`, so "beneath" holds for the whole path).
+        let mut at: Option<OwnedFd> = None;
+        for piece in path_pieces(rel, 3072) {
+            let from = match &at {
+                Some(fd) => fd.as_fd(),
+                None => self.root.as_fd(),
+            };
+            let r = fs::openat2(
+                from,
+                cstr(piece).as_c_str(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::empty(),
+                ResolveFlags::BENEATH
+                    | ResolveFlags::NO_SYMLINKS
+                    | ResolveFlags::NO_MAGICLINKS
+                    | ResolveFlags::NO_XDEV,
+            );
+            at = Some(match r {
+                Ok(fd) => fd,
+                // With `..` refused by the reader, only a mount point
+                // crossed gives EXDEV here, never a path leaving the tree.
+                Err(Errno::XDEV) => return Ok(None),
+                Err(e) => bail!("cannot open directory {} beneath the top: {e}", show(rel)),
+            });
         }
+        Ok(at)
     }
 
     fn open_dir_in_root(&mut self, rel: &[u8]) -> Result<OwnedFd> {
@@ -235,6 +287,30 @@ impl Syncer {
     }
 
     fn entry(&mut self, r: &mut Reader, h: &Header) -> Result<()> {
+        if self.opts.plain {
+            if matches!(h.kind, Kind::Char | Kind::Block) {
+                if self.wanted(&h.path, h.kind) && !self.excluded(&h.path, h.kind == Kind::Dir) {
+                    self.stats
+                        .skipped_devices
+                        .push(super::validate::short(&h.path));
+                }
+                return Ok(());
+            }
+            let caps = |x: &(Vec<u8>, Vec<u8>)| x.0 == b"security.capability";
+            if h.meta.mode & 0o6000 != 0 || h.meta.xattrs.iter().any(caps) {
+                let mut h = h.clone();
+                h.meta.mode &= !0o6000;
+                h.meta.xattrs.retain(|x| !caps(x));
+                if self.wanted(&h.path, h.kind) && !self.excluded(&h.path, h.kind == Kind::Dir) {
+                    self.stats.stripped.push(super::validate::short(&h.path));
+                }
+                return self.entry_as_is(r, &h);
+            }
+        }
+        self.entry_as_is(r, h)
+    }
+
+    fn entry_as_is(&mut self, r: &mut Reader, h: &Header) -> Result<()> {
         let path = h.path.as_slice();
         if self.excluded(path, h.kind == Kind::Dir) {
             self.stats.excluded += 1;
@@ -295,6 +371,7 @@ impl Syncer {
                 if let (Some(st), Some(Kind::File)) = (&existing, ekind) {
                     let names = u64::from(h.meta.nlink.max(1));
                     if st.st_nlink <= names && st.st_size as u64 == h.meta.size {
+                        crate::fault::swap_fifo(pfd, &name);
                         if let Some(fd) = self.same_content(pfd, &name, &h.meta)? {
                             apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
                             self.stats.unchanged += 1;
@@ -469,30 +546,63 @@ impl Syncer {
     fn remove(&mut self, pfd: BorrowedFd, name: &CStr, st: &fs::Stat) -> Result<()> {
         if fsops::kind_of(st) != Some(Kind::Dir) {
             fs::unlinkat(pfd, name, AtFlags::empty())
-                .with_context(|| format!("removing {}", name.to_string_lossy()))?;
+                .with_context(|| format!("removing {}", show(name.to_bytes())))?;
             return Ok(());
         }
         if st.st_dev != self.dev {
-            self.stats
-                .skipped_mounts
-                .push(name.to_string_lossy().into_owned());
+            self.stats.skipped_mounts.push(show(name.to_bytes()));
             bail!(
                 "{} is a mount point; not removing it",
-                name.to_string_lossy()
+                show(name.to_bytes())
             );
         }
         let dfd = fsops::open_read(pfd, name, true)?;
-        for child in fsops::list_dir(dfd.as_fd())? {
-            let cst = fsops::lstat_at(dfd.as_fd(), &child)?;
-            self.remove(dfd.as_fd(), &child, &cst)?;
-        }
+        drop(self.empty_dir(dfd, 0)?);
         fs::unlinkat(pfd, name, AtFlags::REMOVEDIR)
-            .with_context(|| format!("removing directory {}", name.to_string_lossy()))?;
+            .with_context(|| format!("removing directory {}", show(name.to_bytes())))?;
         Ok(())
     }
 
-    fn prune(&mut self, dir: BorrowedFd, rel: &[u8]) -> Result<()> {
-        for (name, ftype) in fsops::list_dir_typed(dir)? {
+    /// Remove all below the directory `dir` (owned, and given back; below
+    /// [`fsops::HELD_LEVELS`] let go of while a subdirectory is emptied).
+    fn empty_dir(&mut self, dir: OwnedFd, depth: usize) -> Result<OwnedFd> {
+        let mut held = Some(dir);
+        for child in fsops::list_dir(held.as_ref().expect("held").as_fd())? {
+            let d = held.as_ref().expect("held between entries");
+            let cst = fsops::lstat_at(d.as_fd(), &child)?;
+            if fsops::kind_of(&cst) != Some(Kind::Dir) {
+                fs::unlinkat(d, &child, AtFlags::empty())
+                    .with_context(|| format!("removing {}", show(child.to_bytes())))?;
+                continue;
+            }
+            if cst.st_dev != self.dev {
+                self.stats.skipped_mounts.push(show(child.to_bytes()));
+                bail!(
+                    "{} is a mount point; not removing it",
+                    show(child.to_bytes())
+                );
+            }
+            let sub = fsops::open_read(d.as_fd(), &child, true)?;
+            let released = fsops::let_go(&mut held, depth)?;
+            let sub = self.empty_dir(sub, depth + 1)?;
+            if let Some(parent) = released {
+                held = Some(fsops::reopen_parent(sub.as_fd(), &parent)?);
+            }
+            drop(sub);
+            let d = held.as_ref().expect("held again");
+            fs::unlinkat(d, &child, AtFlags::REMOVEDIR)
+                .with_context(|| format!("removing directory {}", show(child.to_bytes())))?;
+        }
+        Ok(held.expect("held at the end"))
+    }
+
+    /// Delete what the archive did not hold below `dir` (owned, given back;
+    /// below [`fsops::HELD_LEVELS`] let go of while a subdirectory is pruned).
+    fn prune(&mut self, dir: OwnedFd, rel: &[u8], depth: usize) -> Result<OwnedFd> {
+        let mut held = Some(dir);
+        for (name, ftype) in fsops::list_dir_typed(held.as_ref().expect("held").as_fd())? {
+            let dfd = held.as_ref().expect("held between entries");
+            let dir = dfd.as_fd();
             let path = if rel == b"." {
                 name.to_bytes().to_vec()
             } else {
@@ -532,8 +642,16 @@ impl Syncer {
                     // As rsync --delete: what the excludes protect below a
                     // deleted directory stays, and so does the directory.
                     let sub = fsops::open_read(dir, &name, true)?;
-                    self.prune(sub.as_fd(), &path)?;
+                    let released = fsops::let_go(&mut held, depth)?;
+                    let sub = self.prune(sub, &path, depth + 1)?;
+                    if let Some(parent) = released {
+                        held = Some(
+                            fsops::reopen_parent(sub.as_fd(), &parent)
+                                .with_context(|| format!("returning to {}", show(rel)))?,
+                        );
+                    }
                     drop(sub);
+                    let dir = held.as_ref().expect("held after the subdirectory").as_fd();
                     match fs::unlinkat(dir, &name, AtFlags::REMOVEDIR) {
                         Ok(()) => self.stats.deleted += 1,
                         Err(Errno::NOTEMPTY) => {}
@@ -551,24 +669,51 @@ impl Syncer {
                 if fs::fstat(&sub)?.st_dev != self.dev {
                     continue;
                 }
-                self.prune(sub.as_fd(), &path)?;
+                let released = fsops::let_go(&mut held, depth)?;
+                let sub = self.prune(sub, &path, depth + 1)?;
+                if let Some(parent) = released {
+                    held = Some(
+                        fsops::reopen_parent(sub.as_fd(), &parent)
+                            .with_context(|| format!("returning to {}", show(rel)))?,
+                    );
+                }
             }
         }
-        Ok(())
+        Ok(held.expect("held at the end"))
     }
 
     /// Whether a directory has a mount point somewhere below it.
     fn holds_mount(&self, dir: BorrowedFd, name: &CStr) -> Result<bool> {
         let d = fsops::open_read(dir, name, true)?;
-        for child in fsops::list_dir(d.as_fd())? {
+        Ok(self.mount_below(d, 0)?.0)
+    }
+
+    /// Whether a mount point lies below `d` (owned, given back).
+    fn mount_below(&self, d: OwnedFd, depth: usize) -> Result<(bool, OwnedFd)> {
+        let mut held = Some(d);
+        for child in fsops::list_dir(held.as_ref().expect("held").as_fd())? {
+            let d = held.as_ref().expect("held between entries");
             let st = fsops::lstat_at(d.as_fd(), &child)?;
-            if fsops::kind_of(&st) == Some(Kind::Dir)
-                && (st.st_dev != self.dev || self.holds_mount(d.as_fd(), &child)?)
-            {
-                return Ok(true);
+            if fsops::kind_of(&st) != Some(Kind::Dir) {
+                continue;
             }
+            if st.st_dev != self.dev {
+                return Ok((true, held.expect("held")));
+            }
+            let sub = fsops::open_read(d.as_fd(), &child, true)?;
+            let released = fsops::let_go(&mut held, depth)?;
+            let (found, sub) = self.mount_below(sub, depth + 1)?;
+            let d = match (held.take(), released) {
+                (Some(d), _) => d,
+                (None, Some(parent)) => fsops::reopen_parent(sub.as_fd(), &parent)?,
+                (None, None) => unreachable!("a kept directory is held"),
+            };
+            if found {
+                return Ok((true, d));
+            }
+            held = Some(d);
         }
-        Ok(false)
+        Ok((false, held.expect("held at the end")))
     }
 }
 

@@ -41,6 +41,12 @@ impl Default for WriteOptions {
 #[error("{0} changed while it was being archived")]
 pub struct Changed(pub String);
 
+/// A name that is no longer the object examined (a FIFO swapped in for a
+/// file between `lstat` and `open`).
+#[derive(Debug, thiserror::Error)]
+#[error("changed type while being archived")]
+struct Swapped;
+
 fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
     if rel == b"." {
         name.to_vec()
@@ -49,9 +55,12 @@ fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A path in a message or a report: long ones with their middle cut out.
 fn show(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
+    super::validate::short(p)
 }
+
+use super::validate::short;
 
 /// Progress callback: (files so far, bytes just added).
 pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
@@ -168,7 +177,7 @@ impl<W: Write> Walker<W> {
         };
         self.entry(name, Kind::Dir, &meta, &[])?;
         self.prefetch = Some(super::prefetch::Prefetch::start(top));
-        let r = self.walk(topfd.as_fd(), name, top);
+        let r = self.walk(topfd, name, top, 0).map(drop);
         self.prefetch = None;
         r
     }
@@ -202,8 +211,12 @@ impl<W: Write> Walker<W> {
             Err(e) => bail!("cannot stat {}/{}: {e}", root.display(), show(rel)),
         };
         self.dev = st.st_dev;
-        self.one(pfd.as_fd(), &cname, rel, &st, root)
-            .with_context(|| format!("archiving {}/{}", root.display(), show(rel)))?;
+        let child = self
+            .one(pfd.as_fd(), &cname, rel, &st, root)
+            .with_context(|| format!("archiving {}/{}", root.display(), short(rel)))?;
+        if let Some(child) = child {
+            self.walk(child, rel, root, 1)?;
+        }
         Ok(true)
     }
 
@@ -229,28 +242,62 @@ impl<W: Write> Walker<W> {
         Ok(())
     }
 
-    fn walk(&mut self, dir: BorrowedFd, rel: &[u8], top: &Path) -> Result<()> {
-        let names = fsops::list_dir(dir)
-            .with_context(|| format!("listing {}/{}", top.display(), show(rel)))?;
+    /// Archive what is below `dir` (which it owns, and gives back: below
+    /// [`fsops::HELD_LEVELS`] it lets go of it while a subdirectory is
+    /// walked and opens it again through `..`, so that a tree of any depth
+    /// needs a bounded number of open files).
+    fn walk(&mut self, dir: OwnedFd, rel: &[u8], top: &Path, depth: usize) -> Result<OwnedFd> {
+        let names = fsops::list_dir(dir.as_fd())
+            .with_context(|| format!("listing {}/{}", top.display(), short(rel)))?;
+        let mut held = Some(dir);
         for name in names {
             let path = join(rel, name.to_bytes());
+            let dfd = held.as_ref().expect("held between entries");
+            let dir = dfd.as_fd();
             let st = match fsops::lstat_at(dir, &name) {
                 Ok(st) => st,
                 Err(Errno::NOENT) => {
                     self.stats.vanished.push(show(&path));
                     continue;
                 }
-                Err(e) => bail!("cannot stat {}/{}: {e}", top.display(), show(&path)),
+                Err(e) => bail!("cannot stat {}/{}: {e}", top.display(), short(&path)),
             };
-            let r = self.one(dir, &name, &path, &st, top);
-            match r {
+            let mut r = self.one(dir, &name, &path, &st, top);
+            if r.as_ref().is_err_and(|e| e.is::<Swapped>()) {
+                // Replaced between the lstat and the open: look again once.
+                r = match fsops::lstat_at(dir, &name) {
+                    Ok(st) => self.one(dir, &name, &path, &st, top),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            let child = match r {
+                Err(e) if e.is::<Swapped>() => {
+                    log::warn!(
+                        "{}/{} changed type while being archived; left out",
+                        top.display(),
+                        short(&path)
+                    );
+                    self.stats.changed.push(show(&path));
+                    continue;
+                }
                 Err(e) if e.downcast_ref::<Errno>() == Some(&Errno::NOENT) => {
                     self.stats.vanished.push(show(&path));
+                    continue;
                 }
-                r => r.with_context(|| format!("archiving {}/{}", top.display(), show(&path)))?,
+                r => r.with_context(|| format!("archiving {}/{}", top.display(), short(&path)))?,
+            };
+            if let Some(child) = child {
+                let released = fsops::let_go(&mut held, depth)?;
+                // No context here: the level that failed names its path once.
+                let child = self.walk(child, &path, top, depth + 1)?;
+                if let Some(parent) = released {
+                    held = Some(fsops::reopen_parent(child.as_fd(), &parent).with_context(
+                        || format!("returning to {}/{}", top.display(), short(rel)),
+                    )?);
+                }
             }
         }
-        Ok(())
+        Ok(held.expect("held at the end"))
     }
 
     fn one(
@@ -260,35 +307,52 @@ impl<W: Write> Walker<W> {
         path: &[u8],
         st: &fs::Stat,
         top: &Path,
-    ) -> Result<()> {
+    ) -> Result<Option<OwnedFd>> {
+        let _ = top;
         let Some(kind) = fsops::kind_of(st) else {
             self.stats.skipped_sockets.push(show(path));
-            return Ok(());
+            return Ok(None);
         };
         let mut meta = fsops::meta_of(st);
         match kind {
             Kind::Dir => {
-                let fd = fsops::open_read(dir, name, true)?;
-                let st = fs::fstat(&fd)?;
+                let fd = match fsops::open_read(dir, name, true) {
+                    Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Err(Swapped.into()),
+                    r => r?,
+                };
+                let st2 = fs::fstat(&fd)?;
+                if !fsops::same_object(st, &st2) {
+                    return Err(Swapped.into());
+                }
+                let st = st2;
                 meta = fsops::meta_of(&st);
                 meta.xattrs = fsops::read_xattrs(&XattrTarget::Fd(fd.as_fd()))?;
                 self.entry(path, Kind::Dir, &meta, &[])?;
                 if st.st_dev != self.dev {
                     self.stats.skipped_mounts.push(show(path));
-                    return Ok(());
+                    return Ok(None);
                 }
-                self.walk(fd.as_fd(), path, top)?;
+                return Ok(Some(fd));
             }
             Kind::File => {
                 if st.st_nlink > 1 {
                     if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
                         meta.link = first.clone();
                         meta.size = 0;
-                        return self.entry(path, Kind::HardLink, &meta, &[]);
+                        return self.entry(path, Kind::HardLink, &meta, &[]).map(|()| None);
                     }
+                }
+                crate::fault::swap_fifo(dir, name);
+                let fd = match fsops::open_read(dir, name, false) {
+                    Err(Errno::LOOP) => return Err(Swapped.into()),
+                    r => r?,
+                };
+                if !fsops::same_object(st, &fs::fstat(&fd)?) {
+                    return Err(Swapped.into());
+                }
+                if st.st_nlink > 1 {
                     self.links.insert((st.st_dev, st.st_ino), path.to_vec());
                 }
-                let fd = fsops::open_read(dir, name, false)?;
                 self.file(fd, path)?;
             }
             Kind::Symlink => {
@@ -304,7 +368,7 @@ impl<W: Write> Walker<W> {
             }
             Kind::HardLink => unreachable!(),
         }
-        Ok(())
+        Ok(None)
     }
 
     fn file(&mut self, fd: OwnedFd, path: &[u8]) -> Result<()> {
