@@ -185,14 +185,18 @@ boot() { # $1 sandbox dir: what a boot does to the sandbox's state
   rm -f "$st/active/"* "$st/reboot-requested"
   : > "$st/containers"
   cat /proc/sys/kernel/random/uuid > "$d/root/proc/sys/kernel/random/boot_id"
-  # The default deployment (index 0) is what the bootloader boots.
-  /usr/bin/python3 - "$d/root/sysroot" > "$st/booted" <<'PY'
+  # The default deployment (index 0) is what the bootloader boots; the
+  # kernel gets its BLS entry's options, ostree= among them, as on a node.
+  /usr/bin/python3 - "$d/root/sysroot" "$d/root/proc/cmdline" > "$st/booted" <<'PY'
 import sys, gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, OSTree
 s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None)
 d = s.get_deployments()[0]
 print(d.get_osname(), d.get_csum(), d.get_deployserial())
+opts = d.get_bootconfig().get("options") or ""
+with open(sys.argv[2], "w") as f:
+    f.write("BOOT_IMAGE=(hd0,gpt3)%s %s\n" % (d.get_bootconfig().get("linux") or "", opts))
 PY
   cat "$st/selinux-boot" 2>/dev/null > "$st/selinux" || echo Enforcing > "$st/selinux"
   local u
