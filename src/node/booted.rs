@@ -96,10 +96,36 @@ pub fn parse_deploy_dirname(name: &str) -> Option<(String, u32)> {
 
 /// Resolve a boot link under `sysroot` (the node's `/sysroot`), following
 /// each symlink inside the sysroot only, to the deployment it names.
+///
+/// A deployment made since boot swaps the bootversion (`boot.0` <-> `boot.1`)
+/// and ostree's cleanup removes the other one, so the link the kernel was
+/// given may be gone while the booted deployment is not: then the same
+/// `<os>/<bootcsum>/<serial>` is looked up under the other bootversion, which
+/// is how ostree matched the booted deployment (osname, bootcsum,
+/// bootserial; `find_booted_deployment` in ostree-sysroot.c before the
+/// device/inode check replaced it).
 pub fn resolve(sysroot: &Path, link: &BootLink) -> Result<DeploymentRef> {
+    let other = format!(
+        "ostree/boot.{}/{}/{}/{}",
+        1 - link.bootversion,
+        link.osname,
+        link.bootcsum,
+        link.treeserial
+    );
     let rel = link.path.trim_start_matches('/');
-    let dir = resolve_within(sysroot, Path::new(rel))
-        .with_context(|| format!("resolving ostree={} under {}", link.path, sysroot.display()))?;
+    let dir = match resolve_within(sysroot, Path::new(rel)) {
+        Ok(d) => d,
+        Err(e) => resolve_within(sysroot, Path::new(&other))
+            .map_err(|_| e)
+            .with_context(|| {
+                format!(
+                    "resolving ostree={} under {} (nor under boot.{})",
+                    link.path,
+                    sysroot.display(),
+                    1 - link.bootversion
+                )
+            })?,
+    };
     let inside = dir.strip_prefix(sysroot).unwrap_or(&dir);
     let comps: Vec<String> = inside
         .components()
@@ -279,5 +305,54 @@ mod tests {
         assert_eq!(parse_deploy_dirname(&format!("{c}.")), None);
         assert_eq!(parse_deploy_dirname("abc.0"), None);
         assert_eq!(parse_deploy_dirname(&format!("{c}.0.origin")), None);
+    }
+
+    fn sysroot_with_link(tag: &str, target: &str) -> (std::path::PathBuf, BootLink) {
+        let t = std::env::temp_dir().join(format!("ur-booted-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        let c = "b".repeat(64);
+        std::fs::create_dir_all(t.join(format!("ostree/deploy/rhcos/deploy/{c}.0"))).unwrap();
+        std::fs::create_dir_all(t.join("ostree/repo")).unwrap();
+        std::fs::create_dir_all(t.join("ostree/boot.1.1/rhcos/csum")).unwrap();
+        std::os::unix::fs::symlink("boot.1.1", t.join("ostree/boot.1")).unwrap();
+        std::os::unix::fs::symlink(
+            target.replace("CSUM", &c),
+            t.join("ostree/boot.1.1/rhcos/csum/0"),
+        )
+        .unwrap();
+        (t, parse_bootlink("/ostree/boot.1/rhcos/csum/0").unwrap())
+    }
+
+    #[test]
+    fn resolve_follows_the_bootlinks_to_the_deployment() {
+        let (t, l) = sysroot_with_link("ok", "../../../deploy/rhcos/deploy/CSUM.0");
+        let r = resolve(&t, &l).unwrap();
+        assert_eq!(r.stateroot, "rhcos");
+        assert_eq!(r.checksum, "b".repeat(64));
+        assert_eq!(r.serial, 0);
+        // The bootversion swapped since boot: found under the other one.
+        let l0 = parse_bootlink("/ostree/boot.0/rhcos/csum/0").unwrap();
+        assert_eq!(resolve(&t, &l0).unwrap(), r);
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+
+    #[test]
+    fn resolve_refuses_a_link_to_a_non_deployment() {
+        let (t, l) = sysroot_with_link("repo", "../../../repo");
+        let e = format!("{:#}", resolve(&t, &l).unwrap_err());
+        assert!(e.contains("which is not a deployment directory"), "{e}");
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+
+    #[test]
+    fn resolve_refuses_a_dangling_link_and_stays_in_the_sysroot() {
+        let (t, l) = sysroot_with_link("dangling", "../../../deploy/rhcos/deploy/CSUM.9");
+        let e = format!("{:#}", resolve(&t, &l).unwrap_err());
+        assert!(e.contains("is missing"), "{e}");
+        std::fs::remove_dir_all(&t).unwrap();
+        // An absolute link or too many `..` never leaves the sysroot.
+        let (t, l) = sysroot_with_link("abs", "/../../../../ostree/deploy/rhcos/deploy/CSUM.0");
+        assert!(resolve(&t, &l).is_ok());
+        std::fs::remove_dir_all(&t).unwrap();
     }
 }
