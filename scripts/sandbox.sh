@@ -96,6 +96,10 @@ T
   echo sno > "$r/etc/hostname"
   printf 'apiVersion: v1\nkind: Config\nclusters: []\n' > "$r/etc/kubernetes/kubelet.conf"
   ln -s /usr/lib/systemd/system/kubelet.service "$r/etc/systemd/system/multi-user.target.wants/kubelet.service"
+  # The units the node ships (the systemctl shim refuses units without a file).
+  mkdir -p "$r/usr/lib/systemd/system"
+  printf '[Unit]\nDescription=Kubernetes Kubelet\n[Service]\nExecStart=/usr/bin/kubelet\n' > "$r/usr/lib/systemd/system/kubelet.service"
+  printf '[Unit]\nDescription=Container Runtime Interface for OCI (CRI-O)\n[Service]\nExecStart=/usr/bin/crio\n' > "$r/usr/lib/systemd/system/crio.service"
   touch "$r/etc/.updated"
   # The node's container storage, vfs here (no overlay mounts in a sandbox).
   printf '[storage]\ndriver = "vfs"\ngraphroot = "/var/lib/containers/storage"\nrunroot = "/run/containers/storage"\n\n[storage.options]\nadditionalimagestores = []\n' > "$r/etc/containers/storage.conf"
