@@ -7,6 +7,9 @@
 #   scripts/sandbox.sh teardown DIR   stop etcd, unmount, remove DIR
 #   scripts/sandbox.sh images DIR     build two small images into the node's container
 #                                     storage; crictl then reports them for its containers
+#   scripts/sandbox.sh etcd-scripts DIR
+#                                     install the stand-ins of the node's
+#                                     cluster-backup.sh and cluster-restore.sh
 #   scripts/sandbox.sh upgrade-os DIR VERSION [STATEROOT]
 #                                     commit and deploy a new OS (the new default;
 #                                     older deployments are retained)
@@ -171,6 +174,30 @@ make_kubelet() { # $1 root
   echo "in a pod volume" > "$p/volumes/kubernetes.io~empty-dir/cache/volatile"
 }
 
+# The node's etcd scripts: cluster-backup.sh and cluster-restore.sh in
+# /usr/local/bin, etcd-common-tools next to etcd.env, and the restore-etcd pod
+# manifest the restore script installs (stand-ins, see scripts/shims/).
+install_etcd_scripts() { # $1 root
+  local r=$1 cm=$1/etc/kubernetes/static-pod-resources/etcd-certs/configmaps
+  mkdir -p "$r/var/usrlocal/bin" "$cm/etcd-scripts" "$cm/restore-etcd-pod"
+  install -m 0755 "$here/shims/cluster-backup.sh" "$here/shims/cluster-restore.sh" "$r/var/usrlocal/bin/"
+  install -m 0644 "$here/shims/etcd-common-tools" "$cm/etcd-scripts/etcd-common-tools"
+  cat > "$cm/restore-etcd-pod/pod.yaml" <<'POD'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: etcd
+  namespace: openshift-etcd
+  # the restore pod's static uid (cluster-etcd-operator bindata/etcd/restore-pod.yaml)
+  uid: 55aed6ab-58f5-4ae2-bf1c-54be36669b8a
+  labels: {app: etcd, k8s-app: etcd, etcd: "true", revision: "3"}
+spec:
+  volumes:
+  - {name: data-dir, hostPath: {path: /var/lib/etcd}}
+  - {name: backup-dir, hostPath: {path: /var/lib/etcd-backup}}
+POD
+}
+
 install_shims() { # $1 sandbox dir
   local c=$1/ctl
   mkdir -p "$c/bin" "$c/lib" "$c/state/active" "$c/state/enabled" "$c/state/oc"
@@ -298,12 +325,13 @@ teardown() {
 }
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 case $cmd in
   create) create "$dir" ;;
   env) d=$(cd "$dir" && pwd); echo "export PATH=\"$d/ctl/bin:\$PATH\""; echo "export SANDBOX_ROOT=\"$d/root\"" ;;
   reboot) d=$(cd "$dir" && pwd); boot "$d"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
   teardown) teardown "$dir" ;;
+  etcd-scripts) d=$(cd "$dir" && pwd); install_etcd_scripts "$d/root"; echo "sandbox: cluster-backup.sh and cluster-restore.sh installed in /usr/local/bin" ;;
   images)
     d=$(cd "$dir" && pwd); r=$d/root; need buildah
     b=(buildah --root "$r/var/lib/containers/storage" --runroot "$r/run/containers/storage" --storage-driver vfs)

@@ -155,7 +155,16 @@ pub fn run_timeout(cmd: &mut Command, limit: Duration) -> Result<Vec<u8>> {
     let stdout = join_within(out_reader, start, limit);
     let stderr = join_within(err_reader, start, limit);
     if !status.success() {
-        bail!("`{line}` failed ({status}):\n{}", tail(&stderr, 8));
+        // Scripts such as cluster-backup.sh print their refusals on stdout.
+        let (err, out) = (tail(&stderr, 8), tail(&stdout, 4));
+        let mut msg = format!("`{line}` failed ({status})");
+        if !err.is_empty() {
+            msg.push_str(&format!(":\n{err}"));
+        }
+        if !out.is_empty() {
+            msg.push_str(&format!("\nlast lines of its output:\n{out}"));
+        }
+        bail!(msg);
     }
     Ok(stdout)
 }
@@ -230,6 +239,17 @@ mod tests {
         .to_string();
         assert!(err.contains("exit status: 3"), "{err}");
         assert!(err.contains("last-words"), "{err}");
+    }
+
+    #[test]
+    fn run_timeout_failure_names_stdout_tail() {
+        let err = run_timeout(
+            Command::new("sh").args(["-c", "echo 'This script must be run as root'; exit 1"]),
+            Duration::from_secs(120),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("This script must be run as root"), "{err}");
     }
 
     #[test]

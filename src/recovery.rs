@@ -290,6 +290,15 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         EtcdRestore::Auto => EtcdRestore::Native,
         m => m,
     };
+    // The script is run only at restore-etcd, after the reboot: its absence
+    // must stop us now, not half way.
+    if etcd_mode == EtcdRestore::Script && !cmd::is_executable(&host.path(CLUSTER_RESTORE)) {
+        return Err(crate::error::Fail::Usage(format!(
+            "--etcd-restore=script: {} is missing or not executable; nothing was changed; run `upgrade-recovery restore --etcd-restore=native`",
+            host.path(CLUSTER_RESTORE).display()
+        ))
+        .into());
+    }
     let m = Manifest::load(&dir)?;
     let (mut req, opt) = required_tools(etcd_mode);
     if !m.images.is_empty() {
