@@ -83,10 +83,20 @@ fn shell_quote(a: &OsStr) -> String {
     }
 }
 
+/// The last `lines` non-empty lines, each cut to 240 characters (a progress
+/// line of dots can be megabytes long).
 fn tail(bytes: &[u8], lines: usize) -> String {
+    const WIDTH: usize = 240;
     let text = String::from_utf8_lossy(bytes);
     let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| match l.char_indices().nth(WIDTH) {
+            Some((i, _)) => format!("{}...", &l[..i]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Run to completion; stdout on success, a descriptive error otherwise.
@@ -250,6 +260,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("This script must be run as root"), "{err}");
+    }
+
+    #[test]
+    fn failure_tail_cuts_long_lines() {
+        let err = run_timeout(
+            Command::new("sh").args(["-c", "head -c 300000 /dev/zero | tr '\\0' . >&2; exit 1"]),
+            Duration::from_secs(120),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.len() < 1000, "{}", err.len());
+        assert!(err.ends_with("..."), "{err}");
     }
 
     #[test]

@@ -65,7 +65,9 @@ noise() {
 function restore_static_pods() {
   STATIC_PODS=("$@")
   for POD_FILE_NAME in "${STATIC_PODS[@]}"; do
-    BACKUP_POD_PATH=$(tar -tvf "${BACKUP_FILE}" "*${POD_FILE_NAME}" | awk '{ print $6 }') || true
+    # --wildcards: the node's tar (RHEL) matches this pattern as the script
+    # expects; upstream GNU tar needs the option for member patterns.
+    BACKUP_POD_PATH=$(tar --wildcards -tvf "${BACKUP_FILE}" "*${POD_FILE_NAME}" | awk '{ print $6 }') || true
     if [ -z "${BACKUP_POD_PATH}" ]; then
       echo "${POD_FILE_NAME} does not exist in ${BACKUP_FILE}"
       exit 1
