@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sandbox node: a throwaway single-node-OpenShift-like root in a directory.
 #
-#   scripts/sandbox.sh create DIR     build DIR/root (the node) and DIR/ctl (shims, state)
+#   scripts/sandbox.sh create [--profile default|minimal|rhcos] DIR
+#                                     build DIR/root (the node) and DIR/ctl (shims, state)
 #   scripts/sandbox.sh env DIR        print the exports that put the shims on PATH
 #   scripts/sandbox.sh reboot DIR     new boot id, default deployment booted, services as enabled
 #   scripts/sandbox.sh teardown DIR   stop etcd, unmount, remove DIR
@@ -198,6 +199,30 @@ spec:
 POD
 }
 
+# Profiles: the sandbox made to disagree with us.
+#   default  as the tests were written against.
+#   minimal  none of the optional files and programs: no
+#            /etc/containers/storage.conf, no machine-config-daemon/currentconfig,
+#            no /etc/tmpfiles.d, no cluster-backup.sh/cluster-restore.sh, no
+#            rpm-ostree, and /run/ostree-booted absent (as in the hub's Job).
+#            (skopeo is the machine's own and stays on PATH.)
+#   rhcos    what an RHCOS node has: the above files, rpm-ostree, the etcd
+#            scripts (cluster-backup.sh, cluster-restore.sh, etcd-common-tools,
+#            the restore-etcd pod) and /run/ostree-booted. The Job's exact
+#            mounts are built by the tests (tests/profiles.rs).
+apply_profile() { # $1 sandbox dir $2 profile
+  local d=$1 r=$1/root
+  echo "$2" > "$d/ctl/state/profile"
+  case $2 in
+    minimal)
+      rm -f "$r/etc/containers/storage.conf" "$r/etc/machine-config-daemon/currentconfig" \
+        "$r/run/ostree-booted" "$d/ctl/bin/rpm-ostree" \
+        "$r/var/usrlocal/bin/cluster-backup.sh" "$r/var/usrlocal/bin/cluster-restore.sh"
+      rm -rf "$r/etc/tmpfiles.d" ;;
+    rhcos) install_etcd_scripts "$r" ;;
+  esac
+}
+
 install_shims() { # $1 sandbox dir
   local c=$1/ctl
   mkdir -p "$c/bin" "$c/lib" "$c/state/active" "$c/state/enabled" "$c/state/oc"
@@ -324,10 +349,21 @@ teardown() {
   rm -rf "$d"
 }
 
-cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+cmd=${1:-}; shift || true
+profile=default; dir=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --profile) profile=${2:?--profile needs a name}; shift 2 ;;
+    --profile=*) profile=${1#*=}; shift ;;
+    *) if [ -z "$dir" ]; then dir=$1; shift; else break; fi ;;
+  esac
+done
+set -- "$cmd" "$dir" "$@"
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 case $cmd in
-  create) create "$dir" ;;
+  create)
+    case $profile in default|minimal|rhcos) ;; *) die "unknown profile '$profile' (default, minimal, rhcos)";; esac
+    create "$dir"; apply_profile "$(cd "$dir" && pwd)" "$profile" ;;
   env) d=$(cd "$dir" && pwd); echo "export PATH=\"$d/ctl/bin:\$PATH\""; echo "export SANDBOX_ROOT=\"$d/root\"" ;;
   reboot) d=$(cd "$dir" && pwd); boot "$d"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
   teardown) teardown "$dir" ;;
