@@ -73,7 +73,7 @@ const INPUTS: &[Input] = &[
         what: "/etc/machine-config-daemon/currentconfig",
         absent: (SKIP, "currentconfig_absent_backs_up_without_mco_files"),
         malformed: (REFUSE, "currentconfig_malformed_refuses_backup"),
-        pending: Some("integrator: not written yet"),
+        pending: None,
     },
     Input {
         what: "/etc/tmpfiles.d",
@@ -97,7 +97,7 @@ const INPUTS: &[Input] = &[
         what: "/etc/kubernetes/static-pod-resources/etcd-certs/configmaps/etcd-scripts/etcd.env",
         absent: (REFUSE, "etcd_env_absent_refuses_backup"),
         malformed: (REFUSE, "etcd_env_malformed_refuses_backup"),
-        pending: Some("integrator: not written yet"),
+        pending: None,
     },
     Input {
         what: "/etc/kubernetes/manifests/<name>-pod.yaml (live revisions)",
@@ -109,7 +109,7 @@ const INPUTS: &[Input] = &[
         what: "/proc/sys/kernel/random/boot_id",
         absent: (REFUSE, "boot_id_absent_is_a_clear_error"),
         malformed: (PRESENCE, "boot_id_absent_is_a_clear_error"),
-        pending: Some("integrator: not written yet"),
+        pending: None,
     },
     Input {
         what: "backup manifest.json",
@@ -346,4 +346,71 @@ fn booted_flag_absent_skips_rpm_ostree_as_in_the_job() {
         text.contains("416.94.202406251923-0"),
         "the booted OS is recorded: {text}"
     );
+}
+
+// ---- currentconfig, etcd.env, boot_id ----
+
+/// A fresh sandbox after a refused backup: nothing pinned, nothing
+/// undeployed, nothing in the backup dir.
+fn unchanged(sb: &Sandbox) {
+    let st = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    assert!(!st.contains("Pinned: yes"), "{st}");
+    assert_eq!(st.matches("Version:").count(), 2, "{st}");
+    assert!(backup_dir_empty(sb));
+}
+
+fn refused(sb: &Sandbox, want: &str) {
+    let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(want), "{err}");
+    unchanged(sb);
+}
+
+const CURRENTCONFIG: &str = "etc/machine-config-daemon/currentconfig";
+const ETCD_ENV: &str =
+    "etc/kubernetes/static-pod-resources/etcd-certs/configmaps/etcd-scripts/etcd.env";
+
+#[test]
+fn currentconfig_absent_backs_up_without_mco_files() {
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.root().join(CURRENTCONFIG)).unwrap();
+    let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("currentconfig does not exist"),
+        "a warning: {out}{err}"
+    );
+    assert_eq!(sb.run(&["verify"]).0, 0);
+}
+
+#[test]
+fn currentconfig_malformed_refuses_backup() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.root().join(CURRENTCONFIG), "{\"spec\": {\"config\": ").unwrap();
+    refused(&sb, "currentconfig is not valid JSON");
+}
+
+#[test]
+fn etcd_env_absent_refuses_backup() {
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.root().join(ETCD_ENV)).unwrap();
+    refused(&sb, "etcd.env");
+}
+
+#[test]
+fn etcd_env_malformed_refuses_backup() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.root().join(ETCD_ENV),
+        "export ETCDCTL_ENDPOINTS\ngarbage ))) =\n",
+    )
+    .unwrap();
+    refused(&sb, "etcd.env");
+}
+
+#[test]
+fn boot_id_absent_is_a_clear_error() {
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.root().join("proc/sys/kernel/random/boot_id")).unwrap();
+    refused(&sb, "boot id");
 }
