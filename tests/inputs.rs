@@ -103,7 +103,7 @@ const INPUTS: &[Input] = &[
         what: "/etc/kubernetes/manifests/<name>-pod.yaml (live revisions)",
         absent: (REFUSE, "static_pod_manifest_absent_refuses_backup"),
         malformed: (REFUSE, "static_pod_manifest_malformed_refuses_backup"),
-        pending: Some("integrator: not written yet"),
+        pending: None,
     },
     Input {
         what: "/proc/sys/kernel/random/boot_id",
@@ -413,4 +413,25 @@ fn boot_id_absent_is_a_clear_error() {
     let sb = Sandbox::new();
     std::fs::remove_file(sb.root().join("proc/sys/kernel/random/boot_id")).unwrap();
     refused(&sb, "boot id");
+}
+
+// ---- the live static-pod manifests ----
+
+const KS_MANIFEST: &str = "etc/kubernetes/manifests/kube-scheduler-pod.yaml";
+
+#[test]
+fn static_pod_manifest_absent_refuses_backup() {
+    let sb = Sandbox::new();
+    std::fs::remove_file(sb.root().join(KS_MANIFEST)).unwrap();
+    refused(&sb, "kube-scheduler-pod.yaml");
+}
+
+#[test]
+fn static_pod_manifest_malformed_refuses_backup() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.root().join(KS_MANIFEST), "garbage: [\n").unwrap();
+    refused(
+        &sb,
+        "does not refer to a static-pod-resources/kube-scheduler-pod-N dir",
+    );
 }
