@@ -125,14 +125,32 @@ const INPUTS: &[Input] = &[
     },
     Input {
         what: "crictl ps/images -o json",
-        absent: (REFUSE, "missing_programs_are_named_before_anything_changes"),
+        absent: (
+            REFUSE,
+            "restore_programs_absent_are_named_before_any_change",
+        ),
         malformed: (REFUSE, "crictl_json_malformed_is_a_clear_error"),
         pending: Some("integrator: not written yet"),
     },
     Input {
         what: "oc (cluster operators, IBU, OADP)",
-        absent: (REFUSE, "missing_programs_are_named_before_anything_changes"),
+        absent: (
+            REFUSE,
+            "restore_programs_absent_are_named_before_any_change",
+        ),
         malformed: (REFUSE, "good_and_bad_objects"),
+        pending: None,
+    },
+    Input {
+        what: "crio wipe, setenforce, getenforce",
+        absent: (
+            REFUSE,
+            "restore_programs_absent_are_named_before_any_change",
+        ),
+        malformed: (
+            PRESENCE,
+            "restore_programs_absent_are_named_before_any_change",
+        ),
         pending: None,
     },
     Input {
@@ -434,4 +452,30 @@ fn static_pod_manifest_malformed_refuses_backup() {
         &sb,
         "does not refer to a static-pod-resources/kube-scheduler-pod-N dir",
     );
+}
+
+// ---- the node's programs ----
+
+/// Each node program the restore needs, absent: named before anything
+/// changes (the machine running the tests has none of these).
+#[test]
+fn restore_programs_absent_are_named_before_any_change() {
+    let sb = Sandbox::new();
+    assert_eq!(sb.run(&["backup", "--min-free", "0"]).0, 0);
+    for p in ["crictl", "crio", "oc", "setenforce", "getenforce"] {
+        let shim = sb.ctl().join("bin").join(p);
+        let keep = sb.ctl().join(format!("{p}.away"));
+        std::fs::rename(&shim, &keep).unwrap();
+        let calls = sb.calls().len();
+        let (code, out, err) = sb.run(&["restore"]);
+        std::fs::rename(&keep, &shim).unwrap();
+        assert_eq!(code, 1, "{p}: {out}{err}");
+        assert!(
+            err.contains("not found on PATH") && err.contains(p),
+            "{p}: {err}"
+        );
+        assert!(err.contains("nothing was changed"), "{p}: {err}");
+        assert!(!sb.root().join("var/recovery/journal.json").exists(), "{p}");
+        assert_eq!(sb.calls().len(), calls, "{p}: no program was run");
+    }
 }
