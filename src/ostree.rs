@@ -224,6 +224,14 @@ pub fn sysroot_args(host: &Host) -> Vec<String> {
     }
 }
 
+/// Whether `rpm-ostree` can work here: on PATH and `/run/ostree-booted`
+/// present (without the flag and `--sysroot` the real one refuses: "This
+/// system was not booted via libostree; cannot operate", coreos/rpm-ostree
+/// `src/app/libmain.cxx`). False in the hub's Job, which renames the flag.
+pub fn rpm_ostree_usable(host: &Host, tools: &Tools) -> bool {
+    tools.has("rpm-ostree") && host.path("/run/ostree-booted").exists()
+}
+
 /// Read the node's deployments: `ostree admin status`, with the booted one
 /// from, in this order: the `ostree=` argument of `/proc/cmdline` resolved
 /// under the sysroot (as ostree does, see [`crate::node::booted`]);

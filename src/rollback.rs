@@ -133,7 +133,7 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     let tools = Tools::require(&req, &["rpm-ostree"])?;
     let os = ostree::read(host, &tools)?;
     let target = target(host, &os)?;
-    let (case, mut actions) = decide(&os, &target, tools.has("rpm-ostree"));
+    let (case, mut actions) = decide(&os, &target, ostree::rpm_ostree_usable(host, &tools));
     if reboot && !actions.contains(&Action::Reboot) && !actions.is_empty() {
         actions.push(Action::Reboot);
     }
@@ -154,7 +154,7 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
                 let (_, next) = decide(
                     &now,
                     now.deployments.iter().find(|d| same(d, &target)).unwrap(),
-                    tools.has("rpm-ostree"),
+                    ostree::rpm_ostree_usable(host, &tools),
                 );
                 if let Some(Action::Undeploy { index, .. }) = next.first() {
                     ostree::undeploy(host, &tools, &now.deployments[*index])?;
@@ -174,7 +174,7 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
 }
 
 fn roll_back(host: &Host, tools: &Tools, target: &Deployment) -> Result<()> {
-    if tools.has("rpm-ostree") {
+    if ostree::rpm_ostree_usable(host, tools) {
         cmd::run(tools.command("rpm-ostree")?.arg("rollback"))?;
         return Ok(());
     }
