@@ -52,6 +52,15 @@ const INPUTS: &[Input] = &[
         pending: None,
     },
     Input {
+        what: "rpm-ostree rollback (needs /run/ostree-booted)",
+        absent: (SKIP, "rollback_without_the_booted_flag_uses_plain_ostree"),
+        malformed: (
+            PRESENCE,
+            "rollback_without_the_booted_flag_uses_plain_ostree",
+        ),
+        pending: None,
+    },
+    Input {
         what: "rpm-ostree status --json",
         absent: (SKIP, "status_reads_the_node"),
         malformed: (REFUSE, "garbage_is_an_error_not_a_guess"),
@@ -478,4 +487,67 @@ fn restore_programs_absent_are_named_before_any_change() {
         assert!(!sb.root().join("var/recovery/journal.json").exists(), "{p}");
         assert_eq!(sb.calls().len(), calls, "{p}: no program was run");
     }
+}
+
+fn first_line(sb: &Sandbox) -> String {
+    let st = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    st.lines().next().unwrap_or_default().to_string()
+}
+
+/// After a backup, an upgrade deployed (the new default); no reboot unless
+/// asked. Returns the default line before the upgrade (the pinned one).
+fn upgraded(sb: &Sandbox, reboot: bool) -> String {
+    assert_eq!(sb.run(&["backup", "--min-free", "0"]).0, 0);
+    let pinned = first_line(sb);
+    sb.sh(&format!(
+        "{}/scripts/sandbox.sh upgrade-os $(dirname $ROOT) 417.1 >/dev/null",
+        q(&project())
+    ));
+    if reboot {
+        sb.reboot();
+    }
+    assert_ne!(first_line(sb), pinned, "the upgrade is the default");
+    std::fs::remove_file(sb.root().join("run/ostree-booted")).unwrap();
+    pinned
+}
+
+/// rollback on a node where rpm-ostree refuses (no /run/ostree-booted): plain
+/// ostree makes the pinned deployment the default, rpm-ostree is not run.
+#[test]
+fn rollback_without_the_booted_flag_uses_plain_ostree() {
+    let sb = Sandbox::new();
+    let pinned = upgraded(&sb, false);
+    let calls = sb.calls().len();
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !sb.calls()[calls..]
+            .iter()
+            .any(|c| c.starts_with("rpm-ostree")),
+        "{:?}",
+        &sb.calls()[calls..]
+    );
+    assert_eq!(
+        first_line(&sb).split_whitespace().last(),
+        pinned.split_whitespace().last()
+    );
+}
+
+/// Booted into the upgrade, without a usable rpm-ostree: plain ostree cannot
+/// undeploy the booted deployment; refused, nothing changed.
+#[test]
+fn rollback_booted_into_the_upgrade_without_rpm_ostree_refuses() {
+    let sb = Sandbox::new();
+    upgraded(&sb, true);
+    let listing = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("without rpm-ostree") && err.contains("is booted"),
+        "{err}"
+    );
+    assert_eq!(
+        sb.sh("ostree admin --sysroot=$ROOT/sysroot status"),
+        listing
+    );
 }
