@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The sandbox node: a throwaway single-node-OpenShift-like root in a directory.
 #
-#   scripts/sandbox.sh create DIR     build DIR/root (the node) and DIR/ctl (shims, state)
+#   scripts/sandbox.sh create [--profile default|minimal|rhcos] DIR
+#                                     build DIR/root (the node) and DIR/ctl (shims, state)
 #   scripts/sandbox.sh env DIR        print the exports that put the shims on PATH
 #   scripts/sandbox.sh reboot DIR     new boot id, default deployment booted, services as enabled
 #   scripts/sandbox.sh teardown DIR   stop etcd, unmount, remove DIR
 #   scripts/sandbox.sh images DIR     build two small images into the node's container
 #                                     storage; crictl then reports them for its containers
+#   scripts/sandbox.sh etcd-scripts DIR
+#                                     install the stand-ins of the node's
+#                                     cluster-backup.sh and cluster-restore.sh
 #   scripts/sandbox.sh upgrade-os DIR VERSION [STATEROOT]
 #                                     commit and deploy a new OS (the new default;
 #                                     older deployments are retained)
@@ -96,6 +100,10 @@ T
   echo sno > "$r/etc/hostname"
   printf 'apiVersion: v1\nkind: Config\nclusters: []\n' > "$r/etc/kubernetes/kubelet.conf"
   ln -s /usr/lib/systemd/system/kubelet.service "$r/etc/systemd/system/multi-user.target.wants/kubelet.service"
+  # The units the node ships (the systemctl shim refuses units without a file).
+  mkdir -p "$r/usr/lib/systemd/system"
+  printf '[Unit]\nDescription=Kubernetes Kubelet\n[Service]\nExecStart=/usr/bin/kubelet\n' > "$r/usr/lib/systemd/system/kubelet.service"
+  printf '[Unit]\nDescription=Container Runtime Interface for OCI (CRI-O)\n[Service]\nExecStart=/usr/bin/crio\n' > "$r/usr/lib/systemd/system/crio.service"
   touch "$r/etc/.updated"
   # The node's container storage, vfs here (no overlay mounts in a sandbox).
   printf '[storage]\ndriver = "vfs"\ngraphroot = "/var/lib/containers/storage"\nrunroot = "/run/containers/storage"\n\n[storage.options]\nadditionalimagestores = []\n' > "$r/etc/containers/storage.conf"
@@ -167,6 +175,54 @@ make_kubelet() { # $1 root
   echo "in a pod volume" > "$p/volumes/kubernetes.io~empty-dir/cache/volatile"
 }
 
+# The node's etcd scripts: cluster-backup.sh and cluster-restore.sh in
+# /usr/local/bin, etcd-common-tools next to etcd.env, and the restore-etcd pod
+# manifest the restore script installs (stand-ins, see scripts/shims/).
+install_etcd_scripts() { # $1 root
+  local r=$1 cm=$1/etc/kubernetes/static-pod-resources/etcd-certs/configmaps
+  mkdir -p "$r/var/usrlocal/bin" "$cm/etcd-scripts" "$cm/restore-etcd-pod"
+  install -m 0755 "$here/shims/cluster-backup.sh" "$here/shims/cluster-restore.sh" "$r/var/usrlocal/bin/"
+  install -m 0644 "$here/shims/etcd-common-tools" "$cm/etcd-scripts/etcd-common-tools"
+  cat > "$cm/restore-etcd-pod/pod.yaml" <<'POD'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: etcd
+  namespace: openshift-etcd
+  # the restore pod's static uid (cluster-etcd-operator bindata/etcd/restore-pod.yaml)
+  uid: 55aed6ab-58f5-4ae2-bf1c-54be36669b8a
+  labels: {app: etcd, k8s-app: etcd, etcd: "true", revision: "3"}
+spec:
+  volumes:
+  - {name: data-dir, hostPath: {path: /var/lib/etcd}}
+  - {name: backup-dir, hostPath: {path: /var/lib/etcd-backup}}
+POD
+}
+
+# Profiles: the sandbox made to disagree with us.
+#   default  as the tests were written against.
+#   minimal  none of the optional files and programs: no
+#            /etc/containers/storage.conf, no machine-config-daemon/currentconfig,
+#            no /etc/tmpfiles.d, no cluster-backup.sh/cluster-restore.sh, no
+#            rpm-ostree, and /run/ostree-booted absent (as in the hub's Job).
+#            (skopeo is the machine's own and stays on PATH.)
+#   rhcos    what an RHCOS node has: the above files, rpm-ostree, the etcd
+#            scripts (cluster-backup.sh, cluster-restore.sh, etcd-common-tools,
+#            the restore-etcd pod) and /run/ostree-booted. The Job's exact
+#            mounts are built by the tests (tests/profiles.rs).
+apply_profile() { # $1 sandbox dir $2 profile
+  local d=$1 r=$1/root
+  echo "$2" > "$d/ctl/state/profile"
+  case $2 in
+    minimal)
+      rm -f "$r/etc/containers/storage.conf" "$r/etc/machine-config-daemon/currentconfig" \
+        "$r/run/ostree-booted" "$d/ctl/bin/rpm-ostree" \
+        "$r/var/usrlocal/bin/cluster-backup.sh" "$r/var/usrlocal/bin/cluster-restore.sh"
+      rm -rf "$r/etc/tmpfiles.d" ;;
+    rhcos) install_etcd_scripts "$r" ;;
+  esac
+}
+
 install_shims() { # $1 sandbox dir
   local c=$1/ctl
   mkdir -p "$c/bin" "$c/lib" "$c/state/active" "$c/state/enabled" "$c/state/oc"
@@ -185,14 +241,18 @@ boot() { # $1 sandbox dir: what a boot does to the sandbox's state
   rm -f "$st/active/"* "$st/reboot-requested"
   : > "$st/containers"
   cat /proc/sys/kernel/random/uuid > "$d/root/proc/sys/kernel/random/boot_id"
-  # The default deployment (index 0) is what the bootloader boots.
-  /usr/bin/python3 - "$d/root/sysroot" > "$st/booted" <<'PY'
+  # The default deployment (index 0) is what the bootloader boots; the
+  # kernel gets its BLS entry's options, ostree= among them, as on a node.
+  /usr/bin/python3 - "$d/root/sysroot" "$d/root/proc/cmdline" > "$st/booted" <<'PY'
 import sys, gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, OSTree
 s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None)
 d = s.get_deployments()[0]
 print(d.get_osname(), d.get_csum(), d.get_deployserial())
+opts = d.get_bootconfig().get("options") or ""
+with open(sys.argv[2], "w") as f:
+    f.write("BOOT_IMAGE=(hd0,gpt3)%s %s\n" % (d.get_bootconfig().get("linux") or "", opts))
 PY
   cat "$st/selinux-boot" 2>/dev/null > "$st/selinux" || echo Enforcing > "$st/selinux"
   local u
@@ -289,13 +349,25 @@ teardown() {
   rm -rf "$d"
 }
 
-cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+cmd=${1:-}; shift || true
+profile=default; dir=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --profile) profile=${2:?--profile needs a name}; shift 2 ;;
+    --profile=*) profile=${1#*=}; shift ;;
+    *) if [ -z "$dir" ]; then dir=$1; shift; else break; fi ;;
+  esac
+done
+set -- "$cmd" "$dir" "$@"
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 case $cmd in
-  create) create "$dir" ;;
+  create)
+    case $profile in default|minimal|rhcos) ;; *) die "unknown profile '$profile' (default, minimal, rhcos)";; esac
+    create "$dir"; apply_profile "$(cd "$dir" && pwd)" "$profile" ;;
   env) d=$(cd "$dir" && pwd); echo "export PATH=\"$d/ctl/bin:\$PATH\""; echo "export SANDBOX_ROOT=\"$d/root\"" ;;
   reboot) d=$(cd "$dir" && pwd); boot "$d"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
   teardown) teardown "$dir" ;;
+  etcd-scripts) d=$(cd "$dir" && pwd); install_etcd_scripts "$d/root"; echo "sandbox: cluster-backup.sh and cluster-restore.sh installed in /usr/local/bin" ;;
   images)
     d=$(cd "$dir" && pwd); r=$d/root; need buildah
     b=(buildah --root "$r/var/lib/containers/storage" --runroot "$r/run/containers/storage" --storage-driver vfs)

@@ -283,6 +283,10 @@ fn plan(host: &Host, opts: &Options) -> Result<Plan> {
         estimate += du(&host.path(x));
     }
     let revisions = etcd::live_revisions(host)?;
+    // Read again when the manifest is written; read now so that a node
+    // without it is refused before anything changes.
+    host.boot_id()
+        .context("the node's boot id is needed for the manifest; nothing was changed")?;
     let spr = host.path("/etc/kubernetes/static-pod-resources");
     estimate += du(&spr).saturating_sub(du(&spr.join("bin")));
     estimate += std::fs::metadata(host.path("/var/lib/etcd/member/snap/db")).map_or(0, |m| m.len());

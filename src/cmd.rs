@@ -109,10 +109,20 @@ fn shell_quote(a: &OsStr) -> String {
     }
 }
 
+/// The last `lines` non-empty lines, each cut to 240 characters (a progress
+/// line of dots can be megabytes long).
 fn tail(bytes: &[u8], lines: usize) -> String {
+    const WIDTH: usize = 240;
     let text = String::from_utf8_lossy(bytes);
     let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| match l.char_indices().nth(WIDTH) {
+            Some((i, _)) => format!("{}...", &l[..i]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Run to completion; stdout on success, a descriptive error otherwise.
@@ -144,6 +154,11 @@ pub fn run_text(cmd: &mut Command) -> Result<String> {
 }
 
 /// Run with a time limit; the child is killed when it is exceeded.
+///
+/// stdout and stderr are drained by two threads while the child runs: a
+/// program that writes more than a pipe holds (64 KiB on Linux) before it
+/// exits would otherwise block on write, never exit, and be reported as a
+/// timeout (`cluster-backup.sh` and `cluster-restore.sh` write more than that).
 pub fn run_timeout(cmd: &mut Command, limit: Duration) -> Result<Vec<u8>> {
     let line = describe(cmd);
     log::debug!("run (limit {}s): {line}", limit.as_secs());
@@ -153,10 +168,12 @@ pub fn run_timeout(cmd: &mut Command, limit: Duration) -> Result<Vec<u8>> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start `{line}`"))?;
+    let out_reader = drain(child.stdout.take());
+    let err_reader = drain(child.stderr.take());
     let start = Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
         }
         if start.elapsed() > limit {
             let _ = child.kill();
@@ -167,16 +184,45 @@ pub fn run_timeout(cmd: &mut Command, limit: Duration) -> Result<Vec<u8>> {
             );
         }
         std::thread::sleep(Duration::from_millis(50));
+    };
+    // The readers end when every writer of the pipes has closed them; a
+    // grandchild that keeps them open would hold us here, so that is bounded
+    // by the same limit (the threads are then left to end on their own).
+    let stdout = join_within(out_reader, start, limit);
+    let stderr = join_within(err_reader, start, limit);
+    if !status.success() {
+        // Scripts such as cluster-backup.sh print their refusals on stdout.
+        let (err, out) = (tail(&stderr, 8), tail(&stdout, 4));
+        let mut msg = format!("`{line}` failed ({status})");
+        if !err.is_empty() {
+            msg.push_str(&format!(":\n{err}"));
+        }
+        if !out.is_empty() {
+            msg.push_str(&format!("\nlast lines of its output:\n{out}"));
+        }
+        bail!(msg);
     }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "`{line}` failed ({}):\n{}",
-            out.status,
-            tail(&out.stderr, 8)
-        );
-    }
-    Ok(out.stdout)
+    Ok(stdout)
+}
+
+type Reader = std::sync::mpsc::Receiver<Vec<u8>>;
+
+/// Read a pipe to its end on a thread; the bytes arrive on the channel.
+fn drain<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> Reader {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+fn join_within(rx: Reader, start: Instant, limit: Duration) -> Vec<u8> {
+    let left = limit.saturating_sub(start.elapsed()) + Duration::from_secs(1);
+    rx.recv_timeout(left).unwrap_or_default()
 }
 
 /// Whether a program path exists and is executable (for optional node scripts).
@@ -185,4 +231,83 @@ pub fn is_executable(p: &Path) -> bool {
     p.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    // A program writing 1 MiB (16 pipe buffers) before it exits: the limit is
+    // far above what it needs, so only a stall can make it fail.
+    #[test]
+    fn run_timeout_drains_large_stdout() {
+        let out = run_timeout(
+            Command::new("sh").args(["-c", "head -c 1048576 /dev/zero | tr '\\0' x"]),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+        assert_eq!(out.len(), MIB);
+        assert!(out.iter().all(|&b| b == b'x'));
+    }
+
+    #[test]
+    fn run_timeout_drains_large_stderr() {
+        let out = run_timeout(
+            Command::new("sh").args(["-c", "head -c 1048576 /dev/zero >&2; echo done"]),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+        assert_eq!(out, b"done\n");
+    }
+
+    #[test]
+    fn run_timeout_failure_names_stderr_tail_after_large_output() {
+        let err = run_timeout(
+            Command::new("sh").args([
+                "-c",
+                "head -c 1048576 /dev/zero; seq 1 20000 >&2; echo last-words >&2; exit 3",
+            ]),
+            Duration::from_secs(120),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("exit status: 3"), "{err}");
+        assert!(err.contains("last-words"), "{err}");
+    }
+
+    #[test]
+    fn run_timeout_failure_names_stdout_tail() {
+        let err = run_timeout(
+            Command::new("sh").args(["-c", "echo 'This script must be run as root'; exit 1"]),
+            Duration::from_secs(120),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("This script must be run as root"), "{err}");
+    }
+
+    #[test]
+    fn failure_tail_cuts_long_lines() {
+        let err = run_timeout(
+            Command::new("sh").args(["-c", "head -c 300000 /dev/zero | tr '\\0' . >&2; exit 1"]),
+            Duration::from_secs(120),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.len() < 1000, "{}", err.len());
+        assert!(err.ends_with("..."), "{err}");
+    }
+
+    #[test]
+    fn run_timeout_kills_at_limit() {
+        let err = run_timeout(
+            Command::new("sh").args(["-c", "exec sleep 600"]),
+            Duration::from_secs(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("was killed"), "{err}");
+    }
 }

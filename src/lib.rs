@@ -15,6 +15,7 @@ pub mod journal;
 pub mod lock;
 pub mod logger;
 pub mod manifest;
+pub mod node;
 pub mod oadp;
 pub mod ostree;
 pub mod progress;

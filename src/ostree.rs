@@ -3,6 +3,7 @@
 
 use crate::cmd::{self, Tools};
 use crate::host::Host;
+use crate::node::booted::{self, Karg};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,9 @@ impl Deployment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BootedFrom {
+    /// The `ostree=` argument of `/proc/cmdline`, resolved under the sysroot
+    /// (how ostree itself knows; works in the Job).
+    Cmdline,
     /// `rpm-ostree status --json` said which one is booted.
     RpmOstree,
     /// The `*` mark of `ostree admin status`.
@@ -57,6 +61,10 @@ pub enum BootedFrom {
 pub struct OsState {
     pub deployments: Vec<Deployment>,
     pub booted_from: BootedFrom,
+    /// The sources asked before the one that answered, each with why it
+    /// could not say (in the order asked).
+    #[serde(default)]
+    pub booted_skipped: Vec<String>,
 }
 
 impl OsState {
@@ -229,8 +237,21 @@ pub fn sysroot_args(host: &Host) -> Vec<String> {
     }
 }
 
+/// Whether `rpm-ostree` can work here: on PATH and `/run/ostree-booted`
+/// present (without the flag and `--sysroot` the real one refuses: "This
+/// system was not booted via libostree; cannot operate", coreos/rpm-ostree
+/// `src/app/libmain.cxx`). False in the hub's Job, which renames the flag.
+pub fn rpm_ostree_usable(host: &Host, tools: &Tools) -> bool {
+    tools.has("rpm-ostree") && host.path("/run/ostree-booted").exists()
+}
+
 /// Read the node's deployments: `ostree admin status`, with the booted one
-/// from `rpm-ostree status --json` where rpm-ostree exists.
+/// from, in this order: the `ostree=` argument of `/proc/cmdline` resolved
+/// under the sysroot (as ostree does, see [`crate::node::booted`]);
+/// `rpm-ostree status --json`, only where it can work (on PATH and
+/// `/run/ostree-booted` present: without the flag the real one refuses, see
+/// coreos/rpm-ostree `src/app/libmain.cxx`); the `*` mark of `ostree admin
+/// status`; else the default is taken as active.
 pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
     let text = cmd::run_text(
         tools
@@ -240,12 +261,41 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
             .arg("status"),
     )?;
     let mut deployments = parse_admin_status(&text)?;
-    let mut booted_from = if deployments.iter().any(|d| d.booted) {
-        BootedFrom::StatusMark
+    let mut skipped = Vec::new();
+    let cmdline = host.path("/proc/cmdline");
+    match booted::from_cmdline(&cmdline, &host.sysroot())? {
+        Karg::Found(r) => {
+            let Some(i) = deployments.iter().position(|d| {
+                d.stateroot == r.stateroot && d.checksum == r.checksum && d.serial == r.serial
+            }) else {
+                bail!(
+                    "/proc/cmdline names the booted deployment {} {}.{}, which `ostree admin status` does not list; nothing was changed; run `ostree admin status` and `cat /proc/cmdline` to compare",
+                    r.stateroot,
+                    r.checksum,
+                    r.serial
+                );
+            };
+            for (j, d) in deployments.iter_mut().enumerate() {
+                d.booted = j == i;
+            }
+            remark(&mut deployments);
+            return Ok(OsState {
+                deployments,
+                booted_from: BootedFrom::Cmdline,
+                booted_skipped: skipped,
+            });
+        }
+        Karg::Absent(why) => skipped.push(format!("kernel command line: {why}")),
+    }
+    let flag = host.path("/run/ostree-booted");
+    if !tools.has("rpm-ostree") {
+        skipped.push("rpm-ostree: not on PATH".to_string());
+    } else if !flag.exists() {
+        skipped.push(format!(
+            "rpm-ostree: not asked, {} is absent (it would refuse: not booted via libostree)",
+            flag.display()
+        ));
     } else {
-        BootedFrom::DefaultAssumed
-    };
-    if tools.has("rpm-ostree") {
         let json = cmd::run_text(tools.command("rpm-ostree")?.args(["status", "--json"]))?;
         let rpm = parse_rpm_ostree_json(&json)?;
         let same = rpm.len() == deployments.len()
@@ -256,22 +306,39 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
         if !same {
             bail!("rpm-ostree and ostree disagree about the deployments; run `ostree admin status` and `rpm-ostree status` to compare");
         }
-        for (d, r) in deployments.iter_mut().zip(&rpm) {
-            d.booted = r.booted;
+        if rpm.iter().any(|d| d.booted) {
+            for (d, r) in deployments.iter_mut().zip(&rpm) {
+                d.booted = r.booted;
+            }
+            remark(&mut deployments);
+            return Ok(OsState {
+                deployments,
+                booted_from: BootedFrom::RpmOstree,
+                booted_skipped: skipped,
+            });
         }
-        for d in deployments.iter_mut() {
-            d.pending = false;
-            d.rollback = false;
-        }
-        mark_pending_rollback(&mut deployments);
-        if deployments.iter().any(|d| d.booted) {
-            booted_from = BootedFrom::RpmOstree;
-        }
+        skipped.push("rpm-ostree: marks no deployment booted".to_string());
     }
+    let booted_from = if deployments.iter().any(|d| d.booted) {
+        BootedFrom::StatusMark
+    } else {
+        skipped.push("ostree admin status: marks no deployment booted".to_string());
+        BootedFrom::DefaultAssumed
+    };
     Ok(OsState {
         deployments,
         booted_from,
+        booted_skipped: skipped,
     })
+}
+
+/// Derive pending/rollback again once the booted deployment is known.
+fn remark(deployments: &mut [Deployment]) {
+    for d in deployments.iter_mut() {
+        d.pending = false;
+        d.rollback = false;
+    }
+    mark_pending_rollback(deployments);
 }
 
 fn admin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {

@@ -303,6 +303,15 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         EtcdRestore::Auto => EtcdRestore::Native,
         m => m,
     };
+    // The script is run only at restore-etcd, after the reboot: its absence
+    // must stop us now, not half way.
+    if etcd_mode == EtcdRestore::Script && !cmd::is_executable(&host.path(CLUSTER_RESTORE)) {
+        return Err(crate::error::Fail::Usage(format!(
+            "--etcd-restore=script: {} is missing or not executable; nothing was changed; run `upgrade-recovery restore --etcd-restore=native`",
+            host.path(CLUSTER_RESTORE).display()
+        ))
+        .into());
+    }
     // The generation the recovery under way uses (the journal records it),
     // else the current one; None is the flat format.
     let generation = match &existing {

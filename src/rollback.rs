@@ -138,7 +138,7 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     let tools = Tools::require(&req, &["rpm-ostree"])?;
     let os = ostree::read(host, &tools)?;
     let target = target(host, &os)?;
-    let (case, mut actions) = decide(&os, &target, tools.has("rpm-ostree"));
+    let (case, mut actions) = decide(&os, &target, ostree::rpm_ostree_usable(host, &tools));
     let booted_is_target = os.active().is_some_and(|d| same(d, &target));
     let reboot_needed = !actions.is_empty() || !booted_is_target;
     // Only --reboot reboots: a plain rollback, run once or twice, never does.
@@ -181,7 +181,7 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
                 let (_, next) = decide(
                     &now,
                     now.deployments.iter().find(|d| same(d, &target)).unwrap(),
-                    tools.has("rpm-ostree"),
+                    ostree::rpm_ostree_usable(host, &tools),
                 );
                 if let Some(Action::Undeploy { index, .. }) = next.first() {
                     ostree::undeploy(host, &tools, &now.deployments[*index])?;
@@ -201,7 +201,7 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
 }
 
 fn roll_back(host: &Host, tools: &Tools, target: &Deployment) -> Result<()> {
-    if tools.has("rpm-ostree") {
+    if ostree::rpm_ostree_usable(host, tools) {
         cmd::run(tools.command("rpm-ostree")?.arg("rollback"))?;
         return Ok(());
     }

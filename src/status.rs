@@ -507,6 +507,7 @@ pub fn gather(host: &Host) -> Result<Status> {
 pub fn render_os(os: &OsState) -> String {
     let mut s = String::new();
     let how = match os.booted_from {
+        BootedFrom::Cmdline => "booted one per the ostree= argument of /proc/cmdline",
         BootedFrom::RpmOstree => "booted one per rpm-ostree",
         BootedFrom::StatusMark => "booted one marked *",
         BootedFrom::DefaultAssumed => {
@@ -514,6 +515,9 @@ pub fn render_os(os: &OsState) -> String {
         }
     };
     let _ = writeln!(s, "OS deployments ({how}):");
+    for why in &os.booted_skipped {
+        let _ = writeln!(s, "  (booted deployment: {why})");
+    }
     for d in &os.deployments {
         let mut marks = Vec::new();
         if d.booted {

@@ -115,7 +115,10 @@ fn status_reads_the_node() {
     let sb = Sandbox::new();
     let (code, out, err) = sb.run(&["status"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("booted one per rpm-ostree"), "{out}");
+    assert!(
+        out.contains("booted one per the ostree= argument of /proc/cmdline"),
+        "{out}"
+    );
     assert!(out.contains("Backup: none in /var/recovery"), "{out}");
     assert!(out.contains("Recovery: not in progress"), "{out}");
     assert!(out.contains("answers (version 3.4"), "{out}");
@@ -125,11 +128,12 @@ fn status_reads_the_node() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["etcd"]["answers"], true);
     assert_eq!(v["os"]["deployments"].as_array().unwrap().len(), 2);
-    assert_eq!(v["os"]["booted_from"], "rpm-ostree");
+    assert_eq!(v["os"]["booted_from"], "cmdline");
     assert_eq!(v["backup"]["exists"], false);
 
-    // Without rpm-ostree on PATH, nothing is marked booted: the default is
-    // taken as active, and the output says so.
+    // Without the kernel argument and rpm-ostree on PATH, nothing is marked
+    // booted: the default is taken as active, and the output says so.
+    std::fs::remove_file(sb.root().join("proc/cmdline")).unwrap();
     std::fs::remove_file(sb.ctl().join("bin/rpm-ostree")).unwrap();
     let (code, out, _) = sb.run(&["status"]);
     assert_eq!(code, 0);

@@ -63,8 +63,30 @@ del_container() { [ -f "$CONTAINERS" ] && sed -i "/^$1 /d" "$CONTAINERS"; return
 # running, the control-plane containers run, etcd only while its static-pod
 # manifest is in place and its data dir exists. The etcd process lives exactly
 # as long as its container.
+# The restore-etcd static pod (its manifest carries the restore pod's uid, as
+# openshift/cluster-etcd-operator bindata/etcd/restore-pod.yaml): with
+# /var/lib/etcd empty and /var/lib/etcd-backup/snapshot.db present it restores
+# the snapshot into /var/lib/etcd (then removes snapshot.db) and runs etcd; with
+# /var/lib/etcd not empty it refuses, as the pod does, and etcd stays down.
+restore_pod() {
+  local m=$ROOT/etc/kubernetes/manifests/etcd-pod.yaml d=$ROOT/var/lib/etcd snap=$ROOT/var/lib/etcd-backup/snapshot.db
+  grep -q 'uid: 55aed6ab-58f5-4ae2-bf1c-54be36669b8a' "$m" 2>/dev/null || return 0
+  [ -d "$d/member" ] && return 0
+  if [ -n "$(ls -A "$d" 2>/dev/null)" ] || [ ! -f "$snap" ]; then return 0; fi
+  # shellcheck source=/dev/null
+  . "$ST/ports"
+  local u; u=$(new_id | head -c 8)
+  ETCDCTL_API=3 etcdctl snapshot restore "$snap" --name sno \
+    --initial-cluster "sno=https://127.0.0.1:$PEER_PORT" \
+    --initial-cluster-token "openshift-etcd-$u" \
+    --initial-advertise-peer-urls "https://127.0.0.1:$PEER_PORT" \
+    --data-dir "$d/restore-$u" >>"$CTL/etcd.log" 2>&1 || return 0
+  mv "$d/restore-$u"/* "$d/" && rmdir "$d/restore-$u" && rm -f "$snap"
+}
+
 reconcile() {
   if active kubelet.service && active crio.service; then
+    restore_pod
     local n
     for n in $CP_NAMES; do
       if [ "$n" = etcd ]; then

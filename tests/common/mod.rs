@@ -154,14 +154,29 @@ pub fn binary() -> PathBuf {
 }
 
 impl Sandbox {
+    /// A sandbox of the default profile, or of the one named by
+    /// `UR_SANDBOX_PROFILE` (so that a whole suite can run on each profile).
     pub fn new() -> Sandbox {
+        let p = std::env::var("UR_SANDBOX_PROFILE").unwrap_or_else(|_| "default".into());
+        Sandbox::with_profile(&p)
+    }
+    /// A sandbox of a profile of `scripts/sandbox.sh create --profile`:
+    /// `default`, `minimal` (no optional files or programs) or `rhcos`.
+    pub fn with_profile(profile: &str) -> Sandbox {
         let dir = TempDir::new("sandbox");
         sh(&format!(
-            "{}/scripts/sandbox.sh create {} >/dev/null",
+            "{}/scripts/sandbox.sh create --profile {} {} >/dev/null",
             q(&project()),
+            profile,
             q(dir.path())
         ));
         Sandbox { dir }
+    }
+    /// The profile it was made with.
+    pub fn profile(&self) -> String {
+        std::fs::read_to_string(self.ctl().join("state/profile"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "default".into())
     }
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")

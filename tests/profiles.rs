@@ -1,0 +1,229 @@
+//! The end-to-end recovery, a crash and resume, and the hub's Job, on the
+//! sandbox profiles that disagree with the default one
+//! (`scripts/sandbox.sh create --profile minimal|rhcos`). The default profile
+//! runs them in tests/recovery.rs and tests/launch.rs.
+
+mod common;
+
+use common::*;
+
+fn etcd_dump(sb: &Sandbox) -> String {
+    sb.etcdctl("get '' --prefix")
+}
+
+/// Copies of the trees the recovery must give back, and the etcd keys.
+struct Before {
+    dir: TempDir,
+    keys: String,
+}
+
+const TREES: &[(&str, &str)] = &[("local", "var/usrlocal"), ("kubelet", "var/lib/kubelet")];
+
+fn take_backup(sb: &Sandbox) -> Before {
+    let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let dir = TempDir::new("before");
+    for (name, t) in TREES {
+        sh(&format!(
+            "rsync -aAXHx --numeric-ids {}/ {}/",
+            q(&sb.root().join(t)),
+            q(&dir.path().join(name))
+        ));
+    }
+    Before {
+        dir,
+        keys: etcd_dump(sb),
+    }
+}
+
+fn diverge(sb: &Sandbox, n: u32) {
+    sb.sh(&format!(
+        r#"cd $ROOT; echo upgraded-{n} >> etc/hostname; echo tool > var/usrlocal/bin/new-tool-{n}
+echo '{{"kind":"X"}}' > var/lib/kubelet/config.json"#
+    ));
+    sb.etcdctl(&format!("put /upgrade/key-{n} v"));
+    sb.etcdctl("del /kubernetes.io/configmaps/openshift-config/sandbox-2");
+}
+
+fn restore(sb: &Sandbox, resume: bool, crash_at: Option<&str>) -> (Option<i32>, String, String) {
+    let mut c = sb.command(&["restore"]);
+    if resume {
+        c.arg("--resume");
+    }
+    c.args(["--poll-interval", "100", "--wait-timeout", "60"]);
+    if let Some(p) = crash_at {
+        c.env("UPGRADE_RECOVERY_CRASH_AT", p);
+    }
+    let o = c.output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn finish(sb: &Sandbox, what: &str) -> String {
+    let mut all = String::new();
+    for _ in 0..6 {
+        let journal = sb.root().join("var/recovery/journal.json").exists();
+        let (code, out, err) = restore(sb, journal, None);
+        all.push_str(&out);
+        all.push_str(&err);
+        match code {
+            Some(0) if out.contains("Reboot now") => sb.reboot(),
+            Some(0) if out.contains("Recovery complete") => return all,
+            Some(1) if err.contains("must reboot before the cluster phase") => sb.reboot(),
+            _ => panic!("{what}: restore gave {code:?}\n{out}\n{err}"),
+        }
+    }
+    panic!("{what}: the recovery did not finish");
+}
+
+fn check(sb: &Sandbox, before: &Before, what: &str) {
+    for (name, t) in TREES {
+        let diff = rsync_diff(&before.dir.path().join(name), &sb.root().join(t), "-x");
+        assert_eq!(diff, Vec::<String>::new(), "{what}: {name} differs");
+    }
+    assert_eq!(etcd_dump(sb), before.keys, "{what}: etcd keys");
+    assert!(!sb.root().join("var/recovery/journal.json").exists());
+}
+
+fn end_to_end(profile: &str) {
+    let sb = Sandbox::with_profile(profile);
+    assert_eq!(sb.profile(), profile);
+    let before = take_backup(&sb);
+    diverge(&sb, 1);
+    let out = finish(&sb, profile);
+    check(&sb, &before, profile);
+    // rhcos has cluster-restore.sh: the default etcd restore uses it.
+    let script = sb.root().join("etc/kubernetes/manifests/etcd-pod.yaml");
+    let by_script = std::fs::read_to_string(script)
+        .unwrap()
+        .contains("55aed6ab-58f5-4ae2-bf1c-54be36669b8a");
+    assert_eq!(by_script, profile == "rhcos", "{out}");
+}
+
+fn crash_and_resume(profile: &str) {
+    let sb = Sandbox::with_profile(profile);
+    let before = take_backup(&sb);
+    for (n, point) in ["restore-etc", "restore-etcd"].iter().enumerate() {
+        diverge(&sb, n as u32 + 1);
+        let mut crashed = false;
+        for _ in 0..4 {
+            let journal = sb.root().join("var/recovery/journal.json").exists();
+            let (code, out, err) = restore(&sb, journal, Some(point));
+            match code {
+                None => {
+                    crashed = true;
+                    break;
+                }
+                Some(0) if out.contains("Reboot now") => sb.reboot(),
+                Some(1) if err.contains("must reboot") => sb.reboot(),
+                _ => panic!("{profile} {point}: {code:?}\n{out}\n{err}"),
+            }
+        }
+        assert!(
+            crashed,
+            "{profile} {point}: the fault point was never reached"
+        );
+        finish(&sb, point);
+        check(&sb, &before, point);
+    }
+}
+
+/// The hub's Job with exactly its mounts (packaging/backup-agent-job.yaml):
+/// `/host` an empty dir, then only the listed host paths, read-only where
+/// the Job has them read-only, the host's real /proc; the userland is this
+/// machine's (the sandbox node has none). Then `launchBackup`.
+fn job(profile: &str) {
+    let sb = Sandbox::with_profile(profile);
+    let t = TempDir::new("jobhost");
+    let jail = t.path().join("host");
+    let script = format!(
+        r#"J={j}; SB={sb}; mkdir -p "$J"
+exec unshare -m --propagation private bash -euc '
+J=$0; R=$1/root; SB=$1; BIN=$2
+mount -t tmpfs -o mode=0755 tmpfs "$J"
+m() {{ # src dst [ro]
+  [ -e "$1" ] || return 0
+  if [ -d "$1" ]; then mkdir -p "$J$2"; else mkdir -p "$(dirname "$J$2")"; touch "$J$2"; fi
+  mount --rbind "$1" "$J$2"
+  [ "${{3:-}}" = ro ] && mount -o remount,bind,ro "$J$2"
+  return 0
+}}
+mkdir -p "$R/var/tmp" "$R/var/recovery" "$R/tmp"
+m "$R/boot" /boot ro
+m /dev/log /dev/log
+m "$R/etc" /etc
+mkdir -p "$J/proc"; mount -t proc proc "$J/proc"
+m "$R/run" /run
+m "$R/sysroot" /sysroot
+m "$R/tmp" /tmp
+m /usr/bin /usr/bin ro; m /usr/lib /usr/lib ro; m /usr/lib64 /usr/lib64 ro; m /usr/libexec /usr/libexec ro
+m "$R/usr/local" /usr/local ro
+m /usr/share/containers /usr/share/containers ro
+m "$R/var/lib" /var/lib
+m "$R/var/recovery" /var/recovery
+m "$R/var/tmp" /var/tmp
+m /sys/fs/cgroup /sys/fs/cgroup ro
+# The node programs the shims stand for, at the same path as outside.
+m "$SB" "$SB"
+PATH="$SB/ctl/bin:/usr/bin" exec "$BIN" launchBackup --host-dir "$J" --min-free 0
+' "$J" "$SB" {bin}"#,
+        j = q(&jail),
+        sb = q(sb.dir.path()),
+        bin = q(&binary()),
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{profile}: {stdout}{err}");
+    assert!(stdout.contains("Backup complete"), "{stdout}");
+    let (code, v, verr) = sb.run(&["verify"]);
+    assert_eq!(code, 0, "{v}{verr}");
+    // The flag is as it was: put back where it existed, absent where not.
+    assert_eq!(
+        sb.root().join("run/ostree-booted").exists(),
+        profile != "minimal"
+    );
+    assert!(!sb.root().join("run/ostree-booted.tmp").exists());
+    // rpm-ostree was never asked in the Job (it would refuse there).
+    assert!(
+        !sb.calls().iter().any(|c| c.starts_with("rpm-ostree")),
+        "{:?}",
+        sb.calls()
+    );
+}
+
+#[test]
+fn end_to_end_on_minimal() {
+    end_to_end("minimal");
+}
+
+#[test]
+fn end_to_end_on_rhcos() {
+    end_to_end("rhcos");
+}
+
+#[test]
+fn crash_and_resume_on_minimal() {
+    crash_and_resume("minimal");
+}
+
+#[test]
+fn crash_and_resume_on_rhcos() {
+    crash_and_resume("rhcos");
+}
+
+#[test]
+fn job_with_its_exact_mounts_on_minimal() {
+    job("minimal");
+}
+
+#[test]
+fn job_with_its_exact_mounts_on_rhcos() {
+    job("rhcos");
+}
