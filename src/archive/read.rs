@@ -15,8 +15,8 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Decompressed bytes per chunk, and chunks in flight (bounded memory).
-const CHUNK: usize = 1 << 20;
-const AHEAD: usize = 3;
+const CHUNK: usize = 256 << 10;
+const AHEAD: usize = 4;
 
 enum Msg {
     Data(Vec<u8>),
