@@ -1,10 +1,6 @@
 //! Reading an archive as a stream of entries, checking as it goes: header
 //! checksums, the zstd frame checksum, each file's sha256 (by the caller),
 //! and the archive's own sha256 and end marker at the end.
-//!
-//! The archive file is read, hashed and decompressed by a thread of its own,
-//! a few chunks ahead of the consumer: decompression then runs on one CPU
-//! while the consumer (hashing files, writing the tree) runs on another.
 
 use super::tar::{self, Header, Kind};
 use super::HashReader;
@@ -12,26 +8,9 @@ use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-
-/// Decompressed bytes per chunk, and chunks in flight (bounded memory).
-const CHUNK: usize = 256 << 10;
-const AHEAD: usize = 4;
-
-enum Msg {
-    Data(Vec<u8>),
-    /// The end of the zstd stream: the archive file's sha256 and size.
-    End([u8; 32], u64),
-    Failed(std::io::Error),
-}
 
 pub struct Reader {
-    rx: Receiver<Msg>,
-    /// Spent chunks go back to the decompressing thread.
-    back: SyncSender<Vec<u8>>,
-    chunk: Vec<u8>,
-    at: usize,
-    end: Option<([u8; 32], u64)>,
+    dec: zstd::stream::read::Decoder<'static, BufReader<HashReader<File>>>,
     /// Member data not yet consumed, then the padding.
     remaining: u64,
     pad: usize,
@@ -39,60 +18,15 @@ pub struct Reader {
     path: String,
 }
 
-fn decompress(f: File, tx: SyncSender<Msg>, back: Receiver<Vec<u8>>) {
-    let run = || -> std::io::Result<Option<([u8; 32], u64)>> {
-        let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-            1 << 20,
-            HashReader::new(f),
-        ))?;
-        loop {
-            let mut buf = back.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-            buf.resize(CHUNK, 0);
-            let mut n = 0;
-            while n < CHUNK {
-                match dec.read(&mut buf[n..]) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if n == 0 {
-                break;
-            }
-            buf.truncate(n);
-            if tx.send(Msg::Data(buf)).is_err() {
-                return Ok(None); // the consumer stopped
-            }
-        }
-        let mut inner = dec.finish().into_inner();
-        // Anything after the zstd frame still counts towards the file's hash.
-        std::io::copy(&mut inner, &mut std::io::sink())?;
-        Ok(Some(inner.digest()))
-    };
-    let msg = match run() {
-        Ok(Some((d, n))) => Msg::End(d, n),
-        Ok(None) => return,
-        Err(e) => Msg::Failed(e),
-    };
-    let _ = tx.send(msg);
-}
-
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
         let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let (tx, rx) = sync_channel(AHEAD);
-        let (back, back_rx) = sync_channel(AHEAD + 2);
-        std::thread::Builder::new()
-            .name("decompress".into())
-            .spawn(move || decompress(f, tx, back_rx))
-            .context("starting the decompression thread")?;
+        let dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+            1 << 20,
+            HashReader::new(f),
+        ))?;
         Ok(Reader {
-            rx,
-            back,
-            chunk: Vec::new(),
-            at: 0,
-            end: None,
+            dec,
             remaining: 0,
             pad: 0,
             finished: false,
@@ -100,54 +34,22 @@ impl Reader {
         })
     }
 
-    /// The next chunk of decompressed bytes; false at the end of the stream.
-    fn next_chunk(&mut self) -> Result<bool> {
-        if self.end.is_some() {
-            return Ok(false);
-        }
-        let spent = std::mem::take(&mut self.chunk);
-        if spent.capacity() > 0 {
-            let _ = self.back.try_send(spent);
-        }
-        self.at = 0;
-        match self.rx.recv() {
-            Ok(Msg::Data(d)) => {
-                self.chunk = d;
-                Ok(true)
+    fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.dec.read_exact(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                anyhow::anyhow!("{} is truncated", self.path)
+            } else {
+                anyhow::anyhow!("{} is damaged: {e}", self.path)
             }
-            Ok(Msg::End(d, n)) => {
-                self.end = Some((d, n));
-                Ok(false)
-            }
-            Ok(Msg::Failed(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                bail!("{} is truncated", self.path)
-            }
-            Ok(Msg::Failed(e)) => bail!("{} is damaged: {e}", self.path),
-            Err(_) => bail!("{}: the decompression thread stopped", self.path),
-        }
-    }
-
-    fn fill(&mut self, mut buf: &mut [u8]) -> Result<()> {
-        while !buf.is_empty() {
-            if self.at == self.chunk.len() && !self.next_chunk()? {
-                bail!("{} is truncated", self.path);
-            }
-            let k = buf.len().min(self.chunk.len() - self.at);
-            buf[..k].copy_from_slice(&self.chunk[self.at..self.at + k]);
-            self.at += k;
-            buf = &mut buf[k..];
-        }
-        Ok(())
+        })
     }
 
     fn skip(&mut self, mut n: u64) -> Result<()> {
+        let mut buf = [0u8; 8192];
         while n > 0 {
-            if self.at == self.chunk.len() && !self.next_chunk()? {
-                bail!("{} is truncated", self.path);
-            }
-            let k = n.min((self.chunk.len() - self.at) as u64);
-            self.at += k as usize;
-            n -= k;
+            let k = n.min(buf.len() as u64) as usize;
+            self.fill(&mut buf[..k])?;
+            n -= k as u64;
         }
         Ok(())
     }
@@ -253,13 +155,19 @@ impl Reader {
     /// return the archive file's sha256 and size.
     pub fn finish(mut self) -> Result<(String, u64)> {
         while self.next_header()?.is_some() {}
-        if self.at < self.chunk.len() || self.next_chunk()? {
-            bail!(
+        let mut sink = [0u8; 8192];
+        match self.dec.read(&mut sink) {
+            Ok(0) => {}
+            Ok(_) => bail!(
                 "{} is damaged: data after the end of the archive",
                 self.path
-            );
+            ),
+            Err(e) => bail!("{} is damaged: {e}", self.path),
         }
-        let (digest, n) = self.end.context("no end of the stream")?;
+        let mut inner = self.dec.finish().into_inner();
+        // Anything after the zstd frame still counts towards the file's hash.
+        std::io::copy(&mut inner, &mut std::io::sink())?;
+        let (digest, n) = inner.digest();
         Ok((hex::encode(digest), n))
     }
 }
