@@ -87,15 +87,20 @@ etcd_keys() { # W SEED: 3k keys of 3 KiB
 # mutate DIR...: in the regular files below the DIRs, 20% changed in place
 # keeping size and mtime (a copy tool trusting size+mtime would miss them),
 # 5% deleted, 5% added. Seeded: the same tree gives the same mutation.
+# Paths below the prefixes in MUTATE_SKIP (one a line) are left alone: the
+# restore excludes them, so they would stay changed.
 mutate() {
   /usr/bin/python3 - "$@" <<'PY'
 import os, random, sys
 random.seed(11)
+skip = [s.rstrip("/") for s in os.environ.get("MUTATE_SKIP", "").splitlines() if s.strip()]
 files = []
 for root in sys.argv[1:]:
     for d, _, fs in os.walk(root):
         for f in fs:
             p = os.path.join(d, f)
+            if any(p == s or p.startswith(s + "/") for s in skip):
+                continue
             if os.path.isfile(p) and not os.path.islink(p):
                 files.append(p)
 files.sort()

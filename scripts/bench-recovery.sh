@@ -21,6 +21,9 @@ bench_node "$W"
 T=$W/today; mkdir -p "$T"
 cp -a "$R/usr/local/" "$T/local"; cp -a "$R/etc/" "$T/etc"
 X=$R/var/recovery/etc.exclude.list
+# What the restore of /etc excludes is not mutated (it would stay changed).
+MUTATE_SKIP=$(sed -n 's|^/*\([^#].*\)|'"$R"'/etc/\1|p' "$X"; echo "$R/etc/kubernetes/manifests")
+export MUTATE_SKIP
 files=$(find "$R/usr/local/" "$R/etc" -type f | wc -l)
 bytes=$(du -sbx "$R/usr/local/" "$R/etc" | awk '{s+=$1} END {print s}')
 rm -f "$W"/r.*
