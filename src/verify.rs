@@ -113,13 +113,29 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Report)> {
     let m = Manifest::load(dir)?;
     let mut problems = Vec::new();
     let mut checked = Vec::new();
-    for t in &m.trees {
-        let p = dir.join(&t.archive);
-        problems.extend(archive::verify_archive(
-            &p,
-            &t.stats.sha256,
-            t.stats.archive_bytes,
-        ));
+    // The archives are checked side by side: each check is one thread's
+    // decompression and hashing, so the CPUs share them.
+    let found: Vec<Vec<String>> = std::thread::scope(|s| {
+        let running: Vec<_> = m
+            .trees
+            .iter()
+            .map(|t| {
+                let p = dir.join(&t.archive);
+                s.spawn(move || archive::verify_archive(&p, &t.stats.sha256, t.stats.archive_bytes))
+            })
+            .collect();
+        running
+            .into_iter()
+            .zip(&m.trees)
+            .map(|(h, t)| {
+                h.join().unwrap_or_else(|_| {
+                    vec![format!("{}: the check stopped unexpectedly", t.archive)]
+                })
+            })
+            .collect()
+    });
+    for (t, p) in m.trees.iter().zip(found) {
+        problems.extend(p);
         checked.push(t.archive.clone());
     }
     if let Some(e) = &m.etcd {
