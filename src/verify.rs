@@ -197,3 +197,39 @@ pub fn require_intact(dir: &Path) -> Result<Manifest> {
     }
     Ok(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(body: &[u8]) -> Vec<u8> {
+        let mut v = body.to_vec();
+        v.extend_from_slice(&Sha256::digest(body));
+        v
+    }
+
+    #[test]
+    fn one_read_of_a_snapshot_checks_its_trailer_and_gives_its_sha256() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.db");
+        // Bigger than one read buffer, so the trailer straddles reads.
+        let good = snapshot(&vec![7u8; (1 << 20) + 512 * 3]);
+        std::fs::write(&p, &good).unwrap();
+        let s = read_snapshot(&p).unwrap();
+        assert_eq!(s.trailer, Ok(()));
+        assert_eq!(s.size, good.len() as u64);
+        assert_eq!(s.sha256, hex::encode(Sha256::digest(&good)));
+        // Malformed: one byte changed, then a size that holds no trailer.
+        let mut bad = good.clone();
+        bad[1000] ^= 1;
+        std::fs::write(&p, &bad).unwrap();
+        let e = read_snapshot(&p).unwrap().trailer.unwrap_err();
+        assert!(e.contains("trailer does not match"), "{e}");
+        std::fs::write(&p, &good[..good.len() - 1]).unwrap();
+        let e = read_snapshot(&p).unwrap().trailer.unwrap_err();
+        assert!(e.contains("size % 512 must be 32"), "{e}");
+        // Absent.
+        std::fs::remove_file(&p).unwrap();
+        assert!(read_snapshot(&p).is_err());
+    }
+}
