@@ -238,15 +238,17 @@ pub fn snapshot(
     // (its dir) after.
     f.sync_all()?;
     drop(f);
-    if let Err(msg) = crate::verify::check_snapshot_trailer(&part) {
+    // One read gives the trailer check and the file's sha256.
+    let snap = crate::verify::read_snapshot(&part)?;
+    if let Err(msg) = snap.trailer {
         let _ = std::fs::remove_file(&part);
         bail!("the snapshot from {} is not valid: {msg}", cfg.endpoint);
     }
+    let (sha256, size) = (snap.sha256, snap.size);
     std::fs::rename(&part, dest).with_context(|| format!("renaming {}", part.display()))?;
     if let Some(dir) = dest.parent() {
         crate::fsutil::fsync_dir(dir)?;
     }
-    let (sha256, size) = crate::verify::file_sha256(dest)?;
     Ok(SnapshotInfo {
         size,
         sha256,

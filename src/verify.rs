@@ -51,36 +51,61 @@ fn check_file(dir: &Path, rel: &str, sha: &str, size: u64, problems: &mut Vec<St
     }
 }
 
-/// An etcd snapshot ends with the sha256 of everything before it. Streamed:
-/// the snapshot may be gigabytes.
-pub fn check_snapshot_trailer(p: &Path) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("{}: {e}", p.display());
-    let mut f = crate::archive::validate::open_regular(p).map_err(err)?;
-    let len = f.metadata().map_err(err)?.len();
-    if len < 32 || len % 512 != 32 {
-        return Err(format!(
+/// An etcd snapshot ends with the sha256 of everything before it. Checked
+/// in the same single read that gives the file's own sha256 and size
+/// (streamed: the snapshot may be gigabytes).
+pub struct Snapshot {
+    pub sha256: String,
+    pub size: u64,
+    /// The problem with the trailer, if any.
+    pub trailer: Result<(), String>,
+}
+
+/// Read a snapshot once: its sha256, size and trailer check.
+pub fn read_snapshot(p: &Path) -> std::io::Result<Snapshot> {
+    let mut f = crate::archive::validate::open_regular(p)?;
+    let len = f.metadata()?.len();
+    let mut whole = Sha256::new();
+    let mut body = Sha256::new();
+    let body_len = if len >= 32 && len % 512 == 32 {
+        len - 32
+    } else {
+        len
+    };
+    let mut tail = Vec::with_capacity(32);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        let chunk = &buf[..k];
+        whole.update(chunk);
+        let in_body = body_len.saturating_sub(n).min(k as u64) as usize;
+        body.update(&chunk[..in_body]);
+        tail.extend_from_slice(&chunk[in_body..]);
+        tail.truncate(32);
+        n += k as u64;
+    }
+    let trailer = if len < 32 || len % 512 != 32 {
+        Err(format!(
             "{}: size {len} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
             p.display()
-        ));
-    }
-    let mut h = Sha256::new();
-    let mut left = len - 32;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let k = left.min(buf.len() as u64) as usize;
-        f.read_exact(&mut buf[..k]).map_err(err)?;
-        h.update(&buf[..k]);
-        left -= k as u64;
-    }
-    let mut trailer = [0u8; 32];
-    f.read_exact(&mut trailer).map_err(err)?;
-    if h.finalize().as_slice() != trailer {
-        return Err(format!(
+        ))
+    } else if n != len || body.finalize().as_slice() != tail.as_slice() {
+        Err(format!(
             "{}: the sha256 trailer does not match the data",
             p.display()
-        ));
-    }
-    Ok(())
+        ))
+    } else {
+        Ok(())
+    };
+    Ok(Snapshot {
+        sha256: hex::encode(whole.finalize()),
+        size: n,
+        trailer,
+    })
 }
 
 /// Verify the current backup of the backup dir `dir` (its generation, or the
@@ -101,21 +126,52 @@ pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
     let m = Manifest::load(dir)?;
     let mut problems = Vec::new();
     let mut checked = Vec::new();
-    for t in &m.trees {
-        let p = dir.join(&t.archive);
-        problems.extend(archive::verify_archive(
-            &p,
-            &t.stats.sha256,
-            t.stats.archive_bytes,
-        ));
+    // The archives are checked side by side: each check is one thread's
+    // decompression and hashing, so the CPUs share them.
+    let found: Vec<Vec<String>> = std::thread::scope(|s| {
+        let running: Vec<_> = m
+            .trees
+            .iter()
+            .map(|t| {
+                let p = dir.join(&t.archive);
+                s.spawn(move || archive::verify_archive(&p, &t.stats.sha256, t.stats.archive_bytes))
+            })
+            .collect();
+        running
+            .into_iter()
+            .zip(&m.trees)
+            .map(|(h, t)| {
+                h.join().unwrap_or_else(|_| {
+                    vec![format!("{}: the check stopped unexpectedly", t.archive)]
+                })
+            })
+            .collect()
+    });
+    for (t, p) in m.trees.iter().zip(found) {
+        problems.extend(p);
         checked.push(t.archive.clone());
     }
     if let Some(e) = &m.etcd {
-        let before = problems.len();
-        check_file(dir, &e.file, &e.sha256, e.size, &mut problems);
-        if problems.len() == before {
-            if let Err(msg) = check_snapshot_trailer(&dir.join(&e.file)) {
-                problems.push(msg);
+        // One read: the recorded sha256 and size first, then the trailer.
+        let p = dir.join(&e.file);
+        match read_snapshot(&p) {
+            Err(err) => problems.push(format!("{}: {err}", p.display())),
+            Ok(s) if s.size != e.size => problems.push(format!(
+                "{}: size {} but the manifest records {}",
+                p.display(),
+                s.size,
+                e.size
+            )),
+            Ok(s) if s.sha256 != e.sha256 => problems.push(format!(
+                "{}: sha256 {} but the manifest records {}",
+                p.display(),
+                s.sha256,
+                e.sha256
+            )),
+            Ok(s) => {
+                if let Err(msg) = s.trailer {
+                    problems.push(msg);
+                }
             }
         }
         checked.push(e.file.clone());
@@ -161,4 +217,40 @@ fn intact((m, r): (Manifest, Report), dir: &Path) -> Result<Manifest> {
         .into());
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(body: &[u8]) -> Vec<u8> {
+        let mut v = body.to_vec();
+        v.extend_from_slice(&Sha256::digest(body));
+        v
+    }
+
+    #[test]
+    fn one_read_of_a_snapshot_checks_its_trailer_and_gives_its_sha256() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.db");
+        // Bigger than one read buffer, so the trailer straddles reads.
+        let good = snapshot(&vec![7u8; (1 << 20) + 512 * 3]);
+        std::fs::write(&p, &good).unwrap();
+        let s = read_snapshot(&p).unwrap();
+        assert_eq!(s.trailer, Ok(()));
+        assert_eq!(s.size, good.len() as u64);
+        assert_eq!(s.sha256, hex::encode(Sha256::digest(&good)));
+        // Malformed: one byte changed, then a size that holds no trailer.
+        let mut bad = good.clone();
+        bad[1000] ^= 1;
+        std::fs::write(&p, &bad).unwrap();
+        let e = read_snapshot(&p).unwrap().trailer.unwrap_err();
+        assert!(e.contains("trailer does not match"), "{e}");
+        std::fs::write(&p, &good[..good.len() - 1]).unwrap();
+        let e = read_snapshot(&p).unwrap().trailer.unwrap_err();
+        assert!(e.contains("size % 512 must be 32"), "{e}");
+        // Absent.
+        std::fs::remove_file(&p).unwrap();
+        assert!(read_snapshot(&p).is_err());
+    }
 }
