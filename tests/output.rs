@@ -92,3 +92,21 @@ fn oadp_lint_into_a_closed_pipe_is_quiet() {
     assert_eq!(c, code, "{e}");
     quiet("oadp lint | head -c1", &e);
 }
+
+/// etcd down (its pod removed, as during a recovery): status says so in
+/// words, without the client library's debug dump of the error.
+#[test]
+fn status_with_etcd_down_has_no_debug_dump() {
+    let sb = Sandbox::new();
+    sb.sh("systemctl stop kubelet.service; crictl rmp -fa");
+    let (code, out, err) = sb.run(&["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("is not running or refuses connections"),
+        "{out}"
+    );
+    assert!(out.contains("Connection refused"), "the cause: {out}");
+    for dump in ["Os {", "kind:", "tonic::", "ConnectError(", "Error("] {
+        assert!(!out.contains(dump), "{dump}: {out}");
+    }
+}
