@@ -358,12 +358,26 @@ fn parse_millis(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Print a value as JSON, or the text rendering.
+///
+/// A reader that went away (`status | head -1`) is not an error: what the
+/// command did stands, its exit code is kept, the rest of the output is
+/// dropped. Handled here rather than by resetting SIGPIPE to its default in
+/// main: with SIG_DFL any write to a pipe whose reader ended (a `| tee`
+/// killed during a recovery) would kill the tool between two changes of the
+/// node, without its journal entry or its message.
 pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String) -> Result<()> {
-    match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Output::Text => print!("{}", text()),
+    use std::io::Write;
+    let text = match out {
+        Output::Json => serde_json::to_string_pretty(value)? + "\n",
+        Output::Text => text(),
+    };
+    let mut o = std::io::stdout().lock();
+    match o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write the output to stdout")
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's

@@ -135,8 +135,39 @@ impl ClientConfig {
             etcd_client::Client::connect([self.endpoint.as_str()], Some(opts)),
         )
         .await
-        .map_err(|_| anyhow::anyhow!("no answer within {}s", timeout.as_secs()))??;
+        .map_err(|_| anyhow::anyhow!("no answer within {}s", timeout.as_secs()))?
+        .map_err(plain)?;
         Ok(client)
+    }
+}
+
+/// An etcd client error in words. etcd-client's Display of a gRPC status or
+/// of a transport error embeds tonic's debug dump of the cause (`Os { code:
+/// 111, kind: ConnectionRefused, .. }`); the status's code and message and
+/// the innermost cause (the io::Error) say the same plainly.
+pub fn plain(e: etcd_client::Error) -> anyhow::Error {
+    fn innermost(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+        let mut c = e.source()?;
+        while let Some(s) = c.source() {
+            c = s;
+        }
+        Some(c.to_string())
+    }
+    match &e {
+        etcd_client::Error::TransportError(t) => anyhow::anyhow!(
+            "cannot connect: {}",
+            innermost(t).unwrap_or_else(|| t.to_string())
+        ),
+        etcd_client::Error::GRpcStatus(st) => {
+            let mut m = format!("{}: {}", st.code(), st.message());
+            if let Some(c) = innermost(st) {
+                if !m.ends_with(&c) {
+                    m = format!("{m}: {c}");
+                }
+            }
+            anyhow::anyhow!(m)
+        }
+        _ => anyhow::anyhow!(e.to_string()),
     }
 }
 
@@ -163,7 +194,8 @@ pub fn probe(cfg: &ClientConfig, timeout: Duration) -> Result<MemberStatus> {
         let mut c = cfg.connect(timeout).await?;
         let st = tokio::time::timeout(timeout, c.status())
             .await
-            .map_err(|_| anyhow::anyhow!("no answer within {}s", timeout.as_secs()))??;
+            .map_err(|_| anyhow::anyhow!("no answer within {}s", timeout.as_secs()))?
+            .map_err(plain)?;
         Ok(MemberStatus {
             version: st.version().to_string(),
             db_size: st.db_size(),
@@ -217,10 +249,11 @@ pub fn snapshot(
                             .with_count_only(),
                     ),
                 )
-                .await?;
+                .await
+                .map_err(plain)?;
             let revision = count.header().map_or(0, |h| h.revision());
-            let mut stream = c.snapshot().await?;
-            while let Some(msg) = stream.message().await? {
+            let mut stream = c.snapshot().await.map_err(plain)?;
+            while let Some(msg) = stream.message().await.map_err(plain)? {
                 f.write_all(msg.blob())
                     .with_context(|| format!("writing {}", part.display()))?;
             }

@@ -267,9 +267,10 @@ pub fn save(host: &Host, tools: &Tools, refs: &[String], staging: &Path) -> Resu
     for r in refs {
         let inspect = cmd::run_text(tools.command("skopeo")?.args(["inspect", &store.image(r)]))
             .with_context(|| format!("the image {r} is not in the node's container storage"))?;
-        let digest = serde_json::from_str::<serde_json::Value>(&inspect)?["Digest"]
+        let digest = serde_json::from_str::<serde_json::Value>(&inspect)
+            .with_context(|| format!("`skopeo inspect` of {r} did not print JSON"))?["Digest"]
             .as_str()
-            .context("skopeo inspect: no Digest")?
+            .with_context(|| format!("`skopeo inspect` of {r} printed no Digest"))?
             .to_string();
         if out.iter().any(|i| i.digest == digest) {
             continue;

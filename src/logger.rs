@@ -5,6 +5,7 @@
 //! `UPGRADE_RECOVERY_SYSLOG` names another socket (tests).
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
 
@@ -37,7 +38,8 @@ impl Log for Logger {
                 Level::Debug => "debug",
                 Level::Trace => "trace",
             };
-            eprintln!("upgrade-recovery: {tag}: {}", r.args());
+            // Not eprintln!: it panics when stderr is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "upgrade-recovery: {tag}: {}", r.args());
         }
         if r.level() <= Level::Info {
             if let Some(s) = &self.syslog {
@@ -83,7 +85,7 @@ pub fn init(verbose: u8, quiet: bool) {
 /// A line for the person at the terminal (unless -q) and for the journal.
 pub fn note(quiet: bool, msg: &str) {
     if !quiet {
-        eprintln!("upgrade-recovery: {msg}");
+        let _ = writeln!(std::io::stderr(), "upgrade-recovery: {msg}");
     }
     if let Some(l) = LOGGER.get() {
         if let Some(s) = &l.syslog {

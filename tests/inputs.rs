@@ -91,7 +91,7 @@ const INPUTS: &[Input] = &[
         what: "/etc/tmpfiles.d",
         absent: (SKIP, "tmpfiles_absent_backs_up_with_an_empty_exclude_list"),
         malformed: (SKIP, "tmpfiles_malformed_line_is_skipped_with_a_warning"),
-        pending: Some("C2 (13.4 exclude list)"),
+        pending: None,
     },
     Input {
         what: "/usr/local/bin/cluster-backup.sh (--etcd-backup=script)",
@@ -153,7 +153,7 @@ const INPUTS: &[Input] = &[
             REFUSE,
             "restore_programs_absent_are_named_before_any_change",
         ),
-        malformed: (REFUSE, "good_and_bad_objects"),
+        malformed: (REFUSE, "crictl_and_oc_json_parse_or_fail"),
         pending: None,
     },
     Input {
@@ -170,9 +170,15 @@ const INPUTS: &[Input] = &[
     },
     Input {
         what: "skopeo (image copy)",
-        absent: (SKIP, "skopeo_absent_skips_images_with_a_warning"),
-        malformed: (PRESENCE, "skopeo_absent_skips_images_with_a_warning"),
-        pending: Some("integrator: not written yet"),
+        absent: (
+            REFUSE,
+            "skopeo_absent_with_images_refuses_before_any_change",
+        ),
+        malformed: (
+            REFUSE,
+            "skopeo_malformed_output_fails_the_backup_keeping_the_previous",
+        ),
+        pending: None,
     },
 ];
 
@@ -556,4 +562,161 @@ fn rollback_booted_into_the_upgrade_without_rpm_ostree_refuses() {
         sb.sh("ostree admin --sysroot=$ROOT/sysroot status"),
         listing
     );
+}
+
+// ---- /etc/tmpfiles.d ----
+
+/// The backup's exclude list, one path a line.
+fn exclude_list(sb: &Sandbox) -> Vec<String> {
+    std::fs::read_to_string(sb.root().join("var/recovery/current/etc.exclude.list"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn tmpfiles_absent_backs_up_with_an_empty_exclude_list() {
+    let sb = Sandbox::new();
+    std::fs::remove_dir_all(sb.root().join("etc/tmpfiles.d")).unwrap();
+    let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("warning: /etc/tmpfiles.d does not exist"),
+        "said: {out}"
+    );
+    assert_eq!(exclude_list(&sb), [".updated", "kubernetes/manifests"]);
+    assert_eq!(sb.run(&["verify"]).0, 0);
+}
+
+#[test]
+fn tmpfiles_malformed_line_is_skipped_with_a_warning() {
+    let sb = Sandbox::new();
+    let d = sb.root().join("etc/tmpfiles.d");
+    std::fs::write(
+        d.join("bad.conf"),
+        "garbage\nd relative/path 0755 - - -\nd /etc/good-one 0755 - - -\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("binary.conf"),
+        b"d /etc/from-binary 0755\n\xff\xfe\x00\n",
+    )
+    .unwrap();
+    let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "warning: /etc/tmpfiles.d/bad.conf: 2 lines not of the form `Type Path ...` skipped (line 1, 2)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: /etc/tmpfiles.d/binary.conf is not UTF-8 text: skipped"),
+        "{out}"
+    );
+    let list = exclude_list(&sb);
+    // The good lines of every readable file are kept, the skipped ones are not.
+    for want in [
+        "good-one",
+        "cni/multus/certs",
+        "sandbox-runtime",
+        ".updated",
+    ] {
+        assert!(list.iter().any(|l| l == want), "{want}: {list:?}");
+    }
+    assert!(
+        !list
+            .iter()
+            .any(|l| l.contains("from-binary") || l.contains("relative")),
+        "{list:?}"
+    );
+    assert_eq!(sb.run(&["verify"]).0, 0);
+}
+
+// ---- skopeo (backup --with-images) ----
+
+/// A PATH with the shims and `ostree`, without `skopeo`.
+fn path_without_skopeo(sb: &Sandbox, t: &TempDir) -> String {
+    sh(&format!(
+        "ln -s \"$(command -v ostree)\" {}/ostree",
+        q(t.path())
+    ));
+    assert!(!t.path().join("skopeo").exists());
+    assert!(!sb.ctl().join("bin/skopeo").exists());
+    format!("{}:{}", sb.ctl().join("bin").display(), t.path().display())
+}
+
+#[test]
+fn skopeo_absent_with_images_refuses_before_any_change() {
+    let sb = Sandbox::new();
+    assert_eq!(sb.run(&["backup", "--min-free", "0"]).0, 0);
+    let manifest = std::fs::read(sb.root().join("var/recovery/manifest.json")).unwrap();
+    let listing = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    let calls = sb.calls().len();
+    let t = TempDir::new("path");
+    let o = sb
+        .command(&["backup", "--min-free", "0", "--with-images"])
+        .env("PATH", path_without_skopeo(&sb, &t))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not found on PATH: skopeo (copies the container images (--with-images))"),
+        "named with what needs it: {err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("Os {"), "{err}");
+    assert_eq!(sb.calls().len(), calls, "no program was run");
+    assert_eq!(
+        std::fs::read(sb.root().join("var/recovery/manifest.json")).unwrap(),
+        manifest,
+        "the backup is the same"
+    );
+    assert_eq!(
+        sb.sh("ostree admin --sysroot=$ROOT/sysroot status"),
+        listing
+    );
+}
+
+#[test]
+fn skopeo_malformed_output_fails_the_backup_keeping_the_previous() {
+    let sb = Sandbox::new();
+    sh(&format!(
+        "{}/scripts/sandbox.sh images {} >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+    assert_eq!(sb.run(&["backup", "--min-free", "0"]).0, 0);
+    let manifest = std::fs::read(sb.root().join("var/recovery/manifest.json")).unwrap();
+    // A skopeo that answers `inspect` with garbage.
+    let t = TempDir::new("skopeo");
+    std::fs::write(
+        t.path().join("skopeo"),
+        "#!/bin/sh\necho 'level=info msg=\"not json\"'\n",
+    )
+    .unwrap();
+    sh(&format!("chmod 0755 {}/skopeo", q(t.path())));
+    let o = sb
+        .command(&["backup", "--min-free", "0", "--with-images"])
+        .env("PATH", format!("{}:{}", t.path().display(), sb.path_env()))
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("`skopeo inspect` of ") && err.contains("did not print JSON"),
+        "{err}"
+    );
+    assert!(err.contains("the previous backup is intact"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        std::fs::read(sb.root().join("var/recovery/manifest.json")).unwrap(),
+        manifest
+    );
+    assert_eq!(sb.run(&["verify"]).0, 0);
 }

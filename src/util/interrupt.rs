@@ -8,6 +8,7 @@
 //! client's runtime, the compression threads). Programs started afterwards
 //! get an empty signal mask again (the standard library resets it).
 
+use std::io::Write;
 use std::sync::Mutex;
 
 /// What the run is doing, for the message on a signal.
@@ -63,7 +64,7 @@ pub fn install(first: Where) {
                 .map(|g| g.clone().unwrap_or_default())
                 .unwrap_or_default();
             let text = message(sig, &w);
-            eprintln!("{text}");
+            let _ = writeln!(std::io::stderr(), "{text}");
             crate::logger::note(true, &text.replace('\n', " "));
             std::process::exit(128 + sig);
         });
