@@ -2,28 +2,16 @@
 pub mod archive;
 pub mod backup;
 pub mod cli;
-pub mod cmd;
-pub mod error;
-pub mod etcd;
-pub mod fault;
-pub mod fsutil;
-pub mod host;
-pub mod ibu;
-pub mod images;
-pub mod job;
-pub mod journal;
-pub mod lock;
-pub mod logger;
-pub mod manifest;
+pub mod commands;
 pub mod node;
-pub mod oadp;
-pub mod ostree;
-pub mod progress;
 pub mod recovery;
-pub mod report;
-pub mod rollback;
-pub mod stateroot;
-pub mod status;
 pub mod store;
 pub mod util;
-pub mod verify;
+
+// The flat paths of before the layout, so that moved files compile unchanged
+// (this commit is made of renames only); the next commit points every `use`
+// at the layer and removes these.
+pub use commands::{ibu, job, oadp, report, rollback, stateroot, status};
+pub use node::{cmd, etcd, host, images, ostree};
+pub use store::{journal, lock, manifest, verify};
+pub use util::{error, fault, fsutil, logger, progress};

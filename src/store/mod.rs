@@ -16,7 +16,11 @@
 //! `cluster` dir by `renameat2(RENAME_EXCHANGE)`), then the flat names
 //! removed. The files never change, so every path shows the same backup.
 
+pub mod journal;
 pub mod layout;
+pub mod lock;
+pub mod manifest;
+pub mod verify;
 
 use crate::error::Fail;
 use crate::{fault, fsutil};

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod checks;
-pub mod durable;
+pub use crate::util::durable;
 pub mod selinux;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -204,7 +204,7 @@ pub struct Options {
 
 /// The auto-resume unit, installed under /etc so the restored /etc keeps it.
 pub const RESUME_UNIT: &str = "upgrade-recovery-resume.service";
-const RESUME_UNIT_TEXT: &str = include_str!("../packaging/upgrade-recovery-resume.service");
+const RESUME_UNIT_TEXT: &str = include_str!("../../packaging/upgrade-recovery-resume.service");
 
 #[derive(Debug, Serialize)]
 pub struct PlanStep {
