@@ -1,17 +1,47 @@
 //! upgrade-recovery: pre-upgrade backup and recovery of a single-node OpenShift node.
-pub mod archive;
-pub mod backup;
+//!
+//! Layers, dependencies pointing down only (docs/architecture.md):
+//! `cli` > `commands` > `backup`, `recovery` > `store` > `node` > `archive` > `util`.
+//! Only `cli` is public; `testing` is the surface the integration tests use.
+mod archive;
+mod backup;
 pub mod cli;
-pub mod commands;
-pub mod node;
-pub mod recovery;
-pub mod store;
-pub mod util;
+mod commands;
+mod node;
+mod recovery;
+mod store;
+mod util;
 
-// The flat paths of before the layout, so that moved files compile unchanged
-// (this commit is made of renames only); the next commit points every `use`
-// at the layer and removes these.
-pub use commands::{ibu, job, oadp, report, rollback, stateroot, status};
-pub use node::{cmd, etcd, host, images, ostree};
-pub use store::{journal, lock, manifest, verify};
-pub use util::{error, fault, fsutil, logger, progress};
+/// What the integration tests in `tests/` use of the library (parsers,
+/// the archive engine, the step table, the exit codes), under the names they
+/// had before the layout: not an API.
+#[doc(hidden)]
+pub mod testing {
+    pub mod archive {
+        pub use crate::archive::*;
+    }
+    pub mod backup {
+        pub use crate::backup::parse_currentconfig;
+    }
+    pub mod error {
+        pub use crate::util::error::*;
+    }
+    pub mod etcd {
+        pub use crate::node::etcd::parse_env;
+    }
+    pub mod images {
+        pub use crate::node::images::parse_storage_conf;
+    }
+    pub mod journal {
+        pub use crate::store::journal::*;
+    }
+    pub mod manifest {
+        pub use crate::store::manifest::*;
+    }
+    pub mod ostree {
+        pub use crate::node::ostree::*;
+    }
+    pub mod recovery {
+        pub use crate::recovery::{parse_containers, parse_revisions, STEPS};
+    }
+}

@@ -6,7 +6,7 @@ mod common;
 use common::recovery::*;
 use common::*;
 use std::path::Path;
-use upgrade_recovery::recovery::STEPS;
+use upgrade_recovery::testing::recovery::STEPS;
 
 #[test]
 fn end_to_end_backup_failed_upgrade_rollback_restore() {

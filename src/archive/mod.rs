@@ -260,7 +260,7 @@ pub fn restore_tree(
     target: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncStats> {
-    let problem = match crate::verify::file_sha256(archive) {
+    let problem = match crate::store::verify::file_sha256(archive) {
         Err(e) => Some(format!("{}: {e}", archive.display())),
         Ok((_, n)) if n != size => Some(format!(
             "{}: size {n} but the manifest records {size}",
@@ -273,7 +273,7 @@ pub fn restore_tree(
         Ok(_) => None,
     };
     if let Some(p) = problem {
-        return Err(crate::error::Fail::Backup(format!(
+        return Err(crate::util::error::Fail::Backup(format!(
             "refusing to restore {} from a damaged archive (nothing was changed): {p}",
             target.display()
         ))

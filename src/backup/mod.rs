@@ -3,14 +3,14 @@
 //! current (`store::switch`) only when complete, fsynced and verified.
 
 use crate::archive::{self, Changed, TreeStats, WriteOptions};
-use crate::cmd::Tools;
-use crate::etcd;
-use crate::fsutil::{self, human};
-use crate::host::Host;
-use crate::manifest::{self, EtcdSnapshot, Manifest, PinnedDeployment, StaticPods, Tree};
-use crate::progress::Progress;
+use crate::node::cmd::Tools;
+use crate::node::etcd;
+use crate::node::host::Host;
+use crate::store::manifest::{self, EtcdSnapshot, Manifest, PinnedDeployment, StaticPods, Tree};
 use crate::store::{self, layout, Kind};
-use crate::{fault, images, lock, ostree, verify};
+use crate::util::fsutil::{self, human};
+use crate::util::progress::Progress;
+use crate::{node::images, node::ostree, store::lock, store::verify, util::fault};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -295,7 +295,7 @@ fn plan(host: &Host, opts: &Options) -> Result<Plan> {
     let etcd = etcd::ClientConfig::load(host)?;
     if opts.etcd == EtcdMode::Script {
         let script = host.path("/usr/local/bin/cluster-backup.sh");
-        if !crate::cmd::is_executable(&script) {
+        if !crate::node::cmd::is_executable(&script) {
             bail!(
                 "--etcd-backup=script: {} is missing or not executable",
                 script.display()
@@ -358,7 +358,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     let kind = store::inspect(&dir)?;
     if let Kind::Damaged(why) = &kind {
         if !opts.replace_backup {
-            return Err(crate::error::Fail::Backup(format!(
+            return Err(crate::util::error::Fail::Backup(format!(
                 "the backup in {} is damaged: {why}. A recovery may still need what is there (the archives can still be read: `zstd -dc {}/etc.tar.zst | tar -tv`); nothing was changed. To replace it with a new backup of this node: `upgrade-recovery backup --replace-backup`",
                 host.dir.display(),
                 host.dir.display()
@@ -726,7 +726,7 @@ fn write_with_retries(
     top: &Path,
     out: &Path,
     opts: &WriteOptions,
-    meter: &crate::progress::Meter,
+    meter: &crate::util::progress::Meter,
 ) -> Result<TreeStats> {
     for attempt in 1..=3 {
         let m = meter.clone();
@@ -750,7 +750,7 @@ fn script_backup(
     let script = host.path("/usr/local/bin/cluster-backup.sh");
     let mut c = std::process::Command::new(&script);
     c.arg("--force").arg(cluster);
-    crate::cmd::run_timeout(&mut c, limit)?;
+    crate::node::cmd::run_timeout(&mut c, limit)?;
     let mut snap = None;
     let mut res = None;
     for e in std::fs::read_dir(cluster)? {

@@ -1,15 +1,15 @@
 //! `status`: OS deployments, the backup, recovery progress, etcd, and what to
 //! do next.
 
-use crate::cmd::Tools;
-use crate::etcd;
-use crate::fsutil::human;
-use crate::host::Host;
-use crate::journal::{Journal, LastRecovery};
-use crate::manifest::Manifest;
-use crate::ostree::{self, BootedFrom, OsState};
+use crate::node::cmd::Tools;
+use crate::node::etcd;
+use crate::node::host::Host;
+use crate::node::ostree::{self, BootedFrom, OsState};
 use crate::recovery;
+use crate::store::journal::{Journal, LastRecovery};
+use crate::store::manifest::Manifest;
 use crate::store::{self, layout};
+use crate::util::fsutil::human;
 use anyhow::Result;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -136,8 +136,9 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         next,
         command: command.to_string(),
     };
-    if let Some(crate::lock::Holder { pid, what, doing }) = crate::lock::holder(&dir) {
-        let running_recovery = what == crate::lock::RESTORE
+    if let Some(crate::store::lock::Holder { pid, what, doing }) = crate::store::lock::holder(&dir)
+    {
+        let running_recovery = what == crate::store::lock::RESTORE
             || doing.as_deref().is_some_and(|d| d.starts_with("recovery"));
         if running_recovery || Journal::path(&dir).exists() {
             return a(
@@ -158,7 +159,7 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
             format!(
                 "another upgrade-recovery run (pid {pid}{}) holds {}",
                 doing.map(|d| format!(", {d}")).unwrap_or_default(),
-                host.dir.join(crate::lock::FILE).display()
+                host.dir.join(crate::store::lock::FILE).display()
             ),
             "wait for it to end, then look again with `upgrade-recovery status`".into(),
             "upgrade-recovery status",
@@ -269,8 +270,9 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         &pinned.checksum[..pinned.checksum.len().min(12)],
         pinned.serial
     );
-    let is_pinned =
-        |d: &crate::ostree::Deployment| d.checksum == pinned.checksum && d.serial == pinned.serial;
+    let is_pinned = |d: &crate::node::ostree::Deployment| {
+        d.checksum == pinned.checksum && d.serial == pinned.serial
+    };
     if !os.deployments.iter().any(is_pinned) {
         return a(
             State::PinnedDeploymentGone {
@@ -374,7 +376,7 @@ pub struct Recovery {
     pub next_step: Option<String>,
     pub phase: Option<String>,
     /// The step that failed last, and why.
-    pub failed: Option<crate::journal::Failure>,
+    pub failed: Option<crate::store::journal::Failure>,
     /// The journal could not be read.
     pub error: Option<String>,
     /// The files phase is done and the node has not rebooted since.

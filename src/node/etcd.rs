@@ -1,7 +1,7 @@
 //! etcd: the node's `etcd.env` (pure parser), its TLS client settings, and a
 //! health probe of the local member.
 
-use crate::host::Host;
+use crate::node::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -238,15 +238,15 @@ pub fn snapshot(
     // (its dir) after.
     f.sync_all()?;
     drop(f);
-    if let Err(msg) = crate::verify::check_snapshot_trailer(&part) {
+    if let Err(msg) = crate::store::verify::check_snapshot_trailer(&part) {
         let _ = std::fs::remove_file(&part);
         bail!("the snapshot from {} is not valid: {msg}", cfg.endpoint);
     }
     std::fs::rename(&part, dest).with_context(|| format!("renaming {}", part.display()))?;
     if let Some(dir) = dest.parent() {
-        crate::fsutil::fsync_dir(dir)?;
+        crate::util::fsutil::fsync_dir(dir)?;
     }
-    let (sha256, size) = crate::verify::file_sha256(dest)?;
+    let (sha256, size) = crate::store::verify::file_sha256(dest)?;
     Ok(SnapshotInfo {
         size,
         sha256,
@@ -334,7 +334,7 @@ pub fn write_static_resources(
     let (gz, _) = w.finish()?;
     let f = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
-    let (sha, size) = crate::verify::file_sha256(dest)?;
+    let (sha, size) = crate::store::verify::file_sha256(dest)?;
     Ok((size, sha))
 }
 

@@ -2,8 +2,8 @@
 //! `skopeo` from its containers-storage into an OCI layout under the backup
 //! dir (`images/`), digests preserved, each blob stored once; and back.
 
-use crate::cmd::{self, Tools};
-use crate::host::Host;
+use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -311,7 +311,7 @@ pub fn verify(dir: &Path, images: &[Image]) -> Vec<String> {
         Ok(rd) => {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                match crate::verify::file_sha256(&e.path()) {
+                match crate::store::verify::file_sha256(&e.path()) {
                     Ok((h, _)) if h == name => {}
                     Ok((h, _)) => {
                         problems.push(format!("{}: content has sha256 {h}", e.path().display()))
@@ -363,7 +363,7 @@ pub fn load(host: &Host, tools: &Tools, dir: &Path, images: &[Image]) -> Result<
     }
     // Durable before the journal says restore-images is done: skopeo does
     // not sync what it wrote.
-    crate::recovery::durable::fs_of("restore-images", &store.graphroot)?;
+    crate::util::durable::fs_of("restore-images", &store.graphroot)?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@
 //! Damage found here changes nothing: the phase has not started.
 
 use super::{Phase, STEPS};
-use crate::manifest::Manifest;
+use crate::store::manifest::Manifest;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
@@ -50,7 +50,7 @@ impl Part {
                 file
             }
             Part::ExcludeList => crate::store::layout::EXCLUDE_LIST,
-            Part::Images => crate::images::DIR,
+            Part::Images => crate::node::images::DIR,
         }
     }
 }
@@ -154,7 +154,7 @@ pub fn check(dir: &Path, m: &Manifest, parts: &[Part]) -> Vec<String> {
                     problems.push(e);
                 }
             }
-            Part::Images => problems.extend(crate::images::verify(dir, &m.images)),
+            Part::Images => problems.extend(crate::node::images::verify(dir, &m.images)),
         }
     }
     problems

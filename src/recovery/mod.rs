@@ -3,14 +3,14 @@
 //! a crash anywhere is followed by `--resume` to the same end state.
 
 use crate::archive::{self, SyncOptions};
-use crate::cmd::{self, Tools};
-use crate::error::Fail;
-use crate::fault;
-use crate::fsutil;
-use crate::host::Host;
-use crate::journal::{Done, Failure, Journal};
-use crate::manifest::{Manifest, Tree};
-use crate::{etcd, lock, ostree, store};
+use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
+use crate::store::journal::{Done, Failure, Journal};
+use crate::store::manifest::{Manifest, Tree};
+use crate::util::error::Fail;
+use crate::util::fault;
+use crate::util::fsutil;
+use crate::{node::etcd, node::ostree, store, store::lock};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod checks;
-pub use crate::util::durable;
+use crate::util::durable;
 pub mod selinux;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -306,7 +306,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     // The script is run only at restore-etcd, after the reboot: its absence
     // must stop us now, not half way.
     if etcd_mode == EtcdRestore::Script && !cmd::is_executable(&host.path(CLUSTER_RESTORE)) {
-        return Err(crate::error::Fail::Usage(format!(
+        return Err(crate::util::error::Fail::Usage(format!(
             "--etcd-restore=script: {} is missing or not executable; nothing was changed; run `upgrade-recovery restore --etcd-restore=native`",
             host.path(CLUSTER_RESTORE).display()
         ))
@@ -352,7 +352,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         {
             return Err(Fail::InProgress(format!(
                 "the recovery's files phase is done and the node has not rebooted since; nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
-                crate::status::resume_command(host)
+                crate::commands::status::resume_command(host)
             ))
             .into());
         }
@@ -372,7 +372,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
                 "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `upgrade-recovery restore --restart`",
                 j.completed.len(),
                 STEPS.len(),
-                crate::status::resume_command(host)
+                crate::commands::status::resume_command(host)
             ))
             .into());
         }
@@ -390,7 +390,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     }
     let fresh = j.is_none();
     let j = j.unwrap_or_else(|| Journal {
-        format: crate::journal::FORMAT,
+        format: crate::store::journal::FORMAT,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         started: fsutil::rfc3339(fsutil::unix_now()),
         backup_created: m.created.clone(),
@@ -443,13 +443,13 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
 /// and the command that fits it.
 fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
     let os = ostree::read(host, tools).ok();
-    let st = crate::status::assess(host, os.as_ref());
-    let last = crate::journal::LastRecovery::load(&host.backup_dir())
+    let st = crate::commands::status::assess(host, os.as_ref());
+    let last = crate::store::journal::LastRecovery::load(&host.backup_dir())
         .map(|l| format!("The last recovery completed at {}. ", l.completed))
         .unwrap_or_else(|| "No recovery has completed with this backup dir. ".into());
     anyhow::anyhow!(
         "--resume: no recovery is in progress (no {} in {}); nothing was changed. {last}The node now: {}.\nNext: {}",
-        crate::journal::FILE,
+        crate::store::journal::FILE,
         host.dir.display(),
         st.text,
         st.next
@@ -463,7 +463,7 @@ fn interrupt_where(
     step: &str,
     phase: Phase,
 ) -> crate::util::interrupt::Where {
-    let resume = crate::status::resume_command(host);
+    let resume = crate::commands::status::resume_command(host);
     if j.completed.is_empty() {
         return crate::util::interrupt::Where {
             doing: format!("recovery step {step} (phase {})", phase.name()),
@@ -478,7 +478,7 @@ fn interrupt_where(
             j.completed.len(),
             STEPS.len(),
             j.completed.last().map_or("none", |d| d.id.as_str()),
-            host.dir.join(crate::journal::FILE).display()
+            host.dir.join(crate::store::journal::FILE).display()
         ),
         next: format!("continue the recovery with `{resume}`"),
     }
@@ -551,7 +551,7 @@ impl Ctx<'_> {
             }
             fault::point(&format!("{id}:before"));
             let t = Instant::now();
-            crate::logger::note(self.opts.quiet, &format!("step {id} started"));
+            crate::util::logger::note(self.opts.quiet, &format!("step {id} started"));
             if let Err(e) = self.step(id) {
                 let msg = format!("{e:#}");
                 self.j.failed = Some(Failure {
@@ -560,7 +560,7 @@ impl Ctx<'_> {
                     at: fsutil::unix_now(),
                 });
                 let _ = self.j.save(&self.dir);
-                crate::logger::note(
+                crate::util::logger::note(
                     true,
                     &format!(
                         "step {id} failed after {:.1}s: {e:#}",
@@ -570,9 +570,9 @@ impl Ctx<'_> {
                 let text = format!(
                     "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: fix the cause above, then run `{}` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
                     self.describe(),
-                    crate::status::resume_command(self.host)
+                    crate::commands::status::resume_command(self.host)
                 );
-                return Err(crate::error::with_code_of(&e, text));
+                return Err(crate::util::error::with_code_of(&e, text));
             }
             fault::point(id);
             self.j.failed = None;
@@ -586,7 +586,7 @@ impl Ctx<'_> {
                 self.j.files_boot_id = Some(boot.clone());
             }
             self.j.save(&self.dir)?;
-            crate::logger::note(
+            crate::util::logger::note(
                 self.opts.quiet,
                 &format!("step {id} done ({:.1}s)", t.elapsed().as_secs_f64()),
             );
@@ -602,7 +602,7 @@ impl Ctx<'_> {
         let steps = self.j.completed.clone();
         self.remove_resume_unit()?;
         // Durable before the journal goes: "recovery completed at T".
-        crate::journal::LastRecovery {
+        crate::store::journal::LastRecovery {
             completed: fsutil::rfc3339(fsutil::unix_now()),
             started: self.j.started.clone(),
             backup_created: self.j.backup_created.clone(),
@@ -612,7 +612,7 @@ impl Ctx<'_> {
         // Before the journal goes: a crash in between resumes and gets here.
         selinux::forget(&self.dir)?;
         Journal::remove(&self.dir)?;
-        crate::logger::note(true, "recovery complete");
+        crate::util::logger::note(true, "recovery complete");
         Ok(Outcome::Done {
             steps,
             seconds: t0.elapsed().as_secs_f64(),
@@ -630,7 +630,7 @@ impl Ctx<'_> {
             "install-resume-unit",
             &self.host.path("/etc/systemd/system"),
         )?;
-        crate::logger::note(
+        crate::util::logger::note(
             self.opts.quiet,
             &format!("installed {RESUME_UNIT}: the recovery continues by itself after the reboot"),
         );
@@ -654,7 +654,7 @@ impl Ctx<'_> {
         if self.j.files_boot_id.as_deref() == Some(boot) && !self.opts.force {
             bail!(
                 "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
-                crate::status::resume_command(self.host)
+                crate::commands::status::resume_command(self.host)
             );
         }
         Ok(())
@@ -737,7 +737,7 @@ impl Ctx<'_> {
             }
             "restore-etcd" => self.restore_etcd(),
             "restore-images" => {
-                crate::images::load(self.host, &self.tools, &self.gen, &self.m.images)
+                crate::node::images::load(self.host, &self.tools, &self.gen, &self.m.images)
             }
             "restart-kubelet" => self.systemctl(&["restart", "kubelet.service"]).map(drop),
             "enable-kubelet" => {
@@ -756,7 +756,7 @@ impl Ctx<'_> {
     /// else the node's mode now, recorded durably before `setenforce 0`.
     fn selinux_mode_to_restore(&self) -> Result<String> {
         if let Some(r) = selinux::recorded(&self.dir, &self.m.created) {
-            crate::logger::note(
+            crate::util::logger::note(
                 self.opts.quiet,
                 &format!(
                     "SELinux mode to put back: {} (recorded at {} by the first run of this recovery)",
@@ -782,7 +782,7 @@ impl Ctx<'_> {
         let parts = checks::parts_for(&self.m, &steps);
         if !parts.is_empty() {
             let names: Vec<&str> = parts.iter().map(|p| p.name()).collect();
-            crate::logger::note(
+            crate::util::logger::note(
                 self.opts.quiet,
                 &format!(
                     "phase {}: checking the backup parts it reads: {}",
@@ -851,7 +851,7 @@ impl Ctx<'_> {
             "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
             active.short(),
             active.short(),
-            crate::status::render_os(&os),
+            crate::commands::status::render_os(&os),
         );
         if self.opts.other_os {
             log::warn!(
@@ -930,7 +930,7 @@ impl Ctx<'_> {
         } else {
             durable::fs_of(id, &target)?;
         }
-        crate::logger::note(
+        crate::util::logger::note(
             self.opts.quiet,
             &format!(
                 "{}: {} entries, {} written, {} unchanged, {} deleted, {} excluded{}",
@@ -1006,7 +1006,7 @@ impl Ctx<'_> {
                 );
             }
             if last_log.elapsed() > Duration::from_secs(30) {
-                crate::logger::note(
+                crate::util::logger::note(
                     self.opts.quiet,
                     &format!(
                         "still waiting for {what} ({:.0}s of {}s){why}",
@@ -1262,7 +1262,7 @@ impl Ctx<'_> {
                 );
             }
             if last_log.elapsed() > Duration::from_secs(30) {
-                crate::logger::note(
+                crate::util::logger::note(
                     self.opts.quiet,
                     &format!(
                         "still waiting for {kind}: {now} ({:.0}s of {}s){why}",

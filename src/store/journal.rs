@@ -2,8 +2,8 @@
 //! atomically (temp, fsync, rename, fsync dir) after every step. It exists
 //! only while a recovery is under way.
 
-use crate::error::Fail;
-use crate::fsutil;
+use crate::util::error::Fail;
+use crate::util::fsutil;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

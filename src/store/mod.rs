@@ -22,8 +22,8 @@ pub mod lock;
 pub mod manifest;
 pub mod verify;
 
-use crate::error::Fail;
-use crate::{fault, fsutil};
+use crate::util::error::Fail;
+use crate::{util::fault, util::fsutil};
 use anyhow::{Context, Result};
 use layout::*;
 use std::path::{Path, PathBuf};
@@ -493,7 +493,7 @@ mod tests {
         assert_eq!(inspect(&d).unwrap(), Kind::Empty, "an empty cluster/");
         std::fs::write(d.join("etc.tar.zst"), "x").unwrap();
         assert!(matches!(inspect(&d).unwrap(), Kind::Damaged(w) if w.contains("etc.tar.zst")));
-        assert_eq!(crate::error::exit_code(&current(&d).unwrap_err()), 4);
+        assert_eq!(crate::util::error::exit_code(&current(&d).unwrap_err()), 4);
         std::fs::write(d.join(MANIFEST), "{}").unwrap();
         assert_eq!(inspect(&d).unwrap(), Kind::Flat);
         assert_eq!(current(&d).unwrap(), d);

@@ -1,8 +1,8 @@
 //! `verify`: check a backup against its manifest, every byte.
 
 use crate::archive;
-use crate::error::Fail;
-use crate::manifest::Manifest;
+use crate::store::manifest::Manifest;
+use crate::util::error::Fail;
 use anyhow::Result;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -121,10 +121,10 @@ pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
         checked.push(e.file.clone());
     }
     if !m.images.is_empty() {
-        problems.extend(crate::images::verify(dir, &m.images));
+        problems.extend(crate::node::images::verify(dir, &m.images));
         checked.push(format!(
             "{}/ ({} images)",
-            crate::images::DIR,
+            crate::node::images::DIR,
             m.images.len()
         ));
     }
@@ -141,12 +141,8 @@ pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
     Ok((m, report))
 }
 
-/// Verify, and turn damage into a `Fail::Backup` (exit 4) naming each item.
-pub fn require_intact(dir: &Path) -> Result<Manifest> {
-    intact(verify(dir)?, dir)
-}
-
-/// `require_intact` of one generation's files.
+/// Verify one generation's files, and turn damage into a `Fail::Backup`
+/// (exit 4) naming each item.
 pub fn require_intact_generation(dir: &Path) -> Result<Manifest> {
     intact(verify_generation(dir)?, dir)
 }

@@ -28,7 +28,7 @@ pub fn log(step: &str, what: &str) {
 
 /// fsync a directory: a rename or removal in it is durable.
 pub fn dir(step: &str, d: &Path) -> Result<()> {
-    crate::fsutil::fsync_dir(d)?;
+    crate::util::fsutil::fsync_dir(d)?;
     log(step, &format!("fsync-dir {}", d.display()));
     Ok(())
 }

@@ -64,7 +64,7 @@ pub fn install(first: Where) {
                 .unwrap_or_default();
             let text = message(sig, &w);
             eprintln!("{text}");
-            crate::logger::note(true, &text.replace('\n', " "));
+            crate::util::logger::note(true, &text.replace('\n', " "));
             std::process::exit(128 + sig);
         });
     }
