@@ -16,12 +16,13 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The trees of a backup: name, node path.
-pub const TREES: [(&str, &str); 3] = [
-    ("etc", "/etc"),
-    ("local", "/usr/local"),
-    ("kubelet", "/var/lib/kubelet"),
-];
+/// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
+/// documented entry point. It marks the run as started through the script, so
+/// that with no subcommand (no arguments, or only `--resume`, `--restart`,
+/// `--step`, `--force`) the binary runs `restore`, whatever its own name.
+pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
+
+use crate::store::layout::TREES;
 
 const CURRENTCONFIG: &str = "/etc/machine-config-daemon/currentconfig";
 
@@ -240,7 +241,7 @@ fn install_self(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let exe = std::fs::read("/proc/self/exe").context("reading the running binary")?;
     fsutil::write_atomic(&dir.join(layout::BINARY), &exe, 0o700)?;
-    let sh = crate::cli::WRAPPER;
+    let sh = WRAPPER;
     fsutil::write_atomic(&dir.join(layout::WRAPPER), sh.as_bytes(), 0o700)?;
     std::fs::set_permissions(
         dir.join(layout::WRAPPER),
@@ -641,7 +642,7 @@ fn build(
     if opts.with_images {
         let t = Instant::now();
         meter.phase("images");
-        saved_images = images::save(host, tools, &plan.image_refs, staging)?;
+        saved_images = images::save(host, tools, &plan.image_refs, &staging.join(layout::IMAGES))?;
         parts.push(Part {
             name: "images".into(),
             source: format!("{} image(s)", saved_images.len()),

@@ -369,12 +369,6 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
     Ok(())
 }
 
-/// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
-/// documented entry point. It marks the run as started through the script, so
-/// that with no subcommand (no arguments, or only `--resume`, `--restart`,
-/// `--step`, `--force`) the binary runs `restore`, whatever its own name.
-pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
-
 /// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
 /// ...) become the matching subcommand; other command lines pass unchanged.
 pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {

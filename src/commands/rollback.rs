@@ -156,7 +156,7 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     } else if reboot_needed {
         format!("reboot into the pinned deployment with `systemctl reboot`; {after}")
     } else {
-        let st = crate::commands::status::assess(host, Some(&os));
+        let st = crate::recovery::state::assess(host, Some(&os));
         format!(
             "nothing to do: the pinned deployment is booted. The node now: {}. Next: {}",
             st.text, st.next

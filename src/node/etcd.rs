@@ -4,8 +4,10 @@
 use crate::node::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where the node keeps the etcd scripts' environment.
@@ -238,7 +240,7 @@ pub fn snapshot(
     // (its dir) after.
     f.sync_all()?;
     drop(f);
-    if let Err(msg) = crate::store::verify::check_snapshot_trailer(&part) {
+    if let Err(msg) = check_snapshot_trailer(&part) {
         let _ = std::fs::remove_file(&part);
         bail!("the snapshot from {} is not valid: {msg}", cfg.endpoint);
     }
@@ -246,7 +248,7 @@ pub fn snapshot(
     if let Some(dir) = dest.parent() {
         crate::util::fsutil::fsync_dir(dir)?;
     }
-    let (sha256, size) = crate::store::verify::file_sha256(dest)?;
+    let (sha256, size) = crate::archive::file_sha256(dest)?;
     Ok(SnapshotInfo {
         size,
         sha256,
@@ -334,8 +336,40 @@ pub fn write_static_resources(
     let (gz, _) = w.finish()?;
     let f = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
-    let (sha, size) = crate::store::verify::file_sha256(dest)?;
+    let (sha, size) = crate::archive::file_sha256(dest)?;
     Ok((size, sha))
+}
+
+/// An etcd snapshot ends with the sha256 of everything before it. Streamed:
+/// the snapshot may be gigabytes.
+pub fn check_snapshot_trailer(p: &Path) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("{}: {e}", p.display());
+    let mut f = crate::archive::validate::open_regular(p).map_err(err)?;
+    let len = f.metadata().map_err(err)?.len();
+    if len < 32 || len % 512 != 32 {
+        return Err(format!(
+            "{}: size {len} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
+            p.display()
+        ));
+    }
+    let mut h = Sha256::new();
+    let mut left = len - 32;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let k = left.min(buf.len() as u64) as usize;
+        f.read_exact(&mut buf[..k]).map_err(err)?;
+        h.update(&buf[..k]);
+        left -= k as u64;
+    }
+    let mut trailer = [0u8; 32];
+    f.read_exact(&mut trailer).map_err(err)?;
+    if h.finalize().as_slice() != trailer {
+        return Err(format!(
+            "{}: the sha256 trailer does not match the data",
+            p.display()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl Part {
                 file
             }
             Part::ExcludeList => crate::store::layout::EXCLUDE_LIST,
-            Part::Images => crate::node::images::DIR,
+            Part::Images => crate::store::layout::IMAGES,
         }
     }
 }
@@ -154,7 +154,10 @@ pub fn check(dir: &Path, m: &Manifest, parts: &[Part]) -> Vec<String> {
                     problems.push(e);
                 }
             }
-            Part::Images => problems.extend(crate::node::images::verify(dir, &m.images)),
+            Part::Images => problems.extend(crate::node::images::verify(
+                &dir.join(crate::store::layout::IMAGES),
+                &m.images,
+            )),
         }
     }
     problems

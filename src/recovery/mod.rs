@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 pub mod checks;
 use crate::util::durable;
 pub mod selinux;
+pub mod state;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -352,7 +353,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         {
             return Err(Fail::InProgress(format!(
                 "the recovery's files phase is done and the node has not rebooted since; nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
-                crate::commands::status::resume_command(host)
+                state::resume_command(host)
             ))
             .into());
         }
@@ -372,7 +373,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
                 "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `upgrade-recovery restore --restart`",
                 j.completed.len(),
                 STEPS.len(),
-                crate::commands::status::resume_command(host)
+                state::resume_command(host)
             ))
             .into());
         }
@@ -443,7 +444,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
 /// and the command that fits it.
 fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
     let os = ostree::read(host, tools).ok();
-    let st = crate::commands::status::assess(host, os.as_ref());
+    let st = state::assess(host, os.as_ref());
     let last = crate::store::journal::LastRecovery::load(&host.backup_dir())
         .map(|l| format!("The last recovery completed at {}. ", l.completed))
         .unwrap_or_else(|| "No recovery has completed with this backup dir. ".into());
@@ -463,7 +464,7 @@ fn interrupt_where(
     step: &str,
     phase: Phase,
 ) -> crate::util::interrupt::Where {
-    let resume = crate::commands::status::resume_command(host);
+    let resume = state::resume_command(host);
     if j.completed.is_empty() {
         return crate::util::interrupt::Where {
             doing: format!("recovery step {step} (phase {})", phase.name()),
@@ -570,7 +571,7 @@ impl Ctx<'_> {
                 let text = format!(
                     "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: fix the cause above, then run `{}` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
                     self.describe(),
-                    crate::commands::status::resume_command(self.host)
+                    state::resume_command(self.host)
                 );
                 return Err(crate::util::error::with_code_of(&e, text));
             }
@@ -654,7 +655,7 @@ impl Ctx<'_> {
         if self.j.files_boot_id.as_deref() == Some(boot) && !self.opts.force {
             bail!(
                 "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
-                crate::commands::status::resume_command(self.host)
+                state::resume_command(self.host)
             );
         }
         Ok(())
@@ -736,9 +737,12 @@ impl Ctx<'_> {
                 Ok(())
             }
             "restore-etcd" => self.restore_etcd(),
-            "restore-images" => {
-                crate::node::images::load(self.host, &self.tools, &self.gen, &self.m.images)
-            }
+            "restore-images" => crate::node::images::load(
+                self.host,
+                &self.tools,
+                &self.gen.join(crate::store::layout::IMAGES),
+                &self.m.images,
+            ),
             "restart-kubelet" => self.systemctl(&["restart", "kubelet.service"]).map(drop),
             "enable-kubelet" => {
                 self.systemctl(&["enable", "kubelet.service"])?;
@@ -851,7 +855,7 @@ impl Ctx<'_> {
             "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
             active.short(),
             active.short(),
-            crate::commands::status::render_os(&os),
+            state::render_os(&os),
         );
         if self.opts.other_os {
             log::warn!(

@@ -54,3 +54,10 @@ pub fn link_tmp(name: &str) -> String {
 pub fn is_backup_data(name: &str) -> bool {
     name.ends_with(".tar.zst") || name == CLUSTER || name == IMAGES || name == EXCLUDE_LIST
 }
+
+/// The trees of a backup: name (the archive is `<name>.tar.zst`), node path.
+pub const TREES: [(&str, &str); 3] = [
+    ("etc", "/etc"),
+    ("local", "/usr/local"),
+    ("kubelet", "/var/lib/kubelet"),
+];

@@ -164,7 +164,7 @@ impl Manifest {
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.trees {
-            let expected = crate::backup::TREES
+            let expected = crate::store::layout::TREES
                 .iter()
                 .chain(&[("extras", "/")])
                 .find(|(n, _)| *n == t.name)

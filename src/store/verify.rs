@@ -1,13 +1,15 @@
 //! `verify`: check a backup against its manifest, every byte.
 
 use crate::archive;
+use crate::store::layout;
 use crate::store::manifest::Manifest;
 use crate::util::error::Fail;
 use anyhow::Result;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::Path;
+
+pub use crate::archive::file_sha256;
+pub use crate::node::etcd::check_snapshot_trailer;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -15,23 +17,6 @@ pub struct Report {
     pub intact: bool,
     pub checked: Vec<String>,
     pub problems: Vec<String>,
-}
-
-/// sha256 and size of a file.
-pub fn file_sha256(p: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = crate::archive::validate::open_regular(p)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
 }
 
 /// Check a plain file against a recorded sha256 and size.
@@ -49,38 +34,6 @@ fn check_file(dir: &Path, rel: &str, sha: &str, size: u64, problems: &mut Vec<St
         )),
         Ok(_) => {}
     }
-}
-
-/// An etcd snapshot ends with the sha256 of everything before it. Streamed:
-/// the snapshot may be gigabytes.
-pub fn check_snapshot_trailer(p: &Path) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("{}: {e}", p.display());
-    let mut f = crate::archive::validate::open_regular(p).map_err(err)?;
-    let len = f.metadata().map_err(err)?.len();
-    if len < 32 || len % 512 != 32 {
-        return Err(format!(
-            "{}: size {len} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
-            p.display()
-        ));
-    }
-    let mut h = Sha256::new();
-    let mut left = len - 32;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let k = left.min(buf.len() as u64) as usize;
-        f.read_exact(&mut buf[..k]).map_err(err)?;
-        h.update(&buf[..k]);
-        left -= k as u64;
-    }
-    let mut trailer = [0u8; 32];
-    f.read_exact(&mut trailer).map_err(err)?;
-    if h.finalize().as_slice() != trailer {
-        return Err(format!(
-            "{}: the sha256 trailer does not match the data",
-            p.display()
-        ));
-    }
-    Ok(())
 }
 
 /// Verify the current backup of the backup dir `dir` (its generation, or the
@@ -121,12 +74,11 @@ pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
         checked.push(e.file.clone());
     }
     if !m.images.is_empty() {
-        problems.extend(crate::node::images::verify(dir, &m.images));
-        checked.push(format!(
-            "{}/ ({} images)",
-            crate::node::images::DIR,
-            m.images.len()
+        problems.extend(crate::node::images::verify(
+            &dir.join(layout::IMAGES),
+            &m.images,
         ));
+        checked.push(format!("{}/ ({} images)", layout::IMAGES, m.images.len()));
     }
     if let Some(s) = &m.static_pods {
         check_file(dir, &s.file, &s.sha256, s.size, &mut problems);

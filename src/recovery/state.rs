@@ -1,0 +1,375 @@
+//! Where the node stands in the documented procedure, from the backup dir,
+//! the lock, the journal and the OS deployments: what `status` shows, what
+//! `restore` refuses on, and what `rollback` checks. Below the commands, so
+//! that the recovery and the commands share it without a cycle.
+
+use crate::node::host::Host;
+use crate::node::ostree::{BootedFrom, OsState};
+use crate::store::journal::{Journal, LastRecovery};
+use crate::store::manifest::Manifest;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Where the node stands in the documented procedure.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum State {
+    NoBackup,
+    BackupDamaged {
+        problem: String,
+    },
+    BackupReady,
+    /// Another OS than the one pinned at backup is booted (after a failed
+    /// upgrade: roll back).
+    UpgradedOsBooted {
+        active: String,
+        pinned: String,
+    },
+    /// The pinned deployment is the next default but not booted yet.
+    RollbackDoneRebootPending {
+        active: String,
+        pinned: String,
+    },
+    /// The deployment pinned at backup is no longer deployed.
+    PinnedDeploymentGone {
+        pinned: String,
+    },
+    FilesDoneRebootPending,
+    RecoveryRunning {
+        pid: u32,
+        doing: Option<String>,
+    },
+    RecoveryStopped {
+        step: String,
+        error: Option<String>,
+    },
+    RecoveryCompleted {
+        at: String,
+    },
+    JournalUnreadable {
+        error: String,
+    },
+    LegacyRecovery {
+        record: String,
+    },
+    /// Another run (a backup) holds the lock.
+    OtherRunActive {
+        pid: u32,
+    },
+}
+
+/// The state, its sentence, the next step in a sentence, the command alone.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub state: State,
+    pub text: String,
+    pub next: String,
+    pub command: String,
+}
+
+/// The wrapper command that continues a recovery, as the docs write it.
+pub fn resume_command(host: &Host) -> String {
+    format!("{}/upgrade-recovery.sh --resume", host.dir.display())
+}
+
+/// Cheap checks that a backup is complete (the full check is `verify`):
+/// the manifest loads and every part it lists is there with its size.
+fn backup_problem(dir: &std::path::Path, m: &Manifest) -> Option<String> {
+    let mut parts: Vec<(String, u64)> = m
+        .trees
+        .iter()
+        .map(|t| (t.archive.clone(), t.stats.archive_bytes))
+        .collect();
+    if let Some(e) = &m.etcd {
+        parts.push((e.file.clone(), e.size));
+    }
+    if let Some(sp) = &m.static_pods {
+        parts.push((sp.file.clone(), sp.size));
+    }
+    for (file, size) in parts {
+        match std::fs::metadata(dir.join(&file)) {
+            Err(_) => return Some(format!("{file} is missing")),
+            Ok(md) if md.len() != size => {
+                return Some(format!(
+                    "{file} has {} bytes, the manifest says {size}",
+                    md.len()
+                ))
+            }
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
+/// Where the node stands, from the backup dir, the lock, the journal and the
+/// OS deployments (no etcd, no network): shared by `status`, `restore`'s
+/// refusals and `rollback`.
+pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
+    let dir = host.backup_dir();
+    let resume = resume_command(host);
+    let a = |state: State, text: String, next: String, command: &str| Assessment {
+        state,
+        text,
+        next,
+        command: command.to_string(),
+    };
+    if let Some(crate::store::lock::Holder { pid, what, doing }) = crate::store::lock::holder(&dir)
+    {
+        let running_recovery = what == crate::store::lock::RESTORE
+            || doing.as_deref().is_some_and(|d| d.starts_with("recovery"));
+        if running_recovery || Journal::path(&dir).exists() {
+            return a(
+                State::RecoveryRunning {
+                    pid,
+                    doing: doing.clone(),
+                },
+                format!(
+                    "a recovery is running now (pid {pid}){}",
+                    doing.map(|d| format!(": {d}")).unwrap_or_default()
+                ),
+                "let it run; follow it with `journalctl -t upgrade-recovery -f`, or look again with `upgrade-recovery status`".into(),
+                "upgrade-recovery status",
+            );
+        }
+        return a(
+            State::OtherRunActive { pid },
+            format!(
+                "another upgrade-recovery run (pid {pid}{}) holds {}",
+                doing.map(|d| format!(", {d}")).unwrap_or_default(),
+                host.dir.join(crate::store::lock::FILE).display()
+            ),
+            "wait for it to end, then look again with `upgrade-recovery status`".into(),
+            "upgrade-recovery status",
+        );
+    }
+    match Journal::load(&dir) {
+        Err(e) => {
+            return a(
+                State::JournalUnreadable {
+                    error: format!("{e:#}"),
+                },
+                "a recovery was under way but its journal cannot be read".into(),
+                "start the recovery over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
+                "upgrade-recovery restore --restart",
+            )
+        }
+        Ok(Some(j)) => {
+            let next = super::STEPS.iter().find(|s| !j.is_done(s.0));
+            let boot = host.boot_id().ok();
+            if next.is_some_and(|s| s.0 == "cluster-selinux-permissive")
+                && j.files_boot_id.is_some()
+                && j.files_boot_id == boot
+            {
+                return a(
+                    State::FilesDoneRebootPending,
+                    "the recovery's files phase is done; the node has not rebooted since".into(),
+                    format!("reboot first (`systemctl reboot`), then run `{resume}`"),
+                    "systemctl reboot",
+                );
+            }
+            let step = next.map_or("none", |s| s.0).to_string();
+            let phase = next.map_or("done", |s| s.1.name());
+            let error = j.failed.as_ref().map(|f| f.error.clone());
+            let text = match &j.failed {
+                Some(f) => format!(
+                    "the recovery stopped at step {} (phase {phase}), which failed: {}; {} of {} steps done",
+                    f.step,
+                    f.error,
+                    j.completed.len(),
+                    super::STEPS.len()
+                ),
+                None => format!(
+                    "the recovery stopped before step {step} (phase {phase}); {} of {} steps done",
+                    j.completed.len(),
+                    super::STEPS.len()
+                ),
+            };
+            let next = if j.failed.is_some() {
+                format!("fix the cause above, then continue with `{resume}`")
+            } else {
+                format!("continue with `{resume}`")
+            };
+            return a(
+                State::RecoveryStopped {
+                    step: j.failed.as_ref().map_or(step, |f| f.step.clone()),
+                    error,
+                },
+                text,
+                next,
+                &resume,
+            );
+        }
+        Ok(None) => {}
+    }
+    let legacy = dir.join(crate::store::layout::LEGACY_PROGRESS);
+    if legacy.exists() {
+        return a(
+            State::LegacyRecovery {
+                record: legacy.display().to_string(),
+            },
+            format!(
+                "{} shows a recovery started by the old upgrade-recovery.sh",
+                legacy.display()
+            ),
+            "start it over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
+            "upgrade-recovery restore --restart",
+        );
+    }
+    let cur = match crate::store::inspect(&dir) {
+        Ok(crate::store::Kind::Empty) => {
+            return a(
+                State::NoBackup,
+                format!("there is no backup in {}", host.dir.display()),
+                "take one while the node is healthy, before the upgrade: `upgrade-recovery backup`"
+                    .into(),
+                "upgrade-recovery backup",
+            );
+        }
+        Ok(crate::store::Kind::Damaged(why)) => return damaged(host, why),
+        Err(e) => return damaged(host, format!("{e:#}")),
+        Ok(crate::store::Kind::Flat) => dir.clone(),
+        Ok(crate::store::Kind::Generation(g)) => dir.join(g),
+    };
+    let m = match Manifest::load(&cur) {
+        Ok(m) => m,
+        Err(e) => return damaged(host, format!("{e:#}")),
+    };
+    if let Some(p) = backup_problem(&cur, &m) {
+        return damaged(host, p);
+    }
+    let last = LastRecovery::load(&dir).filter(|l| l.backup_created == m.created);
+    let (Some(os), Some(pinned)) = (os, m.deployment.as_ref()) else {
+        return ready(last);
+    };
+    let pinned_name = format!(
+        "{} {}.{}",
+        pinned.stateroot,
+        &pinned.checksum[..pinned.checksum.len().min(12)],
+        pinned.serial
+    );
+    let is_pinned = |d: &crate::node::ostree::Deployment| {
+        d.checksum == pinned.checksum && d.serial == pinned.serial
+    };
+    if !os.deployments.iter().any(is_pinned) {
+        return a(
+            State::PinnedDeploymentGone {
+                pinned: pinned_name.clone(),
+            },
+            format!("the deployment pinned at backup ({pinned_name}) is no longer deployed: the OS cannot be rolled back to it"),
+            "look at the deployments with `ostree admin status`; restoring this backup onto another OS is not a recovery".into(),
+            "ostree admin status",
+        );
+    }
+    let Some(active) = os.active() else {
+        return ready(last);
+    };
+    if is_pinned(active) {
+        return ready(last);
+    }
+    if os.default_deployment().is_some_and(is_pinned) {
+        return a(
+            State::RollbackDoneRebootPending {
+                active: active.short(),
+                pinned: pinned_name,
+            },
+            format!(
+                "the OS rollback is done: the pinned deployment is the next default, but {} is still booted",
+                active.short()
+            ),
+            "reboot into it (`systemctl reboot`), then run `upgrade-recovery restore`".into(),
+            "systemctl reboot",
+        );
+    }
+    a(
+        State::UpgradedOsBooted {
+            active: active.short(),
+            pinned: pinned_name.clone(),
+        },
+        format!(
+            "another OS than the one of the backup is booted ({}; the backup pinned {pinned_name}): the upgrade changed the OS",
+            active.short()
+        ),
+        "if the upgrade failed, roll the OS back first: `upgrade-recovery rollback --reboot`; after the reboot, `upgrade-recovery restore`".into(),
+        "upgrade-recovery rollback --reboot",
+    )
+}
+
+fn damaged(host: &Host, problem: String) -> Assessment {
+    Assessment {
+        text: format!("the backup in {} is damaged: {problem}", host.dir.display()),
+        state: State::BackupDamaged { problem },
+        next: format!(
+            "do not restore from it. `upgrade-recovery verify` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `upgrade-recovery verify`), or copy intact files out with `upgrade-recovery extract PATH --to DIR`",
+            host.dir.display()
+        ),
+        command: "upgrade-recovery verify".into(),
+    }
+}
+
+fn ready(last: Option<LastRecovery>) -> Assessment {
+    match last {
+        Some(l) => Assessment {
+            text: format!(
+                "the recovery completed at {}; the node runs the OS of the backup",
+                l.completed
+            ),
+            state: State::RecoveryCompleted {
+                at: l.completed.clone(),
+            },
+            next: "nothing to do: check the cluster with `oc get clusteroperators`; before the next upgrade, take a new backup (`upgrade-recovery backup`)".into(),
+            command: "oc get clusteroperators".into(),
+        },
+        None => Assessment {
+            state: State::BackupReady,
+            text: "a backup is ready and the node runs the OS deployment it pinned".into(),
+            next: "nothing to do on a healthy node; if the upgrade failed: `upgrade-recovery restore`".into(),
+            command: "upgrade-recovery restore".into(),
+        },
+    }
+}
+
+pub fn render_os(os: &OsState) -> String {
+    let mut s = String::new();
+    let how = match os.booted_from {
+        BootedFrom::Cmdline => "booted one per the ostree= argument of /proc/cmdline",
+        BootedFrom::RpmOstree => "booted one per rpm-ostree",
+        BootedFrom::StatusMark => "booted one marked *",
+        BootedFrom::DefaultAssumed => {
+            "no deployment is marked booted (a sysroot not booted from): the default (index 0) is taken as the active one"
+        }
+    };
+    let _ = writeln!(s, "OS deployments ({how}):");
+    for why in &os.booted_skipped {
+        let _ = writeln!(s, "  (booted deployment: {why})");
+    }
+    for d in &os.deployments {
+        let mut marks = Vec::new();
+        if d.booted {
+            marks.push("booted");
+        }
+        if d.index == 0 {
+            marks.push("default");
+        }
+        if d.pinned {
+            marks.push("pinned");
+        }
+        for (flag, m) in [
+            (d.staged, "staged"),
+            (d.pending, "pending"),
+            (d.rollback, "rollback"),
+        ] {
+            if flag {
+                marks.push(m);
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  {} {} {}  {}",
+            d.index,
+            if d.booted { '*' } else { ' ' },
+            d.short(),
+            marks.join(", ")
+        );
+    }
+    s
+}
