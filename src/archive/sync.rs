@@ -57,9 +57,7 @@ pub struct SyncStats {
 
 /// Fault injection for tests: stop (as if killed) after this many entries.
 fn crash_after() -> Option<u64> {
-    std::env::var("UPGRADE_RECOVERY_SYNC_CRASH_AFTER")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    crate::util::fault::sync_crash_after()
 }
 
 /// A relative path cut at `/` into pieces of at most `max` bytes (a single
