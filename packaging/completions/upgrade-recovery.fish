@@ -163,7 +163,7 @@ json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -s h -l help -d 'Print help'
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -f -a "lint" -d 'Check Backup/Restore CRs (YAML or JSON, multi-document) for the LVM Storage fields; exit 1 on findings, 2 on unreadable input'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -f -a "lint" -d 'Check Backup/Restore CRs (YAML or JSON, multi-document, or the ConfigMaps that hold them) for the LVM Storage fields and the pairing of Restores with Backups; exit 1 on findings, 2 on unreadable input'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l output -d 'Output format' -r -f -a "text\t''
@@ -187,12 +187,14 @@ json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l wait -d 'Seconds to wait for Velero to process each DeleteBackupRequest' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l dry-run -d 'List the steps; change nothing'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l force -d 'Run even when the CR is not in AbortFailed/FinalizeFailed'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l without-bucket -d 'When a BackupStorageLocation is not Available: delete the Backup CRs without their data, which stays in the bucket'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -s h -l help -d 'Print help'
