@@ -42,6 +42,7 @@ pub mod testing {
         pub use crate::node::ostree::*;
     }
     pub mod recovery {
+        pub use crate::recovery::steps::ETCD_SUBSTEPS;
         pub use crate::recovery::{parse_containers, parse_revisions, STEPS};
     }
 }

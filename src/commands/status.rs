@@ -133,13 +133,14 @@ pub fn gather(host: &Host) -> Result<Status> {
         Ok(Some(j)) => {
             recovery.steps_done = j.completed.len();
             recovery.last_done = j.completed.last().map(|d| d.id.clone());
-            if let Some(s) = recovery::STEPS.iter().find(|s| !j.is_done(s.0)) {
-                recovery.next_step = Some(s.0.to_string());
-                recovery.phase = Some(s.1.name().to_string());
+            if let Some(s) = recovery::STEPS.iter().find(|s| !j.is_done(s.id.as_str())) {
+                recovery.next_step = Some(s.id.as_str().to_string());
+                recovery.phase = Some(s.phase.name().to_string());
             }
             recovery.failed = j.failed.clone();
+            let first_after_reboot = recovery::STEPS.iter().find(|s| s.after_reboot);
             recovery.reboot_needed = recovery.next_step.as_deref()
-                == Some("cluster-selinux-permissive")
+                == first_after_reboot.map(|s| s.id.as_str())
                 && j.files_boot_id.is_some()
                 && j.files_boot_id == host.boot_id().ok();
         }

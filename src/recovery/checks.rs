@@ -101,8 +101,8 @@ pub fn parts_for(m: &Manifest, steps: &[&str]) -> Vec<Part> {
 pub fn remaining(phase: Phase, done: impl Fn(&str) -> bool) -> Vec<&'static str> {
     STEPS
         .iter()
-        .filter(|s| s.1 == phase && !done(s.0))
-        .map(|s| s.0)
+        .filter(|s| s.phase == phase && !done(s.id.as_str()))
+        .map(|s| s.id.as_str())
         .collect()
 }
 

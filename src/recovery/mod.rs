@@ -21,6 +21,7 @@ pub mod checks;
 use crate::util::durable;
 pub mod selinux;
 pub mod state;
+pub mod steps;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,124 +41,8 @@ impl Phase {
     }
 }
 
-/// The steps, in order: id, phase, what it does.
-pub const STEPS: &[(&str, Phase, &str)] = &[
-    (
-        "preflight",
-        Phase::Files,
-        "verify the backup; the active OS deployment must be the one pinned at backup",
-    ),
-    (
-        "selinux-permissive",
-        Phase::Files,
-        "record the SELinux mode, then setenforce 0",
-    ),
-    (
-        "stop-kubelet",
-        Phase::Files,
-        "systemctl stop kubelet.service",
-    ),
-    ("remove-pods", Phase::Files, "crictl rmp -fa"),
-    ("stop-crio", Phase::Files, "systemctl stop crio.service"),
-    ("wipe-crio", Phase::Files, "crio wipe -f"),
-    (
-        "restore-usr-local",
-        Phase::Files,
-        "make /usr/local equal the backup",
-    ),
-    (
-        "restore-etc",
-        Phase::Files,
-        "make /etc equal the backup (etc.exclude.list kept)",
-    ),
-    (
-        "restore-extras",
-        Phase::Files,
-        "put back the machine-config files outside the trees",
-    ),
-    ("daemon-reload", Phase::Files, "systemctl daemon-reload"),
-    (
-        "disable-kubelet",
-        Phase::Files,
-        "systemctl disable kubelet.service",
-    ),
-    (
-        "selinux-restore",
-        Phase::Files,
-        "put SELinux back in the recorded mode; then reboot",
-    ),
-    (
-        "cluster-selinux-permissive",
-        Phase::Cluster,
-        "setenforce 0 (after the reboot)",
-    ),
-    (
-        "restore-kubelet",
-        Phase::Cluster,
-        "make /var/lib/kubelet equal the backup",
-    ),
-    ("start-crio", Phase::Cluster, "systemctl start crio.service"),
-    (
-        "restore-images",
-        Phase::Cluster,
-        "put the backed-up container images back (none: skipped)",
-    ),
-    (
-        "record-containers",
-        Phase::Cluster,
-        "record the control-plane container ids",
-    ),
-    (
-        "restore-etcd",
-        Phase::Cluster,
-        "restore the etcd snapshot and the static-pod resources",
-    ),
-    (
-        "restart-kubelet",
-        Phase::Cluster,
-        "systemctl restart kubelet.service",
-    ),
-    (
-        "enable-kubelet",
-        Phase::Cluster,
-        "systemctl enable kubelet.service",
-    ),
-    (
-        "restart-crio",
-        Phase::Cluster,
-        "systemctl restart crio.service",
-    ),
-    (
-        "wait-containers",
-        Phase::Cluster,
-        "wait until the five control-plane containers run again",
-    ),
-    (
-        "cluster-selinux-restore",
-        Phase::Cluster,
-        "put SELinux back in the recorded mode",
-    ),
-    (
-        "redeploy-etcd",
-        Phase::Redeploy,
-        "force a redeployment of etcd and wait for it",
-    ),
-    (
-        "redeploy-kubeapiserver",
-        Phase::Redeploy,
-        "force a redeployment of kube-apiserver and wait for it",
-    ),
-    (
-        "redeploy-kubecontrollermanager",
-        Phase::Redeploy,
-        "force a redeployment of kube-controller-manager and wait for it",
-    ),
-    (
-        "redeploy-kubescheduler",
-        Phase::Redeploy,
-        "force a redeployment of kube-scheduler and wait for it",
-    ),
-];
+use steps::{phase_of, Step};
+pub use steps::{StepId, STEPS};
 
 /// The containers whose restart shows the control plane came back.
 pub const CONTAINERS: [&str; 5] = [
@@ -218,11 +103,11 @@ pub struct PlanStep {
 pub fn plan(j: Option<&Journal>) -> Vec<PlanStep> {
     STEPS
         .iter()
-        .map(|&(id, phase, description)| PlanStep {
-            id,
-            phase,
-            description,
-            done: j.is_some_and(|j| j.is_done(id)),
+        .map(|s| PlanStep {
+            id: s.id.as_str(),
+            phase: s.phase,
+            description: s.description,
+            done: j.is_some_and(|j| j.is_done(s.id.as_str())),
         })
         .collect()
 }
@@ -347,7 +232,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     if let Some(j) = existing.as_ref() {
         let boot = host.boot_id().ok();
         if !(opts.resume || opts.restart || opts.force)
-            && next_step(j).is_some_and(|s| s.0 == "cluster-selinux-permissive")
+            && next_step(j).is_some_and(|s| s.after_reboot)
             && j.files_boot_id.is_some()
             && j.files_boot_id == boot
         {
@@ -368,7 +253,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
             None
         }
         Some(j) if !(opts.resume || opts.step) => {
-            let next = next_step(&j).map_or("none", |s| s.0);
+            let next = next_step(&j).map_or("none", |s| s.id.as_str());
             return Err(Fail::InProgress(format!(
                 "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `upgrade-recovery restore --restart`",
                 j.completed.len(),
@@ -424,13 +309,13 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         let t = Instant::now();
         ctx.lock.note("recovery step preflight (phase files)");
         crate::util::interrupt::update(|w| {
-            *w = interrupt_where(host, &ctx.j, "preflight", Phase::Files)
+            *w = interrupt_where(host, &ctx.j, StepId::Preflight.as_str(), Phase::Files)
         });
         fault::point("preflight:before");
         ctx.preflight()?;
-        fault::point("preflight");
+        fault::point(StepId::Preflight.as_str());
         ctx.j.completed.push(Done {
-            id: "preflight".into(),
+            id: StepId::Preflight.as_str().into(),
             at: fsutil::unix_now(),
             seconds: t.elapsed().as_secs_f64(),
             boot_id: host.boot_id()?,
@@ -493,8 +378,8 @@ pub fn damaged_next(host: &Host) -> String {
     )
 }
 
-fn next_step(j: &Journal) -> Option<&'static (&'static str, Phase, &'static str)> {
-    STEPS.iter().find(|s| !j.is_done(s.0))
+fn next_step(j: &Journal) -> Option<&'static Step> {
+    STEPS.iter().find(|s| !j.is_done(s.id.as_str()))
 }
 
 impl Ctx<'_> {
@@ -507,25 +392,32 @@ impl Ctx<'_> {
         let boot = self.host.boot_id()?;
         // A reboot in the middle of the files phase brought the services back:
         // do its service steps again (each is idempotent).
-        let files_done = self.j.is_done("selinux-restore");
+        let files_done = self.j.is_done(steps::last_of(Phase::Files).as_str());
         let files_boots: Vec<&str> = self
             .j
             .completed
             .iter()
-            .filter(|d| phase_of(&d.id) == Some(Phase::Files) && d.id != "preflight")
+            .filter(|d| phase_of(&d.id) == Some(Phase::Files) && d.id != StepId::Preflight.as_str())
             .map(|d| d.boot_id.as_str())
             .collect();
         if !files_done && files_boots.iter().any(|b| *b != boot) {
             log::warn!("the node rebooted during the files phase: running that phase again");
-            self.j
-                .completed
-                .retain(|d| phase_of(&d.id) != Some(Phase::Files) || d.id == "preflight");
+            self.j.completed.retain(|d| {
+                phase_of(&d.id) != Some(Phase::Files) || d.id == StepId::Preflight.as_str()
+            });
             self.j.save(&self.dir)?;
         }
         let mut phase_at_start: Option<Phase> = None;
-        while let Some(&(id, phase, _)) = next_step(&self.j) {
-            if phase == Phase::Cluster && !self.j.is_done(id) && id == "cluster-selinux-permissive"
-            {
+        while let Some(&Step {
+            id: sid,
+            phase,
+            after_reboot,
+            ends_phase,
+            ..
+        }) = next_step(&self.j)
+        {
+            let id = sid.as_str();
+            if after_reboot && !self.j.is_done(id) {
                 self.check_rebooted(&boot)?;
             }
             if self.opts.step {
@@ -553,7 +445,7 @@ impl Ctx<'_> {
             fault::point(&format!("{id}:before"));
             let t = Instant::now();
             crate::util::logger::note(self.opts.quiet, &format!("step {id} started"));
-            if let Err(e) = self.step(id) {
+            if let Err(e) = self.step(sid) {
                 let msg = format!("{e:#}");
                 self.j.failed = Some(Failure {
                     step: id.into(),
@@ -583,7 +475,7 @@ impl Ctx<'_> {
                 seconds: t.elapsed().as_secs_f64(),
                 boot_id: boot.clone(),
             });
-            if id == "selinux-restore" {
+            if phase == Phase::Files && ends_phase {
                 self.j.files_boot_id = Some(boot.clone());
             }
             self.j.save(&self.dir)?;
@@ -591,7 +483,7 @@ impl Ctx<'_> {
                 self.opts.quiet,
                 &format!("step {id} done ({:.1}s)", t.elapsed().as_secs_f64()),
             );
-            if id == "selinux-restore" {
+            if phase == Phase::Files && ends_phase {
                 if self.opts.auto_resume {
                     self.install_resume_unit()?;
                 }
@@ -664,7 +556,7 @@ impl Ctx<'_> {
     /// What the node looks like, for messages.
     fn describe(&self) -> String {
         let done: Vec<&str> = self.j.completed.iter().map(|d| d.id.as_str()).collect();
-        let phase = next_step(&self.j).map_or("done", |s| s.1.name());
+        let phase = next_step(&self.j).map_or("done", |s| s.phase.name());
         format!(
             "phase {phase}, {} of {} steps done (last: {})",
             done.len(),
@@ -686,10 +578,11 @@ impl Ctx<'_> {
         Ok(String::from_utf8_lossy(&out.stdout).trim() == "active")
     }
 
-    fn step(&mut self, id: &str) -> Result<()> {
-        match id {
-            "preflight" => self.preflight(),
-            "selinux-permissive" | "cluster-selinux-permissive" => {
+    fn step(&mut self, sid: StepId) -> Result<()> {
+        let id = sid.as_str();
+        match sid {
+            StepId::Preflight => self.preflight(),
+            StepId::SelinuxPermissive | StepId::ClusterSelinuxPermissive => {
                 if self.j.selinux_mode.is_none() {
                     self.j.selinux_mode = Some(self.selinux_mode_to_restore()?);
                     self.j.save(&self.dir)?;
@@ -699,60 +592,68 @@ impl Ctx<'_> {
                 }
                 cmd::run(self.tools.command("setenforce")?.arg("0")).map(drop)
             }
-            "stop-kubelet" => self.systemctl(&["stop", "kubelet.service"]).map(drop),
-            "remove-pods" => {
+            StepId::StopKubelet => self.systemctl(&["stop", "kubelet.service"]).map(drop),
+            StepId::RemovePods => {
                 if !self.is_active("crio.service")? {
                     log::info!("crio is not running: no pods to remove");
                     return Ok(());
                 }
                 cmd::run(self.tools.command("crictl")?.args(["rmp", "-fa"])).map(drop)
             }
-            "stop-crio" => self.systemctl(&["stop", "crio.service"]).map(drop),
-            "wipe-crio" => cmd::run(self.tools.command("crio")?.args(["wipe", "-f"])).map(drop),
-            "restore-usr-local" => self.restore_tree(id, "local"),
-            "restore-etc" => self.restore_tree(id, "etc"),
-            "restore-extras" => self.restore_tree(id, "extras"),
-            "daemon-reload" => self.systemctl(&["daemon-reload"]).map(drop),
-            "disable-kubelet" => {
+            StepId::StopCrio => self.systemctl(&["stop", "crio.service"]).map(drop),
+            StepId::WipeCrio => {
+                cmd::run(self.tools.command("crio")?.args(["wipe", "-f"])).map(drop)
+            }
+            StepId::RestoreUsrLocal => self.restore_tree(id, "local"),
+            StepId::RestoreEtc => self.restore_tree(id, "etc"),
+            StepId::RestoreExtras => self.restore_tree(id, "extras"),
+            StepId::DaemonReload => self.systemctl(&["daemon-reload"]).map(drop),
+            StepId::DisableKubelet => {
                 self.systemctl(&["disable", "kubelet.service"])?;
                 // Durable: systemctl removed the wants/ links without a sync.
                 durable::fs_of(id, &self.host.path("/etc/systemd/system"))
             }
-            "selinux-restore" | "cluster-selinux-restore" => match self.j.selinux_mode.as_deref() {
-                Some("Enforcing") => cmd::run(self.tools.command("setenforce")?.arg("1")).map(drop),
-                _ => Ok(()),
-            },
-            "restore-kubelet" => self.restore_tree(id, "kubelet"),
-            "start-crio" => {
+            StepId::SelinuxRestore | StepId::ClusterSelinuxRestore => {
+                match self.j.selinux_mode.as_deref() {
+                    Some("Enforcing") => {
+                        cmd::run(self.tools.command("setenforce")?.arg("1")).map(drop)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            StepId::RestoreKubelet => self.restore_tree(id, "kubelet"),
+            StepId::StartCrio => {
                 if !self.is_active("crio.service")? {
                     self.systemctl(&["start", "crio.service"])?;
                 }
                 Ok(())
             }
-            "record-containers" => {
+            StepId::RecordContainers => {
                 if self.j.containers.is_empty() {
                     self.j.containers = self.containers()?;
                     self.j.save(&self.dir)?;
                 }
                 Ok(())
             }
-            "restore-etcd" => self.restore_etcd(),
-            "restore-images" => crate::node::images::load(
+            StepId::RestoreEtcd => self.restore_etcd(),
+            StepId::RestoreImages => crate::node::images::load(
                 self.host,
                 &self.tools,
                 &self.gen.join(crate::store::layout::IMAGES),
                 &self.m.images,
             ),
-            "restart-kubelet" => self.systemctl(&["restart", "kubelet.service"]).map(drop),
-            "enable-kubelet" => {
+            StepId::RestartKubelet => self.systemctl(&["restart", "kubelet.service"]).map(drop),
+            StepId::EnableKubelet => {
                 self.systemctl(&["enable", "kubelet.service"])?;
                 // Durable: the wants/ link systemctl made.
                 durable::fs_of(id, &self.host.path("/etc/systemd/system"))
             }
-            "restart-crio" => self.systemctl(&["restart", "crio.service"]).map(drop),
-            "wait-containers" => self.wait_containers(),
-            r if r.starts_with("redeploy-") => self.redeploy(&r["redeploy-".len()..]),
-            other => bail!("unknown step {other}"),
+            StepId::RestartCrio => self.systemctl(&["restart", "crio.service"]).map(drop),
+            StepId::WaitContainers => self.wait_containers(),
+            StepId::RedeployEtcd
+            | StepId::RedeployKubeapiserver
+            | StepId::RedeployKubecontrollermanager
+            | StepId::RedeployKubescheduler => self.redeploy(&id["redeploy-".len()..]),
         }
     }
 
@@ -797,7 +698,11 @@ impl Ctx<'_> {
         }
         let problems = checks::check(&self.gen, &self.m, &parts);
         if !problems.is_empty() {
-            let started = self.j.completed.iter().any(|d| d.id != "preflight");
+            let started = self
+                .j
+                .completed
+                .iter()
+                .any(|d| d.id != StepId::Preflight.as_str());
             let next = if started {
                 "upgrade-recovery restore --resume"
             } else {
@@ -819,7 +724,7 @@ impl Ctx<'_> {
     fn preflight(&mut self) -> Result<()> {
         // Every part is there with its recorded size (a look, no read); the
         // bytes of each are checked by the phase that reads them.
-        let all: Vec<&str> = STEPS.iter().map(|s| s.0).collect();
+        let all: Vec<&str> = STEPS.iter().map(|s| s.id.as_str()).collect();
         let problems = checks::sizes(&self.gen, &checks::parts_for(&self.m, &all));
         if !problems.is_empty() {
             return Err(Fail::Backup(format!(
@@ -1175,6 +1080,10 @@ impl Ctx<'_> {
 
     /// A sub-step of the native etcd restore, recorded in the journal.
     fn sub(&mut self, id: &str, f: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        debug_assert!(
+            steps::ETCD_SUBSTEPS.contains(&id),
+            "{id} not in ETCD_SUBSTEPS"
+        );
         if self.j.etcd_restore.iter().any(|s| s == id) {
             return Ok(());
         }
@@ -1281,10 +1190,6 @@ impl Ctx<'_> {
     }
 }
 
-fn phase_of(id: &str) -> Option<Phase> {
-    STEPS.iter().find(|s| s.0 == id).map(|s| s.1)
-}
-
 /// Names to ids of the control-plane containers in `crictl ps -o json`.
 pub fn parse_containers(json: &str) -> Result<BTreeMap<String, String>> {
     let v: serde_json::Value =
@@ -1344,7 +1249,7 @@ pub fn render(o: &Outcome) -> String {
                     st.id,
                     st.description
                 );
-                if st.id == "selinux-restore" {
+                if st.id == steps::last_of(Phase::Files).as_str() {
                     let _ = writeln!(
                         s,
                         "  --- reboot (systemctl reboot), then restore --resume ---"

@@ -154,9 +154,9 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
             )
         }
         Ok(Some(j)) => {
-            let next = super::STEPS.iter().find(|s| !j.is_done(s.0));
+            let next = super::STEPS.iter().find(|s| !j.is_done(s.id.as_str()));
             let boot = host.boot_id().ok();
-            if next.is_some_and(|s| s.0 == "cluster-selinux-permissive")
+            if next.is_some_and(|s| s.after_reboot)
                 && j.files_boot_id.is_some()
                 && j.files_boot_id == boot
             {
@@ -167,8 +167,8 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
                     "systemctl reboot",
                 );
             }
-            let step = next.map_or("none", |s| s.0).to_string();
-            let phase = next.map_or("done", |s| s.1.name());
+            let step = next.map_or("none", |s| s.id.as_str()).to_string();
+            let phase = next.map_or("done", |s| s.phase.name());
             let error = j.failed.as_ref().map(|f| f.error.clone());
             let text = match &j.failed {
                 Some(f) => format!(
