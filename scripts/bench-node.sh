@@ -1,49 +1,58 @@
 #!/usr/bin/env bash
-# The whole backup of a sandbox node whose trees hold ~1.5 GB (a copy of
-# /usr/share in /etc, another in /var/lib/kubelet, and 100k small files) and
-# whose etcd holds ~200 MB, timed end to end against the same work done
-# today's way: `cp -Ra` of the three trees + `etcdctl snapshot save` +
-# `tar czf` of the extras, then sync. Caches are dropped before each.
+# The whole `backup` of a sandbox node (etcd snapshot, static pods, the trees
+# /etc, /usr/local, /var/lib/kubelet, extras, fsync, verified), timed end to
+# end against (a) a bare `tar -c | zstd -T0 -3` of the same three trees and
+# (b) today's way: `cp -Ra` of the trees + `etcdctl snapshot save`, then sync.
+# Corpus and knobs in bench-lib.sh (BENCH_SCALE=2 doubles it; BENCH_RUNS).
+# Medians of alternating rounds, caches dropped before each command; the
+# archive bytes of the three trees against the tar.zst's.
 #   scripts/bench-node.sh     (BENCH_DIR, default /var/tmp/ur-bench-node)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench-node.sh: run as root" >&2; exit 1; }
-scripts/install-deps.sh >/dev/null
-scripts/build-static.sh >/dev/null
-BIN=$PWD/target/x86_64-unknown-linux-gnu/release/upgrade-recovery
+. scripts/bench-lib.sh
+[ -n "${BENCH_NO_BUILD:-}" ] || { scripts/install-deps.sh >/dev/null; scripts/build-static.sh >/dev/null; }
 W=${BENCH_DIR:-/var/tmp/ur-bench-node}
-scripts/sandbox.sh teardown "$W" 2>/dev/null || true
-scripts/sandbox.sh create "$W" >/dev/null
-trap 'scripts/sandbox.sh teardown "$W"' EXIT
-eval "$(scripts/sandbox.sh env "$W")"
-R=$W/root
+bench_node "$W"
+[ -n "${BENCH_KEEP:-}" ] || trap 'scripts/sandbox.sh teardown "$W"' EXIT
 . "$W/ctl/state/ports"
 c=$R/etc/kubernetes/static-pod-resources/etcd-certs
-ctl() { ETCDCTL_API=3 etcdctl --endpoints="https://127.0.0.1:$CLIENT_PORT" --cacert="$c/configmaps/etcd-serving-ca/ca-bundle.crt" \
-  --cert="$c/secrets/etcd-all-certs/etcd-peer-sno.crt" --key="$c/secrets/etcd-all-certs/etcd-peer-sno.key" "$@"; }
-
-echo "bench-node: filling the trees and etcd (takes a while)" >&2
-cp -a /usr/share "$R/etc/share-copy"
-cp -a /usr/share "$R/var/lib/kubelet/share-copy"
-sed -n '/^make_small()/,/^}/p' scripts/bench.sh > "$W/small.sh"; . "$W/small.sh"
-mkdir -p "$R/var/lib/kubelet/small"; make_small "$R/var/lib/kubelet/small" >/dev/null
-head -c 100000 /dev/urandom | base64 -w0 > "$W/value"
-for i in $(seq 1 1500); do ctl put "/kubernetes.io/secrets/bench/$i" < "$W/value" >/dev/null; done
 db=$(stat -c %s "$R/var/lib/etcd/member/snap/db")
 trees=$(du -sbx "$R/etc" "$R/var/usrlocal" "$R/var/lib/kubelet" | awk '{s+=$1} END {print s}')
+entries=$(find "$R/etc" "$R/var/usrlocal" "$R/var/lib/kubelet" -xdev | wc -l)
+rm -f "$W"/b.*
 
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-drop
-/usr/bin/time -f "%e %M" -o "$W/t.ours" "$BIN" --root "$R" -q backup --min-free 0 >/dev/null
-today=$W/today; mkdir -p "$today"
-drop
-/usr/bin/time -f "%e %M" -o "$W/t.today" bash -c "
-  cp -Ra '$R/etc' '$today/etc' && cp -Ra '$R/usr/local/' '$today/local' && cp -Ra '$R/var/lib/kubelet' '$today/kubelet' &&
-  ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT --cacert='$c/configmaps/etcd-serving-ca/ca-bundle.crt' \
-    --cert='$c/secrets/etcd-all-certs/etcd-peer-sno.crt' --key='$c/secrets/etcd-all-certs/etcd-peer-sno.key' snapshot save '$today/snap.db' >/dev/null &&
-  tar czf '$today/extras.tgz' -C '$R' opt/sandbox/tool.conf var/lib/mco/state.json && sync"
-ours=$(cut -d' ' -f1 "$W/t.ours"); old=$(cut -d' ' -f1 "$W/t.today")
-stored=$(du -sb "$R/var/recovery" | cut -f1)
-printf '| node backup | trees | etcd db | ours | today (cp -Ra + snapshot + tar czf) | ours/today | stored | ours RSS |\n|---|---|---|---|---|---|---|---|\n'
-printf '| sandbox | %d MiB | %d MiB | %s s | %s s | %s | %d MiB | %d MiB |\n' $((trees >> 20)) $((db >> 20)) "$ours" "$old" \
-  "$(awk -v a="$ours" -v b="$old" 'BEGIN{printf "%.2f", a/b}')" $((stored >> 20)) "$(awk '{printf "%d", $2/1024}' "$W/t.ours")"
+ours() {
+  rm -rf "$R/var/recovery"
+  timed "$W/b.ours" "'$BIN' --root '$R' backup --min-free 0 --no-nice"
+  find "$R/var/recovery" \( -name etc.tar.zst -o -name local.tar.zst -o -name kubelet.tar.zst \) -printf '%s\n' |
+    awk '{s+=$1} END {print s}' > "$W/b.ours.bytes"
+}
+tarzstd() {
+  rm -f "$W/ref.tar.zst"
+  timed "$W/b.tar" "tar --one-file-system -C '$R' -cf - etc var/usrlocal var/lib/kubelet 2>/dev/null | zstd -T0 -3 -q -o '$W/ref.tar.zst' && sync"
+}
+today() {
+  rm -rf "$W/today"; mkdir -p "$W/today"
+  timed "$W/b.today" "cp -Ra '$R/etc' '$W/today/etc' && cp -Ra '$R/usr/local/' '$W/today/local' && cp -Ra '$R/var/lib/kubelet' '$W/today/kubelet' &&
+    ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT --cacert='$c/configmaps/etcd-serving-ca/ca-bundle.crt' \
+    --cert='$c/secrets/etcd-all-certs/etcd-peer-sno.crt' --key='$c/secrets/etcd-all-certs/etcd-peer-sno.key' snapshot save '$W/today/snap.db' && sync"
+  rm -rf "$W/today"
+}
+for i in $(seq 1 "$BENCH_RUNS"); do
+  if [ $((i % 2)) -eq 1 ]; then ours; tarzstd; today; else today; tarzstd; ours; fi
+done
+o=$(med_secs "$W/b.ours"); t=$(med_secs "$W/b.tar"); d=$(med_secs "$W/b.today")
+ob=$(cat "$W/b.ours.bytes"); tb=$(stat -c %s "$W/ref.tar.zst")
+echo "# node backup ($(date -u +%F), $(nproc) CPUs, scale $BENCH_SCALE: trees $((trees >> 20)) MiB in $entries entries, etcd db $((db >> 20)) MiB; load averages per run)"
+echo
+echo "| command | median | runs (s) | loads | peak RSS | tree archive bytes |"
+echo "|---|---|---|---|---|---|"
+echo "| ours: backup (verified) | $o s | $(cut -d' ' -f1 "$W/b.ours" | paste -sd' ') | $(loads "$W/b.ours") | $(max_rss_mib "$W/b.ours") MiB | $((ob >> 20)) MiB |"
+echo "| tar -c \\| zstd -T0 -3 + sync | $t s | $(cut -d' ' -f1 "$W/b.tar" | paste -sd' ') | $(loads "$W/b.tar") | $(max_rss_mib "$W/b.tar") MiB | $((tb >> 20)) MiB |"
+echo "| today: cp -Ra x3 + etcdctl snapshot save + sync | $d s | $(cut -d' ' -f1 "$W/b.today" | paste -sd' ') | $(loads "$W/b.today") | $(max_rss_mib "$W/b.today") MiB | |"
+echo
+echo "ours/tar|zstd: $(ratio "$o" "$t") (bytes $(ratio "$ob" "$tb")); ours/today: $(ratio "$o" "$d")"
+echo
+echo "Parts of the last backup:"
+tail -12 "$W/b.ours.log"

@@ -213,7 +213,7 @@ fn script_restore_failing_stops_with_its_stderr() {
     assert!(err.contains("recovery step restore-etcd failed"), "{err}");
     assert!(err.contains("cluster-restore.sh"), "{err}");
     assert!(err.contains("restore-etcd-pod/pod.yaml"), "{err}");
-    assert!(err.contains("upgrade-recovery restore --resume"), "{err}");
+    assert!(err.contains("upgrade-recovery.sh --resume"), "{err}");
     assert!(
         err.len() < 8000,
         "the error stays readable: {} bytes",

@@ -294,7 +294,7 @@ fn verify_and_restore_refuse_hostile_backups_before_any_change() {
         b"",
     );
     t.file(b"..", b"gone");
-    let (sha, size) = t.write(&rec.join("kubelet.tar.zst"));
+    let (sha, size) = t.write(&rec.join("current/kubelet.tar.zst"));
     set_archive(&sb, "kubelet", &sha, size);
     let (code, out, err) = sb.run(&["verify"]);
     assert_eq!(code, 4, "{out}{err}");
@@ -353,7 +353,7 @@ fn verify_and_restore_refuse_hostile_backups_before_any_change() {
 
     // Not UTF-8.
     reset();
-    std::fs::write(rec.join("manifest.json"), b"{\"format\": \xff}").unwrap();
+    std::fs::write(rec.join("current/manifest.json"), b"{\"format\": \xff}").unwrap();
     let (code, _, err) = sb.run(&["verify"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("not UTF-8"), "{err}");
@@ -361,20 +361,20 @@ fn verify_and_restore_refuse_hostile_backups_before_any_change() {
     // A FIFO as the manifest or an archive never blocks; a symlink to
     // /dev/zero is not read.
     reset();
-    std::fs::remove_file(rec.join("manifest.json")).unwrap();
-    sh(&format!("mkfifo {}", q(&rec.join("manifest.json"))));
+    std::fs::remove_file(rec.join("current/manifest.json")).unwrap();
+    sh(&format!("mkfifo {}", q(&rec.join("current/manifest.json"))));
     let (code, out, err) = sb.run(&["verify"]);
     assert_eq!(code, 4, "{out}{err}");
     assert!(err.contains("FIFO"), "{err}");
     reset();
-    std::fs::remove_file(rec.join("etc.tar.zst")).unwrap();
-    sh(&format!("mkfifo {}", q(&rec.join("etc.tar.zst"))));
+    std::fs::remove_file(rec.join("current/etc.tar.zst")).unwrap();
+    sh(&format!("mkfifo {}", q(&rec.join("current/etc.tar.zst"))));
     let (code, out, _) = sb.run(&["verify"]);
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("FIFO"), "{out}");
     reset();
-    std::fs::remove_file(rec.join("local.tar.zst")).unwrap();
-    std::os::unix::fs::symlink("/dev/zero", rec.join("local.tar.zst")).unwrap();
+    std::fs::remove_file(rec.join("current/local.tar.zst")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", rec.join("current/local.tar.zst")).unwrap();
     let snap = sb.sh("ls $ROOT/var/recovery/cluster/snapshot_*.db");
     std::fs::remove_file(snap.trim()).unwrap();
     std::os::unix::fs::symlink("/dev/zero", snap.trim()).unwrap();

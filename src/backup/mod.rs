@@ -770,9 +770,10 @@ fn script_backup(
         );
     };
     let sp = cluster.join(&snap);
-    verify::check_snapshot_trailer(&sp)
+    let s = verify::read_snapshot(&sp)?;
+    s.trailer
         .map_err(|m| anyhow::anyhow!("cluster-backup.sh wrote a bad snapshot: {m}"))?;
-    let (sha256, size) = verify::file_sha256(&sp)?;
+    let (sha256, size) = (s.sha256, s.size);
     Ok((
         format!("cluster/{snap}"),
         format!("cluster/{res}"),

@@ -358,9 +358,11 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
                 .arg("status"),
         ),
     );
+    // The files of the current generation (the documented paths are links).
+    let cur = crate::store::current(&dir).unwrap_or_else(|_| dir.to_path_buf());
     b.add(
         "backup/manifest.json",
-        read_backup_file(&dir.join(manifest::FILE)).context("no backup manifest"),
+        read_backup_file(&cur.join(manifest::FILE)).context("no backup manifest"),
     );
     b.add(
         "backup/verify.json",
@@ -368,7 +370,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     );
     b.add(
         "backup/etc.exclude.list",
-        read_backup_file(&dir.join(crate::store::layout::EXCLUDE_LIST))
+        read_backup_file(&cur.join(crate::store::layout::EXCLUDE_LIST))
             .context("no etc.exclude.list"),
     );
     b.add(

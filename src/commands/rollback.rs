@@ -45,7 +45,7 @@ fn same(a: &Deployment, b: &Deployment) -> bool {
 /// The deployment to go back to: the one the backup pinned, else the only
 /// pinned one.
 fn target(host: &Host, os: &OsState) -> Result<Deployment> {
-    if let Ok(m) = Manifest::load(&host.backup_dir()) {
+    if let Ok(m) = crate::store::current(&host.backup_dir()).and_then(|g| Manifest::load(&g)) {
         if let Some(p) = m.deployment {
             return os
                 .deployments

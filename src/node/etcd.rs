@@ -240,15 +240,17 @@ pub fn snapshot(
     // (its dir) after.
     f.sync_all()?;
     drop(f);
-    if let Err(msg) = check_snapshot_trailer(&part) {
+    // One read gives the trailer check and the file's sha256.
+    let snap = read_snapshot(&part)?;
+    if let Err(msg) = snap.trailer {
         let _ = std::fs::remove_file(&part);
         bail!("the snapshot from {} is not valid: {msg}", cfg.endpoint);
     }
+    let (sha256, size) = (snap.sha256, snap.size);
     std::fs::rename(&part, dest).with_context(|| format!("renaming {}", part.display()))?;
     if let Some(dir) = dest.parent() {
         crate::util::fsutil::fsync_dir(dir)?;
     }
-    let (sha256, size) = crate::archive::file_sha256(dest)?;
     Ok(SnapshotInfo {
         size,
         sha256,
@@ -340,36 +342,61 @@ pub fn write_static_resources(
     Ok((size, sha))
 }
 
-/// An etcd snapshot ends with the sha256 of everything before it. Streamed:
-/// the snapshot may be gigabytes.
-pub fn check_snapshot_trailer(p: &Path) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("{}: {e}", p.display());
-    let mut f = crate::archive::validate::open_regular(p).map_err(err)?;
-    let len = f.metadata().map_err(err)?.len();
-    if len < 32 || len % 512 != 32 {
-        return Err(format!(
+/// An etcd snapshot ends with the sha256 of everything before it. Checked
+/// in the same single read that gives the file's own sha256 and size
+/// (streamed: the snapshot may be gigabytes).
+pub struct Snapshot {
+    pub sha256: String,
+    pub size: u64,
+    /// The problem with the trailer, if any.
+    pub trailer: Result<(), String>,
+}
+
+/// Read a snapshot once: its sha256, size and trailer check.
+pub fn read_snapshot(p: &Path) -> std::io::Result<Snapshot> {
+    let mut f = crate::archive::validate::open_regular(p)?;
+    let len = f.metadata()?.len();
+    let mut whole = Sha256::new();
+    let mut body = Sha256::new();
+    let body_len = if len >= 32 && len % 512 == 32 {
+        len - 32
+    } else {
+        len
+    };
+    let mut tail = Vec::with_capacity(32);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        let chunk = &buf[..k];
+        whole.update(chunk);
+        let in_body = body_len.saturating_sub(n).min(k as u64) as usize;
+        body.update(&chunk[..in_body]);
+        tail.extend_from_slice(&chunk[in_body..]);
+        tail.truncate(32);
+        n += k as u64;
+    }
+    let trailer = if len < 32 || len % 512 != 32 {
+        Err(format!(
             "{}: size {len} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
             p.display()
-        ));
-    }
-    let mut h = Sha256::new();
-    let mut left = len - 32;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let k = left.min(buf.len() as u64) as usize;
-        f.read_exact(&mut buf[..k]).map_err(err)?;
-        h.update(&buf[..k]);
-        left -= k as u64;
-    }
-    let mut trailer = [0u8; 32];
-    f.read_exact(&mut trailer).map_err(err)?;
-    if h.finalize().as_slice() != trailer {
-        return Err(format!(
+        ))
+    } else if n != len || body.finalize().as_slice() != tail.as_slice() {
+        Err(format!(
             "{}: the sha256 trailer does not match the data",
             p.display()
-        ));
-    }
-    Ok(())
+        ))
+    } else {
+        Ok(())
+    };
+    Ok(Snapshot {
+        sha256: hex::encode(whole.finalize()),
+        size: n,
+        trailer,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::path::Path;
 
 pub use crate::archive::file_sha256;
-pub use crate::node::etcd::check_snapshot_trailer;
+pub use crate::node::etcd::read_snapshot;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -54,21 +54,52 @@ pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
     let m = Manifest::load(dir)?;
     let mut problems = Vec::new();
     let mut checked = Vec::new();
-    for t in &m.trees {
-        let p = dir.join(&t.archive);
-        problems.extend(archive::verify_archive(
-            &p,
-            &t.stats.sha256,
-            t.stats.archive_bytes,
-        ));
+    // The archives are checked side by side: each check is one thread's
+    // decompression and hashing, so the CPUs share them.
+    let found: Vec<Vec<String>> = std::thread::scope(|s| {
+        let running: Vec<_> = m
+            .trees
+            .iter()
+            .map(|t| {
+                let p = dir.join(&t.archive);
+                s.spawn(move || archive::verify_archive(&p, &t.stats.sha256, t.stats.archive_bytes))
+            })
+            .collect();
+        running
+            .into_iter()
+            .zip(&m.trees)
+            .map(|(h, t)| {
+                h.join().unwrap_or_else(|_| {
+                    vec![format!("{}: the check stopped unexpectedly", t.archive)]
+                })
+            })
+            .collect()
+    });
+    for (t, p) in m.trees.iter().zip(found) {
+        problems.extend(p);
         checked.push(t.archive.clone());
     }
     if let Some(e) = &m.etcd {
-        let before = problems.len();
-        check_file(dir, &e.file, &e.sha256, e.size, &mut problems);
-        if problems.len() == before {
-            if let Err(msg) = check_snapshot_trailer(&dir.join(&e.file)) {
-                problems.push(msg);
+        // One read: the recorded sha256 and size first, then the trailer.
+        let p = dir.join(&e.file);
+        match read_snapshot(&p) {
+            Err(err) => problems.push(format!("{}: {err}", p.display())),
+            Ok(s) if s.size != e.size => problems.push(format!(
+                "{}: size {} but the manifest records {}",
+                p.display(),
+                s.size,
+                e.size
+            )),
+            Ok(s) if s.sha256 != e.sha256 => problems.push(format!(
+                "{}: sha256 {} but the manifest records {}",
+                p.display(),
+                s.sha256,
+                e.sha256
+            )),
+            Ok(s) => {
+                if let Err(msg) = s.trailer {
+                    problems.push(msg);
+                }
             }
         }
         checked.push(e.file.clone());
@@ -109,4 +140,41 @@ fn intact((m, r): (Manifest, Report), dir: &Path) -> Result<Manifest> {
         .into());
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn snapshot(body: &[u8]) -> Vec<u8> {
+        let mut v = body.to_vec();
+        v.extend_from_slice(&Sha256::digest(body));
+        v
+    }
+
+    #[test]
+    fn one_read_of_a_snapshot_checks_its_trailer_and_gives_its_sha256() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.db");
+        // Bigger than one read buffer, so the trailer straddles reads.
+        let good = snapshot(&vec![7u8; (1 << 20) + 512 * 3]);
+        std::fs::write(&p, &good).unwrap();
+        let s = read_snapshot(&p).unwrap();
+        assert_eq!(s.trailer, Ok(()));
+        assert_eq!(s.size, good.len() as u64);
+        assert_eq!(s.sha256, hex::encode(Sha256::digest(&good)));
+        // Malformed: one byte changed, then a size that holds no trailer.
+        let mut bad = good.clone();
+        bad[1000] ^= 1;
+        std::fs::write(&p, &bad).unwrap();
+        let e = read_snapshot(&p).unwrap().trailer.unwrap_err();
+        assert!(e.contains("trailer does not match"), "{e}");
+        std::fs::write(&p, &good[..good.len() - 1]).unwrap();
+        let e = read_snapshot(&p).unwrap().trailer.unwrap_err();
+        assert!(e.contains("size % 512 must be 32"), "{e}");
+        // Absent.
+        std::fs::remove_file(&p).unwrap();
+        assert!(read_snapshot(&p).is_err());
+    }
 }

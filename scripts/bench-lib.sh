@@ -1,0 +1,128 @@
+# Shared by bench-node.sh and bench-recovery.sh (sourced, not run).
+#
+# The corpus of issue 16, on a sandbox node, scaled by BENCH_SCALE (default 1;
+# 2 doubles every part, to show that peak RSS does not grow with the trees):
+#   /usr/local/share-N  a copy of this machine's /usr/share, once per scale step
+#   /var/lib/kubelet/pods  100k small files (50 B to 3 KiB) in 500 pod dirs, per step
+#   etcd                3k keys of 3 KiB, per step
+# Timings are medians of BENCH_RUNS (default 3) runs, the commands compared
+# alternating within each round, caches dropped before every timed command;
+# the load average is recorded with each figure (the machine is shared).
+# BENCH_REUSE=1 with BENCH_KEEP=1 keeps a filled node for the next run.
+
+BENCH_SCALE=${BENCH_SCALE:-1}
+BENCH_RUNS=${BENCH_RUNS:-3}
+BIN=${BENCH_BIN:-$PWD/target/x86_64-unknown-linux-gnu/release/upgrade-recovery}
+
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+
+# timed FILE CMD...: one line "seconds maxrss_kib load" appended to FILE.
+timed() {
+  local out=$1 l; shift
+  drop
+  l=$(load)
+  /usr/bin/time -f "%e %M" -o "$out.one" bash -c "$*" >"$out.log" 2>&1 || {
+    echo "bench: failed: $*" >&2; tail -20 "$out.log" >&2; return 1; }
+  echo "$(cat "$out.one") $l" >> "$out"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+med_secs() { cut -d' ' -f1 "$1" | median; }
+max_rss_mib() { awk '$2>m{m=$2} END {printf "%d", m/1024}' "$1"; }
+loads() { cut -d' ' -f3 "$1" | paste -sd/; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b>0)?a/b:0}'; }
+
+# bench_node W: a sandbox node in W/root, filled with the corpus. Sets R.
+bench_node() {
+  local w=$1 s
+  if [ -n "${BENCH_REUSE:-}" ] && [ -f "$w/filled" ]; then # a node filled by an earlier run
+    eval "$(scripts/sandbox.sh env "$w")"; R=$w/root; return
+  fi
+  scripts/sandbox.sh teardown "$w" 2>/dev/null || true
+  scripts/sandbox.sh create "$w" >/dev/null
+  eval "$(scripts/sandbox.sh env "$w")"
+  R=$w/root
+  echo "bench: filling the node (scale $BENCH_SCALE)" >&2
+  for s in $(seq 1 "$BENCH_SCALE"); do
+    cp -a /usr/share "$R/usr/local/share-$s"
+    small_files "$R/var/lib/kubelet/pods-$s" "$s"
+    etcd_keys "$w" "$s"
+  done
+  touch "$w/filled"
+}
+
+small_files() { # DIR SEED: 100k files of 50 B to 3 KiB in 500 pod dirs
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import os, random, sys
+root, seed = sys.argv[1], int(sys.argv[2])
+random.seed(seed)
+words = [b"kubelet", b"volume", b"config", b"token", b"etcd", b"pod", b"secret", b"data"]
+for p in range(500):
+    pod = os.path.join(root, "%08x-%d-pod" % (p, seed))
+    for v in range(4):
+        d = os.path.join(pod, "volumes", "kubernetes.io~configmap", "vol%d" % v)
+        os.makedirs(d, exist_ok=True)
+        for f in range(50):
+            size = random.randint(50, 3072)
+            if random.random() < 0.3:
+                body = os.urandom(size)
+            else:
+                body = b" ".join(random.choice(words) for _ in range(size // 6 + 1))[:size]
+            with open(os.path.join(d, "f%03d" % f), "wb") as fh:
+                fh.write(body)
+    os.symlink("volumes", os.path.join(pod, "vlink"))
+PY
+}
+
+etcd_keys() { # W SEED: 3k keys of 3 KiB
+  local w=$1 s=$2 c
+  . "$w/ctl/state/ports"
+  c=$w/root/etc/kubernetes/static-pod-resources/etcd-certs
+  head -c 2300 /dev/urandom | base64 -w0 > "$w/value"
+  seq 1 3000 | xargs -P 4 -I{} sh -c "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT \
+    --cacert=$c/configmaps/etcd-serving-ca/ca-bundle.crt --cert=$c/secrets/etcd-all-certs/etcd-peer-sno.crt \
+    --key=$c/secrets/etcd-all-certs/etcd-peer-sno.key put /kubernetes.io/secrets/bench-$s/{} < $w/value >/dev/null"
+}
+
+# mutate DIR...: in the regular files below the DIRs, 20% changed in place
+# keeping size and mtime (a copy tool trusting size+mtime would miss them),
+# 5% deleted, 5% added. Seeded: the same tree gives the same mutation.
+# Paths below the prefixes in MUTATE_SKIP (one a line) are left alone: the
+# restore excludes them, so they would stay changed.
+mutate() {
+  /usr/bin/python3 - "$@" <<'PY'
+import os, random, sys
+random.seed(11)
+skip = [s.rstrip("/") for s in os.environ.get("MUTATE_SKIP", "").splitlines() if s.strip()]
+files = []
+for root in sys.argv[1:]:
+    for d, _, fs in os.walk(root):
+        for f in fs:
+            p = os.path.join(d, f)
+            if any(p == s or p.startswith(s + "/") for s in skip):
+                continue
+            if os.path.isfile(p) and not os.path.islink(p):
+                files.append(p)
+files.sort()
+random.shuffle(files)
+n = len(files)
+mod, dele = files[: n // 5], files[n // 5 : n // 5 + n // 20]
+for p in mod:
+    st = os.stat(p)
+    with open(p, "r+b") as fh:
+        if st.st_size:
+            off = random.randrange(st.st_size)
+            fh.seek(off)
+            b = fh.read(1)
+            fh.seek(off)
+            fh.write(bytes([b[0] ^ 0x5a]))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+for p in dele:
+    os.unlink(p)
+for i, p in enumerate(files[: n // 20]):
+    if os.path.exists(p):
+        with open(p + ".added%d" % i, "wb") as fh:
+            fh.write(os.urandom(512))
+print(len(mod), len(dele), n // 20)
+PY
+}
