@@ -408,7 +408,7 @@ pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     }
     let as_script = std::path::Path::new(&words[0])
         .file_name()
-        .is_some_and(|n| n == "upgrade-recovery.sh")
+        .is_some_and(|n| n == crate::store::layout::WRAPPER)
         || std::env::var_os("UPGRADE_RECOVERY_AS_SCRIPT").is_some_and(|v| v == "1");
     let legacy = ["--resume", "--restart", "--step", "--force"];
     if as_script || words.iter().skip(1).any(|w| legacy.contains(&w.as_str())) {

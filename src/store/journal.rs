@@ -131,7 +131,7 @@ impl Journal {
 /// The record of the last completed recovery, beside the journal, so that
 /// after the journal is gone `status` and `restore --resume` can still say
 /// "recovery completed at T".
-pub const LAST_FILE: &str = "last-recovery.json";
+pub const LAST_FILE: &str = crate::store::layout::LAST_RECOVERY;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LastRecovery {

@@ -18,6 +18,8 @@
 pub const LOCK: &str = ".lock";
 /// The recovery journal; lives beside the generations.
 pub const JOURNAL: &str = "journal.json";
+/// When the last recovery with this backup dir completed.
+pub const LAST_RECOVERY: &str = "last-recovery.json";
 /// Today's script's recovery progress file.
 pub const LEGACY_PROGRESS: &str = "progress";
 /// The symlink naming the current generation.
