@@ -1,6 +1,7 @@
 # make build            the static-pie release binary
 # make install DESTDIR=... PREFIX=/usr   binary, man pages, completions, unit
 # make docs             regenerate man pages and completions from the clap definitions
+#                       (a build with the docs feature: the node binary does not carry the generator)
 PREFIX ?= /usr
 DESTDIR ?=
 BIN := target/x86_64-unknown-linux-gnu/release/upgrade-recovery
@@ -9,8 +10,8 @@ BIN := target/x86_64-unknown-linux-gnu/release/upgrade-recovery
 build:
 	scripts/build-static.sh
 
-docs: build
-	$(BIN) generate-docs packaging
+docs:
+	cargo run --quiet --features docs -- generate-docs packaging
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/upgrade-recovery

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 echo "== cargo fmt --check"; cargo fmt --all -- --check
 echo "== cargo clippy -- -D warnings"; cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo clippy --features testing"; cargo clippy --all-targets --quiet --features testing -- -D warnings
 echo "== static release build"; scripts/build-static.sh
 echo "== make install DESTDIR"
 d=$(mktemp -d); make -s install DESTDIR="$d" PREFIX=/usr >/dev/null
@@ -18,4 +19,6 @@ done
 rm -rf "$d"
 echo "== cargo test"
 # Two test threads: the machines have two cores, and each sandbox runs an etcd.
-cargo test --quiet -- --test-threads=2
+# The binary the tests run has the fault points and generate-docs (feature
+# testing); tests/common refuses to compile without it.
+cargo test --quiet --features testing -- --test-threads=2

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use upgrade_recovery::archive::{self, SyncOptions, WriteOptions};
+use upgrade_recovery::testing::archive::{self, SyncOptions, WriteOptions};
 
 fn write(src: &Path, out: &Path) -> archive::TreeStats {
     archive::write_tree(src, out, &WriteOptions::default(), None).expect("archive written")
@@ -195,7 +195,11 @@ fn damaged_archives_are_refused_before_any_change() {
     ] {
         assert!(!archive::verify_archive(bad, &st.sha256, st.archive_bytes).is_empty());
         let err = archive::restore_tree(bad, &st.sha256, size, &dst, &full()).unwrap_err();
-        assert_eq!(upgrade_recovery::error::exit_code(&err), 4, "{err:#}");
+        assert_eq!(
+            upgrade_recovery::testing::error::exit_code(&err),
+            4,
+            "{err:#}"
+        );
         assert_eq!(
             rsync_diff(&snapshot, &dst, ""),
             Vec::<String>::new(),

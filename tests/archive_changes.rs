@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use upgrade_recovery::archive::{self, WriteOptions};
+use upgrade_recovery::testing::archive::{self, WriteOptions};
 
 #[test]
 fn a_changing_file_is_detected() {

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use upgrade_recovery::ostree;
+use upgrade_recovery::testing::ostree;
 
 fn manifest(sb: &Sandbox) -> serde_json::Value {
     serde_json::from_str(

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use upgrade_recovery::archive::{self, exclude::Excludes, SyncOptions, WriteOptions};
+use upgrade_recovery::testing::archive::{self, exclude::Excludes, SyncOptions, WriteOptions};
 
 /// The backup tree and a changed node tree: in excluded and in kept places,
 /// files changed, added and deleted, at several depths.

@@ -9,7 +9,7 @@ use common::*;
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use upgrade_recovery::archive::{self, SyncOptions};
+use upgrade_recovery::testing::archive::{self, SyncOptions};
 
 /// A raw tar writer, independent of the tool's: ustar blocks, each entry
 /// preceded by a PAX header with exactly the records given.

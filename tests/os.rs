@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use upgrade_recovery::ostree;
+use upgrade_recovery::testing::ostree;
 
 fn status(sb: &Sandbox) -> Vec<ostree::Deployment> {
     ostree::parse_admin_status(&sb.sh("ostree admin --sysroot=$ROOT/sysroot status")).unwrap()

@@ -1,7 +1,7 @@
 //! Parsers of `ostree admin status` and `rpm-ostree status --json` on
 //! captured output.
 
-use upgrade_recovery::ostree::{parse_admin_status, parse_rpm_ostree_json};
+use upgrade_recovery::testing::ostree::{parse_admin_status, parse_rpm_ostree_json};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(

@@ -7,8 +7,8 @@ mod common;
 
 use common::TempDir;
 use proptest::prelude::*;
-use upgrade_recovery::archive::{self, tar, validate};
-use upgrade_recovery::{backup, etcd, images, journal, manifest, ostree, recovery};
+use upgrade_recovery::testing::archive::{self, tar, validate};
+use upgrade_recovery::testing::{backup, etcd, images, journal, manifest, ostree, recovery};
 
 fn cfg(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -169,12 +169,12 @@ proptest! {
         let t = TempDir::new("pm");
         std::fs::write(t.path().join(manifest::FILE), &data).unwrap();
         if let Err(e) = manifest::Manifest::load(t.path()) {
-            let f = e.downcast_ref::<upgrade_recovery::error::Fail>();
+            let f = e.downcast_ref::<upgrade_recovery::testing::error::Fail>();
             prop_assert!(f.is_some_and(|f| f.code() == 4), "{:#}", e);
         }
         std::fs::write(t.path().join(journal::FILE), &data).unwrap();
         if let Err(e) = journal::Journal::load(t.path()) {
-            let f = e.downcast_ref::<upgrade_recovery::error::Fail>();
+            let f = e.downcast_ref::<upgrade_recovery::testing::error::Fail>();
             prop_assert!(f.is_some_and(|f| f.code() == 3), "{:#}", e);
         }
     }

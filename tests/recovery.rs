@@ -6,7 +6,7 @@ mod common;
 use common::recovery::*;
 use common::*;
 use std::path::Path;
-use upgrade_recovery::recovery::STEPS;
+use upgrade_recovery::testing::recovery::{ETCD_SUBSTEPS, STEPS};
 
 #[test]
 fn end_to_end_backup_failed_upgrade_rollback_restore() {
@@ -103,19 +103,8 @@ fn end_to_end_backup_failed_upgrade_rollback_restore() {
 fn crash_everywhere(variant: &str) {
     let sb = Sandbox::new();
     let before = take_backup(&sb);
-    let mut points: Vec<String> = STEPS.iter().map(|s| s.0.to_string()).collect();
-    points.extend(
-        [
-            "manifest-aside",
-            "etcd-stopped",
-            "member-saved",
-            "snapshot-restored",
-            "resources-extracted",
-            "manifest-back",
-        ]
-        .iter()
-        .map(|s| format!("restore-etcd:{s}")),
-    );
+    let mut points: Vec<String> = STEPS.iter().map(|s| s.id.as_str().to_string()).collect();
+    points.extend(ETCD_SUBSTEPS.iter().map(|s| format!("restore-etcd:{s}")));
     for (n, p) in points.iter().enumerate() {
         let point = if variant == "after" {
             p.clone()

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use upgrade_recovery::ostree;
+use upgrade_recovery::testing::ostree;
 
 #[test]
 fn sandbox_has_a_real_sysroot_etcd_with_tls_and_shims_that_act() {

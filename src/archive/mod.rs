@@ -3,6 +3,7 @@
 
 pub mod exclude;
 pub mod fsops;
+mod hash;
 pub mod prefetch;
 pub mod read;
 pub mod sync;
@@ -11,6 +12,7 @@ pub mod validate;
 pub mod write;
 
 use anyhow::{bail, Context, Result};
+pub use hash::file_sha256;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -260,7 +262,7 @@ pub fn restore_tree(
     target: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncStats> {
-    let problem = match crate::verify::file_sha256(archive) {
+    let problem = match file_sha256(archive) {
         Err(e) => Some(format!("{}: {e}", archive.display())),
         Ok((_, n)) if n != size => Some(format!(
             "{}: size {n} but the manifest records {size}",
@@ -273,7 +275,7 @@ pub fn restore_tree(
         Ok(_) => None,
     };
     if let Some(p) = problem {
-        return Err(crate::error::Fail::Backup(format!(
+        return Err(crate::util::error::Fail::Backup(format!(
             "refusing to restore {} from a damaged archive (nothing was changed): {p}",
             target.display()
         ))

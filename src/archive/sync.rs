@@ -57,9 +57,7 @@ pub struct SyncStats {
 
 /// Fault injection for tests: stop (as if killed) after this many entries.
 fn crash_after() -> Option<u64> {
-    std::env::var("UPGRADE_RECOVERY_SYNC_CRASH_AFTER")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    crate::util::fault::sync_crash_after()
 }
 
 /// A relative path cut at `/` into pieces of at most `max` bytes (a single
@@ -371,7 +369,7 @@ impl Syncer {
                 if let (Some(st), Some(Kind::File)) = (&existing, ekind) {
                     let names = u64::from(h.meta.nlink.max(1));
                     if st.st_nlink <= names && st.st_size as u64 == h.meta.size {
-                        crate::fault::swap_fifo(pfd, &name);
+                        crate::util::fault::swap_fifo(pfd, &name);
                         if let Some(fd) = self.same_content(pfd, &name, &h.meta)? {
                             apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
                             self.stats.unchanged += 1;

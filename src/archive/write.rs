@@ -342,7 +342,7 @@ impl<W: Write> Walker<W> {
                         return self.entry(path, Kind::HardLink, &meta, &[]).map(|()| None);
                     }
                 }
-                crate::fault::swap_fifo(dir, name);
+                crate::util::fault::swap_fifo(dir, name);
                 let fd = match fsops::open_read(dir, name, false) {
                     Err(Errno::LOOP) => return Err(Swapped.into()),
                     r => r?,
@@ -388,7 +388,7 @@ impl<W: Write> Walker<W> {
         };
         // Pass 1: the hash of the logical content.
         let hash = hash_extents(fd.as_fd(), &ext, size, &mut self.buf)?;
-        crate::fault::change_while_read(path, fd.as_fd());
+        crate::util::fault::change_while_read(path, fd.as_fd());
         meta.sha256 = self.hashes.then_some(hash);
         meta.size = size;
         let mut map = Vec::new();
@@ -456,7 +456,7 @@ impl<W: Write> Walker<W> {
                 off += n as u64;
             }
             self.buf.truncate(off as usize);
-            crate::fault::change_while_read(path, fd.as_fd());
+            crate::util::fault::change_while_read(path, fd.as_fd());
             let st2 = fs::fstat(&fd)?;
             if !changed(&st, &st2) && off == st.st_size as u64 {
                 break;

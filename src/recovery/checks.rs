@@ -11,7 +11,7 @@
 //! Damage found here changes nothing: the phase has not started.
 
 use super::{Phase, STEPS};
-use crate::manifest::Manifest;
+use crate::store::manifest::Manifest;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
@@ -50,7 +50,7 @@ impl Part {
                 file
             }
             Part::ExcludeList => crate::store::layout::EXCLUDE_LIST,
-            Part::Images => crate::images::DIR,
+            Part::Images => crate::store::layout::IMAGES,
         }
     }
 }
@@ -101,8 +101,8 @@ pub fn parts_for(m: &Manifest, steps: &[&str]) -> Vec<Part> {
 pub fn remaining(phase: Phase, done: impl Fn(&str) -> bool) -> Vec<&'static str> {
     STEPS
         .iter()
-        .filter(|s| s.1 == phase && !done(s.0))
-        .map(|s| s.0)
+        .filter(|s| s.phase == phase && !done(s.id.as_str()))
+        .map(|s| s.id.as_str())
         .collect()
 }
 
@@ -154,7 +154,10 @@ pub fn check(dir: &Path, m: &Manifest, parts: &[Part]) -> Vec<String> {
                     problems.push(e);
                 }
             }
-            Part::Images => problems.extend(crate::images::verify(dir, &m.images)),
+            Part::Images => problems.extend(crate::node::images::verify(
+                &dir.join(crate::store::layout::IMAGES),
+                &m.images,
+            )),
         }
     }
     problems

@@ -8,7 +8,7 @@
 //! until the recovery completes, and applies only to the backup it was made
 //! for.
 
-use crate::fsutil;
+use crate::util::fsutil;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

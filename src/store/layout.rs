@@ -18,6 +18,8 @@
 pub const LOCK: &str = ".lock";
 /// The recovery journal; lives beside the generations.
 pub const JOURNAL: &str = "journal.json";
+/// When the last recovery with this backup dir completed.
+pub const LAST_RECOVERY: &str = "last-recovery.json";
 /// Today's script's recovery progress file.
 pub const LEGACY_PROGRESS: &str = "progress";
 /// The symlink naming the current generation.
@@ -54,3 +56,10 @@ pub fn link_tmp(name: &str) -> String {
 pub fn is_backup_data(name: &str) -> bool {
     name.ends_with(".tar.zst") || name == CLUSTER || name == IMAGES || name == EXCLUDE_LIST
 }
+
+/// The trees of a backup: name (the archive is `<name>.tar.zst`), node path.
+pub const TREES: [(&str, &str); 3] = [
+    ("etc", "/etc"),
+    ("local", "/usr/local"),
+    ("kubelet", "/var/lib/kubelet"),
+];

@@ -16,10 +16,14 @@
 //! `cluster` dir by `renameat2(RENAME_EXCHANGE)`), then the flat names
 //! removed. The files never change, so every path shows the same backup.
 
+pub mod journal;
 pub mod layout;
+pub mod lock;
+pub mod manifest;
+pub mod verify;
 
-use crate::error::Fail;
-use crate::{fault, fsutil};
+use crate::util::error::Fail;
+use crate::{util::fault, util::fsutil};
 use anyhow::{Context, Result};
 use layout::*;
 use std::path::{Path, PathBuf};
@@ -489,7 +493,7 @@ mod tests {
         assert_eq!(inspect(&d).unwrap(), Kind::Empty, "an empty cluster/");
         std::fs::write(d.join("etc.tar.zst"), "x").unwrap();
         assert!(matches!(inspect(&d).unwrap(), Kind::Damaged(w) if w.contains("etc.tar.zst")));
-        assert_eq!(crate::error::exit_code(&current(&d).unwrap_err()), 4);
+        assert_eq!(crate::util::error::exit_code(&current(&d).unwrap_err()), 4);
         std::fs::write(d.join(MANIFEST), "{}").unwrap();
         assert_eq!(inspect(&d).unwrap(), Kind::Flat);
         assert_eq!(current(&d).unwrap(), d);

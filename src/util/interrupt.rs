@@ -65,7 +65,7 @@ pub fn install(first: Where) {
                 .unwrap_or_default();
             let text = message(sig, &w);
             let _ = writeln!(std::io::stderr(), "{text}");
-            crate::logger::note(true, &text.replace('\n', " "));
+            crate::util::logger::note(true, &text.replace('\n', " "));
             std::process::exit(128 + sig);
         });
     }

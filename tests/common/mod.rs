@@ -2,6 +2,12 @@
 //! oracles (rsync, getfattr, getfacl), and test trees.
 #![allow(dead_code)]
 
+// The tests drive the fault points, the race hooks and generate-docs, which
+// only a build with the `testing` feature has (the shipped binary does not).
+// Clippy still lints the tests without it.
+#[cfg(not(any(feature = "testing", clippy)))]
+compile_error!("the integration tests need the test seams: run `cargo test --features testing` (scripts/test.sh does)");
+
 pub mod recovery;
 
 use std::os::unix::ffi::OsStrExt;

@@ -1,37 +1,14 @@
-//! `status`: OS deployments, the backup, recovery progress, etcd, and what to
-//! do next.
+//! Where the node stands in the documented procedure, from the backup dir,
+//! the lock, the journal and the OS deployments: what `status` shows, what
+//! `restore` refuses on, and what `rollback` checks. Below the commands, so
+//! that the recovery and the commands share it without a cycle.
 
-use crate::cmd::Tools;
-use crate::etcd;
-use crate::fsutil::human;
-use crate::host::Host;
-use crate::journal::{Journal, LastRecovery};
-use crate::manifest::Manifest;
-use crate::ostree::{self, BootedFrom, OsState};
-use crate::recovery;
-use crate::store::{self, layout};
-use anyhow::Result;
+use crate::node::host::Host;
+use crate::node::ostree::{BootedFrom, OsState};
+use crate::store::journal::{Journal, LastRecovery};
+use crate::store::manifest::Manifest;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::time::Duration;
-
-#[derive(Debug, Serialize)]
-pub struct Status {
-    pub root: String,
-    pub os: Option<OsState>,
-    pub os_error: Option<String>,
-    pub backup: BackupSummary,
-    pub recovery: Recovery,
-    pub etcd: EtcdSummary,
-    /// Which of the states of the procedure the node is in.
-    pub state: State,
-    /// That state in a sentence.
-    pub state_text: String,
-    /// What to do next, in a sentence that names the command.
-    pub next: String,
-    /// The exact next command alone.
-    pub next_command: String,
-}
 
 /// Where the node stands in the documented procedure.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -136,8 +113,9 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         next,
         command: command.to_string(),
     };
-    if let Some(crate::lock::Holder { pid, what, doing }) = crate::lock::holder(&dir) {
-        let running_recovery = what == crate::lock::RESTORE
+    if let Some(crate::store::lock::Holder { pid, what, doing }) = crate::store::lock::holder(&dir)
+    {
+        let running_recovery = what == crate::store::lock::RESTORE
             || doing.as_deref().is_some_and(|d| d.starts_with("recovery"));
         if running_recovery || Journal::path(&dir).exists() {
             return a(
@@ -158,7 +136,7 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
             format!(
                 "another upgrade-recovery run (pid {pid}{}) holds {}",
                 doing.map(|d| format!(", {d}")).unwrap_or_default(),
-                host.dir.join(crate::lock::FILE).display()
+                host.dir.join(crate::store::lock::FILE).display()
             ),
             "wait for it to end, then look again with `upgrade-recovery status`".into(),
             "upgrade-recovery status",
@@ -176,9 +154,9 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
             )
         }
         Ok(Some(j)) => {
-            let next = recovery::STEPS.iter().find(|s| !j.is_done(s.0));
+            let next = super::STEPS.iter().find(|s| !j.is_done(s.id.as_str()));
             let boot = host.boot_id().ok();
-            if next.is_some_and(|s| s.0 == "cluster-selinux-permissive")
+            if next.is_some_and(|s| s.after_reboot)
                 && j.files_boot_id.is_some()
                 && j.files_boot_id == boot
             {
@@ -189,8 +167,8 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
                     "systemctl reboot",
                 );
             }
-            let step = next.map_or("none", |s| s.0).to_string();
-            let phase = next.map_or("done", |s| s.1.name());
+            let step = next.map_or("none", |s| s.id.as_str()).to_string();
+            let phase = next.map_or("done", |s| s.phase.name());
             let error = j.failed.as_ref().map(|f| f.error.clone());
             let text = match &j.failed {
                 Some(f) => format!(
@@ -198,12 +176,12 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
                     f.step,
                     f.error,
                     j.completed.len(),
-                    recovery::STEPS.len()
+                    super::STEPS.len()
                 ),
                 None => format!(
                     "the recovery stopped before step {step} (phase {phase}); {} of {} steps done",
                     j.completed.len(),
-                    recovery::STEPS.len()
+                    super::STEPS.len()
                 ),
             };
             let next = if j.failed.is_some() {
@@ -269,8 +247,9 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         &pinned.checksum[..pinned.checksum.len().min(12)],
         pinned.serial
     );
-    let is_pinned =
-        |d: &crate::ostree::Deployment| d.checksum == pinned.checksum && d.serial == pinned.serial;
+    let is_pinned = |d: &crate::node::ostree::Deployment| {
+        d.checksum == pinned.checksum && d.serial == pinned.serial
+    };
     if !os.deployments.iter().any(is_pinned) {
         return a(
             State::PinnedDeploymentGone {
@@ -349,161 +328,6 @@ fn ready(last: Option<LastRecovery>) -> Assessment {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct BackupSummary {
-    pub dir: String,
-    pub exists: bool,
-    /// Parts of a backup are there but it is not whole (no manifest).
-    #[serde(default)]
-    pub damaged: bool,
-    pub error: Option<String>,
-    pub created: Option<String>,
-    pub pinned: Option<String>,
-    pub bytes: u64,
-    pub archive_bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Recovery {
-    pub in_progress: bool,
-    /// Where the progress is recorded (journal.json, or today's `progress`).
-    pub record: Option<String>,
-    pub steps_done: usize,
-    pub steps_total: usize,
-    pub last_done: Option<String>,
-    pub next_step: Option<String>,
-    pub phase: Option<String>,
-    /// The step that failed last, and why.
-    pub failed: Option<crate::journal::Failure>,
-    /// The journal could not be read.
-    pub error: Option<String>,
-    /// The files phase is done and the node has not rebooted since.
-    pub reboot_needed: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct EtcdSummary {
-    pub endpoint: Option<String>,
-    pub answers: bool,
-    pub version: Option<String>,
-    pub revision: Option<i64>,
-    pub db_size: Option<i64>,
-    pub error: Option<String>,
-}
-
-pub fn gather(host: &Host) -> Result<Status> {
-    host.require_node()?;
-    // status answers without ostree too: the backup and the recovery are
-    // still worth showing in an outage.
-    let (os, os_error) = match Tools::require(&["ostree"], &["rpm-ostree"])
-        .and_then(|tools| ostree::read(host, &tools))
-    {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
-    let dir = host.backup_dir();
-    let damaged = matches!(store::inspect(&dir), Ok(store::Kind::Damaged(_)));
-    let backup = match store::current(&dir).and_then(|g| Manifest::load(&g)) {
-        Ok(m) => BackupSummary {
-            dir: host.dir.display().to_string(),
-            exists: true,
-            damaged: false,
-            error: None,
-            created: Some(m.created.clone()),
-            pinned: m
-                .deployment
-                .as_ref()
-                .map(|d| format!("{} {}.{}", d.stateroot, d.checksum, d.serial)),
-            bytes: m.trees.iter().map(|t| t.stats.bytes).sum(),
-            archive_bytes: m.trees.iter().map(|t| t.stats.archive_bytes).sum(),
-        },
-        Err(e) => BackupSummary {
-            dir: host.dir.display().to_string(),
-            exists: false,
-            damaged,
-            error: Some(format!("{e:#}")),
-            created: None,
-            pinned: None,
-            bytes: 0,
-            archive_bytes: 0,
-        },
-    };
-    let record = [layout::JOURNAL, layout::LEGACY_PROGRESS]
-        .iter()
-        .find(|f| dir.join(f).exists())
-        .map(|f| host.dir.join(f).display().to_string());
-    let mut recovery = Recovery {
-        in_progress: record.is_some(),
-        record,
-        steps_done: 0,
-        steps_total: recovery::STEPS.len(),
-        last_done: None,
-        next_step: None,
-        phase: None,
-        failed: None,
-        error: None,
-        reboot_needed: false,
-    };
-    match Journal::load(&dir) {
-        Ok(Some(j)) => {
-            recovery.steps_done = j.completed.len();
-            recovery.last_done = j.completed.last().map(|d| d.id.clone());
-            if let Some(s) = recovery::STEPS.iter().find(|s| !j.is_done(s.0)) {
-                recovery.next_step = Some(s.0.to_string());
-                recovery.phase = Some(s.1.name().to_string());
-            }
-            recovery.failed = j.failed.clone();
-            recovery.reboot_needed = recovery.next_step.as_deref()
-                == Some("cluster-selinux-permissive")
-                && j.files_boot_id.is_some()
-                && j.files_boot_id == host.boot_id().ok();
-        }
-        Ok(None) => {}
-        Err(e) => recovery.error = Some(format!("{e:#}")),
-    }
-    let etcd = match etcd::ClientConfig::load(host) {
-        Err(e) => EtcdSummary {
-            endpoint: None,
-            answers: false,
-            version: None,
-            revision: None,
-            db_size: None,
-            error: Some(format!("{e:#}")),
-        },
-        Ok(cfg) => match etcd::probe(&cfg, Duration::from_secs(5)) {
-            Ok(st) => EtcdSummary {
-                endpoint: Some(cfg.endpoint.clone()),
-                answers: true,
-                version: Some(st.version),
-                revision: Some(st.revision),
-                db_size: Some(st.db_size),
-                error: None,
-            },
-            Err(e) => EtcdSummary {
-                endpoint: Some(cfg.endpoint.clone()),
-                answers: false,
-                version: None,
-                revision: None,
-                db_size: None,
-                error: Some(format!("{e:#}")),
-            },
-        },
-    };
-    let st = assess(host, os.as_ref());
-    Ok(Status {
-        root: host.root.display().to_string(),
-        os,
-        os_error,
-        backup,
-        recovery,
-        etcd,
-        state: st.state,
-        state_text: st.text,
-        next: st.next,
-        next_command: st.command,
-    })
-}
-
 pub fn render_os(os: &OsState) -> String {
     let mut s = String::new();
     let how = match os.booted_from {
@@ -547,91 +371,5 @@ pub fn render_os(os: &OsState) -> String {
             marks.join(", ")
         );
     }
-    s
-}
-
-pub fn render(st: &Status) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "Node root: {}", st.root);
-    match (&st.os, &st.os_error) {
-        (Some(os), _) => s.push_str(&render_os(os)),
-        (None, Some(e)) => {
-            let _ = writeln!(s, "OS deployments: cannot read: {e}");
-        }
-        _ => {}
-    }
-    let b = &st.backup;
-    if b.exists {
-        let _ = writeln!(
-            s,
-            "Backup: in {} from {}, pinned {}; {} of files in {}",
-            b.dir,
-            b.created.as_deref().unwrap_or("?"),
-            b.pinned.as_deref().unwrap_or("(none)"),
-            human(b.bytes),
-            human(b.archive_bytes)
-        );
-    } else if let State::BackupDamaged { problem } = &st.state {
-        let _ = writeln!(s, "Backup: DAMAGED in {}: {problem}", b.dir);
-    } else {
-        let _ = writeln!(s, "Backup: none in {}", b.dir);
-    }
-    let r = &st.recovery;
-    match &r.record {
-        Some(rec) => {
-            let _ = writeln!(
-                s,
-                "Recovery: in progress ({rec}): {} of {} steps done, last: {}, next: {}{}",
-                r.steps_done,
-                r.steps_total,
-                r.last_done.as_deref().unwrap_or("none"),
-                r.next_step.as_deref().unwrap_or("none"),
-                r.phase
-                    .as_deref()
-                    .map(|p| format!(" (phase {p})"))
-                    .unwrap_or_default()
-            );
-            if let Some(f) = &r.failed {
-                let _ = writeln!(s, "  step {} failed: {}", f.step, f.error);
-            }
-            if let Some(e) = &r.error {
-                let _ = writeln!(s, "  {e}");
-            }
-        }
-        None => {
-            let _ = writeln!(s, "Recovery: not in progress");
-        }
-    }
-    let e = &st.etcd;
-    match (&e.endpoint, e.answers) {
-        (Some(ep), true) => {
-            let _ = writeln!(
-                s,
-                "etcd: {ep} answers (version {}, revision {}, db {})",
-                e.version.as_deref().unwrap_or("?"),
-                e.revision.unwrap_or(0),
-                human(e.db_size.unwrap_or(0).max(0) as u64)
-            );
-        }
-        (Some(ep), false) => {
-            let expected = if r.in_progress {
-                " (expected while the recovery has kubelet stopped)"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                s,
-                "etcd: etcd at {ep} is not running or refuses connections{expected}; check it with `crictl ps --name etcd`"
-            );
-            if let Some(err) = &e.error {
-                let _ = writeln!(s, "  ({err})");
-            }
-        }
-        (None, _) => {
-            let _ = writeln!(s, "etcd: {}", e.error.as_deref().unwrap_or("unknown"));
-        }
-    }
-    let _ = writeln!(s, "State: {}", st.state_text);
-    let _ = writeln!(s, "Next: {}", st.next);
     s
 }

@@ -2,7 +2,7 @@
 //! its manifest does. Versioned JSON.
 
 use crate::archive::TreeStats;
-use crate::error::Fail;
+use crate::util::error::Fail;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -33,7 +33,7 @@ pub struct Manifest {
     pub trees: Vec<Tree>,
     /// Container images (`backup --with-images`), in `images/` (OCI layout).
     #[serde(default)]
-    pub images: Vec<crate::images::Image>,
+    pub images: Vec<crate::node::images::Image>,
     #[serde(default)]
     pub warnings: Vec<String>,
 }
@@ -164,7 +164,7 @@ impl Manifest {
         }
         let mut names = std::collections::HashSet::new();
         for t in &self.trees {
-            let expected = crate::backup::TREES
+            let expected = crate::store::layout::TREES
                 .iter()
                 .chain(&[("extras", "/")])
                 .find(|(n, _)| *n == t.name)

@@ -7,7 +7,7 @@ use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const FILE: &str = crate::store::layout::LOCK;
 /// What a recovery writes after its pid.
@@ -52,7 +52,6 @@ pub fn holder(dir: &Path) -> Option<Holder> {
 pub struct Lock {
     _file: File,
     what: String,
-    pub path: PathBuf,
 }
 
 pub fn acquire(dir: &Path) -> Result<Lock> {
@@ -92,7 +91,6 @@ pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
     Ok(Lock {
         _file: f,
         what: what.to_string(),
-        path,
     })
 }
 

@@ -3,25 +3,26 @@
 //! current (`store::switch`) only when complete, fsynced and verified.
 
 use crate::archive::{self, Changed, TreeStats, WriteOptions};
-use crate::cmd::Tools;
-use crate::etcd;
-use crate::fsutil::{self, human};
-use crate::host::Host;
-use crate::manifest::{self, EtcdSnapshot, Manifest, PinnedDeployment, StaticPods, Tree};
-use crate::progress::Progress;
+use crate::node::cmd::Tools;
+use crate::node::etcd;
+use crate::node::host::Host;
+use crate::store::manifest::{self, EtcdSnapshot, Manifest, PinnedDeployment, StaticPods, Tree};
 use crate::store::{self, layout, Kind};
-use crate::{fault, images, lock, ostree, verify};
+use crate::util::fsutil::{self, human};
+use crate::util::progress::Progress;
+use crate::{node::images, node::ostree, store::lock, store::verify, util::fault};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The trees of a backup: name, node path.
-pub const TREES: [(&str, &str); 3] = [
-    ("etc", "/etc"),
-    ("local", "/usr/local"),
-    ("kubelet", "/var/lib/kubelet"),
-];
+/// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
+/// documented entry point. It marks the run as started through the script, so
+/// that with no subcommand (no arguments, or only `--resume`, `--restart`,
+/// `--step`, `--force`) the binary runs `restore`, whatever its own name.
+pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
+
+use crate::store::layout::TREES;
 
 const CURRENTCONFIG: &str = "/etc/machine-config-daemon/currentconfig";
 
@@ -170,11 +171,6 @@ fn node_name(f: &Path) -> String {
     )
 }
 
-/// The paths under /etc of a tmpfiles.d file, relative to /etc.
-pub fn parse_tmpfiles(text: &str) -> Vec<String> {
-    parse_tmpfiles_lines(text).0
-}
-
 /// The paths under /etc of a tmpfiles.d file, relative to /etc, and the
 /// numbers (from 1) of the lines that are not `Type Path ...` with an
 /// absolute path (or a `%` specifier, which systemd resolves).
@@ -297,7 +293,7 @@ fn install_self(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let exe = std::fs::read("/proc/self/exe").context("reading the running binary")?;
     fsutil::write_atomic(&dir.join(layout::BINARY), &exe, 0o700)?;
-    let sh = crate::cli::WRAPPER;
+    let sh = WRAPPER;
     fsutil::write_atomic(&dir.join(layout::WRAPPER), sh.as_bytes(), 0o700)?;
     std::fs::set_permissions(
         dir.join(layout::WRAPPER),
@@ -352,7 +348,7 @@ fn plan(host: &Host, opts: &Options) -> Result<Plan> {
     let etcd = etcd::ClientConfig::load(host)?;
     if opts.etcd == EtcdMode::Script {
         let script = host.path("/usr/local/bin/cluster-backup.sh");
-        if !crate::cmd::is_executable(&script) {
+        if !crate::node::cmd::is_executable(&script) {
             bail!(
                 "--etcd-backup=script: {} is missing or not executable",
                 script.display()
@@ -415,7 +411,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     let kind = store::inspect(&dir)?;
     if let Kind::Damaged(why) = &kind {
         if !opts.replace_backup {
-            return Err(crate::error::Fail::Backup(format!(
+            return Err(crate::util::error::Fail::Backup(format!(
                 "the backup in {} is damaged: {why}. A recovery may still need what is there (the archives can still be read: `zstd -dc {}/etc.tar.zst | tar -tv`); nothing was changed. To replace it with a new backup of this node: `upgrade-recovery backup --replace-backup`",
                 host.dir.display(),
                 host.dir.display()
@@ -698,7 +694,7 @@ fn build(
     if opts.with_images {
         let t = Instant::now();
         meter.phase("images");
-        saved_images = images::save(host, tools, &plan.image_refs, staging)?;
+        saved_images = images::save(host, tools, &plan.image_refs, &staging.join(layout::IMAGES))?;
         parts.push(Part {
             name: "images".into(),
             source: format!("{} image(s)", saved_images.len()),
@@ -783,7 +779,7 @@ fn write_with_retries(
     top: &Path,
     out: &Path,
     opts: &WriteOptions,
-    meter: &crate::progress::Meter,
+    meter: &crate::util::progress::Meter,
 ) -> Result<TreeStats> {
     for attempt in 1..=3 {
         let m = meter.clone();
@@ -807,7 +803,7 @@ fn script_backup(
     let script = host.path("/usr/local/bin/cluster-backup.sh");
     let mut c = std::process::Command::new(&script);
     c.arg("--force").arg(cluster);
-    crate::cmd::run_timeout(&mut c, limit)?;
+    crate::node::cmd::run_timeout(&mut c, limit)?;
     let mut snap = None;
     let mut res = None;
     for e in std::fs::read_dir(cluster)? {

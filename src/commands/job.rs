@@ -7,7 +7,7 @@
 //! SIGTERM/SIGINT/SIGHUP (the Job's deadline sends SIGTERM).
 
 use crate::backup::{self, Outcome};
-use crate::host::Host;
+use crate::node::host::Host;
 use anyhow::{Context, Result};
 use rustix::fs::{self, FileType, Mode};
 use rustix::mount::{mount, mount_remount, MountFlags};
@@ -125,7 +125,7 @@ pub fn launch(host_dir: &Path, dir: &Path, opts: &backup::Options) -> Result<Out
         std::fs::rename(FLAG, FLAG_TMP).with_context(|| format!("renaming {FLAG}"))?;
         *RENAMED.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
-    crate::fault::point("launch:jail");
+    crate::util::fault::point("launch:jail");
     let host = Host::new(&PathBuf::from("/"), dir)?;
     backup::run(&host, opts)
 }

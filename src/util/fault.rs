@@ -1,8 +1,13 @@
 //! Fault points for tests: `UPGRADE_RECOVERY_CRASH_AT=<point>` makes the
 //! process kill itself (SIGKILL, no cleanup) when it reaches that point.
+//!
+//! Only with the `fault-injection` feature (the tests'); without it every
+//! function here is an empty inline, so the shipped binary reads none of
+//! these variables.
 
 /// Die here if the environment asks for it; or, with
 /// `UPGRADE_RECOVERY_PAUSE_AT=<point>`, wait there (for signal tests).
+#[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
     // Where a journal entry follows: tests check the syncs come before.
     if let Some(p) = std::env::var_os("UPGRADE_RECOVERY_SYNC_LOG") {
@@ -27,6 +32,7 @@ pub fn point(name: &str) {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 /// Test hook: with `UPGRADE_RECOVERY_CHANGE_WHILE_READ=<file name>`, a file of
 /// that name is appended to while it is being archived (between the reads
 /// the writer compares), as a busy log file would be.
@@ -42,6 +48,7 @@ pub fn change_while_read(name: &[u8], fd: rustix::fd::BorrowedFd) {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 /// Fault injection for tests: `UPGRADE_RECOVERY_SWAP_FIFO=<suffix>` replaces
 /// a name ending so with a FIFO between its `lstat` and its `open`, as a pod
 /// racing the backup or the restore could.
@@ -59,4 +66,46 @@ pub fn swap_fifo(dir: rustix::fd::BorrowedFd, name: &std::ffi::CStr) {
             );
         }
     }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn point(_name: &str) {}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn change_while_read(_name: &[u8], _fd: rustix::fd::BorrowedFd) {}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn swap_fifo(_dir: rustix::fd::BorrowedFd, _name: &std::ffi::CStr) {}
+
+/// `UPGRADE_RECOVERY_SYNC_CRASH_AFTER=<n>`: the tree sync stops (as if killed)
+/// after n entries.
+pub fn sync_crash_after() -> Option<u64> {
+    if cfg!(feature = "fault-injection") {
+        std::env::var("UPGRADE_RECOVERY_SYNC_CRASH_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    } else {
+        None
+    }
+}
+
+/// Append a line to the sync log the durability tests read
+/// (`UPGRADE_RECOVERY_SYNC_LOG`).
+pub fn sync_log(line: std::fmt::Arguments) {
+    #[cfg(feature = "fault-injection")]
+    if let Some(p) = std::env::var_os("UPGRADE_RECOVERY_SYNC_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = line;
 }

@@ -1,14 +1,13 @@
 //! Container images in the backup (opt-in): copied by the node's own
 //! `skopeo` from its containers-storage into an OCI layout under the backup
-//! dir (`images/`), digests preserved, each blob stored once; and back.
+//! dir (`images/`, named by the store's layout), digests preserved, each
+//! blob stored once; and back. Every function here takes that OCI layout dir.
 
-use crate::cmd::{self, Tools};
-use crate::host::Host;
+use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-pub const DIR: &str = crate::store::layout::IMAGES;
 
 /// Where containers/storage looks for its configuration, in order, as read in
 /// containers/storage `types/options.go` (`init`: `CONTAINERS_STORAGE_CONF`
@@ -259,10 +258,10 @@ fn blob(layout: &Path, digest: &str) -> PathBuf {
     layout.join("blobs").join(digest.replace(':', "/"))
 }
 
-/// Copy the images into `<staging>/images`, once per digest.
-pub fn save(host: &Host, tools: &Tools, refs: &[String], staging: &Path) -> Result<Vec<Image>> {
+/// Copy the images into the OCI layout `oci`, once per digest.
+pub fn save(host: &Host, tools: &Tools, refs: &[String], oci: &Path) -> Result<Vec<Image>> {
     let store = Store::open(host)?;
-    let layout = staging.join(DIR);
+    let layout = oci.to_path_buf();
     let mut out: Vec<Image> = Vec::new();
     for r in refs {
         let inspect = cmd::run_text(tools.command("skopeo")?.args(["inspect", &store.image(r)]))
@@ -303,8 +302,8 @@ pub fn save(host: &Host, tools: &Tools, refs: &[String], staging: &Path) -> Resu
 }
 
 /// Every blob matches its digest, every recorded image is in the index.
-pub fn verify(dir: &Path, images: &[Image]) -> Vec<String> {
-    let layout = dir.join(DIR);
+pub fn verify(oci: &Path, images: &[Image]) -> Vec<String> {
+    let layout = oci.to_path_buf();
     let mut problems = Vec::new();
     let blobs = layout.join("blobs/sha256");
     match std::fs::read_dir(&blobs) {
@@ -312,7 +311,7 @@ pub fn verify(dir: &Path, images: &[Image]) -> Vec<String> {
         Ok(rd) => {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                match crate::verify::file_sha256(&e.path()) {
+                match crate::archive::file_sha256(&e.path()) {
                     Ok((h, _)) if h == name => {}
                     Ok((h, _)) => {
                         problems.push(format!("{}: content has sha256 {h}", e.path().display()))
@@ -344,14 +343,14 @@ pub fn verify(dir: &Path, images: &[Image]) -> Vec<String> {
 }
 
 /// Put the images back into the node's container storage (idempotent).
-pub fn load(host: &Host, tools: &Tools, dir: &Path, images: &[Image]) -> Result<()> {
+pub fn load(host: &Host, tools: &Tools, oci: &Path, images: &[Image]) -> Result<()> {
     if images.is_empty() {
         // Nothing to put back: the node's storage configuration is not read.
         log::info!("the backup holds no container images: nothing to put back");
         return Ok(());
     }
     let store = Store::open(host)?;
-    let layout = dir.join(DIR);
+    let layout = oci.to_path_buf();
     for i in images {
         cmd::run(tools.command("skopeo")?.args([
             "copy",
@@ -364,7 +363,7 @@ pub fn load(host: &Host, tools: &Tools, dir: &Path, images: &[Image]) -> Result<
     }
     // Durable before the journal says restore-images is done: skopeo does
     // not sync what it wrote.
-    crate::recovery::durable::fs_of("restore-images", &store.graphroot)?;
+    crate::util::durable::fs_of("restore-images", &store.graphroot)?;
     Ok(())
 }
 

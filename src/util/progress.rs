@@ -1,7 +1,7 @@
 //! Progress of a long run: a live line on a terminal, a log line every few
 //! seconds otherwise (a Job's log).
 
-use crate::fsutil::human;
+use crate::util::fsutil::human;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,9 +2,9 @@
 //! bundle. Never key material: only what is listed here is collected, and
 //! every text is scrubbed of PEM private keys and token-shaped strings.
 
-use crate::cmd::{self, Tools};
-use crate::host::Host;
-use crate::{ibu, manifest, stateroot, status, verify};
+use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
+use crate::{commands::ibu, commands::stateroot, commands::status, store::manifest, store::verify};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -354,7 +354,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
             tools
                 .command("ostree")?
                 .arg("admin")
-                .args(crate::ostree::sysroot_args(host))
+                .args(crate::node::ostree::sysroot_args(host))
                 .arg("status"),
         ),
     );
@@ -375,7 +375,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     );
     b.add(
         "recovery/journal.json",
-        read_backup_file(&dir.join(crate::journal::FILE)).context("no recovery in progress"),
+        read_backup_file(&dir.join(crate::store::journal::FILE)).context("no recovery in progress"),
     );
     b.add("disk.txt", disk(host));
     b.add(
@@ -476,9 +476,9 @@ fn disk(host: &Host) -> Result<String> {
             s.push_str(&format!(
                 "{}: {} free of {}; {} used below\n",
                 p.display(),
-                crate::fsutil::human(st.f_bavail * st.f_frsize),
-                crate::fsutil::human(st.f_blocks * st.f_frsize),
-                crate::fsutil::human(crate::backup::du(&p))
+                crate::util::fsutil::human(st.f_bavail * st.f_frsize),
+                crate::util::fsutil::human(st.f_blocks * st.f_frsize),
+                crate::util::fsutil::human(crate::backup::du(&p))
             ));
         }
     }
@@ -525,7 +525,7 @@ fn write_tgz_to(f: std::fs::File, files: &[(String, Vec<u8>)]) -> Result<()> {
     use std::io::Write;
     let mut gz =
         flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::default());
-    let now = crate::fsutil::unix_now();
+    let now = crate::util::fsutil::unix_now();
     for (name, data) in files {
         let meta = crate::archive::tar::Meta {
             mode: 0o600,

@@ -2,8 +2,8 @@
 //! atomically (temp, fsync, rename, fsync dir) after every step. It exists
 //! only while a recovery is under way.
 
-use crate::error::Fail;
-use crate::fsutil;
+use crate::util::error::Fail;
+use crate::util::fsutil;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -131,7 +131,7 @@ impl Journal {
 /// The record of the last completed recovery, beside the journal, so that
 /// after the journal is gone `status` and `restore --resume` can still say
 /// "recovery completed at T".
-pub const LAST_FILE: &str = "last-recovery.json";
+pub const LAST_FILE: &str = crate::store::layout::LAST_RECOVERY;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LastRecovery {

@@ -577,6 +577,7 @@ pub fn lint_set(files: &[(String, String)]) -> Result<Vec<Finding>, ParseError> 
 }
 
 /// Lint one file's text.
+#[cfg(test)]
 pub fn lint(file: &str, text: &str) -> Result<Vec<Finding>, ParseError> {
     lint_set(&[(file.to_string(), text.to_string())])
 }

@@ -12,23 +12,15 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// Record a sync in the test log (a no-op unless the variable is set).
+/// Record a sync in the test log (a no-op unless the variable is set, and
+/// in builds without the `fault-injection` feature).
 pub fn log(step: &str, what: &str) {
-    if let Some(p) = std::env::var_os("UPGRADE_RECOVERY_SYNC_LOG") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
-            let _ = writeln!(f, "sync {step} {what}");
-        }
-    }
+    crate::util::fault::sync_log(format_args!("sync {step} {what}"));
 }
 
 /// fsync a directory: a rename or removal in it is durable.
 pub fn dir(step: &str, d: &Path) -> Result<()> {
-    crate::fsutil::fsync_dir(d)?;
+    crate::util::fsutil::fsync_dir(d)?;
     log(step, &format!("fsync-dir {}", d.display()));
     Ok(())
 }

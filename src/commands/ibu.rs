@@ -27,10 +27,10 @@
 //!   backend cannot be reached, remove `backups`, `restores` and
 //!   `deletebackuprequests` by hand, then annotate the IBU.
 
-use crate::cmd::{self, Tools};
-use crate::error::Fail;
-use crate::host::Host;
-use crate::stateroot;
+use crate::commands::stateroot;
+use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
+use crate::util::error::Fail;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -391,7 +391,7 @@ pub fn render_status(st: &Status) -> String {
         s,
         "LCA workspace {WORKSPACE}: {}",
         if st.workspace_exists {
-            crate::fsutil::human(st.workspace_bytes)
+            crate::util::fsutil::human(st.workspace_bytes)
         } else {
             "absent".into()
         }

@@ -1,13 +1,15 @@
 //! `verify`: check a backup against its manifest, every byte.
 
 use crate::archive;
-use crate::error::Fail;
-use crate::manifest::Manifest;
+use crate::store::layout;
+use crate::store::manifest::Manifest;
+use crate::util::error::Fail;
 use anyhow::Result;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::Path;
+
+pub use crate::archive::file_sha256;
+pub use crate::node::etcd::read_snapshot;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -15,23 +17,6 @@ pub struct Report {
     pub intact: bool,
     pub checked: Vec<String>,
     pub problems: Vec<String>,
-}
-
-/// sha256 and size of a file.
-pub fn file_sha256(p: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = crate::archive::validate::open_regular(p)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
 }
 
 /// Check a plain file against a recorded sha256 and size.
@@ -49,63 +34,6 @@ fn check_file(dir: &Path, rel: &str, sha: &str, size: u64, problems: &mut Vec<St
         )),
         Ok(_) => {}
     }
-}
-
-/// An etcd snapshot ends with the sha256 of everything before it. Checked
-/// in the same single read that gives the file's own sha256 and size
-/// (streamed: the snapshot may be gigabytes).
-pub struct Snapshot {
-    pub sha256: String,
-    pub size: u64,
-    /// The problem with the trailer, if any.
-    pub trailer: Result<(), String>,
-}
-
-/// Read a snapshot once: its sha256, size and trailer check.
-pub fn read_snapshot(p: &Path) -> std::io::Result<Snapshot> {
-    let mut f = crate::archive::validate::open_regular(p)?;
-    let len = f.metadata()?.len();
-    let mut whole = Sha256::new();
-    let mut body = Sha256::new();
-    let body_len = if len >= 32 && len % 512 == 32 {
-        len - 32
-    } else {
-        len
-    };
-    let mut tail = Vec::with_capacity(32);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        let chunk = &buf[..k];
-        whole.update(chunk);
-        let in_body = body_len.saturating_sub(n).min(k as u64) as usize;
-        body.update(&chunk[..in_body]);
-        tail.extend_from_slice(&chunk[in_body..]);
-        tail.truncate(32);
-        n += k as u64;
-    }
-    let trailer = if len < 32 || len % 512 != 32 {
-        Err(format!(
-            "{}: size {len} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
-            p.display()
-        ))
-    } else if n != len || body.finalize().as_slice() != tail.as_slice() {
-        Err(format!(
-            "{}: the sha256 trailer does not match the data",
-            p.display()
-        ))
-    } else {
-        Ok(())
-    };
-    Ok(Snapshot {
-        sha256: hex::encode(whole.finalize()),
-        size: n,
-        trailer,
-    })
 }
 
 /// Verify the current backup of the backup dir `dir` (its generation, or the
@@ -177,12 +105,11 @@ pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
         checked.push(e.file.clone());
     }
     if !m.images.is_empty() {
-        problems.extend(crate::images::verify(dir, &m.images));
-        checked.push(format!(
-            "{}/ ({} images)",
-            crate::images::DIR,
-            m.images.len()
+        problems.extend(crate::node::images::verify(
+            &dir.join(layout::IMAGES),
+            &m.images,
         ));
+        checked.push(format!("{}/ ({} images)", layout::IMAGES, m.images.len()));
     }
     if let Some(s) = &m.static_pods {
         check_file(dir, &s.file, &s.sha256, s.size, &mut problems);
@@ -197,12 +124,8 @@ pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
     Ok((m, report))
 }
 
-/// Verify, and turn damage into a `Fail::Backup` (exit 4) naming each item.
-pub fn require_intact(dir: &Path) -> Result<Manifest> {
-    intact(verify(dir)?, dir)
-}
-
-/// `require_intact` of one generation's files.
+/// Verify one generation's files, and turn damage into a `Fail::Backup`
+/// (exit 4) naming each item.
 pub fn require_intact_generation(dir: &Path) -> Result<Manifest> {
     intact(verify_generation(dir)?, dir)
 }
@@ -222,6 +145,7 @@ fn intact((m, r): (Manifest, Report), dir: &Path) -> Result<Manifest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn snapshot(body: &[u8]) -> Vec<u8> {
         let mut v = body.to_vec();

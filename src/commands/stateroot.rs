@@ -1,10 +1,10 @@
 //! Stateroots (`/sysroot/ostree/deploy/<name>`): list them, and remove one
 //! (after an image-based upgrade was aborted or finalized) safely.
 
-use crate::cmd::Tools;
-use crate::error::Fail;
-use crate::host::Host;
-use crate::ostree::{self, Deployment, OsState};
+use crate::node::cmd::Tools;
+use crate::node::host::Host;
+use crate::node::ostree::{self, Deployment, OsState};
+use crate::util::error::Fail;
 use anyhow::{bail, Context, Result};
 use rustix::fd::AsFd;
 use rustix::fs::{self, IFlags, Mode, OFlags};
@@ -81,7 +81,7 @@ pub fn render_list(l: &Listing) -> String {
             s,
             "{}  {}{}",
             r.name,
-            crate::fsutil::human(r.disk_bytes),
+            crate::util::fsutil::human(r.disk_bytes),
             if tags.is_empty() {
                 String::new()
             } else {

@@ -9,10 +9,10 @@
 //! | the pinned standby is the rollback            | roll back                                |
 //! | several standbys, the pinned one not rollback | undeploy unpinned standbys, then roll back |
 
-use crate::cmd::{self, Tools};
-use crate::host::Host;
-use crate::manifest::Manifest;
-use crate::ostree::{self, Deployment, OsState};
+use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
+use crate::node::ostree::{self, Deployment, OsState};
+use crate::store::manifest::Manifest;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
@@ -156,7 +156,7 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     } else if reboot_needed {
         format!("reboot into the pinned deployment with `systemctl reboot`; {after}")
     } else {
-        let st = crate::status::assess(host, Some(&os));
+        let st = crate::recovery::state::assess(host, Some(&os));
         format!(
             "nothing to do: the pinned deployment is booted. The node now: {}. Next: {}",
             st.text, st.next

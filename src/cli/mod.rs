@@ -1,10 +1,13 @@
 //! The command line: clap types, dispatch, output format, exit codes.
 
 use crate::archive::{self, SyncOptions};
-use crate::error::{exit_code, Fail};
-use crate::host::Host;
-use crate::manifest::Manifest;
-use crate::{backup, logger, recovery, rollback, stateroot, status, verify};
+use crate::node::host::Host;
+use crate::store::manifest::Manifest;
+use crate::util::error::{exit_code, Fail};
+use crate::{
+    backup, commands::rollback, commands::stateroot, commands::status, recovery, store::verify,
+    util::logger,
+};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -92,6 +95,7 @@ pub enum Command {
     #[command(hide = true, subcommand)]
     Tree(TreeOp),
     /// Write man pages and shell completions into DIR/man, DIR/completions
+    #[cfg(feature = "docs")]
     #[command(hide = true)]
     GenerateDocs { dir: PathBuf },
 }
@@ -279,7 +283,7 @@ pub enum IbuCmd {
         #[arg(long)]
         without_bucket: bool,
         /// Seconds to wait for Velero to process each DeleteBackupRequest
-        #[arg(long, value_name = "SECONDS", default_value_t = crate::ibu::DBR_WAIT_SECONDS)]
+        #[arg(long, value_name = "SECONDS", default_value_t = crate::commands::ibu::DBR_WAIT_SECONDS)]
         wait: u64,
     },
 }
@@ -380,12 +384,6 @@ pub fn emit<T: Serialize>(out: Output, value: &T, text: impl FnOnce() -> String)
     }
 }
 
-/// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
-/// documented entry point. It marks the run as started through the script, so
-/// that with no subcommand (no arguments, or only `--resume`, `--restart`,
-/// `--step`, `--force`) the binary runs `restore`, whatever its own name.
-pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
-
 /// Today's flags (`upgrade-recovery.sh --take-backup --dir D`, `--resume`,
 /// ...) become the matching subcommand; other command lines pass unchanged.
 pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
@@ -424,7 +422,7 @@ pub fn translate_legacy(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
     }
     let as_script = std::path::Path::new(&words[0])
         .file_name()
-        .is_some_and(|n| n == "upgrade-recovery.sh")
+        .is_some_and(|n| n == crate::store::layout::WRAPPER)
         || std::env::var_os("UPGRADE_RECOVERY_AS_SCRIPT").is_some_and(|v| v == "1");
     let legacy = ["--resume", "--restart", "--step", "--force"];
     if as_script || words.iter().skip(1).any(|w| legacy.contains(&w.as_str())) {
@@ -525,16 +523,20 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 std::fs::read_to_string(f).map_err(|e| Fail::Usage(format!("{name}: {e}")))?;
             set.push((name, text));
         }
-        let findings = crate::oadp::lint_set(&set).map_err(|e| Fail::Usage(e.to_string()))?;
-        emit(g.output, &findings, || crate::oadp::render(&findings))?;
+        let findings =
+            crate::commands::oadp::lint_set(&set).map_err(|e| Fail::Usage(e.to_string()))?;
+        emit(g.output, &findings, || {
+            crate::commands::oadp::render(&findings)
+        })?;
         return Ok(i32::from(!findings.is_empty()));
     }
+    #[cfg(feature = "docs")]
     if let Command::GenerateDocs { dir } = &cli.command {
         generate_docs(dir)?;
         return Ok(0);
     }
     if let Command::LaunchBackup(a) = &cli.command {
-        let o = crate::job::launch(&a.host_dir, &g.dir, &a.backup.options(g.quiet))?;
+        let o = crate::commands::job::launch(&a.host_dir, &g.dir, &a.backup.options(g.quiet))?;
         emit(g.output, &o, || backup::render(&o))?;
         return Ok(0);
     }
@@ -542,9 +544,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::LaunchBackup(_) => unreachable!(),
         Command::Backup(a) => {
-            crate::logger::note(true, &format!("backup started in {}", host.dir.display()));
+            crate::util::logger::note(true, &format!("backup started in {}", host.dir.display()));
             let o = backup::run(&host, &a.options(g.quiet))?;
-            crate::logger::note(true, "backup finished");
+            crate::util::logger::note(true, "backup finished");
             emit(g.output, &o, || backup::render(&o))?;
             Ok(0)
         }
@@ -560,25 +562,25 @@ pub fn run(cli: &Cli) -> Result<i32> {
         }
         Command::Stateroot(StaterootCmd::List) => {
             host.require_node()?;
-            let tools = crate::cmd::Tools::require(&["ostree"], &["rpm-ostree"])?;
+            let tools = crate::node::cmd::Tools::require(&["ostree"], &["rpm-ostree"])?;
             let l = stateroot::list(&host, &tools)?;
             emit(g.output, &l, || stateroot::render_list(&l))?;
             Ok(0)
         }
         Command::Stateroot(StaterootCmd::Cleanup { name, dry_run }) => {
             host.require_node()?;
-            let tools = crate::cmd::Tools::require(&["ostree"], &["rpm-ostree"])?;
+            let tools = crate::node::cmd::Tools::require(&["ostree"], &["rpm-ostree"])?;
             let p = stateroot::cleanup(&host, &tools, name, *dry_run)?;
             emit(g.output, &p, || stateroot::render_plan(&p))?;
             Ok(0)
         }
         Command::Ibu(c) => {
             host.require_node()?;
-            let tools = crate::cmd::Tools::require(&["ostree", "oc"], &["rpm-ostree"])?;
+            let tools = crate::node::cmd::Tools::require(&["ostree", "oc"], &["rpm-ostree"])?;
             match c {
                 IbuCmd::Status => {
-                    let st = crate::ibu::status(&host, &tools)?;
-                    emit(g.output, &st, || crate::ibu::render_status(&st))?;
+                    let st = crate::commands::ibu::status(&host, &tools)?;
+                    emit(g.output, &st, || crate::commands::ibu::render_status(&st))?;
                 }
                 IbuCmd::Cleanup {
                     dry_run,
@@ -586,29 +588,33 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     without_bucket,
                     wait,
                 } => {
-                    let o = crate::ibu::CleanupOptions {
+                    let o = crate::commands::ibu::CleanupOptions {
                         dry_run: *dry_run,
                         force: *force,
                         without_bucket: *without_bucket,
                         wait_seconds: *wait,
                     };
-                    let r = crate::ibu::cleanup(&host, &tools, &o)?;
-                    emit(g.output, &r, || crate::ibu::render_cleanup(&r))?;
+                    let r = crate::commands::ibu::cleanup(&host, &tools, &o)?;
+                    emit(g.output, &r, || crate::commands::ibu::render_cleanup(&r))?;
                 }
             }
             Ok(0)
         }
         Command::Report { to } => {
             host.require_node()?;
-            let items = crate::report::collect(&host, to)?;
-            emit(g.output, &items, || crate::report::render(&items, to))?;
+            let items = crate::commands::report::collect(&host, to)?;
+            emit(g.output, &items, || {
+                crate::commands::report::render(&items, to)
+            })?;
             Ok(0)
         }
         Command::Tree(op) => {
             tree_op(g.output, op)?;
             Ok(0)
         }
-        Command::GenerateDocs { .. } | Command::Oadp(_) => unreachable!(),
+        #[cfg(feature = "docs")]
+        Command::GenerateDocs { .. } => unreachable!(),
+        Command::Oadp(_) => unreachable!(),
         Command::Status => {
             let st = status::gather(&host)?;
             emit(g.output, &st, || status::render(&st))?;
@@ -664,6 +670,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
 
 /// Man pages (one per command) and bash/zsh/fish completions, generated from
 /// the clap definitions; CI checks the committed ones are current.
+/// Only in builds with the `docs` feature (`make docs`, the tests): the node
+/// binary does not link clap_mangen and clap_complete.
+#[cfg(feature = "docs")]
 pub fn generate_docs(dir: &Path) -> Result<()> {
     use clap::CommandFactory;
     let man = dir.join("man");
@@ -776,7 +785,7 @@ fn remove_partial(dest: &Path) {
 pub fn extract(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<ExtractStats> {
     let dir = crate::store::current(&host.backup_dir())?;
     let m = Manifest::load(&dir)?;
-    let mut groups: Vec<(&crate::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
+    let mut groups: Vec<(&crate::store::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
     for p in paths {
         let ps = p.to_str().context("paths must be UTF-8")?;
         if !ps.starts_with('/') {

@@ -1,6 +1,6 @@
 //! The node the tool works on: every host path resolves under one root.
 
-use crate::error::Fail;
+use crate::util::error::Fail;
 use anyhow::{Context, Result};
 use std::path::{Component, Path, PathBuf};
 

@@ -1,11 +1,13 @@
 //! etcd: the node's `etcd.env` (pure parser), its TLS client settings, and a
 //! health probe of the local member.
 
-use crate::host::Host;
+use crate::node::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where the node keeps the etcd scripts' environment.
@@ -272,7 +274,7 @@ pub fn snapshot(
     f.sync_all()?;
     drop(f);
     // One read gives the trailer check and the file's sha256.
-    let snap = crate::verify::read_snapshot(&part)?;
+    let snap = read_snapshot(&part)?;
     if let Err(msg) = snap.trailer {
         let _ = std::fs::remove_file(&part);
         bail!("the snapshot from {} is not valid: {msg}", cfg.endpoint);
@@ -280,7 +282,7 @@ pub fn snapshot(
     let (sha256, size) = (snap.sha256, snap.size);
     std::fs::rename(&part, dest).with_context(|| format!("renaming {}", part.display()))?;
     if let Some(dir) = dest.parent() {
-        crate::fsutil::fsync_dir(dir)?;
+        crate::util::fsutil::fsync_dir(dir)?;
     }
     Ok(SnapshotInfo {
         size,
@@ -369,8 +371,65 @@ pub fn write_static_resources(
     let (gz, _) = w.finish()?;
     let f = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
-    let (sha, size) = crate::verify::file_sha256(dest)?;
+    let (sha, size) = crate::archive::file_sha256(dest)?;
     Ok((size, sha))
+}
+
+/// An etcd snapshot ends with the sha256 of everything before it. Checked
+/// in the same single read that gives the file's own sha256 and size
+/// (streamed: the snapshot may be gigabytes).
+pub struct Snapshot {
+    pub sha256: String,
+    pub size: u64,
+    /// The problem with the trailer, if any.
+    pub trailer: Result<(), String>,
+}
+
+/// Read a snapshot once: its sha256, size and trailer check.
+pub fn read_snapshot(p: &Path) -> std::io::Result<Snapshot> {
+    let mut f = crate::archive::validate::open_regular(p)?;
+    let len = f.metadata()?.len();
+    let mut whole = Sha256::new();
+    let mut body = Sha256::new();
+    let body_len = if len >= 32 && len % 512 == 32 {
+        len - 32
+    } else {
+        len
+    };
+    let mut tail = Vec::with_capacity(32);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        let chunk = &buf[..k];
+        whole.update(chunk);
+        let in_body = body_len.saturating_sub(n).min(k as u64) as usize;
+        body.update(&chunk[..in_body]);
+        tail.extend_from_slice(&chunk[in_body..]);
+        tail.truncate(32);
+        n += k as u64;
+    }
+    let trailer = if len < 32 || len % 512 != 32 {
+        Err(format!(
+            "{}: size {len} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
+            p.display()
+        ))
+    } else if n != len || body.finalize().as_slice() != tail.as_slice() {
+        Err(format!(
+            "{}: the sha256 trailer does not match the data",
+            p.display()
+        ))
+    } else {
+        Ok(())
+    };
+    Ok(Snapshot {
+        sha256: hex::encode(whole.finalize()),
+        size: n,
+        trailer,
+    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! OS deployments: parsers of `ostree admin status` and `rpm-ostree status
 //! --json` (pure, fixture-tested), and reading the node's deployments.
 
-use crate::cmd::{self, Tools};
-use crate::host::Host;
 use crate::node::booted::{self, Karg};
+use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,8 @@
+//! The subcommands that are not a layer of their own (backup and recovery are).
+pub mod ibu;
+pub mod job;
+pub mod oadp;
+pub mod report;
+pub mod rollback;
+pub mod stateroot;
+pub mod status;

@@ -1,0 +1,600 @@
+//! The step bodies: what each step does to the node (systemd, crictl, crio,
+//! SELinux, the trees, etcd, the redeployments). The runner (`mod.rs`) calls
+//! `step` with a `StepId` and knows none of this.
+
+use super::*;
+
+impl Ctx<'_> {
+    pub(super) fn systemctl(&self, args: &[&str]) -> Result<String> {
+        cmd::run_text(self.tools.command("systemctl")?.args(args))
+    }
+
+    pub(super) fn is_active(&self, unit: &str) -> Result<bool> {
+        let out = self
+            .tools
+            .command("systemctl")?
+            .args(["is-active", unit])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim() == "active")
+    }
+
+    pub(super) fn step(&mut self, sid: StepId) -> Result<()> {
+        let id = sid.as_str();
+        match sid {
+            StepId::Preflight => self.preflight(),
+            StepId::SelinuxPermissive | StepId::ClusterSelinuxPermissive => {
+                if self.j.selinux_mode.is_none() {
+                    self.j.selinux_mode = Some(self.selinux_mode_to_restore()?);
+                    self.j.save(&self.dir)?;
+                }
+                if self.j.selinux_mode.as_deref() == Some("Disabled") {
+                    return Ok(());
+                }
+                cmd::run(self.tools.command("setenforce")?.arg("0")).map(drop)
+            }
+            StepId::StopKubelet => self.systemctl(&["stop", "kubelet.service"]).map(drop),
+            StepId::RemovePods => {
+                if !self.is_active("crio.service")? {
+                    log::info!("crio is not running: no pods to remove");
+                    return Ok(());
+                }
+                cmd::run(self.tools.command("crictl")?.args(["rmp", "-fa"])).map(drop)
+            }
+            StepId::StopCrio => self.systemctl(&["stop", "crio.service"]).map(drop),
+            StepId::WipeCrio => {
+                cmd::run(self.tools.command("crio")?.args(["wipe", "-f"])).map(drop)
+            }
+            StepId::RestoreUsrLocal => self.restore_tree(id, "local"),
+            StepId::RestoreEtc => self.restore_tree(id, "etc"),
+            StepId::RestoreExtras => self.restore_tree(id, "extras"),
+            StepId::DaemonReload => self.systemctl(&["daemon-reload"]).map(drop),
+            StepId::DisableKubelet => {
+                self.systemctl(&["disable", "kubelet.service"])?;
+                // Durable: systemctl removed the wants/ links without a sync.
+                durable::fs_of(id, &self.host.path("/etc/systemd/system"))
+            }
+            StepId::SelinuxRestore | StepId::ClusterSelinuxRestore => {
+                match self.j.selinux_mode.as_deref() {
+                    Some("Enforcing") => {
+                        cmd::run(self.tools.command("setenforce")?.arg("1")).map(drop)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            StepId::RestoreKubelet => self.restore_tree(id, "kubelet"),
+            StepId::StartCrio => {
+                if !self.is_active("crio.service")? {
+                    self.systemctl(&["start", "crio.service"])?;
+                }
+                Ok(())
+            }
+            StepId::RecordContainers => {
+                if self.j.containers.is_empty() {
+                    self.j.containers = self.containers()?;
+                    self.j.save(&self.dir)?;
+                }
+                Ok(())
+            }
+            StepId::RestoreEtcd => self.restore_etcd(),
+            StepId::RestoreImages => crate::node::images::load(
+                self.host,
+                &self.tools,
+                &self.gen.join(crate::store::layout::IMAGES),
+                &self.m.images,
+            ),
+            StepId::RestartKubelet => self.systemctl(&["restart", "kubelet.service"]).map(drop),
+            StepId::EnableKubelet => {
+                self.systemctl(&["enable", "kubelet.service"])?;
+                // Durable: the wants/ link systemctl made.
+                durable::fs_of(id, &self.host.path("/etc/systemd/system"))
+            }
+            StepId::RestartCrio => self.systemctl(&["restart", "crio.service"]).map(drop),
+            StepId::WaitContainers => self.wait_containers(),
+            StepId::RedeployEtcd
+            | StepId::RedeployKubeapiserver
+            | StepId::RedeployKubecontrollermanager
+            | StepId::RedeployKubescheduler => self.redeploy(&id["redeploy-".len()..]),
+        }
+    }
+
+    /// The mode the first run of the files phase recorded for this backup,
+    /// else the node's mode now, recorded durably before `setenforce 0`.
+    pub(super) fn selinux_mode_to_restore(&self) -> Result<String> {
+        if let Some(r) = selinux::recorded(&self.dir, &self.m.created) {
+            crate::util::logger::note(
+                self.opts.quiet,
+                &format!(
+                    "SELinux mode to put back: {} (recorded at {} by the first run of this recovery)",
+                    r.mode,
+                    fsutil::rfc3339(r.at)
+                ),
+            );
+            return Ok(r.mode);
+        }
+        let out = cmd::run_text(&mut self.tools.command("getenforce")?)?;
+        let mode = out.trim();
+        if !selinux::valid(mode) {
+            bail!("getenforce printed '{mode}', not Enforcing, Permissive or Disabled; nothing was changed");
+        }
+        selinux::record(&self.dir, mode, &self.m.created)?;
+        Ok(mode.to_string())
+    }
+
+    pub(super) fn preflight(&mut self) -> Result<()> {
+        // Every part is there with its recorded size (a look, no read); the
+        // bytes of each are checked by the phase that reads them.
+        let all: Vec<&str> = STEPS.iter().map(|s| s.id.as_str()).collect();
+        let problems = checks::sizes(&self.gen, &checks::parts_for(&self.m, &all));
+        if !problems.is_empty() {
+            return Err(Fail::Backup(format!(
+                "the backup in {} is damaged. Nothing was changed. Damaged:\n  {}\nIn an outage: put another copy of the backup there and run `upgrade-recovery restore`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+                self.dir.display(),
+                problems.join("\n  ")
+            ))
+            .into());
+        }
+        self.check_phase(Phase::Files)?;
+        let os = ostree::read(self.host, &self.tools)?;
+        let Some(pinned) = &self.m.deployment else {
+            return Ok(());
+        };
+        let active = os.active().context("no OS deployment found")?;
+        if active.checksum == pinned.checksum && active.serial == pinned.serial {
+            return Ok(());
+        }
+        let what = if active.booted { "booted" } else { "default" };
+        let pinned_name = format!(
+            "{} {}.{} ({})",
+            pinned.stateroot,
+            pinned.checksum.get(..12).unwrap_or(&pinned.checksum),
+            pinned.serial,
+            pinned.version.as_deref().unwrap_or("?"),
+        );
+        let forced = if self.opts.force {
+            "--force does not skip this check: it would restore the files of one OS onto another. "
+        } else {
+            ""
+        };
+        let msg = format!(
+            "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
+            active.short(),
+            active.short(),
+            state::render_os(&os),
+        );
+        if self.opts.other_os {
+            log::warn!(
+                "--restore-onto-other-os: restoring the files of {pinned_name} onto {} ({what}); the node will run files of one OS version on another",
+                active.short()
+            );
+            return Ok(());
+        }
+        if self.opts.force {
+            // Named only to the admin who tried to force it, never as an
+            // alternative to the rollback.
+            bail!(
+                "{msg}\n(Only if the pinned deployment can no longer boot and you accept files of another OS version: `--restore-onto-other-os`.)"
+            )
+        }
+        bail!(msg)
+    }
+
+    pub(super) fn tree(&self, name: &str) -> Result<&Tree> {
+        self.m
+            .tree(name)
+            .with_context(|| format!("the backup has no {name} tree"))
+    }
+
+    pub(super) fn restore_tree(&self, id: &str, name: &str) -> Result<()> {
+        let t = self.tree(name)?;
+        let archive = self.gen.join(&t.archive);
+        let phase = if name == "kubelet" {
+            Phase::Cluster
+        } else {
+            Phase::Files
+        };
+        let (target, opts) = if t.source == "/" {
+            (
+                self.host.root.clone(),
+                SyncOptions {
+                    in_root: true,
+                    ..SyncOptions::default()
+                },
+            )
+        } else {
+            (
+                archive::resolve_top(&self.host.root, &t.source)?,
+                SyncOptions {
+                    excludes: self.excludes(t)?,
+                    delete: true,
+                    ..SyncOptions::default()
+                },
+            )
+        };
+        // The phase check of this run read the archive once already: no
+        // second hash here (the sync checks every file's own sha256).
+        let st = if self.checked.contains(&phase) {
+            archive::sync_tree(&archive, &target, &opts)?
+        } else {
+            archive::restore_tree(
+                &archive,
+                &t.stats.sha256,
+                t.stats.archive_bytes,
+                &target,
+                &opts,
+            )?
+        };
+        // Durable: the tree sync ends with a syncfs of the target's file
+        // system; the extras lie on several (/etc on the root, others on
+        // /var...): each file system touched is synced.
+        if t.source == "/" {
+            let paths: Vec<PathBuf> = t
+                .only
+                .iter()
+                .flatten()
+                .map(|p| self.host.path(p))
+                .chain([self.host.root.clone()])
+                .collect();
+            durable::each_fs(id, paths.iter().map(PathBuf::as_path))?;
+        } else {
+            durable::fs_of(id, &target)?;
+        }
+        crate::util::logger::note(
+            self.opts.quiet,
+            &format!(
+                "{}: {} entries, {} written, {} unchanged, {} deleted, {} excluded{}",
+                t.source,
+                st.entries,
+                st.written,
+                st.unchanged,
+                st.deleted,
+                st.excluded,
+                if st.skipped_mounts.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", mount points left alone: {}",
+                        st.skipped_mounts.join(", ")
+                    )
+                }
+            ),
+        );
+        Ok(())
+    }
+
+    /// What the restore of `t` leaves alone: for /etc, the backup's
+    /// `etc.exclude.list` read as rsync reads `--exclude-from` (the admin
+    /// may have edited it, as with the old script); without that file, the
+    /// list the manifest recorded, with the same meaning.
+    pub(super) fn excludes(&self, t: &Tree) -> Result<archive::exclude::Excludes> {
+        if t.name != "etc" {
+            return Ok(archive::exclude::Excludes::parse(
+                t.excludes.join("\n").as_bytes(),
+            ));
+        }
+        match checks::exclude_list(&self.gen).map_err(Fail::Backup)? {
+            Some(b) => Ok(archive::exclude::Excludes::parse(&b)),
+            None => {
+                log::warn!(
+                    "{} is not in the backup: using the exclude list recorded in the manifest",
+                    crate::store::layout::EXCLUDE_LIST
+                );
+                Ok(archive::exclude::Excludes::parse(
+                    t.excludes.join("\n").as_bytes(),
+                ))
+            }
+        }
+    }
+
+    pub(super) fn containers(&self) -> Result<BTreeMap<String, String>> {
+        let out = cmd::run_text(self.tools.command("crictl")?.args(["ps", "-o", "json"]))?;
+        parse_containers(&out)
+    }
+
+    pub(super) fn wait_until(
+        &self,
+        what: &str,
+        mut check: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let mut last_log = Instant::now();
+        let mut last_err: Option<String>;
+        loop {
+            match check() {
+                Ok(true) => return Ok(()),
+                Ok(false) => last_err = None,
+                Err(e) => {
+                    log::info!("{what}: {e:#}");
+                    last_err = Some(format!("{e:#}"));
+                }
+            }
+            let why = last_err
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            if start.elapsed() > self.opts.wait {
+                bail!(
+                    "timed out after {}s waiting for {what}{why}",
+                    self.opts.wait.as_secs()
+                );
+            }
+            if last_log.elapsed() > Duration::from_secs(30) {
+                crate::util::logger::note(
+                    self.opts.quiet,
+                    &format!(
+                        "still waiting for {what} ({:.0}s of {}s){why}",
+                        start.elapsed().as_secs_f64(),
+                        self.opts.wait.as_secs()
+                    ),
+                );
+                last_log = Instant::now();
+            }
+            std::thread::sleep(self.opts.poll);
+        }
+    }
+
+    pub(super) fn wait_containers(&self) -> Result<()> {
+        let before = self.j.containers.clone();
+        self.wait_until("the control-plane containers to restart", || {
+            let now = self.containers()?;
+            Ok(CONTAINERS
+                .iter()
+                .all(|n| now.get(*n).is_some_and(|id| before.get(*n) != Some(id))))
+        })
+    }
+
+    pub(super) fn restore_etcd(&mut self) -> Result<()> {
+        if self.etcd_mode == EtcdRestore::Script {
+            let mut c = std::process::Command::new(self.host.path(CLUSTER_RESTORE));
+            c.arg(self.gen.join(store::layout::CLUSTER));
+            cmd::run_timeout(&mut c, self.opts.wait)?;
+            // Durable: what the script restored (etcd data, manifests).
+            durable::fs_of("restore-etcd", &self.host.path("/var/lib/etcd"))?;
+            return durable::fs_of("restore-etcd", &self.host.path("/etc/kubernetes"));
+        }
+        let snap = self.gen.join(
+            &self
+                .m
+                .etcd
+                .as_ref()
+                .context("the backup has no etcd snapshot")?
+                .file,
+        );
+        let res = self.gen.join(
+            &self
+                .m
+                .static_pods
+                .as_ref()
+                .context("the backup has no static-pod resources")?
+                .file,
+        );
+        let manifest = self.host.path(ETCD_MANIFEST);
+        let aside = self.host.path(ETCD_MANIFEST_ASIDE);
+        let data = self.host.path("/var/lib/etcd");
+        let member = data.join("member");
+        let saved = self.host.path("/var/lib/etcd-backup/member");
+        let tmp = self.host.path("/var/lib/etcd-restore.tmp");
+        // 1. Stop the etcd static pod: its manifest out of the manifests dir.
+        self.sub("manifest-aside", |_| {
+            if manifest.exists() {
+                std::fs::create_dir_all(aside.parent().unwrap())?;
+                std::fs::rename(&manifest, &aside).context("moving the etcd manifest aside")?;
+            } else if !aside.exists() {
+                bail!(
+                    "neither {} nor {} exists",
+                    manifest.display(),
+                    aside.display()
+                );
+            }
+            // Durable: the rename, in both parent dirs.
+            durable::dir("manifest-aside", manifest.parent().unwrap())?;
+            durable::dir("manifest-aside", aside.parent().unwrap())
+        })?;
+        // 2. Wait until the etcd containers are gone.
+        self.sub("etcd-stopped", |c| {
+            c.wait_until("the etcd containers to stop", || {
+                let out = cmd::run_text(c.tools.command("crictl")?.args([
+                    "ps",
+                    "--label",
+                    "io.kubernetes.container.name=etcd",
+                    "-q",
+                ]))?;
+                Ok(out.trim().is_empty())
+            })
+        })?;
+        // 3. Keep the current data: /var/lib/etcd/member -> /var/lib/etcd-backup/member.
+        self.sub("member-saved", |_| {
+            if member.exists() {
+                if saved.exists() {
+                    let old = saved.with_file_name(format!("member.{}", fsutil::unix_now()));
+                    std::fs::rename(&saved, &old)?;
+                }
+                std::fs::create_dir_all(saved.parent().unwrap())?;
+                std::fs::rename(&member, &saved).context("moving the etcd data aside")?;
+            }
+            // Durable: the renames, in both parent dirs.
+            for d in [data.as_path(), saved.parent().unwrap()] {
+                if d.is_dir() {
+                    durable::dir("member-saved", d)?;
+                }
+            }
+            Ok(())
+        })?;
+        // 4. The snapshot into a fresh dir, then into place.
+        let cfg = etcd::ClientConfig::load(self.host)?;
+        self.sub("snapshot-restored", |c| {
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp)?;
+            }
+            let name = cfg.name.clone().unwrap_or_else(|| "etcd".into());
+            let peer = cfg
+                .peer_url
+                .clone()
+                .unwrap_or_else(|| "https://127.0.0.1:2380".into());
+            let mut e = c.tools.command("etcdctl")?;
+            e.env("ETCDCTL_API", "3")
+                .arg("snapshot")
+                .arg("restore")
+                .arg(&snap)
+                .arg(format!("--name={name}"))
+                .arg(format!("--initial-cluster={name}={peer}"))
+                .arg(format!("--initial-advertise-peer-urls={peer}"))
+                .arg(format!("--data-dir={}", tmp.display()))
+                .current_dir(&c.dir);
+            cmd::run(&mut e)?;
+            if member.exists() {
+                std::fs::remove_dir_all(&member)?;
+            }
+            std::fs::create_dir_all(&data)?;
+            std::fs::rename(tmp.join("member"), &member)
+                .context("moving the restored member into place")?;
+            std::fs::remove_dir_all(&tmp)?;
+            // Durable: the restored member's files, and the renames.
+            durable::fs_of("snapshot-restored", &member)?;
+            durable::dir("snapshot-restored", &data)?;
+            durable::dir("snapshot-restored", tmp.parent().unwrap())
+        })?;
+        // 5. The static-pod resources of the backup under /etc/kubernetes.
+        self.sub("resources-extracted", |c| {
+            let dest = c.host.path("/etc/kubernetes");
+            cmd::run(
+                c.tools
+                    .command("tar")?
+                    .arg("-C")
+                    .arg(&dest)
+                    .arg("-xzpf")
+                    .arg(&res)
+                    .arg("--no-same-owner"),
+            )?;
+            // Durable: tar wrote the resources without a sync.
+            durable::fs_of("resources-extracted", &dest)
+        })?;
+        // 6. etcd back: its manifest into the manifests dir.
+        self.sub("manifest-back", |_| {
+            if aside.exists() {
+                std::fs::rename(&aside, &manifest).context("putting the etcd manifest back")?;
+            }
+            // Durable: the rename, in both parent dirs.
+            durable::dir("manifest-back", manifest.parent().unwrap())?;
+            durable::dir("manifest-back", aside.parent().unwrap())
+        })?;
+        self.j.etcd_restore.clear();
+        Ok(())
+    }
+
+    /// A sub-step of the native etcd restore, recorded in the journal.
+    pub(super) fn sub(&mut self, id: &str, f: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        debug_assert!(
+            steps::ETCD_SUBSTEPS.contains(&id),
+            "{id} not in ETCD_SUBSTEPS"
+        );
+        if self.j.etcd_restore.iter().any(|s| s == id) {
+            return Ok(());
+        }
+        f(self).with_context(|| format!("etcd restore, {id}"))?;
+        fault::point(&format!("restore-etcd:{id}"));
+        self.j.etcd_restore.push(id.to_string());
+        self.j.save(&self.dir)
+    }
+
+    pub(super) fn oc(&self) -> Result<std::process::Command> {
+        let mut c = self.tools.command("oc")?;
+        if std::env::var_os("KUBECONFIG").is_none() {
+            c.arg(format!(
+                "--kubeconfig={}",
+                self.host.path(KUBECONFIG).display()
+            ));
+        }
+        Ok(c)
+    }
+
+    pub(super) fn revisions(&self, kind: &str) -> Result<(i64, i64)> {
+        let out = cmd::run_text(self.oc()?.args(["get", kind, "-o", "json"]))?;
+        parse_revisions(&out).with_context(|| format!("oc get {kind}"))
+    }
+
+    pub(super) fn redeploy(&mut self, kind: &str) -> Result<()> {
+        let target = match self.j.redeploy_targets.get(kind) {
+            Some(t) => *t,
+            None => {
+                let mut latest = 0;
+                self.wait_until(&format!("the API server to answer for {kind}"), || {
+                    latest = self.revisions(kind)?.1;
+                    Ok(true)
+                })?;
+                let target = latest + 1;
+                let reason = format!(
+                    "{{\"spec\":{{\"forceRedeploymentReason\":\"recovery-{}\"}}}}",
+                    fsutil::unix_now()
+                );
+                // The target is recorded only once the patch that makes it
+                // succeeded: a failed patch is not a redeployment to wait
+                // for, and `--resume` patches again.
+                cmd::run(self.oc()?.args([
+                    "patch",
+                    kind,
+                    "cluster",
+                    "--type=merge",
+                    "-p",
+                    &reason,
+                ]))
+                .with_context(|| {
+                    format!("asking {kind} for a new revision (oc patch {kind} cluster) failed; nothing is recorded, `--resume` asks again")
+                })?;
+                fault::point(&format!("redeploy-{kind}:patched"));
+                self.j.redeploy_targets.insert(kind.to_string(), target);
+                self.j.save(&self.dir)?;
+                target
+            }
+        };
+        self.wait_revision(kind, target)
+    }
+
+    /// Wait until `kind`'s node runs revision `target`. The progress lines
+    /// show the current and the wanted revision; a timeout names the
+    /// operator, where it is stuck, and the command to look.
+    pub(super) fn wait_revision(&self, kind: &str, target: i64) -> Result<()> {
+        let start = Instant::now();
+        let mut last_log = Instant::now();
+        let look = format!("oc get {kind} cluster -o yaml");
+        loop {
+            let (now, err) = match self.revisions(kind) {
+                Ok((cur, _)) if cur >= target => return Ok(()),
+                Ok((cur, latest)) => (
+                    format!("at revision {cur}, wanted {target} (latest available {latest})"),
+                    None,
+                ),
+                Err(e) => {
+                    log::info!("{kind}: {e:#}");
+                    ("revision unknown".to_string(), Some(format!("{e:#}")))
+                }
+            };
+            let why = err
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            if start.elapsed() > self.opts.wait {
+                bail!(
+                    "timed out after {}s: {kind} is stuck {now}{why}. Look with `{look}` (status.conditions and status.nodeStatuses say why); once it moves, `upgrade-recovery restore --resume` waits again without a new redeployment",
+                    self.opts.wait.as_secs()
+                );
+            }
+            if last_log.elapsed() > Duration::from_secs(30) {
+                crate::util::logger::note(
+                    self.opts.quiet,
+                    &format!(
+                        "still waiting for {kind}: {now} ({:.0}s of {}s){why}",
+                        start.elapsed().as_secs_f64(),
+                        self.opts.wait.as_secs()
+                    ),
+                );
+                last_log = Instant::now();
+            }
+            std::thread::sleep(self.opts.poll);
+        }
+    }
+
+    /// The recovery is complete: drop what the steps recorded beside the
+    /// journal for a later run (the SELinux mode).
+    pub(super) fn forget_step_records(&self) -> Result<()> {
+        selinux::forget(&self.dir)
+    }
+}

@@ -1,0 +1,703 @@
+//! `restore`: the recovery, in phases across a reboot, as an explicit list of
+//! idempotent steps with stable ids. The journal records each completed step;
+//! a crash anywhere is followed by `--resume` to the same end state.
+
+use crate::archive::{self, SyncOptions};
+use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
+use crate::store::journal::{Done, Failure, Journal};
+use crate::store::manifest::{Manifest, Tree};
+use crate::util::error::Fail;
+use crate::util::fault;
+use crate::util::fsutil;
+use crate::{node::etcd, node::ostree, store, store::lock};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+mod bodies;
+pub mod checks;
+use crate::util::durable;
+pub mod selinux;
+pub mod state;
+pub mod steps;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Files,
+    Cluster,
+    Redeploy,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Files => "files",
+            Phase::Cluster => "cluster",
+            Phase::Redeploy => "redeploy",
+        }
+    }
+}
+
+use steps::{phase_of, Step};
+pub use steps::{StepId, STEPS};
+
+/// The containers whose restart shows the control plane came back.
+pub const CONTAINERS: [&str; 5] = [
+    "etcd",
+    "etcd-operator",
+    "kube-apiserver-operator",
+    "kube-controller-manager-operator",
+    "kube-scheduler-operator-container",
+];
+
+const CLUSTER_RESTORE: &str = "/usr/local/bin/cluster-restore.sh";
+const ETCD_MANIFEST: &str = "/etc/kubernetes/manifests/etcd-pod.yaml";
+const ETCD_MANIFEST_ASIDE: &str = "/var/lib/etcd-backup/etcd-pod.yaml";
+const KUBECONFIG: &str =
+    "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+pub enum EtcdRestore {
+    /// The node's cluster-restore.sh when it exists, else native
+    Auto,
+    /// /usr/local/bin/cluster-restore.sh <dir>/cluster
+    Script,
+    /// Move etcd aside, `etcdctl snapshot restore`, extract the resources
+    Native,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub resume: bool,
+    pub restart: bool,
+    pub step: bool,
+    pub force: bool,
+    /// Restore the files even though another OS than the pinned one is active.
+    pub other_os: bool,
+    pub dry_run: bool,
+    pub etcd_restore: EtcdRestore,
+    pub wait: Duration,
+    pub poll: Duration,
+    pub quiet: bool,
+    /// Install a oneshot unit that continues the recovery after the reboot.
+    pub auto_resume: bool,
+    /// This run was started by that unit: remove it first.
+    pub from_unit: bool,
+}
+
+/// The auto-resume unit, installed under /etc so the restored /etc keeps it.
+pub const RESUME_UNIT: &str = "upgrade-recovery-resume.service";
+const RESUME_UNIT_TEXT: &str = include_str!("../../packaging/upgrade-recovery-resume.service");
+
+#[derive(Debug, Serialize)]
+pub struct PlanStep {
+    pub id: &'static str,
+    pub phase: Phase,
+    pub description: &'static str,
+    pub done: bool,
+}
+
+pub fn plan(j: Option<&Journal>) -> Vec<PlanStep> {
+    STEPS
+        .iter()
+        .map(|s| PlanStep {
+            id: s.id.as_str(),
+            phase: s.phase,
+            description: s.description,
+            done: j.is_some_and(|j| j.is_done(s.id.as_str())),
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Outcome {
+    DryRun {
+        steps: Vec<PlanStep>,
+    },
+    /// The files phase is done: the node must reboot.
+    RebootNow {
+        steps_done: Vec<Done>,
+    },
+    /// --step: a phase ended.
+    PhaseDone {
+        phase: Phase,
+        next: String,
+    },
+    Done {
+        steps: Vec<Done>,
+        seconds: f64,
+    },
+}
+
+struct Ctx<'a> {
+    host: &'a Host,
+    /// Held for the whole run; notes the current step for `status`.
+    lock: lock::Lock,
+    tools: Tools,
+    /// `--etcd-restore` resolved: Script or Native.
+    etcd_mode: EtcdRestore,
+    opts: &'a Options,
+    m: Manifest,
+    /// The backup dir (the journal, the lock).
+    dir: PathBuf,
+    /// The dir of the backup's files: its generation (or `dir`, flat).
+    gen: PathBuf,
+    j: Journal,
+    /// Phases whose backup parts this run checked (recovery/checks.rs).
+    checked: Vec<Phase>,
+}
+
+fn required_tools(etcd_mode: EtcdRestore) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut req = vec![
+        "systemctl",
+        "crictl",
+        "crio",
+        "setenforce",
+        "getenforce",
+        "ostree",
+        "oc",
+    ];
+    if etcd_mode == EtcdRestore::Native {
+        req.extend(["etcdctl", "tar"]);
+    }
+    (req, vec!["rpm-ostree", "etcdctl", "tar"])
+}
+
+pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
+    host.require_node()?;
+    let dir = host.backup_dir();
+    let existing = match Journal::load(&dir) {
+        // --restart is the way out of an unreadable journal: a new one replaces it.
+        Err(e) if opts.restart && !opts.dry_run => {
+            log::warn!("{e:#}");
+            None
+        }
+        r => r?,
+    };
+    if opts.dry_run {
+        return Ok(Outcome::DryRun {
+            steps: plan(existing.as_ref()),
+        });
+    }
+    // Programs first: a missing one is named before anything changes.
+    let etcd_mode = match opts.etcd_restore {
+        EtcdRestore::Auto if cmd::is_executable(&host.path(CLUSTER_RESTORE)) => EtcdRestore::Script,
+        EtcdRestore::Auto => EtcdRestore::Native,
+        m => m,
+    };
+    // The script is run only at restore-etcd, after the reboot: its absence
+    // must stop us now, not half way.
+    if etcd_mode == EtcdRestore::Script && !cmd::is_executable(&host.path(CLUSTER_RESTORE)) {
+        return Err(crate::util::error::Fail::Usage(format!(
+            "--etcd-restore=script: {} is missing or not executable; nothing was changed; run `upgrade-recovery restore --etcd-restore=native`",
+            host.path(CLUSTER_RESTORE).display()
+        ))
+        .into());
+    }
+    // The generation the recovery under way uses (the journal records it),
+    // else the current one; None is the flat format.
+    let generation = match &existing {
+        Some(j) if !opts.restart => j.generation.clone(),
+        _ => store::current_generation(&dir)?,
+    };
+    let gen = store::generation_dir(&dir, generation.as_deref())?;
+    let m = Manifest::load(&gen)?;
+    let (mut req, opt) = required_tools(etcd_mode);
+    if !m.images.is_empty() {
+        req.push("skopeo");
+    }
+    let tools = Tools::require(&req, &opt)?;
+    let lock = lock::acquire_for(&dir, lock::RESTORE)?;
+    let legacy = dir.join(store::layout::LEGACY_PROGRESS);
+    if existing.is_none() && opts.resume && !opts.restart && !legacy.exists() {
+        // Nothing to continue: starting a new recovery here would restore the
+        // old etcd snapshot again and lose every write since.
+        drop(lock);
+        if opts.from_unit {
+            // The auto-resume unit found nothing to continue: it never runs again.
+            let unit = host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
+            if unit.exists() {
+                if let Ok(mut c) = tools.command("systemctl") {
+                    let _ = cmd::run(c.args(["disable", RESUME_UNIT]));
+                }
+                let _ = std::fs::remove_file(&unit);
+            }
+        }
+        return Err(nothing_to_resume(host, &tools));
+    }
+    if let Some(j) = existing.as_ref() {
+        let boot = host.boot_id().ok();
+        if !(opts.resume || opts.restart || opts.force)
+            && next_step(j).is_some_and(|s| s.after_reboot)
+            && j.files_boot_id.is_some()
+            && j.files_boot_id == boot
+        {
+            return Err(Fail::InProgress(format!(
+                "the recovery's files phase is done and the node has not rebooted since; nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
+                state::resume_command(host)
+            ))
+            .into());
+        }
+    }
+    let j = match existing {
+        Some(j) if opts.restart => {
+            log::warn!(
+                "--restart: forgetting the recovery under way ({} steps done)",
+                j.completed.len()
+            );
+            Journal::remove(&dir)?;
+            None
+        }
+        Some(j) if !(opts.resume || opts.step) => {
+            let next = next_step(&j).map_or("none", |s| s.id.as_str());
+            return Err(Fail::InProgress(format!(
+                "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `upgrade-recovery restore --restart`",
+                j.completed.len(),
+                STEPS.len(),
+                state::resume_command(host)
+            ))
+            .into());
+        }
+        j => j,
+    };
+    if j.is_none() && legacy.exists() && !opts.restart {
+        return Err(Fail::InProgress(format!(
+            "{} shows a recovery started by the old upgrade-recovery.sh; nothing was changed. Start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",
+            legacy.display()
+        ))
+        .into());
+    }
+    if opts.restart {
+        let _ = std::fs::remove_file(&legacy);
+    }
+    let fresh = j.is_none();
+    let j = j.unwrap_or_else(|| Journal {
+        format: crate::store::journal::FORMAT,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        started: fsutil::rfc3339(fsutil::unix_now()),
+        backup_created: m.created.clone(),
+        generation,
+        ..Journal::default()
+    });
+    if j.backup_created != m.created {
+        bail!(
+            "the recovery under way restores the backup of {}, but the backup in {} is from {}; start over with `upgrade-recovery restore --restart`",
+            j.backup_created,
+            dir.display(),
+            m.created
+        );
+    }
+    let mut ctx = Ctx {
+        host,
+        lock,
+        tools,
+        etcd_mode,
+        opts,
+        m,
+        dir,
+        gen,
+        j,
+        checked: Vec::new(),
+    };
+    if fresh {
+        // Before the first change, and before a journal exists: a refusal
+        // here leaves no recovery "in progress".
+        let t = Instant::now();
+        ctx.lock.note("recovery step preflight (phase files)");
+        crate::util::interrupt::update(|w| {
+            *w = interrupt_where(host, &ctx.j, StepId::Preflight.as_str(), Phase::Files)
+        });
+        fault::point("preflight:before");
+        ctx.preflight()?;
+        fault::point(StepId::Preflight.as_str());
+        ctx.j.completed.push(Done {
+            id: StepId::Preflight.as_str().into(),
+            at: fsutil::unix_now(),
+            seconds: t.elapsed().as_secs_f64(),
+            boot_id: host.boot_id()?,
+        });
+        ctx.j.save(&ctx.dir)?;
+    }
+    ctx.run_steps()
+}
+
+/// `--resume` with no recovery in progress: refuse, say the node's state
+/// and the command that fits it.
+fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
+    let os = ostree::read(host, tools).ok();
+    let st = state::assess(host, os.as_ref());
+    let last = crate::store::journal::LastRecovery::load(&host.backup_dir())
+        .map(|l| format!("The last recovery completed at {}. ", l.completed))
+        .unwrap_or_else(|| "No recovery has completed with this backup dir. ".into());
+    anyhow::anyhow!(
+        "--resume: no recovery is in progress (no {} in {}); nothing was changed. {last}The node now: {}.\nNext: {}",
+        crate::store::journal::FILE,
+        host.dir.display(),
+        st.text,
+        st.next
+    )
+}
+
+/// The message for a signal while `step` runs (None: preflight, no journal).
+fn interrupt_where(
+    host: &Host,
+    j: &Journal,
+    step: &str,
+    phase: Phase,
+) -> crate::util::interrupt::Where {
+    let resume = state::resume_command(host);
+    if j.completed.is_empty() {
+        return crate::util::interrupt::Where {
+            doing: format!("recovery step {step} (phase {})", phase.name()),
+            done: "nothing; the preflight makes no change and no recovery is recorded".into(),
+            next: "start the recovery again with `upgrade-recovery restore`".into(),
+        };
+    }
+    crate::util::interrupt::Where {
+        doing: format!("recovery step {step} (phase {})", phase.name()),
+        done: format!(
+            "{} of {} steps (last: {}), recorded in {}; step {step} was not finished and is safe to run again",
+            j.completed.len(),
+            STEPS.len(),
+            j.completed.last().map_or("none", |d| d.id.as_str()),
+            host.dir.join(crate::store::journal::FILE).display()
+        ),
+        next: format!("continue the recovery with `{resume}`"),
+    }
+}
+
+/// What to do with a damaged backup in an outage (never "take a new backup").
+pub fn damaged_next(host: &Host) -> String {
+    format!(
+        "Nothing was changed. Do not restore from this backup. In an outage: use another copy of the backup (put it in {} and check it with `upgrade-recovery verify`), or copy intact files out with `upgrade-recovery extract PATH --to DIR`.",
+        host.dir.display()
+    )
+}
+
+fn next_step(j: &Journal) -> Option<&'static Step> {
+    STEPS.iter().find(|s| !j.is_done(s.id.as_str()))
+}
+
+impl Ctx<'_> {
+    fn run_steps(&mut self) -> Result<Outcome> {
+        let t0 = Instant::now();
+        if self.opts.from_unit {
+            // Whatever happens next, the unit never runs again.
+            self.remove_resume_unit()?;
+        }
+        let boot = self.host.boot_id()?;
+        // A reboot in the middle of the files phase brought the services back:
+        // do its service steps again (each is idempotent).
+        let files_done = self.j.is_done(steps::last_of(Phase::Files).as_str());
+        let files_boots: Vec<&str> = self
+            .j
+            .completed
+            .iter()
+            .filter(|d| phase_of(&d.id) == Some(Phase::Files) && d.id != StepId::Preflight.as_str())
+            .map(|d| d.boot_id.as_str())
+            .collect();
+        if !files_done && files_boots.iter().any(|b| *b != boot) {
+            log::warn!("the node rebooted during the files phase: running that phase again");
+            self.j.completed.retain(|d| {
+                phase_of(&d.id) != Some(Phase::Files) || d.id == StepId::Preflight.as_str()
+            });
+            self.j.save(&self.dir)?;
+        }
+        let mut phase_at_start: Option<Phase> = None;
+        while let Some(&Step {
+            id: sid,
+            phase,
+            after_reboot,
+            ends_phase,
+            ..
+        }) = next_step(&self.j)
+        {
+            let id = sid.as_str();
+            if after_reboot && !self.j.is_done(id) {
+                self.check_rebooted(&boot)?;
+            }
+            if self.opts.step {
+                match phase_at_start {
+                    None => phase_at_start = Some(phase),
+                    Some(p) if p != phase => {
+                        return Ok(Outcome::PhaseDone {
+                            phase: p,
+                            next: format!(
+                            "phase {} is done; continue with `upgrade-recovery restore --resume`",
+                            p.name()
+                        ),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            self.lock
+                .note(&format!("recovery step {id} (phase {})", phase.name()));
+            crate::util::interrupt::update(|w| *w = interrupt_where(self.host, &self.j, id, phase));
+            // Before the phase's first change in this run: the parts it reads.
+            if !self.checked.contains(&phase) {
+                self.check_phase(phase)?;
+            }
+            fault::point(&format!("{id}:before"));
+            let t = Instant::now();
+            crate::util::logger::note(self.opts.quiet, &format!("step {id} started"));
+            if let Err(e) = self.step(sid) {
+                let msg = format!("{e:#}");
+                self.j.failed = Some(Failure {
+                    step: id.into(),
+                    error: msg,
+                    at: fsutil::unix_now(),
+                });
+                let _ = self.j.save(&self.dir);
+                crate::util::logger::note(
+                    true,
+                    &format!(
+                        "step {id} failed after {:.1}s: {e:#}",
+                        t.elapsed().as_secs_f64()
+                    ),
+                );
+                let text = format!(
+                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: fix the cause above, then run `{}` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
+                    self.describe(),
+                    state::resume_command(self.host)
+                );
+                return Err(crate::util::error::with_code_of(&e, text));
+            }
+            fault::point(id);
+            self.j.failed = None;
+            self.j.completed.push(Done {
+                id: id.into(),
+                at: fsutil::unix_now(),
+                seconds: t.elapsed().as_secs_f64(),
+                boot_id: boot.clone(),
+            });
+            if phase == Phase::Files && ends_phase {
+                self.j.files_boot_id = Some(boot.clone());
+            }
+            self.j.save(&self.dir)?;
+            crate::util::logger::note(
+                self.opts.quiet,
+                &format!("step {id} done ({:.1}s)", t.elapsed().as_secs_f64()),
+            );
+            if phase == Phase::Files && ends_phase {
+                if self.opts.auto_resume {
+                    self.install_resume_unit()?;
+                }
+                return Ok(Outcome::RebootNow {
+                    steps_done: self.j.completed.clone(),
+                });
+            }
+        }
+        let steps = self.j.completed.clone();
+        self.remove_resume_unit()?;
+        // Durable before the journal goes: "recovery completed at T".
+        crate::store::journal::LastRecovery {
+            completed: fsutil::rfc3339(fsutil::unix_now()),
+            started: self.j.started.clone(),
+            backup_created: self.j.backup_created.clone(),
+            steps: steps.len(),
+        }
+        .save(&self.dir)?;
+        // Before the journal goes: a crash in between resumes and gets here.
+        self.forget_step_records()?;
+        Journal::remove(&self.dir)?;
+        crate::util::logger::note(true, "recovery complete");
+        Ok(Outcome::Done {
+            steps,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn install_resume_unit(&self) -> Result<()> {
+        let p = self.host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
+        let text = RESUME_UNIT_TEXT.replace("/var/recovery", &self.host.dir.display().to_string());
+        fsutil::write_atomic(&p, text.as_bytes(), 0o644)?;
+        self.systemctl(&["daemon-reload"])?;
+        self.systemctl(&["enable", RESUME_UNIT])?;
+        // Durable: the unit and its link, before the journal says "reboot".
+        durable::fs_of(
+            "install-resume-unit",
+            &self.host.path("/etc/systemd/system"),
+        )?;
+        crate::util::logger::note(
+            self.opts.quiet,
+            &format!("installed {RESUME_UNIT}: the recovery continues by itself after the reboot"),
+        );
+        Ok(())
+    }
+
+    /// Remove the auto-resume unit, if any: it runs at most once.
+    fn remove_resume_unit(&self) -> Result<()> {
+        let p = self.host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
+        if p.exists() {
+            let _ = self.systemctl(&["disable", RESUME_UNIT]);
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            // Durable: the unit never runs again, even after a power loss.
+            durable::fs_of("remove-resume-unit", &self.host.path("/etc/systemd/system"))?;
+            self.systemctl(&["daemon-reload"])?;
+        }
+        Ok(())
+    }
+
+    fn check_rebooted(&self, boot: &str) -> Result<()> {
+        if self.j.files_boot_id.as_deref() == Some(boot) && !self.opts.force {
+            bail!(
+                "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
+                state::resume_command(self.host)
+            );
+        }
+        Ok(())
+    }
+
+    /// What the node looks like, for messages.
+    fn describe(&self) -> String {
+        let done: Vec<&str> = self.j.completed.iter().map(|d| d.id.as_str()).collect();
+        let phase = next_step(&self.j).map_or("done", |s| s.phase.name());
+        format!(
+            "phase {phase}, {} of {} steps done (last: {})",
+            done.len(),
+            STEPS.len(),
+            done.last().copied().unwrap_or("none")
+        )
+    }
+
+    /// Check the backup parts the rest of `phase` reads (one read each);
+    /// damage is exit 4 with nothing changed in that phase.
+    fn check_phase(&mut self, phase: Phase) -> Result<()> {
+        let steps = checks::remaining(phase, |id| self.j.is_done(id));
+        let parts = checks::parts_for(&self.m, &steps);
+        if !parts.is_empty() {
+            let names: Vec<&str> = parts.iter().map(|p| p.name()).collect();
+            crate::util::logger::note(
+                self.opts.quiet,
+                &format!(
+                    "phase {}: checking the backup parts it reads: {}",
+                    phase.name(),
+                    names.join(", ")
+                ),
+            );
+        }
+        let problems = checks::check(&self.gen, &self.m, &parts);
+        if !problems.is_empty() {
+            let started = self
+                .j
+                .completed
+                .iter()
+                .any(|d| d.id != StepId::Preflight.as_str());
+            let next = if started {
+                "upgrade-recovery restore --resume"
+            } else {
+                "upgrade-recovery restore"
+            };
+            return Err(Fail::Backup(format!(
+                "the backup parts that phase {phase} needs are damaged. Nothing was changed in this phase (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy) and run `{next}`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+                phase = phase.name(),
+                state = self.describe(),
+                list = problems.join("\n  "),
+                dir = self.dir.display(),
+            ))
+            .into());
+        }
+        self.checked.push(phase);
+        Ok(())
+    }
+}
+
+/// Names to ids of the control-plane containers in `crictl ps -o json`.
+pub fn parse_containers(json: &str) -> Result<BTreeMap<String, String>> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).context("crictl ps -o json: malformed JSON")?;
+    let mut out = BTreeMap::new();
+    for c in v["containers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let name = c["metadata"]["name"].as_str().unwrap_or_default();
+        if CONTAINERS.contains(&name)
+            && c["state"].as_str().is_none_or(|s| s == "CONTAINER_RUNNING")
+        {
+            if let Some(id) = c["id"].as_str() {
+                out.insert(name.to_string(), id.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// (currentRevision of the first node, latestAvailableRevision) of an
+/// operator list or object from `oc get ... -o json`.
+pub fn parse_revisions(json: &str) -> Result<(i64, i64)> {
+    let v: serde_json::Value = serde_json::from_str(json).context("malformed JSON")?;
+    let obj = if v["items"].is_array() {
+        &v["items"][0]
+    } else {
+        &v
+    };
+    let cur = obj["status"]["nodeStatuses"][0]["currentRevision"]
+        .as_i64()
+        .context("no .status.nodeStatuses[0].currentRevision")?;
+    let latest = obj["status"]["latestAvailableRevision"]
+        .as_i64()
+        .context("no .status.latestAvailableRevision")?;
+    Ok((cur, latest))
+}
+
+pub fn render(o: &Outcome) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    match o {
+        Outcome::DryRun { steps } => {
+            let _ = writeln!(s, "Recovery plan (nothing is changed by --dry-run):");
+            let mut phase = None;
+            for st in steps {
+                if phase != Some(st.phase) {
+                    let _ = writeln!(s, "phase {}:", st.phase.name());
+                    phase = Some(st.phase);
+                }
+                let _ = writeln!(
+                    s,
+                    "  [{}] {:<32} {}",
+                    if st.done { "x" } else { " " },
+                    st.id,
+                    st.description
+                );
+                if st.id == steps::last_of(Phase::Files).as_str() {
+                    let _ = writeln!(
+                        s,
+                        "  --- reboot (systemctl reboot), then restore --resume ---"
+                    );
+                }
+            }
+        }
+        Outcome::RebootNow { .. } => {
+            let _ = writeln!(
+                s,
+                "Phase files is done: /usr/local, /etc and the machine-config files are restored, kubelet is disabled.\nReboot now with `systemctl reboot`, then run `/var/recovery/upgrade-recovery.sh --resume` (or `upgrade-recovery restore --resume`)."
+            );
+        }
+        Outcome::PhaseDone { next, .. } => {
+            let _ = writeln!(s, "{next}");
+        }
+        Outcome::Done { steps, seconds } => {
+            let _ = writeln!(
+                s,
+                "Recovery complete ({:.0}s in this run). Time per step:",
+                seconds
+            );
+            for d in steps {
+                let _ = writeln!(s, "  {:<32} {:>7.1}s", d.id, d.seconds);
+            }
+            let _ = writeln!(
+                s,
+                "The node runs the pre-upgrade state. Check with `oc get co` and `oc get nodes`."
+            );
+        }
+    }
+    s
+}
