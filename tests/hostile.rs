@@ -294,12 +294,15 @@ fn verify_and_restore_refuse_hostile_backups_before_any_change() {
         b"",
     );
     t.file(b"..", b"gone");
-    let (sha, size) = t.write(&rec.join("current/kubelet.tar.zst"));
-    set_archive(&sb, "kubelet", &sha, size);
+    // As the /etc archive: the files phase reads it, so its check (before the
+    // phase's first change) finds the entry. The kubelet archive is checked
+    // the same way by the cluster phase, before that phase's first change.
+    let (sha, size) = t.write(&rec.join("current/etc.tar.zst"));
+    set_archive(&sb, "etc", &sha, size);
     let (code, out, err) = sb.run(&["verify"]);
     assert_eq!(code, 4, "{out}{err}");
     assert!(
-        out.contains("kubelet.tar.zst") && out.contains("\"..\""),
+        out.contains("etc.tar.zst") && out.contains("\"..\""),
         "{out}"
     );
     let (code, out, err) = sb.run(&["restore", "--wait-timeout", "30"]);

@@ -12,8 +12,6 @@
 
 use super::{Phase, STEPS};
 use crate::store::manifest::Manifest;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::Path;
 
 /// One part of the backup and how to check it.
@@ -139,7 +137,14 @@ pub fn check(dir: &Path, m: &Manifest, parts: &[Part]) -> Vec<String> {
     let mut problems = Vec::new();
     for p in parts {
         match p {
-            Part::Archive { file, sha256, size } | Part::File { file, sha256, size } => {
+            // An archive is read once in full: its sha256, and every entry
+            // validated (nothing leaving the tree) and checked against its own
+            // sha256, before the phase changes anything (issue 18: restore
+            // refuses a hostile archive before any change).
+            Part::Archive { file, sha256, size } => problems.extend(
+                crate::archive::verify_archive(&dir.join(file), sha256, *size),
+            ),
+            Part::File { file, sha256, size } => {
                 if let Err(e) = hashed(&dir.join(file), sha256, *size, false) {
                     problems.push(e);
                 }
@@ -185,62 +190,26 @@ pub fn exclude_list(dir: &Path) -> Result<Option<Vec<u8>>, String> {
 
 /// One read of `p`: its size and sha256 against the manifest, and for a
 /// snapshot the sha256 trailer (of everything before the last 32 bytes).
+/// Opened without following symlinks, regular files only.
 fn hashed(p: &Path, want: &str, size: u64, trailer: bool) -> Result<(), String> {
     let err = |e: std::io::Error| format!("{}: {e}", p.display());
-    let md = std::fs::symlink_metadata(p).map_err(err)?;
-    if !md.is_file() {
-        return Err(format!("{}: not a regular file", p.display()));
-    }
-    if md.len() != size {
+    let (got, len, trailer_ok) = if trailer {
+        let s = crate::node::etcd::read_snapshot(p).map_err(err)?;
+        (s.sha256, s.size, s.trailer)
+    } else {
+        let (sha, len) = crate::archive::file_sha256(p).map_err(err)?;
+        (sha, len, Ok(()))
+    };
+    if len != size {
         return Err(format!(
-            "{}: size {} but the manifest records {size}",
-            p.display(),
-            md.len()
-        ));
-    }
-    if trailer && (size < 32 || size % 512 != 32) {
-        return Err(format!(
-            "{}: size {size} is not a snapshot with a sha256 trailer (size % 512 must be 32)",
+            "{}: size {len} but the manifest records {size}",
             p.display()
         ));
     }
-    let mut f = std::fs::File::open(p).map_err(err)?;
-    let mut whole = Sha256::new();
-    let mut body = Sha256::new();
-    let body_len = if trailer { size - 32 } else { size };
-    let mut tail = Vec::with_capacity(32);
-    let mut pos = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let k = f.read(&mut buf).map_err(err)?;
-        if k == 0 {
-            break;
-        }
-        let chunk = &buf[..k];
-        whole.update(chunk);
-        if trailer {
-            let in_body = body_len.saturating_sub(pos).min(k as u64) as usize;
-            body.update(&chunk[..in_body]);
-            tail.extend_from_slice(&chunk[in_body..]);
-        }
-        pos += k as u64;
-    }
-    if pos != size {
-        return Err(format!(
-            "{}: read {pos} bytes but the manifest records {size}",
-            p.display()
-        ));
-    }
-    let got = hex::encode(whole.finalize());
+    trailer_ok?;
     if got != want {
         return Err(format!(
             "{}: sha256 {got} but the manifest records {want}",
-            p.display()
-        ));
-    }
-    if trailer && body.finalize().as_slice() != tail.as_slice() {
-        return Err(format!(
-            "{}: the sha256 trailer does not match the data",
             p.display()
         ));
     }
@@ -250,6 +219,7 @@ fn hashed(p: &Path, want: &str, size: u64, trailer: bool) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn snapshot_trailer_and_sha_in_one_read() {

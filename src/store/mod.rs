@@ -45,6 +45,23 @@ fn lstat(p: &Path) -> Option<std::fs::Metadata> {
     std::fs::symlink_metadata(p).ok()
 }
 
+/// What a non-regular file is, in words.
+fn file_kind(md: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = md.file_type();
+    if t.is_fifo() {
+        "FIFO"
+    } else if t.is_symlink() {
+        "symlink"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "device"
+    }
+}
+
 /// A plain generation name (no `/`, no `..`).
 fn is_generation_name(n: &str) -> bool {
     n.starts_with(GEN_PREFIX) && !n.contains('/') && n != "." && n != ".."
@@ -69,7 +86,12 @@ pub fn inspect(dir: &Path) -> Result<Kind> {
         let m = dir.join(&name).join(MANIFEST);
         return Ok(match lstat(&m) {
             Some(md) if md.is_file() => Kind::Generation(name),
-            _ => Kind::Damaged(format!(
+            Some(md) => Kind::Damaged(format!(
+                "{} is a {}, not a regular file",
+                m.display(),
+                file_kind(&md)
+            )),
+            None => Kind::Damaged(format!(
                 "the current generation {} has no {MANIFEST}",
                 dir.join(&name).display()
             )),
