@@ -630,3 +630,131 @@ fn typos_suggest_visible_commands_and_durations_take_units() {
     assert_eq!(code, Some(2));
     assert!(err.contains("is not a duration"), "{err}");
 }
+
+/// What the backup dir holds (names, sizes, times) and `status`, to show a
+/// run changed nothing there.
+fn backup_dir_and_status(sb: &Sandbox) -> (String, Value) {
+    let listing = sb.sh("cd $ROOT/var/recovery && find . -printf '%p %s %T@ %m\\n' | sort");
+    let mut st = status(sb);
+    // What status computes afresh on every call, not what the node holds.
+    st.as_object_mut().unwrap().remove("checked_at");
+    (listing, st)
+}
+
+/// The error of a refusal: from the logger's `error:` line to the end.
+fn refusal(err: &str) -> String {
+    let r = err
+        .lines()
+        .skip_while(|l| !l.starts_with("upgrade-recovery: error: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!r.is_empty(), "no error in {err}");
+    r
+}
+
+/// 17.3: on the upgraded OS `restore --dry-run` refuses as the real run
+/// does (exit 1, the rollback named) and changes nothing.
+#[test]
+fn dry_run_on_the_wrong_os_refuses_like_the_real_run() {
+    let sb = Sandbox::new();
+    assert_eq!(admin(&sb, "upgrade-recovery backup").0, 0);
+    fail_upgrade(&sb);
+    let keys = sb.etcdctl("get '' --prefix");
+    let before = backup_dir_and_status(&sb);
+    let from = sb.calls().len();
+    let (code, out, err) = admin(&sb, "upgrade-recovery restore --dry-run");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("Recovery plan"), "{out}");
+    assert!(
+        err.contains("Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`"),
+        "{err}"
+    );
+    assert_eq!(changing_calls(&sb, from), Vec::<String>::new());
+    assert_eq!(backup_dir_and_status(&sb), before);
+    assert!(!journal(&sb).exists());
+    assert!(!sb.root().join("var/recovery/selinux-mode.json").exists());
+    assert_eq!(sb.etcdctl("get '' --prefix"), keys);
+    assert_eq!(selinux(&sb), "Enforcing");
+    // The real run gives the same code and message.
+    let (real, _, real_err) = admin(&sb, "upgrade-recovery restore");
+    assert_eq!(real, code);
+    assert_eq!(refusal(&real_err), refusal(&err));
+}
+
+/// 17.3: on a good node the dry run prints the steps, changes nothing, and
+/// the command it names carries out exactly its files phase.
+#[test]
+fn dry_run_on_a_good_node_prints_the_plan_the_real_run_carries_out() {
+    use upgrade_recovery::testing::recovery::STEPS;
+    let sb = Sandbox::new();
+    assert_eq!(admin(&sb, "upgrade-recovery backup").0, 0);
+    let before = backup_dir_and_status(&sb);
+    let from = sb.calls().len();
+    let (code, out, err) = admin(&sb, "upgrade-recovery restore --dry-run --output json");
+    assert_eq!(code, 0, "{out}{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, STEPS.iter().map(|s| s.id.as_str()).collect::<Vec<_>>());
+    assert!(plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["done"] == false));
+    let (code, text, _) = admin(&sb, "upgrade-recovery restore --dry-run");
+    assert_eq!(code, 0);
+    assert!(text.contains("[ ] preflight"), "{text}");
+    let next = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Next: carry it out with `"))
+        .and_then(|l| l.strip_suffix("`."))
+        .unwrap_or_else(|| panic!("no next command in {text}"))
+        .to_string();
+    assert_eq!(next, "upgrade-recovery restore");
+    assert_eq!(changing_calls(&sb, from), Vec::<String>::new());
+    assert_eq!(backup_dir_and_status(&sb), before);
+    assert!(!journal(&sb).exists());
+    assert!(!sb.root().join("var/recovery/selinux-mode.json").exists());
+    // The named command runs the plan's files phase, in its order.
+    let (code, out, err) = run_next(&sb, &next);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Reboot now"), "{out}");
+    let j: Value = serde_json::from_slice(&std::fs::read(journal(&sb)).unwrap()).unwrap();
+    let done: Vec<&str> = j["completed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    let files: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["phase"] == "files")
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(done, files);
+}
+
+/// 17.3: `restore --dry-run --resume` with no recovery in progress refuses
+/// like the real run and changes nothing.
+#[test]
+fn dry_run_resume_without_a_recovery_refuses_like_the_real_run() {
+    let sb = Sandbox::new();
+    assert_eq!(admin(&sb, "upgrade-recovery backup").0, 0);
+    let before = backup_dir_and_status(&sb);
+    let from = sb.calls().len();
+    let (code, out, err) = admin(&sb, "upgrade-recovery restore --dry-run --resume");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no recovery is in progress"), "{err}");
+    assert!(!out.contains("Recovery plan"), "{out}");
+    assert_eq!(changing_calls(&sb, from), Vec::<String>::new());
+    assert_eq!(backup_dir_and_status(&sb), before);
+    let (real, _, real_err) = admin(&sb, "upgrade-recovery restore --resume");
+    assert_eq!(real, code);
+    assert_eq!(refusal(&real_err), refusal(&err));
+}

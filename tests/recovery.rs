@@ -26,17 +26,21 @@ fn end_to_end_backup_failed_upgrade_rollback_restore() {
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("upgrade-recovery rollback"), "{err}");
     assert!(!sb.root().join("var/recovery/journal.json").exists());
+    // The dry run makes the same checks: it refuses too.
+    let (code, out, err) = sb.run(&["restore", "--dry-run", "--output", "json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("upgrade-recovery rollback"), "{err}");
+
+    // Roll the OS back to the pinned deployment, reboot, recover.
+    sb.sh("rpm-ostree rollback");
+    sb.reboot();
+    assert_eq!(sb.sh("rpm-ostree status --json | jq -r '.deployments[] | select(.booted) | .checksum + \".\" + (.serial|tostring)'").trim(), pinned.trim());
     let (code, out, _) = sb.run(&["restore", "--dry-run", "--output", "json"]);
     assert_eq!(code, 0);
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(plan["steps"].as_array().unwrap().len(), STEPS.len());
     assert_eq!(plan["steps"][0]["id"], "preflight");
     assert_eq!(plan["steps"][0]["done"], false);
-
-    // Roll the OS back to the pinned deployment, reboot, recover.
-    sb.sh("rpm-ostree rollback");
-    sb.reboot();
-    assert_eq!(sb.sh("rpm-ostree status --json | jq -r '.deployments[] | select(.booted) | .checksum + \".\" + (.serial|tostring)'").trim(), pinned.trim());
     let log_start = sb.calls().len();
     let (code, out, err) = restore(&sb, &[], None);
     assert_eq!(code, Some(0), "{err}");

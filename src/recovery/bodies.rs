@@ -3,6 +3,7 @@
 //! `step` with a `StepId` and knows none of this.
 
 use super::*;
+use std::path::Path;
 
 impl Ctx<'_> {
     pub(super) fn systemctl(&self, args: &[&str]) -> Result<String> {
@@ -121,61 +122,9 @@ impl Ctx<'_> {
     }
 
     pub(super) fn preflight(&mut self) -> Result<()> {
-        // Every part is there with its recorded size (a look, no read); the
-        // bytes of each are checked by the phase that reads them.
-        let all: Vec<&str> = STEPS.iter().map(|s| s.id.as_str()).collect();
-        let problems = checks::sizes(&self.gen, &checks::parts_for(&self.m, &all));
-        if !problems.is_empty() {
-            return Err(Fail::Backup(format!(
-                "the backup in {} is damaged. Nothing was changed. Damaged:\n  {}\nIn an outage: put another copy of the backup there and run `upgrade-recovery restore`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
-                self.dir.display(),
-                problems.join("\n  ")
-            ))
-            .into());
-        }
+        check_sizes(&self.dir, &self.gen, &self.m)?;
         self.check_phase(Phase::Files)?;
-        let os = ostree::read(self.host, &self.tools)?;
-        let Some(pinned) = &self.m.deployment else {
-            return Ok(());
-        };
-        let active = os.active().context("no OS deployment found")?;
-        if active.checksum == pinned.checksum && active.serial == pinned.serial {
-            return Ok(());
-        }
-        let what = if active.booted { "booted" } else { "default" };
-        let pinned_name = format!(
-            "{} {}.{} ({})",
-            pinned.stateroot,
-            pinned.checksum.get(..12).unwrap_or(&pinned.checksum),
-            pinned.serial,
-            pinned.version.as_deref().unwrap_or("?"),
-        );
-        let forced = if self.opts.force {
-            "--force does not skip this check: it would restore the files of one OS onto another. "
-        } else {
-            ""
-        };
-        let msg = format!(
-            "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
-            active.short(),
-            active.short(),
-            state::render_os(&os),
-        );
-        if self.opts.other_os {
-            log::warn!(
-                "--restore-onto-other-os: restoring the files of {pinned_name} onto {} ({what}); the node will run files of one OS version on another",
-                active.short()
-            );
-            return Ok(());
-        }
-        if self.opts.force {
-            // Named only to the admin who tried to force it, never as an
-            // alternative to the rollback.
-            bail!(
-                "{msg}\n(Only if the pinned deployment can no longer boot and you accept files of another OS version: `--restore-onto-other-os`.)"
-            )
-        }
-        bail!(msg)
+        check_os(self.host, &self.tools, &self.m, self.opts)
     }
 
     pub(super) fn tree(&self, name: &str) -> Result<&Tree> {
@@ -597,4 +546,67 @@ impl Ctx<'_> {
     pub(super) fn forget_step_records(&self) -> Result<()> {
         selinux::forget(&self.dir)
     }
+}
+
+/// Every part is there with its recorded size (a look, no read); the bytes
+/// of each are checked by the phase that reads them.
+pub(super) fn check_sizes(dir: &Path, gen: &Path, m: &Manifest) -> Result<()> {
+    let all: Vec<&str> = STEPS.iter().map(|s| s.id.as_str()).collect();
+    let problems = checks::sizes(gen, &checks::parts_for(m, &all));
+    if !problems.is_empty() {
+        return Err(Fail::Backup(format!(
+            "the backup in {} is damaged. Nothing was changed. Damaged:\n  {}\nIn an outage: put another copy of the backup there and run `upgrade-recovery restore`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+            dir.display(),
+            problems.join("\n  ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// The active OS deployment is the one the backup pinned (or the admin
+/// chose `--restore-onto-other-os`).
+pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options) -> Result<()> {
+    let os = ostree::read(host, tools)?;
+    let Some(pinned) = &m.deployment else {
+        return Ok(());
+    };
+    let active = os.active().context("no OS deployment found")?;
+    if active.checksum == pinned.checksum && active.serial == pinned.serial {
+        return Ok(());
+    }
+    let what = if active.booted { "booted" } else { "default" };
+    let pinned_name = format!(
+        "{} {}.{} ({})",
+        pinned.stateroot,
+        pinned.checksum.get(..12).unwrap_or(&pinned.checksum),
+        pinned.serial,
+        pinned.version.as_deref().unwrap_or("?"),
+    );
+    let forced = if opts.force {
+        "--force does not skip this check: it would restore the files of one OS onto another. "
+    } else {
+        ""
+    };
+    let msg = format!(
+        "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
+        active.short(),
+        active.short(),
+        state::render_os(&os),
+    );
+    if opts.other_os {
+        log::warn!(
+            "--restore-onto-other-os: restoring the files of {pinned_name} onto {} ({what}); the node will run files of one OS version on another",
+            active.short()
+        );
+        return Ok(());
+    }
+    if opts.force {
+        // Named only to the admin who tried to force it, never as an
+        // alternative to the rollback.
+        bail!(
+            "{msg}\n(Only if the pinned deployment can no longer boot and you accept files of another OS version: `--restore-onto-other-os`.)"
+        )
+    }
+    bail!(msg)
 }

@@ -118,6 +118,8 @@ pub fn plan(j: Option<&Journal>) -> Vec<PlanStep> {
 pub enum Outcome {
     DryRun {
         steps: Vec<PlanStep>,
+        /// The command that carries out this plan.
+        next: String,
     },
     /// The files phase is done: the node must reboot.
     RebootNow {
@@ -173,17 +175,15 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     let dir = host.backup_dir();
     let existing = match Journal::load(&dir) {
         // --restart is the way out of an unreadable journal: a new one replaces it.
-        Err(e) if opts.restart && !opts.dry_run => {
+        Err(e) if opts.restart => {
             log::warn!("{e:#}");
             None
         }
         r => r?,
     };
-    if opts.dry_run {
-        return Ok(Outcome::DryRun {
-            steps: plan(existing.as_ref()),
-        });
-    }
+    // `--dry-run` goes through every read-only check below and stops
+    // right before the first change (the lock, the journal, the preflight's
+    // record): it refuses where the real run refuses, with the same code.
     // Programs first: a missing one is named before anything changes.
     let etcd_mode = match opts.etcd_restore {
         EtcdRestore::Auto if cmd::is_executable(&host.path(CLUSTER_RESTORE)) => EtcdRestore::Script,
@@ -212,13 +212,18 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         req.push("skopeo");
     }
     let tools = Tools::require(&req, &opt)?;
-    let lock = lock::acquire_for(&dir, lock::RESTORE)?;
+    let lock = if opts.dry_run {
+        lock::check_free(&dir)?;
+        None
+    } else {
+        Some(lock::acquire_for(&dir, lock::RESTORE)?)
+    };
     let legacy = dir.join(store::layout::LEGACY_PROGRESS);
     if existing.is_none() && opts.resume && !opts.restart && !legacy.exists() {
         // Nothing to continue: starting a new recovery here would restore the
         // old etcd snapshot again and lose every write since.
         drop(lock);
-        if opts.from_unit {
+        if opts.from_unit && !opts.dry_run {
             // The auto-resume unit found nothing to continue: it never runs again.
             let unit = host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
             if unit.exists() {
@@ -245,6 +250,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         }
     }
     let j = match existing {
+        Some(_) if opts.restart && opts.dry_run => None,
         Some(j) if opts.restart => {
             log::warn!(
                 "--restart: forgetting the recovery under way ({} steps done)",
@@ -272,7 +278,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         ))
         .into());
     }
-    if opts.restart {
+    if opts.restart && !opts.dry_run {
         let _ = std::fs::remove_file(&legacy);
     }
     let fresh = j.is_none();
@@ -292,6 +298,32 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
             m.created
         );
     }
+    if opts.dry_run {
+        // The preflight's read-only checks (the phases' full reads are left
+        // to the real run); a recovery under way checked them when it began.
+        let mut j = j;
+        if fresh {
+            bodies::check_sizes(&dir, &gen, &m)?;
+            bodies::check_os(host, &tools, &m, opts)?;
+        } else {
+            let boot = host.boot_id()?;
+            forget_files_after_reboot(&mut j, &boot);
+            if let Some(s) = next_step(&j) {
+                if s.after_reboot {
+                    check_rebooted(host, &j, opts, &boot)?;
+                }
+            }
+        }
+        return Ok(Outcome::DryRun {
+            steps: plan(Some(&j)),
+            next: if fresh {
+                "upgrade-recovery restore".into()
+            } else {
+                state::resume_command(host)
+            },
+        });
+    }
+    let lock = lock.context("the lock was not taken")?;
     let mut ctx = Ctx {
         host,
         lock,
@@ -383,6 +415,35 @@ fn next_step(j: &Journal) -> Option<&'static Step> {
     STEPS.iter().find(|s| !j.is_done(s.id.as_str()))
 }
 
+/// A reboot in the middle of the files phase brought the services back:
+/// its service steps are done again (each is idempotent). True when steps
+/// were forgotten.
+fn forget_files_after_reboot(j: &mut Journal, boot: &str) -> bool {
+    let files_done = j.is_done(steps::last_of(Phase::Files).as_str());
+    let rebooted = j.completed.iter().any(|d| {
+        phase_of(&d.id) == Some(Phase::Files)
+            && d.id != StepId::Preflight.as_str()
+            && d.boot_id != boot
+    });
+    if files_done || !rebooted {
+        return false;
+    }
+    j.completed
+        .retain(|d| phase_of(&d.id) != Some(Phase::Files) || d.id == StepId::Preflight.as_str());
+    true
+}
+
+/// The cluster phase runs only after the reboot that ends the files phase.
+fn check_rebooted(host: &Host, j: &Journal, opts: &Options, boot: &str) -> Result<()> {
+    if j.files_boot_id.as_deref() == Some(boot) && !opts.force {
+        bail!(
+            "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
+            state::resume_command(host)
+        );
+    }
+    Ok(())
+}
+
 impl Ctx<'_> {
     fn run_steps(&mut self) -> Result<Outcome> {
         let t0 = Instant::now();
@@ -391,21 +452,8 @@ impl Ctx<'_> {
             self.remove_resume_unit()?;
         }
         let boot = self.host.boot_id()?;
-        // A reboot in the middle of the files phase brought the services back:
-        // do its service steps again (each is idempotent).
-        let files_done = self.j.is_done(steps::last_of(Phase::Files).as_str());
-        let files_boots: Vec<&str> = self
-            .j
-            .completed
-            .iter()
-            .filter(|d| phase_of(&d.id) == Some(Phase::Files) && d.id != StepId::Preflight.as_str())
-            .map(|d| d.boot_id.as_str())
-            .collect();
-        if !files_done && files_boots.iter().any(|b| *b != boot) {
+        if forget_files_after_reboot(&mut self.j, &boot) {
             log::warn!("the node rebooted during the files phase: running that phase again");
-            self.j.completed.retain(|d| {
-                phase_of(&d.id) != Some(Phase::Files) || d.id == StepId::Preflight.as_str()
-            });
             self.j.save(&self.dir)?;
         }
         let mut phase_at_start: Option<Phase> = None;
@@ -419,7 +467,7 @@ impl Ctx<'_> {
         {
             let id = sid.as_str();
             if after_reboot && !self.j.is_done(id) {
-                self.check_rebooted(&boot)?;
+                check_rebooted(self.host, &self.j, self.opts, &boot)?;
             }
             if self.opts.step {
                 match phase_at_start {
@@ -544,16 +592,6 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn check_rebooted(&self, boot: &str) -> Result<()> {
-        if self.j.files_boot_id.as_deref() == Some(boot) && !self.opts.force {
-            bail!(
-                "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
-                state::resume_command(self.host)
-            );
-        }
-        Ok(())
-    }
-
     /// What the node looks like, for messages.
     fn describe(&self) -> String {
         let done: Vec<&str> = self.j.completed.iter().map(|d| d.id.as_str()).collect();
@@ -652,8 +690,11 @@ pub fn render(o: &Outcome) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     match o {
-        Outcome::DryRun { steps } => {
-            let _ = writeln!(s, "Recovery plan (nothing is changed by --dry-run):");
+        Outcome::DryRun { steps, next } => {
+            let _ = writeln!(
+                s,
+                "Recovery plan (the checks before the first change passed; nothing is changed by --dry-run):"
+            );
             let mut phase = None;
             for st in steps {
                 if phase != Some(st.phase) {
@@ -674,6 +715,7 @@ pub fn render(o: &Outcome) -> String {
                     );
                 }
             }
+            let _ = writeln!(s, "Next: carry it out with `{next}`.");
         }
         Outcome::RebootNow { .. } => {
             let _ = writeln!(

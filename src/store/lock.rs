@@ -76,12 +76,7 @@ pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
             .map(|h| h.pid.to_string())
             .unwrap_or_default();
         if e == rustix::io::Errno::WOULDBLOCK {
-            bail!(
-                "another upgrade-recovery run{} holds {}; nothing was changed. Wait for it to end{}",
-                if holder.is_empty() { String::new() } else { format!(" (pid {holder})") },
-                path.display(),
-                if holder.is_empty() { String::new() } else { format!(" (`ps -p {holder} -o args`)") }
-            );
+            return Err(busy(&path, &holder));
         }
         bail!("cannot lock {}: {e}", path.display());
     }
@@ -92,6 +87,41 @@ pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
         _file: f,
         what: what.to_string(),
     })
+}
+
+fn busy(path: &Path, holder: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "another upgrade-recovery run{} holds {}; nothing was changed. Wait for it to end{}",
+        if holder.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {holder})")
+        },
+        path.display(),
+        if holder.is_empty() {
+            String::new()
+        } else {
+            format!(" (`ps -p {holder} -o args`)")
+        }
+    )
+}
+
+/// Refuse as `acquire_for` would when another run holds the lock, without
+/// taking it or creating its file (for `--dry-run`).
+pub fn check_free(dir: &Path) -> Result<()> {
+    let path = dir.join(FILE);
+    let Ok(mut f) = File::open(&path) else {
+        return Ok(());
+    };
+    if flock(&f, FlockOperation::NonBlockingLockShared).is_ok() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    let holder = parse_holder(&text)
+        .map(|h| h.pid.to_string())
+        .unwrap_or_default();
+    Err(busy(&path, &holder))
 }
 
 impl Lock {
