@@ -168,3 +168,80 @@ fn rollback_follows_the_decision_table() {
     assert_eq!(code, 0, "{out}{err}");
     pinned_is_default(&sb, &pinned);
 }
+
+/// 17.3: the real `stateroot cleanup` carries out exactly the plan its dry
+/// run prints: the undeploys a logging `ostree` on PATH saw, in order, and
+/// the directory.
+#[test]
+fn stateroot_cleanup_runs_the_plan_its_dry_run_prints() {
+    let sb = three_stateroots();
+    let (code, dry, err) = sb.run(&[
+        "stateroot",
+        "cleanup",
+        "rhcos_4.16",
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    let actions = dry["actions"].as_array().unwrap();
+    let planned: Vec<String> = actions
+        .iter()
+        .filter(|a| a["action"] == "undeploy")
+        .map(|a| a["index"].to_string())
+        .collect();
+    assert_eq!(planned, ["3", "2"], "{dry:#}");
+    assert_eq!(actions.last().unwrap()["action"], "remove-dir");
+    assert_eq!(
+        actions.last().unwrap()["path"],
+        "/sysroot/ostree/deploy/rhcos_4.16"
+    );
+
+    // A logging ostree in front of the real one.
+    let real = sb.sh("command -v ostree").trim().to_string();
+    let bin = sb.dir.path().join("ostree-log");
+    let log = sb.dir.path().join("ostree-calls.log");
+    std::fs::create_dir_all(&bin).unwrap();
+    let shim = bin.join("ostree");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            q(&log),
+            q(std::path::Path::new(&real))
+        ),
+    )
+    .unwrap();
+    sh(&format!("chmod +x {}", q(&shim)));
+    let out = sb
+        .command(&["stateroot", "cleanup", "rhcos_4.16", "--output", "json"])
+        .env("PATH", format!("{}:{}", bin.display(), sb.path_env()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["actions"], dry["actions"]);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let undeploys: Vec<String> = calls
+        .lines()
+        .filter(|l| l.starts_with("admin ") && l.contains(" undeploy "))
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(undeploys, planned, "{calls}");
+    // Nothing else changed the sysroot through ostree.
+    assert!(
+        calls
+            .lines()
+            .filter(|l| l.starts_with("admin "))
+            .all(|l| l.contains(" status") || l.contains(" undeploy ")),
+        "{calls}"
+    );
+    assert!(!sb.root().join("sysroot/ostree/deploy/rhcos_4.16").exists());
+    assert!(status(&sb).iter().all(|d| d.stateroot == "rhcos"));
+}

@@ -127,13 +127,25 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// One change of a stateroot cleanup, as the dry run prints it and the real
+/// run carries it out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// `ostree admin undeploy <index>`; the real run re-reads the
+    /// deployments first and checks the index still names this one.
+    Undeploy(Deployment),
+    /// In a private mount namespace: remount /sysroot read-write, clear
+    /// immutable flags, remove the stateroot's directory.
+    RemoveDir { path: String },
+}
+
 #[derive(Debug, Serialize)]
 pub struct CleanupPlan {
     pub stateroot: String,
-    /// `ostree admin undeploy <index>` in this order (indices as of now;
-    /// re-read before each).
-    pub undeploy: Vec<Deployment>,
-    pub remove: String,
+    /// In this order: the undeploys from the highest index (so the lower
+    /// indices of the plan stay valid), then the directory.
+    pub actions: Vec<Action>,
     pub dry_run: bool,
 }
 
@@ -146,14 +158,31 @@ pub fn render_plan(p: &CleanupPlan) -> String {
         if p.dry_run { "Would remove" } else { "Removed" },
         p.stateroot
     );
-    for d in &p.undeploy {
-        let _ = writeln!(s, "  ostree admin undeploy {}   # {}", d.index, d.short());
+    for a in &p.actions {
+        match a {
+            Action::Undeploy(d) => {
+                let _ = writeln!(s, "  ostree admin undeploy {}   # {}", d.index, d.short());
+            }
+            Action::RemoveDir { path } => {
+                let _ = writeln!(
+                    s,
+                    "  in a private mount namespace: remount /sysroot read-write, clear immutable flags, remove {path}"
+                );
+            }
+        }
     }
-    let _ = writeln!(
-        s,
-        "  in a private mount namespace: remount /sysroot read-write, clear immutable flags, remove {}",
-        p.remove
-    );
+    if p.dry_run {
+        let _ = writeln!(
+            s,
+            "Nothing was changed (--dry-run). Next: carry it out with `upgrade-recovery stateroot cleanup {}`.",
+            p.stateroot
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "Next: `upgrade-recovery stateroot list` shows the stateroots left."
+        );
+    }
     s
 }
 
@@ -197,32 +226,57 @@ pub fn cleanup(host: &Host, tools: &Tools, name: &str, dry_run: bool) -> Result<
     }
     let os = ostree::read(host, tools)?;
     refuse_active(&os, name)?;
-    let mut undeploy: Vec<Deployment> = os
-        .deployments
-        .iter()
-        .filter(|d| d.stateroot == name)
-        .cloned()
-        .collect();
-    undeploy.reverse();
     let plan = CleanupPlan {
         stateroot: name.to_string(),
-        undeploy,
-        remove: format!("/sysroot/ostree/deploy/{name}"),
+        actions: plan_actions(&os, name),
         dry_run,
     };
-    if dry_run {
-        return Ok(plan);
+    if !dry_run {
+        for a in &plan.actions {
+            execute(host, tools, name, &dir, a)?;
+        }
     }
-    loop {
-        let now = ostree::read(host, tools)?;
-        refuse_active(&now, name)?;
-        let Some(d) = now.deployments.iter().rev().find(|d| d.stateroot == name) else {
-            break;
-        };
-        ostree::undeploy(host, tools, d)?;
-    }
-    remove_in_private_namespace(host, &dir)?;
     Ok(plan)
+}
+
+/// The undeploys of `name`'s deployments from the highest index, then its
+/// directory.
+fn plan_actions(os: &OsState, name: &str) -> Vec<Action> {
+    let mut actions: Vec<Action> = os
+        .deployments
+        .iter()
+        .rev()
+        .filter(|d| d.stateroot == name)
+        .cloned()
+        .map(Action::Undeploy)
+        .collect();
+    actions.push(Action::RemoveDir {
+        path: format!("/sysroot/ostree/deploy/{name}"),
+    });
+    actions
+}
+
+/// Carry out one planned action, re-reading the deployments first: a node
+/// that changed since the plan is refused, never acted on by stale indices.
+fn execute(host: &Host, tools: &Tools, name: &str, dir: &Path, a: &Action) -> Result<()> {
+    let now = ostree::read(host, tools)?;
+    refuse_active(&now, name)?;
+    let again = format!(
+        "run `upgrade-recovery stateroot cleanup {name} --dry-run` to plan again from the node as it is"
+    );
+    match a {
+        Action::Undeploy(d) => ostree::undeploy(host, tools, d)
+            .with_context(|| format!("the deployments changed since the plan; {again}")),
+        Action::RemoveDir { .. } => {
+            if let Some(d) = now.deployments.iter().find(|d| d.stateroot == name) {
+                bail!(
+                    "stateroot {name} holds deployment {} that was not in the plan (deployed since); its directory was kept; {again}",
+                    d.short()
+                );
+            }
+            remove_in_private_namespace(host, dir)
+        }
+    }
 }
 
 /// In a private mount namespace (the host keeps its read-only view), remount
