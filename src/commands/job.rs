@@ -11,6 +11,7 @@ use crate::node::host::Host;
 use anyhow::{Context, Result};
 use rustix::fs::{self, FileType, Mode};
 use rustix::mount::{mount, mount_remount, MountFlags};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -38,28 +39,16 @@ impl Drop for FlagGuard {
     }
 }
 
-/// Block the termination signals in every thread and handle them in one:
-/// put the flag back, then exit 128+signal. Call before any thread starts.
+/// Handle the termination signals in one thread: put the flag back, then
+/// exit 128+signal. Call before any thread starts.
 fn handle_signals() {
-    // SAFETY: signal-mask calls on a zeroed sigset, before other threads exist.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let set = set;
-        std::thread::spawn(move || {
-            let mut sig: libc::c_int = 0;
-            libc::sigwait(&set, &mut sig);
-            restore_flag();
-            eprintln!(
-                "upgrade-recovery: error: stopped by signal {sig}; the backup was not completed (the previous one, if any, is intact); {FLAG} was put back"
-            );
-            std::process::exit(128 + sig);
-        });
-    }
+    crate::util::interrupt::on_termination(|sig| {
+        restore_flag();
+        let _ = writeln!(
+            std::io::stderr(),
+            "upgrade-recovery: error: stopped by signal {sig}; the backup was not completed (the previous one, if any, is intact); {FLAG} was put back"
+        );
+    });
 }
 
 /// Set up the jail below `host` as today's Job does, then chroot into it.

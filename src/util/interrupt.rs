@@ -47,8 +47,22 @@ pub fn message(sig: i32, w: &Where) -> String {
 /// Take the termination signals from now on; `first` says where the run is.
 pub fn install(first: Where) {
     update(|w| *w = first);
-    // SAFETY: signal-mask calls on a zeroed sigset; called from main before
-    // other threads exist, so every later thread inherits the mask.
+    on_termination(|sig| {
+        let w = WHERE
+            .lock()
+            .map(|g| g.clone().unwrap_or_default())
+            .unwrap_or_default();
+        let text = message(sig, &w);
+        let _ = writeln!(std::io::stderr(), "{text}");
+        crate::util::logger::note(true, &text.replace('\n', " "));
+    });
+}
+
+/// Block SIGTERM, SIGINT and SIGHUP in every thread and take them in one:
+/// run `report(signal)`, then exit 128+signal. Call from main before other
+/// threads exist, so every later thread inherits the mask.
+pub fn on_termination(report: impl FnOnce(i32) + Send + 'static) {
+    // SAFETY: signal-mask calls on a zeroed sigset, before other threads exist.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -59,13 +73,7 @@ pub fn install(first: Where) {
         std::thread::spawn(move || {
             let mut sig: libc::c_int = 0;
             libc::sigwait(&set, &mut sig);
-            let w = WHERE
-                .lock()
-                .map(|g| g.clone().unwrap_or_default())
-                .unwrap_or_default();
-            let text = message(sig, &w);
-            let _ = writeln!(std::io::stderr(), "{text}");
-            crate::util::logger::note(true, &text.replace('\n', " "));
+            report(sig);
             std::process::exit(128 + sig);
         });
     }
