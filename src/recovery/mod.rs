@@ -345,7 +345,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
             *w = interrupt_where(host, &ctx.j, StepId::Preflight.as_str(), Phase::Files)
         });
         fault::point("preflight:before");
-        ctx.preflight()?;
+        (StepId::Preflight.spec().run)(&mut ctx)?;
         fault::point(StepId::Preflight.as_str());
         ctx.j.completed.push(Done {
             id: StepId::Preflight.as_str().into(),
@@ -462,6 +462,7 @@ impl Ctx<'_> {
             phase,
             after_reboot,
             ends_phase,
+            run,
             ..
         }) = next_step(&self.j)
         {
@@ -494,7 +495,7 @@ impl Ctx<'_> {
             fault::point(&format!("{id}:before"));
             let t = Instant::now();
             crate::util::logger::note(self.opts.quiet, &format!("step {id} started"));
-            if let Err(e) = self.step(sid) {
+            if let Err(e) = run(self) {
                 let msg = format!("{e:#}");
                 self.j.failed = Some(Failure {
                     step: id.into(),
