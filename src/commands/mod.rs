@@ -1,8 +1,10 @@
 //! The subcommands that are not a layer of their own (backup and recovery are).
+pub mod extract;
 pub mod ibu;
 pub mod job;
 pub mod oadp;
 pub mod report;
+pub mod restore;
 pub mod rollback;
 pub mod stateroot;
 pub mod status;
