@@ -1,11 +1,10 @@
 //! The command line: clap types, dispatch, output format, exit codes.
 
-use crate::archive::{self, SyncOptions};
 use crate::node::host::Host;
 use crate::util::error::{exit_code, Fail};
 use crate::{
     backup, commands::extract, commands::restore, commands::rollback, commands::stateroot,
-    commands::status, recovery, store::verify, util::logger,
+    commands::status, commands::tree, commands::verify, recovery, util::logger,
 };
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -606,8 +605,23 @@ pub fn run(cli: &Cli) -> Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Tree(op) => {
-            tree_op(g.output, op)?;
+        Command::Tree(TreeOp::Archive {
+            tree: dir,
+            out,
+            level,
+            threads,
+        }) => {
+            let st = tree::archive(dir, out, *level, *threads)?;
+            emit(g.output, &st, || format!("{st:?}\n"))?;
+            Ok(0)
+        }
+        Command::Tree(TreeOp::Sync {
+            archive,
+            tree: dir,
+            exclude_from,
+        }) => {
+            let st = tree::sync(archive, dir, exclude_from.as_deref())?;
+            emit(g.output, &st, || format!("{st:?}\n"))?;
             Ok(0)
         }
         #[cfg(feature = "docs")]
@@ -619,48 +633,13 @@ pub fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Verify => {
-            let dir = host.backup_dir();
-            let (_, report) = verify::verify(&dir)?;
-            emit(g.output, &report, || {
-                if report.intact {
-                    format!(
-                        "backup in {} is intact ({} items checked)\n",
-                        report.dir,
-                        report.checked.len()
-                    )
-                } else {
-                    format!(
-                        "backup in {} is DAMAGED:\n  {}\n{}\nOn a healthy node, replace it with a new backup.\n",
-                        report.dir,
-                        report.problems.join("\n  "),
-                        recovery::damaged_next(&host)
-                    )
-                }
-            })?;
-            Ok(if report.intact {
-                0
-            } else {
-                Fail::Backup(String::new()).code()
-            })
+            let report = verify::run(&host)?;
+            emit(g.output, &report, || verify::render(&report, &host))?;
+            Ok(verify::exit_code(&report))
         }
         Command::Extract(a) => {
-            let stats = extract::extract(&host, &a.paths, &a.to, a.exact)?;
-            emit(g.output, &stats, || {
-                let mut s = format!(
-                    "extracted {} entries into {}\n",
-                    stats.entries,
-                    a.to.display()
-                );
-                if !stats.skipped_devices.is_empty() || !stats.stripped.is_empty() {
-                    s.push_str(&format!(
-                        "left out {} device nodes and the setuid/setgid bits or file capabilities of {} files; to keep them: upgrade-recovery extract --exact --to {} ...\n",
-                        stats.skipped_devices.len(),
-                        stats.stripped.len(),
-                        a.to.display()
-                    ));
-                }
-                s
-            })?;
+            let stats = extract::run(&host, &a.paths, &a.to, a.exact)?;
+            emit(g.output, &stats, || extract::render(&stats, &a.to))?;
             Ok(0)
         }
     }
@@ -704,52 +683,6 @@ pub fn generate_docs(dir: &Path) -> Result<()> {
         std::fs::write(comp.join(file), buf)?;
     }
     Ok(())
-}
-
-fn tree_op(out: Output, op: &TreeOp) -> Result<()> {
-    match op {
-        TreeOp::Archive {
-            tree: dir,
-            out: file,
-            level,
-            threads,
-        } => {
-            let mut o = archive::WriteOptions {
-                level: *level,
-                ..archive::WriteOptions::default()
-            };
-            if let Some(t) = threads {
-                o.threads = *t;
-            }
-            let st = archive::write_tree(dir, file, &o, None)?;
-            emit(out, &st, || format!("{st:?}\n"))
-        }
-        TreeOp::Sync {
-            archive: file,
-            tree: dir,
-            exclude_from,
-        } => {
-            let excludes = match exclude_from {
-                Some(f) => archive::exclude::Excludes::parse(
-                    &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
-                ),
-                None => Default::default(),
-            };
-            let (sha, size) = verify::file_sha256(file)?;
-            let st = archive::restore_tree(
-                file,
-                &sha,
-                size,
-                dir,
-                &SyncOptions {
-                    excludes,
-                    delete: true,
-                    ..SyncOptions::default()
-                },
-            )?;
-            emit(out, &st, || format!("{st:?}\n"))
-        }
-    }
 }
 
 #[cfg(test)]

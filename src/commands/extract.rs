@@ -37,7 +37,7 @@ fn remove_partial(dest: &Path) {
 /// Without `exact`, nothing that grants privilege is recreated (device
 /// nodes, setuid/setgid bits, file capabilities). A damaged archive gives
 /// the entries before the damage; entries are written only beneath `to`.
-pub fn extract(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<ExtractStats> {
+pub fn run(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<ExtractStats> {
     let dir = crate::store::current(&host.backup_dir())?;
     let m = Manifest::load(&dir)?;
     let mut groups: Vec<(&crate::store::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
@@ -193,4 +193,22 @@ pub fn extract(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result
         skipped_devices,
         stripped,
     })
+}
+
+/// What was extracted, and what was left out without `--exact`.
+pub fn render(stats: &ExtractStats, to: &Path) -> String {
+    let mut s = format!(
+        "extracted {} entries into {}\n",
+        stats.entries,
+        to.display()
+    );
+    if !stats.skipped_devices.is_empty() || !stats.stripped.is_empty() {
+        s.push_str(&format!(
+            "left out {} device nodes and the setuid/setgid bits or file capabilities of {} files; to keep them: upgrade-recovery extract --exact --to {} ...\n",
+            stats.skipped_devices.len(),
+            stats.stripped.len(),
+            to.display()
+        ));
+    }
+    s
 }

@@ -8,3 +8,5 @@ pub mod restore;
 pub mod rollback;
 pub mod stateroot;
 pub mod status;
+pub mod tree;
+pub mod verify;
