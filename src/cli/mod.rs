@@ -9,7 +9,9 @@ use crate::{
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "docs")]
+use std::path::Path;
+use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -548,7 +550,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Restore(a) => {
-            let o = recovery::run(&host, &a.options(g.quiet))?;
+            let o = restore::run(&host, &a.options(g.quiet))?;
             emit(g.output, &o, || restore::render(&o))?;
             Ok(0)
         }

@@ -1,7 +1,20 @@
 //! `restore`: the recovery (`recovery/`), its plan with `--dry-run`, and
 //! what it prints.
 
-use crate::recovery::{steps, Outcome, Phase};
+use crate::node::host::Host;
+use crate::recovery::{self, steps, Options, Outcome, Phase};
+use anyhow::Result;
+
+/// prepare (the read-only checks) -> Plan -> `--dry-run` prints it, the real
+/// run carries out the same plan.
+pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
+    let plan = recovery::prepare(host, opts)?;
+    if opts.dry_run {
+        plan.dry_run()
+    } else {
+        plan.execute()
+    }
+}
 
 pub fn render(o: &Outcome) -> String {
     use std::fmt::Write as _;
