@@ -1,7 +1,7 @@
 //! The command line: clap types, dispatch, output format, exit codes.
 
 use crate::node::host::Host;
-use crate::util::error::{exit_code, Fail};
+use crate::util::error::exit_code;
 use crate::{
     backup, commands::extract, commands::restore, commands::rollback, commands::stateroot,
     commands::status, commands::tree, commands::verify, recovery, util::logger,
@@ -515,15 +515,7 @@ fn install_interrupt(c: &Command) {
 pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
     if let Command::Oadp(OadpCmd::Lint { files }) = &cli.command {
-        let mut set = Vec::new();
-        for f in files {
-            let name = f.display().to_string();
-            let text =
-                std::fs::read_to_string(f).map_err(|e| Fail::Usage(format!("{name}: {e}")))?;
-            set.push((name, text));
-        }
-        let findings =
-            crate::commands::oadp::lint_set(&set).map_err(|e| Fail::Usage(e.to_string()))?;
+        let findings = crate::commands::oadp::lint_files(files)?;
         emit(g.output, &findings, || {
             crate::commands::oadp::render(&findings)
         })?;
