@@ -606,7 +606,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             threads,
         }) => {
             let st = tree::archive(dir, out, *level, *threads)?;
-            emit(g.output, &st, || format!("{st:?}\n"))?;
+            emit(g.output, &st, || tree::render_archive(&st, out))?;
             Ok(0)
         }
         Command::Tree(TreeOp::Sync {
@@ -615,7 +615,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             exclude_from,
         }) => {
             let st = tree::sync(archive, dir, exclude_from.as_deref())?;
-            emit(g.output, &st, || format!("{st:?}\n"))?;
+            emit(g.output, &st, || tree::render_sync(&st, dir))?;
             Ok(0)
         }
         #[cfg(feature = "docs")]

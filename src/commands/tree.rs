@@ -39,3 +39,53 @@ pub fn sync(file: &Path, dir: &Path, exclude_from: Option<&Path>) -> Result<Sync
         },
     )
 }
+
+/// What `tree archive` did, in words.
+pub fn render_archive(st: &TreeStats, out: &Path) -> String {
+    let mut s = format!(
+        "archived {} entries ({} files, {} bytes) into {}: {} bytes, sha256 {}\n",
+        st.entries,
+        st.files,
+        st.bytes,
+        out.display(),
+        st.archive_bytes,
+        st.sha256
+    );
+    for (what, list) in [
+        ("mount points not crossed", &st.skipped_mounts),
+        ("vanished while read", &st.vanished),
+        ("changed while read (stored as last read)", &st.changed),
+        ("sockets not archived", &st.skipped_sockets),
+    ] {
+        if !list.is_empty() {
+            s += &format!("{what}: {}\n", list.join(", "));
+        }
+    }
+    s
+}
+
+/// What `tree sync` did, in words.
+pub fn render_sync(st: &SyncStats, dir: &Path) -> String {
+    let mut s = format!(
+        "{} now equals the archive: {} entries, {} written, {} unchanged, {} deleted, {} excluded\n",
+        dir.display(),
+        st.entries,
+        st.written,
+        st.unchanged,
+        st.deleted,
+        st.excluded
+    );
+    for (what, list) in [
+        ("mount points left alone", &st.skipped_mounts),
+        ("device nodes not created", &st.skipped_devices),
+        (
+            "written without setuid/setgid bits or capabilities",
+            &st.stripped,
+        ),
+    ] {
+        if !list.is_empty() {
+            s += &format!("{what}: {}\n", list.join(", "));
+        }
+    }
+    s
+}
