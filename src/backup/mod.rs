@@ -2,9 +2,18 @@
 //! first, then the backup is built in a new generation dir that becomes
 //! current (`store::switch`) only when complete, fsynced and verified.
 
-use crate::archive::{self, Changed, TreeStats, WriteOptions};
+mod etcd;
+pub mod extras;
+mod plan;
+pub mod space;
+mod trees;
+
+pub use extras::parse_currentconfig;
+pub use space::du;
+
+use crate::archive::{self, WriteOptions};
 use crate::node::cmd::Tools;
-use crate::node::etcd;
+use crate::node::etcd as node_etcd;
 use crate::node::host::Host;
 use crate::store::manifest::{self, EtcdSnapshot, Manifest, PinnedDeployment, StaticPods, Tree};
 use crate::store::{self, layout, Kind};
@@ -22,9 +31,10 @@ use std::time::{Duration, Instant};
 /// `--step`, `--force`) the binary runs `restore`, whatever its own name.
 pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
 
-use crate::store::layout::TREES;
-
-const CURRENTCONFIG: &str = "/etc/machine-config-daemon/currentconfig";
+use extras::CURRENTCONFIG;
+use plan::{plan, Plan};
+use space::free_bytes;
+use trees::{warn_about, write_with_retries};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 pub enum EtcdMode {
@@ -110,163 +120,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
-/// Paths under `/etc` that `/etc/tmpfiles.d/*` manage, relative to /etc, plus
-/// `.updated` and `kubernetes/manifests`: what restore must not touch.
-///
-/// Nothing here refuses the backup: a node without `/etc/tmpfiles.d`, a file
-/// that is not UTF-8 and lines that are not `Type Path ...` are skipped with a
-/// warning in `warnings` (restore then restores those paths from the backup).
-/// That is what systemd-tmpfiles does with them (systemd
-/// src/tmpfiles/tmpfiles.c, parse_line: a bad line is logged with log_syntax
-/// and marks the config invalid; conf_file_read goes on with the next line).
-pub fn exclude_list(host: &Host, warnings: &mut Vec<String>) -> Result<Vec<String>> {
-    let dir = host.path("/etc/tmpfiles.d");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            warnings.push(
-                "/etc/tmpfiles.d does not exist: the exclude list holds only .updated and kubernetes/manifests".into(),
-            );
-            Vec::new()
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    files.sort();
-    let mut out = Vec::new();
-    for f in files.iter().filter(|f| f.is_file()) {
-        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-        let Ok(text) = String::from_utf8(bytes) else {
-            warnings.push(format!(
-                "{} is not UTF-8 text: skipped, the paths it manages are not in the exclude list",
-                node_name(f)
-            ));
-            continue;
-        };
-        let (paths, bad) = parse_tmpfiles_lines(&text);
-        if !bad.is_empty() {
-            let lines: Vec<String> = bad.iter().take(5).map(|n| n.to_string()).collect();
-            warnings.push(format!(
-                "{}: {} line{} not of the form `Type Path ...` skipped (line {}{})",
-                node_name(f),
-                bad.len(),
-                if bad.len() > 1 { "s" } else { "" },
-                lines.join(", "),
-                if bad.len() > 5 { ", ..." } else { "" }
-            ));
-        }
-        out.extend(paths);
-    }
-    out.push(".updated".into());
-    out.push("kubernetes/manifests".into());
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|p| seen.insert(p.clone()));
-    Ok(out)
-}
-
-/// A file of /etc/tmpfiles.d as named on the node.
-fn node_name(f: &Path) -> String {
-    format!(
-        "/etc/tmpfiles.d/{}",
-        f.file_name().unwrap_or_default().to_string_lossy()
-    )
-}
-
-/// The paths under /etc of a tmpfiles.d file, relative to /etc, and the
-/// numbers (from 1) of the lines that are not `Type Path ...` with an
-/// absolute path (or a `%` specifier, which systemd resolves).
-pub fn parse_tmpfiles_lines(text: &str) -> (Vec<String>, Vec<usize>) {
-    let mut paths = Vec::new();
-    let mut bad = Vec::new();
-    for (i, l) in text.lines().enumerate() {
-        let l = l.split('#').next().unwrap_or("");
-        let mut words = l.split_whitespace();
-        let Some(_kind) = words.next() else { continue };
-        match words.next() {
-            Some(p) if p.starts_with('/') || p.starts_with('%') => {
-                if let Some(p) = p.strip_prefix("/etc/") {
-                    let p = p.trim_end_matches('/');
-                    if !p.is_empty() {
-                        paths.push(p.to_string());
-                    }
-                }
-            }
-            _ => bad.push(i + 1),
-        }
-    }
-    (paths, bad)
-}
-
-/// Machine-config managed files outside the three trees, from
-/// `currentconfig`. None when the file does not exist.
-pub fn extras_from_currentconfig(host: &Host) -> Result<Option<Vec<String>>> {
-    let p = host.path(CURRENTCONFIG);
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
-    };
-    parse_currentconfig(&text)
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!("{} {e}; nothing was changed", p.display()))
-}
-
-/// The machine-config file paths of a `currentconfig` outside the trees:
-/// absolute, normal paths only (no `..`, no empty component, no NUL).
-pub fn parse_currentconfig(text: &str) -> Result<Vec<String>> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        anyhow::anyhow!(
-            "is not valid JSON: {e} (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
-    let files = v
-        .pointer("/spec/config/storage/files")
-        .and_then(|f| f.as_array())
-        .cloned()
-        .unwrap_or_default();
-    let mut out: Vec<String> = files
-        .iter()
-        .filter_map(|f| f.get("path").and_then(|p| p.as_str()))
-        .filter(|p| {
-            p.strip_prefix('/').is_some_and(|r| {
-                crate::archive::validate::check_rel_path(r.as_bytes()).is_ok() && r != "."
-            })
-        })
-        .filter(|p| {
-            ![
-                "/etc/",
-                "/usr/local/",
-                "/var/usrlocal/",
-                "/var/lib/kubelet/",
-            ]
-            .iter()
-            .any(|t| p.starts_with(t))
-        })
-        .map(str::to_string)
-        .collect();
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-/// Allocated bytes below a dir, on its own file system (like `du -sx`).
-pub fn du(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    walkdir::WalkDir::new(path)
-        .same_file_system(true)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.blocks() * 512)
-        .sum()
-}
-
-fn free_bytes(dir: &Path) -> Result<u64> {
-    let st = rustix::fs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
-    Ok(st.f_bavail * st.f_frsize)
-}
-
 /// Lower our CPU and I/O priority: the node runs latency-sensitive work.
 fn be_nice() {
     // SAFETY: plain syscalls on this process only.
@@ -300,71 +153,6 @@ fn install_self(dir: &Path) -> Result<()> {
         std::fs::Permissions::from_mode(0o700),
     )?;
     Ok(())
-}
-
-struct Plan {
-    trees: Vec<(String, String, PathBuf)>,
-    excludes: Vec<String>,
-    extras: Vec<String>,
-    warnings: Vec<String>,
-    revisions: std::collections::BTreeMap<String, u32>,
-    etcd: etcd::ClientConfig,
-    estimate: u64,
-    image_refs: Vec<String>,
-}
-
-fn plan(host: &Host, opts: &Options) -> Result<Plan> {
-    let mut warnings = Vec::new();
-    let mut trees = Vec::new();
-    let mut estimate = 0;
-    for (name, node) in TREES {
-        let top = archive::resolve_top(&host.root, node)
-            .with_context(|| format!("the tree {node} cannot be backed up"))?;
-        estimate += du(&top);
-        trees.push((name.to_string(), node.to_string(), top));
-    }
-    let extras = match extras_from_currentconfig(host)? {
-        Some(x) => x,
-        None => {
-            warnings.push(format!(
-                "{CURRENTCONFIG} does not exist: no machine-config files outside the three trees are backed up"
-            ));
-            Vec::new()
-        }
-    };
-    for x in &extras {
-        estimate += du(&host.path(x));
-    }
-    let revisions = etcd::live_revisions(host)?;
-    // Read again when the manifest is written; read now so that a node
-    // without it is refused before anything changes.
-    host.boot_id()
-        .context("the node's boot id is needed for the manifest; nothing was changed")?;
-    let spr = host.path("/etc/kubernetes/static-pod-resources");
-    estimate += du(&spr).saturating_sub(du(&spr.join("bin")));
-    estimate += std::fs::metadata(host.path("/var/lib/etcd/member/snap/db")).map_or(0, |m| m.len());
-    // The copy of this binary.
-    estimate += std::fs::metadata("/proc/self/exe").map_or(0, |m| m.len());
-    let etcd = etcd::ClientConfig::load(host)?;
-    if opts.etcd == EtcdMode::Script {
-        let script = host.path("/usr/local/bin/cluster-backup.sh");
-        if !crate::node::cmd::is_executable(&script) {
-            bail!(
-                "--etcd-backup=script: {} is missing or not executable",
-                script.display()
-            );
-        }
-    }
-    Ok(Plan {
-        trees,
-        excludes: exclude_list(host, &mut warnings)?,
-        extras,
-        warnings,
-        revisions,
-        etcd,
-        estimate,
-        image_refs: Vec::new(),
-    })
 }
 
 pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
@@ -563,10 +351,11 @@ fn build(
     let static_name = format!("cluster/static_kuberesources_{stamp}__POSSIBLY_DIRTY__.tar.gz");
     let (snap_name, static_name, info) = match opts.etcd {
         EtcdMode::Native => {
-            let info = etcd::snapshot(&plan.etcd, &staging.join(&snap_name), opts.etcd_timeout)?;
+            let info =
+                node_etcd::snapshot(&plan.etcd, &staging.join(&snap_name), opts.etcd_timeout)?;
             (snap_name, static_name, info)
         }
-        EtcdMode::Script => script_backup(host, &staging.join("cluster"), opts.etcd_timeout)?,
+        EtcdMode::Script => etcd::script_backup(host, &staging.join("cluster"), opts.etcd_timeout)?,
     };
     fault::point("backup:etcd");
     parts.push(Part {
@@ -588,7 +377,7 @@ fn build(
     meter.phase("static-pod resources");
     let static_pods = if opts.etcd == EtcdMode::Native {
         let (size, sha256) =
-            etcd::write_static_resources(host, &plan.revisions, &staging.join(&static_name))?;
+            node_etcd::write_static_resources(host, &plan.revisions, &staging.join(&static_name))?;
         StaticPods {
             file: static_name,
             size,
@@ -749,93 +538,6 @@ fn build(
         warnings: warnings.clone(),
         seconds: t0.elapsed().as_secs_f64(),
     })
-}
-
-fn warn_about(node: &str, s: &TreeStats, warnings: &mut Vec<String>) {
-    if !s.skipped_mounts.is_empty() {
-        log::info!(
-            "{node}: mount points not crossed: {}",
-            s.skipped_mounts.join(", ")
-        );
-    }
-    for (what, list) in [
-        ("vanished during the backup", &s.vanished),
-        ("kept changing while read (stored as last read)", &s.changed),
-        ("are sockets (not stored)", &s.skipped_sockets),
-    ] {
-        if !list.is_empty() {
-            warnings.push(format!(
-                "{node}: {} file(s) {what}: {}",
-                list.len(),
-                list.join(", ")
-            ));
-        }
-    }
-}
-
-/// Archive a tree; a large file that changes while read restarts the tree,
-/// three tries in all (as today's `cp` retries).
-fn write_with_retries(
-    top: &Path,
-    out: &Path,
-    opts: &WriteOptions,
-    meter: &crate::util::progress::Meter,
-) -> Result<TreeStats> {
-    for attempt in 1..=3 {
-        let m = meter.clone();
-        let progress: archive::write::Progress = Box::new(move |_, bytes| m.add(1, bytes));
-        match archive::write_tree(top, out, opts, Some(progress)) {
-            Err(e) if attempt < 3 && e.chain().any(|c| c.downcast_ref::<Changed>().is_some()) => {
-                log::warn!("{e:#}; archiving {} again", top.display());
-            }
-            r => return r,
-        }
-    }
-    unreachable!()
-}
-
-/// `--etcd-backup=script`: the node's cluster-backup.sh, then the same checks.
-fn script_backup(
-    host: &Host,
-    cluster: &Path,
-    limit: Duration,
-) -> Result<(String, String, etcd::SnapshotInfo)> {
-    let script = host.path("/usr/local/bin/cluster-backup.sh");
-    let mut c = std::process::Command::new(&script);
-    c.arg("--force").arg(cluster);
-    crate::node::cmd::run_timeout(&mut c, limit)?;
-    let mut snap = None;
-    let mut res = None;
-    for e in std::fs::read_dir(cluster)? {
-        let n = e?.file_name().to_string_lossy().into_owned();
-        if n.starts_with("snapshot_") && n.ends_with(".db") {
-            snap = Some(n);
-        } else if n.starts_with("static_kuberesources_") && n.ends_with(".tar.gz") {
-            res = Some(n);
-        }
-    }
-    let (Some(snap), Some(res)) = (snap, res) else {
-        bail!(
-            "{} did not write a snapshot and a static_kuberesources tarball into {}",
-            script.display(),
-            cluster.display()
-        );
-    };
-    let sp = cluster.join(&snap);
-    let s = verify::read_snapshot(&sp)?;
-    s.trailer
-        .map_err(|m| anyhow::anyhow!("cluster-backup.sh wrote a bad snapshot: {m}"))?;
-    let (sha256, size) = (s.sha256, s.size);
-    Ok((
-        format!("cluster/{snap}"),
-        format!("cluster/{res}"),
-        etcd::SnapshotInfo {
-            size,
-            sha256,
-            revision: 0,
-            total_keys: 0,
-        },
-    ))
 }
 
 pub fn render(o: &Outcome) -> String {
