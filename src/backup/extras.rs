@@ -1,9 +1,66 @@
 //! Machine-config files outside the three trees (from `currentconfig`) and
 //! the exclude list of /etc (from /etc/tmpfiles.d).
 
+use super::space::du;
+use super::Part;
+use crate::archive::{self, WriteOptions};
 use crate::node::host::Host;
+use crate::store::manifest::Tree;
+use crate::util::progress::Meter;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The archive of the machine-config files outside the trees.
+const ARCHIVE: &str = "extras.tar.zst";
+
+/// Bytes the machine-config files outside the trees take.
+pub fn estimate(host: &Host, extras: &[String]) -> u64 {
+    extras.iter().map(|x| du(&host.path(x))).sum()
+}
+
+/// The machine-config files outside the trees as `extras.tar.zst` in
+/// `staging`: its record and summary line; a listed file that does not
+/// exist is a warning.
+pub fn write(
+    host: &Host,
+    extras: &[String],
+    staging: &Path,
+    wopts: &WriteOptions,
+    meter: &Meter,
+    warnings: &mut Vec<String>,
+) -> Result<(Tree, Part)> {
+    let t = Instant::now();
+    meter.phase("extras");
+    let rels: Vec<Vec<u8>> = extras
+        .iter()
+        .map(|p| p.trim_start_matches('/').as_bytes().to_vec())
+        .collect();
+    let (stats, missing) = archive::write_paths(&host.root, &rels, &staging.join(ARCHIVE), wopts)?;
+    for m in missing {
+        warnings.push(format!(
+            "machine-config file /{m} does not exist on the node; not backed up"
+        ));
+    }
+    let part = Part {
+        name: "extras".into(),
+        source: format!("{} paths from {CURRENTCONFIG}", extras.len()),
+        files: stats.files,
+        bytes: stats.bytes,
+        stored_bytes: stats.archive_bytes,
+        seconds: t.elapsed().as_secs_f64(),
+    };
+    let tree = Tree {
+        name: "extras".into(),
+        source: "/".into(),
+        resolved: None,
+        archive: ARCHIVE.into(),
+        excludes: Vec::new(),
+        only: Some(extras.to_vec()),
+        stats,
+    };
+    Ok((tree, part))
+}
 
 pub(crate) const CURRENTCONFIG: &str = "/etc/machine-config-daemon/currentconfig";
 

@@ -1,35 +1,53 @@
-//! What the backup will do, read from the node before any change.
+//! What the backup will do, read from the node before any change: the
+//! refusals that need no change, and each part's estimate.
 
 use super::extras::{exclude_list, extras_from_currentconfig, CURRENTCONFIG};
-use super::space::du;
-use super::{EtcdMode, Options};
-use crate::archive;
+use super::{trees, EtcdMode, Options};
 use crate::node::etcd;
 use crate::node::host::Host;
-use crate::store::layout::TREES;
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
+use serde::Serialize;
 
-pub(crate) struct Plan {
-    pub trees: Vec<(String, String, PathBuf)>,
+/// The bytes one part of the backup will need.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    pub part: String,
+    pub bytes: u64,
+}
+
+/// What the parts need, read from the node. Changes nothing.
+pub struct Plan {
+    pub trees: Vec<trees::Source>,
     pub excludes: Vec<String>,
     pub extras: Vec<String>,
     pub warnings: Vec<String>,
     pub revisions: std::collections::BTreeMap<String, u32>,
     pub etcd: etcd::ClientConfig,
-    pub estimate: u64,
+    pub estimates: Vec<Estimate>,
+    /// With `--with-images`: the images to copy.
     pub image_refs: Vec<String>,
 }
 
-pub(crate) fn plan(host: &Host, opts: &Options) -> Result<Plan> {
+impl Plan {
+    /// Bytes all parts will need.
+    pub fn estimate(&self) -> u64 {
+        self.estimates.iter().map(|e| e.bytes).sum()
+    }
+}
+
+/// Read the node: the trees, the machine-config files outside them, the
+/// etcd revisions and client config, the boot id, the exclude list; refuse
+/// (before any change) what the backup cannot take. The images are the
+/// caller's (`images::refs`), after this.
+pub fn plan(host: &Host, opts: &Options) -> Result<Plan> {
     let mut warnings = Vec::new();
-    let mut trees = Vec::new();
-    let mut estimate = 0;
-    for (name, node) in TREES {
-        let top = archive::resolve_top(&host.root, node)
-            .with_context(|| format!("the tree {node} cannot be backed up"))?;
-        estimate += du(&top);
-        trees.push((name.to_string(), node.to_string(), top));
+    let mut estimates = Vec::new();
+    let trees = trees::resolve(host)?;
+    for t in &trees {
+        estimates.push(Estimate {
+            part: t.name.clone(),
+            bytes: trees::estimate(t),
+        });
     }
     let extras = match extras_from_currentconfig(host)? {
         Some(x) => x,
@@ -40,19 +58,23 @@ pub(crate) fn plan(host: &Host, opts: &Options) -> Result<Plan> {
             Vec::new()
         }
     };
-    for x in &extras {
-        estimate += du(&host.path(x));
-    }
+    estimates.push(Estimate {
+        part: "extras".into(),
+        bytes: super::extras::estimate(host, &extras),
+    });
     let revisions = etcd::live_revisions(host)?;
     // Read again when the manifest is written; read now so that a node
     // without it is refused before anything changes.
     host.boot_id()
         .context("the node's boot id is needed for the manifest; nothing was changed")?;
-    let spr = host.path("/etc/kubernetes/static-pod-resources");
-    estimate += du(&spr).saturating_sub(du(&spr.join("bin")));
-    estimate += std::fs::metadata(host.path("/var/lib/etcd/member/snap/db")).map_or(0, |m| m.len());
-    // The copy of this binary.
-    estimate += std::fs::metadata("/proc/self/exe").map_or(0, |m| m.len());
+    estimates.push(Estimate {
+        part: "etcd and static-pod resources".into(),
+        bytes: super::etcd::estimate(host),
+    });
+    estimates.push(Estimate {
+        part: "this binary".into(),
+        bytes: std::fs::metadata("/proc/self/exe").map_or(0, |m| m.len()),
+    });
     let etcd = etcd::ClientConfig::load(host)?;
     if opts.etcd == EtcdMode::Script {
         let script = host.path("/usr/local/bin/cluster-backup.sh");
@@ -70,7 +92,7 @@ pub(crate) fn plan(host: &Host, opts: &Options) -> Result<Plan> {
         warnings,
         revisions,
         etcd,
-        estimate,
+        estimates,
         image_refs: Vec::new(),
     })
 }

@@ -545,7 +545,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::LaunchBackup(_) => unreachable!(),
         Command::Backup(a) => {
             crate::util::logger::note(true, &format!("backup started in {}", host.dir.display()));
-            let o = backup::run(&host, &a.options(g.quiet))?;
+            let o = crate::commands::backup::run(&host, &a.options(g.quiet))?;
             crate::util::logger::note(true, "backup finished");
             emit(g.output, &o, || backup::render(&o))?;
             Ok(0)

@@ -116,5 +116,5 @@ pub fn launch(host_dir: &Path, dir: &Path, opts: &backup::Options) -> Result<Out
     }
     crate::util::fault::point("launch:jail");
     let host = Host::new(&PathBuf::from("/"), dir)?;
-    backup::run(&host, opts)
+    crate::commands::backup::run(&host, opts)
 }

@@ -16,6 +16,7 @@
 //! `cluster` dir by `renameat2(RENAME_EXCHANGE)`), then the flat names
 //! removed. The files never change, so every path shows the same backup.
 
+pub mod blob;
 pub mod journal;
 pub mod layout;
 pub mod lock;
