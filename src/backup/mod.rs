@@ -15,7 +15,7 @@ pub mod space;
 pub mod trees;
 
 pub use extras::parse_currentconfig;
-pub use plan::Plan;
+pub use plan::{DryRun, Plan};
 pub use space::du;
 
 use crate::archive::WriteOptions;
@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EtcdMode {
     /// The v3 Snapshot RPC with the node's client certs
     Native,
@@ -60,6 +61,8 @@ pub struct Options {
     /// Replace a backup that pins another OS than the booted one, or a
     /// damaged one (`--replace-backup`).
     pub replace_backup: bool,
+    /// Check and print the plan; change nothing (`--dry-run`).
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,6 +82,8 @@ pub enum Outcome {
     SkippedRecoveryInProgress {
         record: String,
     },
+    /// `--dry-run`: what the backup would do; nothing was changed.
+    DryRun(Box<DryRun>),
     Done(Box<Summary>),
 }
 
@@ -305,6 +310,7 @@ pub fn render(o: &Outcome) -> String {
                 "A recovery is in progress ({record}): the backup was skipped and nothing was changed.\nContinue the recovery with `upgrade-recovery restore --resume`."
             );
         }
+        Outcome::DryRun(d) => render_dry_run(&mut s, d),
         Outcome::Done(sum) => {
             let _ = writeln!(
                 s,
@@ -349,4 +355,89 @@ pub fn render(o: &Outcome) -> String {
         }
     }
     s
+}
+
+/// The plan of `backup --dry-run`, in the order the real run carries it out.
+fn render_dry_run(s: &mut String, d: &DryRun) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "Dry run: the checks passed and nothing was changed. A backup in {} now would:",
+        d.dir
+    );
+    if let Some(c) = &d.dir_change {
+        let _ = writeln!(s, "  {c}");
+    }
+    let l = &d.leftovers;
+    if !l.remove.is_empty() {
+        let _ = writeln!(s, "  clean up what an earlier run left; would remove:");
+        for p in &l.remove {
+            let _ = writeln!(s, "    {p}");
+        }
+    }
+    if !l.links.is_empty() {
+        let _ = writeln!(s, "  make the links into current: {}", l.links.join(", "));
+    }
+    if l.convert_flat {
+        let _ = writeln!(
+            s,
+            "  turn the backup of the flat format into a generation (hard links, no extra room)"
+        );
+    }
+    if d.space.remove_previous {
+        let _ = writeln!(
+            s,
+            "  REMOVE THE PREVIOUS BACKUP ({}) BEFORE TAKING THE NEW ONE: {} free, {} needed. If that run fails, the node has NO backup",
+            human(d.space.previous),
+            human(d.space.free),
+            human(d.space.estimate + d.space.min_free)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  keep and pin {}; {}",
+        d.os.keep,
+        if d.os.undeploy.is_empty() {
+            "no other deployment to undeploy".to_string()
+        } else {
+            format!("undeploy {}", d.os.undeploy.join(", "))
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  write the generation {}/{} (named from the time it starts; etcd snapshot: {}), verify it, make it current{}",
+        d.dir,
+        d.generation,
+        match d.etcd_backup {
+            EtcdMode::Native => "native",
+            EtcdMode::Script => "cluster-backup.sh",
+        },
+        match &d.previous {
+            Some(p) if !d.space.remove_previous => format!(", then remove the previous backup ({p})"),
+            _ => String::new(),
+        }
+    );
+    let _ = writeln!(s, "  {:<30} {:>11}", "part", "estimate");
+    for e in &d.parts {
+        let _ = writeln!(s, "  {:<30} {:>11}", e.part, human(e.bytes));
+    }
+    let _ = writeln!(
+        s,
+        "Space: about {} plus a margin of {} (--min-free); {} free{}.",
+        human(d.space.estimate),
+        human(d.space.min_free),
+        human(d.space.free),
+        if d.previous.is_some() {
+            format!(", the previous backup takes {}", human(d.space.previous))
+        } else {
+            String::new()
+        }
+    );
+    if !d.images.is_empty() {
+        let _ = writeln!(s, "Images: {}", d.images.join(", "));
+    }
+    for w in &d.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    let _ = writeln!(s, "To take the backup: the same command without --dry-run.");
 }

@@ -2,9 +2,12 @@
 //! refusals that need no change, and each part's estimate.
 
 use super::extras::{exclude_list, extras_from_currentconfig, CURRENTCONFIG};
+use super::os::OsPlan;
+use super::space::Space;
 use super::{trees, EtcdMode, Options};
 use crate::node::etcd;
 use crate::node::host::Host;
+use crate::store::Leftovers;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
@@ -33,6 +36,30 @@ impl Plan {
     pub fn estimate(&self) -> u64 {
         self.estimates.iter().map(|e| e.bytes).sum()
     }
+}
+
+/// What `backup --dry-run` prints: the plan the real run would execute on
+/// this node now.
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    pub dir: String,
+    /// What the run would do to the backup dir itself first: create it, or
+    /// make it root-only (mode 0700); None when it is so already.
+    pub dir_change: Option<String>,
+    /// The backup the new one would replace: the current generation's name,
+    /// `flat` (today's flat format) or `damaged` (`--replace-backup`).
+    pub previous: Option<String>,
+    /// The generation the run would write (named from the time it starts).
+    pub generation: String,
+    pub os: OsPlan,
+    /// What the run would clean up first (a killed run's leftovers).
+    pub leftovers: Leftovers,
+    pub etcd_backup: EtcdMode,
+    pub parts: Vec<Estimate>,
+    pub space: Space,
+    /// With `--with-images`: the images it would copy.
+    pub images: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// Read the node: the trees, the machine-config files outside them, the

@@ -1,12 +1,14 @@
-//! `backup`: check, plan, then execute. The checks come first (no change
-//! before them); the real run takes the lock, cleans up what a killed run
-//! left, reads the node into the plan, and builds the plan's parts in a new
-//! generation that becomes current (`store::switch`) only when complete,
-//! fsynced and verified.
+//! `backup`: check, plan, then execute. The checks are the same for the real
+//! run and `--dry-run`, and refuse the same way; the dry run prints the plan
+//! the real run would execute and changes nothing (no lock file, no dir, no
+//! undeploy, no cleanup). The real run takes the lock first, cleans up what
+//! a killed run left, and builds the plan's parts in a new generation that
+//! becomes current (`store::switch`) only when complete, fsynced and
+//! verified.
 
-use crate::backup::plan::{self, Plan};
+use crate::backup::plan::{self, DryRun, Plan};
 use crate::backup::space::{du, free_bytes, Space};
-use crate::backup::{self, images, Options, Outcome};
+use crate::backup::{self, images, os, Options, Outcome};
 use crate::node::cmd::Tools;
 use crate::node::host::Host;
 use crate::store::{self, layout, lock, Kind};
@@ -16,10 +18,10 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The run after its checks: the tools it needs, and the lock.
+/// The run after its checks: the tools it needs, and (real run) the lock.
 struct Checked {
     tools: Tools,
-    _lock: lock::Lock,
+    _lock: Option<lock::Lock>,
 }
 
 pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
@@ -33,6 +35,16 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         }
     };
     let dir = host.backup_dir();
+    if opts.dry_run {
+        let plan = prepare(host, opts, &checked.tools)?;
+        return Ok(Outcome::DryRun(Box::new(dry_run(
+            host,
+            opts,
+            &checked.tools,
+            &dir,
+            plan,
+        )?)));
+    }
     if opts.nice {
         backup::be_nice();
     }
@@ -44,7 +56,8 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
 }
 
 /// The checks of a backup, before any change: the node, the tools, no
-/// recovery under way, the lock, no damaged backup, no failed upgrade.
+/// recovery under way, the lock (taken by the real run; the dry run only
+/// checks that no other run holds it), no damaged backup, no failed upgrade.
 /// `Err(record)`: a recovery is under way, the backup is skipped.
 fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
     host.require_node()?;
@@ -68,7 +81,15 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
         }
         _ => None,
     };
-    let lock = {
+    let lock = if opts.dry_run {
+        if let Err(e) = lock::check_free(&dir) {
+            return match restore_holds() {
+                Some(rec) => Ok(Err(rec)),
+                None => Err(e),
+            };
+        }
+        None
+    } else {
         backup::mkdir_private(&dir)?;
         // Durability: a new backup dir's own entry is on disk before the
         // backup that relies on it.
@@ -76,7 +97,7 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
             fsutil::fsync_dir(parent)?;
         }
         match lock::acquire(&dir) {
-            Ok(l) => l,
+            Ok(l) => Some(l),
             Err(e) => match restore_holds() {
                 Some(rec) => return Ok(Err(rec)),
                 None => return Err(e),
@@ -116,6 +137,66 @@ fn prepare(host: &Host, opts: &Options, tools: &Tools) -> Result<Plan> {
         });
     }
     Ok(plan)
+}
+
+/// The plan as the dry run prints it: the OS deployments kept and
+/// undeployed, the leftovers the real run would clean up first, the space
+/// (and whether the previous backup would go first), the generation.
+fn dry_run(host: &Host, opts: &Options, tools: &Tools, dir: &Path, plan: Plan) -> Result<DryRun> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir_change = match std::fs::metadata(dir) {
+        Err(_) => Some(format!("create {} (mode 0700)", host.dir.display())),
+        Ok(m) if m.permissions().mode() & 0o7777 != 0o700 => Some(format!(
+            "make {} root-only (mode {:o} to 0700)",
+            host.dir.display(),
+            m.permissions().mode() & 0o7777
+        )),
+        Ok(_) => None,
+    };
+    let replaces = match store::inspect(dir)? {
+        Kind::Empty => None,
+        Kind::Flat => Some("flat".to_string()),
+        Kind::Generation(g) => Some(g),
+        Kind::Damaged(_) => Some("damaged".to_string()),
+    };
+    let os = os::plan(host, tools)?;
+    let leftovers = store::leftovers(dir)?;
+    // The real run measures after its cleanup: the leftovers are free
+    // space then, not part of the previous backup.
+    let freed: u64 = leftovers.remove.iter().map(|p| du(Path::new(p))).sum();
+    let (free, previous) = if dir.exists() {
+        (free_bytes(dir)? + freed, du(dir).saturating_sub(freed))
+    } else {
+        let parent = dir
+            .ancestors()
+            .find(|a| a.exists())
+            .unwrap_or(Path::new("/"));
+        (free_bytes(parent)?, 0)
+    };
+    let space = Space::decide(&host.dir, plan.estimate(), opts.min_free, free, previous)?;
+    // Shown as the node names them.
+    let node = |p: &String| match Path::new(p).strip_prefix(&host.root) {
+        Ok(rel) => Path::new("/").join(rel).display().to_string(),
+        Err(_) => p.clone(),
+    };
+    let leftovers = store::Leftovers {
+        remove: leftovers.remove.iter().map(node).collect(),
+        links: leftovers.links.iter().map(node).collect(),
+        convert_flat: leftovers.convert_flat,
+    };
+    Ok(DryRun {
+        dir: host.dir.display().to_string(),
+        dir_change,
+        previous: replaces,
+        generation: store::new_generation_name(dir, fsutil::unix_now()),
+        os,
+        leftovers,
+        etcd_backup: opts.etcd,
+        parts: plan.estimates,
+        space,
+        images: plan.image_refs,
+        warnings: plan.warnings,
+    })
 }
 
 /// Carry out the plan: the space decision (removing the previous backup
