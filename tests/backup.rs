@@ -330,3 +330,94 @@ fn a_killed_backup_leaves_the_previous_one_or_none_never_a_partial_one() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(sb.run(&["verify"]).0, 0);
 }
+
+/// `backup --dry-run`: the checks of the real run, then the plan it would
+/// carry out; nothing changes (the backup dir, the deployments, the
+/// programs run on the node). The real run then does what the plan said.
+#[test]
+fn a_dry_run_prints_the_plan_the_real_run_carries_out_and_changes_nothing() {
+    let sb = Sandbox::new();
+    let ostree_status = || sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    let state = || {
+        (
+            sb.sh("ls -lAR --time-style=+%s.%N $ROOT/var/recovery; test -e $ROOT/var/new && echo exists || echo absent"),
+            ostree_status(),
+            sb.calls(),
+        )
+    };
+    // No backup yet, and a dir that does not exist.
+    let before = state();
+    let (code, out, err) = sb.run(&["--dir", "/var/new", "backup", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("create /var/new (mode 0700)"), "{out}");
+    assert_eq!(state(), before, "nothing changed");
+
+    // What a killed run leaves, beside the node's two deployments.
+    let dir = sb.root().join("var/recovery");
+    std::fs::create_dir(dir.join("gen-2020-01-01_000000")).unwrap();
+    std::fs::write(dir.join("gen-2020-01-01_000000/etc.tar.zst"), b"x").unwrap();
+    std::fs::write(dir.join(".current.tmp"), b"").unwrap();
+    let ds = ostree::parse_admin_status(&ostree_status()).unwrap();
+    assert_eq!(ds.len(), 2);
+    // The booted deployment, else the default (a sandbox boots none).
+    let kept = ds.iter().find(|d| d.booted).unwrap_or(&ds[0]);
+    let undeployed = ds
+        .iter()
+        .find(|d| d.checksum != kept.checksum)
+        .unwrap()
+        .short();
+    let kept = kept.short();
+
+    let before = state();
+    let (code, out, err) = backup(&sb, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "Dry run: the checks passed and nothing was changed".to_string(),
+        format!("keep and pin {kept}; undeploy {undeployed}"),
+        "would remove:\n    /var/recovery/.current.tmp\n    /var/recovery/gen-2020-01-01_000000\n"
+            .to_string(),
+        "write the generation /var/recovery/gen-".to_string(),
+        "etcd and static-pod resources".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want:?} in:\n{out}");
+    }
+    assert!(!out.contains("REMOVE THE PREVIOUS BACKUP"), "{out}");
+    assert_eq!(state(), before, "nothing changed");
+
+    let (code, json, err) = sb.run(&["--output", "json", "backup", "--min-free", "0", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(plan["result"], "dry-run");
+    assert_eq!(plan["os"]["undeploy"], serde_json::json!([undeployed]));
+    assert_eq!(plan["space"]["remove_previous"], false);
+    let parts: Vec<&str> = plan["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["part"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            "etc",
+            "local",
+            "kubelet",
+            "extras",
+            "etcd and static-pod resources",
+            "this binary"
+        ]
+    );
+    assert_eq!(state(), before, "nothing changed");
+
+    // The real run does what the plan said.
+    let (code, json, err) = sb.run(&["--output", "json", "backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let done: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(done["undeployed"], plan["os"]["undeploy"]);
+    assert!(!dir.join("gen-2020-01-01_000000").exists());
+    assert!(!dir.join(".current.tmp").exists());
+    assert_eq!(
+        ostree::parse_admin_status(&ostree_status()).unwrap().len(),
+        1
+    );
+}

@@ -309,6 +309,8 @@ fn a_backup_while_a_recovery_holds_the_lock_touches_nothing() {
     let ls = sb.sh("ls -lAR --time-style=+ $ROOT/var/recovery");
     let calls = sb.calls().len();
     let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    // The dry run finds the same and says the same.
+    let (dcode, dout, _) = sb.run(&["backup", "--min-free", "0", "--dry-run"]);
     let _ = r.kill();
     let _ = r.wait();
     assert_eq!(code, 0, "{out}{err}");
@@ -316,6 +318,7 @@ fn a_backup_while_a_recovery_holds_the_lock_touches_nothing() {
         out.contains("A recovery is in progress") && out.contains("restore --resume"),
         "{out}"
     );
+    assert_eq!((dcode, dout.as_str()), (code, out.as_str()));
     assert_eq!(sb.sh("ls -lAR --time-style=+ $ROOT/var/recovery"), ls);
     assert_eq!(sb.calls().len(), calls, "no program was run on the node");
 }
@@ -336,6 +339,10 @@ fn a_backup_after_a_failed_upgrade_refuses_unless_told_to_replace() {
     let status = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
     let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
     assert_eq!(code, 1, "{out}{err}");
+    // The dry run refuses the same way, with the same code and message.
+    let (dcode, dout, derr) = sb.run(&["backup", "--min-free", "0", "--dry-run"]);
+    assert_eq!((dcode, derr.as_str()), (code, err.as_str()), "{dout}");
+    assert_eq!(dout, "");
     assert!(
         err.contains("still deployed") && err.contains("--replace-backup"),
         "{err}"
@@ -391,6 +398,10 @@ fn a_backup_without_its_manifest_is_damaged_and_not_replaced() {
         assert_eq!(code, 4, "{err}");
         assert!(err.contains("--replace-backup"), "{err}");
         assert_eq!(sb.sh("ls -lAR --time-style=+ $ROOT/var/recovery"), ls);
+        // The dry run refuses the same way, with the same code and message.
+        let (dcode, dout, derr) = sb.run(&["backup", "--min-free", "0", "--dry-run"]);
+        assert_eq!((dcode, derr.as_str()), (code, err.as_str()), "{dout}");
+        assert_eq!(sb.sh("ls -lAR --time-style=+ $ROOT/var/recovery"), ls);
         let (code, _, err) = sb.run(&["backup", "--min-free", "0", "--replace-backup"]);
         assert_eq!(code, 0, "{err}");
         check_backup(&sb, "replaced");
@@ -415,6 +426,15 @@ fn space_short_removes_the_previous_backup_first_and_says_so() {
     };
     let (code, _, err) = small(&[]);
     assert_eq!(code, 0, "{err}");
+    // The dry run says so as loudly, and removes nothing.
+    let ls = sb.sh("ls -lAR --time-style=+%s.%N $ROOT/var/small");
+    let (code, out, err) = small(&["--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("REMOVE THE PREVIOUS BACKUP") && out.contains("NO backup"),
+        "{out}"
+    );
+    assert_eq!(sb.sh("ls -lAR --time-style=+%s.%N $ROOT/var/small"), ls);
     let (code, out, err) = small(&[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("REMOVING THE PREVIOUS BACKUP"), "{out}");

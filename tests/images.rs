@@ -41,6 +41,39 @@ fn images_survive_crio_wipe_through_the_backup() {
         "nothing changed"
     );
 
+    // The dry run refuses the same way, then with skopeo lists the images
+    // it would copy and their estimate, and copies none.
+    let o = sb
+        .command(&["backup", "--min-free", "0", "--with-images", "--dry-run"])
+        .env(
+            "PATH",
+            format!("{}:{}", sb.ctl().join("bin").display(), t.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stderr)),
+        (Some(1), err.clone())
+    );
+    let (code, out, err) = sb.run(&[
+        "--output",
+        "json",
+        "backup",
+        "--min-free",
+        "0",
+        "--with-images",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["images"].as_array().unwrap().len(), 2, "{out}");
+    assert!(plan["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["part"] == "images" && p["bytes"].as_u64() > Some(0)));
+    assert!(!sb.root().join("var/recovery/current").exists());
+
     let (code, out, err) = sb.run(&["backup", "--min-free", "0", "--with-images"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("images"), "{out}");

@@ -8,6 +8,11 @@ use common::*;
 /// A shell script that builds the Job's jail for the sandbox in a private
 /// mount namespace and execs the tool there (extra env before the binary).
 fn jail_script(sb: &Sandbox, jail: &std::path::Path, env: &str) -> String {
+    jail_script_with(sb, jail, env, "")
+}
+
+/// [`jail_script`] with more arguments for launchBackup.
+fn jail_script_with(sb: &Sandbox, jail: &std::path::Path, env: &str, args: &str) -> String {
     format!(
         r#"J={j}; SB={sb}
 mkdir -p "$J"
@@ -18,7 +23,7 @@ for d in usr/bin usr/lib usr/lib64 usr/libexec usr/share; do
 done
 mkdir -p "$0$2"; mount --rbind "$2" "$0$2"
 mount -t proc proc "$0/proc"
-PATH="$2/ctl/bin:/usr/bin" {env} exec "$3" launchBackup --host-dir "$0" --min-free 0
+PATH="$2/ctl/bin:/usr/bin" {env} exec "$3" launchBackup --host-dir "$0" --min-free 0 {args}
 ' "$J" "$SB/root" "$SB" {bin}"#,
         j = q(jail),
         sb = q(sb.dir.path()),
@@ -118,4 +123,38 @@ fn the_job_after_a_failed_upgrade_refuses_and_keeps_the_backup() {
     );
     assert_eq!(sb.sh("ostree admin --sysroot=$ROOT/sysroot status"), status);
     assert_eq!(sb.run(&["verify"]).0, 0);
+}
+
+/// `launchBackup --dry-run`: the jail and the flag's rename as the real
+/// run's (ostree cannot read the deployments in the jail without it), the
+/// flag put back, and the backup dir and the deployments unchanged.
+#[test]
+fn the_job_entrypoint_dry_run_puts_the_flag_back_and_changes_nothing() {
+    let sb = Sandbox::new();
+    let state = || {
+        (
+            sb.sh("ls -lAR --time-style=+%s.%N $ROOT/var/recovery"),
+            sb.sh("ostree admin --sysroot=$ROOT/sysroot status"),
+        )
+    };
+    let before = state();
+    let t = TempDir::new("jail");
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &jail_script_with(&sb, &t.path().join("host"), "", "--dry-run"),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Dry run") && stdout.contains("undeploy rhcos"),
+        "{stdout}"
+    );
+    assert!(sb.root().join("run/ostree-booted").exists());
+    assert!(!sb.root().join("run/ostree-booted.tmp").exists());
+    assert_eq!(state(), before);
+    assert_eq!(sb.run(&["verify"]).0, 4, "no backup was made");
 }

@@ -109,7 +109,7 @@ _upgrade__recovery() {
             return 0
             ;;
         upgrade__subcmd__recovery__subcmd__backup)
-            opts="-v -q -h --min-free --threads --level --etcd-backup --etcd-timeout --no-nice --with-images --image --replace-backup --root --dir --output --verbose --quiet --help"
+            opts="-v -q -h --min-free --threads --level --etcd-backup --etcd-timeout --no-nice --with-images --image --replace-backup --dry-run --root --dir --output --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -293,7 +293,7 @@ _upgrade__recovery() {
             return 0
             ;;
         upgrade__subcmd__recovery__subcmd__launch__subcmd__backup)
-            opts="-v -q -h --host-dir --min-free --threads --level --etcd-backup --etcd-timeout --no-nice --with-images --image --replace-backup --root --dir --output --verbose --quiet --help"
+            opts="-v -q -h --host-dir --min-free --threads --level --etcd-backup --etcd-timeout --no-nice --with-images --image --replace-backup --dry-run --root --dir --output --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

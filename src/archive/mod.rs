@@ -158,6 +158,18 @@ pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
     Ok(c)
 }
 
+/// `<name>: size N but the manifest records M`: the one wording of a size
+/// that differs from the manifest's (`store::blob` and every check use it).
+pub fn size_mismatch(name: &dyn std::fmt::Display, got: u64, recorded: u64) -> String {
+    format!("{name}: size {got} but the manifest records {recorded}")
+}
+
+/// `<name>: sha256 X but the manifest records Y`: the one wording of a
+/// sha256 that differs from the manifest's.
+pub fn sha256_mismatch(name: &dyn std::fmt::Display, got: &str, recorded: &str) -> String {
+    format!("{name}: sha256 {got} but the manifest records {recorded}")
+}
+
 /// Check an archive against the sha256 and size recorded for it: the check,
 /// and a list of problems (empty when intact).
 pub fn examine_archive(
@@ -169,8 +181,7 @@ pub fn examine_archive(
     match validate::open_regular(path).and_then(|f| f.metadata()) {
         Err(e) => return (None, vec![format!("{name}: {e}")]),
         Ok(m) if m.len() != size => {
-            let msg = format!("{name}: size {} but the manifest records {size}", m.len());
-            return (None, vec![msg]);
+            return (None, vec![size_mismatch(&name, m.len(), size)]);
         }
         Ok(_) => {}
     }
@@ -183,10 +194,7 @@ pub fn examine_archive(
                 .map(|f| format!("{name}: file {f} does not match its sha256"))
                 .collect();
             if c.sha256 != sha256 {
-                p.push(format!(
-                    "{name}: sha256 {} but the manifest records {sha256}",
-                    c.sha256
-                ));
+                p.push(sha256_mismatch(&name, &c.sha256, sha256));
             }
             (Some(c), p)
         }
@@ -264,14 +272,8 @@ pub fn restore_tree(
 ) -> Result<SyncStats> {
     let problem = match file_sha256(archive) {
         Err(e) => Some(format!("{}: {e}", archive.display())),
-        Ok((_, n)) if n != size => Some(format!(
-            "{}: size {n} but the manifest records {size}",
-            archive.display()
-        )),
-        Ok((h, _)) if h != sha256 => Some(format!(
-            "{}: sha256 {h} but the manifest records {sha256}",
-            archive.display()
-        )),
+        Ok((_, n)) if n != size => Some(size_mismatch(&archive.display(), n, size)),
+        Ok((h, _)) if h != sha256 => Some(sha256_mismatch(&archive.display(), &h, sha256)),
         Ok(_) => None,
     };
     if let Some(p) = problem {

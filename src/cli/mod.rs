@@ -161,6 +161,10 @@ pub struct BackupArgs {
     /// booted one (a failed upgrade) or is damaged: a new baseline
     #[arg(long)]
     pub replace_backup: bool,
+    /// Run the checks and print the plan (deployments, cleanup, estimates,
+    /// space); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 impl BackupArgs {
@@ -176,6 +180,7 @@ impl BackupArgs {
             with_images: self.with_images || !self.images.is_empty(),
             images: self.images.clone(),
             replace_backup: self.replace_backup,
+            dry_run: self.dry_run,
         }
     }
 }
@@ -498,7 +503,7 @@ fn install_interrupt(c: &Command) {
             done: "nothing in this run".into(),
             next: "`upgrade-recovery status` says where the recovery stands and the command to run".into(),
         }),
-        Command::Backup(_) => install(Where {
+        Command::Backup(a) if !a.dry_run => install(Where {
             doing: "the backup".into(),
             done: "the new backup is built in a staging dir and only swapped in when complete and verified; the backup dir holds the previous backup, if it was kept, or none, never a partial one".into(),
             next: "take the backup again with `upgrade-recovery backup`; `upgrade-recovery status` says what the backup dir holds".into(),
@@ -535,9 +540,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::LaunchBackup(_) => unreachable!(),
         Command::Backup(a) => {
-            crate::util::logger::note(true, &format!("backup started in {}", host.dir.display()));
-            let o = backup::run(&host, &a.options(g.quiet))?;
-            crate::util::logger::note(true, "backup finished");
+            // The journal notes a backup that changes the node, not a dry run.
+            let note = |msg: &str| (!a.dry_run).then(|| crate::util::logger::note(true, msg));
+            note(&format!("backup started in {}", host.dir.display()));
+            let o = crate::commands::backup::run(&host, &a.options(g.quiet))?;
+            note("backup finished");
             emit(g.output, &o, || backup::render(&o))?;
             Ok(0)
         }

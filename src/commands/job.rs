@@ -110,11 +110,15 @@ pub fn launch(host_dir: &Path, dir: &Path, opts: &backup::Options) -> Result<Out
     handle_signals();
     enter_jail(host_dir)?;
     let _guard = FlagGuard;
+    // A dry run (`--dry-run`) does the same: without the rename, ostree in
+    // the jail cannot even read the deployments ("/run/ostree-booted found
+    // and in / sysroot, but bootloader entry not found"); the flag is put
+    // back on every exit path as for the real run.
     if Path::new(FLAG).exists() {
         std::fs::rename(FLAG, FLAG_TMP).with_context(|| format!("renaming {FLAG}"))?;
         *RENAMED.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
     crate::util::fault::point("launch:jail");
     let host = Host::new(&PathBuf::from("/"), dir)?;
-    backup::run(&host, opts)
+    crate::commands::backup::run(&host, opts)
 }

@@ -1,4 +1,5 @@
 //! The subcommands that are not a layer of their own (backup and recovery are).
+pub mod backup;
 pub mod extract;
 pub mod ibu;
 pub mod job;

@@ -11,6 +11,7 @@
 //! Damage found here changes nothing: the phase has not started.
 
 use super::{Phase, STEPS};
+use crate::store::blob::{sha256_mismatch, size_mismatch};
 use crate::store::manifest::Manifest;
 use std::path::Path;
 
@@ -121,11 +122,7 @@ pub fn sizes(dir: &Path, parts: &[Part]) -> Vec<String> {
             Ok(md) if !md.is_file() => {
                 problems.push(format!("{}: not a regular file", path.display()))
             }
-            Ok(md) if md.len() != size => problems.push(format!(
-                "{}: size {} but the manifest records {size}",
-                path.display(),
-                md.len()
-            )),
+            Ok(md) if md.len() != size => problems.push(size_mismatch(&path, md.len(), size)),
             Ok(_) => {}
         }
     }
@@ -201,17 +198,11 @@ fn hashed(p: &Path, want: &str, size: u64, trailer: bool) -> Result<(), String> 
         (sha, len, Ok(()))
     };
     if len != size {
-        return Err(format!(
-            "{}: size {len} but the manifest records {size}",
-            p.display()
-        ));
+        return Err(size_mismatch(p, len, size));
     }
     trailer_ok?;
     if got != want {
-        return Err(format!(
-            "{}: sha256 {got} but the manifest records {want}",
-            p.display()
-        ));
+        return Err(sha256_mismatch(p, &got, want));
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! its manifest does. Versioned JSON.
 
 use crate::archive::TreeStats;
+use crate::store::blob::{Blob, Check, Stored};
 use crate::util::error::Fail;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -48,21 +49,35 @@ pub struct PinnedDeployment {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EtcdSnapshot {
-    /// Relative to the backup dir.
-    pub file: String,
-    pub size: u64,
-    pub sha256: String,
+    /// `file`, `size`, `sha256` in the JSON, as before the Blob.
+    #[serde(flatten)]
+    pub blob: Blob,
     pub revision: i64,
     pub total_keys: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StaticPods {
-    pub file: String,
-    pub size: u64,
-    pub sha256: String,
+    /// `file`, `size`, `sha256` in the JSON, as before the Blob.
+    #[serde(flatten)]
+    pub blob: Blob,
     /// e.g. {"etcd": 3, "kube-apiserver": 7}
     pub revisions: std::collections::BTreeMap<String, u32>,
+}
+
+// `e.file`, `e.size`, `e.sha256` read through to the blob, as before it.
+impl std::ops::Deref for EtcdSnapshot {
+    type Target = Blob;
+    fn deref(&self) -> &Blob {
+        &self.blob
+    }
+}
+
+impl std::ops::Deref for StaticPods {
+    type Target = Blob;
+    fn deref(&self) -> &Blob {
+        &self.blob
+    }
 }
 
 /// One archived tree.
@@ -87,7 +102,39 @@ pub struct Tree {
     pub stats: TreeStats,
 }
 
+impl Tree {
+    /// The archive as a blob (`archive`, `archive_bytes`, `sha256`).
+    pub fn blob(&self) -> Blob {
+        Blob {
+            file: self.archive.clone(),
+            size: self.stats.archive_bytes,
+            sha256: self.stats.sha256.clone(),
+        }
+    }
+}
+
 impl Manifest {
+    /// Everything in the backup dir this manifest references, with how it
+    /// is checked, in the order `verify` lists them: the archives, the etcd
+    /// snapshot, the images, the static-pod resources.
+    pub fn stored(&self) -> Vec<Stored<'_>> {
+        let mut out: Vec<Stored> = self
+            .trees
+            .iter()
+            .map(|t| Stored::Blob(t.blob(), Check::Archive))
+            .collect();
+        if let Some(e) = &self.etcd {
+            out.push(Stored::Blob(e.blob.clone(), Check::Snapshot));
+        }
+        if !self.images.is_empty() {
+            out.push(Stored::Images(&self.images));
+        }
+        if let Some(s) = &self.static_pods {
+            out.push(Stored::Blob(s.blob.clone(), Check::File));
+        }
+        out
+    }
+
     /// Read the manifest of the backup in `dir`; a missing or unreadable one
     /// is a missing backup (exit 4).
     pub fn load(dir: &Path) -> Result<Manifest> {
@@ -245,5 +292,65 @@ impl Manifest {
 
     pub fn tree(&self, name: &str) -> Option<&Tree> {
         self.trees.iter().find(|t| t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest of format 1 as the tool wrote it before the Blob records
+    /// (field names and order of that code's structs).
+    const TODAY: &str = include_str!("../../tests/fixtures/manifest-format1.json");
+
+    #[test]
+    fn a_manifest_of_today_reads_and_writes_back_byte_for_byte() {
+        let m: Manifest = serde_json::from_str(TODAY).unwrap();
+        m.validate().unwrap();
+        assert_eq!(serde_json::to_string_pretty(&m).unwrap() + "\n", TODAY);
+        // The flattened blobs read what the fields held.
+        let e = m.etcd.as_ref().unwrap();
+        assert_eq!(
+            (e.file.as_str(), e.size, e.revision),
+            (
+                "cluster/snapshot_2026-11-20_101112__POSSIBLY_DIRTY__.db",
+                8421408,
+                123456
+            )
+        );
+        assert_eq!(m.static_pods.as_ref().unwrap().size, 40960);
+    }
+
+    #[test]
+    fn stored_lists_every_file_with_its_check_in_verify_order() {
+        let m: Manifest = serde_json::from_str(TODAY).unwrap();
+        let got: Vec<(String, Option<Check>)> = m
+            .stored()
+            .iter()
+            .map(|s| match s {
+                Stored::Blob(b, c) => (b.file.clone(), Some(*c)),
+                Stored::Images(_) => (s.label(), None),
+            })
+            .collect();
+        let want = [
+            ("etc.tar.zst", Some(Check::Archive)),
+            ("local.tar.zst", Some(Check::Archive)),
+            ("extras.tar.zst", Some(Check::Archive)),
+            (
+                "cluster/snapshot_2026-11-20_101112__POSSIBLY_DIRTY__.db",
+                Some(Check::Snapshot),
+            ),
+            ("images/ (1 images)", None),
+            (
+                "cluster/static_kuberesources_2026-11-20_101112__POSSIBLY_DIRTY__.tar.gz",
+                Some(Check::File),
+            ),
+        ];
+        let want: Vec<(String, Option<Check>)> =
+            want.iter().map(|(f, c)| (f.to_string(), *c)).collect();
+        assert_eq!(got, want);
+        // A tree's blob is its archive, archive_bytes and sha256.
+        let local = m.tree("local").unwrap().blob();
+        assert_eq!((local.size, &local.sha256[..4]), (4096, "5555"));
     }
 }

@@ -16,6 +16,7 @@
 //! `cluster` dir by `renameat2(RENAME_EXCHANGE)`), then the flat names
 //! removed. The files never change, so every path shows the same backup.
 
+pub mod blob;
 pub mod journal;
 pub mod layout;
 pub mod lock;
@@ -310,6 +311,43 @@ pub fn prepare(dir: &Path) -> Result<Kind> {
         return Ok(Kind::Generation(convert_flat(dir)?));
     }
     Ok(kind)
+}
+
+/// What [`prepare`] would do in `dir`, read only (`backup --dry-run`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Leftovers {
+    /// Entries a killed run left, which it would remove.
+    pub remove: Vec<String>,
+    /// Stable paths (`etc.tar.zst`, ...) it would make links into `current`.
+    pub links: Vec<String>,
+    /// Whether it would turn a flat backup into a generation (hard links,
+    /// no extra room).
+    pub convert_flat: bool,
+}
+
+/// What [`prepare`] would remove, link or convert in `dir`. Changes nothing.
+pub fn leftovers(dir: &Path) -> Result<Leftovers> {
+    let kind = inspect(dir)?;
+    if kind == Kind::Empty && lstat(dir).is_none() {
+        return Ok(Leftovers::default());
+    }
+    let mut links = Vec::new();
+    if let Kind::Generation(_) = kind {
+        for name in STABLE {
+            let want = Path::new(CURRENT).join(name);
+            if std::fs::read_link(dir.join(name)).ok().as_deref() != Some(want.as_path()) {
+                links.push(dir.join(name).display().to_string());
+            }
+        }
+    }
+    Ok(Leftovers {
+        remove: garbage(dir, &kind)?
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        links,
+        convert_flat: kind == Kind::Flat,
+    })
 }
 
 /// Turn the flat backup into a generation without changing a byte of it:

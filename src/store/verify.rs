@@ -1,6 +1,7 @@
 //! `verify`: check a backup against its manifest, every byte.
 
 use crate::archive;
+use crate::store::blob::{Check, Stored};
 use crate::store::layout;
 use crate::store::manifest::Manifest;
 use crate::util::error::Fail;
@@ -19,20 +20,31 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-/// Check a plain file against a recorded sha256 and size.
-fn check_file(dir: &Path, rel: &str, sha: &str, size: u64, problems: &mut Vec<String>) {
-    let p = dir.join(rel);
-    match file_sha256(&p) {
-        Err(e) => problems.push(format!("{}: {e}", p.display())),
-        Ok((_, n)) if n != size => problems.push(format!(
-            "{}: size {n} but the manifest records {size}",
-            p.display()
-        )),
-        Ok((h, _)) if h != sha => problems.push(format!(
-            "{}: sha256 {h} but the manifest records {sha}",
-            p.display()
-        )),
-        Ok(_) => {}
+/// The problems of one stored item against the manifest.
+fn check(dir: &Path, item: &Stored) -> Vec<String> {
+    match item {
+        Stored::Blob(b, Check::Archive) => {
+            archive::verify_archive(&dir.join(&b.file), &b.sha256, b.size)
+        }
+        Stored::Blob(b, Check::File) => {
+            let p = dir.join(&b.file);
+            match file_sha256(&p) {
+                Err(e) => vec![format!("{}: {e}", p.display())],
+                Ok((h, n)) => b.mismatch(&p, n, &h).into_iter().collect(),
+            }
+        }
+        // One read: the recorded sha256 and size first, then the trailer.
+        Stored::Blob(b, Check::Snapshot) => {
+            let p = dir.join(&b.file);
+            match read_snapshot(&p) {
+                Err(err) => vec![format!("{}: {err}", p.display())],
+                Ok(s) => match b.mismatch(&p, s.size, &s.sha256) {
+                    Some(m) => vec![m],
+                    None => s.trailer.err().into_iter().collect(),
+                },
+            }
+        }
+        Stored::Images(images) => crate::node::images::verify(&dir.join(layout::IMAGES), images),
     }
 }
 
@@ -52,69 +64,30 @@ pub fn verify(dir: &Path) -> Result<(Manifest, Report)> {
 /// report lists each problem.
 pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
     let m = Manifest::load(dir)?;
-    let mut problems = Vec::new();
-    let mut checked = Vec::new();
-    // The archives are checked side by side: each check is one thread's
-    // decompression and hashing, so the CPUs share them.
-    let found: Vec<Vec<String>> = std::thread::scope(|s| {
-        let running: Vec<_> = m
-            .trees
+    let stored = m.stored();
+    let checked: Vec<String> = stored.iter().map(Stored::label).collect();
+    // One loop over what the manifest references. The archives are checked
+    // side by side: each check is one thread's decompression and hashing,
+    // so the CPUs share them; the others are checked meanwhile, in turn.
+    let problems: Vec<String> = std::thread::scope(|s| {
+        let pending: Vec<_> = stored
             .iter()
-            .map(|t| {
-                let p = dir.join(&t.archive);
-                s.spawn(move || archive::verify_archive(&p, &t.stats.sha256, t.stats.archive_bytes))
+            .map(|item| match item {
+                Stored::Blob(_, Check::Archive) => Err(s.spawn(move || check(dir, item))),
+                _ => Ok(check(dir, item)),
             })
             .collect();
-        running
+        pending
             .into_iter()
-            .zip(&m.trees)
-            .map(|(h, t)| {
-                h.join().unwrap_or_else(|_| {
-                    vec![format!("{}: the check stopped unexpectedly", t.archive)]
+            .zip(&checked)
+            .flat_map(|(p, name)| {
+                p.unwrap_or_else(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| vec![format!("{name}: the check stopped unexpectedly")])
                 })
             })
             .collect()
     });
-    for (t, p) in m.trees.iter().zip(found) {
-        problems.extend(p);
-        checked.push(t.archive.clone());
-    }
-    if let Some(e) = &m.etcd {
-        // One read: the recorded sha256 and size first, then the trailer.
-        let p = dir.join(&e.file);
-        match read_snapshot(&p) {
-            Err(err) => problems.push(format!("{}: {err}", p.display())),
-            Ok(s) if s.size != e.size => problems.push(format!(
-                "{}: size {} but the manifest records {}",
-                p.display(),
-                s.size,
-                e.size
-            )),
-            Ok(s) if s.sha256 != e.sha256 => problems.push(format!(
-                "{}: sha256 {} but the manifest records {}",
-                p.display(),
-                s.sha256,
-                e.sha256
-            )),
-            Ok(s) => {
-                if let Err(msg) = s.trailer {
-                    problems.push(msg);
-                }
-            }
-        }
-        checked.push(e.file.clone());
-    }
-    if !m.images.is_empty() {
-        problems.extend(crate::node::images::verify(
-            &dir.join(layout::IMAGES),
-            &m.images,
-        ));
-        checked.push(format!("{}/ ({} images)", layout::IMAGES, m.images.len()));
-    }
-    if let Some(s) = &m.static_pods {
-        check_file(dir, &s.file, &s.sha256, s.size, &mut problems);
-        checked.push(s.file.clone());
-    }
     let report = Report {
         dir: dir.display().to_string(),
         intact: problems.is_empty(),

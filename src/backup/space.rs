@@ -1,0 +1,85 @@
+//! Space: what the parts take on disk, and what the backup dir has free.
+
+use crate::util::fsutil::human;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::Path;
+
+/// Allocated bytes below a dir, on its own file system (like `du -sx`).
+pub fn du(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(path)
+        .same_file_system(true)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+pub(crate) fn free_bytes(dir: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
+    Ok(st.f_bavail * st.f_frsize)
+}
+
+/// The space decision of a backup: the new generation is built beside the
+/// current one, which goes only after the switch, unless there is no room
+/// for both.
+#[derive(Debug, Clone, Serialize)]
+pub struct Space {
+    /// Bytes the parts will take (the sum of their estimates).
+    pub estimate: u64,
+    /// The margin to leave (`--min-free`).
+    pub min_free: u64,
+    /// Free bytes on the backup file system.
+    pub free: u64,
+    /// Bytes the previous backup takes.
+    pub previous: u64,
+    /// The previous backup is removed before the new one is taken: the one
+    /// window without a backup (README, "space").
+    pub remove_previous: bool,
+}
+
+impl Space {
+    /// Decide, or refuse when even without the previous backup the new one
+    /// does not fit. `dir` is the backup dir as the user named it.
+    pub fn decide(
+        dir: &Path,
+        estimate: u64,
+        min_free: u64,
+        free: u64,
+        previous: u64,
+    ) -> Result<Space> {
+        let need = estimate + min_free;
+        let old = previous;
+        if free < need && free + old < need {
+            bail!(
+                "insufficient disk space in {}: the backup needs about {} plus a margin of {} (--min-free), {} is free{}; free at least {} more. Nothing was changed{}",
+                dir.display(),
+                human(estimate),
+                human(min_free),
+                human(free),
+                if old > 0 { format!(" ({} more once the previous backup is removed)", human(old)) } else { String::new() },
+                human(need - free - old),
+                if old > 0 { "; the previous backup is intact" } else { "" }
+            );
+        }
+        Ok(Space {
+            estimate,
+            min_free,
+            free,
+            previous,
+            remove_previous: free < need,
+        })
+    }
+
+    /// The warning of a run that removes the previous backup first.
+    pub fn removal_warning(&self, dir: &Path) -> String {
+        format!(
+            "REMOVING THE PREVIOUS BACKUP in {} before taking the new one: {} free, {} needed. If this run fails, the node has NO backup",
+            dir.display(),
+            human(self.free),
+            human(self.estimate + self.min_free)
+        )
+    }
+}

@@ -1,0 +1,247 @@
+//! `backup`: check, plan, then execute. The checks are the same for the real
+//! run and `--dry-run`, and refuse the same way; the dry run prints the plan
+//! the real run would execute and changes nothing (no lock file, no dir, no
+//! undeploy, no cleanup). The real run takes the lock first, cleans up what
+//! a killed run left, and builds the plan's parts in a new generation that
+//! becomes current (`store::switch`) only when complete, fsynced and
+//! verified.
+
+use crate::backup::plan::{self, DryRun, Plan};
+use crate::backup::space::{du, free_bytes, Space};
+use crate::backup::{self, images, os, Options, Outcome};
+use crate::node::cmd::Tools;
+use crate::node::host::Host;
+use crate::store::{self, layout, lock, Kind};
+use crate::util::error::Fail;
+use crate::util::fsutil;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The run after its checks: the tools it needs, and (real run) the lock.
+struct Checked {
+    tools: Tools,
+    _lock: Option<lock::Lock>,
+}
+
+pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
+    let t0 = Instant::now();
+    let checked = match check(host, opts)? {
+        Ok(c) => c,
+        Err(record) => {
+            return Ok(Outcome::SkippedRecoveryInProgress {
+                record: record.display().to_string(),
+            })
+        }
+    };
+    let dir = host.backup_dir();
+    if opts.dry_run {
+        let plan = prepare(host, opts, &checked.tools)?;
+        return Ok(Outcome::DryRun(Box::new(dry_run(
+            host,
+            opts,
+            &checked.tools,
+            &dir,
+            plan,
+        )?)));
+    }
+    if opts.nice {
+        backup::be_nice();
+    }
+    // What a killed run left (old generations, temporary names, an
+    // unfinished conversion of the flat format); the current backup stays.
+    store::prepare(&dir)?;
+    let plan = prepare(host, opts, &checked.tools)?;
+    execute(host, opts, &checked.tools, &dir, plan, t0)
+}
+
+/// The checks of a backup, before any change: the node, the tools, no
+/// recovery under way, the lock (taken by the real run; the dry run only
+/// checks that no other run holds it), no damaged backup, no failed upgrade.
+/// `Err(record)`: a recovery is under way, the backup is skipped.
+fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
+    host.require_node()?;
+    let mut req = vec!["ostree"];
+    if opts.with_images {
+        // The node's own skopeo copies the images: their bytes are never
+        // interpreted here.
+        req.extend(["skopeo", "crictl"]);
+    }
+    let tools = Tools::require(&req, &["rpm-ostree"])?;
+    let dir = host.backup_dir();
+    // A recovery under way (the hub's Job pod may be started again during
+    // one): nothing is touched. Checked before the lock, and after it.
+    if let Some(rec) = store::recovery_record(&dir) {
+        return Ok(Err(rec));
+    }
+    // A recovery holds the lock before its journal exists (preflight).
+    let restore_holds = || match lock::holder(&dir) {
+        Some(h) if h.what == lock::RESTORE => {
+            Some(dir.join(format!("{} (pid {})", layout::LOCK, h.pid)))
+        }
+        _ => None,
+    };
+    let lock = if opts.dry_run {
+        if let Err(e) = lock::check_free(&dir) {
+            return match restore_holds() {
+                Some(rec) => Ok(Err(rec)),
+                None => Err(e),
+            };
+        }
+        None
+    } else {
+        backup::mkdir_private(&dir)?;
+        // Durability: a new backup dir's own entry is on disk before the
+        // backup that relies on it.
+        if let Some(parent) = dir.parent() {
+            fsutil::fsync_dir(parent)?;
+        }
+        match lock::acquire(&dir) {
+            Ok(l) => Some(l),
+            Err(e) => match restore_holds() {
+                Some(rec) => return Ok(Err(rec)),
+                None => return Err(e),
+            },
+        }
+    };
+    if let Some(rec) = store::recovery_record(&dir) {
+        return Ok(Err(rec));
+    }
+    // Refusals, before any change.
+    let kind = store::inspect(&dir)?;
+    if let Kind::Damaged(why) = &kind {
+        if !opts.replace_backup {
+            return Err(Fail::Backup(format!(
+                "the backup in {} is damaged: {why}. A recovery may still need what is there (the archives can still be read: `zstd -dc {}/etc.tar.zst | tar -tv`); nothing was changed. To replace it with a new backup of this node: `upgrade-recovery backup --replace-backup`",
+                host.dir.display(),
+                host.dir.display()
+            ))
+            .into());
+        }
+    }
+    if !opts.replace_backup {
+        backup::refuse_after_failed_upgrade(host, &tools, &dir)?;
+    }
+    Ok(Ok(Checked { tools, _lock: lock }))
+}
+
+/// Read the node into the plan: the parts and their estimates; with
+/// `--with-images`, the images (the storage must be readable).
+fn prepare(host: &Host, opts: &Options, tools: &Tools) -> Result<Plan> {
+    let mut plan = plan::plan(host, opts)?;
+    if opts.with_images {
+        plan.image_refs = images::refs(host, tools, opts)?;
+        plan.estimates.push(plan::Estimate {
+            part: "images".into(),
+            bytes: images::estimate(host),
+        });
+    }
+    Ok(plan)
+}
+
+/// The plan as the dry run prints it: the OS deployments kept and
+/// undeployed, the leftovers the real run would clean up first, the space
+/// (and whether the previous backup would go first), the generation.
+fn dry_run(host: &Host, opts: &Options, tools: &Tools, dir: &Path, plan: Plan) -> Result<DryRun> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir_change = match std::fs::metadata(dir) {
+        Err(_) => Some(format!("create {} (mode 0700)", host.dir.display())),
+        Ok(m) if m.permissions().mode() & 0o7777 != 0o700 => Some(format!(
+            "make {} root-only (mode {:o} to 0700)",
+            host.dir.display(),
+            m.permissions().mode() & 0o7777
+        )),
+        Ok(_) => None,
+    };
+    let replaces = match store::inspect(dir)? {
+        Kind::Empty => None,
+        Kind::Flat => Some("flat".to_string()),
+        Kind::Generation(g) => Some(g),
+        Kind::Damaged(_) => Some("damaged".to_string()),
+    };
+    let os = os::plan(host, tools)?;
+    let leftovers = store::leftovers(dir)?;
+    // The real run measures after its cleanup: the leftovers are free
+    // space then, not part of the previous backup.
+    let freed: u64 = leftovers.remove.iter().map(|p| du(Path::new(p))).sum();
+    let (free, previous) = if dir.exists() {
+        (free_bytes(dir)? + freed, du(dir).saturating_sub(freed))
+    } else {
+        let parent = dir
+            .ancestors()
+            .find(|a| a.exists())
+            .unwrap_or(Path::new("/"));
+        (free_bytes(parent)?, 0)
+    };
+    let space = Space::decide(&host.dir, plan.estimate(), opts.min_free, free, previous)?;
+    // Shown as the node names them.
+    let node = |p: &String| match Path::new(p).strip_prefix(&host.root) {
+        Ok(rel) => Path::new("/").join(rel).display().to_string(),
+        Err(_) => p.clone(),
+    };
+    let leftovers = store::Leftovers {
+        remove: leftovers.remove.iter().map(node).collect(),
+        links: leftovers.links.iter().map(node).collect(),
+        convert_flat: leftovers.convert_flat,
+    };
+    Ok(DryRun {
+        dir: host.dir.display().to_string(),
+        dir_change,
+        previous: replaces,
+        generation: store::new_generation_name(dir, fsutil::unix_now()),
+        os,
+        leftovers,
+        etcd_backup: opts.etcd,
+        parts: plan.estimates,
+        space,
+        images: plan.image_refs,
+        warnings: plan.warnings,
+    })
+}
+
+/// Carry out the plan: the space decision (removing the previous backup
+/// first when there is no room for both), the parts in a new generation,
+/// the switch.
+fn execute(
+    host: &Host,
+    opts: &Options,
+    tools: &Tools,
+    dir: &Path,
+    plan: Plan,
+    t0: Instant,
+) -> Result<Outcome> {
+    let mut warnings = plan.warnings.clone();
+    // Space, before any change. The new generation is built beside the
+    // current one, which goes only after the switch.
+    let space = Space::decide(
+        &host.dir,
+        plan.estimate(),
+        opts.min_free,
+        free_bytes(dir)?,
+        du(dir),
+    )?;
+    if space.remove_previous {
+        // The one case with a window without a backup (see README, "space").
+        let msg = space.removal_warning(&host.dir);
+        log::warn!("{msg}");
+        warnings.push(msg);
+        store::remove_current(dir)?;
+    }
+    let gen = store::new_generation_name(dir, fsutil::unix_now());
+    let staging = dir.join(&gen);
+    let result = backup::build(host, tools, opts, &plan, &staging, &mut warnings, t0);
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            let state = if store::current(dir).is_ok() {
+                "the previous backup is intact"
+            } else {
+                "there is no backup on this node now"
+            };
+            return Err(e.context(format!("the backup failed; {state}")));
+        }
+    };
+    store::switch(dir, &gen)?;
+    Ok(Outcome::Done(Box::new(summary)))
+}
