@@ -30,6 +30,7 @@
 use crate::commands::stateroot;
 use crate::node::cmd::{self, Tools};
 use crate::node::host::Host;
+use crate::node::oc::command as oc;
 use crate::util::error::Fail;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -44,8 +45,6 @@ pub const CLUSTER_ID_LABEL: &str = "config.openshift.io/clusterID";
 pub const RECLAIM_ANNOTATION: &str = "lca.openshift.io/updated-reclaim-policy";
 /// LCA's own bound on the DeleteBackupRequests (backup.go: 5 minutes).
 pub const DBR_WAIT_SECONDS: u64 = 300;
-const KUBECONFIG: &str =
-    "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig";
 
 #[derive(Debug, Serialize)]
 pub struct Condition {
@@ -175,14 +174,6 @@ fn oadp_objects(host: &Host, tools: &Tools) -> Result<OadpObjects> {
         cluster_id: id,
         items,
     })
-}
-
-pub fn oc(host: &Host, tools: &Tools) -> Result<std::process::Command> {
-    let mut c = tools.command("oc")?;
-    if std::env::var_os("KUBECONFIG").is_none() {
-        c.arg(format!("--kubeconfig={}", host.path(KUBECONFIG).display()));
-    }
-    Ok(c)
 }
 
 fn oc_json(host: &Host, tools: &Tools, args: &[&str]) -> Result<Value> {

@@ -454,7 +454,8 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
         ] {
             b.add(
                 file,
-                ibu::oc(host, &tools).and_then(|mut c| cmd::run_text(c.args(&args))),
+                crate::node::oc::command(host, &tools)
+                    .and_then(|mut c| cmd::run_text(c.args(&args))),
             );
         }
     }

@@ -4,4 +4,5 @@ pub mod cmd;
 pub mod etcd;
 pub mod host;
 pub mod images;
+pub mod oc;
 pub mod ostree;

@@ -446,14 +446,7 @@ impl Ctx<'_> {
     }
 
     pub(super) fn oc(&self) -> Result<std::process::Command> {
-        let mut c = self.tools.command("oc")?;
-        if std::env::var_os("KUBECONFIG").is_none() {
-            c.arg(format!(
-                "--kubeconfig={}",
-                self.host.path(KUBECONFIG).display()
-            ));
-        }
-        Ok(c)
+        crate::node::oc::command(self.host, &self.tools)
     }
 
     pub(super) fn revisions(&self, kind: &str) -> Result<(i64, i64)> {

@@ -57,8 +57,6 @@ pub const CONTAINERS: [&str; 5] = [
 const CLUSTER_RESTORE: &str = "/usr/local/bin/cluster-restore.sh";
 const ETCD_MANIFEST: &str = "/etc/kubernetes/manifests/etcd-pod.yaml";
 const ETCD_MANIFEST_ASIDE: &str = "/var/lib/etcd-backup/etcd-pod.yaml";
-const KUBECONFIG: &str =
-    "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 pub enum EtcdRestore {
