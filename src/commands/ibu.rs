@@ -30,7 +30,7 @@
 use crate::commands::stateroot;
 use crate::node::cmd::{self, Tools};
 use crate::node::host::Host;
-use crate::node::oc::command as oc;
+use crate::node::oc::{Get, Oc};
 use crate::util::error::Fail;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -130,11 +130,7 @@ pub struct OadpObjects {
 
 /// The cluster ID from ClusterVersion `version`, or why it is unknown.
 fn cluster_id(host: &Host, tools: &Tools) -> Result<String> {
-    match oc_get_opt(
-        host,
-        tools,
-        &["get", "clusterversions.config.openshift.io", "version"],
-    )? {
+    match Oc::new(host, tools).get_opt::<Value>(CLUSTER_VERSION)? {
         None => bail!("ClusterVersion `version` does not exist"),
         Some(v) => parse_cluster_id(&v),
     }
@@ -176,32 +172,24 @@ fn oadp_objects(host: &Host, tools: &Tools) -> Result<OadpObjects> {
     })
 }
 
-fn oc_json(host: &Host, tools: &Tools, args: &[&str]) -> Result<Value> {
-    let out = cmd::run_text(oc(host, tools)?.args(args).args(["-o", "json"]))?;
-    serde_json::from_str(&out).with_context(|| format!("oc {}: malformed JSON", args.join(" ")))
-}
+/// ClusterVersion `version`, which holds the cluster ID.
+const CLUSTER_VERSION: Get<'static> = Get {
+    kind: "clusterversions.config.openshift.io",
+    name: Some("version"),
+    namespace: crate::node::oc::Namespace::Default,
+    selector: None,
+};
 
 fn get_cr(host: &Host, tools: &Tools) -> Result<Cr> {
-    oc_json(
-        host,
-        tools,
-        &["get", "imagebasedupgrades.lca.openshift.io", "upgrade"],
-    )
-    .map(|v| parse_cr(&v))
+    Oc::new(host, tools)
+        .get::<Value>(Get::named("imagebasedupgrades.lca.openshift.io", "upgrade"))
+        .map(|v| parse_cr(&v))
 }
 
 fn get_bsls(host: &Host, tools: &Tools) -> Result<Vec<Bsl>> {
-    oc_json(
-        host,
-        tools,
-        &[
-            "get",
-            "backupstoragelocations.velero.io",
-            "-n",
-            "openshift-adp",
-        ],
-    )
-    .map(|v| parse_bsls(&v))
+    Oc::new(host, tools)
+        .get::<Value>(Get::kind("backupstoragelocations.velero.io").namespace("openshift-adp"))
+        .map(|v| parse_bsls(&v))
 }
 
 /// The pure part: the CR's stage, conditions and annotations.
@@ -448,69 +436,6 @@ pub fn render_status(st: &Status) -> String {
     s
 }
 
-/// `oc get` of one object: None when the server says NotFound.
-fn oc_get_opt(host: &Host, tools: &Tools, args: &[&str]) -> Result<Option<Value>> {
-    let mut c = oc(host, tools)?;
-    c.args(args).args(["-o", "json"]);
-    let out = c
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start `oc {}`", args.join(" ")))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("(NotFound)") {
-            return Ok(None);
-        }
-        bail!("`oc {}` failed: {}", args.join(" "), err.trim());
-    }
-    serde_json::from_slice(&out.stdout)
-        .map(Some)
-        .with_context(|| format!("oc {}: malformed JSON", args.join(" ")))
-}
-
-/// `oc delete`; an object already gone counts as deleted.
-fn oc_delete(host: &Host, tools: &Tools, resource: &str, o: &ObjRef) -> Result<()> {
-    let out = oc(host, tools)?
-        .args(["delete", resource, &o.name, "-n", &o.namespace])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("cannot start `oc delete`")?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() || err.contains("(NotFound)") {
-        return Ok(());
-    }
-    bail!(
-        "`oc delete {resource} {} -n {}` failed: {}",
-        o.name,
-        o.namespace,
-        err.trim()
-    )
-}
-
-fn oc_create(host: &Host, tools: &Tools, obj: &Value) -> Result<()> {
-    use std::io::Write as _;
-    let mut child = oc(host, tools)?
-        .args(["create", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot start `oc create -f -`")?;
-    child
-        .stdin
-        .take()
-        .context("oc stdin")?
-        .write_all(obj.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "`oc create -f -` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 /// One change of the cleanup. The plan is a list of these, built and
 /// checked before the first is carried out.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -607,7 +532,7 @@ pub struct CleanupReport {
 /// resource does not exist (OADP not installed: LCA's `CleanupBackups` and
 /// `CleanupDeleteBackupRequests` treat that as nothing to clean up).
 fn list(host: &Host, tools: &Tools, resource: &str, selector: &str) -> Result<Value> {
-    match oc_json(host, tools, &["get", resource, "-A", "-l", selector]) {
+    match Oc::new(host, tools).get::<Value>(Get::kind(resource).all_labelled(selector)) {
         Err(e) if format!("{e:#}").contains("doesn't have a resource type") => {
             Ok(json!({"items": []}))
         }
@@ -632,12 +557,9 @@ pub fn plan(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Plan> {
         ))
         .into());
     }
-    let cv = oc_get_opt(
-        host,
-        tools,
-        &["get", "clusterversions.config.openshift.io", "version"],
-    )
-    .context("reading ClusterVersion `version`; nothing was changed")?;
+    let cv = Oc::new(host, tools)
+        .get_opt::<Value>(CLUSTER_VERSION)
+        .context("reading ClusterVersion `version`; nothing was changed")?;
     let cluster_id = match cv {
         None => bail!(
             "ClusterVersion `version` does not exist: the cluster ID that marks this upgrade's Backups ({CLUSTER_ID_LABEL}) is unknown, so no Backup can be told apart from the user's own; nothing was changed. Check with `oc get clusterversion version -o yaml`"
@@ -664,7 +586,7 @@ pub fn plan(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Plan> {
         CLUSTER_ID_LABEL,
         &cluster_id,
     );
-    let pvs = reclaim_changed(&oc_json(host, tools, &["get", "persistentvolumes"])?);
+    let pvs = reclaim_changed(&Oc::new(host, tools).get::<Value>(Get::kind("persistentvolumes"))?);
     let mut notes = Vec::new();
     let mut unavailable = Vec::new();
     if !backups.is_empty() {
@@ -773,19 +695,12 @@ pub fn plan(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Plan> {
 /// Wait until Velero has processed the DeleteBackupRequest and the Backup is
 /// gone (backup.go: `waitForDeleteBackupRequests`, `ensureBackupsDeleted`).
 fn wait_deleted(host: &Host, tools: &Tools, b: &ObjRef, limit: u64) -> Result<()> {
+    let oc = Oc::new(host, tools);
     let start = Instant::now();
     let mut phase = String::from("(no status yet)");
     loop {
-        let dbr = oc_get_opt(
-            host,
-            tools,
-            &[
-                "get",
-                "deletebackuprequests.velero.io",
-                &b.name,
-                "-n",
-                &b.namespace,
-            ],
+        let dbr = oc.get_opt::<Value>(
+            Get::named("deletebackuprequests.velero.io", &b.name).namespace(&b.namespace),
         )?;
         if let Some(d) = &dbr {
             phase = d["status"]["phase"]
@@ -808,11 +723,8 @@ fn wait_deleted(host: &Host, tools: &Tools, b: &ObjRef, limit: u64) -> Result<()
                 }
             }
         }
-        let backup = oc_get_opt(
-            host,
-            tools,
-            &["get", "backups.velero.io", &b.name, "-n", &b.namespace],
-        )?;
+        let backup =
+            oc.get_opt::<Value>(Get::named("backups.velero.io", &b.name).namespace(&b.namespace))?;
         if backup.is_none() && (dbr.is_none() || phase == "Processed") {
             return Ok(());
         }
@@ -829,45 +741,35 @@ fn wait_deleted(host: &Host, tools: &Tools, b: &ObjRef, limit: u64) -> Result<()
 }
 
 fn execute(host: &Host, tools: &Tools, plan: &Plan, a: &Action) -> Result<()> {
+    let oc = Oc::new(host, tools);
+    let delete = |kind: &str, o: &ObjRef| oc.delete(kind, &o.name, &o.namespace);
     match a {
         Action::DeleteDeleteBackupRequest { object } => {
-            oc_delete(host, tools, "deletebackuprequests.velero.io", object)
+            delete("deletebackuprequests.velero.io", object)
         }
         Action::DeleteBackupAndData {
             object,
             wait_seconds,
         } => {
-            oc_create(
-                host,
-                tools,
-                &json!({
+            oc.create(&json!({
                     "apiVersion": "velero.io/v1",
                     "kind": "DeleteBackupRequest",
                     "metadata": {"name": object.name, "namespace": object.namespace,
                                  "labels": {CLUSTER_ID_LABEL: plan.cluster_id}},
                     "spec": {"backupName": object.name},
-                }),
-            )?;
+            }))?;
             wait_deleted(host, tools, object, *wait_seconds)?;
-            oc_delete(host, tools, "deletebackuprequests.velero.io", object)
+            delete("deletebackuprequests.velero.io", object)
         }
-        Action::DeleteBackupCrOnly { object } => {
-            oc_delete(host, tools, "backups.velero.io", object)
-        }
-        Action::DeleteRestore { object } => oc_delete(host, tools, "restores.velero.io", object),
-        Action::RestoreReclaimPolicy { pv } => cmd::run(
-            oc(host, tools)?.args([
-                "patch",
-                "persistentvolumes",
-                pv,
-                "--type=merge",
-                "-p",
-                &json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"},
-                    "metadata": {"annotations": {RECLAIM_ANNOTATION: null}}})
-                .to_string(),
-            ]),
-        )
-        .map(drop),
+        Action::DeleteBackupCrOnly { object } => delete("backups.velero.io", object),
+        Action::DeleteRestore { object } => delete("restores.velero.io", object),
+        Action::RestoreReclaimPolicy { pv } => oc.patch_merge(
+            "persistentvolumes",
+            pv,
+            &json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"},
+                "metadata": {"annotations": {RECLAIM_ANNOTATION: null}}})
+            .to_string(),
+        ),
         Action::RemoveStateroot { name } => stateroot::cleanup(host, tools, name, false).map(drop),
         Action::RpmOstreeCleanup => {
             cmd::run(tools.command("rpm-ostree")?.args(["cleanup", "-b"])).map(drop)
@@ -882,14 +784,12 @@ fn execute(host: &Host, tools: &Tools, plan: &Plan, a: &Action) -> Result<()> {
             };
             r.with_context(|| format!("removing {}", p.display()))
         }
-        Action::Annotate => cmd::run(oc(host, tools)?.args([
-            "annotate",
+        Action::Annotate => oc.annotate(
             "imagebasedupgrades.lca.openshift.io",
             "upgrade",
-            &format!("{ANNOTATION}="),
-            "--overwrite",
-        ]))
-        .map(drop),
+            ANNOTATION,
+            "",
+        ),
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the tool reads from the node to know its state.
 pub mod booted;
 pub mod cmd;
+pub mod crictl;
 pub mod etcd;
 pub mod host;
 pub mod images;

@@ -646,42 +646,16 @@ impl Ctx<'_> {
 
 /// Names to ids of the control-plane containers in `crictl ps -o json`.
 pub fn parse_containers(json: &str) -> Result<BTreeMap<String, String>> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).context("crictl ps -o json: malformed JSON")?;
-    let mut out = BTreeMap::new();
-    for c in v["containers"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let name = c["metadata"]["name"].as_str().unwrap_or_default();
-        if CONTAINERS.contains(&name)
-            && c["state"].as_str().is_none_or(|s| s == "CONTAINER_RUNNING")
-        {
-            if let Some(id) = c["id"].as_str() {
-                out.insert(name.to_string(), id.to_string());
-            }
-        }
-    }
-    Ok(out)
+    Ok(control_plane(&crate::node::crictl::parse_ps(json)?))
 }
 
-/// (currentRevision of the first node, latestAvailableRevision) of an
-/// operator list or object from `oc get ... -o json`.
-pub fn parse_revisions(json: &str) -> Result<(i64, i64)> {
-    let v: serde_json::Value = serde_json::from_str(json).context("malformed JSON")?;
-    let obj = if v["items"].is_array() {
-        &v["items"][0]
-    } else {
-        &v
-    };
-    let cur = obj["status"]["nodeStatuses"][0]["currentRevision"]
-        .as_i64()
-        .context("no .status.nodeStatuses[0].currentRevision")?;
-    let latest = obj["status"]["latestAvailableRevision"]
-        .as_i64()
-        .context("no .status.latestAvailableRevision")?;
-    Ok((cur, latest))
+/// Names to ids of the running control-plane containers.
+pub fn control_plane(containers: &[crate::node::crictl::Container]) -> BTreeMap<String, String> {
+    containers
+        .iter()
+        .filter(|c| CONTAINERS.contains(&c.name()) && c.running())
+        .filter_map(|c| Some((c.name().to_string(), c.id.clone()?)))
+        .collect()
 }
 
 pub fn render(o: &Outcome) -> String {
