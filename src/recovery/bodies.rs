@@ -555,7 +555,7 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         return Ok(());
     };
     let active = os.active().context("no OS deployment found")?;
-    if active.checksum == pinned.checksum && active.serial == pinned.serial {
+    if active.is(&pinned.id()) {
         return Ok(());
     }
     let what = if active.booted { "booted" } else { "default" };
