@@ -56,6 +56,14 @@ impl Tools {
         Ok(Tools { found })
     }
 
+    /// Tools with `name` resolved to `path` (unit tests of the adapters).
+    #[cfg(test)]
+    pub fn with(name: &'static str, path: PathBuf) -> Tools {
+        Tools {
+            found: BTreeMap::from([(name, path)]),
+        }
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.found.contains_key(name)
     }

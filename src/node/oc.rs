@@ -185,7 +185,7 @@ fn from_json<T: DeserializeOwned>(args: &[&str], text: &str) -> Result<T> {
 
 /// A static-pod operator (`kubeapiserver`, `etcd`, ...) or a list of them,
 /// the fields the recovery reads.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct Operators {
     #[serde(default)]
     items: Option<Vec<Operator>>,
@@ -193,13 +193,13 @@ pub struct Operators {
     status: Option<OperatorStatus>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Operator {
     #[serde(default)]
     status: Option<OperatorStatus>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct OperatorStatus {
     #[serde(default, rename = "nodeStatuses")]
     node_statuses: Option<Vec<NodeStatus>>,
@@ -207,7 +207,7 @@ struct OperatorStatus {
     latest_available_revision: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct NodeStatus {
     #[serde(default, rename = "currentRevision")]
     current_revision: Option<i64>,
@@ -243,6 +243,7 @@ pub fn parse_revisions(json: &str) -> Result<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn get_arguments_name_the_object() {
@@ -257,6 +258,87 @@ mod tests {
             ["get", "backups.velero.io", "-A", "-l", "k=v"]
         );
         assert_eq!(Get::kind("kubeapiserver").args(), ["get", "kubeapiserver"]);
+    }
+
+    /// A fake `oc` answering as the real one does: JSON on stdout, or
+    /// `Error from server (<Reason>): ...` on stderr and exit 1.
+    fn fake_oc(tag: &str, script: &str) -> (tempdir::Dir, Tools) {
+        let d = tempdir::Dir::new(tag);
+        let p = d.0.join("oc");
+        std::fs::write(&p, format!("#!/bin/sh\n{script}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (d, Tools::with("oc", p))
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new(tag: &str) -> Dir {
+                let p = std::env::temp_dir().join(format!("ur-oc-{tag}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&p);
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn not_found_is_none_and_other_failures_name_the_object_and_what_oc_said() {
+        let host = Host::new(Path::new("/"), Path::new("/var/recovery")).unwrap();
+        let (_d, tools) = fake_oc(
+            "nf",
+            r#"case "$*" in
+  *" gone "*) echo 'Error from server (NotFound): backups.velero.io "gone" not found' >&2; exit 1 ;;
+  *" denied "*) echo 'Error from server (Forbidden): backups.velero.io "denied" is forbidden' >&2; exit 1 ;;
+  *" create "*) cat; exit 0 ;;
+  *) echo '{"metadata":{"name":"there"}}' ;;
+esac"#,
+        );
+        let oc = Oc::new(&host, &tools);
+        let get = |name| Get::named("backups.velero.io", name).namespace("ns");
+        let v: Option<Value> = oc.get_opt(get("there")).unwrap();
+        assert_eq!(v.unwrap()["metadata"]["name"], "there");
+        assert!(oc.get_opt::<Value>(get("gone")).unwrap().is_none());
+        let err = oc.get_opt::<Value>(get("denied")).unwrap_err().to_string();
+        assert!(
+            err.contains(" get backups.velero.io denied -n ns -o json` failed (exit status: 1):\nError from server (Forbidden)"),
+            "{err}"
+        );
+        let err = oc.get::<Value>(get("gone")).unwrap_err().to_string();
+        assert!(
+            err.contains("get backups.velero.io gone -n ns -o json` failed"),
+            "{err}"
+        );
+        oc.delete("backups.velero.io", "gone", "ns").unwrap();
+        let err = oc
+            .delete("backups.velero.io", "denied", "ns")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(" delete backups.velero.io denied -n ns` failed (exit status: 1):\nError from server (Forbidden)"),
+            "{err}"
+        );
+        oc.create(&serde_json::json!({"kind": "DeleteBackupRequest"}))
+            .unwrap();
+    }
+
+    #[test]
+    fn malformed_json_names_the_object() {
+        let host = Host::new(Path::new("/"), Path::new("/var/recovery")).unwrap();
+        let (_d, tools) = fake_oc("bad", "echo '{\"items\": ['");
+        let err = Oc::new(&host, &tools)
+            .get::<Operators>(Get::kind("etcd"))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("oc get etcd: malformed JSON: "),
+            "{err:#}"
+        );
     }
 
     #[test]
