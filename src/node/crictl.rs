@@ -81,6 +81,16 @@ impl<'a> Crictl<'a> {
         )?)
     }
 
+    /// `crictl ps -a -o json` as crictl wrote it (every container, for
+    /// the report).
+    pub fn ps_all_raw(&self) -> Result<String> {
+        cmd::run_text(
+            self.tools
+                .command("crictl")?
+                .args(["ps", "-a", "-o", "json"]),
+        )
+    }
+
     /// `crictl ps --label <label> -q`: the ids of the running containers
     /// with that label.
     pub fn ids_labelled(&self, label: &str) -> Result<Vec<String>> {
