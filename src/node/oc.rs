@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::process::Command;
 
 /// The node's localhost kubeconfig, used unless `KUBECONFIG` is set.
@@ -176,6 +177,42 @@ impl<'a> Oc<'a> {
             "--overwrite",
         ]))
         .map(drop)
+    }
+}
+
+/// `metadata` of a Kubernetes object: the fields the tool reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<serde_json::Map<String, Value>>,
+}
+
+impl Meta {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+    /// A string annotation (`None` when absent or not a string).
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key)?.as_str()
+    }
+}
+
+/// What `oc get <kind> -o json` gives without a name: `{"items": [...]}`.
+#[derive(Debug, Deserialize)]
+pub struct List<T> {
+    #[serde(default = "Option::default")]
+    items: Option<Vec<T>>,
+}
+
+impl<T> List<T> {
+    pub fn empty() -> Self {
+        List { items: None }
+    }
+    pub fn items(&self) -> &[T] {
+        self.items.as_deref().unwrap_or_default()
     }
 }
 
