@@ -675,8 +675,18 @@ fn what_backup_accepts_restore_restores_past_path_max_and_1100_levels() {
             p.push("d");
         }
         std::fs::write(p.join("extra"), "x")?;
+        // And a whole directory 40 levels deep that the archive does not
+        // hold: the mount check and the removal walk it past the levels
+        // held open.
+        let mut gone = dst.join("gone");
+        for _ in 0..40 {
+            gone.push("d");
+        }
+        std::fs::create_dir_all(&gone)?;
+        std::fs::write(gone.join("file"), "x")?;
         let again = archive::restore_tree(&ar, &st.sha256, st.archive_bytes, &dst, &opts)?;
-        assert_eq!(again.deleted, 1);
+        assert_eq!(again.deleted, 2);
+        assert!(!dst.join("gone").exists());
         Ok(())
     };
     let r = run();

@@ -110,3 +110,36 @@ fn status_with_etcd_down_has_no_debug_dump() {
         assert!(!out.contains(dump), "{dump}: {out}");
     }
 }
+
+#[test]
+fn tree_ops_say_what_they_did_in_words() {
+    let t = TempDir::new("tree-words");
+    let (src, ar, dst) = (
+        t.path().join("src"),
+        t.path().join("a.tar.zst"),
+        t.path().join("dst"),
+    );
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f"), "x").unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(dst.join("extra"), "y").unwrap();
+    let run = |args: &[&std::path::Path]| {
+        let o = Command::new(binary())
+            .arg("tree")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let a = run(&[std::path::Path::new("archive"), &src, &ar]);
+    assert!(
+        a.starts_with("archived 3 entries (1 files, 1 bytes) into "),
+        "{a}"
+    );
+    assert!(!a.contains('{'), "a debug dump: {a}");
+    let s = run(&[std::path::Path::new("sync"), &ar, &dst]);
+    assert!(s.contains("now equals the archive: 3 entries"), "{s}");
+    assert!(s.contains("1 deleted"), "{s}");
+    assert!(!s.contains('{'), "a debug dump: {s}");
+}

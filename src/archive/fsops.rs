@@ -259,6 +259,28 @@ pub fn let_go(held: &mut Option<OwnedFd>, depth: usize) -> Result<Option<Stat>, 
     Ok(Some(st))
 }
 
+/// Run `f` on `sub`, a subdirectory of the directory held in `*held` at
+/// `depth`. From [`HELD_LEVELS`] down, the parent is let go of while `f`
+/// runs, so the descriptors held open stay bounded however deep the tree
+/// is, and taken back after through `sub`'s `..`, checked to be the
+/// directory let go of (`back` names it for the error). `f` gives `sub`
+/// back with its result; on return `*held` holds the parent again.
+pub fn descend<T>(
+    held: &mut Option<OwnedFd>,
+    sub: OwnedFd,
+    depth: usize,
+    back: impl FnOnce() -> String,
+    f: impl FnOnce(OwnedFd) -> anyhow::Result<(T, OwnedFd)>,
+) -> anyhow::Result<T> {
+    use anyhow::Context;
+    let released = let_go(held, depth)?;
+    let (out, sub) = f(sub)?;
+    if let Some(parent) = released {
+        *held = Some(reopen_parent(sub.as_fd(), &parent).with_context(back)?);
+    }
+    Ok(out)
+}
+
 /// The parent of the directory `child` through `..`, which must be the
 /// directory `was` (else it was moved meanwhile, and the walk stops).
 pub fn reopen_parent(child: BorrowedFd, was: &Stat) -> std::io::Result<OwnedFd> {

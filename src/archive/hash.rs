@@ -8,15 +8,24 @@ use std::path::Path;
 pub fn file_sha256(p: &Path) -> std::io::Result<(String, u64)> {
     let mut f = crate::archive::validate::open_regular(p)?;
     let mut h = Sha256::new();
+    let n = each_chunk(&mut f, |chunk| h.update(chunk))?;
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Read `r` to its end in 1 MiB chunks, handing each to `f`; the number of
+/// bytes read. The one read loop of the whole-file checks (this file's
+/// sha256, the etcd snapshot's sha256 and trailer).
+pub fn each_chunk(r: &mut impl Read, mut f: impl FnMut(&[u8])) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
+        let k = match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        f(&buf[..k]);
         n += k as u64;
     }
-    Ok((hex::encode(h.finalize()), n))
 }

@@ -3,7 +3,7 @@
 
 pub mod exclude;
 pub mod fsops;
-mod hash;
+pub mod hash;
 pub mod prefetch;
 pub mod read;
 pub mod sync;

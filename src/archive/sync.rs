@@ -581,12 +581,13 @@ impl Syncer {
                 );
             }
             let sub = fsops::open_read(d.as_fd(), &child, true)?;
-            let released = fsops::let_go(&mut held, depth)?;
-            let sub = self.empty_dir(sub, depth + 1)?;
-            if let Some(parent) = released {
-                held = Some(fsops::reopen_parent(sub.as_fd(), &parent)?);
-            }
-            drop(sub);
+            fsops::descend(
+                &mut held,
+                sub,
+                depth,
+                || format!("returning from {}", show(child.to_bytes())),
+                |sub| Ok(((), self.empty_dir(sub, depth + 1)?)),
+            )?;
             let d = held.as_ref().expect("held again");
             fs::unlinkat(d, &child, AtFlags::REMOVEDIR)
                 .with_context(|| format!("removing directory {}", show(child.to_bytes())))?;
@@ -640,15 +641,13 @@ impl Syncer {
                     // As rsync --delete: what the excludes protect below a
                     // deleted directory stays, and so does the directory.
                     let sub = fsops::open_read(dir, &name, true)?;
-                    let released = fsops::let_go(&mut held, depth)?;
-                    let sub = self.prune(sub, &path, depth + 1)?;
-                    if let Some(parent) = released {
-                        held = Some(
-                            fsops::reopen_parent(sub.as_fd(), &parent)
-                                .with_context(|| format!("returning to {}", show(rel)))?,
-                        );
-                    }
-                    drop(sub);
+                    fsops::descend(
+                        &mut held,
+                        sub,
+                        depth,
+                        || format!("returning to {}", show(rel)),
+                        |sub| Ok(((), self.prune(sub, &path, depth + 1)?)),
+                    )?;
                     let dir = held.as_ref().expect("held after the subdirectory").as_fd();
                     match fs::unlinkat(dir, &name, AtFlags::REMOVEDIR) {
                         Ok(()) => self.stats.deleted += 1,
@@ -667,14 +666,13 @@ impl Syncer {
                 if fs::fstat(&sub)?.st_dev != self.dev {
                     continue;
                 }
-                let released = fsops::let_go(&mut held, depth)?;
-                let sub = self.prune(sub, &path, depth + 1)?;
-                if let Some(parent) = released {
-                    held = Some(
-                        fsops::reopen_parent(sub.as_fd(), &parent)
-                            .with_context(|| format!("returning to {}", show(rel)))?,
-                    );
-                }
+                fsops::descend(
+                    &mut held,
+                    sub,
+                    depth,
+                    || format!("returning to {}", show(rel)),
+                    |sub| Ok(((), self.prune(sub, &path, depth + 1)?)),
+                )?;
             }
         }
         Ok(held.expect("held at the end"))
@@ -699,17 +697,16 @@ impl Syncer {
                 return Ok((true, held.expect("held")));
             }
             let sub = fsops::open_read(d.as_fd(), &child, true)?;
-            let released = fsops::let_go(&mut held, depth)?;
-            let (found, sub) = self.mount_below(sub, depth + 1)?;
-            let d = match (held.take(), released) {
-                (Some(d), _) => d,
-                (None, Some(parent)) => fsops::reopen_parent(sub.as_fd(), &parent)?,
-                (None, None) => unreachable!("a kept directory is held"),
-            };
+            let found = fsops::descend(
+                &mut held,
+                sub,
+                depth,
+                || format!("returning from {}", show(child.to_bytes())),
+                |sub| self.mount_below(sub, depth + 1),
+            )?;
             if found {
-                return Ok((true, d));
+                return Ok((true, held.expect("held again")));
             }
-            held = Some(d);
         }
         Ok((false, held.expect("held at the end")))
     }

@@ -287,14 +287,15 @@ impl<W: Write> Walker<W> {
                 r => r.with_context(|| format!("archiving {}/{}", top.display(), short(&path)))?,
             };
             if let Some(child) = child {
-                let released = fsops::let_go(&mut held, depth)?;
-                // No context here: the level that failed names its path once.
-                let child = self.walk(child, &path, top, depth + 1)?;
-                if let Some(parent) = released {
-                    held = Some(fsops::reopen_parent(child.as_fd(), &parent).with_context(
-                        || format!("returning to {}/{}", top.display(), short(rel)),
-                    )?);
-                }
+                // No context on the walk: the level that failed names its
+                // path once.
+                fsops::descend(
+                    &mut held,
+                    child,
+                    depth,
+                    || format!("returning to {}/{}", top.display(), short(rel)),
+                    |child| Ok(((), self.walk(child, &path, top, depth + 1)?)),
+                )?;
             }
         }
         Ok(held.expect("held at the end"))

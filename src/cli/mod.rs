@@ -1,18 +1,17 @@
 //! The command line: clap types, dispatch, output format, exit codes.
 
-use crate::archive::{self, SyncOptions};
 use crate::node::host::Host;
-use crate::store::manifest::Manifest;
-use crate::util::error::{exit_code, Fail};
+use crate::util::error::exit_code;
 use crate::{
-    backup, commands::rollback, commands::stateroot, commands::status, recovery, store::verify,
-    util::logger,
+    backup, commands::extract, commands::restore, commands::rollback, commands::stateroot,
+    commands::status, commands::tree, commands::verify, recovery, util::logger,
 };
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "docs")]
+use std::path::Path;
+use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -516,15 +515,7 @@ fn install_interrupt(c: &Command) {
 pub fn run(cli: &Cli) -> Result<i32> {
     let g = &cli.global;
     if let Command::Oadp(OadpCmd::Lint { files }) = &cli.command {
-        let mut set = Vec::new();
-        for f in files {
-            let name = f.display().to_string();
-            let text =
-                std::fs::read_to_string(f).map_err(|e| Fail::Usage(format!("{name}: {e}")))?;
-            set.push((name, text));
-        }
-        let findings =
-            crate::commands::oadp::lint_set(&set).map_err(|e| Fail::Usage(e.to_string()))?;
+        let findings = crate::commands::oadp::lint_files(files)?;
         emit(g.output, &findings, || {
             crate::commands::oadp::render(&findings)
         })?;
@@ -551,8 +542,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Restore(a) => {
-            let o = recovery::run(&host, &a.options(g.quiet))?;
-            emit(g.output, &o, || recovery::render(&o))?;
+            let o = restore::run(&host, &a.options(g.quiet))?;
+            emit(g.output, &o, || restore::render(&o))?;
             Ok(0)
         }
         Command::Rollback(a) => {
@@ -608,8 +599,23 @@ pub fn run(cli: &Cli) -> Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Tree(op) => {
-            tree_op(g.output, op)?;
+        Command::Tree(TreeOp::Archive {
+            tree: dir,
+            out,
+            level,
+            threads,
+        }) => {
+            let st = tree::archive(dir, out, *level, *threads)?;
+            emit(g.output, &st, || tree::render_archive(&st, out))?;
+            Ok(0)
+        }
+        Command::Tree(TreeOp::Sync {
+            archive,
+            tree: dir,
+            exclude_from,
+        }) => {
+            let st = tree::sync(archive, dir, exclude_from.as_deref())?;
+            emit(g.output, &st, || tree::render_sync(&st, dir))?;
             Ok(0)
         }
         #[cfg(feature = "docs")]
@@ -621,48 +627,13 @@ pub fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Verify => {
-            let dir = host.backup_dir();
-            let (_, report) = verify::verify(&dir)?;
-            emit(g.output, &report, || {
-                if report.intact {
-                    format!(
-                        "backup in {} is intact ({} items checked)\n",
-                        report.dir,
-                        report.checked.len()
-                    )
-                } else {
-                    format!(
-                        "backup in {} is DAMAGED:\n  {}\n{}\nOn a healthy node, replace it with a new backup.\n",
-                        report.dir,
-                        report.problems.join("\n  "),
-                        recovery::damaged_next(&host)
-                    )
-                }
-            })?;
-            Ok(if report.intact {
-                0
-            } else {
-                Fail::Backup(String::new()).code()
-            })
+            let report = verify::run(&host)?;
+            emit(g.output, &report, || verify::render(&report, &host))?;
+            Ok(verify::exit_code(&report))
         }
         Command::Extract(a) => {
-            let stats = extract(&host, &a.paths, &a.to, a.exact)?;
-            emit(g.output, &stats, || {
-                let mut s = format!(
-                    "extracted {} entries into {}\n",
-                    stats.entries,
-                    a.to.display()
-                );
-                if !stats.skipped_devices.is_empty() || !stats.stripped.is_empty() {
-                    s.push_str(&format!(
-                        "left out {} device nodes and the setuid/setgid bits or file capabilities of {} files; to keep them: upgrade-recovery extract --exact --to {} ...\n",
-                        stats.skipped_devices.len(),
-                        stats.stripped.len(),
-                        a.to.display()
-                    ));
-                }
-                s
-            })?;
+            let stats = extract::run(&host, &a.paths, &a.to, a.exact)?;
+            emit(g.output, &stats, || extract::render(&stats, &a.to))?;
             Ok(0)
         }
     }
@@ -706,238 +677,6 @@ pub fn generate_docs(dir: &Path) -> Result<()> {
         std::fs::write(comp.join(file), buf)?;
     }
     Ok(())
-}
-
-fn tree_op(out: Output, op: &TreeOp) -> Result<()> {
-    match op {
-        TreeOp::Archive {
-            tree: dir,
-            out: file,
-            level,
-            threads,
-        } => {
-            let mut o = archive::WriteOptions {
-                level: *level,
-                ..archive::WriteOptions::default()
-            };
-            if let Some(t) = threads {
-                o.threads = *t;
-            }
-            let st = archive::write_tree(dir, file, &o, None)?;
-            emit(out, &st, || format!("{st:?}\n"))
-        }
-        TreeOp::Sync {
-            archive: file,
-            tree: dir,
-            exclude_from,
-        } => {
-            let excludes = match exclude_from {
-                Some(f) => archive::exclude::Excludes::parse(
-                    &std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
-                ),
-                None => Default::default(),
-            };
-            let (sha, size) = verify::file_sha256(file)?;
-            let st = archive::restore_tree(
-                file,
-                &sha,
-                size,
-                dir,
-                &SyncOptions {
-                    excludes,
-                    delete: true,
-                    ..SyncOptions::default()
-                },
-            )?;
-            emit(out, &st, || format!("{st:?}\n"))
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct ExtractStats {
-    pub entries: u64,
-    /// Device nodes not created (no `--exact`).
-    pub skipped_devices: Vec<String>,
-    /// Files written without setuid/setgid bits or capabilities (no `--exact`).
-    pub stripped: Vec<String>,
-}
-
-/// The file cut by the damage was being written beside its name: remove it,
-/// so what stays in the extraction is only what read intact.
-fn remove_partial(dest: &Path) {
-    for e in walkdir::WalkDir::new(dest)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-    {
-        if e.file_type().is_file() && e.file_name().as_encoded_bytes().starts_with(b".ur-tmp.") {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Copy node paths out of the backup into `to`, keeping node paths below it.
-///
-/// Without `exact`, nothing that grants privilege is recreated (device
-/// nodes, setuid/setgid bits, file capabilities). A damaged archive gives
-/// the entries before the damage; entries are written only beneath `to`.
-pub fn extract(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<ExtractStats> {
-    let dir = crate::store::current(&host.backup_dir())?;
-    let m = Manifest::load(&dir)?;
-    let mut groups: Vec<(&crate::store::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
-    for p in paths {
-        let ps = p.to_str().context("paths must be UTF-8")?;
-        if !ps.starts_with('/') {
-            return Err(Fail::Usage(format!("{ps}: give the absolute path on the node")).into());
-        }
-        // The most specific tree that holds the path.
-        let tree = m
-            .trees
-            .iter()
-            .filter_map(|t| {
-                [Some(t.source.as_str()), t.resolved.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|src| {
-                        let rel = if src == "/" {
-                            Some(ps.trim_start_matches('/'))
-                        } else {
-                            ps.strip_prefix(src)
-                                .filter(|r| r.is_empty() || r.starts_with('/'))
-                                .map(|r| r.trim_start_matches('/'))
-                        }?;
-                        Some((
-                            src.len(),
-                            t,
-                            if rel.is_empty() {
-                                ".".to_string()
-                            } else {
-                                rel.to_string()
-                            },
-                        ))
-                    })
-                    .max_by_key(|x| x.0)
-            })
-            .max_by_key(|x| x.0)
-            .with_context(|| format!("{ps} is in no tree of the backup"))?;
-        let (_, t, rel) = tree;
-        match groups.iter_mut().find(|(g, _)| g.name == t.name) {
-            Some((_, v)) => v.push(rel.into_bytes()),
-            None => groups.push((t, vec![rel.into_bytes()])),
-        }
-    }
-    let mut total = 0;
-    let mut damaged = Vec::new();
-    let mut absent = Vec::new();
-    let mut skipped_devices = Vec::new();
-    let mut stripped = Vec::new();
-    for (t, only) in groups {
-        let archive = dir.join(&t.archive);
-        let dest = to.join(t.source.trim_start_matches('/'));
-        let wanted = only.clone();
-        // Below `to`, only real directories: a symlink there would lead the
-        // copy outside `--to`.
-        let mut at = to.to_path_buf();
-        for c in Path::new(t.source.trim_start_matches('/')).components() {
-            at.push(c);
-            match std::fs::symlink_metadata(&at) {
-                Ok(md) if !md.is_dir() => {
-                    return Err(Fail::Usage(format!(
-                        "{} exists and is not a directory (a symlink would lead the copy outside {}); nothing was extracted there",
-                        at.display(),
-                        to.display()
-                    ))
-                    .into())
-                }
-                _ => {}
-            }
-        }
-        let only = if only.iter().any(|o| o == b".") {
-            None
-        } else {
-            Some(only)
-        };
-        let opts = SyncOptions {
-            only,
-            in_root: t.source == "/",
-            plain: !exact,
-            ..SyncOptions::default()
-        };
-        match archive::restore_tree(
-            &archive,
-            &t.stats.sha256,
-            t.stats.archive_bytes,
-            &dest,
-            &opts,
-        ) {
-            Ok(st) => {
-                total += st.written + st.unchanged;
-                skipped_devices.extend(st.skipped_devices);
-                stripped.extend(st.stripped);
-            }
-            Err(e) if exit_code(&e) == 4 => {
-                // A damaged archive: take what reads intact, up to the damage.
-                let stop = match archive::sync_tree(&archive, &dest, &opts) {
-                    Ok(st) => {
-                        total += st.written + st.unchanged;
-                        skipped_devices.extend(st.skipped_devices);
-                        stripped.extend(st.stripped);
-                        None
-                    }
-                    Err(e2) => {
-                        remove_partial(&dest);
-                        Some(format!("{e2:#}"))
-                    }
-                };
-                damaged.push((t.archive.clone(), format!("{e:#}"), stop));
-            }
-            Err(e) => return Err(e),
-        }
-        for w in wanted.iter().filter(|w| w.as_slice() != b".") {
-            let p = dest.join(std::ffi::OsStr::from_bytes(w));
-            if std::fs::symlink_metadata(&p).is_err() {
-                absent.push(format!(
-                    "{}/{}",
-                    t.source.trim_end_matches('/'),
-                    String::from_utf8_lossy(w)
-                ));
-            }
-        }
-    }
-    if !damaged.is_empty() {
-        let mut text = String::new();
-        for (a, why, stop) in &damaged {
-            text.push_str(&format!(
-                "the archive {a} is damaged ({why}); the entries before the damage were extracted into {}{}. ",
-                to.display(),
-                stop.as_ref()
-                    .map(|s| format!(", reading stopped at: {s}"))
-                    .unwrap_or_default()
-            ));
-        }
-        if !absent.is_empty() {
-            text.push_str(&format!("Not extracted: {}. ", absent.join(", ")));
-        }
-        text.push_str(
-            "Nothing on the node was changed. For the rest, use another copy of the backup.",
-        );
-        return Err(Fail::Backup(text).into());
-    }
-    if !absent.is_empty() {
-        return Err(anyhow::anyhow!(
-            "not in the backup: {}; {} entries were extracted into {}. `upgrade-recovery extract` copies only what the backup holds (see the tree archives with `zstd -dc {}/<tree>.tar.zst | tar -t`)",
-            absent.join(", "),
-            total,
-            to.display(),
-            host.dir.display()
-        ));
-    }
-    Ok(ExtractStats {
-        entries: total,
-        skipped_devices,
-        stripped,
-    })
 }
 
 #[cfg(test)]

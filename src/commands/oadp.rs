@@ -582,6 +582,19 @@ pub fn lint(file: &str, text: &str) -> Result<Vec<Finding>, ParseError> {
     lint_set(&[(file.to_string(), text.to_string())])
 }
 
+/// `oadp lint FILE...`: read the files, check them as one set; an unreadable
+/// or unparsable file is a usage error (exit 2).
+pub fn lint_files(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Finding>> {
+    use crate::util::error::Fail;
+    let mut set = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let text = std::fs::read_to_string(f).map_err(|e| Fail::Usage(format!("{name}: {e}")))?;
+        set.push((name, text));
+    }
+    Ok(lint_set(&set).map_err(|e| Fail::Usage(e.to_string()))?)
+}
+
 pub fn render(findings: &[Finding]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();

@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -397,21 +396,15 @@ pub fn read_snapshot(p: &Path) -> std::io::Result<Snapshot> {
         len
     };
     let mut tail = Vec::with_capacity(32);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        let chunk = &buf[..k];
+    let mut seen = 0u64;
+    let n = crate::archive::hash::each_chunk(&mut f, |chunk| {
         whole.update(chunk);
-        let in_body = body_len.saturating_sub(n).min(k as u64) as usize;
+        let in_body = body_len.saturating_sub(seen).min(chunk.len() as u64) as usize;
         body.update(&chunk[..in_body]);
         tail.extend_from_slice(&chunk[in_body..]);
         tail.truncate(32);
-        n += k as u64;
-    }
+        seen += chunk.len() as u64;
+    })?;
     let trailer = if len < 32 || len % 512 != 32 {
         Err(format!(
             "{}: size {len} is not a snapshot with a sha256 trailer (size % 512 must be 32)",

@@ -1,6 +1,7 @@
 //! The step bodies: what each step does to the node (systemd, crictl, crio,
-//! SELinux, the trees, etcd, the redeployments). The runner (`mod.rs`) calls
-//! `step` with a `StepId` and knows none of this.
+//! SELinux, the trees, etcd, the redeployments), one function per step; the
+//! table in `steps.rs` names each step's function and the runner (`mod.rs`)
+//! calls it without knowing any of this.
 
 use super::*;
 use crate::node::crictl::Crictl;
@@ -18,83 +19,130 @@ impl Ctx<'_> {
         Ok(String::from_utf8_lossy(&out.stdout).trim() == "active")
     }
 
-    pub(super) fn step(&mut self, sid: StepId) -> Result<()> {
-        let id = sid.as_str();
-        match sid {
-            StepId::Preflight => self.preflight(),
-            StepId::SelinuxPermissive | StepId::ClusterSelinuxPermissive => {
-                if self.j.selinux_mode.is_none() {
-                    self.j.selinux_mode = Some(self.selinux_mode_to_restore()?);
-                    self.j.save(&self.dir)?;
-                }
-                if self.j.selinux_mode.as_deref() == Some("Disabled") {
-                    return Ok(());
-                }
-                cmd::run(self.tools.command("setenforce")?.arg("0")).map(drop)
-            }
-            StepId::StopKubelet => self.systemctl(&["stop", "kubelet.service"]).map(drop),
-            StepId::RemovePods => {
-                if !self.is_active("crio.service")? {
-                    log::info!("crio is not running: no pods to remove");
-                    return Ok(());
-                }
-                Crictl::new(&self.tools).remove_all_pods()
-            }
-            StepId::StopCrio => self.systemctl(&["stop", "crio.service"]).map(drop),
-            StepId::WipeCrio => {
-                cmd::run(self.tools.command("crio")?.args(["wipe", "-f"])).map(drop)
-            }
-            StepId::RestoreUsrLocal => self.restore_tree(id, "local"),
-            StepId::RestoreEtc => self.restore_tree(id, "etc"),
-            StepId::RestoreExtras => self.restore_tree(id, "extras"),
-            StepId::DaemonReload => self.systemctl(&["daemon-reload"]).map(drop),
-            StepId::DisableKubelet => {
-                self.systemctl(&["disable", "kubelet.service"])?;
-                // Durable: systemctl removed the wants/ links without a sync.
-                durable::fs_of(id, &self.host.path("/etc/systemd/system"))
-            }
-            StepId::SelinuxRestore | StepId::ClusterSelinuxRestore => {
-                match self.j.selinux_mode.as_deref() {
-                    Some("Enforcing") => {
-                        cmd::run(self.tools.command("setenforce")?.arg("1")).map(drop)
-                    }
-                    _ => Ok(()),
-                }
-            }
-            StepId::RestoreKubelet => self.restore_tree(id, "kubelet"),
-            StepId::StartCrio => {
-                if !self.is_active("crio.service")? {
-                    self.systemctl(&["start", "crio.service"])?;
-                }
-                Ok(())
-            }
-            StepId::RecordContainers => {
-                if self.j.containers.is_empty() {
-                    self.j.containers = self.containers()?;
-                    self.j.save(&self.dir)?;
-                }
-                Ok(())
-            }
-            StepId::RestoreEtcd => self.restore_etcd(),
-            StepId::RestoreImages => crate::node::images::load(
-                self.host,
-                &self.tools,
-                &self.gen.join(crate::store::layout::IMAGES),
-                &self.m.images,
-            ),
-            StepId::RestartKubelet => self.systemctl(&["restart", "kubelet.service"]).map(drop),
-            StepId::EnableKubelet => {
-                self.systemctl(&["enable", "kubelet.service"])?;
-                // Durable: the wants/ link systemctl made.
-                durable::fs_of(id, &self.host.path("/etc/systemd/system"))
-            }
-            StepId::RestartCrio => self.systemctl(&["restart", "crio.service"]).map(drop),
-            StepId::WaitContainers => self.wait_containers(),
-            StepId::RedeployEtcd
-            | StepId::RedeployKubeapiserver
-            | StepId::RedeployKubecontrollermanager
-            | StepId::RedeployKubescheduler => self.redeploy(&id["redeploy-".len()..]),
+    // One function per step, named in the table of `steps.rs` (`Step::run`).
+
+    pub(super) fn selinux_permissive(&mut self) -> Result<()> {
+        if self.j.selinux_mode.is_none() {
+            self.j.selinux_mode = Some(self.selinux_mode_to_restore()?);
+            self.j.save(&self.dir)?;
         }
+        if self.j.selinux_mode.as_deref() == Some("Disabled") {
+            return Ok(());
+        }
+        cmd::run(self.tools.command("setenforce")?.arg("0")).map(drop)
+    }
+
+    pub(super) fn stop_kubelet(&mut self) -> Result<()> {
+        self.systemctl(&["stop", "kubelet.service"]).map(drop)
+    }
+
+    pub(super) fn remove_pods(&mut self) -> Result<()> {
+        if !self.is_active("crio.service")? {
+            log::info!("crio is not running: no pods to remove");
+            return Ok(());
+        }
+        Crictl::new(&self.tools).remove_all_pods()
+    }
+
+    pub(super) fn stop_crio(&mut self) -> Result<()> {
+        self.systemctl(&["stop", "crio.service"]).map(drop)
+    }
+
+    pub(super) fn wipe_crio(&mut self) -> Result<()> {
+        cmd::run(self.tools.command("crio")?.args(["wipe", "-f"])).map(drop)
+    }
+
+    pub(super) fn restore_usr_local(&mut self) -> Result<()> {
+        self.restore_tree(StepId::RestoreUsrLocal.as_str(), "local")
+    }
+
+    pub(super) fn restore_etc(&mut self) -> Result<()> {
+        self.restore_tree(StepId::RestoreEtc.as_str(), "etc")
+    }
+
+    pub(super) fn restore_extras(&mut self) -> Result<()> {
+        self.restore_tree(StepId::RestoreExtras.as_str(), "extras")
+    }
+
+    pub(super) fn daemon_reload(&mut self) -> Result<()> {
+        self.systemctl(&["daemon-reload"]).map(drop)
+    }
+
+    pub(super) fn disable_kubelet(&mut self) -> Result<()> {
+        self.systemctl(&["disable", "kubelet.service"])?;
+        // Durable: systemctl removed the wants/ links without a sync.
+        durable::fs_of(
+            StepId::DisableKubelet.as_str(),
+            &self.host.path("/etc/systemd/system"),
+        )
+    }
+
+    pub(super) fn selinux_restore(&mut self) -> Result<()> {
+        match self.j.selinux_mode.as_deref() {
+            Some("Enforcing") => cmd::run(self.tools.command("setenforce")?.arg("1")).map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn restore_kubelet(&mut self) -> Result<()> {
+        self.restore_tree(StepId::RestoreKubelet.as_str(), "kubelet")
+    }
+
+    pub(super) fn start_crio(&mut self) -> Result<()> {
+        if !self.is_active("crio.service")? {
+            self.systemctl(&["start", "crio.service"])?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn restore_images(&mut self) -> Result<()> {
+        crate::node::images::load(
+            self.host,
+            &self.tools,
+            &self.gen.join(crate::store::layout::IMAGES),
+            &self.m.images,
+        )
+    }
+
+    pub(super) fn record_containers(&mut self) -> Result<()> {
+        if self.j.containers.is_empty() {
+            self.j.containers = self.containers()?;
+            self.j.save(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn restart_kubelet(&mut self) -> Result<()> {
+        self.systemctl(&["restart", "kubelet.service"]).map(drop)
+    }
+
+    pub(super) fn enable_kubelet(&mut self) -> Result<()> {
+        self.systemctl(&["enable", "kubelet.service"])?;
+        // Durable: the wants/ link systemctl made.
+        durable::fs_of(
+            StepId::EnableKubelet.as_str(),
+            &self.host.path("/etc/systemd/system"),
+        )
+    }
+
+    pub(super) fn restart_crio(&mut self) -> Result<()> {
+        self.systemctl(&["restart", "crio.service"]).map(drop)
+    }
+
+    pub(super) fn redeploy_etcd(&mut self) -> Result<()> {
+        self.redeploy("etcd")
+    }
+
+    pub(super) fn redeploy_kubeapiserver(&mut self) -> Result<()> {
+        self.redeploy("kubeapiserver")
+    }
+
+    pub(super) fn redeploy_kubecontrollermanager(&mut self) -> Result<()> {
+        self.redeploy("kubecontrollermanager")
+    }
+
+    pub(super) fn redeploy_kubescheduler(&mut self) -> Result<()> {
+        self.redeploy("kubescheduler")
     }
 
     /// The mode the first run of the files phase recorded for this backup,
@@ -279,7 +327,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn wait_containers(&self) -> Result<()> {
+    pub(super) fn wait_containers(&mut self) -> Result<()> {
         let before = self.j.containers.clone();
         self.wait_until("the control-plane containers to restart", || {
             let now = self.containers()?;

@@ -168,7 +168,32 @@ fn required_tools(etcd_mode: EtcdRestore) -> (Vec<&'static str>, Vec<&'static st
     (req, vec!["rpm-ostree", "etcdctl", "tar"])
 }
 
-pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
+/// What a `restore` run will do, built by `prepare` from the read-only
+/// checks before the first change: `dry_run` prints it, `execute` carries
+/// it out.
+pub struct Plan<'a> {
+    host: &'a Host,
+    opts: &'a Options,
+    /// Held for the real run; None with `--dry-run` (checked free).
+    lock: Option<lock::Lock>,
+    tools: Tools,
+    etcd_mode: EtcdRestore,
+    m: Manifest,
+    dir: PathBuf,
+    gen: PathBuf,
+    /// The journal the run continues, or the new one it starts.
+    j: Journal,
+    /// No recovery under way (or `--restart`): the run starts with the preflight.
+    fresh: bool,
+    /// `--restart`: the steps done by the recovery under way, forgotten
+    /// before the first change.
+    forget: Option<usize>,
+}
+
+/// The read-only checks before the first change, the same for `--dry-run`
+/// and the real run (which also takes the lock here): they refuse where the
+/// real run refuses, with the same code.
+pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     host.require_node()?;
     let dir = host.backup_dir();
     let existing = match Journal::load(&dir) {
@@ -179,9 +204,6 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         }
         r => r?,
     };
-    // `--dry-run` goes through every read-only check below and stops
-    // right before the first change (the lock, the journal, the preflight's
-    // record): it refuses where the real run refuses, with the same code.
     // Programs first: a missing one is named before anything changes.
     let etcd_mode = match opts.etcd_restore {
         EtcdRestore::Auto if cmd::is_executable(&host.path(CLUSTER_RESTORE)) => EtcdRestore::Script,
@@ -247,14 +269,10 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
             .into());
         }
     }
+    let mut forget = None;
     let j = match existing {
-        Some(_) if opts.restart && opts.dry_run => None,
         Some(j) if opts.restart => {
-            log::warn!(
-                "--restart: forgetting the recovery under way ({} steps done)",
-                j.completed.len()
-            );
-            Journal::remove(&dir)?;
+            forget = Some(j.completed.len());
             None
         }
         Some(j) if !(opts.resume || opts.step) => {
@@ -276,9 +294,6 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
         ))
         .into());
     }
-    if opts.restart && !opts.dry_run {
-        let _ = std::fs::remove_file(&legacy);
-    }
     let fresh = j.is_none();
     let j = j.unwrap_or_else(|| Journal {
         format: crate::store::journal::FORMAT,
@@ -296,10 +311,37 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
             m.created
         );
     }
-    if opts.dry_run {
-        // The preflight's read-only checks (the phases' full reads are left
-        // to the real run); a recovery under way checked them when it began.
-        let mut j = j;
+    Ok(Plan {
+        host,
+        opts,
+        lock,
+        tools,
+        etcd_mode,
+        m,
+        dir,
+        gen,
+        j,
+        fresh,
+        forget,
+    })
+}
+
+impl Plan<'_> {
+    /// `--dry-run`: the first step's read-only checks too (the phases' full
+    /// reads are left to the real run), then the plan with what is done.
+    pub fn dry_run(self) -> Result<Outcome> {
+        let Plan {
+            host,
+            opts,
+            tools,
+            m,
+            dir,
+            gen,
+            mut j,
+            fresh,
+            ..
+        } = self;
+        // A recovery under way checked the preflight's when it began.
         if fresh {
             bodies::check_sizes(&dir, &gen, &m)?;
             bodies::check_os(host, &tools, &m, opts)?;
@@ -312,48 +354,73 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
                 }
             }
         }
-        return Ok(Outcome::DryRun {
+        Ok(Outcome::DryRun {
             steps: plan(Some(&j)),
             next: if fresh {
                 "upgrade-recovery restore".into()
             } else {
                 state::resume_command(host)
             },
-        });
+        })
     }
-    let lock = lock.context("the lock was not taken")?;
-    let mut ctx = Ctx {
-        host,
-        lock,
-        tools,
-        etcd_mode,
-        opts,
-        m,
-        dir,
-        gen,
-        j,
-        checked: Vec::new(),
-    };
-    if fresh {
-        // Before the first change, and before a journal exists: a refusal
-        // here leaves no recovery "in progress".
-        let t = Instant::now();
-        ctx.lock.note("recovery step preflight (phase files)");
-        crate::util::interrupt::update(|w| {
-            *w = interrupt_where(host, &ctx.j, StepId::Preflight.as_str(), Phase::Files)
-        });
-        fault::point("preflight:before");
-        ctx.preflight()?;
-        fault::point(StepId::Preflight.as_str());
-        ctx.j.completed.push(Done {
-            id: StepId::Preflight.as_str().into(),
-            at: fsutil::unix_now(),
-            seconds: t.elapsed().as_secs_f64(),
-            boot_id: host.boot_id()?,
-        });
-        ctx.j.save(&ctx.dir)?;
+
+    /// Carry the plan out: the preflight of a new recovery, then every step
+    /// not done, journaled.
+    pub fn execute(self) -> Result<Outcome> {
+        let Plan {
+            host,
+            opts,
+            lock,
+            tools,
+            etcd_mode,
+            m,
+            dir,
+            gen,
+            j,
+            fresh,
+            forget,
+        } = self;
+        if let Some(done) = forget {
+            log::warn!("--restart: forgetting the recovery under way ({done} steps done)");
+            Journal::remove(&dir)?;
+        }
+        if opts.restart {
+            let _ = std::fs::remove_file(dir.join(store::layout::LEGACY_PROGRESS));
+        }
+        let lock = lock.context("the lock was not taken")?;
+        let mut ctx = Ctx {
+            host,
+            lock,
+            tools,
+            etcd_mode,
+            opts,
+            m,
+            dir,
+            gen,
+            j,
+            checked: Vec::new(),
+        };
+        if fresh {
+            // Before the first change, and before a journal exists: a refusal
+            // here leaves no recovery "in progress".
+            let t = Instant::now();
+            ctx.lock.note("recovery step preflight (phase files)");
+            crate::util::interrupt::update(|w| {
+                *w = interrupt_where(host, &ctx.j, StepId::Preflight.as_str(), Phase::Files)
+            });
+            fault::point("preflight:before");
+            (StepId::Preflight.spec().run)(&mut ctx)?;
+            fault::point(StepId::Preflight.as_str());
+            ctx.j.completed.push(Done {
+                id: StepId::Preflight.as_str().into(),
+                at: fsutil::unix_now(),
+                seconds: t.elapsed().as_secs_f64(),
+                boot_id: host.boot_id()?,
+            });
+            ctx.j.save(&ctx.dir)?;
+        }
+        ctx.run_steps()
     }
-    ctx.run_steps()
 }
 
 /// `--resume` with no recovery in progress: refuse, say the node's state
@@ -460,6 +527,7 @@ impl Ctx<'_> {
             phase,
             after_reboot,
             ends_phase,
+            run,
             ..
         }) = next_step(&self.j)
         {
@@ -492,7 +560,7 @@ impl Ctx<'_> {
             fault::point(&format!("{id}:before"));
             let t = Instant::now();
             crate::util::logger::note(self.opts.quiet, &format!("step {id} started"));
-            if let Err(e) = self.step(sid) {
+            if let Err(e) = run(self) {
                 let msg = format!("{e:#}");
                 self.j.failed = Some(Failure {
                     step: id.into(),
@@ -656,62 +724,4 @@ pub fn control_plane(containers: &[crate::node::crictl::Container]) -> BTreeMap<
         .filter(|c| CONTAINERS.contains(&c.name()) && c.running())
         .filter_map(|c| Some((c.name().to_string(), c.id.clone()?)))
         .collect()
-}
-
-pub fn render(o: &Outcome) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    match o {
-        Outcome::DryRun { steps, next } => {
-            let _ = writeln!(
-                s,
-                "Recovery plan (the checks before the first change passed; nothing is changed by --dry-run):"
-            );
-            let mut phase = None;
-            for st in steps {
-                if phase != Some(st.phase) {
-                    let _ = writeln!(s, "phase {}:", st.phase.name());
-                    phase = Some(st.phase);
-                }
-                let _ = writeln!(
-                    s,
-                    "  [{}] {:<32} {}",
-                    if st.done { "x" } else { " " },
-                    st.id,
-                    st.description
-                );
-                if st.id == steps::last_of(Phase::Files).as_str() {
-                    let _ = writeln!(
-                        s,
-                        "  --- reboot (systemctl reboot), then restore --resume ---"
-                    );
-                }
-            }
-            let _ = writeln!(s, "Next: carry it out with `{next}`.");
-        }
-        Outcome::RebootNow { .. } => {
-            let _ = writeln!(
-                s,
-                "Phase files is done: /usr/local, /etc and the machine-config files are restored, kubelet is disabled.\nReboot now with `systemctl reboot`, then run `/var/recovery/upgrade-recovery.sh --resume` (or `upgrade-recovery restore --resume`)."
-            );
-        }
-        Outcome::PhaseDone { next, .. } => {
-            let _ = writeln!(s, "{next}");
-        }
-        Outcome::Done { steps, seconds } => {
-            let _ = writeln!(
-                s,
-                "Recovery complete ({:.0}s in this run). Time per step:",
-                seconds
-            );
-            for d in steps {
-                let _ = writeln!(s, "  {:<32} {:>7.1}s", d.id, d.seconds);
-            }
-            let _ = writeln!(
-                s,
-                "The node runs the pre-upgrade state. Check with `oc get co` and `oc get nodes`."
-            );
-        }
-    }
-    s
 }

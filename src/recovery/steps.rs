@@ -1,85 +1,84 @@
 //! The recovery's steps, typed: an id per step (written to the journal as
-//! the string of `as_str`, so the journal format is today's), one table with
-//! each step's phase, description and flags, and the etcd restore's
-//! sub-steps. The runner (`mod.rs`) matches on `StepId` without a wildcard:
-//! a step without a body does not compile.
+//! the string of `as_str`, so the journal format is today's), one table
+//! (`StepId::spec`) with each step's phase, description, flags and the
+//! function that runs it, and the etcd restore's sub-steps.
+//!
+//! Nothing here can be forgotten: `spec` matches on `StepId` without a
+//! wildcard (a step without a spec, hence without a function, does not
+//! compile), and `STEPS`, the order the runner follows, is written by the
+//! same macro as the enum (every step once, in the enum's order).
 
-use super::Phase;
+use super::{Ctx, Phase};
+use anyhow::Result;
 
-/// A step of the recovery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StepId {
-    Preflight,
-    SelinuxPermissive,
-    StopKubelet,
-    RemovePods,
-    StopCrio,
-    WipeCrio,
-    RestoreUsrLocal,
-    RestoreEtc,
-    RestoreExtras,
-    DaemonReload,
-    DisableKubelet,
-    SelinuxRestore,
-    ClusterSelinuxPermissive,
-    RestoreKubelet,
-    StartCrio,
-    RestoreImages,
-    RecordContainers,
-    RestoreEtcd,
-    RestartKubelet,
-    EnableKubelet,
-    RestartCrio,
-    WaitContainers,
-    ClusterSelinuxRestore,
-    RedeployEtcd,
-    RedeployKubeapiserver,
-    RedeployKubecontrollermanager,
-    RedeployKubescheduler,
-}
-
-impl StepId {
-    /// The id the journal, the fault points and the output use.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            StepId::Preflight => "preflight",
-            StepId::SelinuxPermissive => "selinux-permissive",
-            StepId::StopKubelet => "stop-kubelet",
-            StepId::RemovePods => "remove-pods",
-            StepId::StopCrio => "stop-crio",
-            StepId::WipeCrio => "wipe-crio",
-            StepId::RestoreUsrLocal => "restore-usr-local",
-            StepId::RestoreEtc => "restore-etc",
-            StepId::RestoreExtras => "restore-extras",
-            StepId::DaemonReload => "daemon-reload",
-            StepId::DisableKubelet => "disable-kubelet",
-            StepId::SelinuxRestore => "selinux-restore",
-            StepId::ClusterSelinuxPermissive => "cluster-selinux-permissive",
-            StepId::RestoreKubelet => "restore-kubelet",
-            StepId::StartCrio => "start-crio",
-            StepId::RestoreImages => "restore-images",
-            StepId::RecordContainers => "record-containers",
-            StepId::RestoreEtcd => "restore-etcd",
-            StepId::RestartKubelet => "restart-kubelet",
-            StepId::EnableKubelet => "enable-kubelet",
-            StepId::RestartCrio => "restart-crio",
-            StepId::WaitContainers => "wait-containers",
-            StepId::ClusterSelinuxRestore => "cluster-selinux-restore",
-            StepId::RedeployEtcd => "redeploy-etcd",
-            StepId::RedeployKubeapiserver => "redeploy-kubeapiserver",
-            StepId::RedeployKubecontrollermanager => "redeploy-kubecontrollermanager",
-            StepId::RedeployKubescheduler => "redeploy-kubescheduler",
+/// Declares `StepId` with its journal ids, and `STEPS` in the same order.
+macro_rules! step_ids {
+    ($($variant:ident => $id:literal,)*) => {
+        /// A step of the recovery; the order of the variants is the run's.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum StepId {
+            $($variant,)*
         }
-    }
 
-    /// The step a journal id names (None: not a step of this version).
-    pub fn parse(id: &str) -> Option<StepId> {
-        STEPS.iter().map(|s| s.id).find(|s| s.as_str() == id)
-    }
+        impl StepId {
+            /// The id the journal, the fault points and the output use.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(StepId::$variant => $id,)*
+                }
+            }
+        }
+
+        /// The steps, in order.
+        pub const STEPS: &[Step] = &[$(StepId::$variant.spec(),)*];
+    };
 }
 
-/// One step: what the plan shows and what the runner needs to know about it.
-#[derive(Debug, Clone, Copy)]
+step_ids! {
+    Preflight => "preflight",
+    SelinuxPermissive => "selinux-permissive",
+    StopKubelet => "stop-kubelet",
+    RemovePods => "remove-pods",
+    StopCrio => "stop-crio",
+    WipeCrio => "wipe-crio",
+    RestoreUsrLocal => "restore-usr-local",
+    RestoreEtc => "restore-etc",
+    RestoreExtras => "restore-extras",
+    DaemonReload => "daemon-reload",
+    DisableKubelet => "disable-kubelet",
+    SelinuxRestore => "selinux-restore",
+    ClusterSelinuxPermissive => "cluster-selinux-permissive",
+    RestoreKubelet => "restore-kubelet",
+    StartCrio => "start-crio",
+    RestoreImages => "restore-images",
+    RecordContainers => "record-containers",
+    RestoreEtcd => "restore-etcd",
+    RestartKubelet => "restart-kubelet",
+    EnableKubelet => "enable-kubelet",
+    RestartCrio => "restart-crio",
+    WaitContainers => "wait-containers",
+    ClusterSelinuxRestore => "cluster-selinux-restore",
+    RedeployEtcd => "redeploy-etcd",
+    RedeployKubeapiserver => "redeploy-kubeapiserver",
+    RedeployKubecontrollermanager => "redeploy-kubecontrollermanager",
+    RedeployKubescheduler => "redeploy-kubescheduler",
+}
+
+// Each spec is the one of its id (checked when the crate compiles).
+const _: () = {
+    let mut i = 0;
+    while i < STEPS.len() {
+        assert!(STEPS[i].id as usize == i);
+        i += 1;
+    }
+};
+
+/// The function that carries out a step (the bodies are in `bodies.rs`).
+pub(super) type Run = for<'c, 'a> fn(&'c mut Ctx<'a>) -> Result<()>;
+
+/// One step: what the plan shows, what the runner needs to know about it,
+/// and the function that does it.
+#[derive(Clone, Copy)]
 pub struct Step {
     pub id: StepId,
     pub phase: Phase,
@@ -88,15 +87,18 @@ pub struct Step {
     pub ends_phase: bool,
     /// The first step after the reboot: the run checks the node rebooted.
     pub after_reboot: bool,
+    /// What the step does to the node.
+    pub(super) run: Run,
 }
 
-const fn step(id: StepId, phase: Phase, description: &'static str) -> Step {
+const fn step(id: StepId, phase: Phase, description: &'static str, run: Run) -> Step {
     Step {
         id,
         phase,
         description,
         ends_phase: false,
         after_reboot: false,
+        run,
     }
 }
 
@@ -114,136 +116,163 @@ const fn after_reboot(s: Step) -> Step {
     }
 }
 
-/// The steps, in order.
-pub const STEPS: &[Step] = &[
-    step(
-        StepId::Preflight,
-        Phase::Files,
-        "verify the backup; the active OS deployment must be the one pinned at backup",
-    ),
-    step(
-        StepId::SelinuxPermissive,
-        Phase::Files,
-        "record the SELinux mode, then setenforce 0",
-    ),
-    step(
-        StepId::StopKubelet,
-        Phase::Files,
-        "systemctl stop kubelet.service",
-    ),
-    step(StepId::RemovePods, Phase::Files, "crictl rmp -fa"),
-    step(
-        StepId::StopCrio,
-        Phase::Files,
-        "systemctl stop crio.service",
-    ),
-    step(StepId::WipeCrio, Phase::Files, "crio wipe -f"),
-    step(
-        StepId::RestoreUsrLocal,
-        Phase::Files,
-        "make /usr/local equal the backup",
-    ),
-    step(
-        StepId::RestoreEtc,
-        Phase::Files,
-        "make /etc equal the backup (etc.exclude.list kept)",
-    ),
-    step(
-        StepId::RestoreExtras,
-        Phase::Files,
-        "put back the machine-config files outside the trees",
-    ),
-    step(
-        StepId::DaemonReload,
-        Phase::Files,
-        "systemctl daemon-reload",
-    ),
-    step(
-        StepId::DisableKubelet,
-        Phase::Files,
-        "systemctl disable kubelet.service",
-    ),
-    ends_phase(step(
-        StepId::SelinuxRestore,
-        Phase::Files,
-        "put SELinux back in the recorded mode; then reboot",
-    )),
-    after_reboot(step(
-        StepId::ClusterSelinuxPermissive,
-        Phase::Cluster,
-        "setenforce 0 (after the reboot)",
-    )),
-    step(
-        StepId::RestoreKubelet,
-        Phase::Cluster,
-        "make /var/lib/kubelet equal the backup",
-    ),
-    step(
-        StepId::StartCrio,
-        Phase::Cluster,
-        "systemctl start crio.service",
-    ),
-    step(
-        StepId::RestoreImages,
-        Phase::Cluster,
-        "put the backed-up container images back (none: skipped)",
-    ),
-    step(
-        StepId::RecordContainers,
-        Phase::Cluster,
-        "record the control-plane container ids",
-    ),
-    step(
-        StepId::RestoreEtcd,
-        Phase::Cluster,
-        "restore the etcd snapshot and the static-pod resources",
-    ),
-    step(
-        StepId::RestartKubelet,
-        Phase::Cluster,
-        "systemctl restart kubelet.service",
-    ),
-    step(
-        StepId::EnableKubelet,
-        Phase::Cluster,
-        "systemctl enable kubelet.service",
-    ),
-    step(
-        StepId::RestartCrio,
-        Phase::Cluster,
-        "systemctl restart crio.service",
-    ),
-    step(
-        StepId::WaitContainers,
-        Phase::Cluster,
-        "wait until the five control-plane containers run again",
-    ),
-    ends_phase(step(
-        StepId::ClusterSelinuxRestore,
-        Phase::Cluster,
-        "put SELinux back in the recorded mode",
-    )),
-    step(
-        StepId::RedeployEtcd,
-        Phase::Redeploy,
-        "force a redeployment of etcd and wait for it",
-    ),
-    step(
-        StepId::RedeployKubeapiserver,
-        Phase::Redeploy,
-        "force a redeployment of kube-apiserver and wait for it",
-    ),
-    step(
-        StepId::RedeployKubecontrollermanager,
-        Phase::Redeploy,
-        "force a redeployment of kube-controller-manager and wait for it",
-    ),
-    ends_phase(step(
-        StepId::RedeployKubescheduler,
-        Phase::Redeploy,
-        "force a redeployment of kube-scheduler and wait for it",
-    )),
-];
+impl StepId {
+    /// The step a journal id names (None: not a step of this version).
+    pub fn parse(id: &str) -> Option<StepId> {
+        STEPS.iter().map(|s| s.id).find(|s| s.as_str() == id)
+    }
+
+    /// The table of the steps: phase, description, flags, function.
+    pub const fn spec(self) -> Step {
+        use Phase::{Cluster, Files, Redeploy};
+        use StepId as S;
+        match self {
+            S::Preflight => step(
+                S::Preflight,
+                Files,
+                "verify the backup; the active OS deployment must be the one pinned at backup",
+                |c| c.preflight(),
+            ),
+            S::SelinuxPermissive => step(
+                S::SelinuxPermissive,
+                Files,
+                "record the SELinux mode, then setenforce 0",
+                |c| c.selinux_permissive(),
+            ),
+            S::StopKubelet => step(
+                S::StopKubelet,
+                Files,
+                "systemctl stop kubelet.service",
+                |c| c.stop_kubelet(),
+            ),
+            S::RemovePods => step(S::RemovePods, Files, "crictl rmp -fa", |c| c.remove_pods()),
+            S::StopCrio => step(S::StopCrio, Files, "systemctl stop crio.service", |c| {
+                c.stop_crio()
+            }),
+            S::WipeCrio => step(S::WipeCrio, Files, "crio wipe -f", |c| c.wipe_crio()),
+            S::RestoreUsrLocal => step(
+                S::RestoreUsrLocal,
+                Files,
+                "make /usr/local equal the backup",
+                |c| c.restore_usr_local(),
+            ),
+            S::RestoreEtc => step(
+                S::RestoreEtc,
+                Files,
+                "make /etc equal the backup (etc.exclude.list kept)",
+                |c| c.restore_etc(),
+            ),
+            S::RestoreExtras => step(
+                S::RestoreExtras,
+                Files,
+                "put back the machine-config files outside the trees",
+                |c| c.restore_extras(),
+            ),
+            S::DaemonReload => step(S::DaemonReload, Files, "systemctl daemon-reload", |c| {
+                c.daemon_reload()
+            }),
+            S::DisableKubelet => step(
+                S::DisableKubelet,
+                Files,
+                "systemctl disable kubelet.service",
+                |c| c.disable_kubelet(),
+            ),
+            S::SelinuxRestore => ends_phase(step(
+                S::SelinuxRestore,
+                Files,
+                "put SELinux back in the recorded mode; then reboot",
+                |c| c.selinux_restore(),
+            )),
+            S::ClusterSelinuxPermissive => after_reboot(step(
+                S::ClusterSelinuxPermissive,
+                Cluster,
+                "setenforce 0 (after the reboot)",
+                |c| c.selinux_permissive(),
+            )),
+            S::RestoreKubelet => step(
+                S::RestoreKubelet,
+                Cluster,
+                "make /var/lib/kubelet equal the backup",
+                |c| c.restore_kubelet(),
+            ),
+            S::StartCrio => step(S::StartCrio, Cluster, "systemctl start crio.service", |c| {
+                c.start_crio()
+            }),
+            S::RestoreImages => step(
+                S::RestoreImages,
+                Cluster,
+                "put the backed-up container images back (none: skipped)",
+                |c| c.restore_images(),
+            ),
+            S::RecordContainers => step(
+                S::RecordContainers,
+                Cluster,
+                "record the control-plane container ids",
+                |c| c.record_containers(),
+            ),
+            S::RestoreEtcd => step(
+                S::RestoreEtcd,
+                Cluster,
+                "restore the etcd snapshot and the static-pod resources",
+                |c| c.restore_etcd(),
+            ),
+            S::RestartKubelet => step(
+                S::RestartKubelet,
+                Cluster,
+                "systemctl restart kubelet.service",
+                |c| c.restart_kubelet(),
+            ),
+            S::EnableKubelet => step(
+                S::EnableKubelet,
+                Cluster,
+                "systemctl enable kubelet.service",
+                |c| c.enable_kubelet(),
+            ),
+            S::RestartCrio => step(
+                S::RestartCrio,
+                Cluster,
+                "systemctl restart crio.service",
+                |c| c.restart_crio(),
+            ),
+            S::WaitContainers => step(
+                S::WaitContainers,
+                Cluster,
+                "wait until the five control-plane containers run again",
+                |c| c.wait_containers(),
+            ),
+            S::ClusterSelinuxRestore => ends_phase(step(
+                S::ClusterSelinuxRestore,
+                Cluster,
+                "put SELinux back in the recorded mode",
+                |c| c.selinux_restore(),
+            )),
+            S::RedeployEtcd => step(
+                S::RedeployEtcd,
+                Redeploy,
+                "force a redeployment of etcd and wait for it",
+                |c| c.redeploy_etcd(),
+            ),
+            S::RedeployKubeapiserver => step(
+                S::RedeployKubeapiserver,
+                Redeploy,
+                "force a redeployment of kube-apiserver and wait for it",
+                |c| c.redeploy_kubeapiserver(),
+            ),
+            S::RedeployKubecontrollermanager => step(
+                S::RedeployKubecontrollermanager,
+                Redeploy,
+                "force a redeployment of kube-controller-manager and wait for it",
+                |c| c.redeploy_kubecontrollermanager(),
+            ),
+            S::RedeployKubescheduler => ends_phase(step(
+                S::RedeployKubescheduler,
+                Redeploy,
+                "force a redeployment of kube-scheduler and wait for it",
+                |c| c.redeploy_kubescheduler(),
+            )),
+        }
+    }
+}
 
 /// The step that ends `phase`.
 pub fn last_of(phase: Phase) -> StepId {
@@ -256,7 +285,7 @@ pub fn last_of(phase: Phase) -> StepId {
 
 /// The phase of a journal id (None: not a step of this version).
 pub fn phase_of(id: &str) -> Option<Phase> {
-    StepId::parse(id).and_then(|id| STEPS.iter().find(|s| s.id == id).map(|s| s.phase))
+    StepId::parse(id).map(|id| id.spec().phase)
 }
 
 /// The sub-steps of `restore-etcd`, in order, each journaled on its own
@@ -283,6 +312,45 @@ mod tests {
             assert_eq!(StepId::parse(s.id.as_str()), Some(s.id));
         }
         assert_eq!(StepId::parse("no-such-step"), None);
+    }
+
+    /// The order and the ids of the journals written before the table held
+    /// the functions: a journal of then resumes at the same step.
+    #[test]
+    fn the_order_and_ids_are_the_journals() {
+        let ids: Vec<&str> = STEPS.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "preflight",
+                "selinux-permissive",
+                "stop-kubelet",
+                "remove-pods",
+                "stop-crio",
+                "wipe-crio",
+                "restore-usr-local",
+                "restore-etc",
+                "restore-extras",
+                "daemon-reload",
+                "disable-kubelet",
+                "selinux-restore",
+                "cluster-selinux-permissive",
+                "restore-kubelet",
+                "start-crio",
+                "restore-images",
+                "record-containers",
+                "restore-etcd",
+                "restart-kubelet",
+                "enable-kubelet",
+                "restart-crio",
+                "wait-containers",
+                "cluster-selinux-restore",
+                "redeploy-etcd",
+                "redeploy-kubeapiserver",
+                "redeploy-kubecontrollermanager",
+                "redeploy-kubescheduler",
+            ]
+        );
     }
 
     #[test]

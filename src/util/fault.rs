@@ -10,16 +10,7 @@
 #[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
     // Where a journal entry follows: tests check the syncs come before.
-    if let Some(p) = std::env::var_os("UPGRADE_RECOVERY_SYNC_LOG") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
-            let _ = writeln!(f, "point {name}");
-        }
-    }
+    sync_log(format_args!("point {name}"));
     if std::env::var("UPGRADE_RECOVERY_PAUSE_AT").is_ok_and(|v| v == name) {
         eprintln!("upgrade-recovery: fault injection: paused at {name}");
         std::thread::sleep(std::time::Duration::from_secs(60));

@@ -1,0 +1,41 @@
+//! `verify`: check the current backup against its manifest; a typed report,
+//! its text, its exit code.
+
+use crate::node::host::Host;
+use crate::recovery;
+use crate::store::verify::{self, Report};
+use crate::util::error::Fail;
+use anyhow::Result;
+
+/// Read every part of the current backup once; damage is in the report, not
+/// an error.
+pub fn run(host: &Host) -> Result<Report> {
+    let (_, report) = verify::verify(&host.backup_dir())?;
+    Ok(report)
+}
+
+pub fn render(report: &Report, host: &Host) -> String {
+    if report.intact {
+        format!(
+            "backup in {} is intact ({} items checked)\n",
+            report.dir,
+            report.checked.len()
+        )
+    } else {
+        format!(
+            "backup in {} is DAMAGED:\n  {}\n{}\nOn a healthy node, replace it with a new backup.\n",
+            report.dir,
+            report.problems.join("\n  "),
+            recovery::damaged_next(host)
+        )
+    }
+}
+
+/// 0 intact, 4 damaged.
+pub fn exit_code(report: &Report) -> i32 {
+    if report.intact {
+        0
+    } else {
+        Fail::Backup(String::new()).code()
+    }
+}
