@@ -42,7 +42,8 @@ pub mod testing {
         pub use crate::node::ostree::*;
     }
     pub mod recovery {
+        pub use crate::node::oc::parse_revisions;
         pub use crate::recovery::steps::ETCD_SUBSTEPS;
-        pub use crate::recovery::{parse_containers, parse_revisions, STEPS};
+        pub use crate::recovery::{parse_containers, STEPS};
     }
 }

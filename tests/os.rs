@@ -245,3 +245,59 @@ fn stateroot_cleanup_runs_the_plan_its_dry_run_prints() {
     assert!(!sb.root().join("sysroot/ostree/deploy/rhcos_4.16").exists());
     assert!(status(&sb).iter().all(|d| d.stateroot == "rhcos"));
 }
+
+/// 17.5: the same commit deployed in a second stateroot (an image-based
+/// upgrade does this; ostree numbers the serial per stateroot, so both are
+/// `<checksum>.0`) is another deployment. Booted into it, the node does not
+/// run the deployment the backup pinned: `status` says another OS is booted,
+/// `restore` refuses before any change, `rollback` does not take it for the
+/// pinned one. (When identity ignored the stateroot, all three took it for
+/// the pinned deployment.)
+#[test]
+fn the_same_commit_in_another_stateroot_is_not_the_pinned_deployment() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let pinned = status(&sb)[0].clone();
+    assert_eq!((pinned.stateroot.as_str(), pinned.pinned), ("rhcos", true));
+    sb.sh(&format!(
+        "ostree admin --sysroot=$ROOT/sysroot os-init rhcos_ibu >/dev/null && ostree admin --sysroot=$ROOT/sysroot deploy --retain --os=rhcos_ibu {} >/dev/null",
+        pinned.checksum
+    ));
+    sb.reboot();
+    let ds = status(&sb);
+    let twin = &ds[0];
+    // The sandbox's reboot boots the default: /proc/cmdline names it.
+    let cmdline = sb.sh("cat $ROOT/proc/cmdline");
+    assert!(cmdline.contains("/rhcos_ibu/"), "{cmdline}");
+    assert_eq!(
+        (twin.stateroot.as_str(), twin.checksum.as_str(), twin.serial),
+        ("rhcos_ibu", pinned.checksum.as_str(), pinned.serial),
+        "{ds:#?}"
+    );
+    assert!(
+        ds.iter().any(|d| d.stateroot == "rhcos" && d.pinned),
+        "{ds:#?}"
+    );
+
+    let (code, out, err) = sb.run(&["status"]);
+    assert!(
+        out.contains("another OS than the one of the backup is booted (rhcos_ibu "),
+        "{code} {out}{err}"
+    );
+
+    let before = tree_listing(&sb);
+    let (code, out, err) = sb.run(&["restore", "--dry-run"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("the booted OS deployment is rhcos_ibu ")
+            && err.contains("but the backup was taken on rhcos ")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+
+    let (code, out, err) = sb.run(&["rollback", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("default already"), "{out}");
+    assert_eq!(tree_listing(&sb), before, "a dry run changed the sysroot");
+}

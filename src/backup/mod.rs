@@ -176,11 +176,8 @@ pub fn refuse_after_failed_upgrade(host: &Host, tools: &Tools, dir: &Path) -> Re
     let Some(active) = os.active() else {
         return Ok(());
     };
-    let same = |d: &ostree::Deployment| {
-        d.checksum == pinned.checksum
-            && d.serial == pinned.serial
-            && d.stateroot == pinned.stateroot
-    };
+    let pinned_id = pinned.id();
+    let same = |d: &ostree::Deployment| d.is(&pinned_id);
     if same(active) || !os.deployments.iter().any(same) {
         return Ok(());
     }

@@ -30,6 +30,7 @@
 use crate::commands::stateroot;
 use crate::node::cmd::{self, Tools};
 use crate::node::host::Host;
+use crate::node::oc::{Get, List, Meta, Oc};
 use crate::util::error::Fail;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -44,8 +45,6 @@ pub const CLUSTER_ID_LABEL: &str = "config.openshift.io/clusterID";
 pub const RECLAIM_ANNOTATION: &str = "lca.openshift.io/updated-reclaim-policy";
 /// LCA's own bound on the DeleteBackupRequests (backup.go: 5 minutes).
 pub const DBR_WAIT_SECONDS: u64 = 300;
-const KUBECONFIG: &str =
-    "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig";
 
 #[derive(Debug, Serialize)]
 pub struct Condition {
@@ -69,6 +68,84 @@ pub struct Bsl {
     pub phase: String,
     pub message: String,
     pub bucket: String,
+}
+
+/// The ImageBasedUpgrade CR as `oc get -o json` gives it: the fields read
+/// here (lca.openshift.io/v1 `ImageBasedUpgrade`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct IbuObject {
+    pub metadata: Meta,
+    pub spec: Option<IbuSpec>,
+    pub status: Option<IbuStatus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct IbuSpec {
+    pub stage: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct IbuStatus {
+    pub conditions: Option<Vec<CrCondition>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CrCondition {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+/// A velero object (Backup, Restore, DeleteBackupRequest,
+/// BackupStorageLocation) or a PersistentVolume: the fields read here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Object {
+    pub metadata: Meta,
+    pub spec: Option<ObjectSpec>,
+    pub status: Option<ObjectStatus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ObjectSpec {
+    /// A BackupStorageLocation's bucket.
+    #[serde(rename = "objectStorage")]
+    pub object_storage: Option<ObjectStorage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ObjectStorage {
+    pub bucket: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ObjectStatus {
+    pub phase: Option<String>,
+    pub message: Option<String>,
+    /// A processed DeleteBackupRequest's errors.
+    pub errors: Option<Vec<String>>,
+}
+
+impl Object {
+    fn phase(&self) -> Option<&str> {
+        self.status.as_ref()?.phase.as_deref()
+    }
+    /// namespace/name, when the object has both.
+    fn obj_ref(&self) -> Option<ObjRef> {
+        Some(ObjRef {
+            namespace: self.metadata.namespace.clone()?,
+            name: self.metadata.name.clone()?,
+        })
+    }
 }
 
 /// `precache_status.json` (internal/precache/progress.go).
@@ -131,11 +208,7 @@ pub struct OadpObjects {
 
 /// The cluster ID from ClusterVersion `version`, or why it is unknown.
 fn cluster_id(host: &Host, tools: &Tools) -> Result<String> {
-    match oc_get_opt(
-        host,
-        tools,
-        &["get", "clusterversions.config.openshift.io", "version"],
-    )? {
+    match Oc::new(host, tools).get_opt::<Value>(CLUSTER_VERSION)? {
         None => bail!("ClusterVersion `version` does not exist"),
         Some(v) => parse_cluster_id(&v),
     }
@@ -150,24 +223,18 @@ fn oadp_objects(host: &Host, tools: &Tools) -> Result<OadpObjects> {
         ("Restore", "restores.velero.io"),
         ("DeleteBackupRequest", "deletebackuprequests.velero.io"),
     ] {
-        let v = list(host, tools, res, &sel)?;
-        for o in v["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            if o["metadata"]["labels"][CLUSTER_ID_LABEL].as_str() != Some(id.as_str()) {
+        let l = list(host, tools, res, &sel)?;
+        for o in l.items() {
+            if o.metadata.label(CLUSTER_ID_LABEL) != Some(id.as_str()) {
                 continue;
             }
-            let (Some(ns), Some(name)) = (
-                o["metadata"]["namespace"].as_str(),
-                o["metadata"]["name"].as_str(),
-            ) else {
+            let Some(object) = o.obj_ref() else {
                 continue;
             };
             items.push(OadpItem {
                 kind: kind.into(),
-                object: ObjRef {
-                    namespace: ns.into(),
-                    name: name.into(),
-                },
-                phase: o["status"]["phase"].as_str().unwrap_or("(no phase)").into(),
+                object,
+                phase: o.phase().unwrap_or("(no phase)").into(),
             });
         }
     }
@@ -177,63 +244,47 @@ fn oadp_objects(host: &Host, tools: &Tools) -> Result<OadpObjects> {
     })
 }
 
-pub fn oc(host: &Host, tools: &Tools) -> Result<std::process::Command> {
-    let mut c = tools.command("oc")?;
-    if std::env::var_os("KUBECONFIG").is_none() {
-        c.arg(format!("--kubeconfig={}", host.path(KUBECONFIG).display()));
-    }
-    Ok(c)
-}
-
-fn oc_json(host: &Host, tools: &Tools, args: &[&str]) -> Result<Value> {
-    let out = cmd::run_text(oc(host, tools)?.args(args).args(["-o", "json"]))?;
-    serde_json::from_str(&out).with_context(|| format!("oc {}: malformed JSON", args.join(" ")))
-}
+/// ClusterVersion `version`, which holds the cluster ID.
+const CLUSTER_VERSION: Get<'static> = Get {
+    kind: "clusterversions.config.openshift.io",
+    name: Some("version"),
+    namespace: crate::node::oc::Namespace::Default,
+    selector: None,
+};
 
 fn get_cr(host: &Host, tools: &Tools) -> Result<Cr> {
-    oc_json(
-        host,
-        tools,
-        &["get", "imagebasedupgrades.lca.openshift.io", "upgrade"],
-    )
-    .map(|v| parse_cr(&v))
+    Oc::new(host, tools)
+        .get::<IbuObject>(Get::named("imagebasedupgrades.lca.openshift.io", "upgrade"))
+        .map(|o| parse_cr(&o))
 }
 
 fn get_bsls(host: &Host, tools: &Tools) -> Result<Vec<Bsl>> {
-    oc_json(
-        host,
-        tools,
-        &[
-            "get",
-            "backupstoragelocations.velero.io",
-            "-n",
-            "openshift-adp",
-        ],
-    )
-    .map(|v| parse_bsls(&v))
+    Oc::new(host, tools)
+        .get::<List<Object>>(
+            Get::kind("backupstoragelocations.velero.io").namespace("openshift-adp"),
+        )
+        .map(|l| parse_bsls(&l))
 }
 
 /// The pure part: the CR's stage, conditions and annotations.
-pub fn parse_cr(v: &Value) -> Cr {
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+pub fn parse_cr(o: &IbuObject) -> Cr {
+    let s = |v: &Option<String>| v.clone().unwrap_or_default();
     Cr {
-        stage: s(&v["spec"]["stage"]),
-        conditions: v["status"]["conditions"]
-            .as_array()
-            .map(Vec::as_slice)
+        stage: s(&o.spec.as_ref().and_then(|p| p.stage.clone())),
+        conditions: o
+            .status
+            .as_ref()
+            .and_then(|st| st.conditions.as_deref())
             .unwrap_or_default()
             .iter()
             .map(|c| Condition {
-                kind: s(&c["type"]),
-                status: s(&c["status"]),
-                reason: s(&c["reason"]),
-                message: s(&c["message"]),
+                kind: s(&c.kind),
+                status: s(&c.status),
+                reason: s(&c.reason),
+                message: s(&c.message),
             })
             .collect(),
-        annotations: v["metadata"]["annotations"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        annotations: o.metadata.annotations.clone().unwrap_or_default(),
     }
 }
 
@@ -248,24 +299,23 @@ impl Cr {
     }
 }
 
-pub fn parse_bsls(v: &Value) -> Vec<Bsl> {
-    v["items"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+pub fn parse_bsls(l: &List<Object>) -> Vec<Bsl> {
+    l.items()
         .iter()
         .map(|b| Bsl {
-            name: b["metadata"]["name"].as_str().unwrap_or("?").to_string(),
-            phase: b["status"]["phase"]
-                .as_str()
-                .unwrap_or("Unknown")
-                .to_string(),
-            message: b["status"]["message"]
-                .as_str()
+            name: b.metadata.name.as_deref().unwrap_or("?").to_string(),
+            phase: b.phase().unwrap_or("Unknown").to_string(),
+            message: b
+                .status
+                .as_ref()
+                .and_then(|st| st.message.as_deref())
                 .unwrap_or_default()
                 .to_string(),
-            bucket: b["spec"]["objectStorage"]["bucket"]
-                .as_str()
+            bucket: b
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.object_storage.as_ref())
+                .and_then(|os| os.bucket.as_deref())
                 .unwrap_or("?")
                 .to_string(),
         })
@@ -295,31 +345,20 @@ impl std::fmt::Display for ObjRef {
 
 /// Items of a List that carry `label=value` (the shim and real oc filter
 /// with `-l` already; checked again so a wider answer never widens a delete).
-pub fn labelled(v: &Value, label: &str, value: &str) -> Vec<ObjRef> {
-    v["items"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+pub fn labelled(l: &List<Object>, label: &str, value: &str) -> Vec<ObjRef> {
+    l.items()
         .iter()
-        .filter(|o| o["metadata"]["labels"][label].as_str() == Some(value))
-        .filter_map(|o| {
-            Some(ObjRef {
-                namespace: o["metadata"]["namespace"].as_str()?.to_string(),
-                name: o["metadata"]["name"].as_str()?.to_string(),
-            })
-        })
+        .filter(|o| o.metadata.label(label) == Some(value))
+        .filter_map(Object::obj_ref)
         .collect()
 }
 
 /// PVs whose reclaim policy LCA changed (annotation value "true").
-pub fn reclaim_changed(v: &Value) -> Vec<String> {
-    v["items"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+pub fn reclaim_changed(l: &List<Object>) -> Vec<String> {
+    l.items()
         .iter()
-        .filter(|o| o["metadata"]["annotations"][RECLAIM_ANNOTATION].as_str() == Some("true"))
-        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
+        .filter(|o| o.metadata.annotation(RECLAIM_ANNOTATION) == Some("true"))
+        .filter_map(|o| o.metadata.name.clone())
         .collect()
 }
 
@@ -457,69 +496,6 @@ pub fn render_status(st: &Status) -> String {
     s
 }
 
-/// `oc get` of one object: None when the server says NotFound.
-fn oc_get_opt(host: &Host, tools: &Tools, args: &[&str]) -> Result<Option<Value>> {
-    let mut c = oc(host, tools)?;
-    c.args(args).args(["-o", "json"]);
-    let out = c
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start `oc {}`", args.join(" ")))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("(NotFound)") {
-            return Ok(None);
-        }
-        bail!("`oc {}` failed: {}", args.join(" "), err.trim());
-    }
-    serde_json::from_slice(&out.stdout)
-        .map(Some)
-        .with_context(|| format!("oc {}: malformed JSON", args.join(" ")))
-}
-
-/// `oc delete`; an object already gone counts as deleted.
-fn oc_delete(host: &Host, tools: &Tools, resource: &str, o: &ObjRef) -> Result<()> {
-    let out = oc(host, tools)?
-        .args(["delete", resource, &o.name, "-n", &o.namespace])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .context("cannot start `oc delete`")?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() || err.contains("(NotFound)") {
-        return Ok(());
-    }
-    bail!(
-        "`oc delete {resource} {} -n {}` failed: {}",
-        o.name,
-        o.namespace,
-        err.trim()
-    )
-}
-
-fn oc_create(host: &Host, tools: &Tools, obj: &Value) -> Result<()> {
-    use std::io::Write as _;
-    let mut child = oc(host, tools)?
-        .args(["create", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot start `oc create -f -`")?;
-    child
-        .stdin
-        .take()
-        .context("oc stdin")?
-        .write_all(obj.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "`oc create -f -` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 /// One change of the cleanup. The plan is a list of these, built and
 /// checked before the first is carried out.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -615,11 +591,9 @@ pub struct CleanupReport {
 /// This cluster's objects of `resource` in every namespace; none when the
 /// resource does not exist (OADP not installed: LCA's `CleanupBackups` and
 /// `CleanupDeleteBackupRequests` treat that as nothing to clean up).
-fn list(host: &Host, tools: &Tools, resource: &str, selector: &str) -> Result<Value> {
-    match oc_json(host, tools, &["get", resource, "-A", "-l", selector]) {
-        Err(e) if format!("{e:#}").contains("doesn't have a resource type") => {
-            Ok(json!({"items": []}))
-        }
+fn list(host: &Host, tools: &Tools, resource: &str, selector: &str) -> Result<List<Object>> {
+    match Oc::new(host, tools).get::<List<Object>>(Get::kind(resource).all_labelled(selector)) {
+        Err(e) if format!("{e:#}").contains("doesn't have a resource type") => Ok(List::empty()),
         r => r,
     }
 }
@@ -641,12 +615,9 @@ pub fn plan(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Plan> {
         ))
         .into());
     }
-    let cv = oc_get_opt(
-        host,
-        tools,
-        &["get", "clusterversions.config.openshift.io", "version"],
-    )
-    .context("reading ClusterVersion `version`; nothing was changed")?;
+    let cv = Oc::new(host, tools)
+        .get_opt::<Value>(CLUSTER_VERSION)
+        .context("reading ClusterVersion `version`; nothing was changed")?;
     let cluster_id = match cv {
         None => bail!(
             "ClusterVersion `version` does not exist: the cluster ID that marks this upgrade's Backups ({CLUSTER_ID_LABEL}) is unknown, so no Backup can be told apart from the user's own; nothing was changed. Check with `oc get clusterversion version -o yaml`"
@@ -673,7 +644,8 @@ pub fn plan(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Plan> {
         CLUSTER_ID_LABEL,
         &cluster_id,
     );
-    let pvs = reclaim_changed(&oc_json(host, tools, &["get", "persistentvolumes"])?);
+    let pvs =
+        reclaim_changed(&Oc::new(host, tools).get::<List<Object>>(Get::kind("persistentvolumes"))?);
     let mut notes = Vec::new();
     let mut unavailable = Vec::new();
     if !backups.is_empty() {
@@ -782,33 +754,21 @@ pub fn plan(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Plan> {
 /// Wait until Velero has processed the DeleteBackupRequest and the Backup is
 /// gone (backup.go: `waitForDeleteBackupRequests`, `ensureBackupsDeleted`).
 fn wait_deleted(host: &Host, tools: &Tools, b: &ObjRef, limit: u64) -> Result<()> {
+    let oc = Oc::new(host, tools);
     let start = Instant::now();
     let mut phase = String::from("(no status yet)");
     loop {
-        let dbr = oc_get_opt(
-            host,
-            tools,
-            &[
-                "get",
-                "deletebackuprequests.velero.io",
-                &b.name,
-                "-n",
-                &b.namespace,
-            ],
+        let dbr = oc.get_opt::<Object>(
+            Get::named("deletebackuprequests.velero.io", &b.name).namespace(&b.namespace),
         )?;
         if let Some(d) = &dbr {
-            phase = d["status"]["phase"]
-                .as_str()
-                .unwrap_or("(no status yet)")
-                .to_string();
+            phase = d.phase().unwrap_or("(no status yet)").to_string();
             if phase == "Processed" {
-                let errors: Vec<String> = d["status"]["errors"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|e| e.as_str().unwrap_or_default().to_string())
-                    .collect();
+                let errors: &[String] = d
+                    .status
+                    .as_ref()
+                    .and_then(|st| st.errors.as_deref())
+                    .unwrap_or_default();
                 if !errors.is_empty() {
                     bail!(
                         "Velero processed DeleteBackupRequest {b} with errors: {}",
@@ -817,11 +777,8 @@ fn wait_deleted(host: &Host, tools: &Tools, b: &ObjRef, limit: u64) -> Result<()
                 }
             }
         }
-        let backup = oc_get_opt(
-            host,
-            tools,
-            &["get", "backups.velero.io", &b.name, "-n", &b.namespace],
-        )?;
+        let backup =
+            oc.get_opt::<Object>(Get::named("backups.velero.io", &b.name).namespace(&b.namespace))?;
         if backup.is_none() && (dbr.is_none() || phase == "Processed") {
             return Ok(());
         }
@@ -838,45 +795,35 @@ fn wait_deleted(host: &Host, tools: &Tools, b: &ObjRef, limit: u64) -> Result<()
 }
 
 fn execute(host: &Host, tools: &Tools, plan: &Plan, a: &Action) -> Result<()> {
+    let oc = Oc::new(host, tools);
+    let delete = |kind: &str, o: &ObjRef| oc.delete(kind, &o.name, &o.namespace);
     match a {
         Action::DeleteDeleteBackupRequest { object } => {
-            oc_delete(host, tools, "deletebackuprequests.velero.io", object)
+            delete("deletebackuprequests.velero.io", object)
         }
         Action::DeleteBackupAndData {
             object,
             wait_seconds,
         } => {
-            oc_create(
-                host,
-                tools,
-                &json!({
+            oc.create(&json!({
                     "apiVersion": "velero.io/v1",
                     "kind": "DeleteBackupRequest",
                     "metadata": {"name": object.name, "namespace": object.namespace,
                                  "labels": {CLUSTER_ID_LABEL: plan.cluster_id}},
                     "spec": {"backupName": object.name},
-                }),
-            )?;
+            }))?;
             wait_deleted(host, tools, object, *wait_seconds)?;
-            oc_delete(host, tools, "deletebackuprequests.velero.io", object)
+            delete("deletebackuprequests.velero.io", object)
         }
-        Action::DeleteBackupCrOnly { object } => {
-            oc_delete(host, tools, "backups.velero.io", object)
-        }
-        Action::DeleteRestore { object } => oc_delete(host, tools, "restores.velero.io", object),
-        Action::RestoreReclaimPolicy { pv } => cmd::run(
-            oc(host, tools)?.args([
-                "patch",
-                "persistentvolumes",
-                pv,
-                "--type=merge",
-                "-p",
-                &json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"},
-                    "metadata": {"annotations": {RECLAIM_ANNOTATION: null}}})
-                .to_string(),
-            ]),
-        )
-        .map(drop),
+        Action::DeleteBackupCrOnly { object } => delete("backups.velero.io", object),
+        Action::DeleteRestore { object } => delete("restores.velero.io", object),
+        Action::RestoreReclaimPolicy { pv } => oc.patch_merge(
+            "persistentvolumes",
+            pv,
+            &json!({"spec": {"persistentVolumeReclaimPolicy": "Delete"},
+                "metadata": {"annotations": {RECLAIM_ANNOTATION: null}}})
+            .to_string(),
+        ),
         Action::RemoveStateroot { name } => stateroot::cleanup(host, tools, name, false).map(drop),
         Action::RpmOstreeCleanup => {
             cmd::run(tools.command("rpm-ostree")?.args(["cleanup", "-b"])).map(drop)
@@ -891,14 +838,12 @@ fn execute(host: &Host, tools: &Tools, plan: &Plan, a: &Action) -> Result<()> {
             };
             r.with_context(|| format!("removing {}", p.display()))
         }
-        Action::Annotate => cmd::run(oc(host, tools)?.args([
-            "annotate",
+        Action::Annotate => oc.annotate(
             "imagebasedupgrades.lca.openshift.io",
             "upgrade",
-            &format!("{ANNOTATION}="),
-            "--overwrite",
-        ]))
-        .map(drop),
+            ANNOTATION,
+            "",
+        ),
     }
 }
 
@@ -999,6 +944,68 @@ mod tests {
         }
     }
 
+    /// The CR, the storage locations and the PVs as `oc get -o json` gives
+    /// them (fields LCA and velero set; extra fields ignored, absent ones
+    /// shown as unknown).
+    #[test]
+    fn ibu_cr_bsls_and_pvs_as_oc_gives_them() {
+        let cr: IbuObject = serde_json::from_value(json!({
+            "apiVersion": "lca.openshift.io/v1", "kind": "ImageBasedUpgrade",
+            "metadata": {"name": "upgrade", "annotations": {ANNOTATION: ""}, "generation": 3},
+            "spec": {"stage": "Idle", "seedImageRef": {"image": "quay.io/seed:4.17"}},
+            "status": {"conditions": [
+                {"type": "Idle", "status": "False", "reason": "AbortFailed", "message": "failed to delete OADP backups", "lastTransitionTime": "2024-06-25T19:23:00Z"},
+                {"type": "Upgrade", "status": "False"}]}
+        }))
+        .unwrap();
+        let cr = parse_cr(&cr);
+        assert_eq!(cr.stage, "Idle");
+        assert_eq!(cr.failed_reason(), Some("AbortFailed"));
+        assert_eq!(
+            (
+                cr.conditions[1].kind.as_str(),
+                cr.conditions[1].reason.as_str()
+            ),
+            ("Upgrade", "")
+        );
+        assert!(cr.annotations.contains_key(ANNOTATION));
+        let empty = parse_cr(&serde_json::from_value(json!({"metadata": {}})).unwrap());
+        assert!(empty.stage.is_empty() && empty.conditions.is_empty());
+
+        let bsls: List<Object> = serde_json::from_value(json!({"items": [
+            {"metadata": {"name": "default", "namespace": "openshift-adp"},
+             "spec": {"provider": "aws", "objectStorage": {"bucket": "b", "prefix": "p"}},
+             "status": {"phase": "Unavailable", "message": "dial tcp: i/o timeout"}},
+            {"metadata": {"name": "second"}}]}))
+        .unwrap();
+        let b = parse_bsls(&bsls);
+        assert_eq!(
+            (
+                b[0].name.as_str(),
+                b[0].phase.as_str(),
+                b[0].bucket.as_str()
+            ),
+            ("default", "Unavailable", "b")
+        );
+        assert_eq!(b[0].message, "dial tcp: i/o timeout");
+        assert_eq!(
+            (
+                b[1].phase.as_str(),
+                b[1].bucket.as_str(),
+                b[1].message.as_str()
+            ),
+            ("Unknown", "?", "")
+        );
+
+        let pvs: List<Object> = serde_json::from_value(json!({"items": [
+            {"metadata": {"name": "pv-lvms", "annotations": {RECLAIM_ANNOTATION: "true"}}},
+            {"metadata": {"name": "pv-other", "annotations": {RECLAIM_ANNOTATION: "false"}}},
+            {"metadata": {"name": "pv-plain"}}]}))
+        .unwrap();
+        assert_eq!(reclaim_changed(&pvs), ["pv-lvms"]);
+        assert!(reclaim_changed(&List::empty()).is_empty());
+    }
+
     #[test]
     fn cluster_id_and_labels() {
         assert_eq!(
@@ -1013,11 +1020,13 @@ mod tests {
         ] {
             assert!(parse_cluster_id(&bad).is_err());
         }
-        let l = json!({"items": [
+        let l = serde_json::from_value(json!({"items": [
             {"metadata": {"name": "a", "namespace": "n", "labels": {CLUSTER_ID_LABEL: "id"}}},
             {"metadata": {"name": "b", "namespace": "n", "labels": {CLUSTER_ID_LABEL: "other"}}},
             {"metadata": {"name": "c", "namespace": "n"}},
-        ]});
+            {"metadata": {"name": "d", "labels": {CLUSTER_ID_LABEL: "id"}}},
+        ]}))
+        .unwrap();
         assert_eq!(
             labelled(&l, CLUSTER_ID_LABEL, "id"),
             vec![ObjRef {

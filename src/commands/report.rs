@@ -397,7 +397,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     b.add(
         "containers.json",
         if tools.has("crictl") {
-            cmd::run_text(tools.command("crictl")?.args(["ps", "-a", "-o", "json"]))
+            crate::node::crictl::Crictl::new(&tools).ps_all_raw()
         } else {
             Err(anyhow::anyhow!("crictl not found"))
         },
@@ -454,7 +454,8 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
         ] {
             b.add(
                 file,
-                ibu::oc(host, &tools).and_then(|mut c| cmd::run_text(c.args(&args))),
+                crate::node::oc::command(host, &tools)
+                    .and_then(|mut c| cmd::run_text(c.args(&args))),
             );
         }
     }

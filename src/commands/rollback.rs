@@ -39,7 +39,7 @@ pub struct Plan {
 }
 
 fn same(a: &Deployment, b: &Deployment) -> bool {
-    a.checksum == b.checksum && a.serial == b.serial && a.stateroot == b.stateroot
+    a.is(&b.id())
 }
 
 /// The deployment to go back to: the one the backup pinned, else the only
@@ -50,7 +50,7 @@ fn target(host: &Host, os: &OsState) -> Result<Deployment> {
             return os
                 .deployments
                 .iter()
-                .find(|d| d.checksum == p.checksum && d.serial == p.serial)
+                .find(|d| d.is(&p.id()))
                 .cloned()
                 .with_context(|| {
                     format!(

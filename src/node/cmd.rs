@@ -56,6 +56,14 @@ impl Tools {
         Ok(Tools { found })
     }
 
+    /// Tools with `name` resolved to `path` (unit tests of the adapters).
+    #[cfg(test)]
+    pub fn with(name: &'static str, path: PathBuf) -> Tools {
+        Tools {
+            found: BTreeMap::from([(name, path)]),
+        }
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.found.contains_key(name)
     }
@@ -125,26 +133,98 @@ fn tail(bytes: &[u8], lines: usize) -> String {
         .join("\n")
 }
 
-/// Run to completion; stdout on success, a descriptive error otherwise.
-pub fn run(cmd: &mut Command) -> Result<Vec<u8>> {
-    let line = describe(cmd);
-    log::debug!("run: {line}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("cannot start `{line}`"))?;
-    if !out.status.success() {
-        let err = tail(&out.stderr, 8);
-        bail!(
-            "`{line}` failed ({}){}{}",
-            out.status,
+/// What a program did: its exit status and both outputs.
+pub struct Output {
+    /// The command line, as the error messages name it.
+    pub line: String,
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// The error [`run`] gives for a failure: the command line, the exit
+    /// status and the last lines of stderr.
+    pub fn error(&self) -> anyhow::Error {
+        let err = tail(&self.stderr, 8);
+        anyhow::anyhow!(
+            "`{}` failed ({}){}{}",
+            self.line,
+            self.status,
             if err.is_empty() { "" } else { ":\n" },
             err
-        );
+        )
     }
-    Ok(out.stdout)
+
+    /// stdout when the program succeeded, else [`Output::error`].
+    pub fn into_stdout(self) -> Result<Vec<u8>> {
+        if self.success() {
+            Ok(self.stdout)
+        } else {
+            Err(self.error())
+        }
+    }
+}
+
+/// Run to completion and return what it did, failed or not (for callers
+/// that read the exit status or tell a failure apart by its stderr); only a
+/// program that cannot start is an error.
+pub fn output(cmd: &mut Command) -> Result<Output> {
+    output_with_stdin(cmd, None)
+}
+
+fn output_with_stdin(cmd: &mut Command, input: Option<&[u8]>) -> Result<Output> {
+    let line = describe(cmd);
+    log::debug!("run: {line}");
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let out = match input {
+        None => cmd.output(),
+        Some(bytes) => {
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("cannot start `{line}`"))?;
+            // Written on a thread: a program that answers before it has read
+            // all its input would otherwise block us both on full pipes.
+            let stdin = child.stdin.take();
+            let bytes = bytes.to_vec();
+            let writer = std::thread::spawn(move || {
+                if let Some(mut w) = stdin {
+                    use std::io::Write as _;
+                    let _ = w.write_all(&bytes);
+                }
+            });
+            let out = child.wait_with_output();
+            let _ = writer.join();
+            out
+        }
+    }
+    .with_context(|| format!("cannot start `{line}`"))?;
+    Ok(Output {
+        line,
+        status: out.status,
+        stdout: out.stdout,
+        stderr: out.stderr,
+    })
+}
+
+/// Run to completion; stdout on success, a descriptive error otherwise.
+pub fn run(cmd: &mut Command) -> Result<Vec<u8>> {
+    output(cmd)?.into_stdout()
+}
+
+/// [`run`] with `input` on the program's stdin.
+pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Vec<u8>> {
+    output_with_stdin(cmd, Some(input))?.into_stdout()
 }
 
 /// Run and return stdout as text.
@@ -238,6 +318,45 @@ mod tests {
     use super::*;
 
     const MIB: usize = 1 << 20;
+
+    #[test]
+    fn run_failure_names_the_command_line_and_stderr_tail() {
+        let err = run(Command::new("sh").args(["-c", "echo gone >&2; exit 4"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "`sh -c 'echo gone >&2; exit 4'` failed (exit status: 4):\ngone"
+        );
+    }
+
+    #[test]
+    fn output_returns_a_failure_without_failing() {
+        let out =
+            output(Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"])).unwrap();
+        assert!(!out.success());
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        assert!(out
+            .error()
+            .to_string()
+            .contains("failed (exit status: 3):\nerr"));
+    }
+
+    #[test]
+    fn run_with_stdin_feeds_the_program() {
+        let big = vec![b'y'; MIB];
+        let out = run_with_stdin(Command::new("wc").arg("-c"), &big).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().trim(), MIB.to_string());
+        let err = run_with_stdin(
+            Command::new("sh").args(["-c", "cat >/dev/null; echo no >&2; exit 1"]),
+            b"x",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.ends_with("failed (exit status: 1):\nno"), "{err}");
+    }
 
     // A program writing 1 MiB (16 pipe buffers) before it exits: the limit is
     // far above what it needs, so only a stall can make it fail.

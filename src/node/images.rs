@@ -217,15 +217,10 @@ impl Store {
 
 /// The image references of the node's running containers.
 pub fn running(tools: &Tools) -> Result<Vec<String>> {
-    let out = cmd::run_text(tools.command("crictl")?.args(["ps", "-o", "json"]))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&out).context("crictl ps -o json: malformed JSON")?;
-    let mut refs: Vec<String> = v["containers"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let mut refs: Vec<String> = crate::node::crictl::Crictl::new(tools)
+        .ps()?
         .iter()
-        .filter_map(|c| c["image"]["image"].as_str().map(str::to_string))
+        .filter_map(|c| c.image_ref().map(str::to_string))
         .filter(|r| !r.is_empty())
         .collect();
     refs.sort();

@@ -7,6 +7,37 @@ use crate::node::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+/// Which deployment: its directory `ostree/deploy/<stateroot>/deploy/<checksum>.<serial>`.
+///
+/// The stateroot is part of it: ostree numbers the serial per stateroot
+/// (`allocate_deployserial` in ostreedev/ostree
+/// `src/libostree/ostree-sysroot-deploy.c` lists the deployment dirs of the
+/// one osname), so the same commit deployed in two stateroots (an
+/// image-based upgrade does that) is `<checksum>.0` in both.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeploymentId {
+    pub stateroot: String,
+    pub checksum: String,
+    pub serial: u32,
+}
+
+impl std::fmt::Display for DeploymentId {
+    /// `<stateroot> <checksum>.<serial>`, as ostree prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}.{}", self.stateroot, self.checksum, self.serial)
+    }
+}
+
+impl From<booted::DeploymentRef> for DeploymentId {
+    fn from(r: booted::DeploymentRef) -> Self {
+        DeploymentId {
+            stateroot: r.stateroot,
+            checksum: r.checksum,
+            serial: r.serial,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     /// Position in the list; 0 is the default (the next boot).
@@ -24,9 +55,20 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    pub fn id(&self) -> DeploymentId {
+        DeploymentId {
+            stateroot: self.stateroot.clone(),
+            checksum: self.checksum.clone(),
+            serial: self.serial,
+        }
+    }
+    /// Whether this is the deployment `id` names (stateroot included).
+    pub fn is(&self, id: &DeploymentId) -> bool {
+        self.stateroot == id.stateroot && self.checksum == id.checksum && self.serial == id.serial
+    }
     /// `<stateroot> <checksum>.<serial>`, as ostree prints it.
     pub fn name(&self) -> String {
-        format!("{} {}.{}", self.stateroot, self.checksum, self.serial)
+        self.id().to_string()
     }
     pub fn short(&self) -> String {
         format!(
@@ -265,14 +307,10 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
     let cmdline = host.path("/proc/cmdline");
     match booted::from_cmdline(&cmdline, &host.sysroot())? {
         Karg::Found(r) => {
-            let Some(i) = deployments.iter().position(|d| {
-                d.stateroot == r.stateroot && d.checksum == r.checksum && d.serial == r.serial
-            }) else {
+            let r = DeploymentId::from(r);
+            let Some(i) = deployments.iter().position(|d| d.is(&r)) else {
                 bail!(
-                    "/proc/cmdline names the booted deployment {} {}.{}, which `ostree admin status` does not list; nothing was changed; run `ostree admin status` and `cat /proc/cmdline` to compare",
-                    r.stateroot,
-                    r.checksum,
-                    r.serial
+                    "/proc/cmdline names the booted deployment {r}, which `ostree admin status` does not list; nothing was changed; run `ostree admin status` and `cat /proc/cmdline` to compare"
                 );
             };
             for (j, d) in deployments.iter_mut().enumerate() {
@@ -299,10 +337,7 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
         let json = cmd::run_text(tools.command("rpm-ostree")?.args(["status", "--json"]))?;
         let rpm = parse_rpm_ostree_json(&json)?;
         let same = rpm.len() == deployments.len()
-            && rpm
-                .iter()
-                .zip(&deployments)
-                .all(|(a, b)| a.checksum == b.checksum && a.serial == b.serial);
+            && rpm.iter().zip(&deployments).all(|(a, b)| a.is(&b.id()));
         if !same {
             bail!("rpm-ostree and ostree disagree about the deployments; run `ostree admin status` and `rpm-ostree status` to compare");
         }
@@ -359,22 +394,12 @@ pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<S
     let first = read(host, tools)?;
     let keep = first
         .active()
-        .cloned()
+        .map(Deployment::id)
         .context("ostree admin status lists no deployment")?;
     let mut removed = Vec::new();
     for _ in 0..64 {
         let now = read(host, tools)?;
-        let Some(victim) = now
-            .deployments
-            .iter()
-            .rev()
-            .find(|d| {
-                !(d.checksum == keep.checksum
-                    && d.serial == keep.serial
-                    && d.stateroot == keep.stateroot)
-            })
-            .cloned()
-        else {
+        let Some(victim) = now.deployments.iter().rev().find(|d| !d.is(&keep)).cloned() else {
             break;
         };
         if victim.booted {
@@ -394,7 +419,7 @@ pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<S
     let kept = now
         .deployments
         .iter()
-        .find(|d| d.checksum == keep.checksum && d.serial == keep.serial)
+        .find(|d| d.is(&keep))
         .cloned()
         .context("the kept deployment disappeared")?;
     if now.deployments.len() != 1 {
@@ -409,7 +434,7 @@ pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<S
     let pinned = read(host, tools)?
         .deployments
         .into_iter()
-        .find(|d| d.checksum == keep.checksum && d.serial == keep.serial)
+        .find(|d| d.is(&keep))
         .filter(|d| d.pinned)
         .context("pinning the kept deployment did not take")?;
     Ok((pinned, removed))
@@ -422,7 +447,7 @@ pub fn undeploy(host: &Host, tools: &Tools, d: &Deployment) -> Result<()> {
     let cur = now
         .deployments
         .get(d.index)
-        .filter(|c| c.checksum == d.checksum && c.serial == d.serial && c.stateroot == d.stateroot)
+        .filter(|c| c.is(&d.id()))
         .with_context(|| format!("deployment index {} no longer names {}", d.index, d.short()))?;
     if cur.booted {
         bail!(
@@ -432,4 +457,25 @@ pub fn undeploy(host: &Host, tools: &Tools, d: &Deployment) -> Result<()> {
     }
     log::info!("undeploying {} (index {})", d.short(), d.index);
     admin(host, tools, &["undeploy".into(), d.index.to_string()]).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two stateroots deploying the same commit both have serial 0 (ostree
+    /// numbers serials per stateroot); they are two deployments.
+    #[test]
+    fn the_same_commit_in_two_stateroots_is_two_deployments() {
+        let c = "a".repeat(64);
+        let text =
+            format!("* rhcos_4.17 {c}.0\n    Version: 417\n  rhcos {c}.0\n    Version: 416\n");
+        let ds = parse_admin_status(&text).unwrap();
+        assert_eq!((ds[0].checksum.as_str(), ds[0].serial), (c.as_str(), 0));
+        assert_eq!((ds[1].checksum.as_str(), ds[1].serial), (c.as_str(), 0));
+        assert_ne!(ds[0].id(), ds[1].id());
+        assert!(ds[0].is(&ds[0].id()) && !ds[0].is(&ds[1].id()));
+        assert_eq!(ds[1].id().to_string(), format!("rhcos {c}.0"));
+        assert_eq!(ds[1].name(), format!("rhcos {c}.0"));
+    }
 }

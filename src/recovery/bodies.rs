@@ -4,6 +4,8 @@
 //! calls it without knowing any of this.
 
 use super::*;
+use crate::node::crictl::Crictl;
+use crate::node::oc::{Get, Oc, Operators};
 use std::path::Path;
 
 impl Ctx<'_> {
@@ -12,11 +14,8 @@ impl Ctx<'_> {
     }
 
     pub(super) fn is_active(&self, unit: &str) -> Result<bool> {
-        let out = self
-            .tools
-            .command("systemctl")?
-            .args(["is-active", unit])
-            .output()?;
+        // Not active is a non-zero exit with the state on stdout.
+        let out = cmd::output(self.tools.command("systemctl")?.args(["is-active", unit]))?;
         Ok(String::from_utf8_lossy(&out.stdout).trim() == "active")
     }
 
@@ -42,7 +41,7 @@ impl Ctx<'_> {
             log::info!("crio is not running: no pods to remove");
             return Ok(());
         }
-        cmd::run(self.tools.command("crictl")?.args(["rmp", "-fa"])).map(drop)
+        Crictl::new(&self.tools).remove_all_pods()
     }
 
     pub(super) fn stop_crio(&mut self) -> Result<()> {
@@ -283,8 +282,7 @@ impl Ctx<'_> {
     }
 
     pub(super) fn containers(&self) -> Result<BTreeMap<String, String>> {
-        let out = cmd::run_text(self.tools.command("crictl")?.args(["ps", "-o", "json"]))?;
-        parse_containers(&out)
+        Ok(control_plane(&Crictl::new(&self.tools).ps()?))
     }
 
     pub(super) fn wait_until(
@@ -389,13 +387,9 @@ impl Ctx<'_> {
         // 2. Wait until the etcd containers are gone.
         self.sub("etcd-stopped", |c| {
             c.wait_until("the etcd containers to stop", || {
-                let out = cmd::run_text(c.tools.command("crictl")?.args([
-                    "ps",
-                    "--label",
-                    "io.kubernetes.container.name=etcd",
-                    "-q",
-                ]))?;
-                Ok(out.trim().is_empty())
+                Ok(Crictl::new(&c.tools)
+                    .ids_labelled("io.kubernetes.container.name=etcd")?
+                    .is_empty())
             })
         })?;
         // 3. Keep the current data: /var/lib/etcd/member -> /var/lib/etcd-backup/member.
@@ -493,20 +487,15 @@ impl Ctx<'_> {
         self.j.save(&self.dir)
     }
 
-    pub(super) fn oc(&self) -> Result<std::process::Command> {
-        let mut c = self.tools.command("oc")?;
-        if std::env::var_os("KUBECONFIG").is_none() {
-            c.arg(format!(
-                "--kubeconfig={}",
-                self.host.path(KUBECONFIG).display()
-            ));
-        }
-        Ok(c)
+    pub(super) fn oc(&self) -> Oc<'_> {
+        Oc::new(self.host, &self.tools)
     }
 
     pub(super) fn revisions(&self, kind: &str) -> Result<(i64, i64)> {
-        let out = cmd::run_text(self.oc()?.args(["get", kind, "-o", "json"]))?;
-        parse_revisions(&out).with_context(|| format!("oc get {kind}"))
+        self.oc()
+            .get::<Operators>(Get::kind(kind))?
+            .revisions()
+            .with_context(|| format!("oc get {kind}"))
     }
 
     pub(super) fn redeploy(&mut self, kind: &str) -> Result<()> {
@@ -526,15 +515,9 @@ impl Ctx<'_> {
                 // The target is recorded only once the patch that makes it
                 // succeeded: a failed patch is not a redeployment to wait
                 // for, and `--resume` patches again.
-                cmd::run(self.oc()?.args([
-                    "patch",
-                    kind,
-                    "cluster",
-                    "--type=merge",
-                    "-p",
-                    &reason,
-                ]))
-                .with_context(|| {
+                self.oc()
+                    .patch_merge(kind, "cluster", &reason)
+                    .with_context(|| {
                     format!("asking {kind} for a new revision (oc patch {kind} cluster) failed; nothing is recorded, `--resume` asks again")
                 })?;
                 fault::point(&format!("redeploy-{kind}:patched"));
@@ -620,7 +603,7 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         return Ok(());
     };
     let active = os.active().context("no OS deployment found")?;
-    if active.checksum == pinned.checksum && active.serial == pinned.serial {
+    if active.is(&pinned.id()) {
         return Ok(());
     }
     let what = if active.booted { "booted" } else { "default" };

@@ -57,8 +57,6 @@ pub const CONTAINERS: [&str; 5] = [
 const CLUSTER_RESTORE: &str = "/usr/local/bin/cluster-restore.sh";
 const ETCD_MANIFEST: &str = "/etc/kubernetes/manifests/etcd-pod.yaml";
 const ETCD_MANIFEST_ASIDE: &str = "/var/lib/etcd-backup/etcd-pod.yaml";
-const KUBECONFIG: &str =
-    "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 pub enum EtcdRestore {
@@ -716,40 +714,14 @@ impl Ctx<'_> {
 
 /// Names to ids of the control-plane containers in `crictl ps -o json`.
 pub fn parse_containers(json: &str) -> Result<BTreeMap<String, String>> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).context("crictl ps -o json: malformed JSON")?;
-    let mut out = BTreeMap::new();
-    for c in v["containers"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let name = c["metadata"]["name"].as_str().unwrap_or_default();
-        if CONTAINERS.contains(&name)
-            && c["state"].as_str().is_none_or(|s| s == "CONTAINER_RUNNING")
-        {
-            if let Some(id) = c["id"].as_str() {
-                out.insert(name.to_string(), id.to_string());
-            }
-        }
-    }
-    Ok(out)
+    Ok(control_plane(&crate::node::crictl::parse_ps(json)?))
 }
 
-/// (currentRevision of the first node, latestAvailableRevision) of an
-/// operator list or object from `oc get ... -o json`.
-pub fn parse_revisions(json: &str) -> Result<(i64, i64)> {
-    let v: serde_json::Value = serde_json::from_str(json).context("malformed JSON")?;
-    let obj = if v["items"].is_array() {
-        &v["items"][0]
-    } else {
-        &v
-    };
-    let cur = obj["status"]["nodeStatuses"][0]["currentRevision"]
-        .as_i64()
-        .context("no .status.nodeStatuses[0].currentRevision")?;
-    let latest = obj["status"]["latestAvailableRevision"]
-        .as_i64()
-        .context("no .status.latestAvailableRevision")?;
-    Ok((cur, latest))
+/// Names to ids of the running control-plane containers.
+pub fn control_plane(containers: &[crate::node::crictl::Container]) -> BTreeMap<String, String> {
+    containers
+        .iter()
+        .filter(|c| CONTAINERS.contains(&c.name()) && c.running())
+        .filter_map(|c| Some((c.name().to_string(), c.id.clone()?)))
+        .collect()
 }

@@ -247,9 +247,8 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         &pinned.checksum[..pinned.checksum.len().min(12)],
         pinned.serial
     );
-    let is_pinned = |d: &crate::node::ostree::Deployment| {
-        d.checksum == pinned.checksum && d.serial == pinned.serial
-    };
+    let pinned_id = pinned.id();
+    let is_pinned = |d: &crate::node::ostree::Deployment| d.is(&pinned_id);
     if !os.deployments.iter().any(is_pinned) {
         return a(
             State::PinnedDeploymentGone {

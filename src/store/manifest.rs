@@ -47,6 +47,17 @@ pub struct PinnedDeployment {
     pub version: Option<String>,
 }
 
+impl PinnedDeployment {
+    /// Which deployment was pinned (stateroot included).
+    pub fn id(&self) -> crate::node::ostree::DeploymentId {
+        crate::node::ostree::DeploymentId {
+            stateroot: self.stateroot.clone(),
+            checksum: self.checksum.clone(),
+            serial: self.serial,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EtcdSnapshot {
     /// `file`, `size`, `sha256` in the JSON, as before the Blob.

@@ -1,0 +1,396 @@
+//! The cluster through `oc`: the kubeconfig the node's own API server
+//! certificates give (defined here once), typed gets, and the changes the
+//! tool makes (patch, annotate, create, delete).
+//!
+//! Running `oc` is here; what its JSON means is in pure parsers (here
+//! [`parse_revisions`], the IBU/OADP ones in `commands/ibu.rs`), tested on
+//! captured and generated JSON. Every failure names the command line (so
+//! the object) and the last lines of what oc said (`cmd::Output::error`).
+
+use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::Command;
+
+/// The node's localhost kubeconfig, used unless `KUBECONFIG` is set.
+pub const KUBECONFIG: &str =
+    "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig";
+
+/// `oc` with the node's kubeconfig (unless `KUBECONFIG` is set).
+pub fn command(host: &Host, tools: &Tools) -> Result<Command> {
+    let mut c = tools.command("oc")?;
+    if std::env::var_os("KUBECONFIG").is_none() {
+        c.arg(format!("--kubeconfig={}", host.path(KUBECONFIG).display()));
+    }
+    Ok(c)
+}
+
+/// `oc` on the node's cluster.
+#[derive(Clone, Copy)]
+pub struct Oc<'a> {
+    host: &'a Host,
+    tools: &'a Tools,
+}
+
+/// What to get: `<kind> [<name>] [-n <namespace> | -A] [-l <selector>]`.
+#[derive(Clone, Copy)]
+pub struct Get<'q> {
+    pub kind: &'q str,
+    pub name: Option<&'q str>,
+    pub namespace: Namespace<'q>,
+    pub selector: Option<&'q str>,
+}
+
+#[derive(Clone, Copy)]
+pub enum Namespace<'q> {
+    /// Cluster-scoped, or the kubeconfig's namespace.
+    Default,
+    In(&'q str),
+    /// `-A`
+    All,
+}
+
+impl<'q> Get<'q> {
+    /// One cluster-scoped object, or every object of `kind` when no name.
+    pub fn kind(kind: &'q str) -> Self {
+        Get {
+            kind,
+            name: None,
+            namespace: Namespace::Default,
+            selector: None,
+        }
+    }
+    pub fn named(kind: &'q str, name: &'q str) -> Self {
+        Get {
+            name: Some(name),
+            ..Get::kind(kind)
+        }
+    }
+    pub fn namespace(self, ns: &'q str) -> Self {
+        Get {
+            namespace: Namespace::In(ns),
+            ..self
+        }
+    }
+    /// `-A -l <selector>`
+    pub fn all_labelled(self, selector: &'q str) -> Self {
+        Get {
+            namespace: Namespace::All,
+            selector: Some(selector),
+            ..self
+        }
+    }
+
+    /// The arguments after `oc`, as the messages name them.
+    fn args(&self) -> Vec<&'q str> {
+        let mut a = vec!["get", self.kind];
+        a.extend(self.name);
+        match self.namespace {
+            Namespace::Default => {}
+            Namespace::In(ns) => a.extend(["-n", ns]),
+            Namespace::All => a.push("-A"),
+        }
+        if let Some(s) = self.selector {
+            a.extend(["-l", s]);
+        }
+        a
+    }
+}
+
+/// Whether oc's stderr says the object (or its namespace) does not exist.
+fn not_found(out: &cmd::Output) -> bool {
+    String::from_utf8_lossy(&out.stderr).contains("(NotFound)")
+}
+
+impl<'a> Oc<'a> {
+    pub fn new(host: &'a Host, tools: &'a Tools) -> Self {
+        Oc { host, tools }
+    }
+
+    pub fn command(&self) -> Result<Command> {
+        command(self.host, self.tools)
+    }
+
+    /// `oc get ... -o json` into `T` (`serde_json::Value` for the parsers
+    /// that read it field by field).
+    pub fn get<T: DeserializeOwned>(&self, what: Get<'_>) -> Result<T> {
+        let args = what.args();
+        let out = cmd::run_text(self.command()?.args(&args).args(["-o", "json"]))?;
+        from_json(&args, &out)
+    }
+
+    /// [`Oc::get`], None when the server says NotFound.
+    pub fn get_opt<T: DeserializeOwned>(&self, what: Get<'_>) -> Result<Option<T>> {
+        let args = what.args();
+        let out = cmd::output(self.command()?.args(&args).args(["-o", "json"]))?;
+        if !out.success() {
+            if not_found(&out) {
+                return Ok(None);
+            }
+            return Err(out.error());
+        }
+        from_json(&args, &String::from_utf8_lossy(&out.stdout)).map(Some)
+    }
+
+    /// `oc delete <kind> <name> -n <namespace>`; an object already gone
+    /// counts as deleted.
+    pub fn delete(&self, kind: &str, name: &str, namespace: &str) -> Result<()> {
+        let out = cmd::output(
+            self.command()?
+                .args(["delete", kind, name, "-n", namespace]),
+        )?;
+        if out.success() || not_found(&out) {
+            return Ok(());
+        }
+        Err(out.error())
+    }
+
+    /// `oc create -f -` of `obj`.
+    pub fn create(&self, obj: &Value) -> Result<()> {
+        cmd::run_with_stdin(
+            self.command()?.args(["create", "-f", "-"]),
+            obj.to_string().as_bytes(),
+        )
+        .map(drop)
+    }
+
+    /// `oc patch <kind> <name> --type=merge -p <patch>`.
+    pub fn patch_merge(&self, kind: &str, name: &str, patch: &str) -> Result<()> {
+        cmd::run(
+            self.command()?
+                .args(["patch", kind, name, "--type=merge", "-p", patch]),
+        )
+        .map(drop)
+    }
+
+    /// `oc annotate <kind> <name> <key>=<value> --overwrite`.
+    pub fn annotate(&self, kind: &str, name: &str, key: &str, value: &str) -> Result<()> {
+        cmd::run(self.command()?.args([
+            "annotate",
+            kind,
+            name,
+            &format!("{key}={value}"),
+            "--overwrite",
+        ]))
+        .map(drop)
+    }
+}
+
+/// `metadata` of a Kubernetes object: the fields the tool reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<serde_json::Map<String, Value>>,
+}
+
+impl Meta {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+    /// A string annotation (`None` when absent or not a string).
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key)?.as_str()
+    }
+}
+
+/// What `oc get <kind> -o json` gives without a name: `{"items": [...]}`.
+#[derive(Debug, Deserialize)]
+pub struct List<T> {
+    #[serde(default = "Option::default")]
+    items: Option<Vec<T>>,
+}
+
+impl<T> List<T> {
+    pub fn empty() -> Self {
+        List { items: None }
+    }
+    pub fn items(&self) -> &[T] {
+        self.items.as_deref().unwrap_or_default()
+    }
+}
+
+fn from_json<T: DeserializeOwned>(args: &[&str], text: &str) -> Result<T> {
+    serde_json::from_str(text).with_context(|| format!("oc {}: malformed JSON", args.join(" ")))
+}
+
+/// A static-pod operator (`kubeapiserver`, `etcd`, ...) or a list of them,
+/// the fields the recovery reads.
+#[derive(Debug, Deserialize)]
+pub struct Operators {
+    #[serde(default)]
+    items: Option<Vec<Operator>>,
+    #[serde(default)]
+    status: Option<OperatorStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Operator {
+    #[serde(default)]
+    status: Option<OperatorStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OperatorStatus {
+    #[serde(default, rename = "nodeStatuses")]
+    node_statuses: Option<Vec<NodeStatus>>,
+    #[serde(default, rename = "latestAvailableRevision")]
+    latest_available_revision: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NodeStatus {
+    #[serde(default, rename = "currentRevision")]
+    current_revision: Option<i64>,
+}
+
+impl Operators {
+    /// (currentRevision of the first node, latestAvailableRevision) of the
+    /// first operator of a list, or of the object.
+    pub fn revisions(&self) -> Result<(i64, i64)> {
+        let status = match &self.items {
+            Some(items) => items.first().and_then(|o| o.status.as_ref()),
+            None => self.status.as_ref(),
+        };
+        let cur = status
+            .and_then(|s| s.node_statuses.as_deref())
+            .and_then(<[NodeStatus]>::first)
+            .and_then(|n| n.current_revision)
+            .context("no .status.nodeStatuses[0].currentRevision")?;
+        let latest = status
+            .and_then(|s| s.latest_available_revision)
+            .context("no .status.latestAvailableRevision")?;
+        Ok((cur, latest))
+    }
+}
+
+/// (currentRevision of the first node, latestAvailableRevision) of an
+/// operator list or object from `oc get ... -o json`.
+pub fn parse_revisions(json: &str) -> Result<(i64, i64)> {
+    let ops: Operators = serde_json::from_str(json).context("malformed JSON")?;
+    ops.revisions()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn get_arguments_name_the_object() {
+        assert_eq!(
+            Get::named("deletebackuprequests.velero.io", "b")
+                .namespace("ns")
+                .args(),
+            ["get", "deletebackuprequests.velero.io", "b", "-n", "ns"]
+        );
+        assert_eq!(
+            Get::kind("backups.velero.io").all_labelled("k=v").args(),
+            ["get", "backups.velero.io", "-A", "-l", "k=v"]
+        );
+        assert_eq!(Get::kind("kubeapiserver").args(), ["get", "kubeapiserver"]);
+    }
+
+    /// A fake `oc` answering as the real one does: JSON on stdout, or
+    /// `Error from server (<Reason>): ...` on stderr and exit 1.
+    fn fake_oc(tag: &str, script: &str) -> (tempdir::Dir, Tools) {
+        let d = tempdir::Dir::new(tag);
+        let p = d.0.join("oc");
+        std::fs::write(&p, format!("#!/bin/sh\n{script}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (d, Tools::with("oc", p))
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new(tag: &str) -> Dir {
+                let p = std::env::temp_dir().join(format!("ur-oc-{tag}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&p);
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn not_found_is_none_and_other_failures_name_the_object_and_what_oc_said() {
+        let host = Host::new(Path::new("/"), Path::new("/var/recovery")).unwrap();
+        let (_d, tools) = fake_oc(
+            "nf",
+            r#"case "$*" in
+  *" gone "*) echo 'Error from server (NotFound): backups.velero.io "gone" not found' >&2; exit 1 ;;
+  *" denied "*) echo 'Error from server (Forbidden): backups.velero.io "denied" is forbidden' >&2; exit 1 ;;
+  *" create "*) cat; exit 0 ;;
+  *) echo '{"metadata":{"name":"there"}}' ;;
+esac"#,
+        );
+        let oc = Oc::new(&host, &tools);
+        let get = |name| Get::named("backups.velero.io", name).namespace("ns");
+        let v: Option<Value> = oc.get_opt(get("there")).unwrap();
+        assert_eq!(v.unwrap()["metadata"]["name"], "there");
+        assert!(oc.get_opt::<Value>(get("gone")).unwrap().is_none());
+        let err = oc.get_opt::<Value>(get("denied")).unwrap_err().to_string();
+        assert!(
+            err.contains(" get backups.velero.io denied -n ns -o json` failed (exit status: 1):\nError from server (Forbidden)"),
+            "{err}"
+        );
+        let err = oc.get::<Value>(get("gone")).unwrap_err().to_string();
+        assert!(
+            err.contains("get backups.velero.io gone -n ns -o json` failed"),
+            "{err}"
+        );
+        oc.delete("backups.velero.io", "gone", "ns").unwrap();
+        let err = oc
+            .delete("backups.velero.io", "denied", "ns")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(" delete backups.velero.io denied -n ns` failed (exit status: 1):\nError from server (Forbidden)"),
+            "{err}"
+        );
+        oc.create(&serde_json::json!({"kind": "DeleteBackupRequest"}))
+            .unwrap();
+    }
+
+    #[test]
+    fn malformed_json_names_the_object() {
+        let host = Host::new(Path::new("/"), Path::new("/var/recovery")).unwrap();
+        let (_d, tools) = fake_oc("bad", "echo '{\"items\": ['");
+        let err = Oc::new(&host, &tools)
+            .get::<Operators>(Get::kind("etcd"))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("oc get etcd: malformed JSON: "),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn revisions_of_a_list_or_an_object() {
+        let obj =
+            r#"{"status":{"nodeStatuses":[{"currentRevision":7}],"latestAvailableRevision":8}}"#;
+        assert_eq!(parse_revisions(obj).unwrap(), (7, 8));
+        let list = format!(r#"{{"items":[{obj}]}}"#);
+        assert_eq!(parse_revisions(&list).unwrap(), (7, 8));
+        let err = parse_revisions(r#"{"items":[]}"#).unwrap_err().to_string();
+        assert_eq!(err, "no .status.nodeStatuses[0].currentRevision");
+        let err = parse_revisions(r#"{"status":{"nodeStatuses":[{"currentRevision":1}]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "no .status.latestAvailableRevision");
+        assert!(parse_revisions("{").is_err());
+    }
+}
