@@ -25,15 +25,12 @@ pub fn plan(host: &Host, tools: &Tools) -> Result<OsPlan> {
     let keep = os
         .active()
         .context("ostree admin status lists no deployment")?;
+    let kept = keep.id();
     let undeploy = os
         .deployments
         .iter()
         .rev()
-        .filter(|d| {
-            !(d.checksum == keep.checksum
-                && d.serial == keep.serial
-                && d.stateroot == keep.stateroot)
-        })
+        .filter(|d| !d.is(&kept))
         .map(ostree::Deployment::short)
         .collect();
     Ok(OsPlan {
