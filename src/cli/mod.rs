@@ -1,11 +1,9 @@
 //! The command line: clap types, dispatch, output format, exit codes.
 
+use crate::commands::{extract, ibu, report, restore, rollback, stateroot, status, tree, verify};
 use crate::node::host::Host;
 use crate::util::error::exit_code;
-use crate::{
-    backup, commands::extract, commands::restore, commands::rollback, commands::stateroot,
-    commands::status, commands::tree, commands::verify, recovery, util::logger,
-};
+use crate::{backup, recovery, util::logger};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -533,7 +531,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     }
     if let Command::LaunchBackup(a) = &cli.command {
         let o = crate::commands::job::launch(&a.host_dir, &g.dir, &a.backup.options(g.quiet))?;
-        emit(g.output, &o, || backup::render(&o))?;
+        emit(g.output, &o, || crate::commands::backup::render(&o))?;
         return Ok(0);
     }
     let host = Host::new(&g.root, &g.dir)?;
@@ -545,7 +543,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             note(&format!("backup started in {}", host.dir.display()));
             let o = crate::commands::backup::run(&host, &a.options(g.quiet))?;
             note("backup finished");
-            emit(g.output, &o, || backup::render(&o))?;
+            emit(g.output, &o, || crate::commands::backup::render(&o))?;
             Ok(0)
         }
         Command::Restore(a) => {
@@ -559,26 +557,21 @@ pub fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Stateroot(StaterootCmd::List) => {
-            host.require_node()?;
-            let tools = crate::node::cmd::Tools::require(&["ostree"], &["rpm-ostree"])?;
-            let l = stateroot::list(&host, &tools)?;
+            let l = stateroot::run_list(&host)?;
             emit(g.output, &l, || stateroot::render_list(&l))?;
             Ok(0)
         }
         Command::Stateroot(StaterootCmd::Cleanup { name, dry_run }) => {
-            host.require_node()?;
-            let tools = crate::node::cmd::Tools::require(&["ostree"], &["rpm-ostree"])?;
-            let p = stateroot::cleanup(&host, &tools, name, *dry_run)?;
+            let p = stateroot::run_cleanup(&host, name, *dry_run)?;
             emit(g.output, &p, || stateroot::render_plan(&p))?;
             Ok(0)
         }
         Command::Ibu(c) => {
-            host.require_node()?;
-            let tools = crate::node::cmd::Tools::require(&["ostree", "oc"], &["rpm-ostree"])?;
+            let tools = ibu::require(&host)?;
             match c {
                 IbuCmd::Status => {
-                    let st = crate::commands::ibu::status(&host, &tools)?;
-                    emit(g.output, &st, || crate::commands::ibu::render_status(&st))?;
+                    let st = ibu::status(&host, &tools)?;
+                    emit(g.output, &st, || ibu::render_status(&st))?;
                 }
                 IbuCmd::Cleanup {
                     dry_run,
@@ -586,24 +579,21 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     without_bucket,
                     wait,
                 } => {
-                    let o = crate::commands::ibu::CleanupOptions {
+                    let o = ibu::CleanupOptions {
                         dry_run: *dry_run,
                         force: *force,
                         without_bucket: *without_bucket,
                         wait_seconds: *wait,
                     };
-                    let r = crate::commands::ibu::cleanup(&host, &tools, &o)?;
-                    emit(g.output, &r, || crate::commands::ibu::render_cleanup(&r))?;
+                    let r = ibu::cleanup(&host, &tools, &o)?;
+                    emit(g.output, &r, || ibu::render_cleanup(&r))?;
                 }
             }
             Ok(0)
         }
         Command::Report { to } => {
-            host.require_node()?;
-            let items = crate::commands::report::collect(&host, to)?;
-            emit(g.output, &items, || {
-                crate::commands::report::render(&items, to)
-            })?;
+            let items = report::collect(&host, to)?;
+            emit(g.output, &items, || report::render(&items, to))?;
             Ok(0)
         }
         Command::Tree(TreeOp::Archive {

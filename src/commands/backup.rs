@@ -8,12 +8,12 @@
 
 use crate::backup::plan::{self, DryRun, Plan};
 use crate::backup::space::{du, free_bytes, Space};
-use crate::backup::{self, images, os, Options, Outcome};
+use crate::backup::{self, images, os, EtcdMode, Options, Outcome};
 use crate::node::cmd::Tools;
 use crate::node::host::Host;
 use crate::store::{self, layout, lock, Kind};
 use crate::util::error::Fail;
-use crate::util::fsutil;
+use crate::util::fsutil::{self, human};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -244,4 +244,147 @@ fn execute(
     };
     store::switch(dir, &gen)?;
     Ok(Outcome::Done(Box::new(summary)))
+}
+
+/// What the backup did (or, for `--dry-run`, would do), in words.
+pub fn render(o: &Outcome) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    match o {
+        Outcome::SkippedRecoveryInProgress { record } => {
+            let _ = writeln!(
+                s,
+                "A recovery is in progress ({record}): the backup was skipped and nothing was changed.\nContinue the recovery with `upgrade-recovery restore --resume`."
+            );
+        }
+        Outcome::DryRun(d) => render_dry_run(&mut s, d),
+        Outcome::Done(sum) => {
+            let _ = writeln!(
+                s,
+                "Backup complete in {} ({:.1}s), verified.",
+                sum.dir, sum.seconds
+            );
+            let _ = writeln!(
+                s,
+                "OS: pinned {} {}.{} ({}){}",
+                sum.pinned.stateroot,
+                sum.pinned
+                    .checksum
+                    .get(..12)
+                    .unwrap_or(&sum.pinned.checksum),
+                sum.pinned.serial,
+                sum.pinned.version.as_deref().unwrap_or("?"),
+                if sum.undeployed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; undeployed {}", sum.undeployed.join(", "))
+                }
+            );
+            let _ = writeln!(
+                s,
+                "  {:<22} {:>9} {:>11} {:>11} {:>7}",
+                "part", "files", "size", "stored", "time"
+            );
+            for p in &sum.parts {
+                let _ = writeln!(
+                    s,
+                    "  {:<22} {:>9} {:>11} {:>11} {:>6.1}s",
+                    p.name,
+                    p.files,
+                    human(p.bytes),
+                    human(p.stored_bytes),
+                    p.seconds
+                );
+            }
+            for w in &sum.warnings {
+                let _ = writeln!(s, "warning: {w}");
+            }
+        }
+    }
+    s
+}
+
+/// The plan of `backup --dry-run`, in the order the real run carries it out.
+fn render_dry_run(s: &mut String, d: &DryRun) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "Dry run: the checks passed and nothing was changed. A backup in {} now would:",
+        d.dir
+    );
+    if let Some(c) = &d.dir_change {
+        let _ = writeln!(s, "  {c}");
+    }
+    let l = &d.leftovers;
+    if !l.remove.is_empty() {
+        let _ = writeln!(s, "  clean up what an earlier run left; would remove:");
+        for p in &l.remove {
+            let _ = writeln!(s, "    {p}");
+        }
+    }
+    if !l.links.is_empty() {
+        let _ = writeln!(s, "  make the links into current: {}", l.links.join(", "));
+    }
+    if l.convert_flat {
+        let _ = writeln!(
+            s,
+            "  turn the backup of the flat format into a generation (hard links, no extra room)"
+        );
+    }
+    if d.space.remove_previous {
+        let _ = writeln!(
+            s,
+            "  REMOVE THE PREVIOUS BACKUP ({}) BEFORE TAKING THE NEW ONE: {} free, {} needed. If that run fails, the node has NO backup",
+            human(d.space.previous),
+            human(d.space.free),
+            human(d.space.estimate + d.space.min_free)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  keep and pin {}; {}",
+        d.os.keep,
+        if d.os.undeploy.is_empty() {
+            "no other deployment to undeploy".to_string()
+        } else {
+            format!("undeploy {}", d.os.undeploy.join(", "))
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  write the generation {}/{} (named from the time it starts; etcd snapshot: {}), verify it, make it current{}",
+        d.dir,
+        d.generation,
+        match d.etcd_backup {
+            EtcdMode::Native => "native",
+            EtcdMode::Script => "cluster-backup.sh",
+        },
+        match &d.previous {
+            Some(p) if !d.space.remove_previous => format!(", then remove the previous backup ({p})"),
+            _ => String::new(),
+        }
+    );
+    let _ = writeln!(s, "  {:<30} {:>11}", "part", "estimate");
+    for e in &d.parts {
+        let _ = writeln!(s, "  {:<30} {:>11}", e.part, human(e.bytes));
+    }
+    let _ = writeln!(
+        s,
+        "Space: about {} plus a margin of {} (--min-free); {} free{}.",
+        human(d.space.estimate),
+        human(d.space.min_free),
+        human(d.space.free),
+        if d.previous.is_some() {
+            format!(", the previous backup takes {}", human(d.space.previous))
+        } else {
+            String::new()
+        }
+    );
+    if !d.images.is_empty() {
+        let _ = writeln!(s, "Images: {}", d.images.join(", "));
+    }
+    for w in &d.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    let _ = writeln!(s, "To take the backup: the same command without --dry-run.");
 }

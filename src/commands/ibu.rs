@@ -362,6 +362,13 @@ pub fn reclaim_changed(l: &List<Object>) -> Vec<String> {
         .collect()
 }
 
+/// The node and the programs `ibu` needs (ostree and oc; rpm-ostree where
+/// it can run), checked before anything is read.
+pub fn require(host: &Host) -> Result<Tools> {
+    host.require_node()?;
+    Tools::require(&["ostree", "oc"], &["rpm-ostree"])
+}
+
 pub fn status(host: &Host, tools: &Tools) -> Result<Status> {
     let (cr, cr_error) = match get_cr(host, tools) {
         Ok(cr) => (Some(cr), None),

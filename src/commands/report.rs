@@ -337,6 +337,7 @@ fn json<T: Serialize>(v: &T) -> Result<String> {
 }
 
 pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
+    host.require_node()?;
     let tools = Tools::require(&["ostree"], &["rpm-ostree", "oc", "crictl", "journalctl"])?;
     let dir = host.backup_dir();
     let mut b = Bundle {

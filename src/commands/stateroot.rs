@@ -34,6 +34,23 @@ fn deploy_dir(host: &Host) -> PathBuf {
     host.path("/sysroot/ostree/deploy")
 }
 
+/// The node and the programs `stateroot` needs (ostree; rpm-ostree where it
+/// can run), checked before anything is read.
+fn require(host: &Host) -> Result<Tools> {
+    host.require_node()?;
+    Tools::require(&["ostree"], &["rpm-ostree"])
+}
+
+/// `stateroot list`.
+pub fn run_list(host: &Host) -> Result<Listing> {
+    list(host, &require(host)?)
+}
+
+/// `stateroot cleanup NAME [--dry-run]`.
+pub fn run_cleanup(host: &Host, name: &str, dry_run: bool) -> Result<CleanupPlan> {
+    cleanup(host, &require(host)?, name, dry_run)
+}
+
 pub fn list(host: &Host, tools: &Tools) -> Result<Listing> {
     let os = ostree::read(host, tools)?;
     let active = os.active().map(|d| d.stateroot.clone());
