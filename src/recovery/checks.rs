@@ -4,64 +4,42 @@
 //! A phase checks what its remaining steps will read and no more: the files
 //! phase the /etc, /usr/local and extras archives and `etc.exclude.list`,
 //! the cluster phase the kubelet archive, the images, the etcd snapshot and
-//! the static-pod resources. Each part costs one sequential read: an archive
-//! is hashed as stored (sha256 and size against the manifest; the restore
-//! that follows decompresses it once and checks every file's own sha256 on
-//! the way), the snapshot's sha256 and its trailer come from the same read.
-//! Damage found here changes nothing: the phase has not started.
+//! the static-pod resources. Each part is checked by the check `verify`
+//! makes (`store::verify::check`, one sequential read each): an archive is
+//! read in full (its sha256 and size, every entry validated and checked
+//! against its own sha256), the snapshot's sha256 and its trailer come from
+//! the same read. Damage found here changes nothing: the phase has not
+//! started.
 
 use super::{Phase, STEPS};
-use crate::store::blob::{sha256_mismatch, size_mismatch};
+use crate::store::blob::{size_mismatch, Check, Stored};
 use crate::store::manifest::Manifest;
 use std::path::Path;
 
-/// One part of the backup and how to check it.
+/// One part of the backup a step reads, and how to check it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Part {
-    /// A tree archive (`etc`, `local`, `extras`, `kubelet`).
-    Archive {
-        file: String,
-        sha256: String,
-        size: u64,
-    },
-    /// The etcd snapshot: sha256, size and its own trailer.
-    Snapshot {
-        file: String,
-        sha256: String,
-        size: u64,
-    },
-    /// A plain file with a recorded sha256 (static-pod resources).
-    File {
-        file: String,
-        sha256: String,
-        size: u64,
-    },
+pub enum Part<'a> {
+    /// A file the manifest records (an archive, the snapshot, the
+    /// static-pod resources) or the images: checked as `verify` checks it.
+    Stored(Stored<'a>),
     /// `etc.exclude.list` (no recorded sha256: readable, no NUL byte).
     ExcludeList,
-    /// The OCI layout of the images.
-    Images,
 }
 
-impl Part {
-    pub fn name(&self) -> &str {
+impl Part<'_> {
+    pub fn name(&self) -> String {
         match self {
-            Part::Archive { file, .. } | Part::Snapshot { file, .. } | Part::File { file, .. } => {
-                file
-            }
-            Part::ExcludeList => crate::store::layout::EXCLUDE_LIST,
-            Part::Images => crate::store::layout::IMAGES,
+            Part::Stored(s) => s.label(),
+            Part::ExcludeList => crate::store::layout::EXCLUDE_LIST.to_string(),
         }
     }
 }
 
 /// What the given steps read from the backup, in step order.
-pub fn parts_for(m: &Manifest, steps: &[&str]) -> Vec<Part> {
+pub fn parts_for<'a>(m: &'a Manifest, steps: &[&str]) -> Vec<Part<'a>> {
     let tree = |name: &str| {
-        m.tree(name).map(|t| Part::Archive {
-            file: t.archive.clone(),
-            sha256: t.stats.sha256.clone(),
-            size: t.stats.archive_bytes,
-        })
+        m.tree(name)
+            .map(|t| Part::Stored(Stored::Blob(t.blob(), Check::Archive)))
     };
     let mut out = Vec::new();
     for s in steps {
@@ -73,21 +51,15 @@ pub fn parts_for(m: &Manifest, steps: &[&str]) -> Vec<Part> {
             }
             "restore-extras" => out.extend(tree("extras")),
             "restore-kubelet" => out.extend(tree("kubelet")),
-            "restore-images" if !m.images.is_empty() => out.push(Part::Images),
+            "restore-images" if !m.images.is_empty() => {
+                out.push(Part::Stored(Stored::Images(&m.images)))
+            }
             "restore-etcd" => {
                 if let Some(e) = &m.etcd {
-                    out.push(Part::Snapshot {
-                        file: e.file.clone(),
-                        sha256: e.sha256.clone(),
-                        size: e.size,
-                    });
+                    out.push(Part::Stored(Stored::Blob(e.blob.clone(), Check::Snapshot)));
                 }
                 if let Some(s) = &m.static_pods {
-                    out.push(Part::File {
-                        file: s.file.clone(),
-                        sha256: s.sha256.clone(),
-                        size: s.size,
-                    });
+                    out.push(Part::Stored(Stored::Blob(s.blob.clone(), Check::File)));
                 }
             }
             _ => {}
@@ -110,56 +82,37 @@ pub fn remaining(phase: Phase, done: impl Fn(&str) -> bool) -> Vec<&'static str>
 pub fn sizes(dir: &Path, parts: &[Part]) -> Vec<String> {
     let mut problems = Vec::new();
     for p in parts {
-        let (file, size) = match p {
-            Part::Archive { file, size, .. }
-            | Part::Snapshot { file, size, .. }
-            | Part::File { file, size, .. } => (file, *size),
-            Part::ExcludeList | Part::Images => continue,
+        let Part::Stored(Stored::Blob(b, _)) = p else {
+            continue;
         };
-        let path = dir.join(file);
+        let path = dir.join(&b.file);
         match std::fs::symlink_metadata(&path) {
             Err(e) => problems.push(format!("{}: {e}", path.display())),
             Ok(md) if !md.is_file() => {
                 problems.push(format!("{}: not a regular file", path.display()))
             }
-            Ok(md) if md.len() != size => problems.push(size_mismatch(&path, md.len(), size)),
+            Ok(md) if md.len() != b.size => problems.push(size_mismatch(&path, md.len(), b.size)),
             Ok(_) => {}
         }
     }
     problems
 }
 
-/// Check the parts, each with one sequential read; the problems found.
-pub fn check(dir: &Path, m: &Manifest, parts: &[Part]) -> Vec<String> {
+/// Check the parts, each with one sequential read, as `verify` does (an
+/// archive is read in full: its sha256, and every entry validated, nothing
+/// leaving the tree, and checked against its own sha256, so a hostile
+/// archive is refused before the phase changes anything); the problems
+/// found.
+pub fn check(dir: &Path, parts: &[Part]) -> Vec<String> {
     let mut problems = Vec::new();
     for p in parts {
         match p {
-            // An archive is read once in full: its sha256, and every entry
-            // validated (nothing leaving the tree) and checked against its own
-            // sha256, before the phase changes anything (issue 18: restore
-            // refuses a hostile archive before any change).
-            Part::Archive { file, sha256, size } => problems.extend(
-                crate::archive::verify_archive(&dir.join(file), sha256, *size),
-            ),
-            Part::File { file, sha256, size } => {
-                if let Err(e) = hashed(&dir.join(file), sha256, *size, false) {
-                    problems.push(e);
-                }
-            }
-            Part::Snapshot { file, sha256, size } => {
-                if let Err(e) = hashed(&dir.join(file), sha256, *size, true) {
-                    problems.push(e);
-                }
-            }
+            Part::Stored(s) => problems.extend(crate::store::verify::check(dir, s)),
             Part::ExcludeList => {
                 if let Err(e) = exclude_list(dir).map(drop) {
                     problems.push(e);
                 }
             }
-            Part::Images => problems.extend(crate::node::images::verify(
-                &dir.join(crate::store::layout::IMAGES),
-                &m.images,
-            )),
         }
     }
     problems
@@ -185,58 +138,46 @@ pub fn exclude_list(dir: &Path) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(b))
 }
 
-/// One read of `p`: its size and sha256 against the manifest, and for a
-/// snapshot the sha256 trailer (of everything before the last 32 bytes).
-/// Opened without following symlinks, regular files only.
-fn hashed(p: &Path, want: &str, size: u64, trailer: bool) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("{}: {e}", p.display());
-    let (got, len, trailer_ok) = if trailer {
-        let s = crate::node::etcd::read_snapshot(p).map_err(err)?;
-        (s.sha256, s.size, s.trailer)
-    } else {
-        let (sha, len) = crate::archive::file_sha256(p).map_err(err)?;
-        (sha, len, Ok(()))
-    };
-    if len != size {
-        return Err(size_mismatch(p, len, size));
-    }
-    trailer_ok?;
-    if got != want {
-        return Err(sha256_mismatch(p, &got, want));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
 
     #[test]
-    fn snapshot_trailer_and_sha_in_one_read() {
+    fn a_snapshot_is_checked_as_verify_checks_it() {
+        use crate::store::blob::Blob;
         let d = std::env::temp_dir().join(format!("ur-checks-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         let body = vec![7u8; 1024];
         let mut data = body.clone();
         data.extend_from_slice(&Sha256::digest(&body));
-        let p = d.join("snap.db");
-        std::fs::write(&p, &data).unwrap();
+        std::fs::write(d.join("snap.db"), &data).unwrap();
+        let snap = |sha256: &str, size: u64, how: Check| {
+            let b = Blob {
+                file: "snap.db".into(),
+                size,
+                sha256: sha256.into(),
+            };
+            check(&d, &[Part::Stored(Stored::Blob(b, how))])
+        };
         let sha = hex::encode(Sha256::digest(&data));
         let n = data.len() as u64;
-        assert_eq!(hashed(&p, &sha, n, true), Ok(()));
-        assert!(hashed(&p, &sha, n + 1, true).unwrap_err().contains("size"));
-        assert!(hashed(&p, "00", n, true).unwrap_err().contains("sha256"));
+        assert_eq!(snap(&sha, n, Check::Snapshot), Vec::<String>::new());
+        assert!(snap(&sha, n + 1, Check::Snapshot)[0].contains("size"));
+        assert!(snap("00", n, Check::Snapshot)[0].contains("sha256"));
         // A snapshot written with a wrong trailer, recorded as such.
         data[1030] ^= 1;
-        std::fs::write(&p, &data).unwrap();
+        std::fs::write(d.join("snap.db"), &data).unwrap();
         let sha = hex::encode(Sha256::digest(&data));
-        assert!(hashed(&p, &sha, n, true).unwrap_err().contains("trailer"));
-        assert_eq!(hashed(&p, &sha, n, false), Ok(()));
-        assert!(hashed(&d.join("none"), &sha, n, false).is_err());
+        assert!(snap(&sha, n, Check::Snapshot)[0].contains("trailer"));
+        assert_eq!(snap(&sha, n, Check::File), Vec::<String>::new());
+        std::fs::remove_file(d.join("snap.db")).unwrap();
+        assert!(snap(&sha, n, Check::File)[0].contains("snap.db"));
         // The exclude list: absent is None, a NUL is damage.
         assert_eq!(exclude_list(&d), Ok(None));
         std::fs::write(d.join(crate::store::layout::EXCLUDE_LIST), b"a\0b\n").unwrap();
         assert!(exclude_list(&d).unwrap_err().contains("NUL"));
+        assert!(check(&d, &[Part::ExcludeList])[0].contains("NUL"));
         std::fs::write(d.join(crate::store::layout::EXCLUDE_LIST), b"a\n").unwrap();
         assert_eq!(exclude_list(&d), Ok(Some(b"a\n".to_vec())));
         std::fs::remove_dir_all(&d).unwrap();

@@ -676,7 +676,7 @@ impl Ctx<'_> {
         let steps = checks::remaining(phase, |id| self.j.is_done(id));
         let parts = checks::parts_for(&self.m, &steps);
         if !parts.is_empty() {
-            let names: Vec<&str> = parts.iter().map(|p| p.name()).collect();
+            let names: Vec<String> = parts.iter().map(|p| p.name()).collect();
             crate::util::logger::note(
                 self.opts.quiet,
                 &format!(
@@ -686,7 +686,7 @@ impl Ctx<'_> {
                 ),
             );
         }
-        let problems = checks::check(&self.gen, &self.m, &parts);
+        let problems = checks::check(&self.gen, &parts);
         if !problems.is_empty() {
             let started = self
                 .j

@@ -20,8 +20,9 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-/// The problems of one stored item against the manifest.
-fn check(dir: &Path, item: &Stored) -> Vec<String> {
+/// The problems of one stored item against the manifest: the one check of
+/// each kind, used by `verify` and by the recovery's per-phase checks.
+pub fn check(dir: &Path, item: &Stored) -> Vec<String> {
     match item {
         Stored::Blob(b, Check::Archive) => {
             archive::verify_archive(&dir.join(&b.file), &b.sha256, b.size)
