@@ -296,8 +296,115 @@ fn the_same_commit_in_another_stateroot_is_not_the_pinned_deployment() {
         "{err}"
     );
 
+    // The pinned one is in another stateroot than the booted twin: only
+    // set-default reaches it, which this machine's ostree lacks.
     let (code, out, err) = sb.run(&["rollback", "--dry-run"]);
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(code, 1, "{out}{err}");
     assert!(!out.contains("default already"), "{out}");
+    assert!(
+        err.contains("it is in stateroot rhcos (")
+            && err.contains("the booted one is in stateroot rhcos_ibu ("),
+        "{err}"
+    );
     assert_eq!(tree_listing(&sb), before, "a dry run changed the sysroot");
+}
+
+/// Boot deployment `index` once, as when its boot menu entry is chosen.
+fn reboot_into(sb: &Sandbox, index: usize) {
+    sh(&format!(
+        "{}/scripts/sandbox.sh reboot {} {index} >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+}
+
+/// `ostree admin status` as ostree prints it (the order and marks).
+fn admin_status(sb: &Sandbox) -> String {
+    sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+}
+
+/// An image-based upgrade's shape: the new release deployed and booted in
+/// its own stateroot, the pinned one in `rhcos`. `rpm-ostree rollback` only
+/// reorders the booted stateroot (coreos/rpm-ostree
+/// `rollback_transaction_execute`), and this machine's ostree (2022.7) has no
+/// `admin set-default`: `rollback`, its dry run and `--reboot` refuse alike
+/// with exit 1 before any change, name both stateroots and the boot menu
+/// entry to choose. Chosen (booted once), the pinned deployment is still not
+/// the default: `rollback` then names the stateroot cleanup that makes it so.
+#[test]
+fn rollback_to_another_stateroot_refuses_without_set_default() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let pinned = status(&sb)[0].clone();
+    upgrade_os(&sb, "417.1", "rhcos_4.17");
+    upgrade_os(&sb, "417.2", "rhcos_4.17");
+    sb.reboot();
+    let ds = status(&sb);
+    assert_eq!(ds.len(), 3, "{ds:#?}");
+    assert!(ds[2].is(&pinned.id()), "{ds:#?}");
+    let title = sb
+        .sh("grep -h '^title' $ROOT/sysroot/boot/loader/entries/ostree-1-rhcos.conf")
+        .trim()
+        .strip_prefix("title ")
+        .unwrap()
+        .to_string();
+
+    let before = (admin_status(&sb), tree_listing(&sb));
+    for args in [
+        &["rollback", "--dry-run"][..],
+        &["rollback"],
+        &["rollback", "--reboot"],
+    ] {
+        let (code, out, err) = sb.run(args);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        for want in [
+            "it is in stateroot rhcos (rhcos ",
+            "the booted one is in stateroot rhcos_4.17 (rhcos_4.17 ",
+            "`rpm-ostree rollback` only reorders the deployments of the booted stateroot",
+            "no `ostree admin set-default`",
+            "Nothing was changed: the pinned deployment is still deployment 2",
+            &format!(
+                "reboot with `systemctl reboot` and choose the entry \"{title}\" in the boot menu"
+            ),
+            "then run `upgrade-recovery status`",
+            "`ostree admin set-default 2`, then `upgrade-recovery rollback --reboot`",
+        ] {
+            assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+        }
+        assert_eq!(
+            (admin_status(&sb), tree_listing(&sb)),
+            before,
+            "{args:?} changed the sysroot"
+        );
+    }
+    let calls = sb.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("rpm-ostree rollback") || c == "systemctl reboot"),
+        "{calls:?}"
+    );
+
+    // The entry chosen in the boot menu: booted once, still not the default.
+    reboot_into(&sb, 2);
+    let cmdline = sb.sh("cat $ROOT/proc/cmdline");
+    assert!(cmdline.contains("/rhcos/"), "{cmdline}");
+    let before = (admin_status(&sb), tree_listing(&sb));
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(
+            "it is booted, but only deployments of other stateroots (rhcos_4.17) stand before it"
+        ) && err.contains("`upgrade-recovery stateroot cleanup rhcos_4.17 --dry-run`"),
+        "{err}"
+    );
+    assert_eq!((admin_status(&sb), tree_listing(&sb)), before);
+    // The command it names makes the pinned deployment the default.
+    let (code, out, err) = sb.run(&["stateroot", "cleanup", "rhcos_4.17"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Nothing to do"), "{out}");
+    pinned_is_default(&sb, &format!("{}.{}", pinned.checksum, pinned.serial));
 }

@@ -124,12 +124,16 @@ pub fn decide(os: &OsState, target: &Deployment, has_rpm_ostree: bool) -> (Strin
         };
         return (case, a);
     }
+    let index = os
+        .deployments
+        .iter()
+        .position(|d| same(d, target))
+        .unwrap_or(target.index);
+    let set_default = vec![Action::SetDefault {
+        index,
+        deployment: target.short(),
+    }];
     if let Some(active) = os.active().filter(|a| a.stateroot != target.stateroot) {
-        let index = os
-            .deployments
-            .iter()
-            .position(|d| same(d, target))
-            .unwrap_or(target.index);
         return (
             format!(
                 "the pinned deployment is in stateroot {}, the {} one in {}: make it the default with ostree admin set-default (rpm-ostree rollback only reorders the {} stateroot)",
@@ -138,10 +142,23 @@ pub fn decide(os: &OsState, target: &Deployment, has_rpm_ostree: bool) -> (Strin
                 active.stateroot,
                 active.stateroot
             ),
-            vec![Action::SetDefault {
-                index,
-                deployment: target.short(),
-            }],
+            set_default,
+        );
+    }
+    // Booted (chosen in the boot menu) with only other stateroots' deployments
+    // before it: rpm-ostree has no pending deployment of this stateroot, so it
+    // moves the rollback one first or fails ("No rollback deployment found").
+    if target.booted
+        && !os.deployments[..index]
+            .iter()
+            .any(|d| d.stateroot == target.stateroot)
+    {
+        return (
+            format!(
+                "the pinned deployment is booted but not the default, only other stateroots' deployments stand before it ({}): make it the default with ostree admin set-default (rpm-ostree rollback would not move it)",
+                ahead_roots(os, index).join(", ")
+            ),
+            set_default,
         );
     }
     if target.rollback {
@@ -262,30 +279,61 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     Ok(plan)
 }
 
+/// The stateroots of the deployments before `index`, each once, in order.
+fn ahead_roots(os: &OsState, index: usize) -> Vec<String> {
+    let mut roots: Vec<String> = Vec::new();
+    for d in &os.deployments[..index.min(os.deployments.len())] {
+        if !roots.contains(&d.stateroot) {
+            roots.push(d.stateroot.clone());
+        }
+    }
+    roots
+}
+
 /// The refusal when the pinned deployment is in another stateroot and this
 /// ostree has no `admin set-default`: what happened, the node's state, and
 /// the next command that works.
 fn no_set_default(host: &Host, os: &OsState, target: &Deployment) -> String {
+    let index = os
+        .deployments
+        .iter()
+        .position(|d| same(d, target))
+        .unwrap_or(target.index);
+    let lacks = "this node's ostree has no `ostree admin set-default` (`ostree admin --help` does not list it)";
+    let state = format!(
+        "Nothing was changed: the pinned deployment is still deployment {index} in `ostree admin status`, not the default"
+    );
+    let newer = format!(
+        "or, with an ostree that has set-default (RHCOS 4.14.7 and later), run `ostree admin set-default {index}`, then `upgrade-recovery rollback --reboot`"
+    );
+    if target.booted {
+        let roots = ahead_roots(os, index);
+        let cleanup = roots
+            .iter()
+            .map(|r| format!("`upgrade-recovery stateroot cleanup {r} --dry-run`, then the same without --dry-run"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return format!(
+            "cannot make the pinned deployment {} the default: it is booted, but only deployments of other stateroots ({}) stand before it, so the next boot runs them again; `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and {lacks}. {state}. Next: remove the deployments that stand before it, which makes it the default: {cleanup}; then `upgrade-recovery status`; {newer}",
+            target.short(),
+            roots.join(", ")
+        );
+    }
     let (how, active) = match os.active() {
         Some(a) if a.booted => ("booted", a.short()),
         Some(a) => ("default (nothing booted)", a.short()),
         None => ("active", "none".to_string()),
     };
     let active_root = os.active().map_or("?", |a| a.stateroot.as_str());
-    let index = os
-        .deployments
-        .iter()
-        .position(|d| same(d, target))
-        .unwrap_or(target.index);
     let entry = match ostree::boot_entry_title(host, &target.id()) {
-        Some(t) => format!("the boot menu entry \"{t}\""),
+        Some(t) => format!("the entry \"{t}\""),
         None => format!(
-            "the boot menu entry of {} (see `grep -H title /boot/loader/entries/*.conf`)",
+            "the entry of {} (see `grep -H title /boot/loader/entries/*.conf`)",
             target.short()
         ),
     };
     format!(
-        "cannot make the pinned deployment the default: it is in stateroot {} ({}), the {how} one is in stateroot {active_root} ({active}); `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and this node's ostree has no `ostree admin set-default` (`ostree admin --help` does not list it). Nothing was changed: the pinned deployment is still deployment {index} in `ostree admin status`, not the default. Next: reboot with `systemctl reboot`, choose {entry} in the boot menu, then run `upgrade-recovery status` (it should say the node runs the pinned OS) and `upgrade-recovery restore`; or, with an ostree that has set-default (RHCOS 4.14.7 and later), run `ostree admin set-default {index}`, then `upgrade-recovery rollback --reboot`",
+        "cannot make the pinned deployment the default: it is in stateroot {} ({}), the {how} one is in stateroot {active_root} ({active}); `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and {lacks}. {state}. Next: reboot with `systemctl reboot` and choose {entry} in the boot menu (that choice holds for one boot); then run `upgrade-recovery status` (it should say the node runs the pinned OS) and `upgrade-recovery rollback`, which says how to keep it the default; {newer}",
         target.stateroot,
         target.short()
     )
