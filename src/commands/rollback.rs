@@ -535,6 +535,28 @@ mod tests {
         );
     }
 
+    /// Chosen in the boot menu (booted once) with only the other stateroot's
+    /// deployments before it: rpm-ostree has no pending deployment of rhcos
+    /// and would fail or move another one; set-default.
+    #[test]
+    fn a_booted_pinned_deployment_behind_another_stateroot_is_set_default() {
+        let s = os(&[
+            (" ", "rhcos_4.17", 'b', false),
+            ("*", "rhcos", 'a', true),
+            (" ", "rhcos", 'c', false),
+        ]);
+        let (case, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(
+            actions,
+            [Action::SetDefault {
+                index: 1,
+                deployment: pinned(&s).short()
+            }],
+            "{case}"
+        );
+        assert!(case.contains("(rhcos_4.17)"), "{case}");
+    }
+
     /// The same stateroot keeps today's rows, even with another stateroot
     /// deployed beside it.
     #[test]
