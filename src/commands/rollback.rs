@@ -6,7 +6,8 @@
 //! |-----------------------------------------------|------------------------------------------|
 //! | one deployment, pinned                        | nothing: the OS did not change           |
 //! | the pinned one is the default already         | nothing (reboot if it is not booted)     |
-//! | the pinned one is in another stateroot than the active one | `ostree admin set-default <index>` (refused, nothing changed, where this ostree lacks it) |
+//! | the pinned one in another stateroot than the active one | `ostree admin set-default <index>` |
+//! | the pinned one booted, only other stateroots' deployments before it | `ostree admin set-default <index>` |
 //! | the pinned standby is the rollback            | roll back                                |
 //! | several standbys, the pinned one not rollback | undeploy unpinned standbys, then roll back |
 //!
@@ -18,17 +19,22 @@
 //! asks `ostree_sysroot_query_deployments_for(sysroot, osname, ...)`, the
 //! booted stateroot's pending and rollback deployments only, and moves one of
 //! those first ("No rollback deployment found" when there is none). Nor can
-//! undeploying what stands before the target without rpm-ostree: with nothing
-//! booted the default's stateroot is the reference, and undeploying the other
-//! stateroot's deployments ahead would delete a release that set-default
-//! does not need to touch. `ostree admin set-default INDEX`
-//! (ostreedev/ostree `src/ostree/ot-admin-builtin-set-default.c`) moves
+//! undeploying what stands before the target without rpm-ostree: it would
+//! delete the other release, which set-default does not need to touch. With
+//! nothing booted (the hub's Job, where rpm-ostree cannot work) the default
+//! is the reference: it is what the next boot runs, the deployments ahead of
+//! the target that the plain-ostree path would undeploy start with it, and it
+//! is the reference `status` and `stateroot cleanup` take too.
+//! `ostree admin set-default INDEX` (ostreedev/ostree `src/ostree/ot-admin-builtin-set-default.c`) moves
 //! deployment INDEX to position 0 and writes the deployments, across
 //! stateroots; openshift-kni/lifecycle-agent `docs/image-based-upgrade.md`
 //! ("Manually setting new default deployment") gives it as available from
-//! RHCOS 4.14.7. Where `ostree admin --help` does not list it, `rollback`
-//! (and `rollback --dry-run`, as the real run) refuses before any change and
-//! names the boot menu entry of the pinned deployment.
+//! OpenShift 4.14.7, and LCA checks for it as here, in `ostree admin --help`.
+//! Where `ostree admin --help` does not list it, `rollback`
+//! (and `rollback --dry-run`, as the real run) refuses with exit 1 before any
+//! change and names the boot menu entry of the pinned deployment (read from
+//! `/boot/loader/entries`, never written here); once that entry is booted,
+//! the stateroot cleanup that makes it the default.
 
 use crate::node::cmd::{self, Tools};
 use crate::node::host::Host;
@@ -304,7 +310,7 @@ fn no_set_default(host: &Host, os: &OsState, target: &Deployment) -> String {
         "Nothing was changed: the pinned deployment is still deployment {index} in `ostree admin status`, not the default"
     );
     let newer = format!(
-        "or, with an ostree that has set-default (RHCOS 4.14.7 and later), run `ostree admin set-default {index}`, then `upgrade-recovery rollback --reboot`"
+        "or, with an ostree that has set-default (OpenShift 4.14.7 and later; for older releases lifecycle-agent's docs/image-based-upgrade.md, \"Manually setting new default deployment\", runs a newer ostree from a container), run `ostree admin set-default {index}`, then `upgrade-recovery rollback --reboot`"
     );
     if target.booted {
         let roots = ahead_roots(os, index);

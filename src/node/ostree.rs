@@ -489,8 +489,8 @@ pub fn admin_help_lists(help: &str, name: &str) -> bool {
     false
 }
 
-/// Whether this node's `ostree` has `ostree admin set-default` (as of
-/// ostree 2023.x; RHCOS 4.14.7 and later, per openshift-kni/lifecycle-agent
+/// Whether this node's `ostree` has `ostree admin set-default` (OpenShift
+/// 4.14.7 and later, per openshift-kni/lifecycle-agent
 /// `docs/image-based-upgrade.md`, "Manually setting new default deployment").
 pub fn has_set_default(tools: &Tools) -> Result<bool> {
     let help = cmd::run_text(tools.command("ostree")?.args(["admin", "--help"]))?;
