@@ -155,8 +155,10 @@ pub fn decide(os: &OsState, target: &Deployment, has_rpm_ostree: bool) -> (Strin
     // before it: rpm-ostree has no pending deployment of this stateroot, so it
     // moves the rollback one first or fails ("No rollback deployment found").
     if target.booted
-        && !os.deployments[..index]
+        && !os
+            .deployments
             .iter()
+            .take(index)
             .any(|d| d.stateroot == target.stateroot)
     {
         return (
