@@ -4,7 +4,9 @@
 #   scripts/sandbox.sh create [--profile default|minimal|rhcos] DIR
 #                                     build DIR/root (the node) and DIR/ctl (shims, state)
 #   scripts/sandbox.sh env DIR        print the exports that put the shims on PATH
-#   scripts/sandbox.sh reboot DIR     new boot id, default deployment booted, services as enabled
+#   scripts/sandbox.sh reboot DIR [INDEX]
+#                                     new boot id, default deployment booted (or deployment
+#                                     INDEX, as when its boot menu entry is chosen), services as enabled
 #   scripts/sandbox.sh teardown DIR   stop etcd, unmount, remove DIR
 #   scripts/sandbox.sh images DIR     build two small images into the node's container
 #                                     storage; crictl then reports them for its containers
@@ -233,7 +235,7 @@ install_shims() { # $1 sandbox dir
   touch "$c/calls.log"
 }
 
-boot() { # $1 sandbox dir: what a boot does to the sandbox's state
+boot() { # $1 sandbox dir, $2 deployment index (default 0): what a boot does to the sandbox's state
   local d=$1 st=$1/ctl/state
   # shellcheck source=/dev/null
   . "$d/ctl/lib/lib.sh"
@@ -243,12 +245,13 @@ boot() { # $1 sandbox dir: what a boot does to the sandbox's state
   cat /proc/sys/kernel/random/uuid > "$d/root/proc/sys/kernel/random/boot_id"
   # The default deployment (index 0) is what the bootloader boots; the
   # kernel gets its BLS entry's options, ostree= among them, as on a node.
-  /usr/bin/python3 - "$d/root/sysroot" "$d/root/proc/cmdline" > "$st/booted" <<'PY'
+  # Another index is a one-time choice in the boot menu.
+  /usr/bin/python3 - "$d/root/sysroot" "$d/root/proc/cmdline" "${2:-0}" > "$st/booted" <<'PY'
 import sys, gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, OSTree
 s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None)
-d = s.get_deployments()[0]
+d = s.get_deployments()[int(sys.argv[3])]
 print(d.get_osname(), d.get_csum(), d.get_deployserial())
 opts = d.get_bootconfig().get("options") or ""
 with open(sys.argv[2], "w") as f:
@@ -359,13 +362,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 set -- "$cmd" "$dir" "$@"
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 case $cmd in
   create)
     case $profile in default|minimal|rhcos) ;; *) die "unknown profile '$profile' (default, minimal, rhcos)";; esac
     create "$dir"; apply_profile "$(cd "$dir" && pwd)" "$profile" ;;
   env) d=$(cd "$dir" && pwd); echo "export PATH=\"$d/ctl/bin:\$PATH\""; echo "export SANDBOX_ROOT=\"$d/root\"" ;;
-  reboot) d=$(cd "$dir" && pwd); boot "$d"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
+  reboot) d=$(cd "$dir" && pwd); boot "$d" "${3:-0}"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
   teardown) teardown "$dir" ;;
   etcd-scripts) d=$(cd "$dir" && pwd); install_etcd_scripts "$d/root"; echo "sandbox: cluster-backup.sh and cluster-restore.sh installed in /usr/local/bin" ;;
   images)

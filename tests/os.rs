@@ -296,8 +296,268 @@ fn the_same_commit_in_another_stateroot_is_not_the_pinned_deployment() {
         "{err}"
     );
 
+    // The pinned one is in another stateroot than the booted twin: only
+    // set-default reaches it, which this machine's ostree lacks.
     let (code, out, err) = sb.run(&["rollback", "--dry-run"]);
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(code, 1, "{out}{err}");
     assert!(!out.contains("default already"), "{out}");
+    assert!(
+        err.contains("it is in stateroot rhcos (")
+            && err.contains("the booted one is in stateroot rhcos_ibu ("),
+        "{err}"
+    );
     assert_eq!(tree_listing(&sb), before, "a dry run changed the sysroot");
+}
+
+/// Boot deployment `index` once, as when its boot menu entry is chosen.
+fn reboot_into(sb: &Sandbox, index: usize) {
+    sh(&format!(
+        "{}/scripts/sandbox.sh reboot {} {index} >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+}
+
+/// `ostree admin status` as ostree prints it (the order and marks).
+fn admin_status(sb: &Sandbox) -> String {
+    sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+}
+
+/// An image-based upgrade's shape: the new release deployed and booted in
+/// its own stateroot, the pinned one in `rhcos`. `rpm-ostree rollback` only
+/// reorders the booted stateroot (coreos/rpm-ostree
+/// `rollback_transaction_execute`), and this machine's ostree (2022.7) has no
+/// `admin set-default`: `rollback`, its dry run and `--reboot` refuse alike
+/// with exit 1 before any change, name both stateroots and the boot menu
+/// entry to choose. Chosen (booted once), the pinned deployment is still not
+/// the default: `rollback` then names the stateroot cleanup that makes it so.
+#[test]
+fn rollback_to_another_stateroot_refuses_without_set_default() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let pinned = status(&sb)[0].clone();
+    upgrade_os(&sb, "417.1", "rhcos_4.17");
+    upgrade_os(&sb, "417.2", "rhcos_4.17");
+    sb.reboot();
+    let ds = status(&sb);
+    assert_eq!(ds.len(), 3, "{ds:#?}");
+    assert!(ds[2].is(&pinned.id()), "{ds:#?}");
+    let title = sb
+        .sh("grep -h '^title' $ROOT/sysroot/boot/loader/entries/ostree-1-rhcos.conf")
+        .trim()
+        .strip_prefix("title ")
+        .unwrap()
+        .to_string();
+
+    let before = (admin_status(&sb), tree_listing(&sb));
+    for args in [
+        &["rollback", "--dry-run"][..],
+        &["rollback"],
+        &["rollback", "--reboot"],
+    ] {
+        let (code, out, err) = sb.run(args);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        for want in [
+            "it is in stateroot rhcos (rhcos ",
+            "the booted one is in stateroot rhcos_4.17 (rhcos_4.17 ",
+            "`rpm-ostree rollback` only reorders the deployments of the booted stateroot",
+            "no `ostree admin set-default`",
+            "Nothing was changed: the pinned deployment is still deployment 2",
+            &format!(
+                "reboot with `systemctl reboot` and choose the entry \"{title}\" in the boot menu"
+            ),
+            "then run `upgrade-recovery status`",
+            "`ostree admin set-default 2`, then `upgrade-recovery rollback --reboot`",
+        ] {
+            assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+        }
+        assert_eq!(
+            (admin_status(&sb), tree_listing(&sb)),
+            before,
+            "{args:?} changed the sysroot"
+        );
+    }
+    let calls = sb.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("rpm-ostree rollback") || c == "systemctl reboot"),
+        "{calls:?}"
+    );
+
+    // The entry chosen in the boot menu: booted once, still not the default.
+    reboot_into(&sb, 2);
+    let cmdline = sb.sh("cat $ROOT/proc/cmdline");
+    assert!(cmdline.contains("/rhcos/"), "{cmdline}");
+    let before = (admin_status(&sb), tree_listing(&sb));
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(
+            "it is booted, but only deployments of other stateroots (rhcos_4.17) stand before it"
+        ) && err.contains("`upgrade-recovery stateroot cleanup rhcos_4.17 --dry-run`"),
+        "{err}"
+    );
+    assert_eq!((admin_status(&sb), tree_listing(&sb)), before);
+    // The command it names makes the pinned deployment the default.
+    let (code, out, err) = sb.run(&["stateroot", "cleanup", "rhcos_4.17"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Nothing to do"), "{out}");
+    pinned_is_default(&sb, &format!("{}.{}", pinned.checksum, pinned.serial));
+}
+
+/// A PATH directory whose `ostree` is this machine's real one with the
+/// `admin set-default INDEX` of newer ostree added, done as upstream does it
+/// (ostreedev/ostree `src/ostree/ot-admin-builtin-set-default.c`: take
+/// deployment INDEX out, insert it at 0, `ostree_sysroot_write_deployments`,
+/// then `ostree_sysroot_cleanup`), through libostree's own bindings: the
+/// boot configuration is written by libostree, not by hand. `admin --help`
+/// lists it where upstream's `admin_subcommands` table has it (after
+/// `undeploy`, `"\n  %-19s"` name, description; `src/ostree/ot-builtin-admin.c`).
+/// Every call is logged to the returned file.
+fn ostree_with_set_default(sb: &Sandbox) -> (std::path::PathBuf, std::path::PathBuf) {
+    let real = sb.sh("command -v ostree").trim().to_string();
+    let bin = sb.dir.path().join("ostree-set-default");
+    let log = sb.dir.path().join("ostree-calls.log");
+    std::fs::create_dir_all(&bin).unwrap();
+    let py = bin.join("set_default.py");
+    std::fs::write(
+        &py,
+        r#"import sys, gi
+gi.require_version("OSTree", "1.0")
+from gi.repository import Gio, OSTree
+path, rest = "/", []
+for a in sys.argv[2:]:
+    if a.startswith("--sysroot="):
+        path = a.split("=", 1)[1]
+    elif a != "set-default":
+        rest.append(a)
+if not rest:
+    print("error: INDEX must be specified", file=sys.stderr)
+    sys.exit(1)
+s = OSTree.Sysroot.new(Gio.File.new_for_path(path))
+s.lock()
+s.load(None)
+ds = s.get_deployments()
+i = int(rest[0])
+if i < 0 or i >= len(ds):
+    print("error: Out of range deployment index %d, expected < %d" % (i, len(ds)), file=sys.stderr)
+    sys.exit(1)
+t = ds.pop(i)
+ds.insert(0, t)
+s.write_deployments(ds, None)
+s.cleanup(None)
+s.unlock()
+"#,
+    )
+    .unwrap();
+    let shim = bin.join("ostree");
+    std::fs::write(
+        &shim,
+        format!(
+            r#"#!/bin/sh
+echo "$*" >> {log}
+case " $* " in
+  " admin --help ") {real} admin --help | sed '/^  undeploy /a\  set-default        Make deployment INDEX the default'; exit 0 ;;
+  " admin "*" set-default "*) exec /usr/bin/python3 {py} "$@" ;;
+esac
+exec {real} "$@"
+"#,
+            log = q(&log),
+            real = q(std::path::Path::new(&real)),
+            py = q(&py)
+        ),
+    )
+    .unwrap();
+    sh(&format!("chmod +x {}", q(&shim)));
+    (bin, log)
+}
+
+/// With an ostree that has `admin set-default` (RHCOS 4.14.7 and later),
+/// the image-based upgrade's shape is rolled back by it: the dry run plans
+/// exactly `ostree admin set-default <index of the pinned one>` and changes
+/// nothing; the real run makes the pinned deployment the default (checked
+/// before the reboot), leaves the other stateroot's deployments deployed,
+/// never calls `rpm-ostree rollback` nor undeploys; the reboot boots it.
+#[test]
+fn rollback_to_another_stateroot_runs_set_default() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let pinned = status(&sb)[0].clone();
+    upgrade_os(&sb, "417.1", "rhcos_4.17");
+    upgrade_os(&sb, "417.2", "rhcos_4.17");
+    sb.reboot();
+    let ds = status(&sb);
+    assert!(ds[2].is(&pinned.id()), "{ds:#?}");
+    let (bin, log) = ostree_with_set_default(&sb);
+    let path = format!("{}:{}", bin.display(), sb.path_env());
+    let help = sb.sh(&format!("PATH={}:$PATH; ostree admin --help", q(&bin)));
+    assert!(
+        ostree::admin_help_lists(&help, "set-default"),
+        "the wrapper's help: {help}"
+    );
+
+    let before = (admin_status(&sb), tree_listing(&sb));
+    let run = |args: &[&str]| {
+        let o = sb.command(args).env("PATH", &path).output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["rollback", "--dry-run", "--reboot", "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["actions"][0]["action"], "set-default", "{plan:#}");
+    assert_eq!(plan["actions"][0]["index"], 2, "{plan:#}");
+    assert_eq!(plan["actions"].as_array().unwrap().len(), 2, "{plan:#}");
+    assert_eq!(plan["actions"][1]["action"], "reboot", "{plan:#}");
+    let (code, out, err) = run(&["rollback", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("would run: ostree admin set-default 2   # rhcos "),
+        "{out}"
+    );
+    assert_eq!((admin_status(&sb), tree_listing(&sb)), before);
+
+    let (code, out, err) = run(&["rollback", "--reboot"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ran: ostree admin set-default 2"), "{out}");
+    let ds = status(&sb);
+    pinned_is_default(&sb, &format!("{}.{}", pinned.checksum, pinned.serial));
+    assert_eq!(
+        ds.iter().map(|d| d.stateroot.as_str()).collect::<Vec<_>>(),
+        ["rhcos", "rhcos_4.17", "rhcos_4.17"],
+        "{ds:#?}"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let changes: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.starts_with("admin ") && !l.ends_with(" status") && l != &"admin --help")
+        .collect();
+    assert_eq!(
+        changes,
+        [format!(
+            "admin --sysroot={}/sysroot set-default 2",
+            sb.root().display()
+        )],
+        "{calls}"
+    );
+    let shims = sb.calls();
+    assert!(shims.iter().any(|c| c == "systemctl reboot"), "{shims:?}");
+    assert!(
+        !shims.iter().any(|c| c.starts_with("rpm-ostree rollback")),
+        "{shims:?}"
+    );
+    sb.reboot();
+    let cmdline = sb.sh("cat $ROOT/proc/cmdline");
+    assert!(cmdline.contains("/rhcos/"), "{cmdline}");
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Nothing to do"), "{out}");
 }

@@ -6,8 +6,35 @@
 //! |-----------------------------------------------|------------------------------------------|
 //! | one deployment, pinned                        | nothing: the OS did not change           |
 //! | the pinned one is the default already         | nothing (reboot if it is not booted)     |
+//! | the pinned one in another stateroot than the active one | `ostree admin set-default <index>` |
+//! | the pinned one booted, only other stateroots' deployments before it | `ostree admin set-default <index>` |
 //! | the pinned standby is the rollback            | roll back                                |
 //! | several standbys, the pinned one not rollback | undeploy unpinned standbys, then roll back |
+//!
+//! The active deployment is the booted one, else the default
+//! ([`OsState::active`]). Another stateroot is what an image-based upgrade
+//! leaves (the new release deployed in a new stateroot beside the old one).
+//! `rpm-ostree rollback` cannot reach it: coreos/rpm-ostree
+//! `src/daemon/rpmostreed-transaction-types.cxx`, `rollback_transaction_execute`,
+//! asks `ostree_sysroot_query_deployments_for(sysroot, osname, ...)`, the
+//! booted stateroot's pending and rollback deployments only, and moves one of
+//! those first ("No rollback deployment found" when there is none). Nor can
+//! undeploying what stands before the target without rpm-ostree: it would
+//! delete the other release, which set-default does not need to touch. With
+//! nothing booted (the hub's Job, where rpm-ostree cannot work) the default
+//! is the reference: it is what the next boot runs, the deployments ahead of
+//! the target that the plain-ostree path would undeploy start with it, and it
+//! is the reference `status` and `stateroot cleanup` take too.
+//! `ostree admin set-default INDEX` (ostreedev/ostree `src/ostree/ot-admin-builtin-set-default.c`) moves
+//! deployment INDEX to position 0 and writes the deployments, across
+//! stateroots; openshift-kni/lifecycle-agent `docs/image-based-upgrade.md`
+//! ("Manually setting new default deployment") gives it as available from
+//! OpenShift 4.14.7, and LCA checks for it as here, in `ostree admin --help`.
+//! Where `ostree admin --help` does not list it, `rollback`
+//! (and `rollback --dry-run`, as the real run) refuses with exit 1 before any
+//! change and names the boot menu entry of the pinned deployment (read from
+//! `/boot/loader/entries`, never written here); once that entry is booted,
+//! the stateroot cleanup that makes it the default.
 
 use crate::node::cmd::{self, Tools};
 use crate::node::host::Host;
@@ -19,8 +46,19 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    Undeploy { index: usize, deployment: String },
-    Rollback { how: String },
+    Undeploy {
+        index: usize,
+        deployment: String,
+    },
+    Rollback {
+        how: String,
+    },
+    /// `ostree admin set-default <index>`: the pinned deployment is in
+    /// another stateroot than the active one.
+    SetDefault {
+        index: usize,
+        deployment: String,
+    },
     Reboot,
 }
 
@@ -92,6 +130,45 @@ pub fn decide(os: &OsState, target: &Deployment, has_rpm_ostree: bool) -> (Strin
         };
         return (case, a);
     }
+    let index = os
+        .deployments
+        .iter()
+        .position(|d| same(d, target))
+        .unwrap_or(target.index);
+    let set_default = vec![Action::SetDefault {
+        index,
+        deployment: target.short(),
+    }];
+    if let Some(active) = os.active().filter(|a| a.stateroot != target.stateroot) {
+        return (
+            format!(
+                "the pinned deployment is in stateroot {}, the {} one in {}: make it the default with ostree admin set-default (rpm-ostree rollback only reorders the {} stateroot)",
+                target.stateroot,
+                if active.booted { "booted" } else { "default (nothing booted)" },
+                active.stateroot,
+                active.stateroot
+            ),
+            set_default,
+        );
+    }
+    // Booted (chosen in the boot menu) with only other stateroots' deployments
+    // before it: rpm-ostree has no pending deployment of this stateroot, so it
+    // moves the rollback one first or fails ("No rollback deployment found").
+    if target.booted
+        && !os
+            .deployments
+            .iter()
+            .take(index)
+            .any(|d| d.stateroot == target.stateroot)
+    {
+        return (
+            format!(
+                "the pinned deployment is booted but not the default, only other stateroots' deployments stand before it ({}): make it the default with ostree admin set-default (rpm-ostree rollback would not move it)",
+                ahead_roots(os, index).join(", ")
+            ),
+            set_default,
+        );
+    }
     if target.rollback {
         return (
             "the pinned standby is the rollback deployment: roll back".into(),
@@ -139,6 +216,15 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     let os = ostree::read(host, &tools)?;
     let target = target(host, &os)?;
     let (case, mut actions) = decide(&os, &target, ostree::rpm_ostree_usable(host, &tools));
+    // Before any change, and the same for --dry-run (as restore and backup
+    // dry runs refuse exactly like the real run).
+    if actions
+        .iter()
+        .any(|a| matches!(a, Action::SetDefault { .. }))
+        && !ostree::has_set_default(&tools)?
+    {
+        bail!("{}", no_set_default(host, &os, &target));
+    }
     let booted_is_target = os.active().is_some_and(|d| same(d, &target));
     let reboot_needed = !actions.is_empty() || !booted_is_target;
     // Only --reboot reboots: a plain rollback, run once or twice, never does.
@@ -188,6 +274,7 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
                 }
             }
             Action::Rollback { .. } => roll_back(host, &tools, &target)?,
+            Action::SetDefault { .. } => ostree::set_default(host, &tools, &target)?,
             Action::Reboot => {
                 check_default(host, &tools, &target)?;
                 if reboot {
@@ -198,6 +285,66 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     }
     check_default(host, &tools, &target)?;
     Ok(plan)
+}
+
+/// The stateroots of the deployments before `index`, each once, in order.
+fn ahead_roots(os: &OsState, index: usize) -> Vec<String> {
+    let mut roots: Vec<String> = Vec::new();
+    for d in &os.deployments[..index.min(os.deployments.len())] {
+        if !roots.contains(&d.stateroot) {
+            roots.push(d.stateroot.clone());
+        }
+    }
+    roots
+}
+
+/// The refusal when the pinned deployment is in another stateroot and this
+/// ostree has no `admin set-default`: what happened, the node's state, and
+/// the next command that works.
+fn no_set_default(host: &Host, os: &OsState, target: &Deployment) -> String {
+    let index = os
+        .deployments
+        .iter()
+        .position(|d| same(d, target))
+        .unwrap_or(target.index);
+    let lacks = "this node's ostree has no `ostree admin set-default` (`ostree admin --help` does not list it)";
+    let state = format!(
+        "Nothing was changed: the pinned deployment is still deployment {index} in `ostree admin status`, not the default"
+    );
+    let newer = format!(
+        "or, with an ostree that has set-default (OpenShift 4.14.7 and later; for older releases lifecycle-agent's docs/image-based-upgrade.md, \"Manually setting new default deployment\", runs a newer ostree from a container), run `ostree admin set-default {index}`, then `upgrade-recovery rollback --reboot`"
+    );
+    if target.booted {
+        let roots = ahead_roots(os, index);
+        let cleanup = roots
+            .iter()
+            .map(|r| format!("`upgrade-recovery stateroot cleanup {r} --dry-run`, then the same without --dry-run"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return format!(
+            "cannot make the pinned deployment {} the default: it is booted, but only deployments of other stateroots ({}) stand before it, so the next boot runs them again; `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and {lacks}. {state}. Next: remove the deployments that stand before it, which makes it the default: {cleanup}; then `upgrade-recovery status`; {newer}",
+            target.short(),
+            roots.join(", ")
+        );
+    }
+    let (how, active) = match os.active() {
+        Some(a) if a.booted => ("booted", a.short()),
+        Some(a) => ("default (nothing booted)", a.short()),
+        None => ("active", "none".to_string()),
+    };
+    let active_root = os.active().map_or("?", |a| a.stateroot.as_str());
+    let entry = match ostree::boot_entry_title(host, &target.id()) {
+        Some(t) => format!("the entry \"{t}\""),
+        None => format!(
+            "the entry of {} (see `grep -H title /boot/loader/entries/*.conf`)",
+            target.short()
+        ),
+    };
+    format!(
+        "cannot make the pinned deployment the default: it is in stateroot {} ({}), the {how} one is in stateroot {active_root} ({active}); `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and {lacks}. {state}. Next: reboot with `systemctl reboot` and choose {entry} in the boot menu (that choice holds for one boot); then run `upgrade-recovery status` (it should say the node runs the pinned OS) and `upgrade-recovery rollback`, which says how to keep it the default; {newer}",
+        target.stateroot,
+        target.short()
+    )
 }
 
 fn roll_back(host: &Host, tools: &Tools, target: &Deployment) -> Result<()> {
@@ -259,6 +406,9 @@ pub fn render(p: &Plan) -> String {
                 format!("ostree admin undeploy {index}   # {deployment}")
             }
             Action::Rollback { how } => how.clone(),
+            Action::SetDefault { index, deployment } => {
+                format!("ostree admin set-default {index}   # {deployment}")
+            }
             Action::Reboot => "systemctl reboot".into(),
         };
         let _ = writeln!(
@@ -272,4 +422,204 @@ pub fn render(p: &Plan) -> String {
     }
     let _ = writeln!(s, "Next: {}", p.next);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::ostree::{parse_admin_status, BootedFrom};
+
+    /// A status from `ostree admin status` lines (`*` booted) and the
+    /// commits' first letters; the last field pins it.
+    fn os(lines: &[(&str, &str, char, bool)]) -> OsState {
+        let mut text = String::new();
+        for (mark, root, c, pinned) in lines {
+            text += &format!("{mark} {root} {}.0\n", c.to_string().repeat(64));
+            if *pinned {
+                text += "    Pinned: yes\n";
+            }
+        }
+        let mut deployments = parse_admin_status(&text).unwrap();
+        // As `ostree::read` derives them from the booted one.
+        let b = deployments.iter().position(|d| d.booted);
+        if let Some(b) = b {
+            let root = deployments[b].stateroot.clone();
+            if let Some(r) = (b + 1..deployments.len()).find(|&i| deployments[i].stateroot == root)
+            {
+                deployments[r].rollback = true;
+            }
+        }
+        OsState {
+            deployments,
+            booted_from: if b.is_some() {
+                BootedFrom::StatusMark
+            } else {
+                BootedFrom::DefaultAssumed
+            },
+            booted_skipped: Vec::new(),
+        }
+    }
+
+    fn pinned(os: &OsState) -> Deployment {
+        os.deployments.iter().find(|d| d.pinned).unwrap().clone()
+    }
+
+    /// The image-based upgrade's shape: the new release booted in its own
+    /// stateroot, the pinned old one in `rhcos`: set-default of its index,
+    /// never `rpm-ostree rollback` (which would only look at rhcos_4.17).
+    #[test]
+    fn a_pinned_deployment_in_another_stateroot_is_made_the_default_by_index() {
+        for rpm in [true, false] {
+            let s = os(&[("*", "rhcos_4.17", 'b', false), (" ", "rhcos", 'a', true)]);
+            let (case, actions) = decide(&s, &pinned(&s), rpm);
+            assert_eq!(
+                actions,
+                [Action::SetDefault {
+                    index: 1,
+                    deployment: pinned(&s).short()
+                }],
+                "{case}"
+            );
+            assert!(
+                case.contains("stateroot rhcos, the booted one in rhcos_4.17"),
+                "{case}"
+            );
+        }
+    }
+
+    /// Other deployments around, of both stateroots: still one set-default,
+    /// of the pinned one's index, no undeploys (set-default reaches any index).
+    #[test]
+    fn set_default_takes_the_index_whatever_stands_around() {
+        let s = os(&[
+            (" ", "rhcos_4.17", 'c', false),
+            ("*", "rhcos_4.17", 'b', false),
+            (" ", "rhcos_4.17", 'd', false),
+            (" ", "rhcos", 'e', false),
+            (" ", "rhcos", 'a', true),
+        ]);
+        let (_, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(
+            actions,
+            [Action::SetDefault {
+                index: 4,
+                deployment: pinned(&s).short()
+            }]
+        );
+        // Nothing booted: the default's stateroot is the reference.
+        let s = os(&[
+            (" ", "rhcos_4.17", 'b', false),
+            (" ", "rhcos", 'e', false),
+            (" ", "rhcos", 'a', true),
+        ]);
+        let (case, actions) = decide(&s, &pinned(&s), false);
+        assert_eq!(
+            actions,
+            [Action::SetDefault {
+                index: 2,
+                deployment: pinned(&s).short()
+            }],
+            "{case}"
+        );
+        assert!(
+            case.contains("the default (nothing booted) one in rhcos_4.17"),
+            "{case}"
+        );
+    }
+
+    /// Already the default: nothing, or a reboot when another stateroot's
+    /// deployment is booted (as in the same stateroot).
+    #[test]
+    fn a_pinned_default_in_another_stateroot_needs_at_most_a_reboot() {
+        let s = os(&[(" ", "rhcos", 'a', true), ("*", "rhcos_4.17", 'b', false)]);
+        let (case, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(actions, [Action::Reboot], "{case}");
+        assert!(case.contains("default already"), "{case}");
+        let s = os(&[("*", "rhcos", 'a', true), (" ", "rhcos_4.17", 'b', false)]);
+        let (case, actions) = decide(&s, &pinned(&s), true);
+        assert!(
+            actions.is_empty() && case.contains("default already"),
+            "{case}"
+        );
+    }
+
+    /// Chosen in the boot menu (booted once) with only the other stateroot's
+    /// deployments before it: rpm-ostree has no pending deployment of rhcos
+    /// and would fail or move another one; set-default.
+    #[test]
+    fn a_booted_pinned_deployment_behind_another_stateroot_is_set_default() {
+        let s = os(&[
+            (" ", "rhcos_4.17", 'b', false),
+            ("*", "rhcos", 'a', true),
+            (" ", "rhcos", 'c', false),
+        ]);
+        let (case, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(
+            actions,
+            [Action::SetDefault {
+                index: 1,
+                deployment: pinned(&s).short()
+            }],
+            "{case}"
+        );
+        assert!(case.contains("(rhcos_4.17)"), "{case}");
+    }
+
+    /// The same stateroot keeps today's rows, even with another stateroot
+    /// deployed beside it.
+    #[test]
+    fn the_same_stateroot_keeps_the_rollback_rows() {
+        let s = os(&[
+            ("*", "rhcos", 'b', false),
+            (" ", "rhcos", 'a', true),
+            (" ", "rhcos_4.17", 'c', false),
+        ]);
+        let (_, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(
+            actions,
+            [Action::Rollback {
+                how: "rpm-ostree rollback".into()
+            }]
+        );
+        let s = os(&[
+            ("*", "rhcos", 'b', false),
+            (" ", "rhcos", 'c', false),
+            (" ", "rhcos", 'a', true),
+        ]);
+        let (_, actions) = decide(&s, &pinned(&s), true);
+        assert!(
+            matches!(actions[0], Action::Undeploy { index: 1, .. }),
+            "{actions:?}"
+        );
+        assert!(matches!(actions.last(), Some(Action::Rollback { .. })));
+    }
+
+    #[test]
+    fn set_default_renders_and_serialises_like_the_other_actions() {
+        let s = os(&[("*", "rhcos_4.17", 'b', false), (" ", "rhcos", 'a', true)]);
+        let t = pinned(&s);
+        let a = Action::SetDefault {
+            index: 1,
+            deployment: t.short(),
+        };
+        let j = serde_json::to_value(&a).unwrap();
+        assert_eq!(j["action"], "set-default");
+        assert_eq!(j["index"], 1);
+        let p = Plan {
+            target: t.clone(),
+            case: "c".into(),
+            actions: vec![a],
+            dry_run: true,
+            reboot_needed: true,
+            next: "n".into(),
+        };
+        let r = render(&p);
+        assert!(
+            r.contains(&format!(
+                "would run: ostree admin set-default 1   # {}",
+                t.short()
+            )),
+            "{r}"
+        );
+    }
 }

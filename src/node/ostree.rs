@@ -459,6 +459,104 @@ pub fn undeploy(host: &Host, tools: &Tools, d: &Deployment) -> Result<()> {
     admin(host, tools, &["undeploy".into(), d.index.to_string()]).map(drop)
 }
 
+/// Whether `ostree admin --help` lists the `admin` subcommand `name`.
+///
+/// ostree prints the list itself: `ostree_admin_option_context_new_with_commands`
+/// in ostreedev/ostree `src/ostree/ot-builtin-admin.c` writes a summary
+/// `Builtin "admin" Commands:` with one line `"\n  %-19s" name description`
+/// per visible subcommand (`set-default`: "Make deployment INDEX the
+/// default"). An unknown one fails with `Unknown "admin" subcommand
+/// 'NAME'` and the same help on stderr; ostree 2022.7 (Debian 12) has no
+/// `set-default`.
+pub fn admin_help_lists(help: &str, name: &str) -> bool {
+    let mut in_list = false;
+    for line in help.lines() {
+        if line.starts_with("Builtin \"admin\" Commands:") {
+            in_list = true;
+        } else if in_list {
+            let Some(rest) = line.strip_prefix("  ") else {
+                // The list ends at the first line that is not indented.
+                if !line.trim().is_empty() {
+                    in_list = false;
+                }
+                continue;
+            };
+            if rest.split_whitespace().next() == Some(name) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Whether this node's `ostree` has `ostree admin set-default` (OpenShift
+/// 4.14.7 and later, per openshift-kni/lifecycle-agent
+/// `docs/image-based-upgrade.md`, "Manually setting new default deployment").
+pub fn has_set_default(tools: &Tools) -> Result<bool> {
+    let help = cmd::run_text(tools.command("ostree")?.args(["admin", "--help"]))?;
+    Ok(admin_help_lists(&help, "set-default"))
+}
+
+/// `ostree admin set-default <index>`: upstream
+/// (`src/ostree/ot-admin-builtin-set-default.c`) moves deployment INDEX to
+/// position 0 and writes the deployments, whatever their stateroots. The
+/// index is re-read first and must still name `d`.
+pub fn set_default(host: &Host, tools: &Tools, d: &Deployment) -> Result<()> {
+    let now = read(host, tools)?;
+    let cur = now
+        .deployments
+        .iter()
+        .find(|c| c.is(&d.id()))
+        .with_context(|| format!("{} is no longer deployed", d.short()))?;
+    log::info!("making {} (index {}) the default", cur.short(), cur.index);
+    admin(host, tools, &["set-default".into(), cur.index.to_string()]).map(drop)
+}
+
+/// The `title` of the boot loader entry that boots `id`, as ostree wrote it
+/// (`/boot/loader/entries/*.conf`, Boot Loader Specification): the entry
+/// whose `options` line holds an `ostree=` link resolving to `id` under the
+/// sysroot. Read only; `None` when no entry says.
+pub fn boot_entry_title(host: &Host, id: &DeploymentId) -> Option<String> {
+    let sysroot = host.sysroot();
+    for dir in [
+        sysroot.join("boot/loader/entries"),
+        host.path("/boot/loader/entries"),
+    ] {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut names: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for p in names {
+            if p.extension().and_then(|e| e.to_str()) != Some("conf") {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            let field = |k: &str| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix(k)
+                        .filter(|r| r.starts_with([' ', '\t']))
+                        .map(|r| r.trim().to_string())
+                })
+            };
+            let resolved = field("options")
+                .as_deref()
+                .and_then(booted::find_ostree_karg)
+                .and_then(|v| booted::parse_bootlink(v).ok())
+                .and_then(|l| booted::resolve(&sysroot, &l).ok())
+                .map(DeploymentId::from);
+            if resolved.as_ref() == Some(id) {
+                if let Some(t) = field("title") {
+                    return Some(t);
+                }
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,5 +575,21 @@ mod tests {
         assert!(ds[0].is(&ds[0].id()) && !ds[0].is(&ds[1].id()));
         assert_eq!(ds[1].id().to_string(), format!("rhcos {c}.0"));
         assert_eq!(ds[1].name(), format!("rhcos {c}.0"));
+    }
+
+    /// `ostree admin --help` of ostree 2022.7 (this machine) has no
+    /// `set-default`; a newer one lists it in the same table.
+    #[test]
+    fn the_admin_help_tells_whether_set_default_exists() {
+        let old = "Usage:\n  ostree admin [OPTION…] --print-current-dir|COMMAND\n\nBuiltin \"admin\" Commands:\n  cleanup            Delete untagged deployments and repository objects\n  status             List deployments\n  undeploy           Delete deployment INDEX\n\nHelp Options:\n  -h, --help         Show help options\n";
+        assert!(!admin_help_lists(old, "set-default"));
+        assert!(admin_help_lists(old, "undeploy"));
+        // An option line of a later section is not a subcommand.
+        assert!(!admin_help_lists(old, "-h,"));
+        let new = old.replace(
+            "  undeploy ",
+            "  set-default        Make deployment INDEX the default\n  undeploy ",
+        );
+        assert!(admin_help_lists(&new, "set-default"));
     }
 }
