@@ -318,6 +318,90 @@ fn reboot_into(sb: &Sandbox, index: usize) {
     ));
 }
 
+/// The admin chose the pinned deployment in the boot menu after a failed
+/// upgrade of the same stateroot: booted, not the default. `rpm-ostree
+/// rollback` puts the booted deployment first when its stateroot has a
+/// pending deployment and no rollback one; nothing is undeployed (before,
+/// the plan undeployed the failed upgrade, after which rpm-ostree found "No
+/// rollback deployment" and the command failed).
+#[test]
+fn rollback_when_the_pinned_deployment_is_booted_but_not_the_default() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let pinned = status(&sb)[0].clone();
+    upgrade_os(&sb, "417.1", "rhcos");
+    reboot_into(&sb, 1);
+    let ds = status(&sb);
+    assert!(ds[1].is(&pinned.id()), "{ds:#?}");
+    // status names the state and the command; restore refuses before any
+    // change: its reboot would start the failed upgrade.
+    let (_, st, _) = sb.run(&["status", "--output", "json"]);
+    let st: serde_json::Value = serde_json::from_str(&st).unwrap();
+    assert_eq!(st["state"]["state"], "pinned-booted-not-default", "{st:#}");
+    assert_eq!(st["next_command"], "upgrade-recovery rollback", "{st:#}");
+    for args in [&["restore", "--dry-run"][..], &["restore"]] {
+        let (code, out, err) = sb.run(args);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("the next boot would start")
+                && err.contains("`upgrade-recovery rollback` (no reboot needed), then run `upgrade-recovery restore`"),
+            "{err}"
+        );
+    }
+    assert!(!sb.root().join("var/recovery/journal.json").exists());
+    let (code, out, err) = sb.run(&["rollback", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("booted but another one is the default")
+            && out.contains("would run: rpm-ostree rollback")
+            && !out.contains("undeploy"),
+        "{out}"
+    );
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    pinned_is_default(&sb, &format!("{}.{}", pinned.checksum, pinned.serial));
+    assert_eq!(status(&sb).len(), 2, "nothing undeployed");
+    assert!(
+        sb.calls().iter().any(|c| c == "rpm-ostree rollback"),
+        "{:?}",
+        sb.calls()
+    );
+    assert!(out.contains("no reboot needed"), "{out}");
+    assert!(!sb.calls().iter().any(|c| c == "systemctl reboot"));
+    let (_, st, _) = sb.run(&["status", "--output", "json"]);
+    let st: serde_json::Value = serde_json::from_str(&st).unwrap();
+    assert_eq!(st["state"]["state"], "backup-ready", "{st:#}");
+}
+
+/// The files phase done, the node came back from its reboot into another OS
+/// than the pinned one (its default changed meanwhile): the cluster phase
+/// refuses before its first step and names the rollback, then `--resume`.
+#[test]
+fn the_cluster_phase_refuses_after_a_reboot_into_another_os() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = sb.run(&["restore"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Reboot now"), "{out}");
+    upgrade_os(&sb, "417.1", "rhcos");
+    sb.reboot();
+    let journal = std::fs::read(sb.root().join("var/recovery/journal.json")).unwrap();
+    let (code, out, err) = sb.run(&["restore", "--resume"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("upgrade-recovery rollback --reboot")
+            && err.contains("run `upgrade-recovery restore --resume`"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(sb.root().join("var/recovery/journal.json")).unwrap(),
+        journal,
+        "the journal moved"
+    );
+}
+
 /// `ostree admin status` as ostree prints it (the order and marks).
 fn admin_status(sb: &Sandbox) -> String {
     sb.sh("ostree admin --sysroot=$ROOT/sysroot status")

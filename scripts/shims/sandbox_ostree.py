@@ -63,16 +63,20 @@ def rollback(sysroot, booted, reboot):
     if b is None:
         print("error: Not currently booted into an OSTree system", file=sys.stderr)
         sys.exit(1)
+    # As coreos/rpm-ostree src/daemon/rpmostreed-transaction-types.cxx
+    # rollback_transaction_execute, over ostree_sysroot_query_deployments_for
+    # (ostree-sysroot.c) for the booted stateroot: pending is the first of
+    # its deployments before the booted one, rollback the first after it.
+    # Neither: "No rollback deployment found". A rollback one goes first;
+    # with only a pending one, the booted one goes first ("undo a rollback").
     same = [d for d in deps if d.get_osname() == b.get_osname()]
     i = same.index(b)
-    pending = same[i - 1] if i > 0 else None
+    pending = same[0] if i > 0 else None
     rb = same[i + 1] if i + 1 < len(same) else None
     if pending is None and rb is None:
         print("error: No rollback deployment found", file=sys.stderr)
         sys.exit(1)
-    # As rpm-ostree: with a pending deployment, the booted one goes first;
-    # otherwise the rollback deployment goes first.
-    first = b if pending is not None else rb
+    first = rb if rb is not None else b
     new = [first] + [d for d in deps if d is not first]
     sysroot.write_deployments(new, None)
     print("Moving '%s.%d' to be first deployment" % (first.get_csum(), first.get_deployserial()))

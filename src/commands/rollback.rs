@@ -169,6 +169,48 @@ pub fn decide(os: &OsState, target: &Deployment, has_rpm_ostree: bool) -> (Strin
             set_default,
         );
     }
+    // Booted (chosen in the boot menu) with a deployment of its own stateroot
+    // before it. rpm-ostree rollback takes the first deployment of the
+    // booted stateroot before the booted one as pending and the first after
+    // it as rollback (ostree_sysroot_query_deployments_for); with a pending
+    // one and no rollback one it puts the booted deployment first ("undo a
+    // rollback", rpmostreed-transaction-types.cxx rollback_transaction_execute),
+    // but with a rollback one it would move that one first. So the unpinned
+    // deployments of this stateroot after it are undeployed first (from the
+    // highest index); a pinned one there leaves set-default. Plain ostree:
+    // the reorder undeploys what stands before it.
+    if target.booted {
+        let after: Vec<(usize, &Deployment)> = os
+            .deployments
+            .iter()
+            .enumerate()
+            .skip(index + 1)
+            .filter(|(_, d)| d.stateroot == target.stateroot)
+            .collect();
+        if has_rpm_ostree && after.iter().any(|(_, d)| d.pinned) {
+            return (
+                "the pinned deployment is booted but not the default, and another pinned deployment of its stateroot stands after it (rpm-ostree rollback would move that one first): make it the default with ostree admin set-default".into(),
+                set_default,
+            );
+        }
+        let mut actions: Vec<Action> = if has_rpm_ostree {
+            after
+                .iter()
+                .rev()
+                .map(|(i, d)| Action::Undeploy {
+                    index: *i,
+                    deployment: d.short(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        actions.push(Action::Rollback { how });
+        return (
+            "the pinned deployment is booted but another one is the default: roll back (the booted one becomes the default)".into(),
+            actions,
+        );
+    }
     if target.rollback {
         return (
             "the pinned standby is the rollback deployment: roll back".into(),
@@ -226,7 +268,9 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
         bail!("{}", no_set_default(host, &os, &target));
     }
     let booted_is_target = os.active().is_some_and(|d| same(d, &target));
-    let reboot_needed = !actions.is_empty() || !booted_is_target;
+    // Booted already (chosen in the boot menu), the pinned deployment only
+    // has to become the default: no reboot.
+    let reboot_needed = !booted_is_target;
     // Only --reboot reboots: a plain rollback, run once or twice, never does.
     actions.retain(|a| *a != Action::Reboot);
     if reboot && reboot_needed {
@@ -241,6 +285,10 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
         format!("the node reboots now; {after}")
     } else if reboot_needed {
         format!("reboot into the pinned deployment with `systemctl reboot`; {after}")
+    } else if dry_run && !actions.is_empty() {
+        "nothing was changed (--dry-run); do it with `upgrade-recovery rollback` (no reboot: the pinned deployment is booted, it only becomes the default), then, if the upgrade failed, `upgrade-recovery restore`".to_string()
+    } else if !actions.is_empty() {
+        "the pinned deployment is booted and now the next default too (no reboot needed); if the upgrade failed, run `upgrade-recovery restore`".to_string()
     } else {
         let st = crate::recovery::state::assess(host, Some(&os));
         format!(
@@ -462,6 +510,66 @@ mod tests {
 
     fn pinned(os: &OsState) -> Deployment {
         os.deployments.iter().find(|d| d.pinned).unwrap().clone()
+    }
+
+    /// The admin chose the pinned deployment in the boot menu after a failed
+    /// upgrade of the same stateroot: rpm-ostree rollback puts the booted one
+    /// first only when no deployment of its stateroot follows it, so the
+    /// older standby goes first; nothing ahead of it is undeployed.
+    #[test]
+    fn the_pinned_deployment_booted_but_not_the_default_is_rolled_back_to() {
+        let s = os(&[
+            (" ", "rhcos", 'c', false),
+            ("*", "rhcos", 'a', true),
+            (" ", "rhcos", 'b', false),
+        ]);
+        let (case, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(
+            actions,
+            [
+                Action::Undeploy {
+                    index: 2,
+                    deployment: s.deployments[2].short()
+                },
+                Action::Rollback {
+                    how: "rpm-ostree rollback".into()
+                }
+            ],
+            "{case}"
+        );
+        // After that undeploy the re-decided plan is the rollback alone (the
+        // run re-decides after each undeploy).
+        let s = os(&[(" ", "rhcos", 'c', false), ("*", "rhcos", 'a', true)]);
+        let (_, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(
+            actions,
+            [Action::Rollback {
+                how: "rpm-ostree rollback".into()
+            }]
+        );
+        // Plain ostree: the reorder undeploys what stands before it.
+        let (_, actions) = decide(&s, &pinned(&s), false);
+        assert_eq!(
+            actions,
+            [Action::Rollback {
+                how: "ostree (reorder)".into()
+            }]
+        );
+        // Another pinned one of the stateroot after it: set-default.
+        let s = os(&[
+            (" ", "rhcos", 'c', false),
+            ("*", "rhcos", 'a', true),
+            (" ", "rhcos", 'b', true),
+        ]);
+        let t = s.deployments[1].clone();
+        let (_, actions) = decide(&s, &t, true);
+        assert_eq!(
+            actions,
+            [Action::SetDefault {
+                index: 1,
+                deployment: t.short()
+            }]
+        );
     }
 
     /// The image-based upgrade's shape: the new release booted in its own

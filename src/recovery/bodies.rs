@@ -171,7 +171,13 @@ impl Ctx<'_> {
     pub(super) fn preflight(&mut self) -> Result<()> {
         check_sizes(&self.dir, &self.gen, &self.m)?;
         self.check_phase(Phase::Files)?;
-        check_os(self.host, &self.tools, &self.m, self.opts)
+        check_os(
+            self.host,
+            &self.tools,
+            &self.m,
+            self.opts,
+            "upgrade-recovery restore",
+        )
     }
 
     pub(super) fn tree(&self, name: &str) -> Result<&Tree> {
@@ -597,14 +603,34 @@ pub(super) fn check_sizes(dir: &Path, gen: &Path, m: &Manifest) -> Result<()> {
 
 /// The active OS deployment is the one the backup pinned (or the admin
 /// chose `--restore-onto-other-os`).
-pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options) -> Result<()> {
+/// `then` is the restore command that follows the rollback: `upgrade-recovery
+/// restore` before a recovery starts, `upgrade-recovery restore --resume` in
+/// one under way.
+pub(super) fn check_os(
+    host: &Host,
+    tools: &Tools,
+    m: &Manifest,
+    opts: &Options,
+    then: &str,
+) -> Result<()> {
     let os = ostree::read(host, tools)?;
     let Some(pinned) = &m.deployment else {
         return Ok(());
     };
     let active = os.active().context("no OS deployment found")?;
     if active.is(&pinned.id()) {
-        return Ok(());
+        // Booted from the boot menu while another is the default: the
+        // reboot that ends the files phase would start that other OS, and
+        // the cluster phase would run there.
+        match os.default_deployment() {
+            Some(d) if active.booted && !d.is(&pinned.id()) => bail!(
+                "the pinned deployment {} is booted, but the next boot would start {}: the reboot that ends the files phase would leave the pinned OS. Nothing was changed.\n{}Next: make the pinned deployment the default with `upgrade-recovery rollback` (no reboot needed), then run `{then}`.",
+                active.short(),
+                d.short(),
+                state::render_os(&os),
+            ),
+            _ => return Ok(()),
+        }
     }
     let what = if active.booted { "booted" } else { "default" };
     let pinned_name = format!(
@@ -620,7 +646,7 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         ""
     };
     let msg = format!(
-        "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
+        "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `{then}`.",
         active.short(),
         active.short(),
         state::render_os(&os),

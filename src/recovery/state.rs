@@ -30,6 +30,12 @@ pub enum State {
         active: String,
         pinned: String,
     },
+    /// The pinned deployment is booted (chosen in the boot menu) but another
+    /// is the next default: a reboot would leave it.
+    PinnedBootedNotDefault {
+        default: String,
+        pinned: String,
+    },
     /// The deployment pinned at backup is no longer deployed.
     PinnedDeploymentGone {
         pinned: String,
@@ -263,7 +269,23 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         return ready(last);
     };
     if is_pinned(active) {
-        return ready(last);
+        match os.default_deployment() {
+            Some(d) if active.booted && !is_pinned(d) => {
+                return a(
+                    State::PinnedBootedNotDefault {
+                        default: d.short(),
+                        pinned: pinned_name,
+                    },
+                    format!(
+                        "the pinned deployment is booted, but the next boot would start {}: a reboot (the recovery makes one) would leave it",
+                        d.short()
+                    ),
+                    "make the pinned deployment the default with `upgrade-recovery rollback` (no reboot needed), then, if the upgrade failed, `upgrade-recovery restore`".into(),
+                    "upgrade-recovery rollback",
+                )
+            }
+            _ => return ready(last),
+        }
     }
     if os.default_deployment().is_some_and(is_pinned) {
         return a(
