@@ -374,34 +374,6 @@ fn rollback_when_the_pinned_deployment_is_booted_but_not_the_default() {
     assert_eq!(st["state"]["state"], "backup-ready", "{st:#}");
 }
 
-/// The files phase done, the node came back from its reboot into another OS
-/// than the pinned one (its default changed meanwhile): the cluster phase
-/// refuses before its first step and names the rollback, then `--resume`.
-#[test]
-fn the_cluster_phase_refuses_after_a_reboot_into_another_os() {
-    let sb = Sandbox::new();
-    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
-    assert_eq!(code, 0, "{err}");
-    let (code, out, err) = sb.run(&["restore"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("Reboot now"), "{out}");
-    upgrade_os(&sb, "417.1", "rhcos");
-    sb.reboot();
-    let journal = std::fs::read(sb.root().join("var/recovery/journal.json")).unwrap();
-    let (code, out, err) = sb.run(&["restore", "--resume"]);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(
-        err.contains("upgrade-recovery rollback --reboot")
-            && err.contains("run `upgrade-recovery restore --resume`"),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read(sb.root().join("var/recovery/journal.json")).unwrap(),
-        journal,
-        "the journal moved"
-    );
-}
-
 /// `ostree admin status` as ostree prints it (the order and marks).
 fn admin_status(sb: &Sandbox) -> String {
     sb.sh("ostree admin --sysroot=$ROOT/sysroot status")

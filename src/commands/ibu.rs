@@ -32,6 +32,7 @@ use crate::node::cmd::{self, Tools};
 use crate::node::host::Host;
 use crate::node::oc::{Get, List, Meta, Oc};
 use crate::util::error::Fail;
+use crate::util::json::lenient;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -129,9 +130,13 @@ pub struct ObjectStorage {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ObjectStatus {
+    #[serde(deserialize_with = "lenient")]
     pub phase: Option<String>,
+    #[serde(deserialize_with = "lenient")]
     pub message: Option<String>,
-    /// A processed DeleteBackupRequest's errors.
+    /// A processed DeleteBackupRequest's errors (a list of strings); on a
+    /// Backup or Restore `errors` is a count, read as absent.
+    #[serde(deserialize_with = "lenient")]
     pub errors: Option<Vec<String>>,
 }
 
@@ -929,6 +934,29 @@ pub fn render_cleanup(r: &CleanupReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// velero's `status.errors` is a count on a Backup and a Restore
+    /// (pkg/apis/velero/v1/backup_types.go, restore_types.go) and a list of
+    /// strings on a DeleteBackupRequest (delete_backup_request_types.go):
+    /// one `Object` type reads all three; a PartiallyFailed Backup does not
+    /// fail the list.
+    #[test]
+    fn velero_errors_are_a_count_or_a_list() {
+        let l: List<Object> = serde_json::from_str(
+            r#"{"items":[
+              {"metadata":{"name":"b1","namespace":"openshift-adp"},"status":{"phase":"PartiallyFailed","errors":2,"warnings":1}},
+              {"metadata":{"name":"d1","namespace":"openshift-adp"},"status":{"phase":"Processed","errors":["bucket gone"]}}
+            ]}"#,
+        )
+        .unwrap();
+        let items = l.items();
+        assert_eq!(items[0].phase(), Some("PartiallyFailed"));
+        assert_eq!(items[0].status.as_ref().unwrap().errors, None);
+        assert_eq!(
+            items[1].status.as_ref().unwrap().errors.as_deref(),
+            Some(&["bucket gone".to_string()][..])
+        );
+    }
 
     #[test]
     fn precache_status_as_lca_writes_it() {

@@ -3,33 +3,34 @@
 //! with a label, and removing every pod.
 
 use crate::node::cmd::{self, Tools};
+use crate::util::json::lenient;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
 /// One entry of `crictl ps -o json` (the fields the tool reads).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct Container {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub metadata: Option<Metadata>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub image: Option<ImageSpec>,
     /// `CONTAINER_RUNNING`, `CONTAINER_EXITED`, ...
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub state: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct Metadata {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct ImageSpec {
     /// The image reference the container runs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub image: Option<String>,
 }
 
@@ -110,6 +111,20 @@ impl<'a> Crictl<'a> {
 
 #[cfg(test)]
 mod tests {
+    /// An entry with a field of another shape keeps the rest of the list
+    /// (the untyped reads skipped such a field too).
+    #[test]
+    fn a_field_of_another_shape_does_not_fail_the_list() {
+        let l = parse_ps(
+            r#"{"containers":[{"id":"a","image":"quay.io/x","metadata":{"name":"etcd"},"state":"CONTAINER_RUNNING"},{"id":"b","metadata":{"name":7}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!((l[0].name(), l[0].image_ref()), ("etcd", None));
+        assert_eq!(l[1].name(), "");
+        assert!(parse_ps("{").is_err());
+    }
+
     use super::*;
 
     #[test]

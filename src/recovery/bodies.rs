@@ -171,13 +171,7 @@ impl Ctx<'_> {
     pub(super) fn preflight(&mut self) -> Result<()> {
         check_sizes(&self.dir, &self.gen, &self.m)?;
         self.check_phase(Phase::Files)?;
-        check_os(
-            self.host,
-            &self.tools,
-            &self.m,
-            self.opts,
-            "upgrade-recovery restore",
-        )
+        check_os(self.host, &self.tools, &self.m, self.opts)
     }
 
     pub(super) fn tree(&self, name: &str) -> Result<&Tree> {
@@ -603,16 +597,7 @@ pub(super) fn check_sizes(dir: &Path, gen: &Path, m: &Manifest) -> Result<()> {
 
 /// The active OS deployment is the one the backup pinned (or the admin
 /// chose `--restore-onto-other-os`).
-/// `then` is the restore command that follows the rollback: `upgrade-recovery
-/// restore` before a recovery starts, `upgrade-recovery restore --resume` in
-/// one under way.
-pub(super) fn check_os(
-    host: &Host,
-    tools: &Tools,
-    m: &Manifest,
-    opts: &Options,
-    then: &str,
-) -> Result<()> {
+pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options) -> Result<()> {
     let os = ostree::read(host, tools)?;
     let Some(pinned) = &m.deployment else {
         return Ok(());
@@ -624,7 +609,7 @@ pub(super) fn check_os(
         // the cluster phase would run there.
         match os.default_deployment() {
             Some(d) if active.booted && !d.is(&pinned.id()) => bail!(
-                "the pinned deployment {} is booted, but the next boot would start {}: the reboot that ends the files phase would leave the pinned OS. Nothing was changed.\n{}Next: make the pinned deployment the default with `upgrade-recovery rollback` (no reboot needed), then run `{then}`.",
+                "the pinned deployment {} is booted, but the next boot would start {}: the reboot that ends the files phase would leave the pinned OS. Nothing was changed.\n{}Next: make the pinned deployment the default with `upgrade-recovery rollback` (no reboot needed), then run `upgrade-recovery restore`.",
                 active.short(),
                 d.short(),
                 state::render_os(&os),
@@ -646,7 +631,7 @@ pub(super) fn check_os(
         ""
     };
     let msg = format!(
-        "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `{then}`.",
+        "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
         active.short(),
         active.short(),
         state::render_os(&os),

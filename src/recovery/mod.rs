@@ -344,13 +344,13 @@ impl Plan<'_> {
         // A recovery under way checked the preflight's when it began.
         if fresh {
             bodies::check_sizes(&dir, &gen, &m)?;
-            bodies::check_os(host, &tools, &m, opts, "upgrade-recovery restore")?;
+            bodies::check_os(host, &tools, &m, opts)?;
         } else {
             let boot = host.boot_id()?;
             forget_files_after_reboot(&mut j, &boot);
             if let Some(s) = next_step(&j) {
                 if s.after_reboot {
-                    check_rebooted(host, &tools, &m, &j, opts, &boot)?;
+                    check_rebooted(host, &j, opts, &boot)?;
                 }
             }
         }
@@ -498,23 +498,19 @@ fn forget_files_after_reboot(j: &mut Journal, boot: &str) -> bool {
     true
 }
 
-/// The cluster phase runs only after the reboot that ends the files phase,
-/// and only on the pinned OS (the reboot may have started another default).
-fn check_rebooted(
-    host: &Host,
-    tools: &Tools,
-    m: &Manifest,
-    j: &Journal,
-    opts: &Options,
-    boot: &str,
-) -> Result<()> {
+/// The cluster phase runs only after the reboot that ends the files phase.
+/// (Not an OS check here: a recovery started with `--restore-onto-other-os`
+/// resumes without that flag, from the admin or the auto-resume unit, and
+/// would be refused; the preflight already requires the pinned deployment
+/// booted and the default, so the reboot comes back to it.)
+fn check_rebooted(host: &Host, j: &Journal, opts: &Options, boot: &str) -> Result<()> {
     if j.files_boot_id.as_deref() == Some(boot) && !opts.force {
         bail!(
             "the files phase finished in this boot ({boot}); the node must reboot before the cluster phase. Nothing was changed. Reboot first (`systemctl reboot`), then run `{}`",
             state::resume_command(host)
         );
     }
-    bodies::check_os(host, tools, m, opts, "upgrade-recovery restore --resume")
+    Ok(())
 }
 
 impl Ctx<'_> {
@@ -541,7 +537,7 @@ impl Ctx<'_> {
         {
             let id = sid.as_str();
             if after_reboot && !self.j.is_done(id) {
-                check_rebooted(self.host, &self.tools, &self.m, &self.j, self.opts, &boot)?;
+                check_rebooted(self.host, &self.j, self.opts, &boot)?;
             }
             if self.opts.step {
                 match phase_at_start {

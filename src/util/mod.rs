@@ -4,5 +4,6 @@ pub mod error;
 pub mod fault;
 pub mod fsutil;
 pub mod interrupt;
+pub mod json;
 pub mod logger;
 pub mod progress;
