@@ -89,3 +89,54 @@ fn shims_refuse_like_the_real_programs() {
         "{e}"
     );
 }
+
+/// `rpm-ostree rollback` as coreos/rpm-ostree's rollback_transaction_execute
+/// over ostree_sysroot_query_deployments_for, on the booted stateroot only:
+/// a rollback deployment (after the booted one) goes first; with only a
+/// pending one (before it), the booted one goes first; neither is an error.
+#[test]
+fn rpm_ostree_rollback_reorders_as_upstream() {
+    let sb = Sandbox::new();
+    let ctl = |args: &str| {
+        sh(&format!(
+            "{}/scripts/sandbox.sh {args} >/dev/null",
+            q(&project())
+        ))
+    };
+    let dir = q(sb.dir.path());
+    let order = || -> Vec<String> {
+        sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+            .lines()
+            .filter(|l| !l.starts_with("    "))
+            .map(|l| l.trim_start_matches(['*', ' ']).to_string())
+            .collect()
+    };
+    // [*n, o]: the rollback one goes first.
+    let before = order();
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert_eq!(try_sh(&sb, "rpm-ostree rollback").0, 0);
+    assert_eq!(order(), [before[1].clone(), before[0].clone()]);
+    // [o, *n]: a pending one only: the booted one goes first.
+    ctl(&format!("reboot {dir} 1"));
+    let before = order();
+    assert_eq!(try_sh(&sb, "rpm-ostree rollback").0, 0);
+    assert_eq!(order(), [before[1].clone(), before[0].clone()]);
+    // [c, *n, o]: pending c and rollback o: o goes first.
+    ctl(&format!("upgrade-os {dir} 417.1 rhcos"));
+    ctl(&format!("reboot {dir} 1"));
+    let before = order();
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert_eq!(try_sh(&sb, "rpm-ostree rollback").0, 0);
+    assert_eq!(
+        order(),
+        [before[2].clone(), before[0].clone(), before[1].clone()]
+    );
+    // The booted one alone: neither.
+    sb.sh("ostree admin --sysroot=$ROOT/sysroot undeploy 1 && ostree admin --sysroot=$ROOT/sysroot undeploy 0");
+    assert_eq!(order().len(), 1);
+    let (c, e) = try_sh(&sb, "rpm-ostree rollback");
+    assert_eq!(
+        (c, e.as_str()),
+        (1, "error: No rollback deployment found\n")
+    );
+}
