@@ -18,6 +18,26 @@ fn upgrade_os(sb: &Sandbox, version: &str, stateroot: &str) {
     ));
 }
 
+/// A sandbox node after a backup, and the deployment the backup pinned.
+fn backed_up() -> (Sandbox, ostree::Deployment) {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let pinned = status(&sb)[0].clone();
+    (sb, pinned)
+}
+
+/// An image-based upgrade's shape after the backup: two releases deployed
+/// in their own stateroot `rhcos_4.17`, the newest booted, the pinned one
+/// last.
+fn after_an_image_based_upgrade() -> (Sandbox, ostree::Deployment) {
+    let (sb, pinned) = backed_up();
+    upgrade_os(&sb, "417.1", "rhcos_4.17");
+    upgrade_os(&sb, "417.2", "rhcos_4.17");
+    sb.reboot();
+    (sb, pinned)
+}
+
 fn tree_listing(sb: &Sandbox) -> String {
     sb.sh("cd $ROOT/sysroot && find . -path ./ostree/repo/objects -prune -o -printf '%p %m %s %T@\\n' | sort")
 }
@@ -255,10 +275,7 @@ fn stateroot_cleanup_runs_the_plan_its_dry_run_prints() {
 /// the pinned deployment.)
 #[test]
 fn the_same_commit_in_another_stateroot_is_not_the_pinned_deployment() {
-    let sb = Sandbox::new();
-    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
-    assert_eq!(code, 0, "{err}");
-    let pinned = status(&sb)[0].clone();
+    let (sb, pinned) = backed_up();
     assert_eq!((pinned.stateroot.as_str(), pinned.pinned), ("rhcos", true));
     sb.sh(&format!(
         "ostree admin --sysroot=$ROOT/sysroot os-init rhcos_ibu >/dev/null && ostree admin --sysroot=$ROOT/sysroot deploy --retain --os=rhcos_ibu {} >/dev/null",
@@ -326,10 +343,7 @@ fn reboot_into(sb: &Sandbox, index: usize) {
 /// rollback deployment" and the command failed).
 #[test]
 fn rollback_when_the_pinned_deployment_is_booted_but_not_the_default() {
-    let sb = Sandbox::new();
-    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
-    assert_eq!(code, 0, "{err}");
-    let pinned = status(&sb)[0].clone();
+    let (sb, pinned) = backed_up();
     upgrade_os(&sb, "417.1", "rhcos");
     reboot_into(&sb, 1);
     let ds = status(&sb);
@@ -389,13 +403,7 @@ fn admin_status(sb: &Sandbox) -> String {
 /// the default: `rollback` then names the stateroot cleanup that makes it so.
 #[test]
 fn rollback_to_another_stateroot_refuses_without_set_default() {
-    let sb = Sandbox::new();
-    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
-    assert_eq!(code, 0, "{err}");
-    let pinned = status(&sb)[0].clone();
-    upgrade_os(&sb, "417.1", "rhcos_4.17");
-    upgrade_os(&sb, "417.2", "rhcos_4.17");
-    sb.reboot();
+    let (sb, pinned) = after_an_image_based_upgrade();
     let ds = status(&sb);
     assert_eq!(ds.len(), 3, "{ds:#?}");
     assert!(ds[2].is(&pinned.id()), "{ds:#?}");
@@ -540,13 +548,7 @@ exec {real} "$@"
 /// never calls `rpm-ostree rollback` nor undeploys; the reboot boots it.
 #[test]
 fn rollback_to_another_stateroot_runs_set_default() {
-    let sb = Sandbox::new();
-    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
-    assert_eq!(code, 0, "{err}");
-    let pinned = status(&sb)[0].clone();
-    upgrade_os(&sb, "417.1", "rhcos_4.17");
-    upgrade_os(&sb, "417.2", "rhcos_4.17");
-    sb.reboot();
+    let (sb, pinned) = after_an_image_based_upgrade();
     let ds = status(&sb);
     assert!(ds[2].is(&pinned.id()), "{ds:#?}");
     let (bin, log) = ostree_with_set_default(&sb);

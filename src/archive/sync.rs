@@ -641,13 +641,7 @@ impl Syncer {
                     // As rsync --delete: what the excludes protect below a
                     // deleted directory stays, and so does the directory.
                     let sub = fsops::open_read(dir, &name, true)?;
-                    fsops::descend(
-                        &mut held,
-                        sub,
-                        depth,
-                        || format!("returning to {}", show(rel)),
-                        |sub| Ok(((), self.prune(sub, &path, depth + 1)?)),
-                    )?;
+                    self.prune_below(&mut held, sub, rel, &path, depth)?;
                     let dir = held.as_ref().expect("held after the subdirectory").as_fd();
                     match fs::unlinkat(dir, &name, AtFlags::REMOVEDIR) {
                         Ok(()) => self.stats.deleted += 1,
@@ -666,16 +660,29 @@ impl Syncer {
                 if fs::fstat(&sub)?.st_dev != self.dev {
                     continue;
                 }
-                fsops::descend(
-                    &mut held,
-                    sub,
-                    depth,
-                    || format!("returning to {}", show(rel)),
-                    |sub| Ok(((), self.prune(sub, &path, depth + 1)?)),
-                )?;
+                self.prune_below(&mut held, sub, rel, &path, depth)?;
             }
         }
         Ok(held.expect("held at the end"))
+    }
+
+    /// Prune `sub`, the subdirectory `path` of the directory `rel` held in
+    /// `*held` at `depth` (let go of and taken back as `fsops::descend` does).
+    fn prune_below(
+        &mut self,
+        held: &mut Option<OwnedFd>,
+        sub: OwnedFd,
+        rel: &[u8],
+        path: &[u8],
+        depth: usize,
+    ) -> Result<()> {
+        fsops::descend(
+            held,
+            sub,
+            depth,
+            || format!("returning to {}", show(rel)),
+            |sub| Ok(((), self.prune(sub, path, depth + 1)?)),
+        )
     }
 
     /// Whether a directory has a mount point somewhere below it.

@@ -512,6 +512,25 @@ mod tests {
         os.deployments.iter().find(|d| d.pinned).unwrap().clone()
     }
 
+    fn set_default(index: usize, deployment: &str) -> Action {
+        Action::SetDefault {
+            index,
+            deployment: deployment.to_string(),
+        }
+    }
+
+    fn rpm_rollback() -> Action {
+        Action::Rollback {
+            how: "rpm-ostree rollback".into(),
+        }
+    }
+
+    fn reorder() -> Action {
+        Action::Rollback {
+            how: "ostree (reorder)".into(),
+        }
+    }
+
     /// The admin chose the pinned deployment in the boot menu after a failed
     /// upgrade of the same stateroot: rpm-ostree rollback puts the booted one
     /// first only when no deployment of its stateroot follows it, so the
@@ -531,9 +550,7 @@ mod tests {
                     index: 2,
                     deployment: s.deployments[2].short()
                 },
-                Action::Rollback {
-                    how: "rpm-ostree rollback".into()
-                }
+                rpm_rollback()
             ],
             "{case}"
         );
@@ -541,20 +558,10 @@ mod tests {
         // run re-decides after each undeploy).
         let s = os(&[(" ", "rhcos", 'c', false), ("*", "rhcos", 'a', true)]);
         let (_, actions) = decide(&s, &pinned(&s), true);
-        assert_eq!(
-            actions,
-            [Action::Rollback {
-                how: "rpm-ostree rollback".into()
-            }]
-        );
+        assert_eq!(actions, [rpm_rollback()]);
         // Plain ostree: the reorder undeploys what stands before it.
         let (_, actions) = decide(&s, &pinned(&s), false);
-        assert_eq!(
-            actions,
-            [Action::Rollback {
-                how: "ostree (reorder)".into()
-            }]
-        );
+        assert_eq!(actions, [reorder()]);
         // Another pinned one of the stateroot after it: set-default.
         let s = os(&[
             (" ", "rhcos", 'c', false),
@@ -563,13 +570,7 @@ mod tests {
         ]);
         let t = s.deployments[1].clone();
         let (_, actions) = decide(&s, &t, true);
-        assert_eq!(
-            actions,
-            [Action::SetDefault {
-                index: 1,
-                deployment: t.short()
-            }]
-        );
+        assert_eq!(actions, [set_default(1, &t.short())]);
     }
 
     /// The image-based upgrade's shape: the new release booted in its own
@@ -580,14 +581,7 @@ mod tests {
         for rpm in [true, false] {
             let s = os(&[("*", "rhcos_4.17", 'b', false), (" ", "rhcos", 'a', true)]);
             let (case, actions) = decide(&s, &pinned(&s), rpm);
-            assert_eq!(
-                actions,
-                [Action::SetDefault {
-                    index: 1,
-                    deployment: pinned(&s).short()
-                }],
-                "{case}"
-            );
+            assert_eq!(actions, [set_default(1, &pinned(&s).short())], "{case}");
             assert!(
                 case.contains("stateroot rhcos, the booted one in rhcos_4.17"),
                 "{case}"
@@ -607,13 +601,7 @@ mod tests {
             (" ", "rhcos", 'a', true),
         ]);
         let (_, actions) = decide(&s, &pinned(&s), true);
-        assert_eq!(
-            actions,
-            [Action::SetDefault {
-                index: 4,
-                deployment: pinned(&s).short()
-            }]
-        );
+        assert_eq!(actions, [set_default(4, &pinned(&s).short())]);
         // Nothing booted: the default's stateroot is the reference.
         let s = os(&[
             (" ", "rhcos_4.17", 'b', false),
@@ -621,14 +609,7 @@ mod tests {
             (" ", "rhcos", 'a', true),
         ]);
         let (case, actions) = decide(&s, &pinned(&s), false);
-        assert_eq!(
-            actions,
-            [Action::SetDefault {
-                index: 2,
-                deployment: pinned(&s).short()
-            }],
-            "{case}"
-        );
+        assert_eq!(actions, [set_default(2, &pinned(&s).short())], "{case}");
         assert!(
             case.contains("the default (nothing booted) one in rhcos_4.17"),
             "{case}"
@@ -662,14 +643,7 @@ mod tests {
             (" ", "rhcos", 'c', false),
         ]);
         let (case, actions) = decide(&s, &pinned(&s), true);
-        assert_eq!(
-            actions,
-            [Action::SetDefault {
-                index: 1,
-                deployment: pinned(&s).short()
-            }],
-            "{case}"
-        );
+        assert_eq!(actions, [set_default(1, &pinned(&s).short())], "{case}");
         assert!(case.contains("(rhcos_4.17)"), "{case}");
     }
 
@@ -683,12 +657,7 @@ mod tests {
             (" ", "rhcos_4.17", 'c', false),
         ]);
         let (_, actions) = decide(&s, &pinned(&s), true);
-        assert_eq!(
-            actions,
-            [Action::Rollback {
-                how: "rpm-ostree rollback".into()
-            }]
-        );
+        assert_eq!(actions, [rpm_rollback()]);
         let s = os(&[
             ("*", "rhcos", 'b', false),
             (" ", "rhcos", 'c', false),
@@ -706,10 +675,7 @@ mod tests {
     fn set_default_renders_and_serialises_like_the_other_actions() {
         let s = os(&[("*", "rhcos_4.17", 'b', false), (" ", "rhcos", 'a', true)]);
         let t = pinned(&s);
-        let a = Action::SetDefault {
-            index: 1,
-            deployment: t.short(),
-        };
+        let a = set_default(1, &t.short());
         let j = serde_json::to_value(&a).unwrap();
         assert_eq!(j["action"], "set-default");
         assert_eq!(j["index"], 1);

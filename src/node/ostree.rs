@@ -120,6 +120,12 @@ impl OsState {
     pub fn default_deployment(&self) -> Option<&Deployment> {
         self.deployments.first()
     }
+    /// The default, when a deployment is booted and the default is another
+    /// one (chosen in the boot menu): the next boot leaves the booted one.
+    pub fn next_boot_elsewhere(&self) -> Option<&Deployment> {
+        let booted = self.deployments.iter().find(|d| d.booted)?;
+        self.default_deployment().filter(|d| !d.is(&booted.id()))
+    }
 }
 
 /// Parse `ostree admin status`.

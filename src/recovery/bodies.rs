@@ -290,8 +290,7 @@ impl Ctx<'_> {
         what: &str,
         mut check: impl FnMut() -> Result<bool>,
     ) -> Result<()> {
-        let start = Instant::now();
-        let mut last_log = Instant::now();
+        let mut wait = Waiting::new(self.opts);
         let mut last_err: Option<String>;
         loop {
             match check() {
@@ -306,24 +305,11 @@ impl Ctx<'_> {
                 .as_deref()
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default();
-            if start.elapsed() > self.opts.wait {
-                bail!(
-                    "timed out after {}s waiting for {what}{why}",
-                    self.opts.wait.as_secs()
-                );
-            }
-            if last_log.elapsed() > Duration::from_secs(30) {
-                crate::util::logger::note(
-                    self.opts.quiet,
-                    &format!(
-                        "still waiting for {what} ({:.0}s of {}s){why}",
-                        start.elapsed().as_secs_f64(),
-                        self.opts.wait.as_secs()
-                    ),
-                );
-                last_log = Instant::now();
-            }
-            std::thread::sleep(self.opts.poll);
+            wait.again(
+                |secs| format!("timed out after {secs}s waiting for {what}{why}"),
+                what,
+                &why,
+            )?;
         }
     }
 
@@ -533,8 +519,7 @@ impl Ctx<'_> {
     /// show the current and the wanted revision; a timeout names the
     /// operator, where it is stuck, and the command to look.
     pub(super) fn wait_revision(&self, kind: &str, target: i64) -> Result<()> {
-        let start = Instant::now();
-        let mut last_log = Instant::now();
+        let mut wait = Waiting::new(self.opts);
         let look = format!("oc get {kind} cluster -o yaml");
         loop {
             let (now, err) = match self.revisions(kind) {
@@ -551,24 +536,11 @@ impl Ctx<'_> {
             let why = err
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default();
-            if start.elapsed() > self.opts.wait {
-                bail!(
-                    "timed out after {}s: {kind} is stuck {now}{why}. Look with `{look}` (status.conditions and status.nodeStatuses say why); once it moves, `upgrade-recovery restore --resume` waits again without a new redeployment",
-                    self.opts.wait.as_secs()
-                );
-            }
-            if last_log.elapsed() > Duration::from_secs(30) {
-                crate::util::logger::note(
-                    self.opts.quiet,
-                    &format!(
-                        "still waiting for {kind}: {now} ({:.0}s of {}s){why}",
-                        start.elapsed().as_secs_f64(),
-                        self.opts.wait.as_secs()
-                    ),
-                );
-                last_log = Instant::now();
-            }
-            std::thread::sleep(self.opts.poll);
+            wait.again(
+                |secs| format!("timed out after {secs}s: {kind} is stuck {now}{why}. Look with `{look}` (status.conditions and status.nodeStatuses say why); once it moves, `upgrade-recovery restore --resume` waits again without a new redeployment"),
+                &format!("{kind}: {now}"),
+                &why,
+            )?;
         }
     }
 
@@ -607,14 +579,14 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         // Booted from the boot menu while another is the default: the
         // reboot that ends the files phase would start that other OS, and
         // the cluster phase would run there.
-        match os.default_deployment() {
-            Some(d) if active.booted && !d.is(&pinned.id()) => bail!(
+        match os.next_boot_elsewhere() {
+            Some(d) => bail!(
                 "the pinned deployment {} is booted, but the next boot would start {}: the reboot that ends the files phase would leave the pinned OS. Nothing was changed.\n{}Next: make the pinned deployment the default with `upgrade-recovery rollback` (no reboot needed), then run `upgrade-recovery restore`.",
                 active.short(),
                 d.short(),
                 state::render_os(&os),
             ),
-            _ => return Ok(()),
+            None => return Ok(()),
         }
     }
     let what = if active.booted { "booted" } else { "default" };
@@ -651,4 +623,51 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         )
     }
     bail!(msg)
+}
+
+/// The clock of a bounded wait (`--wait-timeout`, `--poll-interval`),
+/// shared by the waits for the containers and for a revision.
+struct Waiting<'o> {
+    opts: &'o Options,
+    start: Instant,
+    last_log: Instant,
+}
+
+impl<'o> Waiting<'o> {
+    fn new(opts: &'o Options) -> Self {
+        let now = Instant::now();
+        Waiting {
+            opts,
+            start: now,
+            last_log: now,
+        }
+    }
+
+    /// Not there yet: past the time limit, the error `timed_out` words (it
+    /// gets the limit in seconds); else a note every 30 s that it is still
+    /// waiting for `what` (`why`: the last error, if any), then one poll
+    /// interval's pause.
+    fn again(
+        &mut self,
+        timed_out: impl FnOnce(u64) -> String,
+        what: &str,
+        why: &str,
+    ) -> Result<()> {
+        let limit = self.opts.wait.as_secs();
+        if self.start.elapsed() > self.opts.wait {
+            bail!("{}", timed_out(limit));
+        }
+        if self.last_log.elapsed() > Duration::from_secs(30) {
+            crate::util::logger::note(
+                self.opts.quiet,
+                &format!(
+                    "still waiting for {what} ({:.0}s of {limit}s){why}",
+                    self.start.elapsed().as_secs_f64()
+                ),
+            );
+            self.last_log = Instant::now();
+        }
+        std::thread::sleep(self.opts.poll);
+        Ok(())
+    }
 }

@@ -269,8 +269,8 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         return ready(last);
     };
     if is_pinned(active) {
-        match os.default_deployment() {
-            Some(d) if active.booted && !is_pinned(d) => {
+        match os.next_boot_elsewhere() {
+            Some(d) => {
                 return a(
                     State::PinnedBootedNotDefault {
                         default: d.short(),
@@ -284,7 +284,7 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
                     "upgrade-recovery rollback",
                 )
             }
-            _ => return ready(last),
+            None => return ready(last),
         }
     }
     if os.default_deployment().is_some_and(is_pinned) {
