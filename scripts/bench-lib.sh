@@ -30,6 +30,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 med_secs() { cut -d' ' -f1 "$1" | median; }
 max_rss_mib() { awk '$2>m{m=$2} END {printf "%d", m/1024}' "$1"; }
 loads() { cut -d' ' -f3 "$1" | paste -sd/; }
+# The timing cells of one command's table row: median, runs, loads, peak RSS.
+cells() { echo "$(med_secs "$1") s | $(cut -d' ' -f1 "$1" | paste -sd' ') | $(loads "$1") | $(max_rss_mib "$1") MiB"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b>0)?a/b:0}'; }
 
 # bench_node W: a sandbox node in W/root, filled with the corpus. Sets R.
@@ -89,40 +91,4 @@ etcd_keys() { # W SEED: 3k keys of 3 KiB
 # 5% deleted, 5% added. Seeded: the same tree gives the same mutation.
 # Paths below the prefixes in MUTATE_SKIP (one a line) are left alone: the
 # restore excludes them, so they would stay changed.
-mutate() {
-  /usr/bin/python3 - "$@" <<'PY'
-import os, random, sys
-random.seed(11)
-skip = [s.rstrip("/") for s in os.environ.get("MUTATE_SKIP", "").splitlines() if s.strip()]
-files = []
-for root in sys.argv[1:]:
-    for d, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(d, f)
-            if any(p == s or p.startswith(s + "/") for s in skip):
-                continue
-            if os.path.isfile(p) and not os.path.islink(p):
-                files.append(p)
-files.sort()
-random.shuffle(files)
-n = len(files)
-mod, dele = files[: n // 5], files[n // 5 : n // 5 + n // 20]
-for p in mod:
-    st = os.stat(p)
-    with open(p, "r+b") as fh:
-        if st.st_size:
-            off = random.randrange(st.st_size)
-            fh.seek(off)
-            b = fh.read(1)
-            fh.seek(off)
-            fh.write(bytes([b[0] ^ 0x5a]))
-    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
-for p in dele:
-    os.unlink(p)
-for i, p in enumerate(files[: n // 20]):
-    if os.path.exists(p):
-        with open(p + ".added%d" % i, "wb") as fh:
-            fh.write(os.urandom(512))
-print(len(mod), len(dele), n // 20)
-PY
-}
+mutate() { /usr/bin/python3 scripts/bench-mutate.py "$@"; }

@@ -48,9 +48,9 @@ echo "# node backup ($(date -u +%F), $(nproc) CPUs, scale $BENCH_SCALE: trees $(
 echo
 echo "| command | median | runs (s) | loads | peak RSS | tree archive bytes |"
 echo "|---|---|---|---|---|---|"
-echo "| ours: backup (verified) | $o s | $(cut -d' ' -f1 "$W/b.ours" | paste -sd' ') | $(loads "$W/b.ours") | $(max_rss_mib "$W/b.ours") MiB | $((ob >> 20)) MiB |"
-echo "| tar -c \\| zstd -T0 -3 + sync | $t s | $(cut -d' ' -f1 "$W/b.tar" | paste -sd' ') | $(loads "$W/b.tar") | $(max_rss_mib "$W/b.tar") MiB | $((tb >> 20)) MiB |"
-echo "| today: cp -Ra x3 + etcdctl snapshot save + sync | $d s | $(cut -d' ' -f1 "$W/b.today" | paste -sd' ') | $(loads "$W/b.today") | $(max_rss_mib "$W/b.today") MiB | |"
+echo "| ours: backup (verified) | $(cells "$W/b.ours") | $((ob >> 20)) MiB |"
+echo "| tar -c \\| zstd -T0 -3 + sync | $(cells "$W/b.tar") | $((tb >> 20)) MiB |"
+echo "| today: cp -Ra x3 + etcdctl snapshot save + sync | $(cells "$W/b.today") | |"
 echo
 echo "ours/tar|zstd: $(ratio "$o" "$t") (bytes $(ratio "$ob" "$tb")); ours/today: $(ratio "$o" "$d")"
 echo

@@ -48,8 +48,8 @@ echo "# files phase ($(date -u +%F), $(nproc) CPUs, scale $BENCH_SCALE: $files f
 echo
 echo "| files phase | median | runs (s) | loads | peak RSS |"
 echo "|---|---|---|---|---|"
-echo "| ours: restore --restart | $o s | $(cut -d' ' -f1 "$W/r.ours" | paste -sd' ') | $(loads "$W/r.ours") | $(max_rss_mib "$W/r.ours") MiB |"
-echo "| today: rsync -aAXc --delete + sync | $r s | $(cut -d' ' -f1 "$W/r.rsync" | paste -sd' ') | $(loads "$W/r.rsync") | $(max_rss_mib "$W/r.rsync") MiB |"
+echo "| ours: restore --restart | $(cells "$W/r.ours") |"
+echo "| today: rsync -aAXc --delete + sync | $(cells "$W/r.rsync") |"
 echo
 echo "ours/rsync: $(ratio "$o" "$r")"
 echo

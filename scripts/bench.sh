@@ -58,37 +58,7 @@ print(n)
 PY
 }
 
-mutate() { # 20% modified (same size), 5% added, 5% deleted
-  /usr/bin/python3 - "$1" <<'PY'
-import os, random, sys
-random.seed(11)
-root = sys.argv[1]
-files = []
-for d, _, fs in os.walk(root):
-    for f in fs:
-        p = os.path.join(d, f)
-        if os.path.isfile(p) and not os.path.islink(p):
-            files.append(p)
-files.sort()
-random.shuffle(files)
-n = len(files)
-mod, dele = files[: n // 5], files[n // 5 : n // 5 + n // 20]
-for p in mod:
-    st = os.stat(p)
-    with open(p, "r+b") as fh:
-        if st.st_size:
-            fh.seek(random.randrange(st.st_size))
-            fh.write(b"\x5a")
-    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
-for p in dele:
-    os.unlink(p)
-for i, p in enumerate(files[: n // 20]):
-    if os.path.exists(p):
-        with open(p + ".added%d" % i, "wb") as fh:
-            fh.write(os.urandom(512))
-print(len(mod), len(dele), n // 20)
-PY
-}
+mutate() { /usr/bin/python3 scripts/bench-mutate.py "$1"; } # 20% changed (same size), 5% added, 5% deleted
 
 echo "# upgrade-recovery benchmark ($(date -u +%F), $(nproc) CPUs, $(uname -r))" > "$out"
 echo >> "$out"
