@@ -1,7 +1,7 @@
 //! Space: what the parts take on disk, and what the backup dir has free.
 
 use crate::util::fsutil::human;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::Path;
 
@@ -17,10 +17,7 @@ pub fn du(path: &Path) -> u64 {
         .sum()
 }
 
-pub(crate) fn free_bytes(dir: &Path) -> Result<u64> {
-    let st = rustix::fs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
-    Ok(st.f_bavail * st.f_frsize)
-}
+pub(crate) use crate::util::fsutil::free_bytes;
 
 /// The space decision of a backup: the new generation is built beside the
 /// current one, which goes only after the switch, unless there is no room

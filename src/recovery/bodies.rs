@@ -168,9 +168,25 @@ impl Ctx<'_> {
         Ok(mode.to_string())
     }
 
+    /// Before the first change: every part there with its size, the room
+    /// the recovery writes in, then every part the whole recovery reads
+    /// checked in full (issue 27.1: a part only the cluster phase reads,
+    /// damaged with its size kept, would otherwise stop the recovery after
+    /// the reboot, with kubelet disabled and CRI-O wiped), then the OS.
+    /// The files phase does not read them again; the cluster phase checks
+    /// its parts again before its first change.
     pub(super) fn preflight(&mut self) -> Result<()> {
         check_sizes(&self.dir, &self.gen, &self.m)?;
-        self.check_phase(Phase::Files)?;
+        checks::require_room(self.host, &self.m)?;
+        check_parts(
+            &self.gen,
+            &self.dir,
+            &self.m,
+            &self.j,
+            &ALL_PHASES,
+            self.opts.quiet,
+        )?;
+        self.checked.push(Phase::Files);
         check_os(self.host, &self.tools, &self.m, self.opts)
     }
 

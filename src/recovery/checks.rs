@@ -101,13 +101,22 @@ pub fn sizes(dir: &Path, parts: &[Part]) -> Vec<String> {
 /// Check the parts, each with one sequential read, as `verify` does (an
 /// archive is read in full: its sha256, and every entry validated, nothing
 /// leaving the tree, and checked against its own sha256, so a hostile
-/// archive is refused before the phase changes anything); the problems
-/// found.
+/// archive is refused before the phase changes anything), side by side on
+/// the CPUs this process may use (`store::verify::check_each`); the problems
+/// found, in the order of `parts`.
 pub fn check(dir: &Path, parts: &[Part]) -> Vec<String> {
+    let stored: Vec<&Stored> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Stored(s) => Some(s),
+            Part::ExcludeList => None,
+        })
+        .collect();
+    let mut found = crate::store::verify::check_each(dir, &stored).into_iter();
     let mut problems = Vec::new();
     for p in parts {
         match p {
-            Part::Stored(s) => problems.extend(crate::store::verify::check(dir, s)),
+            Part::Stored(_) => problems.extend(found.next().unwrap_or_default()),
             Part::ExcludeList => {
                 if let Err(e) = exclude_list(dir).map(drop) {
                     problems.push(e);
@@ -116,6 +125,117 @@ pub fn check(dir: &Path, parts: &[Part]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Room the recovery writes in the backup dir: the journal (written beside
+/// itself, then renamed over it), `selinux-mode.json`, `last-recovery.json`,
+/// the failure record and the lock, each a few KiB; 1 MiB is a wide margin.
+pub const BACKUP_DIR_ROOM: u64 = 1 << 20;
+
+/// A new etcd member's WAL segment: etcd preallocates each segment to
+/// `SegmentSizeBytes` (etcd-io/etcd `wal/wal.go` in 3.4,
+/// `server/storage/wal/wal.go` later: `64 * 1000 * 1000`), and
+/// `etcdctl snapshot restore` creates one.
+pub const ETCD_WAL_SEGMENT: u64 = 64 * 1000 * 1000;
+
+/// Where the recovery writes, and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    /// The path as on the node (`/var/recovery`).
+    pub node_path: String,
+    /// The path under the root, whose file system is asked.
+    pub path: std::path::PathBuf,
+    pub what: String,
+    pub bytes: u64,
+}
+
+/// What the recovery writes besides restoring the trees (whose room is
+/// what the upgrade took from them): its own records in the backup dir, and
+/// the restored etcd member: a database of about the snapshot's size and a
+/// WAL segment, plus the copy of the snapshot that `cluster-restore.sh`
+/// makes in `/var/lib/etcd-backup` (openshift/cluster-etcd-operator
+/// `bindata/etcd/cluster-restore.sh`: `cp -p ${SNAPSHOT_FILE}
+/// ${ETCD_DATA_DIR_BACKUP}/snapshot.db`; counted for both ways).
+pub fn room_needed(host: &crate::node::host::Host, m: &Manifest) -> Vec<Need> {
+    let mut v = vec![Need {
+        node_path: host.dir.display().to_string(),
+        path: host.backup_dir(),
+        what: "the recovery's journal and records".into(),
+        bytes: BACKUP_DIR_ROOM,
+    }];
+    if let Some(e) = &m.etcd {
+        v.push(Need {
+            node_path: "/var/lib/etcd".into(),
+            path: host.path("/var/lib/etcd"),
+            what: "the restored etcd member (the snapshot twice, a WAL segment)".into(),
+            bytes: 2 * e.blob.size + ETCD_WAL_SEGMENT,
+        });
+    }
+    v
+}
+
+/// The nearest existing dir at or above `p`: the file system it will be on.
+fn existing(p: &Path) -> &Path {
+    p.ancestors()
+        .find(|a| std::fs::symlink_metadata(a).is_ok())
+        .unwrap_or(p)
+}
+
+/// The needs that their file systems cannot hold (needs on one file system
+/// added up), with the free bytes there: `(needs, free)`.
+pub fn short_of_room(needs: &[Need]) -> Vec<(Vec<&Need>, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut by_fs: Vec<(u64, Vec<&Need>)> = Vec::new();
+    for n in needs {
+        let dev = std::fs::metadata(existing(&n.path)).map_or(0, |m| m.dev());
+        match by_fs.iter_mut().find(|(d, _)| *d == dev) {
+            Some((_, v)) => v.push(n),
+            None => by_fs.push((dev, vec![n])),
+        }
+    }
+    by_fs
+        .into_iter()
+        .filter_map(|(_, v)| {
+            let free = crate::util::fsutil::free_bytes(existing(&v[0].path)).ok()?;
+            let need: u64 = v.iter().map(|n| n.bytes).sum();
+            (free < need).then_some((v, free))
+        })
+        .collect()
+}
+
+/// Refuse, before the first change, a recovery whose own writes do not fit:
+/// what is short where, and what to free.
+pub fn require_room(host: &crate::node::host::Host, m: &Manifest) -> anyhow::Result<()> {
+    use crate::util::fsutil::human;
+    let needs = room_needed(host, m);
+    let short = short_of_room(&needs);
+    if short.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = short
+        .iter()
+        .map(|(v, free)| {
+            let need: u64 = v.iter().map(|n| n.bytes).sum();
+            let what: Vec<String> = v
+                .iter()
+                .map(|n| format!("{} in {}", n.what, n.node_path))
+                .collect();
+            format!(
+                "the file system of {} has {} free; the recovery writes {} there ({}): free at least {} more (`df -h {}` shows it)",
+                v[0].node_path,
+                human(*free),
+                human(need),
+                what.join(", "),
+                human(need - free),
+                v[0].node_path
+            )
+        })
+        .collect();
+    anyhow::bail!(
+        "not enough room for the recovery; nothing was changed and no recovery is recorded:\n  {}\nFree room there (files the upgrade left, old logs; never the backup in {} itself), then run `upgrade-recovery restore --dry-run` to check, and `upgrade-recovery restore`.",
+        lines.join("\n  "),
+        host.dir.display()
+    )
 }
 
 /// `etc.exclude.list` of the backup: None when absent (the manifest's copy

@@ -327,8 +327,9 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
 }
 
 impl Plan<'_> {
-    /// `--dry-run`: the first step's read-only checks too (the phases' full
-    /// reads are left to the real run), then the plan with what is done.
+    /// `--dry-run`: the read-only checks the real run makes before its
+    /// first change too (the backup parts read in full, as the real run
+    /// reads them), then the plan with what is done.
     pub fn dry_run(self) -> Result<Outcome> {
         let Plan {
             host,
@@ -341,9 +342,13 @@ impl Plan<'_> {
             fresh,
             ..
         } = self;
-        // A recovery under way checked the preflight's when it began.
+        // The real run's checks before its first change: a new recovery's
+        // preflight (every part of the backup read in full, the room, the
+        // OS); a recovery under way, the parts its next phase reads.
         if fresh {
             bodies::check_sizes(&dir, &gen, &m)?;
+            checks::require_room(host, &m)?;
+            check_parts(&gen, &dir, &m, &j, &ALL_PHASES, opts.quiet)?;
             bodies::check_os(host, &tools, &m, opts)?;
         } else {
             let boot = host.boot_id()?;
@@ -352,6 +357,7 @@ impl Plan<'_> {
                 if s.after_reboot {
                     check_rebooted(host, &j, opts, &boot)?;
                 }
+                check_parts(&gen, &dir, &m, &j, &[s.phase], opts.quiet)?;
             }
         }
         Ok(Outcome::DryRun {
@@ -579,8 +585,13 @@ impl Ctx<'_> {
                         t.elapsed().as_secs_f64()
                     ),
                 );
+                let cause = if crate::util::error::no_space(&e) {
+                    "a file system is full (the path above is on it; `df -h` shows which): free room there"
+                } else {
+                    "fix the cause above"
+                };
                 let text = format!(
-                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: fix the cause above, then run `{}` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
+                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: {cause}, then run `{}` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
                     self.describe(),
                     state::resume_command(self.host)
                 );
@@ -664,56 +675,94 @@ impl Ctx<'_> {
 
     /// What the node looks like, for messages.
     fn describe(&self) -> String {
-        let done: Vec<&str> = self.j.completed.iter().map(|d| d.id.as_str()).collect();
-        let phase = next_step(&self.j).map_or("done", |s| s.phase.name());
-        format!(
-            "phase {phase}, {} of {} steps done (last: {})",
-            done.len(),
-            STEPS.len(),
-            done.last().copied().unwrap_or("none")
-        )
+        describe(&self.j)
     }
 
     /// Check the backup parts the rest of `phase` reads (one read each);
     /// damage is exit 4 with nothing changed in that phase.
     fn check_phase(&mut self, phase: Phase) -> Result<()> {
-        let steps = checks::remaining(phase, |id| self.j.is_done(id));
-        let parts = checks::parts_for(&self.m, &steps);
-        if !parts.is_empty() {
-            let names: Vec<String> = parts.iter().map(|p| p.name()).collect();
-            crate::util::logger::note(
-                self.opts.quiet,
-                &format!(
-                    "phase {}: checking the backup parts it reads: {}",
-                    phase.name(),
-                    names.join(", ")
-                ),
-            );
-        }
-        let problems = checks::check(&self.gen, &parts);
-        if !problems.is_empty() {
-            let started = self
-                .j
-                .completed
-                .iter()
-                .any(|d| d.id != StepId::Preflight.as_str());
-            let next = if started {
-                "upgrade-recovery restore --resume"
-            } else {
-                "upgrade-recovery restore"
-            };
-            return Err(Fail::Backup(format!(
-                "the backup parts that phase {phase} needs are damaged. Nothing was changed in this phase (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy) and run `{next}`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
-                phase = phase.name(),
-                state = self.describe(),
-                list = problems.join("\n  "),
-                dir = self.dir.display(),
-            ))
-            .into());
-        }
+        check_parts(
+            &self.gen,
+            &self.dir,
+            &self.m,
+            &self.j,
+            &[phase],
+            self.opts.quiet,
+        )?;
         self.checked.push(phase);
         Ok(())
     }
+}
+
+/// Every phase of a recovery, in order.
+pub const ALL_PHASES: [Phase; 3] = [Phase::Files, Phase::Cluster, Phase::Redeploy];
+
+/// Check the backup parts that the rest of `phases` reads, each read once,
+/// side by side on the CPUs (`checks::check`). Damage is exit 4, naming each
+/// part, with nothing changed by them: the check comes before their first
+/// step. The same for the real run and `--dry-run`.
+fn check_parts(
+    gen: &std::path::Path,
+    dir: &std::path::Path,
+    m: &Manifest,
+    j: &Journal,
+    phases: &[Phase],
+    quiet: bool,
+) -> Result<()> {
+    let steps: Vec<&str> = phases
+        .iter()
+        .flat_map(|p| checks::remaining(*p, |id| j.is_done(id)))
+        .collect();
+    let parts = checks::parts_for(m, &steps);
+    let whose = match phases {
+        [p] => format!("phase {}", p.name()),
+        _ => "the recovery".to_string(),
+    };
+    if !parts.is_empty() {
+        let names: Vec<String> = parts.iter().map(|p| p.name()).collect();
+        crate::util::logger::note(
+            quiet,
+            &format!(
+                "{whose}: checking the backup parts it reads: {}",
+                names.join(", ")
+            ),
+        );
+    }
+    let problems = checks::check(gen, &parts);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let started = j
+        .completed
+        .iter()
+        .any(|d| d.id != StepId::Preflight.as_str());
+    let next = if started {
+        "upgrade-recovery restore --resume"
+    } else {
+        "upgrade-recovery restore"
+    };
+    Err(Fail::Backup(format!(
+        "the backup parts that {whose} needs are damaged. Nothing was changed by {whose} (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy), check it with `upgrade-recovery verify`, then run `{next}`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+        state = describe(j),
+        list = problems.join("\n  "),
+        dir = dir.display(),
+    ))
+    .into())
+}
+
+/// What the node looks like, from the journal, for messages.
+fn describe(j: &Journal) -> String {
+    if j.completed.is_empty() {
+        return "no recovery step done, none recorded".into();
+    }
+    let done: Vec<&str> = j.completed.iter().map(|d| d.id.as_str()).collect();
+    let phase = next_step(j).map_or("done", |s| s.phase.name());
+    format!(
+        "phase {phase}, {} of {} steps done (last: {})",
+        done.len(),
+        STEPS.len(),
+        done.last().copied().unwrap_or("none")
+    )
 }
 
 /// Names to ids of the control-plane containers in `crictl ps -o json`.

@@ -107,12 +107,16 @@ impl Journal {
         Ok(Some(j))
     }
 
+    /// Replace the journal on disk. A full file system leaves the one on
+    /// disk as it was (no temporary file either) and says where the
+    /// recovery stands and what to free.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        fsutil::write_atomic(
-            &Self::path(dir),
-            serde_json::to_string_pretty(self)?.as_bytes(),
-            0o600,
-        )
+        let p = Self::path(dir);
+        let r = fsutil::write_atomic(&p, serde_json::to_string_pretty(self)?.as_bytes(), 0o600);
+        match r {
+            Err(e) if crate::util::error::no_space(&e) => Err(e.context(no_room(dir))),
+            r => r,
+        }
     }
 
     pub fn remove(dir: &Path) -> Result<()> {
@@ -126,6 +130,31 @@ impl Journal {
     pub fn is_done(&self, id: &str) -> bool {
         self.completed.iter().any(|d| d.id == id)
     }
+}
+
+/// The words for a journal that could not be written for want of room:
+/// what the journal on disk still says, what to free, the next command.
+fn no_room(dir: &Path) -> String {
+    let free = fsutil::free_bytes(dir).map_or_else(|_| "?".into(), fsutil::human);
+    let (state, next) = match Journal::load(dir) {
+        Ok(Some(j)) => (
+            format!(
+                "the journal there still records {} steps done (last: {}); what this run did since is safe to do again",
+                j.completed.len(),
+                j.completed.last().map_or("none", |d| d.id.as_str())
+            ),
+            "upgrade-recovery restore --resume",
+        ),
+        _ => (
+            "no recovery is recorded there; the preflight made no change".into(),
+            "upgrade-recovery restore",
+        ),
+    };
+    format!(
+        "the file system of {} is full ({free} free): the recovery journal cannot be written, so the recovery stopped; {state}. Free at least 1 MiB there (`df -h {}`: files the upgrade left, old logs; never the backup itself), then run `{next}`",
+        dir.display(),
+        dir.display()
+    )
 }
 
 /// The record of the last completed recovery, beside the journal, so that

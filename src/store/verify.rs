@@ -49,6 +49,53 @@ pub fn check(dir: &Path, item: &Stored) -> Vec<String> {
     }
 }
 
+/// Check each item (`check`), each read once: the largest first, on as
+/// many threads as the CPUs this process may use, so the reads and the
+/// hashing of both cores overlap (an archive's check is one thread's
+/// decompression and hashing). The problems, in the order of `items`.
+pub fn check_each(dir: &Path, items: &[&Stored]) -> Vec<Vec<String>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let weight = |s: &Stored| match s {
+        Stored::Blob(b, _) => b.size,
+        Stored::Images(i) => i.iter().map(|i| i.size).sum(),
+    };
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weight(items[i])));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Vec<String>>>> = Mutex::new(vec![None; items.len()]);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| loop {
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        return;
+                    };
+                    let found = check(dir, items[i]);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(found);
+                })
+            })
+            .collect();
+        // A worker that panicked leaves its item unchecked (named below);
+        // joined here, its panic does not end the run.
+        for w in workers {
+            let _ = w.join();
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .zip(items)
+        .map(|(r, item)| {
+            r.unwrap_or_else(|| vec![format!("{}: the check stopped unexpectedly", item.label())])
+        })
+        .collect()
+}
+
 /// Verify the current backup of the backup dir `dir` (its generation, or the
 /// flat files), and the documented paths that lead into it. No backup, or a
 /// damaged one without a manifest, is an error (exit 4).
@@ -70,25 +117,8 @@ pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
     // One loop over what the manifest references. The archives are checked
     // side by side: each check is one thread's decompression and hashing,
     // so the CPUs share them; the others are checked meanwhile, in turn.
-    let problems: Vec<String> = std::thread::scope(|s| {
-        let pending: Vec<_> = stored
-            .iter()
-            .map(|item| match item {
-                Stored::Blob(_, Check::Archive) => Err(s.spawn(move || check(dir, item))),
-                _ => Ok(check(dir, item)),
-            })
-            .collect();
-        pending
-            .into_iter()
-            .zip(&checked)
-            .flat_map(|(p, name)| {
-                p.unwrap_or_else(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| vec![format!("{name}: the check stopped unexpectedly")])
-                })
-            })
-            .collect()
-    });
+    let items: Vec<&Stored> = stored.iter().collect();
+    let problems: Vec<String> = check_each(dir, &items).into_iter().flatten().collect();
     let report = Report {
         dir: dir.display().to_string(),
         intact: problems.is_empty(),

@@ -44,3 +44,21 @@ pub fn with_code_of(err: &anyhow::Error, text: String) -> anyhow::Error {
         _ => anyhow::anyhow!(text),
     }
 }
+
+/// Whether the chain holds a full file system (ENOSPC, or EDQUOT: a quota
+/// reached reads the same to the admin).
+pub fn no_space(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|c| c == libc_enospc() || c == libc_edquot())
+    })
+}
+
+fn libc_enospc() -> i32 {
+    rustix::io::Errno::NOSPC.raw_os_error()
+}
+
+fn libc_edquot() -> i32 {
+    rustix::io::Errno::DQUOT.raw_os_error()
+}

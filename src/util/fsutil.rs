@@ -21,12 +21,28 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("creating {}", tmp.display()))?;
     // Durability: the data before the rename, the dir after it. Used for
     // the manifest, the exclude list, the binary and wrapper, the journal.
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    let written = f.write_all(data).and_then(|_| f.sync_all());
     drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", path.display()))?;
+    // A failed write (a full file system) leaves no temporary file behind:
+    // the file at `path` is the old one, whole.
+    let placed = written
+        .with_context(|| format!("writing {}", tmp.display()))
+        .and_then(|_| {
+            fs::rename(&tmp, path)
+                .with_context(|| format!("renaming {} into place", path.display()))
+        });
+    if let Err(e) = placed {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fsync_dir(dir)
+}
+
+/// Bytes an unprivileged writer may still use on the file system of `dir`
+/// (`statvfs`: `f_bavail * f_frsize`, as `df` shows them).
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    let st = rustix::fs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
+    Ok(st.f_bavail * st.f_frsize)
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
