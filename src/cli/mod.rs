@@ -481,13 +481,60 @@ pub fn main() -> i32 {
     };
     logger::init(cli.global.verbose, cli.global.quiet);
     install_interrupt(&cli.command);
-    match run(&cli) {
-        Ok(code) => code,
+    let (code, error) = match run(&cli) {
+        Ok(code) => (code, None),
         Err(e) => {
             // To stderr and the journal.
             log::error!("{e:#}");
-            exit_code(&e)
+            (exit_code(&e), Some(format!("{e:#}")))
         }
+    };
+    remember(&cli, code, error.as_deref());
+    code
+}
+
+/// The commands whose last failure `status` names (store/failures.rs): the
+/// runs that change or check the node, not their dry runs. (name, the
+/// command line from the subcommand on.) `verify` notes its own report.
+fn remembered(c: &Command) -> Option<(&'static str, String)> {
+    let flags = |name: &'static str, set: &[(bool, &str)]| {
+        let mut line = name.to_string();
+        for (on, f) in set {
+            if *on {
+                line.push(' ');
+                line.push_str(f);
+            }
+        }
+        Some((name, line))
+    };
+    match c {
+        Command::Restore(a) if !a.dry_run => flags(
+            "restore",
+            &[
+                (a.resume, "--resume"),
+                (a.restart, "--restart"),
+                (a.step, "--step"),
+                (a.force, "--force"),
+            ],
+        ),
+        Command::Rollback(a) if !a.dry_run => flags("rollback", &[(a.reboot, "--reboot")]),
+        Command::Backup(a) if !a.dry_run => flags("backup", &[]),
+        Command::Extract(_) => flags("extract", &[]),
+        Command::Verify => flags("verify", &[]),
+        _ => None,
+    }
+}
+
+fn remember(cli: &Cli, code: i32, error: Option<&str>) {
+    let Some((name, line)) = remembered(&cli.command) else {
+        return;
+    };
+    if name == "verify" && error.is_none() {
+        // Its report: noted by the command itself, with the parts.
+        return;
+    }
+    if let Ok(host) = Host::new(&cli.global.root, &cli.global.dir) {
+        crate::store::failures::note(&host.backup_dir(), name, &line, code, error);
     }
 }
 
@@ -626,7 +673,16 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Verify => {
             let report = verify::run(&host)?;
             emit(g.output, &report, || verify::render(&report, &host))?;
-            Ok(verify::exit_code(&report))
+            let code = verify::exit_code(&report);
+            let problems = format!("damaged:\n  {}", report.problems.join("\n  "));
+            crate::store::failures::note(
+                &host.backup_dir(),
+                "verify",
+                "verify",
+                code,
+                Some(&problems),
+            );
+            Ok(code)
         }
         Command::Extract(a) => {
             let stats = extract::run(&host, &a.paths, &a.to, a.exact)?;

@@ -32,6 +32,9 @@ pub struct Status {
     pub next: String,
     /// The exact next command alone.
     pub next_command: String,
+    /// The last failure of each command, until a `verify` passes
+    /// (`store/failures.rs`).
+    pub failures: crate::store::failures::Failures,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,6 +190,7 @@ pub fn gather(host: &Host) -> Result<Status> {
         state_text: st.text,
         next: st.next,
         next_command: st.command,
+        failures: crate::store::failures::Failures::load(&dir),
     })
 }
 
@@ -270,6 +274,13 @@ pub fn render(st: &Status) -> String {
         (None, _) => {
             let _ = writeln!(s, "etcd: {}", e.error.as_deref().unwrap_or("unknown"));
         }
+    }
+    for (_, f) in &st.failures.0 {
+        let _ = writeln!(
+            s,
+            "Last failure: `upgrade-recovery {}` at {}, exit {}: {}",
+            f.line, f.at, f.exit_code, f.problem
+        );
     }
     let _ = writeln!(s, "State: {}", st.state_text);
     let _ = writeln!(s, "Next: {}", st.next);

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 mod bodies;
 pub mod checks;
+mod last_failures;
 use crate::util::durable;
 pub mod selinux;
 pub mod state;

@@ -49,6 +49,13 @@ pub enum State {
         step: String,
         error: Option<String>,
     },
+    /// A recovery is under way, and a run of it found the backup damaged
+    /// (exit 4): `--resume` would fail the same way until a copy that
+    /// `verify` passes is in place.
+    RecoveryStoppedBackupDamaged {
+        step: String,
+        problem: String,
+    },
     RecoveryCompleted {
         at: String,
     },
@@ -109,8 +116,14 @@ fn backup_problem(dir: &std::path::Path, m: &Manifest) -> Option<String> {
 
 /// Where the node stands, from the backup dir, the lock, the journal and the
 /// OS deployments (no etcd, no network): shared by `status`, `restore`'s
-/// refusals and `rollback`.
+/// refusals and `rollback`. The last failures of the commands
+/// (`last_failures.rs`) keep it from naming a command that just failed.
 pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
+    super::last_failures::apply(host, procedure(host, os))
+}
+
+/// Where the node stands in the procedure, from what is on disk alone.
+fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
     let dir = host.backup_dir();
     let resume = resume_command(host);
     let a = |state: State, text: String, next: String, command: &str| Assessment {
@@ -315,7 +328,7 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
     )
 }
 
-fn damaged(host: &Host, problem: String) -> Assessment {
+pub(super) fn damaged(host: &Host, problem: String) -> Assessment {
     Assessment {
         text: format!("the backup in {} is damaged: {problem}", host.dir.display()),
         state: State::BackupDamaged { problem },

@@ -20,6 +20,9 @@ pub const LOCK: &str = ".lock";
 pub const JOURNAL: &str = "journal.json";
 /// When the last recovery with this backup dir completed.
 pub const LAST_RECOVERY: &str = "last-recovery.json";
+/// The last failure of each command (`status` names it until a `verify`
+/// passes).
+pub const FAILURES: &str = "failures.json";
 /// Today's script's recovery progress file.
 pub const LEGACY_PROGRESS: &str = "progress";
 /// The symlink naming the current generation.

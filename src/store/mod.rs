@@ -17,6 +17,7 @@
 //! removed. The files never change, so every path shows the same backup.
 
 pub mod blob;
+pub mod failures;
 pub mod journal;
 pub mod layout;
 pub mod lock;
