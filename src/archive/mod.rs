@@ -257,6 +257,10 @@ pub fn parse_excludes(text: &str) -> exclude::Excludes {
     exclude::Excludes::parse(text.as_bytes())
 }
 
+/// The words before the problem in `restore_tree`'s refusal of a damaged
+/// archive; what follows them is the problem alone (`extract` quotes it).
+pub const REFUSED_DAMAGED: &str = "from a damaged archive (nothing was changed): ";
+
 /// Check an archive file against its recorded sha256 and size (every byte
 /// of the archive, which carries every file's sha256 too), then sync the
 /// target to it. A damaged archive changes nothing. Entries are validated as
@@ -278,7 +282,7 @@ pub fn restore_tree(
     };
     if let Some(p) = problem {
         return Err(crate::util::error::Fail::Backup(format!(
-            "refusing to restore {} from a damaged archive (nothing was changed): {p}",
+            "refusing to restore {} {REFUSED_DAMAGED}{p}",
             target.display()
         ))
         .into());

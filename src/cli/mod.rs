@@ -222,6 +222,11 @@ pub struct RestoreArgs {
     /// Started by that unit (it is removed first)
     #[arg(long, hide = true)]
     pub from_unit: bool,
+    /// With --resume: do the redeploy step STEP (redeploy-etcd, ...) again
+    /// from its start: a new forceRedeploymentReason, a new revision to
+    /// wait for (when the one asked for never appeared)
+    #[arg(long, value_name = "STEP", requires = "resume")]
+    pub redo: Option<String>,
 }
 
 impl RestoreArgs {
@@ -230,6 +235,7 @@ impl RestoreArgs {
             quiet,
             auto_resume: self.auto_resume,
             from_unit: self.from_unit,
+            redo: self.redo.clone(),
             resume: self.resume || self.from_unit,
             restart: self.restart,
             step: self.step,

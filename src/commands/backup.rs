@@ -165,7 +165,10 @@ fn dry_run(host: &Host, opts: &Options, tools: &Tools, dir: &Path, plan: Plan) -
     // space then, not part of the previous backup.
     let freed: u64 = leftovers.remove.iter().map(|p| du(Path::new(p))).sum();
     let (free, previous) = if dir.exists() {
-        (free_bytes(dir)? + freed, du(dir).saturating_sub(freed))
+        (
+            free_bytes(dir)? + freed,
+            previous_bytes(dir)?.saturating_sub(freed),
+        )
     } else {
         let parent = dir
             .ancestors()
@@ -199,6 +202,16 @@ fn dry_run(host: &Host, opts: &Options, tools: &Tools, dir: &Path, plan: Plan) -
     })
 }
 
+/// What the previous backup takes: nothing when there is none (a first
+/// backup in an existing dir is not told of "the previous backup", issue
+/// 27.8), else the dir's disk use.
+fn previous_bytes(dir: &Path) -> Result<u64> {
+    Ok(match store::inspect(dir)? {
+        Kind::Empty => 0,
+        _ => du(dir),
+    })
+}
+
 /// Carry out the plan: the space decision (removing the previous backup
 /// first when there is no room for both), the parts in a new generation,
 /// the switch.
@@ -218,7 +231,7 @@ fn execute(
         plan.estimate(),
         opts.min_free,
         free_bytes(dir)?,
-        du(dir),
+        previous_bytes(dir)?,
     )?;
     if space.remove_previous {
         // The one case with a window without a backup (see docs/on-disk-format.md, "Space").
@@ -254,7 +267,7 @@ pub fn render(o: &Outcome) -> String {
         Outcome::SkippedRecoveryInProgress { record } => {
             let _ = writeln!(
                 s,
-                "A recovery is in progress ({record}): the backup was skipped and nothing was changed.\nContinue the recovery with `upgrade-recovery restore --resume`."
+                "A recovery is in progress ({record}): the backup was skipped and nothing was changed.\nSee where it stands and the command to continue it with `upgrade-recovery status` (a recovery that is running now holds the lock: let it run)."
             );
         }
         Outcome::DryRun(d) => render_dry_run(&mut s, d),

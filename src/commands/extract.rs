@@ -145,7 +145,13 @@ pub fn run(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<Ext
                         Some(format!("{e2:#}"))
                     }
                 };
-                damaged.push((t.archive.clone(), format!("{e:#}"), stop));
+                // The problem alone: the refusal's "nothing was changed"
+                // is not true of an extract that went on up to the damage.
+                let why = format!("{e:#}");
+                let why = why
+                    .split_once(archive::REFUSED_DAMAGED)
+                    .map_or(why.clone(), |(_, p)| p.to_string());
+                damaged.push((t.archive.clone(), why, stop));
             }
             Err(e) => return Err(e),
         }
@@ -174,18 +180,19 @@ pub fn run(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<Ext
         if !absent.is_empty() {
             text.push_str(&format!("Not extracted: {}. ", absent.join(", ")));
         }
-        text.push_str(
-            "Nothing on the node was changed. For the rest, use another copy of the backup.",
-        );
+        text.push_str(&format!(
+            "Only {} was written; nothing else on the node was changed. For the rest, use another copy of the backup.",
+            to.display()
+        ));
         return Err(Fail::Backup(text).into());
     }
     if !absent.is_empty() {
         return Err(anyhow::anyhow!(
-            "not in the backup: {}; {} entries were extracted into {}. `upgrade-recovery extract` copies only what the backup holds (see the tree archives with `zstd -dc {}/<tree>.tar.zst | tar -t`)",
+            "not in the backup: {}; {} entries were extracted into {}. `upgrade-recovery extract` copies only what the backup holds (see the tree archives with `zstd -dc {}/<tree>.tar.zst | tar -tvf -`)",
             absent.join(", "),
             total,
             to.display(),
-            host.dir.display()
+            crate::store::archives_on_node(host).display()
         ));
     }
     Ok(ExtractStats {

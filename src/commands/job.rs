@@ -55,11 +55,22 @@ fn handle_signals() {
 pub fn enter_jail(host: &Path) -> Result<()> {
     if !host.join("sysroot").is_dir() {
         anyhow::bail!(
-            "{} does not look like the Job's host mount: {}/sysroot is missing",
+            "{} does not look like the Job's host mount: {}/sysroot is missing; nothing was changed",
             host.display(),
             host.display()
         );
     }
+    // Before the first change to the tree (issue 27.8: a tree that is not
+    // a node got `bin`, `lib`, `lib64` and `dev/null`, then "nothing was
+    // changed"): the node's own check, as the backup would make it.
+    Host::new(host, Path::new("/"))?
+        .require_node()
+        .with_context(|| {
+            format!(
+                "--host-dir {}: not the Job's host mount; nothing was changed",
+                host.display()
+            )
+        })?;
     let dev = host.join("dev");
     std::fs::create_dir_all(&dev)?;
     let null = dev.join("null");

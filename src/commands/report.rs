@@ -360,7 +360,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
         ),
     );
     // The files of the current generation (the documented paths are links).
-    let cur = crate::store::current(&dir).unwrap_or_else(|_| dir.to_path_buf());
+    let cur = crate::store::files_dir(&dir);
     b.add(
         "backup/manifest.json",
         read_backup_file(&cur.join(manifest::FILE)).context("no backup manifest"),

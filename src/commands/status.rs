@@ -35,6 +35,8 @@ pub struct Status {
     /// The last failure of each command, until a `verify` passes
     /// (`store/failures.rs`).
     pub failures: crate::store::failures::Failures,
+    /// Documented paths that are not their link (the backup is usable).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,6 +193,7 @@ pub fn gather(host: &Host) -> Result<Status> {
         next: st.next,
         next_command: st.command,
         failures: crate::store::failures::Failures::load(&dir),
+        notes: store::link_problems(&dir),
     })
 }
 
@@ -274,6 +277,9 @@ pub fn render(st: &Status) -> String {
         (None, _) => {
             let _ = writeln!(s, "etcd: {}", e.error.as_deref().unwrap_or("unknown"));
         }
+    }
+    for n in &st.notes {
+        let _ = writeln!(s, "Note: {n} (the backup itself is usable)");
     }
     for (_, f) in &st.failures.0 {
         let _ = writeln!(

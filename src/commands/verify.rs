@@ -15,9 +15,14 @@ pub fn run(host: &Host) -> Result<Report> {
 }
 
 pub fn render(report: &Report, host: &Host) -> String {
+    let notes: String = report
+        .notes
+        .iter()
+        .map(|n| format!("note: {n} (the backup itself is usable)\n"))
+        .collect();
     if report.intact {
         format!(
-            "backup in {} is intact ({} items checked)\n",
+            "backup in {} is intact ({} items checked)\n{notes}",
             report.dir,
             report.checked.len()
         )

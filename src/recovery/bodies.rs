@@ -553,7 +553,7 @@ impl Ctx<'_> {
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default();
             wait.again(
-                |secs| format!("timed out after {secs}s: {kind} is stuck {now}{why}. Look with `{look}` (status.conditions and status.nodeStatuses say why); once it moves, `upgrade-recovery restore --resume` waits again without a new redeployment"),
+                |secs| format!("timed out after {secs}s: {kind} is stuck {now}{why}. Look with `{look}` (status.conditions and status.nodeStatuses say why); once it moves, `upgrade-recovery restore --resume` waits again without a new redeployment. If the revision it asked for never appeared (latest available below {target}), ask again with a new reason: by hand `oc patch {kind} cluster --type merge -p '{{\"spec\":{{\"forceRedeploymentReason\":\"recovery-manual-{}\"}}}}'`, then `upgrade-recovery restore --resume`; or let the recovery do it: `upgrade-recovery restore --resume --redo redeploy-{kind}`", fsutil::unix_now()),
                 &format!("{kind}: {now}"),
                 &why,
             )?;
@@ -604,6 +604,15 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
             ),
             None => return Ok(()),
         }
+    }
+    if active.booted && os.default_deployment().is_some_and(|d| d.is(&pinned.id())) {
+        // The rollback is done; only its reboot is pending (issue 27.8: not
+        // `rollback --reboot` again).
+        bail!(
+            "the OS rollback is done: the pinned deployment is the next default, but {} is still booted. Nothing was changed.\n{}Next: reboot into the pinned deployment (`systemctl reboot`), then run `upgrade-recovery restore`.",
+            active.short(),
+            state::render_os(&os),
+        );
     }
     let what = if active.booted { "booted" } else { "default" };
     let pinned_name = format!(

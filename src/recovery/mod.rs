@@ -86,6 +86,9 @@ pub struct Options {
     pub auto_resume: bool,
     /// This run was started by that unit: remove it first.
     pub from_unit: bool,
+    /// `--redo STEP`: a redeploy step done again from its start (a new
+    /// reason, a new target revision).
+    pub redo: Option<String>,
 }
 
 /// The auto-resume unit, installed under /etc so the restored /etc keeps it.
@@ -226,8 +229,25 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         Some(j) if !opts.restart => j.generation.clone(),
         _ => store::current_generation(&dir)?,
     };
-    let gen = store::generation_dir(&dir, generation.as_deref())?;
-    let m = Manifest::load(&gen)?;
+    // Mid-recovery, a backup that cannot be read names the way on (issue
+    // 27.6): the same backup back in place, then the same command.
+    let under_way = |e: anyhow::Error| {
+        match &existing {
+        Some(j) if !opts.restart => crate::util::error::with_code_of(
+            &e,
+            format!(
+                "{e:#}. Nothing was changed by this run. The recovery under way ({}) restores that backup: put another copy of the same backup in {} (with its {}), check it with `upgrade-recovery verify`, then run `{}`",
+                describe(j),
+                host.dir.display(),
+                store::layout::MANIFEST,
+                state::resume_command(host)
+            ),
+        ),
+        _ => e,
+    }
+    };
+    let gen = store::generation_dir(&dir, generation.as_deref()).map_err(under_way)?;
+    let m = Manifest::load(&gen).map_err(under_way)?;
     let (mut req, opt) = required_tools(etcd_mode);
     if !m.images.is_empty() {
         req.push("skopeo");
@@ -304,6 +324,10 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         generation,
         ..Journal::default()
     });
+    let mut j = j;
+    if let Some(step) = &opts.redo {
+        redo(&mut j, step)?;
+    }
     if j.backup_created != m.created {
         bail!(
             "the recovery under way restores the backup of {}, but the backup in {} is from {}; start over with `upgrade-recovery restore --restart`",
@@ -428,6 +452,31 @@ impl Plan<'_> {
         }
         ctx.run_steps()
     }
+}
+
+/// `--redo STEP`: forget what the journal holds of the redeploy step STEP
+/// (its target revision, its completion), so the run asks for a new
+/// revision with a new reason. Only redeploy steps: every other step is
+/// done again by `--resume` itself when it failed.
+fn redo(j: &mut Journal, step: &str) -> Result<()> {
+    let redeploys: Vec<&str> = STEPS
+        .iter()
+        .filter(|s| s.phase == Phase::Redeploy)
+        .map(|s| s.id.as_str())
+        .collect();
+    let Some(kind) = step
+        .strip_prefix("redeploy-")
+        .filter(|_| redeploys.contains(&step))
+    else {
+        return Err(Fail::Usage(format!(
+            "--redo {step}: only a redeploy step can be done again ({}); nothing was changed",
+            redeploys.join(", ")
+        ))
+        .into());
+    };
+    j.redeploy_targets.remove(kind);
+    j.completed.retain(|d| d.id != step);
+    Ok(())
 }
 
 /// `--resume` with no recovery in progress: refuse, say the node's state

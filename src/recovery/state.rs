@@ -82,7 +82,25 @@ pub struct Assessment {
 
 /// The wrapper command that continues a recovery, as the docs write it.
 pub fn resume_command(host: &Host) -> String {
-    format!("{}/upgrade-recovery.sh --resume", host.dir.display())
+    // A path that exists (issue 27.5): the documented link, else the
+    // wrapper in the current generation, else the tool itself.
+    let wrapper = crate::store::layout::WRAPPER;
+    let dir = host.backup_dir();
+    if dir.join(wrapper).is_file() {
+        format!("{}/{wrapper} --resume", host.dir.display())
+    } else if dir
+        .join(crate::store::layout::CURRENT)
+        .join(wrapper)
+        .is_file()
+    {
+        format!(
+            "{}/{}/{wrapper} --resume",
+            host.dir.display(),
+            crate::store::layout::CURRENT
+        )
+    } else {
+        "upgrade-recovery restore --resume".into()
+    }
 }
 
 /// Cheap checks that a backup is complete (the full check is `verify`):
@@ -329,11 +347,27 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
 }
 
 pub(super) fn damaged(host: &Host, problem: String) -> Assessment {
+    let dir = host.backup_dir();
+    // `extract` reads the manifest: without one, only the archives by hand.
+    let intact_files = if crate::store::current(&dir)
+        .and_then(|g| Manifest::load(&g))
+        .is_ok()
+    {
+        "copy intact files out with `upgrade-recovery extract PATH --to DIR`".to_string()
+    } else {
+        match crate::store::archives_left(&dir).first() {
+            Some(a) => format!(
+                "unpack an archive that is there by hand (`zstd -dc {} | tar -xf - -C DIR`; `extract` needs the manifest)",
+                a.display()
+            ),
+            None => "no archive of it is left to read".into(),
+        }
+    };
     Assessment {
         text: format!("the backup in {} is damaged: {problem}", host.dir.display()),
         state: State::BackupDamaged { problem },
         next: format!(
-            "do not restore from it. `upgrade-recovery verify` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `upgrade-recovery verify`), or copy intact files out with `upgrade-recovery extract PATH --to DIR`",
+            "do not restore from it. `upgrade-recovery verify` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `upgrade-recovery verify`), or {intact_files}",
             host.dir.display()
         ),
         command: "upgrade-recovery verify".into(),

@@ -72,11 +72,9 @@ pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
     if let Err(e) = flock(&f, FlockOperation::NonBlockingLockExclusive) {
         let mut text = String::new();
         let _ = f.read_to_string(&mut text);
-        let holder = parse_holder(&text)
-            .map(|h| h.pid.to_string())
-            .unwrap_or_default();
+        let h = parse_holder(&text);
         if e == rustix::io::Errno::WOULDBLOCK {
-            return Err(busy(&path, &holder));
+            return Err(busy(&path, h.as_ref()));
         }
         bail!("cannot lock {}: {e}", path.display());
     }
@@ -89,20 +87,26 @@ pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
     })
 }
 
-fn busy(path: &Path, holder: &str) -> anyhow::Error {
+/// The refusal when another run holds the lock. A recovery holding it is
+/// exit 3, as the contract says of a recovery in progress (issue 27.8).
+fn busy(path: &Path, holder: Option<&Holder>) -> anyhow::Error {
+    let pid = holder.map(|h| h.pid.to_string()).unwrap_or_default();
+    let (who, look) = if pid.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (format!(" (pid {pid})"), format!(" (`ps -p {pid} -o args`)"))
+    };
+    if let Some(h) = holder.filter(|h| h.what == RESTORE) {
+        return crate::util::error::Fail::InProgress(format!(
+            "a recovery is running now{who}{}; it holds {}, and nothing was changed by this run. Let it run: follow it with `journalctl -t upgrade-recovery -f`, or look with `upgrade-recovery status`",
+            h.doing.as_deref().map(|d| format!(": {d}")).unwrap_or_default(),
+            path.display()
+        ))
+        .into();
+    }
     anyhow::anyhow!(
-        "another upgrade-recovery run{} holds {}; nothing was changed. Wait for it to end{}",
-        if holder.is_empty() {
-            String::new()
-        } else {
-            format!(" (pid {holder})")
-        },
-        path.display(),
-        if holder.is_empty() {
-            String::new()
-        } else {
-            format!(" (`ps -p {holder} -o args`)")
-        }
+        "another upgrade-recovery run{who} holds {}; nothing was changed. Wait for it to end{look}",
+        path.display()
     )
 }
 
@@ -118,10 +122,7 @@ pub fn check_free(dir: &Path) -> Result<()> {
     }
     let mut text = String::new();
     let _ = f.read_to_string(&mut text);
-    let holder = parse_holder(&text)
-        .map(|h| h.pid.to_string())
-        .unwrap_or_default();
-    Err(busy(&path, &holder))
+    Err(busy(&path, parse_holder(&text).as_ref()))
 }
 
 impl Lock {

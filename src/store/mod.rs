@@ -146,10 +146,63 @@ pub fn current(dir: &Path) -> Result<PathBuf> {
 }
 
 fn damaged(dir: &Path, why: &str) -> Fail {
+    let read = match archives_left(dir).first() {
+        Some(a) => format!(
+            "the archives that are there can still be read without it: `zstd -dc {} | tar -tvf -` lists one, `zstd -dc {} | tar -xf - -C DIR` unpacks it (`upgrade-recovery extract` needs the manifest)",
+            a.display(),
+            a.display()
+        ),
+        None => format!("no archive is left in {}", dir.display()),
+    };
     Fail::Backup(format!(
-        "the backup in {} is damaged: {why}. Do not take a new backup over it while the node may need it; the archives that are there can still be read (`zstd -dc {}/etc.tar.zst | tar -tv`)",
-        dir.display(), dir.display()
+        "the backup in {} is damaged: {why}. Do not take a new backup over it while the node may need it; {read}",
+        dir.display()
     ))
+}
+
+/// The dir of the current backup's files even when it is damaged: the
+/// current generation (also without its manifest), else `dir` (flat). For
+/// reports of what is there (issue 27.8: not "is a symlink" for the link
+/// beside a generation without a manifest).
+pub fn files_dir(dir: &Path) -> PathBuf {
+    if let Ok(c) = current(dir) {
+        return c;
+    }
+    match std::fs::read_link(dir.join(CURRENT)) {
+        Ok(g) if is_generation_name(&g.to_string_lossy()) && dir.join(&g).is_dir() => dir.join(g),
+        _ => dir.to_path_buf(),
+    }
+}
+
+/// The tree archives there are in the current generation (or, flat, in
+/// `dir`), `etc.tar.zst` first: what can be read by hand when the manifest
+/// is gone (issue 27.5: a hint names a path that exists).
+pub fn archives_left(dir: &Path) -> Vec<PathBuf> {
+    let at = files_dir(dir);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&at)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "zst") && p.is_file())
+        .collect();
+    v.sort_by_key(|p| {
+        (
+            p.file_name() != Some(std::ffi::OsStr::new("etc.tar.zst")),
+            p.clone(),
+        )
+    });
+    v
+}
+
+/// Where the tree archives are, as the node names it: `<dir>/current`, or
+/// the backup dir itself (flat).
+pub fn archives_on_node(host: &crate::node::host::Host) -> PathBuf {
+    if host.backup_dir().join(CURRENT).is_dir() {
+        host.dir.join(CURRENT)
+    } else {
+        host.dir.clone()
+    }
 }
 
 /// The current generation's name, None in the flat format. For the journal.

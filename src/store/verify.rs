@@ -18,6 +18,11 @@ pub struct Report {
     pub intact: bool,
     pub checked: Vec<String>,
     pub problems: Vec<String>,
+    /// Documented paths (`manifest.json`, `upgrade-recovery.sh`, ...) that
+    /// are not their link into `current`: the backup is usable (`status`
+    /// and `restore` read the generation), the path needs its link back.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// The problems of one stored item against the manifest: the one check of
@@ -102,7 +107,9 @@ pub fn check_each(dir: &Path, items: &[&Stored]) -> Vec<Vec<String>> {
 pub fn verify(dir: &Path) -> Result<(Manifest, Report)> {
     let gen = crate::store::current(dir)?;
     let (m, mut report) = verify_generation(&gen)?;
-    report.problems.extend(crate::store::link_problems(dir));
+    // A missing link is not damage: verify, status and restore agree that
+    // the backup is usable (issue 27.5), and verify says how to relink.
+    report.notes = crate::store::link_problems(dir);
     report.intact = report.problems.is_empty();
     report.dir = dir.display().to_string();
     Ok((m, report))
@@ -124,6 +131,7 @@ pub fn verify_generation(dir: &Path) -> Result<(Manifest, Report)> {
         intact: problems.is_empty(),
         checked,
         problems,
+        notes: Vec::new(),
     };
     Ok((m, report))
 }
