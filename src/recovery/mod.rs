@@ -199,6 +199,9 @@ pub struct Plan<'a> {
 /// real run refuses, with the same code.
 pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     host.require_node()?;
+    if let Some(step) = &opts.redo {
+        redeploy_kind(step)?;
+    }
     let dir = host.backup_dir();
     let existing = match Journal::load(&dir) {
         // --restart is the way out of an unreadable journal: a new one replaces it.
@@ -459,24 +462,28 @@ impl Plan<'_> {
 /// revision with a new reason. Only redeploy steps: every other step is
 /// done again by `--resume` itself when it failed.
 fn redo(j: &mut Journal, step: &str) -> Result<()> {
+    let kind = redeploy_kind(step)?;
+    j.redeploy_targets.remove(kind);
+    j.completed.retain(|d| d.id != step);
+    Ok(())
+}
+
+/// The operator of a redeploy step (`redeploy-etcd`: `etcd`); any other
+/// step is a usage error.
+fn redeploy_kind(step: &str) -> Result<&str> {
     let redeploys: Vec<&str> = STEPS
         .iter()
         .filter(|s| s.phase == Phase::Redeploy)
         .map(|s| s.id.as_str())
         .collect();
-    let Some(kind) = step
-        .strip_prefix("redeploy-")
-        .filter(|_| redeploys.contains(&step))
-    else {
-        return Err(Fail::Usage(format!(
+    match step.strip_prefix("redeploy-") {
+        Some(kind) if redeploys.contains(&step) => Ok(kind),
+        _ => Err(Fail::Usage(format!(
             "--redo {step}: only a redeploy step can be done again ({}); nothing was changed",
             redeploys.join(", ")
         ))
-        .into());
-    };
-    j.redeploy_targets.remove(kind);
-    j.completed.retain(|d| d.id != step);
-    Ok(())
+        .into()),
+    }
 }
 
 /// `--resume` with no recovery in progress: refuse, say the node's state

@@ -78,9 +78,16 @@ pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
         }
         bail!("cannot lock {}: {e}", path.display());
     }
-    f.set_len(0)?;
-    f.rewind()?;
-    writeln!(f, "{} {what}", std::process::id())?;
+    // Who holds it is a note for `status`; the flock is the lock. A full
+    // file system must not stop the run here, before the checks that say
+    // what to free.
+    if let Err(e) = f
+        .set_len(0)
+        .and_then(|_| f.rewind())
+        .and_then(|_| writeln!(f, "{} {what}", std::process::id()))
+    {
+        log::warn!("could not note this run in {}: {e}", path.display());
+    }
     Ok(Lock {
         _file: f,
         what: what.to_string(),

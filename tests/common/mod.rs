@@ -8,6 +8,7 @@
 #[cfg(not(any(feature = "testing", clippy)))]
 compile_error!("the integration tests need the test seams: run `cargo test --features testing` (scripts/test.sh does)");
 
+pub mod admin;
 pub mod recovery;
 
 use std::os::unix::ffi::OsStrExt;
