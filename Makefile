@@ -1,6 +1,7 @@
 # make build            the static-pie release binary
 # make install DESTDIR=... PREFIX=/usr   binary, man pages, completions, unit
-# make docs             regenerate man pages and completions from the clap definitions
+# make docs             regenerate man pages and completions from the clap definitions,
+#                       and the README's table of states from src/recovery/states.rs
 #                       (a build with the docs feature: the node binary does not carry the generator)
 PREFIX ?= /usr
 DESTDIR ?=
@@ -11,7 +12,7 @@ build:
 	scripts/build-static.sh
 
 docs:
-	cargo run --quiet --features docs -- generate-docs packaging
+	cargo run --quiet --features docs -- generate-docs packaging --readme README.md
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/upgrade-recovery

@@ -136,6 +136,38 @@ fn runs_log_to_the_journal_and_auto_resume_removes_itself() {
         .any(|l| l.starts_with("<11>") && l.contains("journal")));
 }
 
+/// The README's table of states is the one the code gives (issue 27):
+/// `generate-docs --readme` on a copy changes nothing.
+#[test]
+fn the_readme_table_of_states_is_current() {
+    let t = TempDir::new("states");
+    let copy = t.path().join("README.md");
+    std::fs::copy(project().join("README.md"), &copy).unwrap();
+    let o = std::process::Command::new(binary())
+        .arg("generate-docs")
+        .arg(t.path())
+        .arg("--readme")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let now = std::fs::read_to_string(&copy).unwrap();
+    assert!(
+        now.contains("| `recovery-stopped-backup-damaged` |"),
+        "{now}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project().join("README.md")).unwrap(),
+        now,
+        "stale table of states in README.md: run `make docs`"
+    );
+}
+
 #[test]
 fn man_pages_and_completions_are_current() {
     let t = TempDir::new("docs");

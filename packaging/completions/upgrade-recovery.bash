@@ -189,12 +189,16 @@ _upgrade__recovery() {
             return 0
             ;;
         upgrade__subcmd__recovery__subcmd__generate__subcmd__docs)
-            opts="-v -q -h --root --output --verbose --quiet --help"
+            opts="-v -q -h --readme --root --output --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --readme)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -429,7 +433,7 @@ _upgrade__recovery() {
             return 0
             ;;
         upgrade__subcmd__recovery__subcmd__restore)
-            opts="-v -q -h --resume --restart --step --force --restore-onto-other-os --dry-run --etcd-restore --wait-timeout --poll-interval --auto-resume --from-unit --root --dir --output --verbose --quiet --help"
+            opts="-v -q -h --resume --restart --step --force --restore-onto-other-os --dry-run --etcd-restore --wait-timeout --poll-interval --auto-resume --from-unit --redo --root --dir --output --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -444,6 +448,10 @@ _upgrade__recovery() {
                     return 0
                     ;;
                 --poll-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -87,6 +87,7 @@ script\t'/usr/local/bin/cluster-restore.sh <dir>/cluster'
 native\t'Move etcd aside, `etcdctl snapshot restore`, extract the resources'"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l wait-timeout -d 'Time limit of each wait (containers, redeployments), e.g. 20m, 1h, 90s; a bare number is seconds' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l poll-interval -d 'Time between checks while waiting (a bare number is milliseconds)' -r
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l redo -d 'With --resume: do the redeploy step STEP (redeploy-etcd, ...) again from its start: a new forceRedeploymentReason, a new revision to wait for (when the one asked for never appeared)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l output -d 'Output format' -r -f -a "text\t''
@@ -234,6 +235,7 @@ json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from sync" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from sync" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from sync" -s h -l help -d 'Print help'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand generate-docs" -l readme -d 'Also rewrite the table of states between its markers in this file (the README)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand generate-docs" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand generate-docs" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"

@@ -94,7 +94,13 @@ pub enum Command {
     /// Write man pages and shell completions into DIR/man, DIR/completions
     #[cfg(feature = "docs")]
     #[command(hide = true)]
-    GenerateDocs { dir: PathBuf },
+    GenerateDocs {
+        dir: PathBuf,
+        /// Also rewrite the table of states between its markers in this
+        /// file (the README)
+        #[arg(long, value_name = "FILE")]
+        readme: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -578,8 +584,21 @@ pub fn run(cli: &Cli) -> Result<i32> {
         return Ok(i32::from(!findings.is_empty()));
     }
     #[cfg(feature = "docs")]
-    if let Command::GenerateDocs { dir } = &cli.command {
+    if let Command::GenerateDocs { dir, readme } = &cli.command {
         generate_docs(dir)?;
+        if let Some(f) = readme {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let new = recovery::states::with_table(&text).with_context(|| {
+                format!(
+                    "{} has no markers for the table of states ({} ... {})",
+                    f.display(),
+                    recovery::states::BEGIN,
+                    recovery::states::END
+                )
+            })?;
+            std::fs::write(f, new).with_context(|| format!("writing {}", f.display()))?;
+        }
         return Ok(0);
     }
     if let Command::LaunchBackup(a) = &cli.command {

@@ -23,6 +23,7 @@ mod last_failures;
 use crate::util::durable;
 pub mod selinux;
 pub mod state;
+pub mod states;
 pub mod steps;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

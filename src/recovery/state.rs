@@ -137,18 +137,21 @@ fn backup_problem(dir: &std::path::Path, m: &Manifest) -> Option<String> {
 /// refusals and `rollback`. The last failures of the commands
 /// (`last_failures.rs`) keep it from naming a command that just failed.
 pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
-    super::last_failures::apply(host, procedure(host, os))
+    let mut a = super::last_failures::apply(host, procedure(host, os));
+    // The command of each state is the table's (`states.rs`), in one place.
+    a.command = a.state.command(&resume_command(host));
+    a
 }
 
 /// Where the node stands in the procedure, from what is on disk alone.
 fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
     let dir = host.backup_dir();
     let resume = resume_command(host);
-    let a = |state: State, text: String, next: String, command: &str| Assessment {
+    let a = |state: State, text: String, next: String| Assessment {
         state,
         text,
         next,
-        command: command.to_string(),
+        command: String::new(),
     };
     if let Some(crate::store::lock::Holder { pid, what, doing }) = crate::store::lock::holder(&dir)
     {
@@ -165,7 +168,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                     doing.map(|d| format!(": {d}")).unwrap_or_default()
                 ),
                 "let it run; follow it with `journalctl -t upgrade-recovery -f`, or look again with `upgrade-recovery status`".into(),
-                "upgrade-recovery status",
             );
         }
         return a(
@@ -176,7 +178,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 host.dir.join(crate::store::lock::FILE).display()
             ),
             "wait for it to end, then look again with `upgrade-recovery status`".into(),
-            "upgrade-recovery status",
         );
     }
     match Journal::load(&dir) {
@@ -187,7 +188,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 },
                 "a recovery was under way but its journal cannot be read".into(),
                 "start the recovery over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
-                "upgrade-recovery restore --restart",
             )
         }
         Ok(Some(j)) => {
@@ -201,7 +201,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                     State::FilesDoneRebootPending,
                     "the recovery's files phase is done; the node has not rebooted since".into(),
                     format!("reboot first (`systemctl reboot`), then run `{resume}`"),
-                    "systemctl reboot",
                 );
             }
             let step = next.map_or("none", |s| s.id.as_str()).to_string();
@@ -233,7 +232,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 },
                 text,
                 next,
-                &resume,
             );
         }
         Ok(None) => {}
@@ -249,7 +247,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 legacy.display()
             ),
             "start it over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
-            "upgrade-recovery restore --restart",
         );
     }
     let cur = match crate::store::inspect(&dir) {
@@ -259,7 +256,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 format!("there is no backup in {}", host.dir.display()),
                 "take one while the node is healthy, before the upgrade: `upgrade-recovery backup`"
                     .into(),
-                "upgrade-recovery backup",
             );
         }
         Ok(crate::store::Kind::Damaged(why)) => return damaged(host, why),
@@ -293,7 +289,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
             },
             format!("the deployment pinned at backup ({pinned_name}) is no longer deployed: the OS cannot be rolled back to it"),
             "look at the deployments with `ostree admin status`; restoring this backup onto another OS is not a recovery".into(),
-            "ostree admin status",
         );
     }
     let Some(active) = os.active() else {
@@ -312,7 +307,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                         d.short()
                     ),
                     "make the pinned deployment the default with `upgrade-recovery rollback` (no reboot needed), then, if the upgrade failed, `upgrade-recovery restore`".into(),
-                    "upgrade-recovery rollback",
                 )
             }
             None => return ready(last),
@@ -329,7 +323,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 active.short()
             ),
             "reboot into it (`systemctl reboot`), then run `upgrade-recovery restore`".into(),
-            "systemctl reboot",
         );
     }
     a(
@@ -342,7 +335,6 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
             active.short()
         ),
         "if the upgrade failed, roll the OS back first: `upgrade-recovery rollback --reboot`; after the reboot, `upgrade-recovery restore`".into(),
-        "upgrade-recovery rollback --reboot",
     )
 }
 
@@ -370,7 +362,7 @@ pub(super) fn damaged(host: &Host, problem: String) -> Assessment {
             "do not restore from it. `upgrade-recovery verify` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `upgrade-recovery verify`), or {intact_files}",
             host.dir.display()
         ),
-        command: "upgrade-recovery verify".into(),
+        command: String::new(),
     }
 }
 
@@ -385,13 +377,13 @@ fn ready(last: Option<LastRecovery>) -> Assessment {
                 at: l.completed.clone(),
             },
             next: "nothing to do: check the cluster with `oc get clusteroperators`; before the next upgrade, take a new backup (`upgrade-recovery backup`)".into(),
-            command: "oc get clusteroperators".into(),
+            command: String::new(),
         },
         None => Assessment {
             state: State::BackupReady,
             text: "a backup is ready and the node runs the OS deployment it pinned".into(),
             next: "nothing to do on a healthy node; if the upgrade failed: `upgrade-recovery restore`".into(),
-            command: "upgrade-recovery restore".into(),
+            command: String::new(),
         },
     }
 }
