@@ -315,7 +315,7 @@ fn a_backup_while_a_recovery_holds_the_lock_touches_nothing() {
     let _ = r.wait();
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("A recovery is in progress") && out.contains("restore --resume"),
+        out.contains("A recovery is in progress") && out.contains("`upgrade-recovery status`"),
         "{out}"
     );
     assert_eq!((dcode, dout.as_str()), (code, out.as_str()));

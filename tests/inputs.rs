@@ -139,6 +139,12 @@ const INPUTS: &[Input] = &[
         pending: None,
     },
     Input {
+        what: "failures.json (the last failure of each command, for status)",
+        absent: (SKIP, "recorded_cleared_and_read_leniently"),
+        malformed: (SKIP, "recorded_cleared_and_read_leniently"),
+        pending: None,
+    },
+    Input {
         what: "crictl ps/images -o json",
         absent: (
             REFUSE,

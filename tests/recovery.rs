@@ -295,7 +295,10 @@ fn a_part_damaged_after_the_files_phase_stops_the_cluster_phase_before_any_chang
     let (code, out, err) = restore(&sb, &["--resume"], None);
     assert_eq!(code, Some(4), "{out}{err}");
     assert!(err.contains(m["etcd"]["file"].as_str().unwrap()), "{err}");
-    assert!(err.contains("Nothing was changed in this phase"), "{err}");
+    assert!(
+        err.contains("Nothing was changed by phase cluster"),
+        "{err}"
+    );
     assert!(
         err.contains("another copy of the backup") && err.contains("upgrade-recovery extract"),
         "{err}"

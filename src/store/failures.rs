@@ -97,9 +97,11 @@ pub fn problem_of(text: &str) -> String {
 /// Note how the run of `command` (`line`) ended in the backup dir `dir`:
 /// exit 1 or 4 records it, 0 clears it (and a passing `verify` clears
 /// every record). Other codes (usage, a recovery in progress, a signal)
-/// leave the record as it is. Nothing is written where no backup dir is.
+/// leave the record as it is. Nothing is written where there is no backup.
 pub fn note(dir: &Path, command: &str, line: &str, exit_code: i32, error: Option<&str>) {
-    if !dir.is_dir() {
+    // Without a backup there is nothing for `status` to correct: a refused
+    // first backup leaves the dir as it found it.
+    if !dir.is_dir() || matches!(crate::store::inspect(dir), Ok(crate::store::Kind::Empty)) {
         return;
     }
     let mut f = Failures::load(dir);
@@ -137,6 +139,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path();
         assert_eq!(Failures::load(dir), Failures::default(), "absent");
+        // No backup there: nothing is noted.
+        note(dir, "restore", "restore", 4, Some("x"));
+        assert!(!dir.join(FILE).exists());
+        std::fs::write(dir.join(crate::store::layout::MANIFEST), "{}").unwrap();
         let err = "the backup parts that the recovery needs are damaged:\n  /x/snap.db: sha256 a but the manifest records b\nIn an outage: ...";
         note(dir, "restore", "restore", 4, Some(err));
         let f = Failures::load(dir);

@@ -320,7 +320,7 @@ fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
-        if [LOCK, JOURNAL, LEGACY_PROGRESS].contains(&n.as_str()) {
+        if [LOCK, JOURNAL, LEGACY_PROGRESS, FAILURES].contains(&n.as_str()) {
             continue;
         }
         let is_link = lstat(&e.path()).is_some_and(|m| m.file_type().is_symlink());
@@ -425,7 +425,7 @@ fn convert_flat(dir: &Path) -> Result<String> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
-        if [LOCK, JOURNAL, LEGACY_PROGRESS, CURRENT].contains(&n.as_str())
+        if [LOCK, JOURNAL, LEGACY_PROGRESS, FAILURES, CURRENT].contains(&n.as_str())
             || n.starts_with(GEN_PREFIX)
             || is_temporary(&n)
         {
