@@ -281,7 +281,7 @@ pub fn render(st: &Status) -> String {
     for n in &st.notes {
         let _ = writeln!(s, "Note: {n} (the backup itself is usable)");
     }
-    for (_, f) in &st.failures.0 {
+    for f in st.failures.0.values() {
         let _ = writeln!(
             s,
             "Last failure: `upgrade-recovery {}` at {}, exit {}: {}",
