@@ -190,6 +190,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; a
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l wait -d 'Seconds to wait for Velero to process each DeleteBackupRequest' -r
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l pod-wait -d 'Seconds to wait for the pod of LCA\'s stateroot setup Job to go before removing stateroots (LCA\'s own bound)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l output -d 'Output format' -r -f -a "text\t''
