@@ -108,6 +108,7 @@ pub fn enter_jail(host: &Path) -> Result<()> {
 /// The Job's entrypoint. Exit 0 only when the backup is complete and verified.
 pub fn launch(host_dir: &Path, dir: &Path, opts: &backup::Options) -> Result<Outcome> {
     handle_signals();
+    crate::util::progress::lines_only();
     enter_jail(host_dir)?;
     let _guard = FlagGuard;
     // A dry run (`--dry-run`) does the same: without the rename, ostree in
