@@ -828,7 +828,17 @@ pub fn cleanup(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Cleanup
             }
         }
     }
-    let hub = hub::advice(host, tools, hub::Moment::AfterCleanup);
+    // After a failed run the annotation is not set and LCA does not retry:
+    // the hub's labels stay as the node is now.
+    let hub = hub::advice(
+        host,
+        tools,
+        if failures.is_empty() {
+            hub::Moment::AfterCleanup
+        } else {
+            hub::Moment::Status
+        },
+    );
     let after = match plan.reason.as_deref() {
         Some(r) => format!(
             "LCA sees the annotation and retries the {}; when it succeeds the CR goes back to Idle. Watch `oc get ibu upgrade -o yaml`",
