@@ -319,3 +319,49 @@ fn the_acm_policy_names_only_fields_of_its_types_and_creates_the_same_job() {
     // Exactly the objects of packaging/backup-agent-job.yaml, in its order.
     assert_eq!(created, docs());
 }
+
+/// TALM's Job runs the container with `tty: true`: the entrypoint's
+/// progress goes to a terminal, and `oc logs` shows every byte. Run as the
+/// Job runs it (a pseudo-terminal from `script`, the sandbox node as `/host`
+/// in a private mount namespace), the log has whole lines, no carriage
+/// return or erase-line redraws.
+#[test]
+fn with_the_jobs_tty_the_log_is_whole_lines() {
+    use common::{binary, q, Sandbox, TempDir};
+    let sb = Sandbox::new();
+    // Enough to back up for a few seconds: progress is reported meanwhile.
+    sb.sh("mkdir -p $ROOT/var/lib/kubelet/big && head -c 200M /dev/urandom > $ROOT/var/lib/kubelet/big/blob");
+    let t = TempDir::new("ttyjail");
+    let inner = format!(
+        r#"unshare -m --propagation private bash -euc '
+mount --rbind "$1" "$0"
+for d in usr/bin usr/lib usr/lib64 usr/libexec usr/share; do
+  [ -d /$d ] || continue; mkdir -p "$0/$d"; mount --bind /$d "$0/$d"; mount -o remount,bind,ro "$0/$d"
+done
+mkdir -p "$0$2"; mount --rbind "$2" "$0$2"
+mount -t proc proc "$0/proc"
+PATH="$2/ctl/bin:/usr/bin" exec "$3" launchBackup --host-dir "$0" --min-free 0
+' {j} {root} {sb} {bin}"#,
+        j = q(&t.path().join("host")),
+        root = q(&sb.root()),
+        sb = q(sb.dir.path()),
+        bin = q(&binary()),
+    );
+    std::fs::create_dir_all(t.path().join("host")).unwrap();
+    let log = t.path().join("typescript");
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &inner])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let text = std::fs::read(&log).unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("Backup complete"), "{text}");
+    assert!(
+        !text.contains("\x1b[K"),
+        "redraws in the Job's log: {text:?}"
+    );
+    // The terminal turns \n into \r\n; no other carriage return.
+    assert!(!text.replace("\r\n", "\n").contains('\r'), "{text:?}");
+}
