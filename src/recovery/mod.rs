@@ -64,7 +64,8 @@ pub enum EtcdRestore {
     Auto,
     /// /usr/local/bin/cluster-restore.sh <dir>/cluster
     Script,
-    /// Move etcd aside, `etcdctl snapshot restore`, extract the resources
+    /// As the 4.18+ restore pod: etcd aside, `etcdutl snapshot restore`
+    /// with revisions bumped and compacted, the resources extracted
     Native,
 }
 
