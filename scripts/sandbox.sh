@@ -24,6 +24,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
+# shellcheck source=shims/bootfs.sh
+. "$here/shims/bootfs.sh"
+
 die() { echo "sandbox: $*" >&2; exit 1; }
 need() { for t in "$@"; do command -v "$t" >/dev/null || die "missing program '$t' (run scripts/install-deps.sh)"; done; }
 
@@ -228,7 +231,7 @@ apply_profile() { # $1 sandbox dir $2 profile
 install_shims() { # $1 sandbox dir
   local c=$1/ctl
   mkdir -p "$c/bin" "$c/lib" "$c/state/active" "$c/state/enabled" "$c/state/oc"
-  cp "$here/shims/lib.sh" "$here/shims/sandbox_ostree.py" "$c/lib/"
+  cp "$here/shims/lib.sh" "$here/shims/bootfs.sh" "$here/shims/sandbox_ostree.py" "$c/lib/"
   for s in systemctl crictl crio setenforce getenforce oc rpm-ostree; do
     install -m 0755 "$here/shims/$s" "$c/bin/$s"
   done
@@ -246,7 +249,7 @@ boot() { # $1 sandbox dir, $2 deployment index (default 0): what a boot does to 
   # The default deployment (index 0) is what the bootloader boots; the
   # kernel gets its BLS entry's options, ostree= among them, as on a node.
   # Another index is a one-time choice in the boot menu.
-  /usr/bin/python3 - "$d/root/sysroot" "$d/root/proc/cmdline" "${2:-0}" > "$st/booted" <<'PY'
+  /usr/bin/python3 - "$d/root" "$d/root/proc/cmdline" "${2:-0}" > "$st/booted" <<'PY'
 import sys, gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, OSTree
@@ -263,9 +266,9 @@ PY
   reconcile
 }
 
-create() {
+create() { # $1 dir $2 profile
   local d=$1
-  need ostree etcd etcdctl openssl setfattr setfacl curl /usr/bin/python3
+  need ostree etcd etcdctl openssl setfattr setfacl curl /usr/bin/python3 mkfs.ext4 unshare mountpoint
   /usr/bin/python3 -c 'import gi; gi.require_version("OSTree", "1.0")' 2>/dev/null \
     || die "libostree python bindings missing (run scripts/install-deps.sh)"
   [ "$(id -u)" -eq 0 ] || die "must run as root (mounts, xattrs, device nodes)"
@@ -278,15 +281,21 @@ create() {
   chmod 0700 "$r/var/lib/etcd"
   touch "$r/run/ostree-booted"
   # OS: a real sysroot with two deployments of rhcos, the newer one the default.
+  # ostree works on the node root as its sysroot, as on the node and in
+  # TALM's jail: /ostree -> sysroot/ostree, /boot the boot file system.
   mkdir -p "$r/sysroot"
   ostree admin init-fs "$r/sysroot" >/dev/null
-  ostree admin --sysroot="$r/sysroot" os-init rhcos >/dev/null
+  ln -s sysroot/ostree "$r/ostree"
+  if [ "$2" = rhcos ]; then
+    boot_fs "$d"
+  else
+    ln -s sysroot/boot "$r/boot"   # the default profile: /boot is /sysroot/boot
+  fi
+  ostree admin --sysroot="$r" os-init rhcos >/dev/null
   make_commit "$r/sysroot" 416.94.202405141654-0
   make_commit "$r/sysroot" 416.94.202406251923-0
-  ostree admin --sysroot="$r/sysroot" deploy --os=rhcos rhcos/416.94.202405141654-0 >/dev/null
-  ostree admin --sysroot="$r/sysroot" deploy --os=rhcos rhcos/416.94.202406251923-0 >/dev/null
-  ln -s sysroot/ostree "$r/ostree"
-  ln -s sysroot/boot "$r/boot"   # /boot is the same file system as /sysroot/boot on a node
+  boot_rw "$r" ostree admin --sysroot="$r" deploy --os=rhcos rhcos/416.94.202405141654-0 >/dev/null
+  boot_rw "$r" ostree admin --sysroot="$r" deploy --os=rhcos rhcos/416.94.202406251923-0 >/dev/null
   make_etc "$r"
   make_usrlocal "$r"
   make_kubelet "$r"
@@ -348,6 +357,11 @@ teardown() {
   awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
+  # The boot file system's loop device (rhcos): detached once unmounted
+  # (losetup -d on a device still in use marks it to go when released).
+  if [ -f "$d/ctl/boot.img" ]; then
+    losetup -j "$d/ctl/boot.img" -O NAME -n 2>/dev/null | while read -r l; do losetup -d "$l" 2>/dev/null || true; done
+  fi
   chattr -R -i "$d" 2>/dev/null || true
   rm -rf "$d"
 }
@@ -366,7 +380,7 @@ set -- "$cmd" "$dir" "$@"
 case $cmd in
   create)
     case $profile in default|minimal|rhcos) ;; *) die "unknown profile '$profile' (default, minimal, rhcos)";; esac
-    create "$dir"; apply_profile "$(cd "$dir" && pwd)" "$profile" ;;
+    create "$dir" "$profile"; apply_profile "$(cd "$dir" && pwd)" "$profile" ;;
   env) d=$(cd "$dir" && pwd); echo "export PATH=\"$d/ctl/bin:\$PATH\""; echo "export SANDBOX_ROOT=\"$d/root\"" ;;
   reboot) d=$(cd "$dir" && pwd); boot "$d" "${3:-0}"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
   teardown) teardown "$dir" ;;
@@ -387,9 +401,9 @@ case $cmd in
     echo "sandbox: images built into $r/var/lib/containers/storage" ;;
   upgrade-os)
     d=$(cd "$dir" && pwd); v=${3:?upgrade-os needs a version}; os=${4:-rhcos}
-    [ -d "$d/root/sysroot/ostree/deploy/$os" ] || ostree admin --sysroot="$d/root/sysroot" os-init "$os" >/dev/null
+    [ -d "$d/root/sysroot/ostree/deploy/$os" ] || ostree admin --sysroot="$d/root" os-init "$os" >/dev/null
     make_commit "$d/root/sysroot" "$v"
-    ostree admin --sysroot="$d/root/sysroot" deploy --retain --os="$os" "rhcos/$v" >/dev/null
+    boot_rw "$d/root" ostree admin --sysroot="$d/root" deploy --retain --os="$os" "rhcos/$v" >/dev/null
     echo "sandbox: deployed $os $v as the default; reboot to boot it" ;;
   *) die "unknown command '$cmd' (create, env, reboot, teardown)" ;;
 esac

@@ -6,6 +6,7 @@ use crate::node::cmd::{self, Tools};
 use crate::node::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// Which deployment: its directory `ostree/deploy/<stateroot>/deploy/<checksum>.<serial>`.
 ///
@@ -274,15 +275,88 @@ fn mark_pending_rollback(ds: &mut [Deployment]) {
     }
 }
 
-/// The `ostree admin` arguments that address the node's sysroot: the
-/// default on a booted host, else `--sysroot=<root>/sysroot` (a sandbox, or
-/// the Job's jail, where `/run/ostree-booted` is renamed for the run).
+/// The `ostree admin` arguments that address the node's sysroot: none on a
+/// booted host (ostree finds `/`), else `--sysroot=<node root>`: the
+/// deployment root, where `/boot` is the boot file system and `/ostree`
+/// links to `sysroot/ostree`, as TALM's script runs it in the Job's jail.
+/// Not `<root>/sysroot`: on RHCOS `/boot` is a file system of its own
+/// (coreos/fedora-coreos-config `overlay.d/05core/usr/lib/systemd/
+/// system-generators/coreos-boot-mount-generator`) and `/sysroot/boot` is an
+/// empty directory, so `ostree admin --sysroot=/sysroot status` prints "No
+/// deployments." and exits 0 (ostreedev/ostree issue 2992; checked with
+/// ostree 2022.7). A root without the `/ostree` link (a bare sysroot) keeps
+/// `<root>/sysroot`.
 pub fn sysroot_args(host: &Host) -> Vec<String> {
     if host.is_slash() && host.path("/run/ostree-booted").exists() {
         Vec::new()
+    } else if host.path("/ostree/repo").is_dir() && host.path("/boot").is_dir() {
+        vec![format!("--sysroot={}", host.root.display())]
     } else {
         vec![format!("--sysroot={}", host.sysroot().display())]
     }
+}
+
+/// Where libostree records a staged deployment until
+/// `ostree-finalize-staged.service` writes its boot entry at shutdown
+/// (ostreedev/ostree `src/libostree/ostree-sysroot-private.h`,
+/// `_OSTREE_SYSROOT_RUNSTATE_STAGED`; written by `ostree-sysroot-deploy.c`
+/// when staging, removed with the deployment's directory when a write of
+/// the deployments drops it). libostree reads it only on a booted host
+/// (`_ostree_sysroot_reload_staged` returns early otherwise), so `ostree
+/// admin status` in the Job's jail, or on any sysroot given by `--sysroot`,
+/// does not list the staged deployment.
+pub const STAGED_RUNSTATE: &str = "/run/ostree/staged-deployment";
+
+/// The staged deployment recorded in [`STAGED_RUNSTATE`], as
+/// `<checksum>.<serial>` when the record names one. The record is a GVariant
+/// `a{sv}` whose first entry is `target`, itself `a{sv}` with `name`
+/// (`<checksum>.<serial>`), `osname` and `bootcsum`
+/// (`serialize_deployment_to_variant` in `ostree-sysroot-deploy.c`); a
+/// GVariant dictionary keeps its entries in order, so the first such name in
+/// the bytes is the target's.
+pub fn parse_staged_record(bytes: &[u8]) -> Option<String> {
+    let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    (0..bytes.len().saturating_sub(66)).find_map(|i| {
+        let w = &bytes[i..];
+        if !w[..64].iter().all(is_hex) || w[64] != b'.' || (i > 0 && is_hex(&bytes[i - 1])) {
+            return None;
+        }
+        let digits = w[65..].iter().take_while(|b| b.is_ascii_digit()).count();
+        (digits > 0 && w.get(65 + digits) == Some(&0))
+            .then(|| String::from_utf8_lossy(&w[..65 + digits]).into_owned())
+    })
+}
+
+/// A staged deployment on this node: the one `ostree admin status` marks
+/// `(staged)` (a booted host), else the one recorded in
+/// [`STAGED_RUNSTATE`] under the root (described by its name, or by the
+/// record's path when it names none).
+pub fn staged(host: &Host, os: &OsState) -> Option<String> {
+    if let Some(d) = os.deployments.iter().find(|d| d.staged) {
+        return Some(d.short());
+    }
+    let p = host.path(STAGED_RUNSTATE);
+    let bytes = std::fs::read(&p).ok()?;
+    Some(match parse_staged_record(&bytes) {
+        Some(name) => format!("{name} (recorded in {STAGED_RUNSTATE})"),
+        None => format!("the one recorded in {STAGED_RUNSTATE}"),
+    })
+}
+
+/// Refuse to write the deployments while one is staged: the MCO stages an
+/// update and finalizes it at shutdown; undeploying it drops it, and any
+/// write of the deployments on a sysroot that is not booted (the Job's)
+/// deletes its directory, since ostree's cleanup keeps only the
+/// deployments it lists (`cleanup_old_deployments` in
+/// `src/libostree/ostree-sysroot-cleanup.c`): the MCD's reboot would come
+/// back on the old OS.
+pub fn refuse_staged(host: &Host, os: &OsState, what: &str) -> Result<()> {
+    if let Some(s) = staged(host, os) {
+        bail!(
+            "a deployment is staged: {s}; the machine-config daemon is in the middle of an OS update, which it finalizes when the node reboots; {what} would drop it, so nothing was changed. Let the update finish (the node reboots into it), or remove it on purpose with `rpm-ostree cleanup -p`; then run this again"
+        );
+    }
+    Ok(())
 }
 
 /// Whether `rpm-ostree` can work here: on PATH and `/run/ostree-booted`
@@ -382,14 +456,99 @@ fn remark(deployments: &mut [Deployment]) {
     mark_pending_rollback(deployments);
 }
 
+/// `ostree admin <args>`, a write: run where ostree may write, as libostree
+/// itself makes it on a booted host (ostreedev/ostree
+/// `src/libostree/ostree-sysroot.c`, `_ostree_sysroot_ensure_writable`:
+/// `/sysroot` and `/boot` remounted writable in the mount namespace of the
+/// writing process only). libostree does that only when it runs on the
+/// booted root ("If we aren't operating on a booted system, then we don't
+/// do anything with mounts"), which is not the case with `--sysroot` or in
+/// the Job's jail, where RHCOS's `/boot` is read-only: `undeploy` there
+/// fails "mkdir(boot/loader.1): Read-only file system". So the child gets
+/// a private mount namespace in which the read-only mounts holding `/boot`
+/// and `/sysroot` are remounted read-write; the host's mounts stay as they
+/// are.
 fn admin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
-    cmd::run_text(
-        tools
-            .command("ostree")?
-            .arg("admin")
-            .args(sysroot_args(host))
-            .args(args),
-    )
+    let mut c = tools.command("ostree")?;
+    c.arg("admin").args(sysroot_args(host)).args(args);
+    writable_boot(&mut c, host)?;
+    cmd::run_text(&mut c)
+}
+
+/// Make `c` run in a private mount namespace where the read-only mounts
+/// that hold the node's `/boot` and `/sysroot` are writable.
+pub fn writable_boot(c: &mut std::process::Command, host: &Host) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut targets: Vec<std::ffi::CString> = Vec::new();
+    for p in [host.path("/boot"), host.sysroot()] {
+        let Ok(real) = p.canonicalize() else { continue };
+        let Some(mp) = mount_point_of(&info, &real) else {
+            continue;
+        };
+        let ro = rustix::fs::statvfs(&mp)
+            .map(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+            .unwrap_or(false);
+        let t = std::ffi::CString::new(mp.as_os_str().as_bytes())?;
+        if ro && !targets.contains(&t) {
+            targets.push(t);
+        }
+    }
+    if targets.is_empty() {
+        return Ok(());
+    }
+    log::info!(
+        "ostree writes with {} writable in a private mount namespace",
+        targets
+            .iter()
+            .map(|t| t.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    );
+    // SAFETY: between fork and exec only system calls on data prepared
+    // above (no allocation): a new mount namespace, its mounts private, the
+    // remounts.
+    unsafe {
+        c.pre_exec(move || {
+            use rustix::mount::{mount_change, mount_remount, MountFlags, MountPropagationFlags};
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
+            mount_change(c"/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)?;
+            for t in &targets {
+                mount_remount(t.as_c_str(), MountFlags::empty(), c"")?;
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// The mount point that holds `path` (absolute, canonical) in a
+/// `/proc/self/mountinfo` text: the longest mount point that is `path` or
+/// one of its parents (field 5, with the kernel's octal escapes).
+pub fn mount_point_of(mountinfo: &str, path: &Path) -> Option<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mount(m)))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+}
+
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Keep only the active deployment (the booted one; on a sysroot not booted
@@ -398,6 +557,7 @@ fn admin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
 /// Idempotent. Returns the kept deployment and what was removed.
 pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<String>)> {
     let first = read(host, tools)?;
+    refuse_staged(host, &first, "undeploying the other deployments")?;
     let keep = first
         .active()
         .map(Deployment::id)
@@ -458,6 +618,12 @@ pub fn undeploy(host: &Host, tools: &Tools, d: &Deployment) -> Result<()> {
     if cur.booted {
         bail!(
             "refusing to undeploy {}: it is the booted deployment",
+            cur.short()
+        );
+    }
+    if cur.staged {
+        bail!(
+            "refusing to undeploy {}: it is the staged deployment (the machine-config daemon's update, finalized at the next reboot); remove it on purpose with `rpm-ostree cleanup -p`",
             cur.short()
         );
     }
