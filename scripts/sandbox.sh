@@ -16,6 +16,9 @@
 #   scripts/sandbox.sh upgrade-os DIR VERSION [STATEROOT]
 #                                     commit and deploy a new OS (the new default;
 #                                     older deployments are retained)
+#   scripts/sandbox.sh stage-os DIR VERSION
+#                                     commit VERSION and stage it, as the MCO's
+#                                     update leaves a node until its reboot
 #
 # The node has a real ostree sysroot with two deployments, a real etcd with TLS
 # on free loopback ports, /etc, /usr/local (-> var/usrlocal), /var/lib/kubelet
@@ -246,6 +249,12 @@ boot() { # $1 sandbox dir, $2 deployment index (default 0): what a boot does to 
   rm -f "$st/active/"* "$st/reboot-requested"
   : > "$st/containers"
   cat /proc/sys/kernel/random/uuid > "$d/root/proc/sys/kernel/random/boot_id"
+  # /run is emptied by a boot. The sandbox has no ostree-finalize-staged: a
+  # staged deployment is not finalized, its record goes with /run.
+  if [ -f "$d/root/run/ostree/staged-deployment" ]; then
+    rm -f "$d/root/run/ostree/staged-deployment" "$d/root/run/ostree/staged-deployment-locked"
+    echo "sandbox: the staged deployment was not finalized (no ostree-finalize-staged here)" >&2
+  fi
   # The default deployment (index 0) is what the bootloader boots; the
   # kernel gets its BLS entry's options, ostree= among them, as on a node.
   # Another index is a one-time choice in the boot menu.
@@ -405,5 +414,41 @@ case $cmd in
     make_commit "$d/root/sysroot" "$v"
     boot_rw "$d/root" ostree admin --sysroot="$d/root" deploy --retain --os="$os" "rhcos/$v" >/dev/null
     echo "sandbox: deployed $os $v as the default; reboot to boot it" ;;
+  stage-os)
+    # `ostree admin deploy --stage` needs a booted host, which a sandbox is
+    # not; the staged state is made as libostree records it
+    # (ostreedev/ostree src/libostree/ostree-sysroot-deploy.c,
+    # ostree_sysroot_stage_tree_with_options): the deployment's directory
+    # with no boot entry, and /run/ostree/staged-deployment, a GVariant a{sv}
+    # with "target" and "merge-deployment" ({name, osname, bootcsum},
+    # serialize_deployment_to_variant).
+    d=$(cd "$dir" && pwd); v=${3:?stage-os needs a version}
+    make_commit "$d/root/sysroot" "$v"
+    boot_rw "$d/root" ostree admin --sysroot="$d/root" deploy --retain --os=rhcos "rhcos/$v" >/dev/null
+    mkdir -p "$d/root/run/ostree"
+    boot_rw "$d/root" /usr/bin/python3 - "$d/root" "$d/ctl/state/booted" <<'PY'
+import sys, gi
+gi.require_version("OSTree", "1.0")
+from gi.repository import Gio, GLib, OSTree
+root = sys.argv[1]
+s = OSTree.Sysroot.new(Gio.File.new_for_path(root)); s.load(None)
+deps = s.get_deployments()
+new, rest = deps[0], deps[1:]
+booted = open(sys.argv[2]).read().split()
+merge = next((d for d in rest if [d.get_osname(), d.get_csum(), str(d.get_deployserial())] == booted), rest[0])
+def ser(d):
+    return GLib.Variant("a{sv}", {
+        "name": GLib.Variant("s", "%s.%d" % (d.get_csum(), d.get_deployserial())),
+        "osname": GLib.Variant("s", d.get_osname()),
+        "bootcsum": GLib.Variant("s", d.get_bootcsum())})
+# The boot entry goes, the directory stays (no cleanup).
+opts = OSTree.SysrootWriteDeploymentsOpts(); opts.do_postclean = False
+s.write_deployments_with_options(rest, opts, None)
+state = GLib.Variant("a{sv}", {"target": ser(new), "merge-deployment": ser(merge)})
+with open(root + "/run/ostree/staged-deployment", "wb") as f:
+    f.write(state.get_data_as_bytes().get_data())
+print("sandbox: staged rhcos %s.%d" % (new.get_csum(), new.get_deployserial()))
+PY
+    ;;
   *) die "unknown command '$cmd' (create, env, reboot, teardown)" ;;
 esac

@@ -9,13 +9,16 @@
 # links to sysroot/ostree and whose /boot is that file system.
 
 # boot_fs SANDBOX_DIR: make the node's /boot a loop-mounted ext4, read-only.
-# `mount -o loop` sets the loop device to detach itself when unmounted.
+# `mount -o loop` sets the loop device to detach itself when unmounted; it
+# is mounted read-write first (a loop device set up read-only could never be
+# remounted read-write), then remounted read-only.
 boot_fs() {
   local d=$1 img=$1/ctl/boot.img
   truncate -s 32M "$img"
   mkfs.ext4 -q -F -L boot "$img"
   mkdir -p "$d/root/boot"
-  mount -o loop,ro,nodev,nosuid "$img" "$d/root/boot"
+  mount -o loop,nodev,nosuid "$img" "$d/root/boot"
+  mount -o remount,ro "$d/root/boot"
 }
 
 # boot_rw NODE_ROOT CMD...: run CMD with the node's /boot writable in a

@@ -108,6 +108,11 @@ pub struct OsState {
     /// could not say (in the order asked).
     #[serde(default)]
     pub booted_skipped: Vec<String>,
+    /// A staged deployment that `ostree admin status` does not list (it
+    /// lists one only on a booted host): the record in [`STAGED_RUNSTATE`]
+    /// under the root, described (see [`OsState::staged`]).
+    #[serde(default)]
+    pub staged_record: Option<String>,
 }
 
 impl OsState {
@@ -126,6 +131,16 @@ impl OsState {
     pub fn next_boot_elsewhere(&self) -> Option<&Deployment> {
         let booted = self.deployments.iter().find(|d| d.booted)?;
         self.default_deployment().filter(|d| !d.is(&booted.id()))
+    }
+    /// The staged deployment, if any: the one `ostree admin status` marks
+    /// `(staged)` (a booted host), else the one recorded in
+    /// [`STAGED_RUNSTATE`] (the Job, a `--sysroot`), described.
+    pub fn staged(&self) -> Option<String> {
+        self.deployments
+            .iter()
+            .find(|d| d.staged)
+            .map(Deployment::short)
+            .or_else(|| self.staged_record.clone())
     }
 }
 
@@ -327,16 +342,13 @@ pub fn parse_staged_record(bytes: &[u8]) -> Option<String> {
     })
 }
 
-/// A staged deployment on this node: the one `ostree admin status` marks
-/// `(staged)` (a booted host), else the one recorded in
-/// [`STAGED_RUNSTATE`] under the root (described by its name, or by the
-/// record's path when it names none).
-pub fn staged(host: &Host, os: &OsState) -> Option<String> {
-    if let Some(d) = os.deployments.iter().find(|d| d.staged) {
-        return Some(d.short());
+/// The staged deployment recorded under the root, described, when the
+/// listed deployments have none marked staged.
+fn staged_record(host: &Host, deployments: &[Deployment]) -> Option<String> {
+    if deployments.iter().any(|d| d.staged) {
+        return None;
     }
-    let p = host.path(STAGED_RUNSTATE);
-    let bytes = std::fs::read(&p).ok()?;
+    let bytes = std::fs::read(host.path(STAGED_RUNSTATE)).ok()?;
     Some(match parse_staged_record(&bytes) {
         Some(name) => format!("{name} (recorded in {STAGED_RUNSTATE})"),
         None => format!("the one recorded in {STAGED_RUNSTATE}"),
@@ -350,8 +362,8 @@ pub fn staged(host: &Host, os: &OsState) -> Option<String> {
 /// deployments it lists (`cleanup_old_deployments` in
 /// `src/libostree/ostree-sysroot-cleanup.c`): the MCD's reboot would come
 /// back on the old OS.
-pub fn refuse_staged(host: &Host, os: &OsState, what: &str) -> Result<()> {
-    if let Some(s) = staged(host, os) {
+pub fn refuse_staged(os: &OsState, what: &str) -> Result<()> {
+    if let Some(s) = os.staged() {
         bail!(
             "a deployment is staged: {s}; the machine-config daemon is in the middle of an OS update, which it finalizes when the node reboots; {what} would drop it, so nothing was changed. Let the update finish (the node reboots into it), or remove it on purpose with `rpm-ostree cleanup -p`; then run this again"
         );
@@ -383,6 +395,7 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
             .arg("status"),
     )?;
     let mut deployments = parse_admin_status(&text)?;
+    let staged_record = staged_record(host, &deployments);
     let mut skipped = Vec::new();
     let cmdline = host.path("/proc/cmdline");
     match booted::from_cmdline(&cmdline, &host.sysroot())? {
@@ -401,6 +414,7 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
                 deployments,
                 booted_from: BootedFrom::Cmdline,
                 booted_skipped: skipped,
+                staged_record,
             });
         }
         Karg::Absent(why) => skipped.push(format!("kernel command line: {why}")),
@@ -415,7 +429,12 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
         ));
     } else {
         let json = cmd::run_text(tools.command("rpm-ostree")?.args(["status", "--json"]))?;
-        let rpm = parse_rpm_ostree_json(&json)?;
+        let mut rpm = parse_rpm_ostree_json(&json)?;
+        // rpm-ostree lists the staged deployment first; ostree lists it only
+        // on a booted host. Compare what both list.
+        if !deployments.iter().any(|d| d.staged) {
+            rpm.retain(|d| !d.staged);
+        }
         let same = rpm.len() == deployments.len()
             && rpm.iter().zip(&deployments).all(|(a, b)| a.is(&b.id()));
         if !same {
@@ -430,6 +449,7 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
                 deployments,
                 booted_from: BootedFrom::RpmOstree,
                 booted_skipped: skipped,
+                staged_record,
             });
         }
         skipped.push("rpm-ostree: marks no deployment booted".to_string());
@@ -444,11 +464,12 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
         deployments,
         booted_from,
         booted_skipped: skipped,
+        staged_record,
     })
 }
 
 /// Derive pending/rollback again once the booted deployment is known.
-fn remark(deployments: &mut [Deployment]) {
+pub fn remark(deployments: &mut [Deployment]) {
     for d in deployments.iter_mut() {
         d.pending = false;
         d.rollback = false;
@@ -557,7 +578,7 @@ fn unescape_mount(s: &str) -> String {
 /// Idempotent. Returns the kept deployment and what was removed.
 pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<String>)> {
     let first = read(host, tools)?;
-    refuse_staged(host, &first, "undeploying the other deployments")?;
+    refuse_staged(&first, "undeploying the other deployments")?;
     let keep = first
         .active()
         .map(Deployment::id)
@@ -629,6 +650,34 @@ pub fn undeploy(host: &Host, tools: &Tools, d: &Deployment) -> Result<()> {
     }
     log::info!("undeploying {} (index {})", d.short(), d.index);
     admin(host, tools, &["undeploy".into(), d.index.to_string()]).map(drop)
+}
+
+/// Drop the staged deployment as libostree does when a write of the
+/// deployments leaves it out (ostreedev/ostree
+/// `src/libostree/ostree-sysroot-deploy.c`: unlink
+/// `/run/ostree/staged-deployment` and its `-locked` twin, remove the
+/// deployment's directory): listed (a booted host), `ostree admin undeploy`
+/// of it does exactly that; recorded only (libostree does not load it on a
+/// sysroot that is not booted), the record is removed and `ostree admin
+/// cleanup` removes the directory nothing references any more.
+pub fn drop_staged(host: &Host, tools: &Tools) -> Result<()> {
+    let now = read(host, tools)?;
+    if let Some(d) = now.deployments.iter().find(|d| d.staged) {
+        log::info!("dropping the staged deployment {}", d.short());
+        return admin(host, tools, &["undeploy".into(), d.index.to_string()]).map(drop);
+    }
+    for p in [
+        host.path(STAGED_RUNSTATE),
+        host.path(format!("{STAGED_RUNSTATE}-locked")),
+    ] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", p.display()))
+            }
+            _ => {}
+        }
+    }
+    admin(host, tools, &["cleanup".into()]).map(drop)
 }
 
 /// Whether `ostree admin --help` lists the `admin` subcommand `name`.
