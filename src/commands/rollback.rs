@@ -295,7 +295,11 @@ fn boot_entry(host: &Host, target: &Deployment) -> String {
     }
 }
 
-fn decide_unstaged(os: &OsState, target: &Deployment, has_rpm_ostree: bool) -> (String, Vec<Action>) {
+fn decide_unstaged(
+    os: &OsState,
+    target: &Deployment,
+    has_rpm_ostree: bool,
+) -> (String, Vec<Action>) {
     let how = if has_rpm_ostree {
         "rpm-ostree rollback"
     } else {
@@ -660,7 +664,13 @@ mod tests {
     fn os(lines: &[(&str, &str, char, bool)]) -> OsState {
         let mut text = String::new();
         for (mark, root, c, pinned) in lines {
-            text += &format!("{mark} {root} {}.0\n", c.to_string().repeat(64));
+            // "s": listed as staged, as on a booted host.
+            let (mark, suffix) = if *mark == "s" {
+                (" ", " (staged)")
+            } else {
+                (*mark, "")
+            };
+            text += &format!("{mark} {root} {}.0{suffix}\n", c.to_string().repeat(64));
             if *pinned {
                 text += "    Pinned: yes\n";
             }
@@ -874,5 +884,138 @@ mod tests {
             )),
             "{r}"
         );
+    }
+
+    fn cleanup_pending(staged: &str) -> Action {
+        Action::CleanupPending {
+            staged: staged.to_string(),
+        }
+    }
+
+    fn host() -> Host {
+        Host::new(
+            std::path::Path::new("/"),
+            std::path::Path::new("/var/recovery"),
+        )
+        .unwrap()
+    }
+
+    /// A failed upgrade booted, the pinned one the rollback, and the MCD's
+    /// next update staged (listed first on a booted host): rpm-ostree
+    /// rollback would refuse ("Staged deployment (remove with cleanup -p)"),
+    /// so cleanup -p comes first, then the rollback row of what is left.
+    #[test]
+    fn a_staged_deployment_is_cleaned_up_before_the_rollback() {
+        let s = os(&[
+            ("s", "rhcos", 'c', false),
+            ("*", "rhcos", 'b', false),
+            (" ", "rhcos", 'a', true),
+        ]);
+        let (case, actions) = decide(&s, &pinned(&s), true);
+        let staged = s.deployments[0].short();
+        assert_eq!(actions, vec![cleanup_pending(&staged), rpm_rollback()]);
+        assert!(
+            case.contains("staged") && case.contains("cleanup -p"),
+            "{case}"
+        );
+        // The same plan when only /run/ostree/staged-deployment says so
+        // (ostree lists no staged deployment on a sysroot not booted).
+        let mut rec = os(&[("*", "rhcos", 'b', false), (" ", "rhcos", 'a', true)]);
+        rec.staged_record = Some("ccc.0 (recorded)".into());
+        let (_, actions) = decide(&rec, &pinned(&rec), true);
+        assert_eq!(
+            actions,
+            vec![cleanup_pending("ccc.0 (recorded)"), rpm_rollback()]
+        );
+    }
+
+    /// cleanup -p keeps pinned deployments: a pinned one before the booted
+    /// one stays, and, already the default, only wants the reboot; the
+    /// unpinned pending one goes with the staged one.
+    #[test]
+    fn cleanup_pending_keeps_the_pinned_one_and_drops_the_unpinned_pending_one() {
+        let s = os(&[
+            ("s", "rhcos", 'd', false),
+            (" ", "rhcos", 'c', false),
+            (" ", "rhcos", 'a', true),
+            ("*", "rhcos", 'b', false),
+        ]);
+        let left = after_cleanup_pending(&s);
+        let names: Vec<char> = left
+            .deployments
+            .iter()
+            .map(|d| d.checksum.chars().next().unwrap())
+            .collect();
+        assert_eq!(names, vec!['a', 'b']);
+        assert_eq!(left.deployments[0].index, 0);
+        let (_, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(
+            actions,
+            vec![cleanup_pending(&s.deployments[0].short()), Action::Reboot]
+        );
+        // Another stateroot's deployment before the booted one stays too.
+        let o = os(&[
+            ("s", "rhcos", 'd', false),
+            (" ", "rhcos_4.17", 'e', false),
+            ("*", "rhcos", 'b', false),
+            (" ", "rhcos", 'a', true),
+        ]);
+        assert_eq!(after_cleanup_pending(&o).deployments.len(), 3);
+    }
+
+    /// Even with the pinned deployment the booted default, a staged one
+    /// would be finalized and booted next: it goes first.
+    #[test]
+    fn a_staged_deployment_goes_even_when_nothing_else_is_to_do() {
+        let s = os(&[("s", "rhcos", 'c', false), ("*", "rhcos", 'a', true)]);
+        let (_, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(actions, vec![cleanup_pending(&s.deployments[0].short())]);
+        let (_, actions) = decide(&s, &pinned(&s), false);
+        assert_eq!(
+            actions,
+            vec![Action::DropStaged {
+                staged: s.deployments[0].short()
+            }]
+        );
+    }
+
+    /// Without rpm-ostree the reorder is planned as the undeploys it takes,
+    /// and refused in the plan (so in the dry run too) when what stands
+    /// before the pinned deployment is booted, naming the boot menu and the
+    /// rollback to run after it.
+    #[test]
+    fn the_plain_ostree_reorder_is_planned_or_refused_before_any_change() {
+        // Nothing booted (the Job): undeploy what stands before it.
+        let s = os(&[(" ", "rhcos", 'c', false), (" ", "rhcos", 'a', true)]);
+        let (_, actions) = plan_actions(&host(), &s, &pinned(&s), false).unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::Undeploy {
+                index: 0,
+                deployment: s.deployments[0].short()
+            }]
+        );
+        // The failed upgrade booted before it: refused.
+        let b = os(&[("*", "rhcos", 'c', false), (" ", "rhcos", 'a', true)]);
+        let err = plan_actions(&host(), &b, &pinned(&b), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stands before it and is booted"), "{err}");
+        assert!(
+            err.contains("boot menu") && err.contains("`upgrade-recovery rollback`"),
+            "{err}"
+        );
+        assert!(err.contains("Nothing was changed"), "{err}");
+        // The pinned one booted (chosen in the boot menu): the reorder works.
+        let c = os(&[(" ", "rhcos", 'c', false), ("*", "rhcos", 'a', true)]);
+        let (_, actions) = plan_actions(&host(), &c, &pinned(&c), false).unwrap();
+        assert_eq!(actions.len(), 1);
+        assert!(matches!(actions[0], Action::Undeploy { index: 0, .. }));
+        // With rpm-ostree, decide's row as it is.
+        assert_eq!(
+            plan_actions(&host(), &b, &pinned(&b), true).unwrap().1,
+            vec![rpm_rollback()]
+        );
+        assert_eq!(decide(&b, &pinned(&b), false).1, vec![reorder()]);
     }
 }

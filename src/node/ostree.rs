@@ -534,7 +534,10 @@ pub fn writable_boot(c: &mut std::process::Command, host: &Host) -> Result<()> {
         c.pre_exec(move || {
             use rustix::mount::{mount_change, mount_remount, MountFlags, MountPropagationFlags};
             rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
-            mount_change(c"/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)?;
+            mount_change(
+                c"/",
+                MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+            )?;
             for t in &targets {
                 mount_remount(t.as_c_str(), MountFlags::empty(), c"")?;
             }
@@ -561,7 +564,10 @@ fn unescape_mount(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
