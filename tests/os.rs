@@ -675,7 +675,7 @@ fn rollback_removes_a_staged_deployment_first() {
     assert_eq!(ds.len(), 2, "{ds:#?}");
     let calls = sb.calls();
     let i = calls.iter().position(|c| c == "rpm-ostree cleanup -p");
-    let j = calls.iter().position(|c| c == "rpm-ostree rollback");
+    let j = calls.iter().rposition(|c| c == "rpm-ostree rollback");
     assert!(matches!((i, j), (Some(i), Some(j)) if i < j), "{calls:?}");
 }
 
