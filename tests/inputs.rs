@@ -52,6 +52,18 @@ const INPUTS: &[Input] = &[
         pending: None,
     },
     Input {
+        what: "/run/ostree/staged-deployment (a staged deployment ostree lists only when booted)",
+        absent: (
+            "nothing staged: the backup goes on",
+            "the_job_entrypoint_backs_up_from_the_jail_and_puts_the_flag_back",
+        ),
+        malformed: (
+            REFUSE,
+            "a_malformed_staged_record_refuses_the_backup_before_any_change",
+        ),
+        pending: None,
+    },
+    Input {
         what: "rpm-ostree rollback (needs /run/ostree-booted)",
         absent: (SKIP, "rollback_without_the_booted_flag_uses_plain_ostree"),
         malformed: (

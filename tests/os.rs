@@ -737,3 +737,20 @@ fn every_refusal_of_rollback_is_its_dry_runs_too() {
     assert_eq!((dry.0, &dry.2), (real.0, &real.2));
     assert!(dry.2.contains("no longer deployed"), "{}", dry.2);
 }
+
+/// A staged record that names no deployment (cut, or not a GVariant):
+/// libostree itself would fail to load it on a booted host; the backup
+/// takes it for a staged deployment it cannot name, refuses with exit 1
+/// naming the record, and changes nothing.
+#[test]
+fn a_malformed_staged_record_refuses_the_backup_before_any_change() {
+    let sb = Sandbox::with_profile("rhcos");
+    sb.sh("mkdir -p $ROOT/run/ostree && printf 'target\\0garbage' > $ROOT/run/ostree/staged-deployment");
+    let before = sb.ostree_status();
+    let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("/run/ostree/staged-deployment"), "{err}");
+    assert_eq!(sb.ostree_status(), before);
+    assert_eq!(status(&sb).len(), 2);
+    assert_eq!(sb.run(&["verify"]).0, 4, "no backup was made");
+}

@@ -819,4 +819,27 @@ mod tests {
         );
         assert!(admin_help_lists(&new, "set-default"));
     }
+
+    /// The mount that holds a path: the longest mount point that is the
+    /// path or a parent of it, component by component, with the kernel's
+    /// octal escapes undone (a space is `\040`).
+    #[test]
+    fn the_mount_point_of_a_path_is_the_longest_mount_above_it() {
+        let info = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                    30 22 7:0 / /var/tmp/sb\\040x/root/boot ro,nodev - ext4 /dev/loop0 ro\n\
+                    31 22 0:5 / /var/tmp/sb rw - tmpfs tmpfs rw\n";
+        let mp = |p: &str| mount_point_of(info, Path::new(p)).map(|m| m.display().to_string());
+        assert_eq!(
+            mp("/var/tmp/sb x/root/boot/loader").as_deref(),
+            Some("/var/tmp/sb x/root/boot")
+        );
+        assert_eq!(mp("/var/tmp/sb x/root/sysroot").as_deref(), Some("/"));
+        assert_eq!(
+            mp("/var/tmp/sbx").as_deref(),
+            Some("/"),
+            "not a prefix by bytes"
+        );
+        assert_eq!(mp("/var/tmp/sb/root").as_deref(), Some("/var/tmp/sb"));
+        assert_eq!(mount_point_of("", Path::new("/boot")), None);
+    }
 }
