@@ -754,3 +754,52 @@ fn a_malformed_staged_record_refuses_the_backup_before_any_change() {
     assert_eq!(status(&sb).len(), 2);
     assert_eq!(sb.run(&["verify"]).0, 4, "no backup was made");
 }
+
+/// Without rpm-ostree (`minimal`), a staged deployment is dropped as
+/// libostree drops one (its record, then its directory, by ostree's own
+/// cleanup) before the reorder: the plan the dry run prints is the one run.
+#[test]
+fn without_rpm_ostree_a_staged_deployment_is_dropped_as_libostree_does() {
+    let sb = Sandbox::with_profile("minimal");
+    assert_eq!(sb.run(&["backup", "--min-free", "0"]).0, 0);
+    let pinned = status(&sb)[0].clone();
+    upgrade_os(&sb, "417.1", "rhcos");
+    reboot_into(&sb, 1);
+    let staged = sh(&format!(
+        "{}/scripts/sandbox.sh stage-os {} 417.2",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+    let name = staged.trim().rsplit(' ').next().unwrap().to_string();
+    let dir = sb
+        .root()
+        .join("sysroot/ostree/deploy/rhcos/deploy")
+        .join(&name);
+    assert!(dir.is_dir());
+    let (code, dry, err) = sb.run(&["rollback", "--dry-run"]);
+    assert_eq!(code, 0, "{dry}{err}");
+    let planned: Vec<String> = dry
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("would run: "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(planned.len(), 2, "{dry}");
+    assert!(
+        planned[0].starts_with("rm /run/ostree/staged-deployment"),
+        "{dry}"
+    );
+    assert!(planned[1].starts_with("ostree admin undeploy 0"), "{dry}");
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ran: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ran: "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ran, planned, "{out}");
+    assert!(!sb.root().join("run/ostree/staged-deployment").exists());
+    assert!(!dir.exists(), "the staged deployment's directory is left");
+    let ds = status(&sb);
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert!(ds[0].is(&pinned.id()), "{ds:#?}");
+}
