@@ -365,7 +365,7 @@ fn staged_record(host: &Host, deployments: &[Deployment]) -> Option<String> {
 pub fn refuse_staged(os: &OsState, what: &str) -> Result<()> {
     if let Some(s) = os.staged() {
         bail!(
-            "a deployment is staged: {s}; the machine-config daemon is in the middle of an OS update, which it finalizes when the node reboots; {what} would drop it, so nothing was changed. Let the update finish (the node reboots into it), or remove it on purpose with `rpm-ostree cleanup -p`; then run this again"
+            "a deployment is staged: {s}; the machine-config daemon is in the middle of an OS update, which it finalizes when the node reboots; {what} would drop it, so nothing was changed. Let the update finish (the node reboots into it), or remove it on purpose with `rpm-ostree cleanup -p`; then run `upgrade-recovery backup` again (in the hub's Job: let the hub run it again)"
         );
     }
     Ok(())
