@@ -96,7 +96,7 @@ fn shims_refuse_like_the_real_programs() {
 /// pending one (before it), the booted one goes first; neither is an error.
 #[test]
 fn rpm_ostree_rollback_reorders_as_upstream() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     let ctl = |args: &str| {
         sh(&format!(
             "{}/scripts/sandbox.sh {args} >/dev/null",
@@ -105,7 +105,7 @@ fn rpm_ostree_rollback_reorders_as_upstream() {
     };
     let dir = q(sb.dir.path());
     let order = || -> Vec<String> {
-        sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+        sb.sh("ostree admin --sysroot=$ROOT status")
             .lines()
             .filter(|l| !l.starts_with("    "))
             .map(|l| l.trim_start_matches(['*', ' ']).to_string())
@@ -132,7 +132,7 @@ fn rpm_ostree_rollback_reorders_as_upstream() {
         [before[2].clone(), before[0].clone(), before[1].clone()]
     );
     // The booted one alone: neither.
-    sb.sh("ostree admin --sysroot=$ROOT/sysroot undeploy 1 && ostree admin --sysroot=$ROOT/sysroot undeploy 0");
+    sb.sh(". $CTL/lib/bootfs.sh; boot_rw $ROOT ostree admin --sysroot=$ROOT undeploy 1 && boot_rw $ROOT ostree admin --sysroot=$ROOT undeploy 0");
     assert_eq!(order().len(), 1);
     let (c, e) = try_sh(&sb, "rpm-ostree rollback");
     assert_eq!(
