@@ -534,10 +534,13 @@ pub fn writable_boot(c: &mut std::process::Command, host: &Host) -> Result<()> {
         c.pre_exec(move || {
             use rustix::mount::{mount_change, mount_remount, MountFlags, MountPropagationFlags};
             rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
-            mount_change(
+            // Hygiene only: a remount's flags do not propagate to peers, so
+            // a root that is no mount point of its own (a chroot into a
+            // plain directory: EINVAL) does not stop the write.
+            let _ = mount_change(
                 c"/",
                 MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-            )?;
+            );
             for t in &targets {
                 mount_remount(t.as_c_str(), MountFlags::empty(), c"")?;
             }
