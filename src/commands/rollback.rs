@@ -123,7 +123,7 @@ fn target(host: &Host, os: &OsState) -> Result<Deployment> {
                 .cloned()
                 .with_context(|| {
                     format!(
-                        "the deployment pinned at backup ({} {}.{}) is no longer deployed: the OS cannot be rolled back to it",
+                        "the deployment pinned at backup ({} {}.{}) is no longer deployed: the OS cannot be rolled back to it. Nothing was changed. Next: `upgrade-recovery status` shows what is deployed; to put the backup's files and etcd back on the OS that runs now, knowing they were taken on another OS, `upgrade-recovery restore --force` (--force skips only the OS check)",
                         p.stateroot, p.checksum, p.serial
                     )
                 });
@@ -132,8 +132,8 @@ fn target(host: &Host, os: &OsState) -> Result<Deployment> {
     let pinned: Vec<&Deployment> = os.deployments.iter().filter(|d| d.pinned).collect();
     match pinned.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => bail!("no backup manifest and no pinned deployment: nothing says which deployment to roll back to"),
-        _ => bail!("no backup manifest and {} pinned deployments: cannot tell which one to roll back to", pinned.len()),
+        [] => bail!("no backup manifest and no pinned deployment: nothing says which deployment to roll back to; nothing was changed. Next: `upgrade-recovery status` says what backup and deployments this node has; to boot another deployment once, choose its entry in the boot menu at the next reboot"),
+        _ => bail!("no backup manifest and {} pinned deployments: cannot tell which one to roll back to; nothing was changed. Next: unpin the ones that are not the OS to go back to with `ostree admin pin --unpin INDEX` (indices as `ostree admin status` lists them), then `upgrade-recovery rollback --dry-run`", pinned.len()),
     }
 }
 
@@ -1006,6 +1006,17 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("Nothing was changed"), "{err}");
+        // Another pinned deployment before it: refused, naming the unpin.
+        let p = os(&[(" ", "rhcos", 'c', true), (" ", "rhcos", 'a', false)]);
+        let mut t = p.deployments[1].clone();
+        t.pinned = true;
+        let err = plan_actions(&host(), &p, &t, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is pinned") && err.contains("pin --unpin 0"),
+            "{err}"
+        );
         // The pinned one booted (chosen in the boot menu): the reorder works.
         let c = os(&[(" ", "rhcos", 'c', false), ("*", "rhcos", 'a', true)]);
         let (_, actions) = plan_actions(&host(), &c, &pinned(&c), false).unwrap();
