@@ -736,7 +736,11 @@ fn every_refusal_of_rollback_is_its_dry_runs_too() {
     assert_ne!(dry.0, 0, "{dry:?}");
     assert_eq!((dry.0, &dry.2), (real.0, &real.2));
     assert!(dry.2.contains("no longer deployed"), "{}", dry.2);
-    assert!(dry.2.contains("`upgrade-recovery restore --force`"), "{}", dry.2);
+    assert!(
+        dry.2.contains("`upgrade-recovery restore --force`"),
+        "{}",
+        dry.2
+    );
 }
 
 /// A staged record that names no deployment (cut, or not a GVariant):
