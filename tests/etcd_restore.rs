@@ -45,7 +45,7 @@ fn recover_native(sb: &Sandbox) -> (String, String) {
 
 #[test]
 fn native_restore_bumps_past_every_revision_served_and_compacts() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     let before = take_backup(&sb);
     let snap_rev = revision(&sb);
     // The upgrade writes on: clients see revisions above the snapshot's.
@@ -118,7 +118,7 @@ ETCDCTL_API=3 timeout 10 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT --ca
 /// why and which mode works; the script mode still runs.
 #[test]
 fn native_restore_refuses_without_a_bumping_tool() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     take_backup(&sb);
     let before =
         sb.sh("cd $ROOT && find etc var/lib/etcd var/recovery -printf '%p %s\\n' | sort | md5sum");

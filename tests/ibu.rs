@@ -300,7 +300,7 @@ fn write_precache(sb: &Sandbox, text: &str) {
 
 #[test]
 fn status_shows_the_precache_progress() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     upgrade_leftovers(&sb);
     ibu(&sb, "False", "AbortFailed");
     bsl(&sb, "Available");
@@ -376,7 +376,7 @@ fn status_shows_the_precache_progress() {
 
 #[test]
 fn cleanup_is_planned_checked_then_carried_out() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     upgrade_leftovers(&sb);
     backups(&sb);
     ibu(&sb, "True", "Idle");
@@ -616,7 +616,7 @@ fn cleanup_is_planned_checked_then_carried_out() {
 
 #[test]
 fn without_bucket_and_the_bounded_wait() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     upgrade_leftovers(&sb);
     backups(&sb);
     ibu(&sb, "False", "FinalizeFailed");
@@ -934,7 +934,7 @@ fn oadp_lint_on_the_crs_of_the_docs() {
 /// wait is bounded, the other tasks still run, and a second run finishes.
 #[test]
 fn no_stateroot_goes_while_the_setup_pod_lives() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     upgrade_leftovers(&sb);
     backups(&sb);
     ibu(&sb, "False", "AbortFailed");
@@ -982,7 +982,7 @@ fn no_stateroot_goes_while_the_setup_pod_lives() {
 /// klusterlet, how to find it; without a klusterlet, nothing.
 #[test]
 fn hub_labels_for_a_managed_cluster() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     bsl(&sb, "Available");
     cluster_version(&sb, json!({"clusterID": CID}));
     put(

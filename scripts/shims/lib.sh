@@ -11,6 +11,9 @@ CONTAINERS=$ST/containers   # lines: "<name> <id>"
 ETCD_SIBLINGS="etcdctl etcd-metrics etcd-readyz etcd-rev"
 CP_NAMES="etcd etcd-operator kube-apiserver-operator kube-controller-manager-operator kube-scheduler-operator-container"
 
+# shellcheck source=bootfs.sh
+. "$CTL/lib/bootfs.sh"
+
 shim_log() { printf '%s %s\n' "$(date +%s.%N)" "$*" >> "$CTL/calls.log"; }
 
 active() { [ -e "$ST/active/$1" ]; }

@@ -8,15 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Whole log lines even on a terminal: TALM's Job runs its container with
-/// `tty: true` (cluster-group-upgrades-operator dacf199e,
-/// controllers/templates/backup-templates.go), and `oc logs` of a pod
-/// shows every carriage-return redraw as text.
-static LINES_ONLY: AtomicBool = AtomicBool::new(false);
+/// Set by [`lines_only`].
+static LINES: AtomicBool = AtomicBool::new(false);
 
-/// Report progress as whole lines from now on (the Job's entrypoint).
+/// Report progress as whole log lines even on a terminal. The hub's Job
+/// runs with `tty: true` (openshift-kni/cluster-group-upgrades-operator
+/// `controllers/templates/backup-templates.go`), and that terminal is read
+/// back as the pod's log, where carriage-return redraws pile up.
 pub fn lines_only() {
-    LINES_ONLY.store(true, Ordering::Relaxed);
+    LINES.store(true, Ordering::Relaxed);
 }
 
 #[derive(Default)]
@@ -98,7 +98,7 @@ fn line(m: &Meter, start: Instant) -> String {
 
 fn report(m: &Meter, stop: &AtomicBool) {
     let start = Instant::now();
-    let tty = std::io::stderr().is_terminal() && !LINES_ONLY.load(Ordering::Relaxed);
+    let tty = std::io::stderr().is_terminal() && !LINES.load(Ordering::Relaxed);
     let every = if tty {
         Duration::from_millis(250)
     } else {
