@@ -46,6 +46,10 @@ pub struct TreeStats {
     /// Sockets, which tar cannot hold (they are recreated by their owners).
     #[serde(default)]
     pub skipped_sockets: Vec<String>,
+    /// Sparse files too large for any node's disk (see
+    /// `validate::MAX_SPARSE_SIZE`), left out with a warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_sparse: Vec<String>,
 }
 
 /// A writer that hashes and counts what passes through.
@@ -123,7 +127,10 @@ pub struct ArchiveCheck {
 /// Read a whole archive, checking every header, every file's sha256, the
 /// zstd checksum and the end marker. `Err` when the stream itself is broken.
 pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
-    let mut r = read::Reader::open(path)?;
+    check_reader(read::Reader::open(path)?)
+}
+
+fn check_reader(mut r: read::Reader) -> Result<ArchiveCheck> {
     let mut c = ArchiveCheck::default();
     let mut buf = vec![0u8; 256 << 10];
     while let Some(h) = r.next_header()? {
@@ -147,7 +154,7 @@ pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
             Some(_) => c.damaged_files.push(validate::short(&h.path)),
             None => bail!(
                 "{}: {} has no recorded sha256 (not an upgrade-recovery archive?)",
-                path.display(),
+                r.path(),
                 validate::short(&h.path)
             ),
         }
@@ -178,14 +185,37 @@ pub fn examine_archive(
     size: u64,
 ) -> (Option<ArchiveCheck>, Vec<String>) {
     let name = path.display();
-    match validate::open_regular(path).and_then(|f| f.metadata()) {
+    // The recorded size and sha256 first, before a byte is parsed: an
+    // archive padded to its recorded size, or changed, is refused after
+    // one sequential read (its hash), whatever its entries would cost to
+    // parse. The same descriptor is then read again from its start.
+    let f = match validate::open_regular(path) {
         Err(e) => return (None, vec![format!("{name}: {e}")]),
-        Ok(m) if m.len() != size => {
-            return (None, vec![size_mismatch(&name, m.len(), size)]);
+        Ok(f) => f,
+    };
+    let hashed = f.metadata().and_then(|m| {
+        if m.len() != size {
+            return Ok(Err(size_mismatch(&name, m.len(), size)));
         }
-        Ok(_) => {}
+        let (h, n) = hash::reader_sha256(&f)?;
+        Ok(if n != size {
+            Err(size_mismatch(&name, n, size))
+        } else if h != sha256 {
+            Err(sha256_mismatch(&name, &h, sha256))
+        } else {
+            Ok(())
+        })
+    });
+    match hashed {
+        Err(e) => return (None, vec![format!("{name}: {e}")]),
+        Ok(Err(p)) => return (None, vec![p]),
+        Ok(Ok(())) => {}
     }
-    match check_archive(path) {
+    let parsed = rustix::fs::seek(&f, rustix::fs::SeekFrom::Start(0))
+        .map_err(anyhow::Error::from)
+        .and_then(|_| read::Reader::from_file(f, path))
+        .and_then(check_reader);
+    match parsed {
         Err(e) => (None, vec![format!("{e:#}")]),
         Ok(c) => {
             let mut p: Vec<String> = c
