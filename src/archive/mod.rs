@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-pub use sync::{sync_tree, SyncOptions, SyncStats};
+pub use sync::{sync_tree, sync_tree_at, SyncOptions, SyncStats};
 pub use write::{write_paths, write_tree, Changed, WriteOptions};
 
 /// What writing one tree produced.
@@ -287,6 +287,17 @@ pub fn parse_excludes(text: &str) -> exclude::Excludes {
     exclude::Excludes::parse(text.as_bytes())
 }
 
+/// How an archive file differs from its recorded sha256 and size (one read
+/// of it, nothing parsed); None when it matches.
+pub fn recorded_mismatch(archive: &Path, sha256: &str, size: u64) -> Option<String> {
+    match file_sha256(archive) {
+        Err(e) => Some(format!("{}: {e}", archive.display())),
+        Ok((_, n)) if n != size => Some(size_mismatch(&archive.display(), n, size)),
+        Ok((h, _)) if h != sha256 => Some(sha256_mismatch(&archive.display(), &h, sha256)),
+        Ok(_) => None,
+    }
+}
+
 /// Check an archive file against its recorded sha256 and size (every byte
 /// of the archive, which carries every file's sha256 too), then sync the
 /// target to it. A damaged archive changes nothing. Entries are validated as
@@ -300,13 +311,7 @@ pub fn restore_tree(
     target: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncStats> {
-    let problem = match file_sha256(archive) {
-        Err(e) => Some(format!("{}: {e}", archive.display())),
-        Ok((_, n)) if n != size => Some(size_mismatch(&archive.display(), n, size)),
-        Ok((h, _)) if h != sha256 => Some(sha256_mismatch(&archive.display(), &h, sha256)),
-        Ok(_) => None,
-    };
-    if let Some(p) = problem {
+    if let Some(p) = recorded_mismatch(archive, sha256, size) {
         return Err(crate::util::error::Fail::Backup(format!(
             "refusing to restore {} from a damaged archive (nothing was changed): {p}",
             target.display()
