@@ -339,6 +339,37 @@ fn scrub_url_credentials(line: &str) -> String {
     out
 }
 
+/// crypt(3) password hashes (`$6$salt$hash`, `$6$rounds=N$salt$hash`,
+/// `$y$...`, `$2b$...`): from the prefix to the end of the field (`:` in
+/// /etc/shadow, whitespace, a quote, a comma).
+fn scrub_crypt(line: &str) -> String {
+    const PREFIXES: [&str; 9] = [
+        "$1$", "$2a$", "$2b$", "$2y$", "$5$", "$6$", "$y$", "$gy$", "$7$",
+    ];
+    let mut out = String::with_capacity(line.len());
+    let mut last = 0;
+    let mut i = 0;
+    while let Some(k) = line[i..].find('$') {
+        let s = i + k;
+        let at_start = s == 0 || line[..s].ends_with([':', ' ', '\t', '"', '\'', '=']);
+        if at_start && PREFIXES.iter().any(|p| line[s..].starts_with(p)) {
+            let e = line[s..]
+                .find(|c: char| c.is_whitespace() || ":\"',".contains(c))
+                .map_or(line.len(), |e| s + e);
+            if e - s > 12 {
+                out.push_str(&line[last..s]);
+                out.push_str(R);
+                last = e;
+                i = e;
+                continue;
+            }
+        }
+        i = s + 1;
+    }
+    out.push_str(&line[last..]);
+    out
+}
+
 /// `user:password@host` without a scheme (a proxy setting, a git remote):
 /// the part before `@` of a word shaped so goes.
 fn scrub_userinfo(line: &str) -> String {
@@ -404,11 +435,6 @@ fn secret_word(word: &str) -> bool {
             .iter()
             .any(|p| word.starts_with(p))
             && word.len() >= 20)
-        // crypt(3) password hashes: $1$ $5$ $6$ $y$ $2b$ ...
-        || (word.len() > 20
-            && ["$1$", "$2a$", "$2b$", "$2y$", "$5$", "$6$", "$y$", "$gy$", "$7$"]
-                .iter()
-                .any(|p| word.starts_with(p)))
         // A docker config (`{"auths":`) in base64.
         || (word.starts_with("eyJhdXRocyI6") || word.starts_with("eyAiYXV0aHMiOi"))
         || (word.starts_with("eyJ") && word.matches('.').count() == 2 && word.len() > 40)
@@ -444,6 +470,7 @@ fn scrub_line(line: &str) -> String {
         line.replace_range(b..end, "<redacted private key>");
         from = b + "<redacted private key>".len();
     }
+    let line = scrub_crypt(&line);
     let line = scrub_userinfo(&scrub_url_credentials(&scrub_bearer(&scrub_key_values(
         &line,
     ))));
