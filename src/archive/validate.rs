@@ -148,6 +148,11 @@ pub struct Shape {
     seen: std::collections::HashMap<[u8; 16], Seen>,
     /// Every directory some entry lies below (entries or not).
     parents: std::collections::HashSet<[u8; 16]>,
+    /// Whether the archive is a whole tree (its first entry is `.`): then
+    /// each entry's directory is an entry before it. The extras archive
+    /// holds chosen paths without their parents (restored with the parents
+    /// made as needed).
+    whole: Option<bool>,
 }
 
 fn digest(h: &sha2::Sha256) -> [u8; 16] {
@@ -170,6 +175,7 @@ impl Shape {
         use sha2::Digest;
         let name = short(&h.path);
         let me = path_digest(&h.path);
+        let whole = *self.whole.get_or_insert(h.path == b".");
         if self.seen.contains_key(&me) {
             bail!("entry {name:?} appears twice (a backup writes each path once)");
         }
@@ -188,7 +194,12 @@ impl Shape {
                     start = i;
                     let d = digest(&hasher);
                     match self.seen.get(&d) {
-                        Some(Seen::Dir) | None => {}
+                        Some(Seen::Dir) => {}
+                        None if !whole => {}
+                        None => bail!(
+                            "entry {name:?} comes before its directory {:?} (a backup writes a directory before what it holds)",
+                            short(&h.path[..i])
+                        ),
                         Some(k) => bail!(
                             "entry {name:?} lies below {:?}, which is {} in the archive, not a directory",
                             short(&h.path[..i]),
