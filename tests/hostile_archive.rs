@@ -559,3 +559,22 @@ fn oadp_lint_reads_regular_files_only_and_at_most_1_mib() {
     let md = std::fs::metadata(&big).unwrap();
     assert!(md.size() > 1 << 20);
 }
+
+#[test]
+fn listed_paths_below_a_listed_directory_are_archived_once() {
+    // The extras list names a path and one below it (the first is a
+    // directory on the node): one entry each, an archive every reader takes.
+    let t = TempDir::new("extrasdup");
+    let root = t.path().join("root");
+    std::fs::create_dir_all(root.join("opt/a")).unwrap();
+    std::fs::write(root.join("opt/a/b"), "b").unwrap();
+    let out = t.path().join("x.tar.zst");
+    let rels = [b"opt/a".to_vec(), b"opt/a/b".to_vec(), b"opt/c".to_vec()];
+    let (st, missing) =
+        archive::write_paths(&root, &rels, &out, &archive::WriteOptions::default()).unwrap();
+    assert_eq!(missing, ["opt/c"]);
+    let (names, err) = our_listing(&out);
+    assert_eq!(names, ["opt/a", "opt/a/b"]);
+    assert!(err.is_none(), "{err:?}");
+    assert!(archive::verify_archive(&out, &st.sha256, st.archive_bytes).is_empty());
+}

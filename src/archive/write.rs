@@ -123,8 +123,17 @@ pub fn write_paths(
 ) -> Result<(TreeStats, Vec<String>)> {
     let mut w = Walker::new(zstd_file(out, opts)?, true, None);
     let mut missing = Vec::new();
+    // A path below one already added (a listed path that is a directory on
+    // the node) is in the archive already: a second entry for it would be
+    // a duplicate, which every reader refuses (validate::Shape).
+    let mut added: Vec<&[u8]> = Vec::new();
     for rel in rels {
-        if !w.add_path(root, rel)? {
+        if added.iter().any(|a| super::sync::matches_prefix(rel, a)) {
+            continue;
+        }
+        if w.add_path(root, rel)? {
+            added.push(rel);
+        } else {
             missing.push(show(rel));
         }
     }

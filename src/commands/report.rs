@@ -977,6 +977,16 @@ mod tests {
     }
 
     #[test]
+    fn output_that_is_not_json_is_left_out_and_errors_pass() {
+        let e = picked(Ok("token: abc\n".into()), CONTAINER_FIELDS).unwrap_err();
+        assert!(format!("{e:#}").contains("not JSON; left out"), "{e:#}");
+        let e = picked(Err(anyhow::anyhow!("crictl: not found")), CONTAINER_FIELDS);
+        assert!(format!("{:#}", e.unwrap_err()).contains("crictl: not found"));
+        let ok = picked(Ok("{\"containers\": []}".into()), CONTAINER_FIELDS).unwrap();
+        assert_eq!(ok, "{\n  \"containers\": []\n}\n");
+    }
+
+    #[test]
     fn scrubs_keys_and_tokens() {
         let t = "a\n-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\nuser: {token: sha256~abcdefghijklmnopqrstuvwxyz}\n\"password\": \"hunter2\"\nx eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U y\n";
         let s = scrub(t);
