@@ -30,9 +30,12 @@ install_etcdutl() {
   fi
   local t; t=$(mktemp -d); chmod 755 "$t"
   mkdir -p "$t/lists/partial" "$t/cache/archives/partial"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" > "$t/sources.list"
+  # The machine's own Debian mirror (the first URIs: of its sources), else deb.debian.org.
+  local mirror
+  mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\)[[:space:]]*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} trixie main" > "$t/sources.list"
   local o=(-o "Dir::Etc::sourcelist=$t/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$t/lists" -o "Dir::Cache=$t/cache")
-  apt-get "${o[@]}" update -qq
+  apt-get "${o[@]}" update -qq || { sleep 5; apt-get "${o[@]}" update -qq; }
   (cd "$t" && apt-get "${o[@]}" download etcd-server >/dev/null 2>&1)
   dpkg -x "$t"/etcd-server_*.deb "$t/x"
   install -m 0755 "$t/x/usr/bin/etcdutl" /usr/local/bin/etcdutl
