@@ -464,7 +464,8 @@ fn the_wording_of_each_refusal_names_what_works() {
     ]);
     assert_eq!(code, 4, "{err}");
     assert!(
-        !err.contains("nothing was changed") && err.contains("Only "),
+        !err.contains("nothing was changed")
+            && err.contains("nothing else on the node was changed"),
         "{err}"
     );
     std::fs::write(&etc, good).unwrap();
