@@ -510,8 +510,8 @@ pub fn main() -> i32 {
 }
 
 /// The commands whose last failure `status` names (store/failures.rs): the
-/// runs that change or check the node, not their dry runs. (name, the
-/// command line from the subcommand on.) `verify` notes its own report.
+/// runs that change the node, not their dry runs. (name, the command line
+/// from the subcommand on.) A passing `verify` clears the records itself.
 fn remembered(c: &Command) -> Option<(&'static str, String)> {
     let flags = |name: &'static str, set: &[(bool, &str)]| {
         let mut line = name.to_string();
@@ -534,9 +534,10 @@ fn remembered(c: &Command) -> Option<(&'static str, String)> {
             ],
         ),
         Command::Rollback(a) if !a.dry_run => flags("rollback", &[(a.reboot, "--reboot")]),
+        // A completed backup verified the new one: it clears the records.
+        // Its refusals, and `verify` and `extract`, read only: they write
+        // nothing into the backup dir.
         Command::Backup(a) if !a.dry_run => flags("backup", &[]),
-        Command::Extract(_) => flags("extract", &[]),
-        Command::Verify => flags("verify", &[]),
         _ => None,
     }
 }
@@ -545,8 +546,7 @@ fn remember(cli: &Cli, code: i32, error: Option<&str>) {
     let Some((name, line)) = remembered(&cli.command) else {
         return;
     };
-    if name == "verify" && error.is_none() {
-        // Its report: noted by the command itself, with the parts.
+    if name == "backup" && code != 0 {
         return;
     }
     if let Ok(host) = Host::new(&cli.global.root, &cli.global.dir) {
@@ -708,14 +708,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
             let report = verify::run(&host)?;
             emit(g.output, &report, || verify::render(&report, &host))?;
             let code = verify::exit_code(&report);
-            let problems = format!("damaged:\n  {}", report.problems.join("\n  "));
-            crate::store::failures::note(
-                &host.backup_dir(),
-                "verify",
-                "verify",
-                code,
-                Some(&problems),
-            );
+            if code == 0 {
+                // A verify that passes clears the failures on record.
+                crate::store::failures::note(&host.backup_dir(), "verify", "verify", 0, None);
+            }
             Ok(code)
         }
         Command::Extract(a) => {

@@ -5,7 +5,7 @@
 //! into the same wall.
 //!
 //! A failure is recorded by the command that failed (exit 1 or 4 of a run
-//! that changes or checks the node), cleared by the next success of that
+//! that changes the node: `restore`, `rollback`), cleared by the next success of that
 //! command, and all of them by a `verify` (or a `backup`, which verifies
 //! the new backup) that passes. The file is a note:
 //! absent, unreadable or malformed, it is no failure, and a full disk that
