@@ -352,6 +352,9 @@ teardown() {
   rm -rf "$d"
 }
 
+# Sourced (scripts/vm/image.sh builds the VM guest's node files with these
+# functions): define them only.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 cmd=${1:-}; shift || true
 profile=default; dir=
 while [ $# -gt 0 ]; do
