@@ -22,7 +22,7 @@
 # with every kind of file, and PATH shims for systemctl, crictl, crio,
 # setenforce, getenforce, oc and rpm-ostree (see scripts/shims/).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 die() { echo "sandbox: $*" >&2; exit 1; }
 need() { for t in "$@"; do command -v "$t" >/dev/null || die "missing program '$t' (run scripts/install-deps.sh)"; done; }

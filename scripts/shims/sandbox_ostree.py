@@ -15,6 +15,12 @@ from gi.repository import Gio, OSTree  # noqa: E402
 
 def load(path):
     sysroot = OSTree.Sysroot.new(Gio.File.new_for_path(path))
+    if path == "/":
+        # A booted host (the VM lane's guest): /boot is mounted read-only, as
+        # on RHCOS, and rpm-ostreed writes it from a mount namespace of its
+        # own; libostree's ostree_sysroot_initialize_with_mount_namespace does
+        # that (ostreedev/ostree src/libostree/ostree-sysroot.c).
+        sysroot.initialize_with_mount_namespace(None)
     sysroot.load(None)
     return sysroot
 

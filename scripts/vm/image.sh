@@ -28,7 +28,7 @@ m=$t/usr/lib/modules/$kver/kernel
 find "$m" -mindepth 1 -maxdepth 1 ! -name fs ! -name drivers ! -name net ! -name lib ! -name crypto -exec rm -rf {} +
 find "$m/drivers" -mindepth 1 -maxdepth 1 ! -name virtio ! -name block ! -name md ! -name char -exec rm -rf {} +
 find "$m/net" -mindepth 1 -maxdepth 1 ! -name 9p -exec rm -rf {} +
-depmod -b "$t" "$kver"
+chroot "$t" depmod "$kver"
 
 # The node's files, made by the sandbox's own functions (rhcos profile).
 # shellcheck source=../sandbox.sh
@@ -74,7 +74,7 @@ install -D -m 0644 "$proj/packaging/upgrade-recovery-resume.service" "$t/usr/lib
 install -m 0644 "$g/kubelet.service" "$g/crio.service" "$g/vmshim-boot.service" "$g/vm-agent.service" "$t/usr/lib/systemd/system/"
 install -d "$t/usr/libexec/vmshim"
 install -m 0755 "$g/node-daemon" "$g/boot" "$g/vm-agent" "$g/cut-watch" "$t/usr/libexec/vmshim/"
-for s in oc crictl crio rpm-ostree; do install -m 0755 "$g/shim-wrapper" "$t/usr/bin/$s"; done
+for x in oc crictl crio rpm-ostree; do install -m 0755 "$g/shim-wrapper" "$t/usr/bin/$x"; done
 wants=$t/etc/systemd/system/multi-user.target.wants
 mkdir -p "$wants"
 for u in kubelet crio vmshim-boot vm-agent; do ln -sfn "/usr/lib/systemd/system/$u.service" "$wants/$u.service"; done
@@ -94,7 +94,7 @@ for d in dev proc sys run tmp; do rm -rf "${t:?}/$d"; mkdir "$t/$d"; done
 chmod 1777 "$t/tmp"
 mkdir -p "$t/sysroot"; ln -s sysroot/ostree "$t/ostree"
 
-ostree admin init-fs "$s" >/dev/null
+mkdir -p "$s"; ostree admin init-fs "$s" >/dev/null
 ostree admin --sysroot="$s" os-init rhcos >/dev/null
 commit() { # $1 version
   sed -i "s/^VERSION=.*/VERSION=\"$1\"/; s/^PRETTY_NAME=.*/PRETTY_NAME=\"Debian as RHCOS $1\"/" "$t/usr/lib/os-release"

@@ -16,7 +16,7 @@ vm_log() { echo "vm: $*" >&2; }
 
 vm_deps() {
   local p missing=()
-  for p in qemu-system-x86 debootstrap ostree e2fsprogs rsync; do
+  for p in qemu-system-x86 qemu-utils debootstrap ostree e2fsprogs rsync; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -143,9 +143,9 @@ vm_wait() { # $1 run dir $2 ERE $3 timeout s
   local r=$1 re=$2 end=$(( $(date +%s) + $3 )) n l
   n=$(cat "$r/boots")
   while [ "$(date +%s)" -lt "$end" ]; do
-    l=$(grep -m1 -E "^CUT " "$r/ctl.$n.log" 2>/dev/null) && { VM_CUT=${l#CUT }; vm_cut "$r"; return 3; }
-    l=$(grep -m1 -E "$re" "$r/ctl.$n.log" 2>/dev/null) && { VM_MARK=$l; return 0; }
-    vm_running "$r" || { sleep 0.2; grep -qE "$re" "$r/ctl.$n.log" && { VM_MARK=$(grep -m1 -E "$re" "$r/ctl.$n.log"); return 0; }; return 1; }
+    l=$(tr -d '\r' < "$r/ctl.$n.log" | grep -m1 -E "$re") && { VM_MARK=$l; return 0; }
+    l=$(tr -d '\r' < "$r/ctl.$n.log" | grep -m1 -E "^CUT ") && { VM_CUT=${l#CUT }; vm_cut "$r"; return 3; }
+    vm_running "$r" || { sleep 0.2; VM_MARK=$(tr -d '\r' < "$r/ctl.$n.log" | grep -m1 -E "$re") && return 0; return 1; }
     sleep 0.2
   done
   return 2
