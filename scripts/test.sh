@@ -22,3 +22,8 @@ echo "== cargo test"
 # The binary the tests run has the fault points and generate-docs (feature
 # testing); tests/common refuses to compile without it.
 cargo test --quiet --features testing -- --test-threads=2
+# The VM lane's short run (issue 24, docs/vm.md): real reboots and power cuts
+# in a QEMU guest; image cached in /var/cache/upgrade-recovery-vm. VM_LANE=0 skips it.
+if [ "${VM_LANE:-1}" != 0 ]; then
+  echo "== VM lane (scripts/vm.sh ci)"; scripts/vm.sh ci
+fi

@@ -24,6 +24,7 @@ set -euo pipefail
 . "$(dirname "$0")/vm/lane.sh"
 [ "$(id -u)" -eq 0 ] || vm_die "run as root (qemu, debootstrap, loop-free image build)"
 cmd=${1:-}; shift || true
+case $cmd in build|procedure|ci|soak) trap vm_stop_all EXIT ;; esac
 case $cmd in
   build) vm_build; echo "$VM_IMG" ;;
   start) vm_build; d=${1:?start needs DIR}; [ -e "$d/root.qcow2" ] || vm_new "$d"; vm_boot "$d" "${2:-0}" ;;

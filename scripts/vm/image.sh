@@ -60,6 +60,7 @@ ENV
 # stubs give way to real units.
 rm -f "$n/etc/passwd" "$n/etc/group" "$n/usr/lib/systemd/system/"{kubelet,crio}.service
 cp -a "$n/etc/." "$t/etc/"
+cp -a "$n/opt/." "$t/opt/"   # a machine-config file outside the trees (extras)
 printf '127.0.0.1 localhost\n::1 localhost\n' > "$t/etc/hosts"
 printf '/dev/vdb /boot ext4 ro,nosuid,nodev 0 0\n' > "$t/etc/fstab"
 od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$t/etc/machine-id"
@@ -125,5 +126,6 @@ touch "$c/calls.log"
 mkfs.ext4 -q -L boot -d "$s/boot" "$out/boot.img" 512M
 rm -rf "${s:?}"/boot/* "$s"/boot/.[!.]* 2>/dev/null || true
 chattr -R -i "$s" 2>/dev/null || true
-mkfs.ext4 -q -L root -d "$s" "$out/root.img" 4G
+# 16G: the backup keeps a 10 GiB margin free (--min-free).
+mkfs.ext4 -q -L root -d "$s" "$out/root.img" 16G
 echo "vm: image: $(du -h --apparent-size "$out/root.img" | cut -f1) root ($(du -h "$out/root.img" | cut -f1) used), boot $(du -h "$out/boot.img" | cut -f1)"

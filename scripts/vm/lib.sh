@@ -132,6 +132,7 @@ vm_start() { # $1 run dir [$2 entry index]
     -virtfs "local,path=$r/share,mount_tag=host,security_model=none" \
     > "$r/qemu.$n.log" 2>&1 &
   echo $! > "$r/qemu.pid"
+  VM_LIVE="${VM_LIVE:-} $r"
   VM_BOOT_T0=$(vm_now)
 }
 
@@ -191,3 +192,5 @@ vm_wait_exit() { # $1 run dir: qemu exits (the guest rebooted or powered off)
 }
 
 vm_stop() { vm_running "$1" && vm_cut "$1"; return 0; }
+# On exit: no qemu of ours is left running.
+vm_stop_all() { local d; for d in ${VM_LIVE:-}; do vm_stop "$d"; done; }
