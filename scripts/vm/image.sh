@@ -87,10 +87,10 @@ ln -sfn /dev/null "$t/etc/systemd/system/systemd-timesyncd.service"
 # /var from the stateroot, /usr/local -> ../var/usrlocal as on RHCOS.
 cp "$t/boot/vmlinuz-$kver" "$t/usr/lib/modules/$kver/vmlinuz"
 cp "$t/boot/initrd.img-$kver" "$t/usr/lib/modules/$kver/initramfs.img"
-rm -rf "$t"/boot/* "$t"/vmlinuz* "$t"/initrd.img*
+rm -rf "${t:?}"/boot/* "$t"/vmlinuz* "$t"/initrd.img*
 mv "$t/etc" "$t/usr/etc"
 mv "$t/var" "$v"; mkdir "$t/var"
-rm -rf "$t/usr/local"; ln -s ../var/usrlocal "$t/usr/local"
+rm -rf "${t:?}/usr/local"; ln -s ../var/usrlocal "$t/usr/local"
 for d in dev proc sys run tmp; do rm -rf "${t:?}/$d"; mkdir "$t/$d"; done
 chmod 1777 "$t/tmp"
 mkdir -p "$t/sysroot"; ln -s sysroot/ostree "$t/ostree"

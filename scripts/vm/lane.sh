@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The VM lane's runs (sourced by scripts/vm.sh after vm/lib.sh): the
 # documented procedure for real, and power cuts at the tool's fault points
 # and at random instants. Every run prints how long each part took.
@@ -157,7 +158,7 @@ lane_cut_recovery() { # $1 point
   vm_boot "$r"
   rc=0; lane_converge "$r" || rc=1
   vm_log "cut $p: $( [ $rc = 0 ] && echo converged || echo DIVERGED ) ($(vm_took "$t0"))"
-  [ $rc = 0 ] && lane_done "$r" || { vm_log "kept $r"; vm_stop "$r"; }
+  if [ $rc = 0 ]; then lane_done "$r"; else vm_log "kept $r"; vm_stop "$r"; fi
   return $rc
 }
 
@@ -172,7 +173,7 @@ lane_cut_random() { # $1 delay (s, decimal)
   vm_boot "$r"
   rc=0; lane_converge "$r" || rc=1
   vm_log "cut at $d s: $( [ $rc = 0 ] && echo converged || echo DIVERGED ) ($(vm_took "$t0"))"
-  [ $rc = 0 ] && lane_done "$r" || { vm_log "kept $r"; vm_stop "$r"; }
+  if [ $rc = 0 ]; then lane_done "$r"; else vm_log "kept $r"; vm_stop "$r"; fi
   return $rc
 }
 
@@ -190,7 +191,7 @@ lane_cut_backup() { # $1 point
   lane_step "$r" state || rc=1
   grep -q '^backup-ready' "$r/last.out" || rc=1
   vm_log "cut $p: $( [ $rc = 0 ] && echo "backup intact" || echo DIVERGED )"
-  [ $rc = 0 ] && lane_done "$r" || { vm_log "kept $r"; vm_stop "$r"; }
+  if [ $rc = 0 ]; then lane_done "$r"; else vm_log "kept $r"; vm_stop "$r"; fi
   return $rc
 }
 
@@ -223,12 +224,12 @@ lane_ci() {
 
 lane_soak() {
   vm_build
-  local t0 rc p i
+  local t0 rc p
   t0=$(vm_now)
   lane_checkpoint
   for p in $(lane_recovery_points); do rc=0; lane_cut_recovery "$p" || rc=$?; lane_count $rc; done
   for p in $(lane_backup_points); do rc=0; lane_cut_backup "$p" || rc=$?; lane_count $rc; done
-  for i in $(seq "${VM_RANDOM_CUTS:-10}"); do
+  for _ in $(seq "${VM_RANDOM_CUTS:-10}"); do
     rc=0; lane_cut_random "$(awk -v s="$RANDOM" 'BEGIN{srand(s); printf "%.1f", rand()*20}')" || rc=$?; lane_count $rc
   done
   lane_done "$LANE_CK"

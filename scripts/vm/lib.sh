@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The VM lane's host side (sourced by scripts/vm.sh): build and cache the
 # guest, start it on a BLS entry, queue commands, reboot, cut the power.
 # A VM is a run directory: root.qcow2 (over the cached root.img), boot.img (a
