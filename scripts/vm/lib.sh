@@ -7,6 +7,10 @@
 VM_CACHE=${VM_CACHE:-/var/cache/upgrade-recovery-vm}
 VM_TIMEOUT_BOOT=${VM_TIMEOUT_BOOT:-600}
 VM_MEM=${VM_MEM:-2048}
+# One vCPU by default: with two under TCG on a loaded 2-core host, a vCPU
+# spinning on a lock the other (descheduled) one holds stalls for minutes
+# (seen: udev workers in soft lockup for 300+ s during boot).
+VM_SMP=${VM_SMP:-1}
 vm_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 vm_proj=$(cd "$vm_here/../.." && pwd)
 
@@ -124,7 +128,7 @@ vm_start() { # $1 run dir [$2 entry index]
   n=$(( $(cat "$r/boots") + 1 )); echo "$n" > "$r/boots"
   : > "$r/ctl.$n.log"
   echo "$(vm_entry_field "$r" "$e" title)" > "$r/entry.$n"
-  qemu-system-x86_64 -accel "$(vm_accel)" -m "$VM_MEM" -smp 2 -nodefaults -display none -no-reboot \
+  qemu-system-x86_64 -accel "$(vm_accel)" -m "$VM_MEM" -smp "$VM_SMP" -nodefaults -display none -no-reboot \
     -chardev "file,id=c0,path=$r/console.$n.log" -serial chardev:c0 \
     -chardev "file,id=c1,path=$r/ctl.$n.log" -serial chardev:c1 \
     -kernel "$r/vmlinuz" -initrd "$r/initrd" -append "$(vm_entry_field "$r" "$e" options)" \
@@ -153,9 +157,18 @@ vm_wait() { # $1 run dir $2 ERE $3 timeout s
   return 2
 }
 
+# A boot that hangs before the agent (TCG on an overloaded host) is cut and
+# started again once, as an admin power-cycles a hung node; counted in
+# VM_HUNG_BOOTS, apart from the tool's results.
+VM_HUNG_BOOTS=0
 vm_boot() { # $1 run dir [$2 entry]: start and wait for the agent
   vm_start "$@"
-  vm_wait "$1" '^BOOT ' "$VM_TIMEOUT_BOOT" || { tail -30 "$1/console.$(cat "$1/boots").log" >&2; vm_die "no BOOT marker from boot $(cat "$1/boots") (console above)"; }
+  if ! vm_wait "$1" '^BOOT ' "$VM_TIMEOUT_BOOT"; then
+    VM_HUNG_BOOTS=$((VM_HUNG_BOOTS + 1))
+    vm_log "boot $(cat "$1/boots") hung before the agent ($(vm_took "$VM_BOOT_T0")): power-cycling once"
+    vm_cut "$1"; vm_start "$@"
+    vm_wait "$1" '^BOOT ' "$VM_TIMEOUT_BOOT" || { tail -30 "$1/console.$(cat "$1/boots").log" >&2; vm_die "no BOOT marker from boot $(cat "$1/boots") (console above)"; }
+  fi
   vm_log "boot $(cat "$1/boots") ($(cat "$1/entry.$(cat "$1/boots")")): $(vm_took "$VM_BOOT_T0") to the agent, ${VM_MARK#BOOT }"
 }
 
