@@ -371,9 +371,17 @@ impl Syncer {
                     if st.st_nlink <= names && st.st_size as u64 == h.meta.size {
                         crate::util::fault::swap_fifo(pfd, &name);
                         if let Some(fd) = self.same_content(pfd, &name, &h.meta)? {
-                            apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
-                            self.stats.unchanged += 1;
-                            return Ok(());
+                            // Another name of this inode may lie outside the
+                            // tree (a pod's hard link to a host file, issue
+                            // 23): its metadata is changed in place only when
+                            // this is its one name; else it is replaced.
+                            let st = fs::fstat(&fd)?;
+                            let x = XattrTarget::Fd(fd.as_fd());
+                            if st.st_nlink == 1 || meta_is(&st, &x, Kind::File, &h.meta)? {
+                                apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
+                                self.stats.unchanged += 1;
+                                return Ok(());
+                            }
                         }
                     }
                 }
@@ -419,8 +427,9 @@ impl Syncer {
             Kind::Symlink => {
                 if let (Some(_), Some(Kind::Symlink)) = (&existing, ekind) {
                     let cur = fs::readlinkat(pfd, &name, Vec::new())?;
-                    if cur.as_bytes() == h.meta.link.as_slice() {
-                        self.apply_meta(pfd, &name, Kind::Symlink, &h.meta)?;
+                    if cur.as_bytes() == h.meta.link.as_slice()
+                        && self.apply_meta_unshared(pfd, &name, Kind::Symlink, &h.meta)?
+                    {
                         self.stats.unchanged += 1;
                         return Ok(());
                     }
@@ -458,8 +467,10 @@ impl Syncer {
             Kind::Char | Kind::Block | Kind::Fifo => {
                 let dev = fs::makedev(h.meta.rdev_major, h.meta.rdev_minor);
                 if let Some(st) = &existing {
-                    if ekind == Some(h.kind) && (h.kind == Kind::Fifo || st.st_rdev == dev) {
-                        self.apply_meta(pfd, &name, h.kind, &h.meta)?;
+                    if ekind == Some(h.kind)
+                        && (h.kind == Kind::Fifo || st.st_rdev == dev)
+                        && self.apply_meta_unshared(pfd, &name, h.kind, &h.meta)?
+                    {
                         self.stats.unchanged += 1;
                         return Ok(());
                     }
@@ -523,6 +534,12 @@ impl Syncer {
     }
 
     fn apply_meta(&self, pfd: BorrowedFd, name: &CStr, kind: Kind, meta: &Meta) -> Result<()> {
+        let fd = self.open_kind(pfd, name, kind)?;
+        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)
+    }
+
+    /// The entry `name`, O_PATH, never through a symlink; of kind `kind`.
+    fn open_kind(&self, pfd: BorrowedFd, name: &CStr, kind: Kind) -> Result<OwnedFd> {
         let fd = fs::openat(
             pfd,
             name,
@@ -536,7 +553,34 @@ impl Syncer {
                 name.to_string_lossy()
             );
         }
-        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)
+        Ok(fd)
+    }
+
+    /// Apply `meta` to an existing entry (the "unchanged" path) unless its
+    /// inode has other names and would change: another name may lie outside
+    /// the tree (issue 23). False: nothing was changed; replace the entry.
+    fn apply_meta_unshared(
+        &self,
+        pfd: BorrowedFd,
+        name: &CStr,
+        kind: Kind,
+        meta: &Meta,
+    ) -> Result<bool> {
+        let fd = self.open_kind(pfd, name, kind)?;
+        let st = fs::fstat(&fd)?;
+        if st.st_nlink > 1 {
+            let path = fsops::proc_at(pfd, name);
+            let proc = fsops::proc_fd(fd.as_fd());
+            let x = match kind {
+                Kind::Symlink => XattrTarget::Path(&path),
+                _ => XattrTarget::Follow(&proc),
+            };
+            if !meta_is(&st, &x, kind, meta)? {
+                return Ok(false);
+            }
+        }
+        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)?;
+        Ok(true)
     }
 
     /// Remove an entry; a directory with all below it, never crossing into a
@@ -717,6 +761,20 @@ impl Syncer {
         }
         Ok((false, held.expect("held at the end")))
     }
+}
+
+/// Whether the object (`st`, its xattrs through `x`) already has the
+/// archived owner, mode, xattrs and mtime: applying `meta` would change
+/// nothing.
+fn meta_is(st: &fs::Stat, x: &XattrTarget, kind: Kind, meta: &Meta) -> Result<bool> {
+    let mut want = meta.xattrs.clone();
+    want.sort();
+    Ok(st.st_uid == meta.uid
+        && st.st_gid == meta.gid
+        && (kind == Kind::Symlink || st.st_mode & 0o7777 == meta.mode)
+        && st.st_mtime == meta.mtime
+        && st.st_mtime_nsec as u32 == meta.mtime_nsec
+        && fsops::read_xattrs(x).context("reading xattrs")? == want)
 }
 
 /// Set owner, mode, xattrs and mtime on an object held by `fd`, changing
