@@ -196,6 +196,9 @@ pub struct Plan<'a> {
 pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     host.require_node()?;
     let dir = host.backup_dir();
+    // Before the journal: in a dir someone else could change, it (and the
+    // generation it names) would choose what root restores and runs.
+    store::trust::require(&dir)?;
     let existing = match Journal::load(&dir) {
         // --restart is the way out of an unreadable journal: a new one replaces it.
         Err(e) if opts.restart => {
