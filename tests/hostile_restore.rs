@@ -9,7 +9,7 @@ mod common;
 
 use common::recovery::*;
 use common::*;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,301 @@ chown 1000:1000 {v}/a; chmod 6777 {v}/a; setfattr -n user.pod -v 1 {v}/a"#,
     assert!(xattrs(&a).contains("user.pod=\"1\""), "{}", xattrs(&a));
 }
 
+/// Calls of the shims that change the node (stop, disable, setenforce...).
+fn changing(calls: &[String]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| {
+            ["stop", "disable", "setenforce", "rm", "kill", "restart"]
+                .iter()
+                .any(|w| c.split_whitespace().any(|x| x == *w))
+        })
+        .cloned()
+        .collect()
+}
+
+fn status_json(sb: &Sandbox) -> serde_json::Value {
+    let (code, out, err) = sb.run(&["status", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The tool, or the wrapper in the backup dir, with a time limit.
+fn tool(sb: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    let c = if args.first() == Some(&"wrapper") {
+        let mut c = std::process::Command::new("sh");
+        c.arg(sb.root().join("var/recovery/upgrade-recovery.sh"))
+            .arg("--root")
+            .arg(sb.root())
+            .args(&args[1..])
+            .env("PATH", sb.path_env());
+        c
+    } else {
+        sb.command(args)
+    };
+    let o = bounded(&format!("{args:?}"), c, Duration::from_secs(60));
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+const READERS: [&[&str]; 8] = [
+    &[
+        "restore",
+        "--poll-interval",
+        "100ms",
+        "--wait-timeout",
+        "5s",
+    ],
+    &["restore", "--dry-run"],
+    &[
+        "restore",
+        "--resume",
+        "--poll-interval",
+        "100ms",
+        "--wait-timeout",
+        "5s",
+    ],
+    &[
+        "wrapper",
+        "--resume",
+        "--poll-interval",
+        "100ms",
+        "--wait-timeout",
+        "5s",
+    ],
+    &[
+        "wrapper",
+        "--poll-interval",
+        "100ms",
+        "--wait-timeout",
+        "5s",
+    ],
+    &["verify"],
+    &["backup", "--min-free", "0"],
+    &["backup", "--dry-run"],
+];
+
+/// Item 3: someone who owns the backup dir makes `current` its own
+/// generation. No command reads or runs from it: each exits 1 naming the
+/// dir and the fix (`chown root:root DIR && chmod 0700 DIR`), the node is
+/// unchanged, and `status` says so with that command. After the fix, the
+/// planted generation (not root's) is still refused, by name.
+#[test]
+fn a_backup_dir_owned_by_another_is_never_used() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = sb.root().join("var/recovery");
+    sb.sh(&format!(
+        r#"cd {d}; g=$(readlink current); cp -a $g gen-evil; chown -R 1000:1000 gen-evil; chown 1000:1000 .; chmod 0755 .
+ln -s gen-evil .current.tmp; mv -T .current.tmp current
+echo upgraded >> $ROOT/etc/hostname"#,
+        d = q(&dir)
+    ));
+    let hostname = std::fs::read(sb.root().join("etc/hostname")).unwrap();
+    let calls = sb.calls().len();
+    for args in READERS {
+        let (code, out, err) = tool(&sb, args);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        let fix = format!("chown root:root {d} && chmod 0700 {d}", d = dir.display());
+        assert!(
+            err.contains(&fix),
+            "{args:?} names the dir and the fix: {err}"
+        );
+    }
+    let st = status_json(&sb);
+    assert_eq!(st["state"]["state"], "backup-dir-unsafe", "{st:#}");
+    let next = st["next_command"].as_str().unwrap().to_string();
+    assert!(next.starts_with("chown root:root"), "{next}");
+    // Nothing changed: /etc as the upgrade left it, no journal, no changing
+    // call, the planted generation as it was planted.
+    assert_eq!(
+        std::fs::read(sb.root().join("etc/hostname")).unwrap(),
+        hostname
+    );
+    assert!(!dir.join("journal.json").exists());
+    assert_eq!(changing(&sb.calls()[calls..]), Vec::<String>::new());
+    assert_eq!(
+        std::fs::symlink_metadata(dir.join("gen-evil"))
+            .unwrap()
+            .uid(),
+        1000
+    );
+
+    // The fix status named: the dir is root's, but the generation is not.
+    sh(&next);
+    for args in [&["verify"][..], &["restore", "--dry-run"]] {
+        let (code, _, err) = tool(&sb, args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{}/gen-evil", dir.display())) && err.contains("uid 1000"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(status_json(&sb)["state"]["state"], "backup-dir-unsafe");
+
+    // A directory above the backup dir that others may write into.
+    sh(&format!("chown -R 0:0 {d}/gen-evil", d = q(&dir)));
+    let (code, _, err) = tool(&sb, &["verify"]);
+    assert_eq!(code, 0, "{err}");
+    sh(&format!("chmod 0777 {}", q(&sb.root().join("var"))));
+    let (code, _, err) = tool(&sb, &["verify"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "chown root:root {v} && chmod go-w {v}",
+            v = sb.root().join("var").display()
+        )),
+        "{err}"
+    );
+    sh(&format!("chmod 0755 {}", q(&sb.root().join("var"))));
+}
+
+/// Item 4: a FIFO at `<dir>/.lock` hangs no command; a symlink there is
+/// never written through. Each names the lock file.
+#[test]
+fn a_fifo_or_symlink_at_the_lock_hangs_and_writes_nothing() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let lock = sb.root().join("var/recovery/.lock");
+    let victim = sb.root().join("var/victim");
+    std::fs::write(&victim, "victim\n").unwrap();
+    let before = std::fs::metadata(&victim).unwrap();
+    let cmds: [&[&str]; 5] = [
+        &["backup", "--min-free", "0"],
+        &["backup", "--dry-run"],
+        &["restore", "--dry-run"],
+        &[
+            "restore",
+            "--poll-interval",
+            "100ms",
+            "--wait-timeout",
+            "5s",
+        ],
+        &["verify"],
+    ];
+    for plant in ["fifo", "symlink", "dangling"] {
+        let _ = std::fs::remove_file(&lock);
+        match plant {
+            "fifo" => sh(&format!("mkfifo {}", q(&lock))),
+            "symlink" => sh(&format!("ln -s {} {}", q(&victim), q(&lock))),
+            _ => sh(&format!(
+                "ln -s {} {}",
+                q(&sb.root().join("var/created")),
+                q(&lock)
+            )),
+        };
+        let t = Instant::now();
+        for args in cmds {
+            let (code, out, err) = tool(&sb, args);
+            if args == ["verify"] {
+                // Verify takes no lock: it reads the backup as it is.
+                assert_eq!(code, 0, "{plant} {args:?}: {err}");
+                continue;
+            }
+            assert_eq!(code, 1, "{plant} {args:?}: {out}{err}");
+            assert!(
+                err.contains(&lock.display().to_string())
+                    && err.contains(&format!("rm {}", lock.display())),
+                "{plant} {args:?} names the lock and the fix: {err}"
+            );
+        }
+        let st = status_json(&sb);
+        assert_eq!(st["state"]["state"], "backup-dir-unsafe", "{plant}: {st:#}");
+        assert_eq!(st["next_command"], format!("rm {}", lock.display()));
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "{plant}: {:?}",
+            t.elapsed()
+        );
+        let after = std::fs::metadata(&victim).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"victim\n", "{plant}");
+        assert_eq!(
+            (after.len(), after.mtime(), after.mtime_nsec()),
+            (before.len(), before.mtime(), before.mtime_nsec())
+        );
+        assert!(!sb.root().join("var/created").exists(), "{plant}");
+    }
+    // The fix named, then the next backup works.
+    std::fs::remove_file(&lock).unwrap();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Item 8: the archive of tree `etc` is `etc.tar.zst` by the format; a
+/// manifest that points it at `local.tar.zst` (with that archive's size and
+/// digest) is damaged (exit 4, naming it). A generation that is a symlink
+/// out of the backup dir is refused, by name.
+#[test]
+fn a_manifest_cannot_choose_a_trees_archive_nor_a_generation_leave_the_dir() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = sb.root().join("var/recovery");
+    let gen = std::fs::read_link(dir.join("current")).unwrap();
+    let mp = dir.join(&gen).join("manifest.json");
+    let text = std::fs::read_to_string(&mp).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let trees = m["trees"].as_array_mut().unwrap();
+    let local = trees.iter().find(|t| t["name"] == "local").unwrap().clone();
+    for t in trees.iter_mut().filter(|t| t["name"] == "etc") {
+        for k in ["archive", "archive_bytes", "sha256"] {
+            t[k] = local[k].clone();
+        }
+    }
+    std::fs::write(&mp, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let etc_before = sh(&format!("cat {}", q(&sb.root().join("etc/hostname"))));
+    sb.sh("echo upgraded >> $ROOT/etc/hostname");
+    for args in [
+        &["verify"][..],
+        &["restore", "--dry-run"],
+        &["restore", "--wait-timeout", "5s"],
+    ] {
+        let (code, out, err) = tool(&sb, args);
+        assert_eq!(code, 4, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("local.tar.zst")
+                && err.contains("etc.tar.zst")
+                && err.contains(&mp.display().to_string()),
+            "{args:?}: {err}"
+        );
+    }
+    assert_ne!(
+        sh(&format!("cat {}", q(&sb.root().join("etc/hostname")))),
+        etc_before
+    );
+    std::fs::write(&mp, text).unwrap();
+    let (code, _, err) = tool(&sb, &["verify"]);
+    assert_eq!(code, 0, "{err}");
+
+    // The generation moved out of the dir, a symlink left in its place.
+    let outside = TempDir::new("outside-gen");
+    let moved = outside.path().join("g");
+    sh(&format!(
+        "mv {} {}; ln -s {} {}",
+        q(&dir.join(&gen)),
+        q(&moved),
+        q(&moved),
+        q(&dir.join(&gen))
+    ));
+    for args in [&["verify"][..], &["restore", "--dry-run"], &["status"]] {
+        let (code, out, err) = tool(&sb, args);
+        let text = format!("{out}{err}");
+        assert!(
+            text.contains(&dir.join(&gen).display().to_string())
+                && text.contains("not a directory"),
+            "{args:?}: {text}"
+        );
+        if args != ["status"] {
+            assert_eq!(code, 1, "{args:?}: {text}");
+        }
+    }
+}
+
 /// An upgrade that fails (the OS rolled back), then the documented
 /// procedure to its end.
 fn fail_and_recover(sb: &Sandbox) {
@@ -118,9 +413,4 @@ fn bounded(what: &str, mut c: std::process::Command, limit: Duration) -> std::pr
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
-}
-
-#[allow(dead_code)]
-fn mode(p: &Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }

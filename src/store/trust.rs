@@ -21,7 +21,7 @@ const STICKY: u32 = 0o1000;
 /// The fix for a dir of the backup (the dir itself or a generation).
 fn fix_dir(p: &Path) -> String {
     format!(
-        "if it is yours, make it root's alone: `chown root:root {p} && chmod 0700 {p}`, and check what it holds (`ls -la {p}`): its owner could have put anything there",
+        "If it is yours, make it root's alone: `chown root:root {p} && chmod 0700 {p}`, and check what it holds (`ls -la {p}`): its owner could have put anything there",
         p = p.display()
     )
 }
