@@ -390,6 +390,187 @@ fn a_manifest_cannot_choose_a_trees_archive_nor_a_generation_leave_the_dir() {
     }
 }
 
+/// A tree of 400 levels of 250-byte names with 20,000 files at the bottom
+/// (issue 23's; paths of about 100 KB), built through directory fds.
+const DEEP_TREE: &str = r#"
+import os, sys
+top = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fd = top
+for i in range(400):
+    name = ("%03d" % i) + "n" * 247
+    os.mkdir(name, dir_fd=fd)
+    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    if fd != top:
+        os.close(fd)
+    fd = sub
+for i in range(20000):
+    f = os.open("f%05d" % i, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(f, b"%d\n" % i)
+    os.close(f)
+"#;
+
+/// Entries, and a digest of each entry's depth, name, mode, size and bytes.
+const TREE_DIGEST: &str = r#"
+import hashlib, os, stat, sys
+h = hashlib.sha256(); n = 0
+def walk(fd, depth):
+    global n
+    for name in sorted(os.listdir(fd)):
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False); n += 1
+        size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size
+        h.update(("%d %s %o %d\n" % (depth, name, st.st_mode, size)).encode())
+        if stat.S_ISDIR(st.st_mode):
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            walk(sub, depth + 1); os.close(sub)
+        else:
+            f = os.open(name, os.O_RDONLY, dir_fd=fd); h.update(os.read(f, 4096)); os.close(f)
+walk(os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY), 0)
+print(n, h.hexdigest())
+"#;
+
+fn python(script: &str, arg: &Path) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `tree sync` under an address-space limit, with its peak RSS (KiB) from
+/// `/usr/bin/time -v`.
+fn sync_limited(archive: &Path, dst: &Path, limit_kib: u64) -> (i32, String, u64) {
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {limit_kib}; exec /usr/bin/time -v {} tree sync {} {}",
+            q(&binary()),
+            q(archive),
+            q(dst)
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let rss = err
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (o.status.code().unwrap_or(-1), err, rss)
+}
+
+/// Item 7: the restore's memory follows the depth and one directory's
+/// entries, not the sum of all path lengths. The issue's tree (400 levels of
+/// 250-byte names, 20,000 files at the bottom: 2 GB of paths) is restored,
+/// then restored again over itself with an extra file to delete, each under
+/// a 1 GiB address-space limit and with a peak RSS under 150 MiB.
+#[test]
+fn the_restores_memory_does_not_grow_with_the_paths() {
+    let t = TempDir::new("deep-mem");
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    python(DEEP_TREE, &src);
+    let want = python(TREE_DIGEST, &src);
+    assert!(want.starts_with("20400 "), "{want}");
+    let ar = t.path().join("deep.tar.zst");
+    let o = std::process::Command::new(binary())
+        .args(["tree", "archive"])
+        .arg(&src)
+        .arg(&ar)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dst = t.path().join("dst");
+    for pass in ["into an empty dir", "over the restored tree"] {
+        let (code, err, rss) = sync_limited(&ar, &dst, 1 << 20);
+        eprintln!("tree sync {pass}: peak RSS {rss} KiB");
+        assert_eq!(code, 0, "{pass}: {err}");
+        assert!(
+            rss > 0 && rss < 150 * 1024,
+            "{pass}: peak RSS {rss} KiB\n{err}"
+        );
+        assert_eq!(python(TREE_DIGEST, &dst), want, "{pass}");
+        // Something to delete at the bottom for the second pass.
+        sh(&format!(
+            "cd {} && for i in $(seq 400); do cd \"$(ls -d [0-9]*)\"; done && echo x > extra",
+            q(&dst)
+        ));
+    }
+}
+
+/// Item 12, tree sync: a directory replaced by a symlink (to a dir outside)
+/// while the tree is restored is skipped with a warning naming it, in the
+/// write pass (the entries below it) and the metadata pass; nothing is
+/// written through the link, and the rest of the tree is restored.
+#[test]
+fn a_directory_flipped_to_a_symlink_during_tree_sync_is_skipped_with_a_warning() {
+    let t = TempDir::new("flip");
+    let src = t.path().join("src");
+    sh(&format!(
+        "mkdir -p {s}/a/b {s}/z; echo 1 > {s}/a/b/f; echo 2 > {s}/a/g; echo 3 > {s}/z/h; chmod 0750 {s}/a/b",
+        s = q(&src)
+    ));
+    let ar = t.path().join("t.tar.zst");
+    let o = std::process::Command::new(binary())
+        .args(["tree", "archive"])
+        .arg(&src)
+        .arg(&ar)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let outside = t.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::set_permissions(
+        &outside,
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    for stage in ["write", "meta"] {
+        let dst = t.path().join(format!("dst-{stage}"));
+        sh(&format!("cp -a {}/. {}/", q(&src), q(&dst)));
+        sh(&format!("echo old > {}/a/b/f", q(&dst)));
+        let o = std::process::Command::new(binary())
+            .args(["tree", "sync"])
+            .arg(&ar)
+            .arg(&dst)
+            .env(
+                "UPGRADE_RECOVERY_FLIP_DIR",
+                format!("{stage}:a/b:{}", outside.display()),
+            )
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{stage}: {out}{err}");
+        assert!(
+            err.contains("a/b") && err.contains("changed"),
+            "{stage}: {err}"
+        );
+        assert!(out.contains("a/b"), "{stage}: {out}");
+        // Nothing written through the link; the rest restored.
+        assert_eq!(sh(&format!("ls -A {}", q(&outside))), "", "{stage}");
+        assert_eq!(mode(&outside), 0o711, "{stage}");
+        assert!(std::fs::symlink_metadata(dst.join("a/b"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(dst.join("a/g")).unwrap(), "2\n");
+        assert_eq!(std::fs::read_to_string(dst.join("z/h")).unwrap(), "3\n");
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
 /// An upgrade that fails (the OS rolled back), then the documented
 /// procedure to its end.
 fn fail_and_recover(sb: &Sandbox) {

@@ -287,6 +287,7 @@ impl Syncer {
             }
         }
         if let Some(meta) = &f.meta {
+            crate::util::fault::flip_dir("meta", self.root.as_fd(), &path);
             if top {
                 let fd = fs::openat(
                     &self.root,
@@ -502,6 +503,7 @@ impl Syncer {
         let (parent, name) = split(path);
         let parent = parent.to_vec();
         let name = cstr(name);
+        crate::util::fault::flip_dir("write", self.root.as_fd(), &parent);
         let pfd = match self.parent_fd(&parent)? {
             Ok(fd) => rustix::io::dup(fd)?,
             Err(skip) => {
