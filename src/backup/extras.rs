@@ -12,8 +12,6 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The archive of the machine-config files outside the trees.
-
 /// Bytes the machine-config files outside the trees take.
 pub fn estimate(host: &Host, extras: &[String]) -> u64 {
     extras.iter().map(|x| du(&host.path(x))).sum()
