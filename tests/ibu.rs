@@ -184,7 +184,7 @@ fn write_precache(sb: &Sandbox, text: &str) {
 
 #[test]
 fn status_shows_the_precache_progress() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     upgrade_leftovers(&sb);
     ibu(&sb, "False", "AbortFailed");
     bsl(&sb, "Available");
@@ -260,7 +260,7 @@ fn status_shows_the_precache_progress() {
 
 #[test]
 fn cleanup_is_planned_checked_then_carried_out() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     upgrade_leftovers(&sb);
     backups(&sb);
     ibu(&sb, "True", "Idle");
@@ -425,7 +425,7 @@ fn cleanup_is_planned_checked_then_carried_out() {
 
 #[test]
 fn without_bucket_and_the_bounded_wait() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     upgrade_leftovers(&sb);
     backups(&sb);
     ibu(&sb, "False", "FinalizeFailed");
