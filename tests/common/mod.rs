@@ -8,11 +8,27 @@
 #[cfg(not(any(feature = "testing", clippy)))]
 compile_error!("the integration tests need the test seams: run `cargo test --features testing` (scripts/test.sh does)");
 
+pub mod rawtar;
 pub mod recovery;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// `f`'s result, or a panic naming `what` when it takes over `secs`
+/// seconds (a hang found, not waited on).
+pub fn within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what}: not done in {secs} s"))
+}
 
 /// Run a shell snippet; panic with its output when it fails.
 pub fn sh(script: &str) -> String {
