@@ -415,7 +415,7 @@ fn a_backup_without_its_manifest_is_damaged_and_not_replaced() {
 fn space_short_removes_the_previous_backup_first_and_says_so() {
     let sb = Sandbox::new();
     sh(&format!(
-        "mkdir -p {r}/var/small && mount -t tmpfs -o size=SIZE tmpfs {r}/var/small",
+        "mkdir -p {r}/var/small && mount -t tmpfs -o size=SIZE,mode=0700 tmpfs {r}/var/small",
         r = q(&sb.root())
     )
     .replace("SIZE", "18m"));

@@ -116,7 +116,7 @@ chmod 0700 "$sv/lib/etcd"
 c=$sv/lib/vmshim/ctl
 mkdir -p "$c/bin" "$c/lib" "$c/state/oc" "$c/state/active" "$c/state/enabled"
 ln -sfn / "$sv/lib/vmshim/root"
-cp "$proj/scripts/shims/lib.sh" "$proj/scripts/shims/sandbox_ostree.py" "$c/lib/"
+cp "$proj/scripts/shims/lib.sh" "$proj/scripts/shims/bootfs.sh" "$proj/scripts/shims/sandbox_ostree.py" "$c/lib/"
 for x in crictl crio oc rpm-ostree; do install -m 0755 "$proj/scripts/shims/$x" "$c/bin/$x"; done
 printf 'CLIENT_PORT=2379\nPEER_PORT=2380\nMETRICS_PORT=2381\n' > "$c/state/ports"
 for k in etcd kubeapiserver kubecontrollermanager kubescheduler; do echo "7 7" > "$c/state/oc/$k"; done

@@ -65,7 +65,7 @@ vm_build() {
   else
     vm_log "base: cached ($base)"
   fi
-  ikey=$( { echo "$bkey"; cat "$vm_here/image.sh" "$vm_here/guest/"* "$vm_proj/scripts/shims/"{lib.sh,sandbox_ostree.py,crictl,crio,oc,rpm-ostree} \
+  ikey=$( { echo "$bkey"; cat "$vm_here/image.sh" "$vm_here/guest/"* "$vm_proj/scripts/shims/"{lib.sh,bootfs.sh,sandbox_ostree.py,crictl,crio,oc,rpm-ostree} \
     "$vm_proj/scripts/sandbox.sh" "$vm_proj/packaging/upgrade-recovery-resume.service" "$VM_BIN"; } | sha256sum | cut -c1-16)
   VM_IMG=$VM_CACHE/img-$ikey
   if [ ! -e "$VM_IMG/done" ]; then

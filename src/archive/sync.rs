@@ -37,6 +37,11 @@ pub struct SyncOptions {
     /// Leave out what grants privilege (extract without `--exact`): no
     /// device nodes, no setuid/setgid bits, no file capabilities.
     pub plain: bool,
+    /// Hash each file as it is written and rename it into place only when
+    /// it matches its recorded sha256 (extract, which may read a damaged
+    /// archive up to the damage); one that does not is removed and named in
+    /// `SyncStats::mismatched`.
+    pub check_files: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,6 +58,14 @@ pub struct SyncStats {
     /// Files written without their setuid/setgid bits or capabilities (`plain`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stripped: Vec<String>,
+    /// Paths left alone because a directory on the way changed (to a
+    /// symlink, say) while the tree was restored: a warning each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// Files not written because their bytes do not match their recorded
+    /// sha256 (`check_files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatched: Vec<String>,
 }
 
 /// Fault injection for tests: stop (as if killed) after this many entries.
@@ -99,6 +112,18 @@ fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// Whether `only` (None: everything) selects `path`: it or a path below
+/// it, and the directories on the way to one.
+fn wanted(only: &Option<Vec<Vec<u8>>>, path: &[u8], kind: Kind) -> bool {
+    match only {
+        None => true,
+        Some(only) => only.iter().any(|o| {
+            matches_prefix(path, o)
+                || (kind == Kind::Dir && (path == b"." || matches_prefix(o, path)))
+        }),
+    }
+}
+
 /// A path in a message or a report: long ones with their middle cut out.
 fn show(p: &[u8]) -> String {
     super::validate::short(p)
@@ -113,16 +138,49 @@ fn tmp_name(name: &[u8]) -> CString {
     }
 }
 
+/// A directory of the archive being restored: what the archive holds in it
+/// so far (names only), and its metadata, applied when it is done. The
+/// restore keeps one per level of the directory it is in, never one per
+/// path of the tree (issue 23: a set of every full path took 2 GB for a
+/// 296 KB archive of 400 levels of 250-byte names).
+struct Frame {
+    /// The length of [`Syncer::cur`] before this directory's name was added.
+    up: usize,
+    /// None for a directory without an entry of its own before its contents.
+    meta: Option<Meta>,
+    /// The names of the entries the archive holds directly in it.
+    names: HashSet<Vec<u8>>,
+    /// Whether what the archive does not hold in it is deleted when it is
+    /// done: only for a directory entered once, from its own entry.
+    prune: bool,
+}
+
+/// Why a directory of the target was not opened.
+enum Skip {
+    /// It lies below a mount point.
+    Mount,
+    /// A directory on the way is no longer one (it changed while restored).
+    Changed,
+}
+
 struct Syncer {
     prefetch: Option<super::prefetch::Prefetch>,
     root: OwnedFd,
     dev: u64,
     opts: SyncOptions,
-    seen: HashSet<Vec<u8>>,
-    dirs: Vec<(Vec<u8>, Meta)>,
+    /// The directories from the top to the one being restored.
+    stack: Vec<Frame>,
+    /// The path of the innermost of them (`.` for the top).
+    cur: Vec<u8>,
+    /// The top, for messages.
+    target: std::path::PathBuf,
     stats: SyncStats,
     buf: Vec<u8>,
     cache: Option<(Vec<u8>, OwnedFd)>,
+    /// With `only`: the regular files a wanted hard link names but that
+    /// are not wanted themselves, and, once written, the name at the top
+    /// they were written under (removed at the end): the link's data.
+    link_data: std::collections::HashMap<Vec<u8>, Option<CString>>,
 }
 
 /// Make the directory `target` equal the archive (which must already have
@@ -138,85 +196,268 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
         Mode::empty(),
     )
     .with_context(|| format!("opening {}", target.display()))?;
+    let prefetch = super::prefetch::Prefetch::start(target);
+    sync_at(archive, root, target, opts, Some(prefetch))
+}
+
+/// [`sync_tree`] into the directory `root` (an O_PATH descriptor opened by
+/// the caller, who resolved it without a window for a swap), named `target`
+/// in messages only.
+pub fn sync_tree_at(
+    archive: &Path,
+    root: OwnedFd,
+    target: &Path,
+    opts: &SyncOptions,
+) -> Result<SyncStats> {
+    sync_at(archive, root, target, opts, None)
+}
+
+/// With `only`, the regular files that a wanted hard link names but that
+/// are not wanted themselves (one pass over the headers): their data is
+/// written for the link (`extract` of a second name without its first).
+fn link_data(
+    archive: &Path,
+    opts: &SyncOptions,
+) -> Result<std::collections::HashMap<Vec<u8>, Option<CString>>> {
+    let mut out = std::collections::HashMap::new();
+    if opts.only.is_none() {
+        return Ok(out);
+    }
+    let mut r = Reader::open(archive)?;
+    // Up to the damage, if any: the sync reads that far too.
+    while let Ok(Some(h)) = r.next_header() {
+        if h.kind == Kind::HardLink
+            && wanted(&opts.only, &h.path, h.kind)
+            && !wanted(&opts.only, &h.meta.link, Kind::File)
+        {
+            out.insert(h.meta.link.clone(), None);
+        }
+    }
+    Ok(out)
+}
+
+fn sync_at(
+    archive: &Path,
+    root: OwnedFd,
+    target: &Path,
+    opts: &SyncOptions,
+    prefetch: Option<super::prefetch::Prefetch>,
+) -> Result<SyncStats> {
+    // A damaged archive read up to the damage (extract) still gives the
+    // links before it their data.
+    let link_data = link_data(archive, opts)?;
     let dev = fs::fstat(&root)?.st_dev;
     let mut s = Syncer {
         root,
         dev,
         opts: opts.clone(),
-        seen: HashSet::new(),
-        dirs: Vec::new(),
+        stack: vec![Frame {
+            up: 0,
+            meta: None,
+            names: HashSet::new(),
+            prune: true,
+        }],
+        cur: b".".to_vec(),
+        target: target.to_path_buf(),
         stats: SyncStats::default(),
         buf: vec![0u8; 256 << 10],
         cache: None,
-        prefetch: Some(super::prefetch::Prefetch::start(target)),
+        prefetch,
+        link_data,
     };
     let mut r = Reader::open(archive)?;
     let crash = crash_after();
-    while let Some(h) = r.next_header()? {
-        if crash == Some(s.stats.entries) {
-            std::process::exit(137);
+    let read = (|| {
+        while let Some(h) = r.next_header()? {
+            if crash == Some(s.stats.entries) {
+                std::process::exit(137);
+            }
+            s.stats.entries += 1;
+            s.entry(&mut r, &h)
+                .with_context(|| format!("restoring {}/{}", target.display(), show(&h.path)))?;
         }
-        s.stats.entries += 1;
-        s.entry(&mut r, &h)
-            .with_context(|| format!("restoring {}/{}", target.display(), show(&h.path)))?;
+        anyhow::Ok(())
+    })();
+    // The data written only for hard links goes, whatever happened.
+    for staged in s.link_data.values().flatten() {
+        let _ = fs::unlinkat(&s.root, staged, AtFlags::empty());
     }
+    read?;
     s.cache = None;
     s.prefetch = None;
+    while !s.stack.is_empty() {
+        s.close()?;
+    }
     let top = fs::openat(
         &s.root,
         c".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let top = if s.opts.delete {
-        s.prune(top, b".", 0)
-            .with_context(|| format!("removing extra files under {}", target.display()))?
-    } else {
-        top
-    };
-    // Directory metadata last, deepest first: writing inside changes mtimes.
-    let dirs = std::mem::take(&mut s.dirs);
-    for (path, meta) in dirs.iter().rev() {
-        if path == b"." {
-            let fd = fs::openat(&s.root, c".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
-            apply_meta_fd(fd.as_fd(), false, None, Kind::Dir, meta)?;
-            continue;
-        }
-        let (parent, name) = split(path);
-        if let Some(pfd) = s.open_dir(parent)? {
-            s.apply_meta(pfd.as_fd(), &cstr(name), Kind::Dir, meta)
-                .with_context(|| {
-                    format!("setting metadata of {}/{}", target.display(), show(path))
-                })?;
-        }
-    }
     fs::syncfs(&top).with_context(|| format!("syncfs of {}", target.display()))?;
     Ok(s.stats)
 }
 
 impl Syncer {
+    /// Make the innermost open directory the parent of `path`, closing the
+    /// directories the archive has left, and record `path`'s name in it.
+    /// A directory the archive enters without its own entry (or again,
+    /// after leaving it) is opened without metadata and never pruned: what
+    /// it holds was not all seen together.
+    fn place(&mut self, path: &[u8]) -> Result<()> {
+        if path == b"." {
+            return Ok(());
+        }
+        let (parent, name) = split(path);
+        while self.stack.len() > 1 && !matches_prefix(parent, &self.cur) {
+            self.close()?;
+        }
+        if parent != self.cur.as_slice() {
+            let skip = if self.cur == b"." {
+                0
+            } else {
+                self.cur.len() + 1
+            };
+            let rest = parent[skip..].to_vec();
+            for comp in rest.split(|&b| b == b'/') {
+                self.open_frame(comp, None, false);
+            }
+        }
+        self.top().names.insert(name.to_vec());
+        Ok(())
+    }
+
+    fn top(&mut self) -> &mut Frame {
+        self.stack
+            .last_mut()
+            .expect("the top is open until the end")
+    }
+
+    /// Enter the directory `name` of the innermost one.
+    fn open_frame(&mut self, name: &[u8], meta: Option<Meta>, prune: bool) {
+        self.top().names.insert(name.to_vec());
+        // 0: back to the top, `.`, when this one is done.
+        let up = if self.cur == b"." { 0 } else { self.cur.len() };
+        if self.cur == b"." {
+            self.cur.clear();
+        } else {
+            self.cur.push(b'/');
+        }
+        self.cur.extend_from_slice(name);
+        self.stack.push(Frame {
+            up,
+            meta,
+            names: HashSet::new(),
+            prune,
+        });
+    }
+
+    /// The innermost directory is done: delete what the archive does not
+    /// hold in it (restore), then set its metadata (writing inside it
+    /// changes its mtime, so this comes last). Its state is let go of.
+    fn close(&mut self) -> Result<()> {
+        let f = self.stack.pop().expect("a directory is open");
+        let path = std::mem::take(&mut self.cur);
+        let top = path == b".";
+        let shown = format!("{}/{}", self.target.display(), show(&path));
+        if self.opts.delete && f.prune {
+            match self.open_dir_read(&path)? {
+                Ok(fd) => drop(
+                    self.prune(fd, &path, 0, Some(&f.names))
+                        .with_context(|| format!("removing extra files under {shown}"))?,
+                ),
+                Err(Skip::Mount) => {}
+                Err(Skip::Changed) => self.changed(&path),
+            }
+        }
+        if let Some(meta) = &f.meta {
+            crate::util::fault::flip_dir("meta", self.root.as_fd(), &path);
+            if top {
+                let fd = fs::openat(
+                    &self.root,
+                    c".",
+                    OFlags::PATH | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                apply_meta_fd(fd.as_fd(), false, None, Kind::Dir, meta)?;
+            } else {
+                let (parent, name) = split(&path);
+                match self.open_dir(parent)? {
+                    Ok(pfd) => match self.open_kind(pfd.as_fd(), &cstr(name), Kind::Dir) {
+                        Ok(fd) => apply_meta_fd(
+                            fd.as_fd(),
+                            false,
+                            Some((pfd.as_fd(), &cstr(name))),
+                            Kind::Dir,
+                            meta,
+                        )
+                        .with_context(|| format!("setting metadata of {shown}"))?,
+                        Err(_) => self.changed(&path),
+                    },
+                    Err(Skip::Mount) => {}
+                    Err(Skip::Changed) => self.changed(&path),
+                }
+            }
+        }
+        self.cur = path;
+        if f.up == 0 {
+            self.cur = b".".to_vec();
+        } else {
+            self.cur.truncate(f.up);
+        }
+        Ok(())
+    }
+
+    /// A path left alone because a directory on the way changed type while
+    /// the tree was restored (a pod can do that under /var/lib/kubelet).
+    fn changed(&mut self, path: &[u8]) {
+        log::warn!(
+            "{}: a directory on the way changed (to a symlink?) while it was restored; left alone",
+            show(path)
+        );
+        self.stats.changed.push(show(path));
+    }
+
+    /// A directory beneath the top, open for reading (for the delete pass).
+    fn open_dir_read(&mut self, rel: &[u8]) -> Result<Result<OwnedFd, Skip>> {
+        if rel == b"." {
+            return Ok(Ok(fs::openat(
+                &self.root,
+                c".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?));
+        }
+        let (parent, name) = split(rel);
+        let pfd = match self.open_dir(parent)? {
+            Ok(fd) => fd,
+            Err(skip) => return Ok(Err(skip)),
+        };
+        match fsops::open_read(pfd.as_fd(), &cstr(name), true) {
+            Ok(fd) if fs::fstat(&fd)?.st_dev == self.dev => Ok(Ok(fd)),
+            Ok(_) => Ok(Err(Skip::Mount)),
+            Err(Errno::LOOP | Errno::NOTDIR | Errno::NOENT) => Ok(Err(Skip::Changed)),
+            Err(e) => Err(e).with_context(|| format!("opening {}", show(rel))),
+        }
+    }
+
     fn excluded(&self, path: &[u8], is_dir: bool) -> bool {
         self.opts.excludes.excludes(path, is_dir)
     }
 
     fn wanted(&self, path: &[u8], kind: Kind) -> bool {
-        match &self.opts.only {
-            None => true,
-            Some(only) => only.iter().any(|o| {
-                matches_prefix(path, o)
-                    || (kind == Kind::Dir && (path == b"." || matches_prefix(o, path)))
-            }),
-        }
+        wanted(&self.opts.only, path, kind)
     }
 
-    /// A directory beneath the top, never through a symlink or a mount.
-    /// None when the path lies below a mount point.
-    fn open_dir(&mut self, rel: &[u8]) -> Result<Option<OwnedFd>> {
+    /// A directory beneath the top, never through a symlink or a mount;
+    /// the reason when the path lies below a mount point or a directory on
+    /// the way is no longer one.
+    fn open_dir(&mut self, rel: &[u8]) -> Result<Result<OwnedFd, Skip>> {
         if self.opts.in_root && rel != b"." {
-            return self.open_dir_in_root(rel).map(Some);
+            return self.open_dir_in_root(rel).map(Ok);
         }
         if rel == b"." {
-            return Ok(Some(fs::openat(
+            return Ok(Ok(fs::openat(
                 &self.root,
                 c".",
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -246,11 +487,14 @@ impl Syncer {
                 Ok(fd) => fd,
                 // With `..` refused by the reader, only a mount point
                 // crossed gives EXDEV here, never a path leaving the tree.
-                Err(Errno::XDEV) => return Ok(None),
+                Err(Errno::XDEV) => return Ok(Err(Skip::Mount)),
+                // A directory on the way is now a symlink or a file: the
+                // pass skips what lies below it, with a warning.
+                Err(Errno::LOOP | Errno::NOTDIR) => return Ok(Err(Skip::Changed)),
                 Err(e) => bail!("cannot open directory {} beneath the top: {e}", show(rel)),
             });
         }
-        Ok(at)
+        Ok(Ok(at.expect("a path has a piece")))
     }
 
     fn open_dir_in_root(&mut self, rel: &[u8]) -> Result<OwnedFd> {
@@ -276,12 +520,24 @@ impl Syncer {
         Ok(at)
     }
 
-    fn parent_fd(&mut self, parent: &[u8]) -> Result<Option<BorrowedFd<'_>>> {
+    fn parent_fd(&mut self, parent: &[u8]) -> Result<Result<BorrowedFd<'_>, Skip>> {
         let hit = matches!(&self.cache, Some((p, _)) if p == parent);
         if !hit {
-            self.cache = self.open_dir(parent)?.map(|fd| (parent.to_vec(), fd));
+            self.cache = None;
+            match self.open_dir(parent)? {
+                Ok(fd) => self.cache = Some((parent.to_vec(), fd)),
+                Err(skip) => return Ok(Err(skip)),
+            }
         }
-        Ok(self.cache.as_ref().map(|(_, fd)| fd.as_fd()))
+        Ok(Ok(self.cache.as_ref().expect("cached").1.as_fd()))
+    }
+
+    /// Record an entry not restored for `skip`.
+    fn skipped(&mut self, path: &[u8], skip: Skip) {
+        match skip {
+            Skip::Mount => self.stats.skipped_mounts.push(show(path)),
+            Skip::Changed => self.changed(path),
+        }
     }
 
     fn entry(&mut self, r: &mut Reader, h: &Header) -> Result<()> {
@@ -315,21 +571,49 @@ impl Syncer {
             return Ok(());
         }
         if !self.wanted(path, h.kind) {
+            if h.kind == Kind::File && self.link_data.contains_key(path) {
+                // Only a hard link to it is wanted: its data, at the top
+                // under a temporary name, for the link (removed at the end).
+                let staged = cstr(
+                    format!(
+                        ".ur-tmp.link.{}",
+                        hex::encode(
+                            &sha2::Digest::finalize(
+                                <sha2::Sha256 as sha2::Digest>::new_with_prefix(path)
+                            )[..16]
+                        )
+                    )
+                    .as_bytes(),
+                );
+                let top = fs::openat(
+                    &self.root,
+                    c".",
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                let existing = fsops::lstat_at(top.as_fd(), &staged).ok();
+                if self.write_file(r, h, top.as_fd(), &staged, existing.as_ref())? {
+                    self.link_data.insert(path.to_vec(), Some(staged));
+                }
+            }
             return Ok(());
         }
-        self.seen.insert(path.to_vec());
+        self.place(path)?;
         if path == b"." {
-            self.dirs.push((path.to_vec(), h.meta.clone()));
+            self.stack[0].meta = Some(h.meta.clone());
             return Ok(());
         }
         let (parent, name) = split(path);
         let parent = parent.to_vec();
         let name = cstr(name);
-        let Some(pfd) = self.parent_fd(&parent)? else {
-            self.stats.skipped_mounts.push(show(path));
-            return Ok(());
+        crate::util::fault::flip_dir("write", self.root.as_fd(), &parent);
+        let pfd = match self.parent_fd(&parent)? {
+            Ok(fd) => rustix::io::dup(fd)?,
+            Err(skip) => {
+                self.skipped(path, skip);
+                return Ok(());
+            }
         };
-        let pfd = rustix::io::dup(pfd)?;
         let pfd = pfd.as_fd();
         let existing = match fsops::lstat_at(pfd, &name) {
             Ok(st) => Some(st),
@@ -358,7 +642,7 @@ impl Syncer {
                         self.stats.written += 1;
                     }
                 }
-                self.dirs.push((path.to_vec(), h.meta.clone()));
+                self.open_frame(name.to_bytes(), Some(h.meta.clone()), true);
             }
             Kind::File => {
                 if let (Some(st), Some(p)) = (&existing, &self.prefetch) {
@@ -371,56 +655,28 @@ impl Syncer {
                     if st.st_nlink <= names && st.st_size as u64 == h.meta.size {
                         crate::util::fault::swap_fifo(pfd, &name);
                         if let Some(fd) = self.same_content(pfd, &name, &h.meta)? {
-                            apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
-                            self.stats.unchanged += 1;
-                            return Ok(());
+                            // Another name of this inode may lie outside the
+                            // tree (a pod's hard link to a host file, issue
+                            // 23): its metadata is changed in place only when
+                            // this is its one name; else it is replaced.
+                            let st = fs::fstat(&fd)?;
+                            let x = XattrTarget::Fd(fd.as_fd());
+                            if st.st_nlink == 1 || meta_is(&st, &x, Kind::File, &h.meta)? {
+                                apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
+                                self.stats.unchanged += 1;
+                                return Ok(());
+                            }
                         }
                     }
                 }
-                let tmp = tmp_name(name.to_bytes());
-                let create = || {
-                    fs::openat(
-                        pfd,
-                        &tmp,
-                        OFlags::WRONLY
-                            | OFlags::CREATE
-                            | OFlags::EXCL
-                            | OFlags::NOFOLLOW
-                            | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
-                    )
-                };
-                let fd = match create() {
-                    // Left by a crash: start that file over.
-                    Err(Errno::EXIST) => {
-                        fs::unlinkat(pfd, &tmp, AtFlags::empty())?;
-                        create()?
-                    }
-                    r => r?,
-                };
-                let mut buf = std::mem::take(&mut self.buf);
-                let res = for_each_piece(r, h, &mut buf, |off, data| {
-                    let mut done = 0;
-                    while done < data.len() {
-                        done += rustix::io::pwrite(&fd, &data[done..], off + done as u64)?;
-                    }
-                    Ok(())
-                });
-                self.buf = buf;
-                res?;
-                if h.meta.sparse.is_some() {
-                    // A hole at the end is not written: set the length.
-                    fs::ftruncate(&fd, h.meta.size)?;
-                }
-                apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
-                drop(fd);
-                self.replace(pfd, &tmp, &name, existing.as_ref())?;
+                self.write_file(r, h, pfd, &name, existing.as_ref())?;
             }
             Kind::Symlink => {
                 if let (Some(_), Some(Kind::Symlink)) = (&existing, ekind) {
                     let cur = fs::readlinkat(pfd, &name, Vec::new())?;
-                    if cur.as_bytes() == h.meta.link.as_slice() {
-                        self.apply_meta(pfd, &name, Kind::Symlink, &h.meta)?;
+                    if cur.as_bytes() == h.meta.link.as_slice()
+                        && self.apply_meta_unshared(pfd, &name, Kind::Symlink, &h.meta)?
+                    {
                         self.stats.unchanged += 1;
                         return Ok(());
                     }
@@ -435,11 +691,19 @@ impl Syncer {
                 if self.excluded(&h.meta.link, false) {
                     bail!("hard link to excluded path {}", show(&h.meta.link));
                 }
-                let (sp, sn) = split(&h.meta.link);
-                let sn = cstr(sn);
-                let Some(sfd) = self.open_dir(sp)? else {
-                    self.stats.skipped_mounts.push(show(path));
-                    return Ok(());
+                let (sp, sn) = match self.link_data.get(&h.meta.link) {
+                    Some(Some(staged)) => (&b"."[..], staged.clone()),
+                    _ => {
+                        let (sp, sn) = split(&h.meta.link);
+                        (sp, cstr(sn))
+                    }
+                };
+                let sfd = match self.open_dir(sp)? {
+                    Ok(fd) => fd,
+                    Err(skip) => {
+                        self.skipped(path, skip);
+                        return Ok(());
+                    }
                 };
                 let src = fsops::lstat_at(sfd.as_fd(), &sn).with_context(|| {
                     format!("hard link target {} is missing", show(&h.meta.link))
@@ -458,8 +722,10 @@ impl Syncer {
             Kind::Char | Kind::Block | Kind::Fifo => {
                 let dev = fs::makedev(h.meta.rdev_major, h.meta.rdev_minor);
                 if let Some(st) = &existing {
-                    if ekind == Some(h.kind) && (h.kind == Kind::Fifo || st.st_rdev == dev) {
-                        self.apply_meta(pfd, &name, h.kind, &h.meta)?;
+                    if ekind == Some(h.kind)
+                        && (h.kind == Kind::Fifo || st.st_rdev == dev)
+                        && self.apply_meta_unshared(pfd, &name, h.kind, &h.meta)?
+                    {
                         self.stats.unchanged += 1;
                         return Ok(());
                     }
@@ -477,6 +743,77 @@ impl Syncer {
             }
         }
         Ok(())
+    }
+
+    /// Write a file entry's data beside `name` and rename it into place;
+    /// false when `check_files` found it does not match its sha256 (then
+    /// nothing is left in place of it).
+    fn write_file(
+        &mut self,
+        r: &mut Reader,
+        h: &Header,
+        pfd: BorrowedFd,
+        name: &CStr,
+        existing: Option<&fs::Stat>,
+    ) -> Result<bool> {
+        let tmp = tmp_name(name.to_bytes());
+        let create = || {
+            fs::openat(
+                pfd,
+                &tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        let fd = match create() {
+            // Left by a crash: start that file over.
+            Err(Errno::EXIST) => {
+                fs::unlinkat(pfd, &tmp, AtFlags::empty())?;
+                create()?
+            }
+            r => r?,
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut hasher = self
+            .opts
+            .check_files
+            .then(<sha2::Sha256 as sha2::Digest>::new);
+        let mut pos = 0u64;
+        let res = for_each_piece(r, h, &mut buf, |off, data| {
+            if let Some(hs) = hasher.as_mut() {
+                super::write::hash_zeros(hs, off - pos);
+                sha2::Digest::update(hs, data);
+                pos = off + data.len() as u64;
+            }
+            let mut done = 0;
+            while done < data.len() {
+                done += rustix::io::pwrite(&fd, &data[done..], off + done as u64)?;
+            }
+            Ok(())
+        });
+        self.buf = buf;
+        if let Err(e) = res {
+            let _ = fs::unlinkat(pfd, &tmp, AtFlags::empty());
+            return Err(e);
+        }
+        if h.meta.sparse.is_some() {
+            // A hole at the end is not written: set the length.
+            fs::ftruncate(&fd, h.meta.size)?;
+        }
+        if let Some(mut hs) = hasher {
+            super::write::hash_zeros(&mut hs, h.meta.size.saturating_sub(pos));
+            let got: [u8; 32] = sha2::Digest::finalize(hs).into();
+            if h.meta.sha256 != Some(got) {
+                drop(fd);
+                fs::unlinkat(pfd, &tmp, AtFlags::empty())?;
+                self.stats.mismatched.push(show(&h.path));
+                return Ok(false);
+            }
+        }
+        apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
+        drop(fd);
+        self.replace(pfd, &tmp, name, existing)?;
+        Ok(true)
     }
 
     /// Rename `tmp` over `name`, removing a directory that stands there.
@@ -523,6 +860,12 @@ impl Syncer {
     }
 
     fn apply_meta(&self, pfd: BorrowedFd, name: &CStr, kind: Kind, meta: &Meta) -> Result<()> {
+        let fd = self.open_kind(pfd, name, kind)?;
+        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)
+    }
+
+    /// The entry `name`, O_PATH, never through a symlink; of kind `kind`.
+    fn open_kind(&self, pfd: BorrowedFd, name: &CStr, kind: Kind) -> Result<OwnedFd> {
         let fd = fs::openat(
             pfd,
             name,
@@ -536,7 +879,34 @@ impl Syncer {
                 name.to_string_lossy()
             );
         }
-        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)
+        Ok(fd)
+    }
+
+    /// Apply `meta` to an existing entry (the "unchanged" path) unless its
+    /// inode has other names and would change: another name may lie outside
+    /// the tree (issue 23). False: nothing was changed; replace the entry.
+    fn apply_meta_unshared(
+        &self,
+        pfd: BorrowedFd,
+        name: &CStr,
+        kind: Kind,
+        meta: &Meta,
+    ) -> Result<bool> {
+        let fd = self.open_kind(pfd, name, kind)?;
+        let st = fs::fstat(&fd)?;
+        if st.st_nlink > 1 {
+            let path = fsops::proc_at(pfd, name);
+            let proc = fsops::proc_fd(fd.as_fd());
+            let x = match kind {
+                Kind::Symlink => XattrTarget::Path(&path),
+                _ => XattrTarget::Follow(&proc),
+            };
+            if !meta_is(&st, &x, kind, meta)? {
+                return Ok(false);
+            }
+        }
+        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)?;
+        Ok(true)
     }
 
     /// Remove an entry; a directory with all below it, never crossing into a
@@ -554,7 +924,15 @@ impl Syncer {
                 show(name.to_bytes())
             );
         }
-        let dfd = fsops::open_read(pfd, name, true)?;
+        let dfd = match fsops::open_read(pfd, name, true) {
+            Ok(fd) => fd,
+            // No longer a directory (a symlink now, say): the name goes.
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                return fs::unlinkat(pfd, name, AtFlags::empty())
+                    .with_context(|| format!("removing {}", show(name.to_bytes())));
+            }
+            Err(e) => return Err(e.into()),
+        };
         drop(self.empty_dir(dfd, 0)?);
         fs::unlinkat(pfd, name, AtFlags::REMOVEDIR)
             .with_context(|| format!("removing directory {}", show(name.to_bytes())))?;
@@ -595,9 +973,18 @@ impl Syncer {
         Ok(held.expect("held at the end"))
     }
 
-    /// Delete what the archive did not hold below `dir` (owned, given back;
-    /// below [`fsops::HELD_LEVELS`] let go of while a subdirectory is pruned).
-    fn prune(&mut self, dir: OwnedFd, rel: &[u8], depth: usize) -> Result<OwnedFd> {
+    /// Delete what the archive did not hold in `dir` (owned, given back;
+    /// below [`fsops::HELD_LEVELS`] let go of while a subdirectory is
+    /// pruned): `names` are the entries it holds there (None: none, below a
+    /// directory it does not hold). A directory it holds was pruned when the
+    /// restore left it.
+    fn prune(
+        &mut self,
+        dir: OwnedFd,
+        rel: &[u8],
+        depth: usize,
+        names: Option<&HashSet<Vec<u8>>>,
+    ) -> Result<OwnedFd> {
         let mut held = Some(dir);
         for (name, ftype) in fsops::list_dir_typed(held.as_ref().expect("held").as_fd())? {
             let dfd = held.as_ref().expect("held between entries");
@@ -615,7 +1002,7 @@ impl Syncer {
             if self.excluded(&path, dir_hint) {
                 continue;
             }
-            let seen = self.seen.contains(&path);
+            let seen = names.is_some_and(|n| n.contains(name.to_bytes()));
             // A seen entry that is not a directory needs no look: d_type says.
             if seen && ftype.is_some_and(|t| t != fs::FileType::Directory) {
                 continue;
@@ -640,7 +1027,14 @@ impl Syncer {
                 if is_dir && !self.opts.excludes.is_empty() {
                     // As rsync --delete: what the excludes protect below a
                     // deleted directory stays, and so does the directory.
-                    let sub = fsops::open_read(dir, &name, true)?;
+                    let sub = match fsops::open_read(dir, &name, true) {
+                        Ok(sub) => sub,
+                        Err(Errno::LOOP | Errno::NOTDIR | Errno::NOENT) => {
+                            self.changed(&path);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     self.prune_below(&mut held, sub, rel, &path, depth)?;
                     let dir = held.as_ref().expect("held after the subdirectory").as_fd();
                     match fs::unlinkat(dir, &name, AtFlags::REMOVEDIR) {
@@ -655,13 +1049,8 @@ impl Syncer {
                 self.remove(dir, &name, &st)
                     .with_context(|| format!("removing {}", show(&path)))?;
                 self.stats.deleted += 1;
-            } else if is_dir {
-                let sub = fsops::open_read(dir, &name, true)?;
-                if fs::fstat(&sub)?.st_dev != self.dev {
-                    continue;
-                }
-                self.prune_below(&mut held, sub, rel, &path, depth)?;
             }
+            // A directory the archive holds was pruned when it was done.
         }
         Ok(held.expect("held at the end"))
     }
@@ -681,7 +1070,7 @@ impl Syncer {
             sub,
             depth,
             || format!("returning to {}", show(rel)),
-            |sub| Ok(((), self.prune(sub, path, depth + 1)?)),
+            |sub| Ok(((), self.prune(sub, path, depth + 1, None)?)),
         )
     }
 
@@ -717,6 +1106,20 @@ impl Syncer {
         }
         Ok((false, held.expect("held at the end")))
     }
+}
+
+/// Whether the object (`st`, its xattrs through `x`) already has the
+/// archived owner, mode, xattrs and mtime: applying `meta` would change
+/// nothing.
+fn meta_is(st: &fs::Stat, x: &XattrTarget, kind: Kind, meta: &Meta) -> Result<bool> {
+    let mut want = meta.xattrs.clone();
+    want.sort();
+    Ok(st.st_uid == meta.uid
+        && st.st_gid == meta.gid
+        && (kind == Kind::Symlink || st.st_mode & 0o7777 == meta.mode)
+        && st.st_mtime == meta.mtime
+        && st.st_mtime_nsec as u32 == meta.mtime_nsec
+        && fsops::read_xattrs(x).context("reading xattrs")? == want)
 }
 
 /// Set owner, mode, xattrs and mtime on an object held by `fd`, changing

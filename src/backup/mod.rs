@@ -143,6 +143,10 @@ pub fn mkdir_private(p: &Path) -> Result<()> {
         .mode(0o700)
         .create(p)
         .with_context(|| format!("creating {}", p.display()))?;
+    // Root's alone (issue 23): a group inherited from a setgid parent, or
+    // any owner but root, could choose what root restores and runs.
+    std::os::unix::fs::chown(p, Some(0), Some(0))
+        .with_context(|| format!("chown root:root {}", p.display()))?;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 0700 {}", p.display()))
 }
@@ -205,6 +209,7 @@ pub fn build(
 ) -> Result<Summary> {
     let created_unix = fsutil::unix_now();
     let stamp = fsutil::backup_stamp(created_unix);
+    mkdir_private(staging)?;
     mkdir_private(&staging.join(layout::CLUSTER))?;
     let mut parts = Vec::new();
     let (pinned, undeployed) = os::write(host, tools)?;

@@ -58,7 +58,7 @@ pub fn write(
     for Source { name, node, top } in trees {
         let t = Instant::now();
         meter.phase(node);
-        let file = format!("{name}.tar.zst");
+        let file = crate::store::layout::archive(name);
         let stats = write_with_retries(top, &staging.join(&file), wopts, meter)?;
         fault::point(&format!("backup:{name}"));
         warn_about(node, &stats, warnings);
@@ -100,6 +100,10 @@ fn warn_about(node: &str, s: &TreeStats, warnings: &mut Vec<String>) {
         ("vanished during the backup", &s.vanished),
         ("kept changing while read (stored as last read)", &s.changed),
         ("are sockets (not stored)", &s.skipped_sockets),
+        (
+            "are sparse files larger than any node's disk (not stored)",
+            &s.skipped_sparse,
+        ),
     ] {
         if !list.is_empty() {
             warnings.push(format!(

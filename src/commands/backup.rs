@@ -69,6 +69,8 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
     }
     let tools = Tools::require(&req, &["rpm-ostree"])?;
     let dir = host.backup_dir();
+    // Nothing is read from or written into a dir someone else could change.
+    store::trust::require(&dir)?;
     // A recovery under way (the hub's Job pod may be started again during
     // one): nothing is touched. Checked before the lock, and after it.
     if let Some(rec) = store::recovery_record(&dir) {

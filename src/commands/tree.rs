@@ -56,6 +56,10 @@ pub fn render_archive(st: &TreeStats, out: &Path) -> String {
         ("vanished while read", &st.vanished),
         ("changed while read (stored as last read)", &st.changed),
         ("sockets not archived", &st.skipped_sockets),
+        (
+            "sparse files larger than any node's disk, not archived",
+            &st.skipped_sparse,
+        ),
     ] {
         if !list.is_empty() {
             s += &format!("{what}: {}\n", list.join(", "));
@@ -78,6 +82,10 @@ pub fn render_sync(st: &SyncStats, dir: &Path) -> String {
     for (what, list) in [
         ("mount points left alone", &st.skipped_mounts),
         ("device nodes not created", &st.skipped_devices),
+        (
+            "left alone: a directory on the way changed while restored",
+            &st.changed,
+        ),
         (
             "written without setuid/setgid bits or capabilities",
             &st.stripped,

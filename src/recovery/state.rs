@@ -62,6 +62,11 @@ pub enum State {
     OtherRunActive {
         pid: u32,
     },
+    /// The backup dir (or a dir above it, or a generation) is not root's
+    /// alone, or its lock is not a regular file: no command uses it.
+    BackupDirUnsafe {
+        problem: String,
+    },
 }
 
 /// The state, its sentence, the next step in a sentence, the command alone.
@@ -119,6 +124,23 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
         next,
         command: command.to_string(),
     };
+    let problem = crate::store::trust::problem(&dir).or_else(|| crate::store::lock::problem(&dir));
+    if let Some(problem) = problem {
+        // The fix is the first command the problem's text quotes.
+        let command = problem
+            .split('`')
+            .nth(1)
+            .unwrap_or("upgrade-recovery status")
+            .to_string();
+        return a(
+            State::BackupDirUnsafe {
+                problem: problem.clone(),
+            },
+            problem,
+            format!("`{command}`, then look again with `upgrade-recovery status`"),
+            &command,
+        );
+    }
     if let Some(crate::store::lock::Holder { pid, what, doing }) = crate::store::lock::holder(&dir)
     {
         let running_recovery = what == crate::store::lock::RESTORE

@@ -117,7 +117,7 @@ impl Tree {
     /// The archive as a blob (`archive`, `archive_bytes`, `sha256`).
     pub fn blob(&self) -> Blob {
         Blob {
-            file: self.archive.clone(),
+            file: crate::store::layout::archive(&self.name),
             size: self.stats.archive_bytes,
             sha256: self.stats.sha256.clone(),
         }
@@ -224,7 +224,7 @@ impl Manifest {
         for t in &self.trees {
             let expected = crate::store::layout::TREES
                 .iter()
-                .chain(&[("extras", "/")])
+                .chain(&[(crate::store::layout::EXTRAS, "/")])
                 .find(|(n, _)| *n == t.name)
                 .map(|(_, s)| *s);
             match expected {
@@ -244,6 +244,14 @@ impl Manifest {
             }
             let what = format!("tree {}", t.name);
             check_backup_name(&t.archive).with_context(|| what.clone())?;
+            let format_archive = crate::store::layout::archive(&t.name);
+            if t.archive != format_archive {
+                bail!(
+                    "{what} names the archive {:?}; the format's archive of {} is {format_archive}",
+                    short(&t.archive),
+                    t.name
+                );
+            }
             if let Some(r) = &t.resolved {
                 node_path(&what, r)?;
             }

@@ -21,6 +21,7 @@ pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
+pub mod trust;
 pub mod verify;
 
 use crate::util::error::Fail;
@@ -68,11 +69,29 @@ fn is_generation_name(n: &str) -> bool {
     n.starts_with(GEN_PREFIX) && !n.contains('/') && n != "." && n != ".."
 }
 
+/// Why the generation `name` of `dir` is not one: generations are real
+/// directories inside the backup dir, never a symlink (one out of the dir
+/// would have root read and run what another chose).
+fn not_a_generation(dir: &Path, name: &str) -> Option<String> {
+    let p = dir.join(name);
+    match lstat(&p) {
+        Some(md) if md.is_dir() => None,
+        Some(md) => Some(format!(
+            "the generation {} is a {}, not a directory inside {}",
+            p.display(),
+            file_kind(&md),
+            dir.display()
+        )),
+        None => Some(format!("the generation {} does not exist", p.display())),
+    }
+}
+
 /// What `dir` holds. Never changes anything.
 pub fn inspect(dir: &Path) -> Result<Kind> {
     if lstat(dir).is_none() {
         return Ok(Kind::Empty);
     }
+    trust::require(dir)?;
     let cur = dir.join(CURRENT);
     if lstat(&cur).is_some() {
         let target = std::fs::read_link(&cur)
@@ -83,6 +102,9 @@ pub fn inspect(dir: &Path) -> Result<Kind> {
                 "{} points to {name}, which is not a generation of this dir",
                 cur.display()
             )));
+        }
+        if let Some(why) = not_a_generation(dir, &name) {
+            return Ok(Kind::Damaged(why));
         }
         let m = dir.join(&name).join(MANIFEST);
         return Ok(match lstat(&m) {
@@ -168,7 +190,11 @@ pub fn generation_dir(dir: &Path, generation: Option<&str>) -> Result<PathBuf> {
     match generation {
         None => Ok(dir.to_path_buf()),
         Some(g) if is_generation_name(g) => {
+            trust::require(dir)?;
             let p = dir.join(g);
+            if let Some(why) = not_a_generation(dir, g) {
+                return Err(damaged(dir, &why).into());
+            }
             if !p.join(MANIFEST).is_file() {
                 return Err(Fail::Backup(format!(
                     "the generation {} that the recovery uses has no {MANIFEST}",
