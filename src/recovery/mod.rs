@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 mod bodies;
 pub mod checks;
+pub mod lifecycle;
 use crate::util::durable;
 pub mod selinux;
 pub mod state;
@@ -619,6 +620,16 @@ impl Ctx<'_> {
             started: self.j.started.clone(),
             backup_created: self.j.backup_created.clone(),
             steps: steps.len(),
+            generation: self.j.generation.clone(),
+            // The API is back at the end of the redeploy phase; if it
+            // does not answer, the record says so by its absence.
+            cluster_newest: crate::node::oc::cluster_version(
+                self.host,
+                &self.tools,
+                crate::node::oc::CLUSTER_VERSION_TIMEOUT,
+            )
+            .ok()
+            .and_then(|c| c.history.into_iter().next()),
         }
         .save(&self.dir)?;
         // Before the journal goes: a crash in between resumes and gets here.

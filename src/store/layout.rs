@@ -57,6 +57,9 @@ pub fn is_backup_data(name: &str) -> bool {
     name.ends_with(".tar.zst") || name == CLUSTER || name == IMAGES || name == EXCLUDE_LIST
 }
 
+/// The dirs of TALM's upgrade-recovery.sh backup (its `take_backup`).
+pub const TALM_DIRS: [&str; 4] = [CLUSTER, "etc", "local", "kubelet"];
+
 /// The trees of a backup: name (the archive is `<name>.tar.zst`), node path.
 pub const TREES: [(&str, &str); 3] = [
     ("etc", "/etc"),
