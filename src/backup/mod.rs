@@ -34,8 +34,14 @@ use std::time::{Duration, Instant};
 /// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
 /// documented entry point. It marks the run as started through the script, so
 /// that with no subcommand (no arguments, or only `--resume`, `--restart`,
-/// `--step`, `--force`) the binary runs `restore`, whatever its own name.
-pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
+/// `--step`, `--force`) the binary runs `restore`, whatever its own name;
+/// and it carries the backup's own dir (`UPGRADE_RECOVERY_DIR`, the default
+/// of `--dir`), so that a backup in another dir than /var/recovery recovers
+/// from itself.
+pub fn wrapper(dir: &Path) -> String {
+    let d = dir.display().to_string().replace('\'', "'\\''");
+    format!("#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nUPGRADE_RECOVERY_DIR=${{UPGRADE_RECOVERY_DIR:-'{d}'}}\nexport UPGRADE_RECOVERY_DIR\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,12 +154,13 @@ pub fn mkdir_private(p: &Path) -> Result<()> {
         .with_context(|| format!("chmod 0700 {}", p.display()))
 }
 
-/// Install the binary and the two-line wrapper into `dir`.
-pub fn install_self(dir: &Path) -> Result<()> {
+/// Install the binary and the wrapper (for the backup dir `node_dir`, as
+/// the node names it) into `dir`.
+pub fn install_self(dir: &Path, node_dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let exe = std::fs::read("/proc/self/exe").context("reading the running binary")?;
     fsutil::write_atomic(&dir.join(layout::BINARY), &exe, 0o700)?;
-    let sh = WRAPPER;
+    let sh = wrapper(node_dir);
     fsutil::write_atomic(&dir.join(layout::WRAPPER), sh.as_bytes(), 0o700)?;
     std::fs::set_permissions(
         dir.join(layout::WRAPPER),
@@ -238,7 +245,7 @@ pub fn build(
     }
     drop(progress);
 
-    install_self(staging)?;
+    install_self(staging, &host.dir)?;
     let m = Manifest {
         format: manifest::FORMAT,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),

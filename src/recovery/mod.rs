@@ -73,6 +73,8 @@ pub enum EtcdRestore {
 pub struct Options {
     pub resume: bool,
     pub restart: bool,
+    /// `--again`: recover again from a backup a recovery completed from.
+    pub again: bool,
     pub step: bool,
     pub force: bool,
     /// Restore the files even though another OS than the pinned one is active.
@@ -256,6 +258,23 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         }
         return Err(nothing_to_resume(host, &tools));
     }
+    if existing.is_none() && !legacy.exists() && !opts.again {
+        // A new recovery from a backup that a recovery already completed
+        // from, with no failed upgrade since (the lifecycle rule): it would
+        // put the old etcd snapshot back and lose every write since.
+        let os = ostree::read(host, &tools).ok();
+        let v = lifecycle::decide(&lifecycle::gather(
+            host,
+            &tools,
+            Some(lifecycle::taken(&m)),
+            Some(&m),
+            os,
+        ));
+        if v.recovered {
+            drop(lock);
+            return Err(already_recovered(host, &v));
+        }
+    }
     if let Some(j) = existing.as_ref() {
         let boot = host.boot_id().ok();
         if !(opts.resume || opts.restart || opts.force)
@@ -438,6 +457,18 @@ fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
         host.dir.display(),
         st.text,
         st.next
+    )
+}
+
+/// A new recovery from a backup a recovery already completed from: refused
+/// as `--resume` with nothing to resume is (exit 1, nothing changed), with
+/// the facts, and the flag that does it again on purpose.
+fn already_recovered(host: &Host, v: &lifecycle::Verdict) -> anyhow::Error {
+    anyhow::anyhow!(
+        "refusing to start a recovery: {}, and no upgrade failed since; a new recovery would put the backup's etcd snapshot back and lose every write since. Nothing was changed. The facts read:\n  {}\nNext: nothing to do; check the cluster with `oc get clusteroperators`. To recover from this backup again on purpose (every write since the last recovery is lost): `{}`",
+        v.reason,
+        v.facts.join("\n  "),
+        host.cmd("restore --again")
     )
 }
 
