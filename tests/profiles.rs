@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::recovery::diverge;
 use common::*;
 
 fn etcd_dump(sb: &Sandbox) -> String {
@@ -34,15 +35,6 @@ fn take_backup(sb: &Sandbox) -> Before {
         dir,
         keys: etcd_dump(sb),
     }
-}
-
-fn diverge(sb: &Sandbox, n: u32) {
-    sb.sh(&format!(
-        r#"cd $ROOT; echo upgraded-{n} >> etc/hostname; echo tool > var/usrlocal/bin/new-tool-{n}
-echo '{{"kind":"X"}}' > var/lib/kubelet/config.json"#
-    ));
-    sb.etcdctl(&format!("put /upgrade/key-{n} v"));
-    sb.etcdctl("del /kubernetes.io/configmaps/openshift-config/sandbox-2");
 }
 
 fn restore(sb: &Sandbox, resume: bool, crash_at: Option<&str>) -> (Option<i32>, String, String) {
@@ -96,10 +88,11 @@ fn end_to_end(profile: &str) {
     let out = finish(&sb, profile);
     check(&sb, &before, profile);
     // rhcos has cluster-restore.sh: the default etcd restore uses it.
-    let script = sb.root().join("etc/kubernetes/manifests/etcd-pod.yaml");
-    let by_script = std::fs::read_to_string(script)
-        .unwrap()
-        .contains("55aed6ab-58f5-4ae2-bf1c-54be36669b8a");
+    // (the script keeps the manifests it stopped aside)
+    let by_script = sb
+        .root()
+        .join("home/core/assets/manifests-stopped/kube-apiserver-pod.yaml")
+        .exists();
     assert_eq!(by_script, profile == "rhcos", "{out}");
 }
 
@@ -131,49 +124,12 @@ fn crash_and_resume(profile: &str) {
     }
 }
 
-/// The hub's Job with exactly its mounts (packaging/backup-agent-job.yaml):
-/// `/host` an empty dir, then only the listed host paths, read-only where
-/// the Job has them read-only, the host's real /proc; the userland is this
-/// machine's (the sandbox node has none). Then `launchBackup`.
+/// The hub's Job with exactly its mounts ([`job_script`]).
 fn job(profile: &str) {
     let sb = Sandbox::with_profile(profile);
     let t = TempDir::new("jobhost");
     let jail = t.path().join("host");
-    let script = format!(
-        r#"J={j}; SB={sb}; mkdir -p "$J"
-exec unshare -m --propagation private bash -euc '
-J=$0; R=$1/root; SB=$1; BIN=$2
-mount -t tmpfs -o mode=0755 tmpfs "$J"
-m() {{ # src dst [ro]
-  [ -e "$1" ] || return 0
-  if [ -d "$1" ]; then mkdir -p "$J$2"; else mkdir -p "$(dirname "$J$2")"; touch "$J$2"; fi
-  mount --rbind "$1" "$J$2"
-  [ "${{3:-}}" = ro ] && mount -o remount,bind,ro "$J$2"
-  return 0
-}}
-mkdir -p "$R/var/tmp" "$R/var/recovery" "$R/tmp"
-m "$R/boot" /boot ro
-m /dev/log /dev/log
-m "$R/etc" /etc
-mkdir -p "$J/proc"; mount -t proc proc "$J/proc"
-m "$R/run" /run
-m "$R/sysroot" /sysroot
-m "$R/tmp" /tmp
-m /usr/bin /usr/bin ro; m /usr/lib /usr/lib ro; m /usr/lib64 /usr/lib64 ro; m /usr/libexec /usr/libexec ro
-m "$R/usr/local" /usr/local ro
-m /usr/share/containers /usr/share/containers ro
-m "$R/var/lib" /var/lib
-m "$R/var/recovery" /var/recovery
-m "$R/var/tmp" /var/tmp
-m /sys/fs/cgroup /sys/fs/cgroup ro
-# The node programs the shims stand for, at the same path as outside.
-m "$SB" "$SB"
-PATH="$SB/ctl/bin:/usr/bin" exec "$BIN" launchBackup --host-dir "$J" --min-free 0
-' "$J" "$SB" {bin}"#,
-        j = q(&jail),
-        sb = q(sb.dir.path()),
-        bin = q(&binary()),
-    );
+    let script = job_script(&sb, &jail, "");
     let out = std::process::Command::new("bash")
         .args(["-c", &script])
         .output()

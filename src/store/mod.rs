@@ -308,7 +308,7 @@ fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
-        if [LOCK, JOURNAL, LEGACY_PROGRESS].contains(&n.as_str()) {
+        if [LOCK, JOURNAL, LEGACY_PROGRESS, LAST_RECOVERY].contains(&n.as_str()) {
             continue;
         }
         let is_link = lstat(&e.path()).is_some_and(|m| m.file_type().is_symlink());
@@ -415,7 +415,7 @@ fn convert_flat(dir: &Path) -> Result<String> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
-        if [LOCK, JOURNAL, LEGACY_PROGRESS, CURRENT].contains(&n.as_str())
+        if [LOCK, JOURNAL, LEGACY_PROGRESS, LAST_RECOVERY, CURRENT].contains(&n.as_str())
             || n.starts_with(GEN_PREFIX)
             || is_temporary(&n)
         {
@@ -559,7 +559,7 @@ pub fn remove_current(dir: &Path) -> Result<()> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
-        if ![LOCK, JOURNAL, LEGACY_PROGRESS].contains(&n.as_str()) {
+        if ![LOCK, JOURNAL, LEGACY_PROGRESS, LAST_RECOVERY].contains(&n.as_str()) {
             remove_entry(&e.path())?;
         }
     }

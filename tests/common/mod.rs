@@ -257,3 +257,47 @@ impl Drop for Sandbox {
             .status();
     }
 }
+
+/// The hub's Job with exactly its mounts (packaging/backup-agent-job.yaml,
+/// cluster-group-upgrades-operator `controllers/templates/backup-templates.go`):
+/// `/host` an empty dir, then only the listed host paths, read-only where
+/// the Job has them read-only, the host's real /proc; the userland is this
+/// machine's (the sandbox node has none). Then `launchBackup` with `args`.
+/// A bash script for `bash -c`.
+pub fn job_script(sb: &Sandbox, jail: &Path, args: &str) -> String {
+    format!(
+        r#"J={j}; SB={sb}; mkdir -p "$J"
+exec unshare -m --propagation private bash -euc '
+J=$0; R=$1/root; SB=$1; BIN=$2
+mount -t tmpfs -o mode=0755 tmpfs "$J"
+m() {{ # src dst [ro]
+  [ -e "$1" ] || return 0
+  if [ -d "$1" ]; then mkdir -p "$J$2"; else mkdir -p "$(dirname "$J$2")"; touch "$J$2"; fi
+  mount --rbind "$1" "$J$2"
+  [ "${{3:-}}" = ro ] && mount -o remount,bind,ro "$J$2"
+  return 0
+}}
+mkdir -p "$R/var/tmp" "$R/var/recovery" "$R/tmp"
+m "$R/boot" /boot ro
+m /dev/log /dev/log
+m "$R/etc" /etc
+mkdir -p "$J/proc"; mount -t proc proc "$J/proc"
+m "$R/run" /run
+m "$R/sysroot" /sysroot
+m "$R/tmp" /tmp
+m /usr/bin /usr/bin ro; m /usr/lib /usr/lib ro; m /usr/lib64 /usr/lib64 ro; m /usr/libexec /usr/libexec ro
+m "$R/usr/local" /usr/local ro
+m /usr/share/containers /usr/share/containers ro
+m "$R/var/lib" /var/lib
+m "$R/var/recovery" /var/recovery
+m "$R/var/tmp" /var/tmp
+m /sys/fs/cgroup /sys/fs/cgroup ro
+# The node programs the shims stand for, at the same path as outside.
+m "$SB" "$SB"
+PATH="$SB/ctl/bin:/usr/bin" exec "$BIN" launchBackup --host-dir "$J" --min-free 0 {args}
+' "$J" "$SB" {bin}"#,
+        j = q(jail),
+        sb = q(sb.dir.path()),
+        bin = q(&binary()),
+    )
+}

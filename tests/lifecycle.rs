@@ -1,0 +1,183 @@
+//! A node's life through the hub's Job (issue 22): a node backed up by
+//! TALM's upgrade-recovery.sh; three successful upgrades with the Job before
+//! each; a failed upgrade and the Job again (refused, the backup kept);
+//! the OS rollback and the Job again (refused); the recovery (the node
+//! equals the last good backup); the wrapper again (nothing changes); the
+//! Job again. Profile-parameterised: `rhcos` and `minimal` here, and any
+//! profile `scripts/sandbox.sh create --profile` makes (UR_LIFECYCLE_PROFILES,
+//! comma-separated, runs others the same way).
+
+mod common;
+
+use common::recovery::{capture, check_restored, diverge, finish};
+use common::*;
+
+/// TALM's backup as its script leaves it (cluster-group-upgrades-operator
+/// `recovery/bindata/upgrade-recovery.sh`, `take_backup`): the OS reduced
+/// to the booted deployment, pinned (`ostree admin undeploy 1` until it
+/// fails, `ostree admin pin 0`), then `cluster/` from cluster-backup.sh,
+/// `etc.exclude.list`, `cp -Ra` copies `etc/`, `local/`, `kubelet/`,
+/// `extras.tgz`, and the script itself.
+fn talm_backup(sb: &Sandbox) {
+    sb.sh(
+        r#"S=$ROOT/sysroot; while ostree admin --sysroot=$S undeploy 1 >/dev/null 2>&1; do :; done
+ostree admin --sysroot=$S pin 0 >/dev/null
+D=$ROOT/var/recovery; mkdir -p $D/cluster; chmod 0700 $D
+head -c 8192 /dev/urandom > $D/cluster/snapshot_2024-05-14_165400__POSSIBLY_DIRTY__.db
+tar -czf $D/cluster/static_kuberesources_2024-05-14_165400__POSSIBLY_DIRTY__.tar.gz -C $ROOT/etc/kubernetes static-pod-resources/etcd-certs
+printf '.updated\nkubernetes/manifests\n' > $D/etc.exclude.list
+cp -Ra $ROOT/etc $D/etc; cp -Ra $ROOT/var/usrlocal $D/local; cp -Ra $ROOT/var/lib/kubelet $D/kubelet
+tar -czf $D/extras.tgz -C $ROOT etc/hostname
+printf '#!/bin/bash\n# TALM upgrade-recovery.sh (stand-in)\necho "TALM script $*"\n' > $D/upgrade-recovery.sh; chmod 0755 $D/upgrade-recovery.sh"#,
+    );
+}
+
+/// Run the Job; (exit code, stdout + stderr).
+fn job(sb: &Sandbox) -> (i32, String) {
+    let t = TempDir::new("jobhost");
+    let out = std::process::Command::new("bash")
+        .args(["-c", &job_script(sb, &t.path().join("host"), "")])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The deployments `ostree admin status` lists.
+fn deployments(sb: &Sandbox) -> usize {
+    sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+        .lines()
+        .filter(|l| l.starts_with("* ") || l.starts_with("  ") && !l.starts_with("    "))
+        .count()
+}
+
+/// A cluster upgrade recorded in the ClusterVersion (Completed or Partial)
+/// with its new OS deployed and booted.
+fn upgrade(sb: &Sandbox, version: &str, os: &str, state: &str) {
+    let d = q(sb.dir.path());
+    let p = q(&project());
+    sh(&format!(
+        "{p}/scripts/sandbox.sh cluster-upgrade {d} {version} {state} >/dev/null; {p}/scripts/sandbox.sh upgrade-os {d} {os} >/dev/null"
+    ));
+    sb.reboot();
+}
+
+fn manifest_sum(sb: &Sandbox) -> String {
+    sb.sh("sha256sum < $ROOT/var/recovery/manifest.json")
+}
+
+fn life(profile: &str) {
+    let sb = Sandbox::with_profile(profile);
+    talm_backup(&sb);
+    let (code, out, err) = sb.run(&["status"]);
+    assert_eq!(code, 0, "{profile}: {out}{err}");
+    assert!(
+        out.contains("a backup taken by TALM's upgrade-recovery.sh on")
+            && out.contains("recover with that script (`/var/recovery/upgrade-recovery.sh` of that backup)")
+            && !out.contains("DAMAGED"),
+        "{profile}: {out}"
+    );
+    // Three successful upgrades, the Job before each.
+    for n in 1..=3 {
+        let (code, out) = job(&sb);
+        assert_eq!(code, 0, "{profile}: Job before upgrade {n}: {out}");
+        assert!(deployments(&sb) <= 2, "{profile}: Job {n}: {}", sb.sh("ostree admin --sysroot=$ROOT/sysroot status"));
+        let (code, v, verr) = sb.run(&["verify"]);
+        assert_eq!(code, 0, "{profile}: verify after Job {n}: {v}{verr}");
+        if n == 1 {
+            // TALM's files went after the switch; its script is our wrapper now.
+            for gone in ["etc", "local", "kubelet", "extras.tgz"] {
+                assert!(
+                    !sb.root().join("var/recovery").join(gone).exists(),
+                    "{profile}: {gone} of TALM's backup is still there"
+                );
+            }
+            let w = std::fs::read_to_string(sb.root().join("var/recovery/upgrade-recovery.sh")).unwrap();
+            assert!(w.contains("UPGRADE_RECOVERY_DIR"), "{w}");
+        }
+        upgrade(&sb, &format!("4.16.{n}"), &format!("416.94.20240{n}010000-0"), "Completed");
+        assert!(deployments(&sb) <= 3);
+    }
+    let (code, out) = job(&sb);
+    assert_eq!(code, 0, "{profile}: Job before the failed upgrade: {out}");
+    assert!(deployments(&sb) <= 2, "{profile}");
+    let before = capture(&sb);
+    let kept = manifest_sum(&sb);
+
+    // A failed upgrade: the Job refuses and keeps the backup.
+    upgrade(&sb, "4.17.0", "417.94.202411010000-0", "Partial");
+    diverge(&sb, 1);
+    let (code, out) = job(&sb);
+    assert_eq!(code, 1, "{profile}: Job after the failed upgrade: {out}");
+    assert!(
+        out.contains("the upgrade to 4.17.0 (Partial") && out.contains("--replace-backup"),
+        "{profile}: {out}"
+    );
+    assert_eq!(manifest_sum(&sb), kept, "{profile}: the backup changed");
+
+    // The OS rolled back and booted: the Job still refuses.
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{profile}: rollback: {out}{err}");
+    sb.reboot();
+    let (code, out) = job(&sb);
+    assert_eq!(code, 1, "{profile}: Job after the rollback: {out}");
+    assert_eq!(manifest_sum(&sb), kept, "{profile}: the backup changed");
+    let (_, st, _) = sb.run(&["status"]);
+    assert!(st.contains("no recovery has completed since"), "{profile}: {st}");
+
+    // The recovery: the node equals the last good backup.
+    finish(&sb, profile);
+    check_restored(&sb, &before, profile);
+
+    // The bare wrapper again: refused, nothing changes.
+    sb.etcdctl("put /after/recovery kept");
+    let out = std::process::Command::new(sb.root().join("var/recovery/upgrade-recovery.sh"))
+        .arg("--root")
+        .arg(sb.root())
+        .env("PATH", sb.path_env())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{profile}: the wrapper again: {err}");
+    assert!(err.contains("restore --again"), "{profile}: {err}");
+    assert!(!sb.root().join("var/recovery/journal.json").exists());
+    assert!(
+        sb.etcdctl("get /after/recovery --print-value-only").contains("kept"),
+        "{profile}: the key written after the recovery is gone"
+    );
+
+    // The Job again: a recovery completed after the failed upgrade.
+    let (code, out) = job(&sb);
+    assert_eq!(code, 0, "{profile}: Job after the recovery: {out}");
+    assert!(deployments(&sb) <= 2, "{profile}");
+    assert_ne!(manifest_sum(&sb), kept);
+}
+
+#[test]
+fn a_nodes_life_on_rhcos() {
+    life("rhcos");
+}
+
+#[test]
+fn a_nodes_life_on_minimal() {
+    life("minimal");
+}
+
+/// Other profiles by name (e.g. after the rhcos layout changes):
+/// `UR_LIFECYCLE_PROFILES=rhcos,default cargo test --test lifecycle -- --ignored`.
+#[test]
+#[ignore]
+fn a_nodes_life_on_the_named_profiles() {
+    for p in std::env::var("UR_LIFECYCLE_PROFILES")
+        .unwrap_or_else(|_| "default".into())
+        .split(',')
+    {
+        life(p.trim());
+    }
+}
