@@ -194,3 +194,106 @@ fn a_nodes_life_on_the_named_profiles() {
         life(p.trim());
     }
 }
+
+/// `PATH` with an `oc` that answers as the real one does when the API
+/// server is down, before the shims.
+fn api_down(sb: &Sandbox) -> String {
+    let dir = sb.ctl().join("api-down");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("oc"),
+        "#!/bin/sh\necho 'The connection to the server api.sno.example.com:6443 was refused - did you specify the right host or port?' >&2\nexit 1\n",
+    )
+    .unwrap();
+    sh(&format!("chmod +x {}", q(&dir.join("oc"))));
+    format!("{}:{}", dir.display(), sb.path_env())
+}
+
+/// After a completed upgrade, with the API down (or its ClusterVersion
+/// absent or malformed) the rule cannot see that the upgrade completed: it
+/// falls back to the deployments (another OS booted, the pinned one still
+/// deployed), refuses and says so; with the API back the backup replaces
+/// the old one and the old pinned deployment goes.
+#[test]
+fn without_the_api_the_deployments_decide_and_say_so() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let kept = manifest_sum(&sb);
+    upgrade(&sb, "4.16.1", "416.94.202401010000-0", "Completed");
+    let cv = sb.ctl().join("state/objects/clusterversions/_/version.json");
+    let good = std::fs::read(&cv).unwrap();
+    let down = api_down(&sb);
+    for (what, fact) in [
+        ("down", "was refused"),
+        ("absent", "(NotFound)"),
+        ("malformed", "malformed JSON"),
+    ] {
+        let mut c = sb.command(&["backup", "--min-free", "0"]);
+        match what {
+            "down" => {
+                c.env("PATH", &down);
+            }
+            "absent" => std::fs::remove_file(&cv).unwrap(),
+            _ => std::fs::write(&cv, "{\"status\": ").unwrap(),
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("the cluster's API did not answer")
+                && err.contains(fact)
+                && err.contains("decided from the OS deployments")
+                && err.contains("--replace-backup"),
+            "{what}: {err}"
+        );
+        assert_eq!(manifest_sum(&sb), kept, "{what}");
+        std::fs::write(&cv, &good).unwrap();
+    }
+    assert_eq!(deployments(&sb), 2);
+    let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("undeployed rhcos"), "{out}");
+    assert_eq!(deployments(&sb), 1, "the old pinned deployment went");
+    let (_, st, _) = sb.run(&["status"]);
+    assert!(st.contains("Next backup: replaces this one: no upgrade started after the backup"), "{st}");
+}
+
+/// A backup in another dir than the default: plain `status` does not send
+/// the admin to a backup that would undeploy its pinned OS; it names the
+/// other dir, whose own wrapper works on it. A backup in the default dir
+/// keeps that pinned deployment.
+#[test]
+fn a_backup_in_another_dir_is_named_and_its_pin_kept() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["--dir", "/var/recovery2", "backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    upgrade(&sb, "4.17.0", "417.94.202411010000-0", "Partial");
+    let (code, out, err) = sb.run(&["status", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["state"]["state"], "no-backup", "{st:#}");
+    assert!(
+        st["state_text"].as_str().unwrap().contains("is pinned: a backup in another dir"),
+        "{st:#}"
+    );
+    assert_eq!(st["next_command"], "upgrade-recovery --dir /var/recovery2 status");
+    // The other dir's wrapper recovers from its own dir.
+    let out = std::process::Command::new(sb.root().join("var/recovery2/upgrade-recovery.sh"))
+        .args(["--root".as_ref(), sb.root().as_os_str(), "status".as_ref(), "--output".as_ref(), "json".as_ref()])
+        .env("PATH", sb.path_env())
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["backup"]["dir"], "/var/recovery2", "{st:#}");
+    assert_eq!(st["backup"]["exists"], true, "{st:#}");
+    assert_eq!(st["next_command"], "upgrade-recovery --dir /var/recovery2 rollback --reboot", "{st:#}");
+    // A backup in the default dir keeps the other backup's pinned OS.
+    let pinned = || sb.sh("ostree admin --sysroot=$ROOT/sysroot status | grep -c 'Pinned: yes' || true");
+    assert_eq!(pinned().trim(), "1");
+    let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("warning: kept rhcos"), "{out}");
+    assert_eq!(deployments(&sb), 2);
+    assert_eq!(pinned().trim(), "2");
+}

@@ -148,6 +148,20 @@ fn lifecycle_check(host: &Host, opts: &Options, tools: &Tools, kind: &Kind) -> R
         _ => m.as_ref().map(lifecycle::taken),
     };
     let os = ostree::read(host, tools)?;
+    // The way back, from where the node stands: the pinned OS booted, or not.
+    let pinned_booted = match m.as_ref().and_then(|m| m.deployment.as_ref()) {
+        Some(p) => os.active().is_some_and(|a| a.is(&p.id())),
+        None => os.active().is_some_and(|a| a.pinned),
+    };
+    let way_back = if pinned_booted {
+        format!("recover the cluster to the backup: `{}`", host.cmd("restore"))
+    } else {
+        format!(
+            "roll the OS back first: `{}`; after the reboot, `{}`",
+            host.cmd("rollback --reboot"),
+            host.cmd("restore")
+        )
+    };
     let facts = lifecycle::gather(host, tools, taken, m.as_ref(), Some(os));
     let v = lifecycle::decide(&facts);
     for f in &v.facts {
@@ -164,12 +178,11 @@ fn lifecycle_check(host: &Host, opts: &Options, tools: &Tools, kind: &Kind) -> R
     }
     if !v.may_replace && !opts.replace_backup {
         return Err(anyhow::anyhow!(
-            "refusing to take a backup: {}. Nothing was changed: the backup in {} stays. The facts read:\n{}\nNext: to go back to the backup, `{}` names the step (the OS rollback, then `{}`). If this node is the new baseline on purpose, replace the backup with `{}`",
+            "refusing to take a backup: {}. Nothing was changed: the backup in {} stays. The facts read:\n{}\nNext: if the upgrade failed, {way_back} (`{}` shows where the node stands). If this node is the new baseline on purpose, replace the backup with `{}`",
             v.reason,
             host.dir.display(),
             facts_text(),
             host.cmd("status"),
-            host.cmd("restore"),
             host.cmd("backup --replace-backup")
         ));
     }

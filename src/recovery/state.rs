@@ -155,8 +155,8 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
                     "a recovery is running now (pid {pid}){}",
                     doing.map(|d| format!(": {d}")).unwrap_or_default()
                 ),
-                "let it run; follow it with `journalctl -t upgrade-recovery -f`, or look again with `upgrade-recovery status`".into(),
-                "upgrade-recovery status",
+                format!("let it run; follow it with `journalctl -t upgrade-recovery -f`, or look again with `{}`", host.cmd("status")),
+                &host.cmd("status"),
             );
         }
         return a(
@@ -166,8 +166,8 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
                 doing.map(|d| format!(", {d}")).unwrap_or_default(),
                 host.dir.join(crate::store::lock::FILE).display()
             ),
-            "wait for it to end, then look again with `upgrade-recovery status`".into(),
-            "upgrade-recovery status",
+            format!("wait for it to end, then look again with `{}`", host.cmd("status")),
+            &host.cmd("status"),
         );
     }
     match Journal::load(&dir) {
@@ -177,8 +177,8 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
                     error: format!("{e:#}"),
                 },
                 "a recovery was under way but its journal cannot be read".into(),
-                "start the recovery over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
-                "upgrade-recovery restore --restart",
+                format!("start the recovery over with `{}` (every step is safe to run again)", host.cmd("restore --restart")),
+                &host.cmd("restore --restart"),
             )
         }
         Ok(Some(j)) => {
@@ -239,8 +239,8 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
                 "{} shows a recovery started by the old upgrade-recovery.sh",
                 legacy.display()
             ),
-            "start it over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
-            "upgrade-recovery restore --restart",
+            format!("start it over with `{}` (every step is safe to run again)", host.cmd("restore --restart")),
+            &host.cmd("restore --restart"),
         );
     }
     let cur = match crate::store::inspect(&dir) {
@@ -330,8 +330,8 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
                         "the pinned deployment is booted, but the next boot would start {}: a reboot (the recovery makes one) would leave it",
                         d.short()
                     ),
-                    "make the pinned deployment the default with `upgrade-recovery rollback` (no reboot needed), then, if the upgrade failed, `upgrade-recovery restore`".into(),
-                    "upgrade-recovery rollback",
+                    format!("make the pinned deployment the default with `{}` (no reboot needed), then, if the upgrade failed, `{}`", host.cmd("rollback"), host.cmd("restore")),
+                    &host.cmd("rollback"),
                 )
             }
             None => return ready(host, last, verdict),
@@ -347,7 +347,7 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
                 "the OS rollback is done: the pinned deployment is the next default, but {} is still booted",
                 active.short()
             ),
-            "reboot into it (`systemctl reboot`), then run `upgrade-recovery restore`".into(),
+            format!("reboot into it (`systemctl reboot`), then run `{}`", host.cmd("restore")),
             "systemctl reboot",
         );
     }
@@ -360,8 +360,8 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
             "another OS than the one of the backup is booted ({}; the backup pinned {pinned_name}): the upgrade changed the OS",
             active.short()
         ),
-        "if the upgrade failed, roll the OS back first: `upgrade-recovery rollback --reboot`; after the reboot, `upgrade-recovery restore`".into(),
-        "upgrade-recovery rollback --reboot",
+        format!("if the upgrade failed, roll the OS back first: `{}`; after the reboot, `{}`", host.cmd("rollback --reboot"), host.cmd("restore")),
+        &host.cmd("rollback --reboot"),
     )
 }
 
@@ -370,10 +370,12 @@ fn damaged(host: &Host, problem: String) -> Assessment {
         text: format!("the backup in {} is damaged: {problem}", host.dir.display()),
         state: State::BackupDamaged { problem },
         next: format!(
-            "do not restore from it. `upgrade-recovery verify` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `upgrade-recovery verify`), or copy intact files out with `upgrade-recovery extract PATH --to DIR`",
-            host.dir.display()
+            "do not restore from it. `{verify}` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `{verify}`), or copy intact files out with `{}`",
+            host.dir.display(),
+            host.cmd("extract PATH --to DIR"),
+            verify = host.cmd("verify")
         ),
-        command: "upgrade-recovery verify".into(),
+        command: host.cmd("verify"),
     }
 }
 
