@@ -258,7 +258,11 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         }
         return Err(nothing_to_resume(host, &tools));
     }
-    if existing.is_none() && !legacy.exists() && !opts.again {
+    // (Only a backup with a completed recovery can be "recovered": the API
+    // is asked only then.)
+    let recovered_once = crate::store::journal::LastRecovery::load(&dir)
+        .is_some_and(|l| l.backup_created == m.created);
+    if existing.is_none() && !legacy.exists() && !opts.again && recovered_once {
         // A new recovery from a backup that a recovery already completed
         // from, with no failed upgrade since (the lifecycle rule): it would
         // put the old etcd snapshot back and lose every write since.

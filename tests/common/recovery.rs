@@ -53,8 +53,19 @@ pub fn capture(sb: &Sandbox) -> Before {
     }
 }
 
+/// Record the failed cluster upgrade `4.17.<n>` (a Partial ClusterVersion
+/// history entry): what makes a recovery due for the lifecycle rule.
+pub fn record_failed_upgrade(sb: &Sandbox, n: u32) {
+    sh(&format!(
+        "{}/scripts/sandbox.sh cluster-upgrade {} 4.17.{n} Partial >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+}
+
 /// Change, add and delete in every tree and the extras, and in etcd.
 pub fn upgrade(sb: &Sandbox, n: u32) {
+    record_failed_upgrade(sb, n);
     sb.sh(&format!(
         r#"cd $ROOT
 echo upgraded-{n} >> etc/hostname; echo new > etc/new-in-upgrade-{n}; rm -f etc/kubernetes/kubelet.conf; chmod 0600 etc/tmpfiles.d/sandbox.conf
@@ -73,6 +84,7 @@ echo extra=2 > opt/sandbox/tool.conf"#
 /// A failed upgrade's changes that every profile has: /etc, /usr/local,
 /// kubelet, etcd.
 pub fn diverge(sb: &Sandbox, n: u32) {
+    record_failed_upgrade(sb, n);
     sb.sh(&format!(
         r#"cd $ROOT; echo upgraded-{n} >> etc/hostname; echo tool > var/usrlocal/bin/new-tool-{n}
 echo '{{"kind":"X"}}' > var/lib/kubelet/config.json"#
