@@ -83,7 +83,10 @@ fn check(sb: &Sandbox, before: &str, restore: &str) {
         // redeploy's rollout installed a revision's manifest (the oc shim's
         // installer), as the etcd operator's does.
         let etcd = manifest(sb, "etcd-pod.yaml");
-        assert!(!etcd.contains(RESTORE_POD_UID) && etcd.contains("static-pod-resources/etcd-pod-"), "{etcd}");
+        assert!(
+            !etcd.contains(RESTORE_POD_UID) && etcd.contains("static-pod-resources/etcd-pod-"),
+            "{etcd}"
+        );
         assert!(sb
             .root()
             .join("home/core/assets/manifests-stopped/kube-apiserver-pod.yaml")

@@ -344,10 +344,15 @@ fn a_backup_after_a_failed_upgrade_refuses_unless_told_to_replace() {
     assert_eq!((dcode, derr.as_str()), (code, err.as_str()), "{dout}");
     assert_eq!(dout, "");
     assert!(
-        err.contains("the upgrade to 4.17.0 (Partial") && err.contains("did not complete") && err.contains("--replace-backup"),
+        err.contains("the upgrade to 4.17.0 (Partial")
+            && err.contains("did not complete")
+            && err.contains("--replace-backup"),
         "{err}"
     );
-    assert!(err.contains("`upgrade-recovery rollback --reboot`"), "{err}");
+    assert!(
+        err.contains("`upgrade-recovery rollback --reboot`"),
+        "{err}"
+    );
     assert_eq!(
         sb.sh("sha256sum $ROOT/var/recovery/manifest.json"),
         manifest

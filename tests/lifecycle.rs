@@ -79,7 +79,9 @@ fn life(profile: &str) {
     assert_eq!(code, 0, "{profile}: {out}{err}");
     assert!(
         out.contains("a backup taken by TALM's upgrade-recovery.sh on")
-            && out.contains("recover with that script (`/var/recovery/upgrade-recovery.sh` of that backup)")
+            && out.contains(
+                "recover with that script (`/var/recovery/upgrade-recovery.sh` of that backup)"
+            )
             && !out.contains("DAMAGED"),
         "{profile}: {out}"
     );
@@ -87,7 +89,11 @@ fn life(profile: &str) {
     for n in 1..=3 {
         let (code, out) = job(&sb);
         assert_eq!(code, 0, "{profile}: Job before upgrade {n}: {out}");
-        assert!(deployments(&sb) <= 2, "{profile}: Job {n}: {}", sb.sh("ostree admin --sysroot=$ROOT/sysroot status"));
+        assert!(
+            deployments(&sb) <= 2,
+            "{profile}: Job {n}: {}",
+            sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+        );
         let (code, v, verr) = sb.run(&["verify"]);
         assert_eq!(code, 0, "{profile}: verify after Job {n}: {v}{verr}");
         if n == 1 {
@@ -98,10 +104,16 @@ fn life(profile: &str) {
                     "{profile}: {gone} of TALM's backup is still there"
                 );
             }
-            let w = std::fs::read_to_string(sb.root().join("var/recovery/upgrade-recovery.sh")).unwrap();
+            let w = std::fs::read_to_string(sb.root().join("var/recovery/upgrade-recovery.sh"))
+                .unwrap();
             assert!(w.contains("UPGRADE_RECOVERY_DIR"), "{w}");
         }
-        upgrade(&sb, &format!("4.16.{n}"), &format!("416.94.20240{n}010000-0"), "Completed");
+        upgrade(
+            &sb,
+            &format!("4.16.{n}"),
+            &format!("416.94.20240{n}010000-0"),
+            "Completed",
+        );
         assert!(deployments(&sb) <= 3);
     }
     let (code, out) = job(&sb);
@@ -133,7 +145,10 @@ fn life(profile: &str) {
             q(sb.dir.path())
         ));
         let (code, out, err) = sb.run(&["rollback"]);
-        assert_eq!(code, 0, "{profile}: rollback from the pinned entry: {out}{err}");
+        assert_eq!(
+            code, 0,
+            "{profile}: rollback from the pinned entry: {out}{err}"
+        );
     } else {
         assert_eq!(code, 0, "{profile}: rollback: {out}{err}");
     }
@@ -142,7 +157,10 @@ fn life(profile: &str) {
     assert_eq!(code, 1, "{profile}: Job after the rollback: {out}");
     assert_eq!(manifest_sum(&sb), kept, "{profile}: the backup changed");
     let (_, st, _) = sb.run(&["status"]);
-    assert!(st.contains("no recovery has completed since"), "{profile}: {st}");
+    assert!(
+        st.contains("no recovery has completed since"),
+        "{profile}: {st}"
+    );
 
     // The recovery: the node equals the last good backup.
     finish(&sb, profile);
@@ -157,11 +175,16 @@ fn life(profile: &str) {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{profile}: the wrapper again: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{profile}: the wrapper again: {err}"
+    );
     assert!(err.contains("restore --again"), "{profile}: {err}");
     assert!(!sb.root().join("var/recovery/journal.json").exists());
     assert!(
-        sb.etcdctl("get /after/recovery --print-value-only").contains("kept"),
+        sb.etcdctl("get /after/recovery --print-value-only")
+            .contains("kept"),
         "{profile}: the key written after the recovery is gone"
     );
 
@@ -221,7 +244,9 @@ fn without_the_api_the_deployments_decide_and_say_so() {
     assert_eq!(code, 0, "{err}");
     let kept = manifest_sum(&sb);
     upgrade(&sb, "4.16.1", "416.94.202401010000-0", "Completed");
-    let cv = sb.ctl().join("state/objects/clusterversions/_/version.json");
+    let cv = sb
+        .ctl()
+        .join("state/objects/clusterversions/_/version.json");
     let good = std::fs::read(&cv).unwrap();
     let down = api_down(&sb);
     for (what, fact) in [
@@ -256,7 +281,10 @@ fn without_the_api_the_deployments_decide_and_say_so() {
     assert!(out.contains("undeployed rhcos"), "{out}");
     assert_eq!(deployments(&sb), 1, "the old pinned deployment went");
     let (_, st, _) = sb.run(&["status"]);
-    assert!(st.contains("Next backup: replaces this one: no upgrade started after the backup"), "{st}");
+    assert!(
+        st.contains("Next backup: replaces this one: no upgrade started after the backup"),
+        "{st}"
+    );
 }
 
 /// A backup in another dir than the default: plain `status` does not send
@@ -274,26 +302,102 @@ fn a_backup_in_another_dir_is_named_and_its_pin_kept() {
     let st: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(st["state"]["state"], "no-backup", "{st:#}");
     assert!(
-        st["state_text"].as_str().unwrap().contains("is pinned: a backup in another dir"),
+        st["state_text"]
+            .as_str()
+            .unwrap()
+            .contains("is pinned: a backup in another dir"),
         "{st:#}"
     );
-    assert_eq!(st["next_command"], "upgrade-recovery --dir /var/recovery2 status");
+    assert_eq!(
+        st["next_command"],
+        "upgrade-recovery --dir /var/recovery2 status"
+    );
     // The other dir's wrapper recovers from its own dir.
     let out = std::process::Command::new(sb.root().join("var/recovery2/upgrade-recovery.sh"))
-        .args(["--root".as_ref(), sb.root().as_os_str(), "status".as_ref(), "--output".as_ref(), "json".as_ref()])
+        .args([
+            "--root".as_ref(),
+            sb.root().as_os_str(),
+            "status".as_ref(),
+            "--output".as_ref(),
+            "json".as_ref(),
+        ])
         .env("PATH", sb.path_env())
         .output()
         .unwrap();
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["backup"]["dir"], "/var/recovery2", "{st:#}");
     assert_eq!(st["backup"]["exists"], true, "{st:#}");
-    assert_eq!(st["next_command"], "upgrade-recovery --dir /var/recovery2 rollback --reboot", "{st:#}");
+    assert_eq!(
+        st["next_command"], "upgrade-recovery --dir /var/recovery2 rollback --reboot",
+        "{st:#}"
+    );
     // A backup in the default dir keeps the other backup's pinned OS.
-    let pinned = || sb.sh("ostree admin --sysroot=$ROOT/sysroot status | grep -c 'Pinned: yes' || true");
+    let pinned =
+        || sb.sh("ostree admin --sysroot=$ROOT/sysroot status | grep -c 'Pinned: yes' || true");
     assert_eq!(pinned().trim(), "1");
     let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("warning: kept rhcos"), "{out}");
     assert_eq!(deployments(&sb), 2);
     assert_eq!(pinned().trim(), "2");
+}
+
+/// Replacing TALM's backup, killed at every fault point of the backup and
+/// the switch: the node keeps one usable backup (TALM's whole, or ours
+/// verified), and the next run completes and leaves ours alone. TALM's
+/// files go only after ours is current.
+#[test]
+fn a_crash_anywhere_while_replacing_talms_backup_leaves_one_usable_backup() {
+    let sb = Sandbox::new();
+    let rec = sb.root().join("var/recovery");
+    let points = [
+        "backup:os",
+        "backup:manifest",
+        "switch:before",
+        "switch:link-made",
+        "switch:renamed",
+        "switch:current",
+        "convert:link:upgrade-recovery",
+        "convert:link:upgrade-recovery.sh",
+        "convert:link:etc.exclude.list",
+        "convert:exchanged:cluster",
+        "convert:link:cluster",
+        "convert:link:manifest.json",
+        "switch:cleanup",
+        "switch:done",
+    ];
+    for point in points {
+        sb.sh("rm -rf $ROOT/var/recovery; mkdir -p $ROOT/var/recovery");
+        talm_backup(&sb);
+        let out = sb
+            .command(&["backup", "--min-free", "0"])
+            .env("UPGRADE_RECOVERY_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            None,
+            "{point}: not killed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let talm_whole = ["cluster", "etc", "local", "kubelet", "extras.tgz"]
+            .iter()
+            .all(|p| {
+                std::fs::symlink_metadata(rec.join(p)).is_ok_and(|m| !m.file_type().is_symlink())
+            })
+            && std::fs::read_to_string(rec.join("upgrade-recovery.sh"))
+                .is_ok_and(|s| s.contains("TALM"));
+        let (vcode, vout, verr) = sb.run(&["verify"]);
+        assert!(
+            talm_whole || vcode == 0,
+            "{point}: neither TALM's backup nor ours is usable: {vout}{verr}\n{}",
+            sb.sh("ls -la $ROOT/var/recovery")
+        );
+        let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+        assert_eq!(code, 0, "{point}: the next run: {out}{err}");
+        assert_eq!(sb.run(&["verify"]).0, 0, "{point}");
+        for gone in ["etc", "local", "kubelet", "extras.tgz"] {
+            assert!(!rec.join(gone).exists(), "{point}: {gone} is left");
+        }
+    }
 }

@@ -26,8 +26,8 @@ pub struct OsPlan {
 /// the order `ostree::keep_only_active` undeploys them.
 pub fn plan(host: &Host, tools: &Tools, previous: Option<&DeploymentId>) -> Result<OsPlan> {
     let os = ostree::read(host, tools)?;
-    let (keep, go, others) = ostree::backup_keeps(&os, previous)
-        .context("ostree admin status lists no deployment")?;
+    let (keep, go, others) =
+        ostree::backup_keeps(&os, previous).context("ostree admin status lists no deployment")?;
     Ok(OsPlan {
         keep: keep.short(),
         undeploy: go.iter().map(ostree::Deployment::short).collect(),

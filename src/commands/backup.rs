@@ -138,9 +138,16 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
 /// (or a recovery from it completed since); never while a deployment is
 /// staged. Refusals are exit 1 with the reason, the facts read and the
 /// override; what the backup needs of the facts is returned.
-fn lifecycle_check(host: &Host, opts: &Options, tools: &Tools, kind: &Kind) -> Result<backup::Baseline> {
+fn lifecycle_check(
+    host: &Host,
+    opts: &Options,
+    tools: &Tools,
+    kind: &Kind,
+) -> Result<backup::Baseline> {
     let m = match kind {
-        Kind::Generation(_) | Kind::Flat => Some(Manifest::load(&store::current(&host.backup_dir())?)?),
+        Kind::Generation(_) | Kind::Flat => {
+            Some(Manifest::load(&store::current(&host.backup_dir())?)?)
+        }
         _ => None,
     };
     let taken = match kind {
@@ -154,7 +161,10 @@ fn lifecycle_check(host: &Host, opts: &Options, tools: &Tools, kind: &Kind) -> R
         None => os.active().is_some_and(|a| a.pinned),
     };
     let way_back = if pinned_booted {
-        format!("recover the cluster to the backup: `{}`", host.cmd("restore"))
+        format!(
+            "recover the cluster to the backup: `{}`",
+            host.cmd("restore")
+        )
     } else {
         format!(
             "roll the OS back first: `{}`; after the reboot, `{}`",

@@ -85,12 +85,11 @@ pub fn gather(host: &Host) -> Result<Status> {
     // status answers without ostree too: the backup and the recovery are
     // still worth showing in an outage.
     let tools = Tools::require(&[], &["ostree", "rpm-ostree", "oc"])?;
-    let (os, os_error) = match Tools::require(&["ostree"], &[])
-        .and_then(|_| ostree::read(host, &tools))
-    {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
+    let (os, os_error) =
+        match Tools::require(&["ostree"], &[]).and_then(|_| ostree::read(host, &tools)) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
     let dir = host.backup_dir();
     let damaged = matches!(store::inspect(&dir), Ok(store::Kind::Damaged(_)));
     let backup = match store::current(&dir).and_then(|g| Manifest::load(&g)) {
@@ -184,13 +183,23 @@ pub fn gather(host: &Host) -> Result<Status> {
     // within a time limit; without it, the deployments decide and say so).
     let lifecycle = match store::inspect(&dir) {
         Ok(store::Kind::Talm { created }) => Some((Some(lifecycle::Taken::Talm { created }), None)),
-        Ok(store::Kind::Generation(_) | store::Kind::Flat) if !recovery.in_progress => store::current(&dir)
-            .and_then(|g| Manifest::load(&g))
-            .ok()
-            .map(|m| (Some(lifecycle::taken(&m)), Some(m))),
+        Ok(store::Kind::Generation(_) | store::Kind::Flat) if !recovery.in_progress => {
+            store::current(&dir)
+                .and_then(|g| Manifest::load(&g))
+                .ok()
+                .map(|m| (Some(lifecycle::taken(&m)), Some(m)))
+        }
         _ => None,
     }
-    .map(|(taken, m)| lifecycle::decide(&lifecycle::gather(host, &tools, taken, m.as_ref(), os.clone())));
+    .map(|(taken, m)| {
+        lifecycle::decide(&lifecycle::gather(
+            host,
+            &tools,
+            taken,
+            m.as_ref(),
+            os.clone(),
+        ))
+    });
     let st = assess_with(host, os.as_ref(), lifecycle.as_ref().map(|v| &v.since));
     Ok(Status {
         root: host.root.display().to_string(),
@@ -229,7 +238,11 @@ pub fn render(st: &Status) -> String {
             human(b.archive_bytes)
         );
     } else if let State::TalmBackup { created } = &st.state {
-        let _ = writeln!(s, "Backup: taken by TALM's upgrade-recovery.sh on {created} in {}", b.dir);
+        let _ = writeln!(
+            s,
+            "Backup: taken by TALM's upgrade-recovery.sh on {created} in {}",
+            b.dir
+        );
     } else if let State::BackupDamaged { problem } = &st.state {
         let _ = writeln!(s, "Backup: DAMAGED in {}: {problem}", b.dir);
     } else {
@@ -294,7 +307,11 @@ pub fn render(st: &Status) -> String {
         let _ = writeln!(
             s,
             "Next backup: {} {}",
-            if v.may_replace { "replaces this one:" } else { "refused:" },
+            if v.may_replace {
+                "replaces this one:"
+            } else {
+                "refused:"
+            },
             v.reason
         );
         for f in &v.facts {

@@ -307,7 +307,11 @@ impl HistoryEntry {
     pub fn describe(&self) -> String {
         format!(
             "{} ({}, started {}{})",
-            if self.version.is_empty() { "?" } else { &self.version },
+            if self.version.is_empty() {
+                "?"
+            } else {
+                &self.version
+            },
             self.state,
             self.started_time,
             self.completion_time
@@ -381,7 +385,11 @@ pub fn parse_cluster_version(json: &str) -> Result<ClusterVersion> {
 pub const CLUSTER_VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// `oc get clusterversion version -o json`, within `limit`.
-pub fn cluster_version(host: &Host, tools: &Tools, limit: std::time::Duration) -> Result<ClusterVersion> {
+pub fn cluster_version(
+    host: &Host,
+    tools: &Tools,
+    limit: std::time::Duration,
+) -> Result<ClusterVersion> {
     let out = cmd::run_timeout(
         command(host, tools)?.args(["get", "clusterversion", "version", "-o", "json"]),
         limit,
@@ -496,7 +504,8 @@ esac"#,
     /// `config/v1/types_cluster_version.go` names them).
     #[test]
     fn cluster_version_history_newest_first() {
-        let cv = parse_cluster_version(include_str!("../../tests/fixtures/oc/clusterversion.json")).unwrap();
+        let cv = parse_cluster_version(include_str!("../../tests/fixtures/oc/clusterversion.json"))
+            .unwrap();
         assert_eq!(cv.version.as_deref(), Some("4.16.5"));
         assert_eq!(cv.history.len(), 3);
         assert_eq!(cv.history[0].state, "Partial");
@@ -505,9 +514,15 @@ esac"#,
         assert_eq!(cv.history[1].started(), 1_717_000_000);
         assert!(cv.history[0].started() > cv.history[1].started());
         // Early in an install the history may be empty or absent.
-        let empty = parse_cluster_version(r#"{"kind":"ClusterVersion","status":{"desired":{"version":""}}}"#).unwrap();
+        let empty = parse_cluster_version(
+            r#"{"kind":"ClusterVersion","status":{"desired":{"version":""}}}"#,
+        )
+        .unwrap();
         assert_eq!(empty, ClusterVersion::default());
-        assert_eq!(parse_cluster_version(r#"{"kind":"ClusterVersion"}"#).unwrap(), ClusterVersion::default());
+        assert_eq!(
+            parse_cluster_version(r#"{"kind":"ClusterVersion"}"#).unwrap(),
+            ClusterVersion::default()
+        );
     }
 
     #[test]
@@ -516,10 +531,22 @@ esac"#,
             ("", "malformed JSON"),
             ("{", "malformed JSON"),
             (r#"{"kind":"List","items":[]}"#, "not ClusterVersion"),
-            (r#"{"status":{"history":[{"state":"Completed"}]}}"#, "malformed JSON"),
-            (r#"{"status":{"history":[{"startedTime":"2024-05-01T00:00:00Z"}]}}"#, "malformed JSON"),
-            (r#"{"status":{"history":[{"state":"Completed","startedTime":"yesterday"}]}}"#, "not an RFC 3339 time"),
-            (r#"{"status":{"history":{"state":"Completed"}}}"#, "malformed JSON"),
+            (
+                r#"{"status":{"history":[{"state":"Completed"}]}}"#,
+                "malformed JSON",
+            ),
+            (
+                r#"{"status":{"history":[{"startedTime":"2024-05-01T00:00:00Z"}]}}"#,
+                "malformed JSON",
+            ),
+            (
+                r#"{"status":{"history":[{"state":"Completed","startedTime":"yesterday"}]}}"#,
+                "not an RFC 3339 time",
+            ),
+            (
+                r#"{"status":{"history":{"state":"Completed"}}}"#,
+                "malformed JSON",
+            ),
         ] {
             let e = format!("{:#}", parse_cluster_version(bad).unwrap_err());
             assert!(e.contains(why), "{bad}: {e}");

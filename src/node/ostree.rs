@@ -396,7 +396,10 @@ fn admin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
 /// sysroot not booted from, the default) and every one pinned by anything
 /// but the backup being replaced (`previous`: its pinned deployment). The
 /// others go, from the highest index. Read only.
-pub fn backup_keeps(os: &OsState, previous: Option<&DeploymentId>) -> Option<(Deployment, Vec<Deployment>, Vec<Deployment>)> {
+pub fn backup_keeps(
+    os: &OsState,
+    previous: Option<&DeploymentId>,
+) -> Option<(Deployment, Vec<Deployment>, Vec<Deployment>)> {
     let keep = os.active()?.clone();
     let (mut others_pinned, mut go) = (Vec::new(), Vec::new());
     for d in os.deployments.iter().rev().filter(|d| !d.is(&keep.id())) {
@@ -451,15 +454,24 @@ pub fn keep_only_active(
             bail!("deployment index {} out of range", victim.index);
         }
         if victim.pinned {
-            log::info!("unpinning {} (index {}): the backup it was pinned for is replaced", victim.short(), victim.index);
-            admin(host, tools, &["pin".into(), "--unpin".into(), victim.index.to_string()])?;
+            log::info!(
+                "unpinning {} (index {}): the backup it was pinned for is replaced",
+                victim.short(),
+                victim.index
+            );
+            admin(
+                host,
+                tools,
+                &["pin".into(), "--unpin".into(), victim.index.to_string()],
+            )?;
         }
         log::info!("undeploying {} (index {})", victim.short(), victim.index);
         admin(host, tools, &["undeploy".into(), victim.index.to_string()])?;
         removed.push(victim.short());
     }
     let now = read(host, tools)?;
-    let (kept, go, others) = backup_keeps(&now, previous).context("ostree admin status lists no deployment")?;
+    let (kept, go, others) =
+        backup_keeps(&now, previous).context("ostree admin status lists no deployment")?;
     if !kept.is(&keep) {
         bail!("the kept deployment disappeared");
     }
@@ -478,7 +490,11 @@ pub fn keep_only_active(
         .find(|d| d.is(&keep))
         .filter(|d| d.pinned)
         .context("pinning the kept deployment did not take")?;
-    Ok((pinned, removed, others.iter().map(Deployment::short).collect()))
+    Ok((
+        pinned,
+        removed,
+        others.iter().map(Deployment::short).collect(),
+    ))
 }
 
 /// `ostree admin undeploy <index>`, after checking that the index still

@@ -92,9 +92,13 @@ pub enum Since {
     /// No upgrade started after the backup.
     NoUpgrade,
     /// Every upgrade started after it Completed (newest first).
-    Completed { versions: Vec<String> },
+    Completed {
+        versions: Vec<String>,
+    },
     /// An upgrade started after it did not complete, no recovery since.
-    Failed { upgrade: String },
+    Failed {
+        upgrade: String,
+    },
     /// A recovery from it completed after the last failed upgrade (or, the
     /// API down, with the pinned OS booted).
     Recovered,
@@ -124,11 +128,10 @@ pub struct Verdict {
 /// The rule. Pure: the same facts, the same verdict.
 pub fn decide(f: &Facts) -> Verdict {
     let mut facts = Vec::new();
-    let staged = f
-        .os
-        .as_ref()
-        .and_then(|os| os.deployments.iter().find(|d| d.staged))
-        .map(|d| d.short());
+    let staged =
+        f.os.as_ref()
+            .and_then(|os| os.deployments.iter().find(|d| d.staged))
+            .map(|d| d.short());
     match &f.backup {
         None => facts.push("backup: none".into()),
         Some(Taken::Talm { created }) => facts.push(format!(
@@ -271,7 +274,11 @@ fn from_deployments(b: &Taken, f: &Facts, facts: &mut Vec<String>) -> Since {
         Some(p) => active.is(p),
         None => active.pinned,
     };
-    let others = os.deployments.iter().filter(|d| !d.is(&active.id())).count();
+    let others = os
+        .deployments
+        .iter()
+        .filter(|d| !d.is(&active.id()))
+        .count();
     match (pinned_booted, others, f.recovered_at) {
         (true, _, Some(_)) => Since::Recovered,
         (true, 0, None) => Since::NoUpgrade,
@@ -282,7 +289,13 @@ fn from_deployments(b: &Taken, f: &Facts, facts: &mut Vec<String>) -> Since {
 /// Read the facts: the backup (`backup`: what `store::inspect` found),
 /// the cluster (within [`oc::CLUSTER_VERSION_TIMEOUT`]), the last recovery
 /// from this backup, the deployments (None when they cannot be read).
-pub fn gather(host: &Host, tools: &Tools, backup: Option<Taken>, m: Option<&Manifest>, os: Option<OsState>) -> Facts {
+pub fn gather(
+    host: &Host,
+    tools: &Tools,
+    backup: Option<Taken>,
+    m: Option<&Manifest>,
+    os: Option<OsState>,
+) -> Facts {
     let (cluster, cluster_version) = if tools.has("oc") {
         match oc::cluster_version(host, tools, oc::CLUSTER_VERSION_TIMEOUT) {
             Ok(cv) => (Cluster::History(cv.history), cv.version),
@@ -379,8 +392,14 @@ mod tests {
         let good2 = entry("Completed", T0 + 200, "4.16.4");
         let bad = entry("Partial", T0 + 300, "4.16.5");
         let a_booted = vec![dep(0, 'a', true, true, false)];
-        let b_booted = vec![dep(0, 'b', true, false, false), dep(1, 'a', false, true, false)];
-        let a_back = vec![dep(0, 'a', true, true, false), dep(1, 'b', false, false, false)];
+        let b_booted = vec![
+            dep(0, 'b', true, false, false),
+            dep(1, 'a', false, true, false),
+        ];
+        let a_back = vec![
+            dep(0, 'a', true, true, false),
+            dep(1, 'b', false, false, false),
+        ];
         let h = |v: Vec<&HistoryEntry>| Cluster::History(v.into_iter().cloned().collect());
         let down = || Cluster::Unknown("connection refused".into());
         let n = Some(installed.clone());
@@ -409,13 +428,23 @@ mod tests {
         ];
         for (what, backup, cluster, recovered_at, ds, since, replace) in rows {
             let fallback = matches!(cluster, Cluster::Unknown(_));
-            let v = decide(&Facts { backup, cluster, cluster_version: None, recovered_at, os: os(ds) });
+            let v = decide(&Facts {
+                backup,
+                cluster,
+                cluster_version: None,
+                recovered_at,
+                os: os(ds),
+            });
             assert_eq!(v.since, since, "{what}");
             assert_eq!(v.may_replace, replace, "{what}: {}", v.reason);
             assert_eq!(v.recovered, since == Since::Recovered, "{what}");
             assert_eq!(v.fallback, fallback && v.since != Since::NoBackup, "{what}");
             if fallback && v.since != Since::NoBackup {
-                assert!(v.reason.contains("the API did not answer"), "{what}: {}", v.reason);
+                assert!(
+                    v.reason.contains("the API did not answer"),
+                    "{what}: {}",
+                    v.reason
+                );
             }
         }
     }
@@ -429,17 +458,27 @@ mod tests {
             cluster: Cluster::History(vec![installed]),
             cluster_version: None,
             recovered_at: None,
-            os: os(vec![dep(0, 'c', false, false, true), dep(1, 'a', true, true, false)]),
+            os: os(vec![
+                dep(0, 'c', false, false, true),
+                dep(1, 'a', true, true, false),
+            ]),
         });
         assert!(!v.may_replace);
-        assert!(v.staged.as_deref().unwrap().starts_with("rhcos cccccccccccc.0"));
+        assert!(v
+            .staged
+            .as_deref()
+            .unwrap()
+            .starts_with("rhcos cccccccccccc.0"));
         assert!(v.reason.contains("is staged"), "{}", v.reason);
         let none = decide(&Facts {
             backup: None,
             cluster: Cluster::Unknown("x".into()),
             cluster_version: None,
             recovered_at: None,
-            os: os(vec![dep(0, 'c', false, false, true), dep(1, 'a', true, false, false)]),
+            os: os(vec![
+                dep(0, 'c', false, false, true),
+                dep(1, 'a', true, false, false),
+            ]),
         });
         assert!(!none.may_replace, "even with no backup");
     }
@@ -456,7 +495,15 @@ mod tests {
             os: None,
         });
         let all = v.facts.join("\n");
-        assert!(all.contains("backup: taken at 2024-05-29T16:26:40Z, pinned rhcos aaaa"), "{all}");
-        assert!(all.contains("the cluster's newest update now: 4.16.5 (Partial, started 2024-05-29T16:31:40Z)"), "{all}");
+        assert!(
+            all.contains("backup: taken at 2024-05-29T16:26:40Z, pinned rhcos aaaa"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "the cluster's newest update now: 4.16.5 (Partial, started 2024-05-29T16:31:40Z)"
+            ),
+            "{all}"
+        );
     }
 }

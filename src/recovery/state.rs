@@ -3,11 +3,11 @@
 //! `restore` refuses on, and what `rollback` checks. Below the commands, so
 //! that the recovery and the commands share it without a cycle.
 
+pub use super::lifecycle::Since;
 use crate::node::host::Host;
 use crate::node::ostree::{BootedFrom, OsState};
 use crate::store::journal::{Journal, LastRecovery};
 use crate::store::manifest::Manifest;
-pub use super::lifecycle::Since;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -166,7 +166,10 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
                 doing.map(|d| format!(", {d}")).unwrap_or_default(),
                 host.dir.join(crate::store::lock::FILE).display()
             ),
-            format!("wait for it to end, then look again with `{}`", host.cmd("status")),
+            format!(
+                "wait for it to end, then look again with `{}`",
+                host.cmd("status")
+            ),
             &host.cmd("status"),
         );
     }
@@ -177,7 +180,10 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
                     error: format!("{e:#}"),
                 },
                 "a recovery was under way but its journal cannot be read".into(),
-                format!("start the recovery over with `{}` (every step is safe to run again)", host.cmd("restore --restart")),
+                format!(
+                    "start the recovery over with `{}` (every step is safe to run again)",
+                    host.cmd("restore --restart")
+                ),
                 &host.cmd("restore --restart"),
             )
         }
@@ -239,14 +245,21 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
                 "{} shows a recovery started by the old upgrade-recovery.sh",
                 legacy.display()
             ),
-            format!("start it over with `{}` (every step is safe to run again)", host.cmd("restore --restart")),
+            format!(
+                "start it over with `{}` (every step is safe to run again)",
+                host.cmd("restore --restart")
+            ),
             &host.cmd("restore --restart"),
         );
     }
     let cur = match crate::store::inspect(&dir) {
         Ok(crate::store::Kind::Empty) => return no_backup(host, os),
         Ok(crate::store::Kind::Talm { created }) => {
-            let script = host.dir.join(crate::store::layout::WRAPPER).display().to_string();
+            let script = host
+                .dir
+                .join(crate::store::layout::WRAPPER)
+                .display()
+                .to_string();
             let failed = matches!(verdict, Some(Since::Failed { .. }));
             return a(
                 State::TalmBackup {

@@ -38,8 +38,10 @@ pub struct Manifest {
     #[serde(default)]
     pub warnings: Vec<String>,
     /// What the cluster said when the backup was taken (None: a manifest
-    /// of an older version, or the API did not answer then).
-    #[serde(default)]
+    /// of an older version, or the API did not answer then). Not written
+    /// when None, so a manifest of an older version reads and writes back
+    /// as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterAtBackup>,
 }
 

@@ -50,6 +50,13 @@ pub enum Kind {
     Talm { created: i64 },
 }
 
+/// Whether TALM's copies (`etc/`, `local/`, `kubelet/`) are still in `dir`.
+fn talm_layout_dirs(dir: &Path) -> bool {
+    TALM_DIRS[1..]
+        .iter()
+        .all(|d| lstat(&dir.join(d)).is_some_and(|m| m.is_dir()))
+}
+
 /// Whether `dir` holds TALM's layout: its script as a regular file and its
 /// four copies as dirs (`extras.tgz`, `etc.exclude.list` are optional:
 /// the script writes them only when there is something to write).
@@ -229,9 +236,15 @@ pub fn link_problems(dir: &Path) -> Vec<String> {
     if !matches!(inspect(dir), Ok(Kind::Generation(_))) {
         return Vec::new();
     }
+    // A replacement of TALM's backup killed during the switch: its files
+    // (its script, `cluster/`, `etc.exclude.list`) may still stand where
+    // the links go, or a link not be made yet, beside its copies; the generation is current and whole,
+    // and the next backup's `prepare` makes the links (then removes them).
+    let talm_left = talm_layout_dirs(dir);
     STABLE
         .iter()
         .filter(|n| !documented_path_ok(dir, n))
+        .filter(|n| !(talm_left && lstat(&dir.join(n)).is_none_or(|m| !m.file_type().is_symlink())))
         .map(|n| {
             format!(
                 "{} is not the link to {CURRENT}/{n}; restore it with `ln -sfn {CURRENT}/{n} {}`",

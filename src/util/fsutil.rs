@@ -85,7 +85,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -102,7 +104,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(rest.as_bytes()[0], b'+' | b'-') && rest.as_bytes()[3] == b':' => {
+        _ if rest.len() == 6
+            && matches!(rest.as_bytes()[0], b'+' | b'-')
+            && rest.as_bytes()[3] == b':' =>
+        {
             let oh = num(s.len() - 5..s.len() - 3)?;
             let om = num(s.len() - 2..s.len())?;
             let o = oh * 3600 + om * 60;
@@ -163,8 +168,19 @@ mod tests {
             assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
         }
         assert_eq!(parse_rfc3339("2023-08-03T15:23:16.5Z"), Some(1_691_076_196));
-        assert_eq!(parse_rfc3339("2023-08-03T17:23:16+02:00"), Some(1_691_076_196));
-        for bad in ["", "2023-08-03", "2023-08-03T15:23:16", "2023-13-03T15:23:16Z", "2023-08-03T15:23:16.Z", "x023-08-03T15:23:16Z", "2023-08-03T15:23:16+0200"] {
+        assert_eq!(
+            parse_rfc3339("2023-08-03T17:23:16+02:00"),
+            Some(1_691_076_196)
+        );
+        for bad in [
+            "",
+            "2023-08-03",
+            "2023-08-03T15:23:16",
+            "2023-13-03T15:23:16Z",
+            "2023-08-03T15:23:16.Z",
+            "x023-08-03T15:23:16Z",
+            "2023-08-03T15:23:16+0200",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
