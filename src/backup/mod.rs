@@ -186,7 +186,6 @@ pub fn build(
     tools: &Tools,
     opts: &Options,
     plan: &Plan,
-    base: &Baseline,
     staging: &Path,
     warnings: &mut Vec<String>,
     t0: Instant,
@@ -195,7 +194,7 @@ pub fn build(
     let stamp = fsutil::backup_stamp(created_unix);
     mkdir_private(&staging.join(layout::CLUSTER))?;
     let mut parts = Vec::new();
-    let (pinned, undeployed, kept_pinned) = os::write(host, tools, base.previous.as_ref())?;
+    let (pinned, undeployed, kept_pinned) = os::write(host, tools, plan.base.previous.as_ref())?;
     for k in &kept_pinned {
         warnings.push(format!(
             "kept {k}: it is pinned, and not by the backup this one replaces (another backup dir, TALM's script, or an admin may rely on it); if nothing does, `ostree admin pin --unpin INDEX` and the next backup removes it"
@@ -258,7 +257,7 @@ pub fn build(
         trees,
         images: saved_images,
         warnings: warnings.clone(),
-        cluster: base.cluster.clone(),
+        cluster: plan.base.cluster.clone(),
     };
     fsutil::write_atomic(
         &staging.join(manifest::FILE),

@@ -57,8 +57,9 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     // What a killed run left (old generations, temporary names, an
     // unfinished conversion of the flat format); the current backup stays.
     store::prepare(&dir)?;
-    let plan = prepare(host, opts, &checked.tools)?;
-    execute(host, opts, &checked.tools, &checked.base, &dir, plan, t0)
+    let mut plan = prepare(host, opts, &checked.tools)?;
+    plan.base = checked.base;
+    execute(host, opts, &checked.tools, &dir, plan, t0)
 }
 
 /// The checks of a backup, before any change: the node, the tools, no
@@ -299,7 +300,6 @@ fn execute(
     host: &Host,
     opts: &Options,
     tools: &Tools,
-    base: &backup::Baseline,
     dir: &Path,
     plan: Plan,
     t0: Instant,
@@ -323,7 +323,7 @@ fn execute(
     }
     let gen = store::new_generation_name(dir, fsutil::unix_now());
     let staging = dir.join(&gen);
-    let result = backup::build(host, tools, opts, &plan, base, &staging, &mut warnings, t0);
+    let result = backup::build(host, tools, opts, &plan, &staging, &mut warnings, t0);
     let summary = match result {
         Ok(s) => s,
         Err(e) => {

@@ -403,8 +403,17 @@ mod tests {
         let h = |v: Vec<&HistoryEntry>| Cluster::History(v.into_iter().cloned().collect());
         let down = || Cluster::Unknown("connection refused".into());
         let n = Some(installed.clone());
+        type Row = (
+            &'static str,
+            Option<Taken>,
+            Cluster,
+            Option<i64>,
+            Vec<Deployment>,
+            Since,
+            bool,
+        );
         #[rustfmt::skip]
-        let rows: Vec<(&str, Option<Taken>, Cluster, Option<i64>, Vec<Deployment>, Since, bool)> = vec![
+        let rows: Vec<Row> = vec![
             ("no backup", None, h(vec![&installed]), None, a_booted.clone(), Since::NoBackup, true),
             ("nothing since", ours(n.clone()), h(vec![&installed]), None, a_booted.clone(), Since::NoUpgrade, true),
             ("one good upgrade", ours(n.clone()), h(vec![&good, &installed]), None, b_booted.clone(), Since::Completed { versions: vec!["4.16.3".into()] }, true),
