@@ -1,5 +1,5 @@
-//! The sandbox's shims refuse the way the real programs refuse (README, "The
-//! sandbox node", says where each behaviour was read).
+//! The sandbox's shims refuse the way the real programs refuse
+//! (docs/sandbox.md says where each behaviour was read).
 
 mod common;
 

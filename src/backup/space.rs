@@ -36,7 +36,7 @@ pub struct Space {
     /// Bytes the previous backup takes.
     pub previous: u64,
     /// The previous backup is removed before the new one is taken: the one
-    /// window without a backup (README, "space").
+    /// window without a backup (docs/on-disk-format.md, "Space").
     pub remove_previous: bool,
 }
 

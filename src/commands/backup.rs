@@ -315,7 +315,7 @@ fn execute(
         du(dir),
     )?;
     if space.remove_previous {
-        // The one case with a window without a backup (see README, "space").
+        // The one case with a window without a backup (see docs/on-disk-format.md, "Space").
         let msg = space.removal_warning(&host.dir);
         log::warn!("{msg}");
         warnings.push(msg);
