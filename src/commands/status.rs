@@ -180,15 +180,27 @@ pub fn gather(host: &Host) -> Result<Status> {
         },
     };
     // The lifecycle rule, as backup and restore apply it (it asks the API,
-    // within a time limit; without it, the deployments decide and say so).
+    // within a time limit; without it, the deployments decide and say so);
+    // not while a recovery or another run is under way.
+    let st = assess_with(host, os.as_ref(), None);
+    let settled = matches!(
+        st.state,
+        State::BackupReady
+            | State::UpgradedOsBooted { .. }
+            | State::RollbackDoneRebootPending { .. }
+            | State::PinnedBootedNotDefault { .. }
+            | State::PinnedDeploymentGone { .. }
+            | State::RecoveryCompleted { .. }
+            | State::TalmBackup { .. }
+    );
     let lifecycle = match store::inspect(&dir) {
-        Ok(store::Kind::Talm { created }) => Some((Some(lifecycle::Taken::Talm { created }), None)),
-        Ok(store::Kind::Generation(_) | store::Kind::Flat) if !recovery.in_progress => {
-            store::current(&dir)
-                .and_then(|g| Manifest::load(&g))
-                .ok()
-                .map(|m| (Some(lifecycle::taken(&m)), Some(m)))
+        Ok(store::Kind::Talm { created }) if settled => {
+            Some((Some(lifecycle::Taken::Talm { created }), None))
         }
+        Ok(store::Kind::Generation(_) | store::Kind::Flat) if settled => store::current(&dir)
+            .and_then(|g| Manifest::load(&g))
+            .ok()
+            .map(|m| (Some(lifecycle::taken(&m)), Some(m))),
         _ => None,
     }
     .map(|(taken, m)| {
@@ -200,7 +212,10 @@ pub fn gather(host: &Host) -> Result<Status> {
             os.clone(),
         ))
     });
-    let st = assess_with(host, os.as_ref(), lifecycle.as_ref().map(|v| &v.since));
+    let st = match &lifecycle {
+        Some(v) => assess_with(host, os.as_ref(), Some(&v.since)),
+        None => st,
+    };
     Ok(Status {
         root: host.root.display().to_string(),
         os,

@@ -447,6 +447,13 @@ impl Plan<'_> {
     }
 }
 
+/// The auto-resume unit for the backup dir `dir` (as the node names it):
+/// the binary and `--dir` of that dir, so that the recovery continues from
+/// the backup it started with.
+fn resume_unit_text(dir: &std::path::Path) -> String {
+    RESUME_UNIT_TEXT.replace("/var/recovery", &dir.display().to_string())
+}
+
 /// `--resume` with no recovery in progress: refuse, say the node's state
 /// and the command that fits it.
 fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
@@ -679,7 +686,7 @@ impl Ctx<'_> {
 
     fn install_resume_unit(&self) -> Result<()> {
         let p = self.host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
-        let text = RESUME_UNIT_TEXT.replace("/var/recovery", &self.host.dir.display().to_string());
+        let text = resume_unit_text(&self.host.dir);
         fsutil::write_atomic(&p, text.as_bytes(), 0o644)?;
         self.systemctl(&["daemon-reload"])?;
         self.systemctl(&["enable", RESUME_UNIT])?;
@@ -774,4 +781,20 @@ pub fn control_plane(containers: &[crate::node::crictl::Container]) -> BTreeMap<
         .filter(|c| CONTAINERS.contains(&c.name()) && c.running())
         .filter_map(|c| Some((c.name().to_string(), c.id.clone()?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The auto-resume unit runs the binary of the backup's own dir with
+    /// that dir, whatever it is.
+    #[test]
+    fn the_resume_unit_carries_the_backup_dir() {
+        let t = super::resume_unit_text(std::path::Path::new("/var/recovery2"));
+        assert!(
+            t.contains("ExecStart=/var/recovery2/upgrade-recovery --dir /var/recovery2 restore --resume --from-unit"),
+            "{t}"
+        );
+        assert!(t.contains("ConditionPathExists=/var/recovery2/journal.json"));
+        assert!(!t.contains("/var/recovery/"));
+    }
 }
