@@ -128,7 +128,10 @@ fn life(profile: &str) {
     let (code, out) = job(&sb);
     assert_eq!(code, 1, "{profile}: Job after the failed upgrade: {out}");
     assert!(
-        out.contains("the upgrade to 4.17.0 (Partial") && out.contains("--replace-backup"),
+        out.contains("the upgrade to 4.17.")
+            && out.contains("(Partial")
+            && out.contains("did not complete")
+            && out.contains("--replace-backup"),
         "{profile}: {out}"
     );
     assert_eq!(manifest_sum(&sb), kept, "{profile}: the backup changed");
