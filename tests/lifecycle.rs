@@ -20,8 +20,8 @@ use common::*;
 /// `extras.tgz`, and the script itself.
 fn talm_backup(sb: &Sandbox) {
     sb.sh(
-        r#"S=$ROOT/sysroot; while ostree admin --sysroot=$S undeploy 1 >/dev/null 2>&1; do :; done
-ostree admin --sysroot=$S pin 0 >/dev/null
+        r#". $CTL/lib/bootfs.sh; while boot_rw $ROOT ostree admin --sysroot=$ROOT undeploy 1 >/dev/null 2>&1; do :; done
+boot_rw $ROOT ostree admin --sysroot=$ROOT pin 0 >/dev/null
 D=$ROOT/var/recovery; mkdir -p $D/cluster; chmod 0700 $D
 head -c 8192 /dev/urandom > $D/cluster/snapshot_2024-05-14_165400__POSSIBLY_DIRTY__.db
 tar -czf $D/cluster/static_kuberesources_2024-05-14_165400__POSSIBLY_DIRTY__.tar.gz -C $ROOT/etc/kubernetes static-pod-resources/etcd-certs
@@ -35,8 +35,8 @@ printf '#!/bin/bash\n# TALM upgrade-recovery.sh (stand-in)\necho "TALM script $*
 /// Run the Job; (exit code, stdout + stderr).
 fn job(sb: &Sandbox) -> (i32, String) {
     let t = TempDir::new("jobhost");
-    let out = std::process::Command::new("bash")
-        .args(["-c", &job_script(sb, &t.path().join("host"), "")])
+    let out = sb
+        .job(&t.path().join("host"), "", "", false)
         .output()
         .unwrap();
     (
@@ -51,7 +51,7 @@ fn job(sb: &Sandbox) -> (i32, String) {
 
 /// The deployments `ostree admin status` lists.
 fn deployments(sb: &Sandbox) -> usize {
-    sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+    sb.ostree_status()
         .lines()
         .filter(|l| l.starts_with("* ") || l.starts_with("  ") && !l.starts_with("    "))
         .count()
@@ -92,7 +92,7 @@ fn life(profile: &str) {
         assert!(
             deployments(&sb) <= 2,
             "{profile}: Job {n}: {}",
-            sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+            sb.ostree_status()
         );
         let (code, v, verr) = sb.run(&["verify"]);
         assert_eq!(code, 0, "{profile}: verify after Job {n}: {v}{verr}");
@@ -335,8 +335,7 @@ fn a_backup_in_another_dir_is_named_and_its_pin_kept() {
         "{st:#}"
     );
     // A backup in the default dir keeps the other backup's pinned OS.
-    let pinned =
-        || sb.sh("ostree admin --sysroot=$ROOT/sysroot status | grep -c 'Pinned: yes' || true");
+    let pinned = || sb.sh("ostree admin --sysroot=$ROOT status | grep -c 'Pinned: yes' || true");
     assert_eq!(pinned().trim(), "1");
     let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -124,14 +124,13 @@ fn crash_and_resume(profile: &str) {
     }
 }
 
-/// The hub's Job with exactly its mounts ([`job_script`]).
+/// The hub's Job with exactly the mounts of TALM's Job template
+/// ([`Sandbox::job`]), then `launchBackup`.
 fn job(profile: &str) {
     let sb = Sandbox::with_profile(profile);
     let t = TempDir::new("jobhost");
-    let jail = t.path().join("host");
-    let script = job_script(&sb, &jail, "");
-    let out = std::process::Command::new("bash")
-        .args(["-c", &script])
+    let out = sb
+        .job(&t.path().join("host"), "", "", false)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -152,6 +151,10 @@ fn job(profile: &str) {
         "{:?}",
         sb.calls()
     );
+    // One deployment left, the booted one, pinned.
+    let ds = upgrade_recovery::testing::ostree::parse_admin_status(&sb.ostree_status()).unwrap();
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert!(ds[0].pinned, "{ds:#?}");
 }
 
 #[test]
@@ -182,4 +185,67 @@ fn job_with_its_exact_mounts_on_minimal() {
 #[test]
 fn job_with_its_exact_mounts_on_rhcos() {
     job("rhcos");
+}
+
+/// The `rhcos` profile has RHCOS's boot layout (coreos/fedora-coreos-config
+/// `coreos-boot-mount-generator`; ostreedev/ostree issue 2992): `/boot` a
+/// file system of its own, mounted read-only, holding what ostree writes
+/// (loader entries, kernels); `/sysroot/boot` empty, so
+/// `--sysroot=<root>/sysroot` lists no deployments; `/ostree ->
+/// sysroot/ostree`; `/proc/cmdline` written from the booted entry at each
+/// reboot. The shims write with /boot writable in their own mount
+/// namespace only. Torn down, the loop device is gone.
+#[test]
+fn rhcos_has_rhcos_boot_layout_and_is_torn_down_cleanly() {
+    let sb = Sandbox::with_profile("rhcos");
+    let boot = sb.root().join("boot");
+    let opts = sh(&format!(
+        "findmnt -n -o FSTYPE,OPTIONS --mountpoint {}",
+        q(&boot)
+    ));
+    assert!(
+        opts.starts_with("ext4 ") && opts.split([' ', ',']).any(|o| o == "ro"),
+        "{opts}"
+    );
+    assert!(boot.join("loader/entries/ostree-2-rhcos.conf").is_file());
+    assert_eq!(
+        std::fs::read_dir(sb.root().join("sysroot/boot"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_link(sb.root().join("ostree"))
+            .unwrap()
+            .to_str(),
+        Some("sysroot/ostree")
+    );
+    assert_eq!(
+        sb.sh("ostree admin --sysroot=$ROOT/sysroot status").trim(),
+        "No deployments."
+    );
+    let ds = upgrade_recovery::testing::ostree::parse_admin_status(&sb.ostree_status()).unwrap();
+    assert_eq!(ds.len(), 2);
+    // A write through the rpm-ostree shim (its rollback) lands on /boot,
+    // the host's mount stays read-only; the reboot boots it and writes
+    // its entry's options to /proc/cmdline.
+    sb.sh("rpm-ostree rollback >/dev/null");
+    let opts2 = sh(&format!("findmnt -n -o OPTIONS --mountpoint {}", q(&boot)));
+    assert!(opts2.split(',').any(|o| o == "ro"), "{opts2}");
+    sb.reboot();
+    let cmdline = sb.sh("cat $ROOT/proc/cmdline");
+    let entry = sb.sh("grep -h '^options' $ROOT/boot/loader/entries/ostree-2-rhcos.conf");
+    assert!(
+        cmdline.contains(entry.trim().trim_start_matches("options ")),
+        "{cmdline} {entry}"
+    );
+    let booted = sb.sh("cat $CTL/state/booted");
+    assert!(booted.contains(&ds[1].checksum), "{booted}");
+    // Teardown: unmounted, the loop device detached.
+    let img = sb.ctl().join("boot.img");
+    let dir = sb.dir.path().to_path_buf();
+    drop(sb);
+    assert!(!dir.exists());
+    let loops = sh("losetup -a");
+    assert!(!loops.contains(&img.display().to_string()), "{loops}");
 }

@@ -128,10 +128,9 @@ pub struct Verdict {
 /// The rule. Pure: the same facts, the same verdict.
 pub fn decide(f: &Facts) -> Verdict {
     let mut facts = Vec::new();
-    let staged =
-        f.os.as_ref()
-            .and_then(|os| os.deployments.iter().find(|d| d.staged))
-            .map(|d| d.short());
+    // Listed `(staged)` on a booted host, else recorded in
+    // /run/ostree/staged-deployment (`OsState::staged`).
+    let staged = f.os.as_ref().and_then(OsState::staged);
     match &f.backup {
         None => facts.push("backup: none".into()),
         Some(Taken::Talm { created }) => facts.push(format!(
@@ -373,6 +372,7 @@ mod tests {
             deployments: ds,
             booted_from: BootedFrom::Cmdline,
             booted_skipped: vec![],
+            staged_record: None,
         })
     }
 
@@ -490,6 +490,21 @@ mod tests {
             ]),
         });
         assert!(!none.may_replace, "even with no backup");
+        // In the Job ostree lists no staged deployment: its record says.
+        let mut o = os(vec![dep(0, 'a', true, true, false)]).unwrap();
+        o.staged_record = Some("rhcos dddddddddddd.0".into());
+        let rec = decide(&Facts {
+            backup: ours(None),
+            cluster: Cluster::History(vec![]),
+            cluster_version: None,
+            recovered_at: None,
+            os: Some(o),
+        });
+        assert!(
+            !rec.may_replace && rec.reason.contains("rhcos dddddddddddd.0 is staged"),
+            "{}",
+            rec.reason
+        );
     }
 
     /// The facts it read are in the verdict, for the refusal to list.
