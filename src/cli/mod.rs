@@ -295,6 +295,10 @@ pub enum IbuCmd {
         /// Seconds to wait for Velero to process each DeleteBackupRequest
         #[arg(long, value_name = "SECONDS", default_value_t = crate::commands::ibu::DBR_WAIT_SECONDS)]
         wait: u64,
+        /// Seconds to wait for the pod of LCA's stateroot setup Job to go
+        /// before removing stateroots (LCA's own bound)
+        #[arg(long, value_name = "SECONDS", default_value_t = crate::commands::ibu::cleanup::STATEROOT_POD_WAIT_SECONDS)]
+        pod_wait: u64,
     },
 }
 
@@ -586,8 +590,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     force,
                     without_bucket,
                     wait,
+                    pod_wait,
                 } => {
                     let o = ibu::CleanupOptions {
+                        pod_wait_seconds: *pod_wait,
                         dry_run: *dry_run,
                         force: *force,
                         without_bucket: *without_bucket,
@@ -595,6 +601,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     };
                     let r = ibu::cleanup(&host, &tools, &o)?;
                     emit(g.output, &r, || ibu::render_cleanup(&r))?;
+                    if !r.failures.is_empty() {
+                        return Ok(1);
+                    }
                 }
             }
             Ok(0)

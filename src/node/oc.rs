@@ -85,6 +85,14 @@ impl<'q> Get<'q> {
         }
     }
 
+    /// `-l <selector>` in the namespace already chosen.
+    pub fn labelled(self, selector: &'q str) -> Self {
+        Get {
+            selector: Some(selector),
+            ..self
+        }
+    }
+
     /// The arguments after `oc`, as the messages name them.
     fn args(&self) -> Vec<&'q str> {
         let mut a = vec!["get", self.kind];
@@ -149,6 +157,26 @@ impl<'a> Oc<'a> {
         Err(out.error())
     }
 
+    /// `oc delete <kind> <name> -n <namespace> --cascade=foreground`: the
+    /// object goes once its dependents (a Job's pods) are gone, as LCA's
+    /// `common.GenerateDeleteOptions()` (lifecycle-agent 0e1bf182,
+    /// `internal/common/utils.go`: `DeletePropagationForeground`) asks;
+    /// an object already gone counts as deleted.
+    pub fn delete_foreground(&self, kind: &str, name: &str, namespace: &str) -> Result<()> {
+        let out = cmd::output(self.command()?.args([
+            "delete",
+            kind,
+            name,
+            "-n",
+            namespace,
+            "--cascade=foreground",
+        ]))?;
+        if out.success() || not_found(&out) {
+            return Ok(());
+        }
+        Err(out.error())
+    }
+
     /// `oc create -f -` of `obj`.
     pub fn create(&self, obj: &Value) -> Result<()> {
         cmd::run_with_stdin(
@@ -164,6 +192,27 @@ impl<'a> Oc<'a> {
             self.command()?
                 .args(["patch", kind, name, "--type=merge", "-p", patch]),
         )
+        .map(drop)
+    }
+
+    /// [`Oc::patch_merge`] of a namespaced object.
+    pub fn patch_merge_in(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: &str,
+        patch: &str,
+    ) -> Result<()> {
+        cmd::run(self.command()?.args([
+            "patch",
+            kind,
+            name,
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            patch,
+        ]))
         .map(drop)
     }
 

@@ -65,7 +65,8 @@ pub enum EtcdRestore {
     Auto,
     /// /usr/local/bin/cluster-restore.sh <dir>/cluster
     Script,
-    /// Move etcd aside, `etcdctl snapshot restore`, extract the resources
+    /// As the 4.18+ restore pod: etcd aside, `etcdutl snapshot restore`
+    /// with revisions bumped and compacted, the resources extracted
     Native,
 }
 
@@ -166,9 +167,11 @@ fn required_tools(etcd_mode: EtcdRestore) -> (Vec<&'static str>, Vec<&'static st
         "oc",
     ];
     if etcd_mode == EtcdRestore::Native {
-        req.extend(["etcdctl", "tar"]);
+        req.push("tar");
     }
-    (req, vec!["rpm-ostree", "etcdctl", "tar"])
+    // The native restore's program (etcdutl, else etcdctl) is checked by
+    // `etcd_restore::restore_tool` in `prepare`.
+    (req, vec!["rpm-ostree", "etcdctl", "etcdutl", "tar"])
 }
 
 /// What a `restore` run will do, built by `prepare` from the read-only
@@ -235,6 +238,12 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         req.push("skopeo");
     }
     let tools = Tools::require(&req, &opt)?;
+    // The native etcd restore needs a program that bumps revisions as the
+    // restore pod does: refused now, before the first change, without one.
+    if etcd_mode == EtcdRestore::Native {
+        crate::node::etcd_restore::restore_tool(&tools)
+            .map_err(|e| crate::util::error::Fail::Usage(format!("{e:#}")))?;
+    }
     let lock = if opts.dry_run {
         lock::check_free(&dir)?;
         None
