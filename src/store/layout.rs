@@ -68,6 +68,9 @@ pub fn archive(tree: &str) -> String {
 /// `extras.tar.zst`).
 pub const EXTRAS: &str = "extras";
 
+/// The dirs of TALM's upgrade-recovery.sh backup (its `take_backup`).
+pub const TALM_DIRS: [&str; 4] = [CLUSTER, "etc", "local", "kubelet"];
+
 /// The trees of a backup: name (the archive is [`archive`]), node path.
 pub const TREES: [(&str, &str); 3] = [
     ("etc", "/etc"),

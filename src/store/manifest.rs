@@ -37,6 +37,22 @@ pub struct Manifest {
     pub images: Vec<crate::node::images::Image>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What the cluster said when the backup was taken (None: a manifest
+    /// of an older version, or the API did not answer then). Not written
+    /// when None, so a manifest of an older version reads and writes back
+    /// as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterAtBackup>,
+}
+
+/// The cluster a backup was taken from: its version and the newest
+/// ClusterVersion history entry (openshift/api
+/// `config/v1/types_cluster_version.go`), so that the lifecycle rule can
+/// tell which upgrades started after the backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterAtBackup {
+    pub version: Option<String>,
+    pub newest: Option<crate::node::oc::HistoryEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
