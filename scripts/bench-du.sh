@@ -57,7 +57,7 @@ grow() {
 copies() { # the plain copies today's restore reads, taken after a backup
   rm -rf "$T"; mkdir -p "$T"
   cp -a "$R/usr/local/" "$T/local"; cp -a "$R/etc/" "$T/etc"; cp -a "$R/var/lib/kubelet/" "$T/kubelet"
-  etcdctl_w snapshot save "$T/snap.db" >/dev/null
+  etcdctl_w "$W" snapshot save "$T/snap.db" >/dev/null
 }
 
 b_ours() {
@@ -74,10 +74,13 @@ b_tar() {
 b_today() {
   rm -rf "$W/cp"; mkdir -p "$W/cp"
   timed "$W/b.today" "cp -Ra '$R/etc' '$W/cp/etc' && cp -Ra '$R/usr/local/' '$W/cp/local' && cp -Ra '$R/var/lib/kubelet' '$W/cp/kubelet' &&
-    w='$W' && . scripts/bench-lib.sh && etcdctl_w snapshot save '$W/cp/snap.db' >/dev/null && sync"
+    . scripts/bench-lib.sh && etcdctl_w '$W' snapshot save '$W/cp/snap.db' >/dev/null && sync"
   rm -rf "$W/cp"
 }
 
+# What the mutation leaves alone: /etc's excluded paths (the restore leaves
+# them changed), the mounts below the kubelet's dir (the restore does not cross them).
+kubelet_skip() { findmnt -rn -o TARGET | grep "^$R/var/lib/kubelet/" || true; }
 etc_skip() { sed -n 's|^/*\([^#].*\)|'"$R"'/etc/\1|p' "$X"; echo "$R/etc/kubernetes/manifests"; }
 f_ours() {
   MUTATE_SKIP=$(etc_skip) mutate "$R/usr/local/" "$R/etc" >/dev/null
@@ -92,13 +95,13 @@ f_today() {
 }
 c_ours() {
   scripts/sandbox.sh reboot "$W" >/dev/null
-  mutate "$R/var/lib/kubelet" >/dev/null
+  MUTATE_SKIP=$(kubelet_skip) mutate "$R/var/lib/kubelet" >/dev/null
   timed "$W/c.ours" "'$BIN' --root '$R' restore --resume $ours_opts"
   grep -q "Recovery complete" "$W/c.ours.log" || { echo "bench: the recovery did not complete" >&2; tail "$W/c.ours.log" >&2; exit 1; }
   check "cluster phase" kubelet
 }
 c_today() {
-  mutate "$R/var/lib/kubelet" >/dev/null
+  MUTATE_SKIP=$(kubelet_skip) mutate "$R/var/lib/kubelet" >/dev/null
   rm -rf "$W/etcd-restored"
   timed "$W/c.today" "rsync -aAXc --delete '$T/kubelet/' '$R/var/lib/kubelet/' &&
     ETCDCTL_API=3 etcdctl snapshot restore '$T/snap.db' --name sno --data-dir '$W/etcd-restored' \
@@ -133,7 +136,7 @@ for scale in $GROWTH; do
   copies
   db=$(stat -c %s "$R/var/lib/etcd/member/snap/db")
   for t in etc var/usrlocal var/lib/kubelet; do
-    echo "$t $(du -sbx "$R/$t" | cut -f1) $(find "$R/$t" -xdev | wc -l)"
+    echo "$t $(du -sx -B1 "$R/$t" | cut -f1) $(find "$R/$t" -xdev | wc -l)"
   done > "$W/sizes"
   trees=$(awk '{s+=$2} END {print s}' "$W/sizes"); entries=$(awk '{s+=$3} END {print s}' "$W/sizes")
   fb=$(awk '$1!="var/lib/kubelet"{s+=$2} END {print s}' "$W/sizes"); fe=$(awk '$1!="var/lib/kubelet"{s+=$3} END {print s}' "$W/sizes")
@@ -145,7 +148,7 @@ for scale in $GROWTH; do
   done
   ob=$(cat "$W/b.ours.bytes"); tb=$(cat "$W/b.tar.bytes")
   echo "## DU node, factor 1/$BENCH_FACTOR, scale $scale ($(date -u '+%F %H:%M'), $(nproc) CPUs):" \
-    "trees $((trees >> 20)) MiB in $entries entries, etcd db $((db >> 20)) MiB"
+    "trees $((trees >> 20)) MiB (allocated) in $entries entries, etcd db $((db >> 20)) MiB"
   echo
   echo "| command | median | CPU user+sys | peak RSS | written | loads | per GiB | per 100k entries |"
   echo "|---|---|---|---|---|---|---|---|"

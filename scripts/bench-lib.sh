@@ -94,9 +94,9 @@ for p in range(500):
 PY
 }
 
-# etcdctl ARGS...: against the node of $w (set by the caller), over TLS.
+# etcdctl_w W ARGS...: etcdctl against the node in W, over TLS.
 etcdctl_w() {
-  local c=$w/root/etc/kubernetes/static-pod-resources/etcd-certs
+  local w=$1 c=$1/root/etc/kubernetes/static-pod-resources/etcd-certs; shift
   . "$w/ctl/state/ports"
   ETCDCTL_API=3 etcdctl --endpoints="https://127.0.0.1:$CLIENT_PORT" \
     --cacert="$c/configmaps/etcd-serving-ca/ca-bundle.crt" --cert="$c/secrets/etcd-all-certs/etcd-peer-sno.crt" \
@@ -111,9 +111,9 @@ du_etcd() { # W STEP: about 1 GiB/BENCH_FACTOR of keys, put through the API
   head -c 49152 /dev/urandom | base64 -w0 > "$w/value.1"
   /usr/bin/python3 -c 'import random,sys; random.seed(1); w=sys.argv[1].split(); print(" ".join(random.choice(w) for _ in range(9000))[:65536])' \
     "spec metadata name namespace image replicas status conditions type True lastTransitionTime" > "$w/value.2"
-  export -f etcdctl_w; export w
+  export -f etcdctl_w
   for rev in 1 2 3 4 5 6 7 8; do
-    seq 1 "$n" | xargs -P 4 -I{} bash -c "etcdctl_w put /kubernetes.io/du-$s/{} < $w/value.\$(( {} % 2 + 1 )) >/dev/null"
+    seq 1 "$n" | xargs -P 4 -I{} bash -c "etcdctl_w '$w' put /kubernetes.io/du-$s/{} < $w/value.\$(( {} % 2 + 1 )) >/dev/null"
   done
 }
 
