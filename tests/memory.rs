@@ -1,0 +1,50 @@
+//! Peak memory of the archive writer (issue 25: at most 64 MiB at every
+//! size, whatever the node's core count): zstd's multithreaded compressor
+//! holds buffers of (workers + 3) jobs, so the job size and the worker count
+//! bound it (src/archive/write.rs, JOB_SIZE and MAX_WORKERS).
+
+mod common;
+
+use common::*;
+
+/// Peak RSS in KiB of `tree archive --threads N` of a tree with 40 MiB of
+/// text (many compression jobs), and the archive restored equal (rsync -c).
+fn archive_rss(threads: u32) -> u64 {
+    let t = TempDir::new("mem");
+    let src = t.path().join("src");
+    sh(&format!(
+        "mkdir -p {s} && head -c 30M /dev/urandom | base64 > {s}/log && echo small > {s}/small",
+        s = q(&src)
+    ));
+    let out = t.path().join("a.tar.zst");
+    let rss = sh(&format!(
+        "/usr/bin/time -f %M -o {m} {b} -q tree archive --threads {threads} {s} {o} && cat {m}",
+        m = q(&t.path().join("rss")),
+        b = q(&binary()),
+        s = q(&src),
+        o = q(&out)
+    ));
+    let back = t.path().join("back");
+    sh(&format!(
+        "{} -q tree sync {} {}",
+        q(&binary()),
+        q(&out),
+        q(&back)
+    ));
+    assert!(rsync_diff(&src, &back, "").is_empty(), "restored differs");
+    rss.trim().parse().expect("a KiB figure")
+}
+
+#[test]
+fn two_workers_stay_small() {
+    // 4 MiB jobs took 53 MiB here; 1 MiB jobs about 15 MiB.
+    let kib = archive_rss(2);
+    assert!(kib < 32 << 10, "peak RSS {kib} KiB with 2 workers");
+}
+
+#[test]
+fn many_cores_do_not_multiply_memory() {
+    // 16 workers of 4 MiB jobs: over 100 MiB; capped at 4 workers of 1 MiB.
+    let kib = archive_rss(16);
+    assert!(kib < 40 << 10, "peak RSS {kib} KiB with 16 threads asked");
+}
