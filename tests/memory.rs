@@ -18,7 +18,7 @@ fn archive_rss(threads: u32) -> u64 {
     ));
     let out = t.path().join("a.tar.zst");
     let rss = sh(&format!(
-        "/usr/bin/time -f %M -o {m} {b} -q tree archive --threads {threads} {s} {o} && cat {m}",
+        "/usr/bin/time -f %M -o {m} {b} -q tree archive --threads {threads} {s} {o} >/dev/null && cat {m}",
         m = q(&t.path().join("rss")),
         b = q(&binary()),
         s = q(&src),
