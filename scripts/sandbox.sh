@@ -16,6 +16,9 @@
 #   scripts/sandbox.sh upgrade-os DIR VERSION [STATEROOT]
 #                                     commit and deploy a new OS (the new default;
 #                                     older deployments are retained)
+#   scripts/sandbox.sh stage-os DIR VERSION
+#                                     commit VERSION and stage it, as the MCO's
+#                                     update leaves a node until its reboot
 #
 # The node has a real ostree sysroot with two deployments, a real etcd with TLS
 # on free loopback ports, /etc, /usr/local (-> var/usrlocal), /var/lib/kubelet
@@ -23,6 +26,9 @@
 # setenforce, getenforce, oc and rpm-ostree (see scripts/shims/).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+
+# shellcheck source=shims/bootfs.sh
+. "$here/shims/bootfs.sh"
 
 die() { echo "sandbox: $*" >&2; exit 1; }
 need() { for t in "$@"; do command -v "$t" >/dev/null || die "missing program '$t' (run scripts/install-deps.sh)"; done; }
@@ -228,7 +234,7 @@ apply_profile() { # $1 sandbox dir $2 profile
 install_shims() { # $1 sandbox dir
   local c=$1/ctl
   mkdir -p "$c/bin" "$c/lib" "$c/state/active" "$c/state/enabled" "$c/state/oc"
-  cp "$here/shims/lib.sh" "$here/shims/sandbox_ostree.py" "$c/lib/"
+  cp "$here/shims/lib.sh" "$here/shims/bootfs.sh" "$here/shims/sandbox_ostree.py" "$c/lib/"
   for s in systemctl crictl crio setenforce getenforce oc rpm-ostree; do
     install -m 0755 "$here/shims/$s" "$c/bin/$s"
   done
@@ -243,10 +249,16 @@ boot() { # $1 sandbox dir, $2 deployment index (default 0): what a boot does to 
   rm -f "$st/active/"* "$st/reboot-requested"
   : > "$st/containers"
   cat /proc/sys/kernel/random/uuid > "$d/root/proc/sys/kernel/random/boot_id"
+  # /run is emptied by a boot. The sandbox has no ostree-finalize-staged: a
+  # staged deployment is not finalized, its record goes with /run.
+  if [ -f "$d/root/run/ostree/staged-deployment" ]; then
+    rm -f "$d/root/run/ostree/staged-deployment" "$d/root/run/ostree/staged-deployment-locked"
+    echo "sandbox: the staged deployment was not finalized (no ostree-finalize-staged here)" >&2
+  fi
   # The default deployment (index 0) is what the bootloader boots; the
   # kernel gets its BLS entry's options, ostree= among them, as on a node.
   # Another index is a one-time choice in the boot menu.
-  /usr/bin/python3 - "$d/root/sysroot" "$d/root/proc/cmdline" "${2:-0}" > "$st/booted" <<'PY'
+  /usr/bin/python3 - "$d/root" "$d/root/proc/cmdline" "${2:-0}" > "$st/booted" <<'PY'
 import sys, gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, OSTree
@@ -263,9 +275,9 @@ PY
   reconcile
 }
 
-create() {
+create() { # $1 dir $2 profile
   local d=$1
-  need ostree etcd etcdctl openssl setfattr setfacl curl /usr/bin/python3
+  need ostree etcd etcdctl openssl setfattr setfacl curl /usr/bin/python3 mkfs.ext4 unshare mountpoint
   /usr/bin/python3 -c 'import gi; gi.require_version("OSTree", "1.0")' 2>/dev/null \
     || die "libostree python bindings missing (run scripts/install-deps.sh)"
   [ "$(id -u)" -eq 0 ] || die "must run as root (mounts, xattrs, device nodes)"
@@ -278,15 +290,21 @@ create() {
   chmod 0700 "$r/var/lib/etcd"
   touch "$r/run/ostree-booted"
   # OS: a real sysroot with two deployments of rhcos, the newer one the default.
+  # ostree works on the node root as its sysroot, as on the node and in
+  # TALM's jail: /ostree -> sysroot/ostree, /boot the boot file system.
   mkdir -p "$r/sysroot"
   ostree admin init-fs "$r/sysroot" >/dev/null
-  ostree admin --sysroot="$r/sysroot" os-init rhcos >/dev/null
+  ln -s sysroot/ostree "$r/ostree"
+  if [ "$2" = rhcos ]; then
+    boot_fs "$d"
+  else
+    ln -s sysroot/boot "$r/boot"   # the default profile: /boot is /sysroot/boot
+  fi
+  ostree admin --sysroot="$r" os-init rhcos >/dev/null
   make_commit "$r/sysroot" 416.94.202405141654-0
   make_commit "$r/sysroot" 416.94.202406251923-0
-  ostree admin --sysroot="$r/sysroot" deploy --os=rhcos rhcos/416.94.202405141654-0 >/dev/null
-  ostree admin --sysroot="$r/sysroot" deploy --os=rhcos rhcos/416.94.202406251923-0 >/dev/null
-  ln -s sysroot/ostree "$r/ostree"
-  ln -s sysroot/boot "$r/boot"   # /boot is the same file system as /sysroot/boot on a node
+  boot_rw "$r" ostree admin --sysroot="$r" deploy --os=rhcos rhcos/416.94.202405141654-0 >/dev/null
+  boot_rw "$r" ostree admin --sysroot="$r" deploy --os=rhcos rhcos/416.94.202406251923-0 >/dev/null
   make_etc "$r"
   make_usrlocal "$r"
   make_kubelet "$r"
@@ -348,6 +366,11 @@ teardown() {
   awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
+  # The boot file system's loop device (rhcos): detached once unmounted
+  # (losetup -d on a device still in use marks it to go when released).
+  if [ -f "$d/ctl/boot.img" ]; then
+    losetup -j "$d/ctl/boot.img" -O NAME -n 2>/dev/null | while read -r l; do losetup -d "$l" 2>/dev/null || true; done
+  fi
   chattr -R -i "$d" 2>/dev/null || true
   rm -rf "$d"
 }
@@ -366,7 +389,7 @@ set -- "$cmd" "$dir" "$@"
 case $cmd in
   create)
     case $profile in default|minimal|rhcos) ;; *) die "unknown profile '$profile' (default, minimal, rhcos)";; esac
-    create "$dir"; apply_profile "$(cd "$dir" && pwd)" "$profile" ;;
+    create "$dir" "$profile"; apply_profile "$(cd "$dir" && pwd)" "$profile" ;;
   env) d=$(cd "$dir" && pwd); echo "export PATH=\"$d/ctl/bin:\$PATH\""; echo "export SANDBOX_ROOT=\"$d/root\"" ;;
   reboot) d=$(cd "$dir" && pwd); boot "$d" "${3:-0}"; echo "sandbox: rebooted, boot id $(cat "$d/root/proc/sys/kernel/random/boot_id")" ;;
   teardown) teardown "$dir" ;;
@@ -387,9 +410,45 @@ case $cmd in
     echo "sandbox: images built into $r/var/lib/containers/storage" ;;
   upgrade-os)
     d=$(cd "$dir" && pwd); v=${3:?upgrade-os needs a version}; os=${4:-rhcos}
-    [ -d "$d/root/sysroot/ostree/deploy/$os" ] || ostree admin --sysroot="$d/root/sysroot" os-init "$os" >/dev/null
+    [ -d "$d/root/sysroot/ostree/deploy/$os" ] || ostree admin --sysroot="$d/root" os-init "$os" >/dev/null
     make_commit "$d/root/sysroot" "$v"
-    ostree admin --sysroot="$d/root/sysroot" deploy --retain --os="$os" "rhcos/$v" >/dev/null
+    boot_rw "$d/root" ostree admin --sysroot="$d/root" deploy --retain --os="$os" "rhcos/$v" >/dev/null
     echo "sandbox: deployed $os $v as the default; reboot to boot it" ;;
+  stage-os)
+    # `ostree admin deploy --stage` needs a booted host, which a sandbox is
+    # not; the staged state is made as libostree records it
+    # (ostreedev/ostree src/libostree/ostree-sysroot-deploy.c,
+    # ostree_sysroot_stage_tree_with_options): the deployment's directory
+    # with no boot entry, and /run/ostree/staged-deployment, a GVariant a{sv}
+    # with "target" and "merge-deployment" ({name, osname, bootcsum},
+    # serialize_deployment_to_variant).
+    d=$(cd "$dir" && pwd); v=${3:?stage-os needs a version}
+    make_commit "$d/root/sysroot" "$v"
+    boot_rw "$d/root" ostree admin --sysroot="$d/root" deploy --retain --os=rhcos "rhcos/$v" >/dev/null
+    mkdir -p "$d/root/run/ostree"
+    boot_rw "$d/root" /usr/bin/python3 - "$d/root" "$d/ctl/state/booted" <<'PY'
+import sys, gi
+gi.require_version("OSTree", "1.0")
+from gi.repository import Gio, GLib, OSTree
+root = sys.argv[1]
+s = OSTree.Sysroot.new(Gio.File.new_for_path(root)); s.load(None)
+deps = s.get_deployments()
+new, rest = deps[0], deps[1:]
+booted = open(sys.argv[2]).read().split()
+merge = next((d for d in rest if [d.get_osname(), d.get_csum(), str(d.get_deployserial())] == booted), rest[0])
+def ser(d):
+    return GLib.Variant("a{sv}", {
+        "name": GLib.Variant("s", "%s.%d" % (d.get_csum(), d.get_deployserial())),
+        "osname": GLib.Variant("s", d.get_osname()),
+        "bootcsum": GLib.Variant("s", d.get_bootcsum())})
+# The boot entry goes, the directory stays (no cleanup).
+opts = OSTree.SysrootWriteDeploymentsOpts(); opts.do_postclean = False
+s.write_deployments_with_options(rest, opts, None)
+state = GLib.Variant("a{sv}", {"target": ser(new), "merge-deployment": ser(merge)})
+with open(root + "/run/ostree/staged-deployment", "wb") as f:
+    f.write(state.get_data_as_bytes().get_data())
+print("sandbox: staged rhcos %s.%d" % (new.get_csum(), new.get_deployserial()))
+PY
+    ;;
   *) die "unknown command '$cmd' (create, env, reboot, teardown)" ;;
 esac

@@ -41,6 +41,9 @@ pub mod testing {
     pub mod ostree {
         pub use crate::node::ostree::*;
     }
+    pub mod report {
+        pub use crate::commands::report::{pick, scrub};
+    }
     pub mod recovery {
         pub use crate::node::oc::parse_revisions;
         pub use crate::recovery::steps::ETCD_SUBSTEPS;

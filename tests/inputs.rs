@@ -52,6 +52,18 @@ const INPUTS: &[Input] = &[
         pending: None,
     },
     Input {
+        what: "/run/ostree/staged-deployment (a staged deployment ostree lists only when booted)",
+        absent: (
+            "nothing staged: the backup goes on",
+            "the_job_entrypoint_backs_up_from_the_jail_and_puts_the_flag_back",
+        ),
+        malformed: (
+            REFUSE,
+            "a_malformed_staged_record_refuses_the_backup_before_any_change",
+        ),
+        pending: None,
+    },
+    Input {
         what: "rpm-ostree rollback (needs /run/ostree-booted)",
         absent: (SKIP, "rollback_without_the_booted_flag_uses_plain_ostree"),
         malformed: (
@@ -222,7 +234,7 @@ fn every_input_has_its_absent_and_malformed_tests() {
 // ---- /proc/cmdline, the boot link, /run/ostree-booted ----
 
 fn pinned(sb: &Sandbox) -> bool {
-    sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+    sb.sh("ostree admin --sysroot=$ROOT status")
         .contains("Pinned: yes")
 }
 
@@ -339,7 +351,7 @@ fn booted_cmdline_link_to_a_non_deployment_refuses() {
 /// the kernel argument still names the booted deployment.
 #[test]
 fn booted_flag_absent_skips_rpm_ostree_as_in_the_job() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     std::fs::rename(
         sb.root().join("run/ostree-booted"),
         sb.root().join("run/ostree-booted.tmp"),
@@ -392,7 +404,7 @@ fn booted_flag_absent_skips_rpm_ostree_as_in_the_job() {
 /// A fresh sandbox after a refused backup: nothing pinned, nothing
 /// undeployed, nothing in the backup dir.
 fn unchanged(sb: &Sandbox) {
-    let st = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    let st = sb.sh("ostree admin --sysroot=$ROOT status");
     assert!(!st.contains("Pinned: yes"), "{st}");
     assert_eq!(st.matches("Version:").count(), 2, "{st}");
     assert!(backup_dir_empty(sb));
@@ -502,7 +514,7 @@ fn restore_programs_absent_are_named_before_any_change() {
 }
 
 fn first_line(sb: &Sandbox) -> String {
-    let st = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    let st = sb.sh("ostree admin --sysroot=$ROOT status");
     st.lines().next().unwrap_or_default().to_string()
 }
 
@@ -527,7 +539,7 @@ fn upgraded(sb: &Sandbox, reboot: bool) -> String {
 /// ostree makes the pinned deployment the default, rpm-ostree is not run.
 #[test]
 fn rollback_without_the_booted_flag_uses_plain_ostree() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     let pinned = upgraded(&sb, false);
     let calls = sb.calls().len();
     let (code, out, err) = sb.run(&["rollback"]);
@@ -549,19 +561,16 @@ fn rollback_without_the_booted_flag_uses_plain_ostree() {
 /// undeploy the booted deployment; refused, nothing changed.
 #[test]
 fn rollback_booted_into_the_upgrade_without_rpm_ostree_refuses() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     upgraded(&sb, true);
-    let listing = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    let listing = sb.sh("ostree admin --sysroot=$ROOT status");
     let (code, out, err) = sb.run(&["rollback"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         err.contains("without rpm-ostree") && err.contains("is booted"),
         "{err}"
     );
-    assert_eq!(
-        sb.sh("ostree admin --sysroot=$ROOT/sysroot status"),
-        listing
-    );
+    assert_eq!(sb.sh("ostree admin --sysroot=$ROOT status"), listing);
 }
 
 // ---- /etc/tmpfiles.d ----
@@ -652,7 +661,7 @@ fn skopeo_absent_with_images_refuses_before_any_change() {
     let sb = Sandbox::new();
     assert_eq!(sb.run(&["backup", "--min-free", "0"]).0, 0);
     let manifest = std::fs::read(sb.root().join("var/recovery/manifest.json")).unwrap();
-    let listing = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
+    let listing = sb.sh("ostree admin --sysroot=$ROOT status");
     let calls = sb.calls().len();
     let t = TempDir::new("path");
     let o = sb
@@ -674,10 +683,7 @@ fn skopeo_absent_with_images_refuses_before_any_change() {
         manifest,
         "the backup is the same"
     );
-    assert_eq!(
-        sb.sh("ostree admin --sysroot=$ROOT/sysroot status"),
-        listing
-    );
+    assert_eq!(sb.sh("ostree admin --sysroot=$ROOT status"), listing);
 }
 
 #[test]

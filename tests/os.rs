@@ -1,5 +1,6 @@
 //! OS deployments on real ostree sysroots: stateroot list and cleanup, and
-//! the rollback decision table.
+//! the rollback decision table; on the `rhcos` profile (RHCOS's /boot, a
+//! read-only file system of its own).
 
 mod common;
 
@@ -7,7 +8,7 @@ use common::*;
 use upgrade_recovery::testing::ostree;
 
 fn status(sb: &Sandbox) -> Vec<ostree::Deployment> {
-    ostree::parse_admin_status(&sb.sh("ostree admin --sysroot=$ROOT/sysroot status")).unwrap()
+    ostree::parse_admin_status(&sb.sh("ostree admin --sysroot=$ROOT status")).unwrap()
 }
 
 fn upgrade_os(sb: &Sandbox, version: &str, stateroot: &str) {
@@ -20,7 +21,7 @@ fn upgrade_os(sb: &Sandbox, version: &str, stateroot: &str) {
 
 /// A sandbox node after a backup, and the deployment the backup pinned.
 fn backed_up() -> (Sandbox, ostree::Deployment) {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
     assert_eq!(code, 0, "{err}");
     let pinned = status(&sb)[0].clone();
@@ -39,19 +40,20 @@ fn after_an_image_based_upgrade() -> (Sandbox, ostree::Deployment) {
 }
 
 fn tree_listing(sb: &Sandbox) -> String {
-    sb.sh("cd $ROOT/sysroot && find . -path ./ostree/repo/objects -prune -o -printf '%p %m %s %T@\\n' | sort")
+    // The sysroot and the boot file system (RHCOS: /boot is its own).
+    sb.sh("cd $ROOT && find sysroot/ boot/ -path sysroot/ostree/repo/objects -prune -o -printf '%p %m %s %T@\\n' | sort")
 }
 
 /// A node with three stateroots: the booted rhcos, rhcos_4.16 with two
 /// deployments, and an orphan directory with an immutable file.
 fn three_stateroots() -> Sandbox {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     upgrade_os(&sb, "416.1", "rhcos_4.16");
     upgrade_os(&sb, "416.2", "rhcos_4.16");
     // Keep rhcos the default and booted: move the new ones behind.
     sb.sh("rpm-ostree status --json >/dev/null");
     sb.sh(
-        r#"/usr/bin/python3 - $ROOT/sysroot <<'PY'
+        r#". $CTL/lib/bootfs.sh; boot_rw $ROOT /usr/bin/python3 - $ROOT <<'PY'
 import sys, gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, OSTree
@@ -140,7 +142,7 @@ fn pinned_is_default(sb: &Sandbox, pinned: &str) {
 
 #[test]
 fn rollback_follows_the_decision_table() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
     assert_eq!(code, 0, "{err}");
     let pinned = {
@@ -278,7 +280,7 @@ fn the_same_commit_in_another_stateroot_is_not_the_pinned_deployment() {
     let (sb, pinned) = backed_up();
     assert_eq!((pinned.stateroot.as_str(), pinned.pinned), ("rhcos", true));
     sb.sh(&format!(
-        "ostree admin --sysroot=$ROOT/sysroot os-init rhcos_ibu >/dev/null && ostree admin --sysroot=$ROOT/sysroot deploy --retain --os=rhcos_ibu {} >/dev/null",
+        ". $CTL/lib/bootfs.sh; ostree admin --sysroot=$ROOT os-init rhcos_ibu >/dev/null && boot_rw $ROOT ostree admin --sysroot=$ROOT deploy --retain --os=rhcos_ibu {} >/dev/null",
         pinned.checksum
     ));
     sb.reboot();
@@ -390,7 +392,7 @@ fn rollback_when_the_pinned_deployment_is_booted_but_not_the_default() {
 
 /// `ostree admin status` as ostree prints it (the order and marks).
 fn admin_status(sb: &Sandbox) -> String {
-    sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+    sb.sh("ostree admin --sysroot=$ROOT status")
 }
 
 /// An image-based upgrade's shape: the new release deployed and booted in
@@ -408,7 +410,7 @@ fn rollback_to_another_stateroot_refuses_without_set_default() {
     assert_eq!(ds.len(), 3, "{ds:#?}");
     assert!(ds[2].is(&pinned.id()), "{ds:#?}");
     let title = sb
-        .sh("grep -h '^title' $ROOT/sysroot/boot/loader/entries/ostree-1-rhcos.conf")
+        .sh("grep -h '^title' $ROOT/boot/loader/entries/ostree-1-rhcos.conf")
         .trim()
         .strip_prefix("title ")
         .unwrap()
@@ -601,7 +603,7 @@ fn rollback_to_another_stateroot_runs_set_default() {
     assert_eq!(
         changes,
         [format!(
-            "admin --sysroot={}/sysroot set-default 2",
+            "admin --sysroot={} set-default 2",
             sb.root().display()
         )],
         "{calls}"
@@ -618,4 +620,191 @@ fn rollback_to_another_stateroot_runs_set_default() {
     let (code, out, err) = sb.run(&["rollback"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Nothing to do"), "{out}");
+}
+
+/// A failed upgrade booted, the pinned deployment its rollback, and the
+/// MCO's next update staged (as libostree records it,
+/// `scripts/sandbox.sh stage-os`). `rpm-ostree rollback` refuses there
+/// ("Staged deployment (remove with cleanup -p)", as upstream); the plan
+/// runs `rpm-ostree cleanup -p` first: the staged deployment's record and
+/// directory go, the pinned one is kept and becomes the default.
+#[test]
+fn rollback_removes_a_staged_deployment_first() {
+    let (sb, pinned) = backed_up();
+    upgrade_os(&sb, "417.1", "rhcos");
+    sb.reboot();
+    let staged = sh(&format!(
+        "{}/scripts/sandbox.sh stage-os {} 417.2",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+    let name = staged.trim().rsplit(' ').next().unwrap().to_string();
+    let dir = sb
+        .root()
+        .join("sysroot/ostree/deploy/rhcos/deploy")
+        .join(&name);
+    assert!(dir.is_dir());
+    // The shim refuses as upstream does.
+    let refused = std::process::Command::new("bash")
+        .args(["-c", "rpm-ostree rollback"])
+        .env("PATH", sb.path_env())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        "error: Staged deployment (remove with cleanup -p)"
+    );
+    let before = tree_listing(&sb);
+    let (code, out, err) = sb.run(&["rollback", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let steps: Vec<&str> = out.lines().filter(|l| l.contains("would run:")).collect();
+    assert_eq!(steps.len(), 2, "{out}");
+    assert!(
+        steps[0].contains("rpm-ostree cleanup -p") && steps[0].contains(&name[..12]),
+        "{out}"
+    );
+    assert!(steps[1].contains("rpm-ostree rollback"), "{out}");
+    assert_eq!(tree_listing(&sb), before, "the dry run changed the sysroot");
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!sb.root().join("run/ostree/staged-deployment").exists());
+    assert!(!dir.exists(), "the staged deployment's directory is left");
+    let ds = status(&sb);
+    assert!(ds[0].is(&pinned.id()) && ds[0].pinned, "{ds:#?}");
+    assert_eq!(ds.len(), 2, "{ds:#?}");
+    let calls = sb.calls();
+    let i = calls.iter().position(|c| c == "rpm-ostree cleanup -p");
+    let j = calls.iter().rposition(|c| c == "rpm-ostree rollback");
+    assert!(matches!((i, j), (Some(i), Some(j)) if i < j), "{calls:?}");
+}
+
+/// Issue 27.3: `rollback --dry-run` is the real run's plan, with its
+/// refusals. Without rpm-ostree (`minimal`), the failed upgrade booted
+/// before the pinned deployment cannot be undeployed: the dry run and the
+/// real run refuse alike (exit 1, the same words), change nothing, and name
+/// the way out: the boot menu entry of the pinned deployment, then
+/// `rollback`. Taken, it works. The other refusal of a real run, the
+/// deployment the backup pinned gone, is the dry run's too.
+#[test]
+fn every_refusal_of_rollback_is_its_dry_runs_too() {
+    let sb = Sandbox::with_profile("minimal");
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let pinned = status(&sb)[0].clone();
+    upgrade_os(&sb, "417.1", "rhcos");
+    sb.reboot();
+    let before = tree_listing(&sb);
+    let dry = sb.run(&["rollback", "--dry-run"]);
+    let real = sb.run(&["rollback"]);
+    assert_eq!(dry.0, 1, "{dry:?}");
+    assert_eq!((dry.0, &dry.2), (real.0, &real.2));
+    assert!(
+        dry.2.contains("boot menu") && dry.2.contains("`upgrade-recovery rollback`"),
+        "{}",
+        dry.2
+    );
+    let title = sb
+        .sh("grep -h '^title' $ROOT/boot/loader/entries/*.conf")
+        .lines()
+        .map(|l| l.trim_start_matches("title ").to_string())
+        .find(|t| dry.2.contains(t.as_str()))
+        .unwrap_or_default();
+    assert!(!title.is_empty(), "no boot entry title named: {}", dry.2);
+    assert_eq!(
+        tree_listing(&sb),
+        before,
+        "a refused rollback changed the sysroot"
+    );
+    // The way out: the pinned deployment's entry chosen once, then rollback.
+    reboot_into(&sb, 1);
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ds = status(&sb);
+    assert!(ds[0].is(&pinned.id()), "{ds:#?}");
+
+    // The deployment the backup pinned, gone: both refuse the same way.
+    upgrade_os(&sb, "417.2", "rhcos");
+    sb.reboot();
+    let ds = status(&sb);
+    let gone = ds.iter().position(|d| d.is(&pinned.id())).unwrap();
+    sb.sh(&format!(
+        ". $CTL/lib/bootfs.sh; boot_rw $ROOT ostree admin --sysroot=$ROOT pin --unpin {gone} >/dev/null; boot_rw $ROOT ostree admin --sysroot=$ROOT undeploy {gone} >/dev/null"
+    ));
+    let dry = sb.run(&["rollback", "--dry-run"]);
+    let real = sb.run(&["rollback"]);
+    assert_ne!(dry.0, 0, "{dry:?}");
+    assert_eq!((dry.0, &dry.2), (real.0, &real.2));
+    assert!(dry.2.contains("no longer deployed"), "{}", dry.2);
+    assert!(
+        dry.2.contains("`upgrade-recovery restore --force`"),
+        "{}",
+        dry.2
+    );
+}
+
+/// A staged record that names no deployment (cut, or not a GVariant):
+/// libostree itself would fail to load it on a booted host; the backup
+/// takes it for a staged deployment it cannot name, refuses with exit 1
+/// naming the record, and changes nothing.
+#[test]
+fn a_malformed_staged_record_refuses_the_backup_before_any_change() {
+    let sb = Sandbox::with_profile("rhcos");
+    sb.sh("mkdir -p $ROOT/run/ostree && printf 'target\\0garbage' > $ROOT/run/ostree/staged-deployment");
+    let before = sb.ostree_status();
+    let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("/run/ostree/staged-deployment"), "{err}");
+    assert_eq!(sb.ostree_status(), before);
+    assert_eq!(status(&sb).len(), 2);
+    assert_eq!(sb.run(&["verify"]).0, 4, "no backup was made");
+}
+
+/// Without rpm-ostree (`minimal`), a staged deployment is dropped as
+/// libostree drops one (its record, then its directory, by ostree's own
+/// cleanup) before the reorder: the plan the dry run prints is the one run.
+#[test]
+fn without_rpm_ostree_a_staged_deployment_is_dropped_as_libostree_does() {
+    let sb = Sandbox::with_profile("minimal");
+    assert_eq!(sb.run(&["backup", "--min-free", "0"]).0, 0);
+    let pinned = status(&sb)[0].clone();
+    upgrade_os(&sb, "417.1", "rhcos");
+    reboot_into(&sb, 1);
+    let staged = sh(&format!(
+        "{}/scripts/sandbox.sh stage-os {} 417.2",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+    let name = staged.trim().rsplit(' ').next().unwrap().to_string();
+    let dir = sb
+        .root()
+        .join("sysroot/ostree/deploy/rhcos/deploy")
+        .join(&name);
+    assert!(dir.is_dir());
+    let (code, dry, err) = sb.run(&["rollback", "--dry-run"]);
+    assert_eq!(code, 0, "{dry}{err}");
+    let planned: Vec<String> = dry
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("would run: "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(planned.len(), 2, "{dry}");
+    assert!(
+        planned[0].starts_with("rm /run/ostree/staged-deployment"),
+        "{dry}"
+    );
+    assert!(planned[1].starts_with("ostree admin undeploy 0"), "{dry}");
+    let (code, out, err) = sb.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ran: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ran: "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ran, planned, "{out}");
+    assert!(!sb.root().join("run/ostree/staged-deployment").exists());
+    assert!(!dir.exists(), "the staged deployment's directory is left");
+    let ds = status(&sb);
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert!(ds[0].is(&pinned.id()), "{ds:#?}");
 }

@@ -177,7 +177,7 @@ fn journal(sb: &Sandbox) -> PathBuf {
 
 #[test]
 fn the_documented_procedure_through_the_wrapper() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     // No backup yet.
     let next = expect_state(&sb, "no-backup");
     assert_eq!(next, "upgrade-recovery backup");
@@ -328,7 +328,7 @@ fn resume_without_a_recovery_refuses_and_changes_nothing() {
 /// 12.5: a plain `rollback`, run twice, never reboots; it says what to run.
 #[test]
 fn rollback_without_reboot_never_reboots() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     assert_eq!(admin(&sb, "upgrade-recovery backup").0, 0);
     let pinned = booted(&sb);
     fail_upgrade(&sb);
@@ -361,7 +361,7 @@ fn rollback_without_reboot_never_reboots() {
 /// 12.9: `--force` on the upgraded OS still stops; rollback is the next command.
 #[test]
 fn force_on_another_os_still_stops() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     assert_eq!(admin(&sb, "upgrade-recovery backup").0, 0);
     fail_upgrade(&sb);
     let keys = sb.etcdctl("get '' --prefix");
@@ -656,7 +656,7 @@ fn refusal(err: &str) -> String {
 /// does (exit 1, the rollback named) and changes nothing.
 #[test]
 fn dry_run_on_the_wrong_os_refuses_like_the_real_run() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     assert_eq!(admin(&sb, "upgrade-recovery backup").0, 0);
     fail_upgrade(&sb);
     let keys = sb.etcdctl("get '' --prefix");

@@ -131,51 +131,13 @@ fn crash_and_resume(profile: &str) {
     }
 }
 
-/// The hub's Job with exactly its mounts (packaging/backup-agent-job.yaml):
-/// `/host` an empty dir, then only the listed host paths, read-only where
-/// the Job has them read-only, the host's real /proc; the userland is this
-/// machine's (the sandbox node has none). Then `launchBackup`.
+/// The hub's Job with exactly the mounts of TALM's Job template
+/// ([`Sandbox::job`]), then `launchBackup`.
 fn job(profile: &str) {
     let sb = Sandbox::with_profile(profile);
     let t = TempDir::new("jobhost");
-    let jail = t.path().join("host");
-    let script = format!(
-        r#"J={j}; SB={sb}; mkdir -p "$J"
-exec unshare -m --propagation private bash -euc '
-J=$0; R=$1/root; SB=$1; BIN=$2
-mount -t tmpfs -o mode=0755 tmpfs "$J"
-m() {{ # src dst [ro]
-  [ -e "$1" ] || return 0
-  if [ -d "$1" ]; then mkdir -p "$J$2"; else mkdir -p "$(dirname "$J$2")"; touch "$J$2"; fi
-  mount --rbind "$1" "$J$2"
-  [ "${{3:-}}" = ro ] && mount -o remount,bind,ro "$J$2"
-  return 0
-}}
-mkdir -p "$R/var/tmp" "$R/var/recovery" "$R/tmp"
-m "$R/boot" /boot ro
-m /dev/log /dev/log
-m "$R/etc" /etc
-mkdir -p "$J/proc"; mount -t proc proc "$J/proc"
-m "$R/run" /run
-m "$R/sysroot" /sysroot
-m "$R/tmp" /tmp
-m /usr/bin /usr/bin ro; m /usr/lib /usr/lib ro; m /usr/lib64 /usr/lib64 ro; m /usr/libexec /usr/libexec ro
-m "$R/usr/local" /usr/local ro
-m /usr/share/containers /usr/share/containers ro
-m "$R/var/lib" /var/lib
-m "$R/var/recovery" /var/recovery
-m "$R/var/tmp" /var/tmp
-m /sys/fs/cgroup /sys/fs/cgroup ro
-# The node programs the shims stand for, at the same path as outside.
-m "$SB" "$SB"
-PATH="$SB/ctl/bin:/usr/bin" exec "$BIN" launchBackup --host-dir "$J" --min-free 0
-' "$J" "$SB" {bin}"#,
-        j = q(&jail),
-        sb = q(sb.dir.path()),
-        bin = q(&binary()),
-    );
-    let out = std::process::Command::new("bash")
-        .args(["-c", &script])
+    let out = sb
+        .job(&t.path().join("host"), "", "", false)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -196,6 +158,10 @@ PATH="$SB/ctl/bin:/usr/bin" exec "$BIN" launchBackup --host-dir "$J" --min-free 
         "{:?}",
         sb.calls()
     );
+    // One deployment left, the booted one, pinned.
+    let ds = upgrade_recovery::testing::ostree::parse_admin_status(&sb.ostree_status()).unwrap();
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert!(ds[0].pinned, "{ds:#?}");
 }
 
 #[test]
@@ -226,4 +192,67 @@ fn job_with_its_exact_mounts_on_minimal() {
 #[test]
 fn job_with_its_exact_mounts_on_rhcos() {
     job("rhcos");
+}
+
+/// The `rhcos` profile has RHCOS's boot layout (coreos/fedora-coreos-config
+/// `coreos-boot-mount-generator`; ostreedev/ostree issue 2992): `/boot` a
+/// file system of its own, mounted read-only, holding what ostree writes
+/// (loader entries, kernels); `/sysroot/boot` empty, so
+/// `--sysroot=<root>/sysroot` lists no deployments; `/ostree ->
+/// sysroot/ostree`; `/proc/cmdline` written from the booted entry at each
+/// reboot. The shims write with /boot writable in their own mount
+/// namespace only. Torn down, the loop device is gone.
+#[test]
+fn rhcos_has_rhcos_boot_layout_and_is_torn_down_cleanly() {
+    let sb = Sandbox::with_profile("rhcos");
+    let boot = sb.root().join("boot");
+    let opts = sh(&format!(
+        "findmnt -n -o FSTYPE,OPTIONS --mountpoint {}",
+        q(&boot)
+    ));
+    assert!(
+        opts.starts_with("ext4 ") && opts.split([' ', ',']).any(|o| o == "ro"),
+        "{opts}"
+    );
+    assert!(boot.join("loader/entries/ostree-2-rhcos.conf").is_file());
+    assert_eq!(
+        std::fs::read_dir(sb.root().join("sysroot/boot"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_link(sb.root().join("ostree"))
+            .unwrap()
+            .to_str(),
+        Some("sysroot/ostree")
+    );
+    assert_eq!(
+        sb.sh("ostree admin --sysroot=$ROOT/sysroot status").trim(),
+        "No deployments."
+    );
+    let ds = upgrade_recovery::testing::ostree::parse_admin_status(&sb.ostree_status()).unwrap();
+    assert_eq!(ds.len(), 2);
+    // A write through the rpm-ostree shim (its rollback) lands on /boot,
+    // the host's mount stays read-only; the reboot boots it and writes
+    // its entry's options to /proc/cmdline.
+    sb.sh("rpm-ostree rollback >/dev/null");
+    let opts2 = sh(&format!("findmnt -n -o OPTIONS --mountpoint {}", q(&boot)));
+    assert!(opts2.split(',').any(|o| o == "ro"), "{opts2}");
+    sb.reboot();
+    let cmdline = sb.sh("cat $ROOT/proc/cmdline");
+    let entry = sb.sh("grep -h '^options' $ROOT/boot/loader/entries/ostree-2-rhcos.conf");
+    assert!(
+        cmdline.contains(entry.trim().trim_start_matches("options ")),
+        "{cmdline} {entry}"
+    );
+    let booted = sb.sh("cat $CTL/state/booted");
+    assert!(booted.contains(&ds[1].checksum), "{booted}");
+    // Teardown: unmounted, the loop device detached.
+    let img = sb.ctl().join("boot.img");
+    let dir = sb.dir.path().to_path_buf();
+    drop(sb);
+    assert!(!dir.exists());
+    let loops = sh("losetup -a");
+    assert!(!loops.contains(&img.display().to_string()), "{loops}");
 }

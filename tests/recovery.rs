@@ -10,9 +10,9 @@ use upgrade_recovery::testing::recovery::{ETCD_SUBSTEPS, STEPS};
 
 #[test]
 fn end_to_end_backup_failed_upgrade_rollback_restore() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     let before = take_backup(&sb);
-    let pinned = sb.sh("ostree admin --sysroot=$ROOT/sysroot status | awk 'NR==1{print $2}'");
+    let pinned = sb.sh("ostree admin --sysroot=$ROOT status | awk 'NR==1{print $2}'");
     upgrade(&sb, 1);
     sh(&format!(
         "{}/scripts/sandbox.sh upgrade-os {} 417.94.202411010000-0 >/dev/null",

@@ -96,7 +96,7 @@ fn shims_refuse_like_the_real_programs() {
 /// pending one (before it), the booted one goes first; neither is an error.
 #[test]
 fn rpm_ostree_rollback_reorders_as_upstream() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_profile("rhcos");
     let ctl = |args: &str| {
         sh(&format!(
             "{}/scripts/sandbox.sh {args} >/dev/null",
@@ -105,7 +105,7 @@ fn rpm_ostree_rollback_reorders_as_upstream() {
     };
     let dir = q(sb.dir.path());
     let order = || -> Vec<String> {
-        sb.sh("ostree admin --sysroot=$ROOT/sysroot status")
+        sb.sh("ostree admin --sysroot=$ROOT status")
             .lines()
             .filter(|l| !l.starts_with("    "))
             .map(|l| l.trim_start_matches(['*', ' ']).to_string())
@@ -132,11 +132,73 @@ fn rpm_ostree_rollback_reorders_as_upstream() {
         [before[2].clone(), before[0].clone(), before[1].clone()]
     );
     // The booted one alone: neither.
-    sb.sh("ostree admin --sysroot=$ROOT/sysroot undeploy 1 && ostree admin --sysroot=$ROOT/sysroot undeploy 0");
+    sb.sh(". $CTL/lib/bootfs.sh; boot_rw $ROOT ostree admin --sysroot=$ROOT undeploy 1 && boot_rw $ROOT ostree admin --sysroot=$ROOT undeploy 0");
     assert_eq!(order().len(), 1);
     let (c, e) = try_sh(&sb, "rpm-ostree rollback");
     assert_eq!(
         (c, e.as_str()),
         (1, "error: No rollback deployment found\n")
     );
+}
+
+/// The rpm-ostree shim with a staged deployment (recorded as libostree
+/// records it): `status --json` lists it first, `staged: true`; `rollback`
+/// refuses as upstream ("Staged deployment (remove with cleanup -p)",
+/// `rollback_transaction_execute`); `cleanup -p` removes the booted
+/// stateroot's deployments before the booted one except pinned ones
+/// (`rpmostree_syscore_filter_deployments`), the staged one with its record
+/// and directory.
+#[test]
+fn rpm_ostree_with_a_staged_deployment_refuses_rollback_and_cleans_up_pending() {
+    let sb = Sandbox::with_profile("rhcos");
+    let dir = q(sb.dir.path());
+    let project = q(&project());
+    // [b, *a]: the older one booted (a boot menu choice), b pending; pin b.
+    sh(&format!(
+        "{project}/scripts/sandbox.sh reboot {dir} 1 >/dev/null"
+    ));
+    sb.sh("ostree admin --sysroot=$ROOT pin 0 >/dev/null");
+    let staged = sh(&format!(
+        "{project}/scripts/sandbox.sh stage-os {dir} 417.2"
+    ));
+    let name = staged.trim().rsplit(' ').next().unwrap().to_string();
+    let json: serde_json::Value = serde_json::from_str(&sb.sh("rpm-ostree status --json")).unwrap();
+    let ds = json["deployments"].as_array().unwrap();
+    assert_eq!(ds.len(), 3, "{json:#}");
+    assert_eq!(ds[0]["staged"], true);
+    assert_eq!(
+        format!(
+            "{}.{}",
+            ds[0]["checksum"].as_str().unwrap(),
+            ds[0]["serial"]
+        ),
+        name
+    );
+    assert_eq!(
+        try_sh(&sb, "rpm-ostree rollback"),
+        (
+            1,
+            "error: Staged deployment (remove with cleanup -p)\n".into()
+        )
+    );
+    let order = || -> Vec<String> {
+        sb.ostree_status()
+            .lines()
+            .filter(|l| !l.starts_with("    "))
+            .map(|l| l.trim_start_matches(['*', ' ']).to_string())
+            .collect()
+    };
+    let before = order();
+    assert_eq!(try_sh(&sb, "rpm-ostree cleanup -p").0, 0);
+    assert!(!sb.root().join("run/ostree/staged-deployment").exists());
+    assert!(!sb
+        .root()
+        .join("sysroot/ostree/deploy/rhcos/deploy")
+        .join(&name)
+        .exists());
+    assert_eq!(order(), before, "the pinned pending one is kept");
+    // Unpinned, the pending one goes.
+    sb.sh("ostree admin --sysroot=$ROOT pin --unpin 0 >/dev/null");
+    assert_eq!(try_sh(&sb, "rpm-ostree cleanup -p").0, 0);
+    assert_eq!(order(), [before[1].clone()]);
 }

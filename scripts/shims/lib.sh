@@ -10,6 +10,9 @@ mkdir -p "$ST/active" "$ST/enabled" "$ST/oc"
 CONTAINERS=$ST/containers   # lines: "<name> <id>"
 CP_NAMES="etcd etcd-operator kube-apiserver-operator kube-controller-manager-operator kube-scheduler-operator-container"
 
+# shellcheck source=bootfs.sh
+. "$CTL/lib/bootfs.sh"
+
 shim_log() { printf '%s %s\n' "$(date +%s.%N)" "$*" >> "$CTL/calls.log"; }
 
 active() { [ -e "$ST/active/$1" ]; }

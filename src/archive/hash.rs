@@ -6,9 +6,13 @@ use std::path::Path;
 
 /// sha256 and size of a file.
 pub fn file_sha256(p: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = crate::archive::validate::open_regular(p)?;
+    reader_sha256(crate::archive::validate::open_regular(p)?)
+}
+
+/// sha256 and size of what `r` reads to its end.
+pub fn reader_sha256(mut r: impl Read) -> std::io::Result<(String, u64)> {
     let mut h = Sha256::new();
-    let n = each_chunk(&mut f, |chunk| h.update(chunk))?;
+    let n = each_chunk(&mut r, |chunk| h.update(chunk))?;
     Ok((hex::encode(h.finalize()), n))
 }
 

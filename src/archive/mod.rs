@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-pub use sync::{sync_tree, SyncOptions, SyncStats};
+pub use sync::{sync_tree, sync_tree_at, SyncOptions, SyncStats};
 pub use write::{write_paths, write_tree, Changed, WriteOptions};
 
 /// What writing one tree produced.
@@ -46,6 +46,10 @@ pub struct TreeStats {
     /// Sockets, which tar cannot hold (they are recreated by their owners).
     #[serde(default)]
     pub skipped_sockets: Vec<String>,
+    /// Sparse files too large for any node's disk (see
+    /// `validate::MAX_SPARSE_SIZE`), left out with a warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_sparse: Vec<String>,
 }
 
 /// A writer that hashes and counts what passes through.
@@ -123,7 +127,10 @@ pub struct ArchiveCheck {
 /// Read a whole archive, checking every header, every file's sha256, the
 /// zstd checksum and the end marker. `Err` when the stream itself is broken.
 pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
-    let mut r = read::Reader::open(path)?;
+    check_reader(read::Reader::open(path)?)
+}
+
+fn check_reader(mut r: read::Reader) -> Result<ArchiveCheck> {
     let mut c = ArchiveCheck::default();
     let mut buf = vec![0u8; 256 << 10];
     while let Some(h) = r.next_header()? {
@@ -147,7 +154,7 @@ pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
             Some(_) => c.damaged_files.push(validate::short(&h.path)),
             None => bail!(
                 "{}: {} has no recorded sha256 (not an upgrade-recovery archive?)",
-                path.display(),
+                r.path(),
                 validate::short(&h.path)
             ),
         }
@@ -178,14 +185,37 @@ pub fn examine_archive(
     size: u64,
 ) -> (Option<ArchiveCheck>, Vec<String>) {
     let name = path.display();
-    match validate::open_regular(path).and_then(|f| f.metadata()) {
+    // The recorded size and sha256 first, before a byte is parsed: an
+    // archive padded to its recorded size, or changed, is refused after
+    // one sequential read (its hash), whatever its entries would cost to
+    // parse. The same descriptor is then read again from its start.
+    let f = match validate::open_regular(path) {
         Err(e) => return (None, vec![format!("{name}: {e}")]),
-        Ok(m) if m.len() != size => {
-            return (None, vec![size_mismatch(&name, m.len(), size)]);
+        Ok(f) => f,
+    };
+    let hashed = f.metadata().and_then(|m| {
+        if m.len() != size {
+            return Ok(Err(size_mismatch(&name, m.len(), size)));
         }
-        Ok(_) => {}
+        let (h, n) = hash::reader_sha256(&f)?;
+        Ok(if n != size {
+            Err(size_mismatch(&name, n, size))
+        } else if h != sha256 {
+            Err(sha256_mismatch(&name, &h, sha256))
+        } else {
+            Ok(())
+        })
+    });
+    match hashed {
+        Err(e) => return (None, vec![format!("{name}: {e}")]),
+        Ok(Err(p)) => return (None, vec![p]),
+        Ok(Ok(())) => {}
     }
-    match check_archive(path) {
+    let parsed = rustix::fs::seek(&f, rustix::fs::SeekFrom::Start(0))
+        .map_err(anyhow::Error::from)
+        .and_then(|_| read::Reader::from_file(f, path))
+        .and_then(check_reader);
+    match parsed {
         Err(e) => (None, vec![format!("{e:#}")]),
         Ok(c) => {
             let mut p: Vec<String> = c
@@ -257,6 +287,17 @@ pub fn parse_excludes(text: &str) -> exclude::Excludes {
     exclude::Excludes::parse(text.as_bytes())
 }
 
+/// How an archive file differs from its recorded sha256 and size (one read
+/// of it, nothing parsed); None when it matches.
+pub fn recorded_mismatch(archive: &Path, sha256: &str, size: u64) -> Option<String> {
+    match file_sha256(archive) {
+        Err(e) => Some(format!("{}: {e}", archive.display())),
+        Ok((_, n)) if n != size => Some(size_mismatch(&archive.display(), n, size)),
+        Ok((h, _)) if h != sha256 => Some(sha256_mismatch(&archive.display(), &h, sha256)),
+        Ok(_) => None,
+    }
+}
+
 /// Check an archive file against its recorded sha256 and size (every byte
 /// of the archive, which carries every file's sha256 too), then sync the
 /// target to it. A damaged archive changes nothing. Entries are validated as
@@ -270,13 +311,7 @@ pub fn restore_tree(
     target: &Path,
     opts: &SyncOptions,
 ) -> Result<SyncStats> {
-    let problem = match file_sha256(archive) {
-        Err(e) => Some(format!("{}: {e}", archive.display())),
-        Ok((_, n)) if n != size => Some(size_mismatch(&archive.display(), n, size)),
-        Ok((h, _)) if h != sha256 => Some(sha256_mismatch(&archive.display(), &h, sha256)),
-        Ok(_) => None,
-    };
-    if let Some(p) = problem {
+    if let Some(p) = recorded_mismatch(archive, sha256, size) {
         return Err(crate::util::error::Fail::Backup(format!(
             "refusing to restore {} from a damaged archive (nothing was changed): {p}",
             target.display()

@@ -16,12 +16,20 @@ pub struct Reader {
     pad: usize,
     finished: bool,
     path: String,
+    /// The entries so far, for the checks between them.
+    shape: super::validate::Shape,
 }
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
         let f = super::validate::open_regular(path)
             .with_context(|| format!("opening {}", path.display()))?;
+        Reader::from_file(f, path)
+    }
+
+    /// Read the archive `f` (opened by the caller, at its start), named
+    /// `path` in messages.
+    pub fn from_file(f: File, path: &Path) -> Result<Reader> {
         let dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
             1 << 20,
             HashReader::new(f),
@@ -32,7 +40,13 @@ impl Reader {
             pad: 0,
             finished: false,
             path: path.display().to_string(),
+            shape: super::validate::Shape::default(),
         })
+    }
+
+    /// The archive's name in messages.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
@@ -100,50 +114,61 @@ impl Reader {
                     .with_context(|| format!("{} is damaged", self.path))?;
                 h.meta.sparse = Some(map);
             }
+            self.shape
+                .check(&h)
+                .with_context(|| format!("{} is damaged", self.path))?;
             return Ok(Some(h));
         }
     }
 
+    /// The GNU sparse 1.0 map at the start of the member data: decimal
+    /// numbers, one a line (the count, then offset/length pairs), padded to
+    /// whole blocks. Parsed as the bytes arrive, each byte once: a map of
+    /// any length costs time linear in it (the count is bounded by
+    /// `MAX_EXTENTS`, each number by 20 digits, and the bytes must be there).
     fn read_sparse_map(&mut self) -> Result<Vec<(u64, u64)>> {
-        // Decimal numbers, one a line: count, then offset/length pairs;
-        // padded to whole blocks.
-        let mut text = Vec::new();
+        let path = self.path.clone();
+        let bad = move |why: &str| anyhow::anyhow!("{path} is damaged: bad sparse map ({why})");
         let mut block = [0u8; tar::BLOCK];
+        let mut count: Option<usize> = None;
         let mut nums: Vec<u64> = Vec::new();
+        let mut cur: Option<u64> = None;
         loop {
             if self.remaining < tar::BLOCK as u64 {
-                bail!("{} is damaged: bad sparse map", self.path);
+                return Err(bad("it runs past the entry's data"));
             }
             self.fill(&mut block)?;
             self.remaining -= tar::BLOCK as u64;
-            text.extend_from_slice(&block);
-            nums.clear();
-            let mut lines = text.split(|&b| b == b'\n');
-            let mut complete = Vec::new();
-            let mut all: Vec<&[u8]> = lines.by_ref().collect();
-            all.pop(); // the part after the last newline is incomplete
-            for l in all {
-                complete.push(
-                    std::str::from_utf8(l)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .with_context(|| format!("{} is damaged: bad sparse map", self.path))?,
-                );
-            }
-            if let Some(&count) = complete.first() {
-                if count > super::validate::MAX_EXTENTS as u64 {
-                    bail!("{} is damaged: sparse map of {count} extents", self.path);
+            for &b in block.iter() {
+                match b {
+                    b'0'..=b'9' => {
+                        let v = cur
+                            .unwrap_or(0)
+                            .checked_mul(10)
+                            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                            .ok_or_else(|| bad("a number over 2^64"))?;
+                        cur = Some(v);
+                    }
+                    b'\n' => {
+                        let n = cur.take().ok_or_else(|| bad("an empty line"))?;
+                        match count {
+                            None => {
+                                if n > super::validate::MAX_EXTENTS as u64 {
+                                    return Err(bad(&format!("{n} extents")));
+                                }
+                                count = Some(n as usize);
+                            }
+                            Some(_) => nums.push(n),
+                        }
+                    }
+                    _ => return Err(bad("a byte that is not a digit or a newline")),
                 }
-                if complete.len() as u64 > 2 * count {
-                    let ext = complete[1..1 + 2 * count as usize]
-                        .chunks(2)
-                        .map(|c| (c[0], c[1]))
-                        .collect();
-                    return Ok(ext);
+                if let Some(c) = count {
+                    if nums.len() == 2 * c {
+                        // The rest of this block is padding.
+                        return Ok(nums.chunks(2).map(|p| (p[0], p[1])).collect());
+                    }
                 }
-            }
-            if text.len() > 1 << 24 {
-                bail!("{} is damaged: sparse map too long", self.path);
             }
         }
     }

@@ -37,6 +37,11 @@ pub struct SyncOptions {
     /// Leave out what grants privilege (extract without `--exact`): no
     /// device nodes, no setuid/setgid bits, no file capabilities.
     pub plain: bool,
+    /// Hash each file as it is written and rename it into place only when
+    /// it matches its recorded sha256 (extract, which may read a damaged
+    /// archive up to the damage); one that does not is removed and named in
+    /// `SyncStats::mismatched`.
+    pub check_files: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,6 +58,10 @@ pub struct SyncStats {
     /// Files written without their setuid/setgid bits or capabilities (`plain`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stripped: Vec<String>,
+    /// Files not written because their bytes do not match their recorded
+    /// sha256 (`check_files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatched: Vec<String>,
 }
 
 /// Fault injection for tests: stop (as if killed) after this many entries.
@@ -99,6 +108,18 @@ fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// Whether `only` (None: everything) selects `path`: it or a path below
+/// it, and the directories on the way to one.
+fn wanted(only: &Option<Vec<Vec<u8>>>, path: &[u8], kind: Kind) -> bool {
+    match only {
+        None => true,
+        Some(only) => only.iter().any(|o| {
+            matches_prefix(path, o)
+                || (kind == Kind::Dir && (path == b"." || matches_prefix(o, path)))
+        }),
+    }
+}
+
 /// A path in a message or a report: long ones with their middle cut out.
 fn show(p: &[u8]) -> String {
     super::validate::short(p)
@@ -138,6 +159,10 @@ struct Syncer {
     stats: SyncStats,
     buf: Vec<u8>,
     cache: Option<(Vec<u8>, OwnedFd)>,
+    /// With `only`: the regular files a wanted hard link names but that
+    /// are not wanted themselves, and, once written, the name at the top
+    /// they were written under (removed at the end): the link's data.
+    link_data: std::collections::HashMap<Vec<u8>, Option<CString>>,
 }
 
 /// Make the directory `target` equal the archive (which must already have
@@ -153,6 +178,56 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
         Mode::empty(),
     )
     .with_context(|| format!("opening {}", target.display()))?;
+    let prefetch = super::prefetch::Prefetch::start(target);
+    sync_at(archive, root, target, opts, Some(prefetch))
+}
+
+/// [`sync_tree`] into the directory `root` (an O_PATH descriptor opened by
+/// the caller, who resolved it without a window for a swap), named `target`
+/// in messages only.
+pub fn sync_tree_at(
+    archive: &Path,
+    root: OwnedFd,
+    target: &Path,
+    opts: &SyncOptions,
+) -> Result<SyncStats> {
+    sync_at(archive, root, target, opts, None)
+}
+
+/// With `only`, the regular files that a wanted hard link names but that
+/// are not wanted themselves (one pass over the headers): their data is
+/// written for the link (`extract` of a second name without its first).
+fn link_data(
+    archive: &Path,
+    opts: &SyncOptions,
+) -> Result<std::collections::HashMap<Vec<u8>, Option<CString>>> {
+    let mut out = std::collections::HashMap::new();
+    if opts.only.is_none() {
+        return Ok(out);
+    }
+    let mut r = Reader::open(archive)?;
+    // Up to the damage, if any: the sync reads that far too.
+    while let Ok(Some(h)) = r.next_header() {
+        if h.kind == Kind::HardLink
+            && wanted(&opts.only, &h.path, h.kind)
+            && !wanted(&opts.only, &h.meta.link, Kind::File)
+        {
+            out.insert(h.meta.link.clone(), None);
+        }
+    }
+    Ok(out)
+}
+
+fn sync_at(
+    archive: &Path,
+    root: OwnedFd,
+    target: &Path,
+    opts: &SyncOptions,
+    prefetch: Option<super::prefetch::Prefetch>,
+) -> Result<SyncStats> {
+    // A damaged archive read up to the damage (extract) still gives the
+    // links before it their data.
+    let link_data = link_data(archive, opts)?;
     let dev = fs::fstat(&root)?.st_dev;
     let mut s = Syncer {
         root,
@@ -163,18 +238,27 @@ pub fn sync_tree(archive: &Path, target: &Path, opts: &SyncOptions) -> Result<Sy
         stats: SyncStats::default(),
         buf: vec![0u8; 256 << 10],
         cache: None,
-        prefetch: Some(super::prefetch::Prefetch::start(target)),
+        prefetch,
+        link_data,
     };
     let mut r = Reader::open(archive)?;
     let crash = crash_after();
-    while let Some(h) = r.next_header()? {
-        if crash == Some(s.stats.entries) {
-            std::process::exit(137);
+    let read = (|| {
+        while let Some(h) = r.next_header()? {
+            if crash == Some(s.stats.entries) {
+                std::process::exit(137);
+            }
+            s.stats.entries += 1;
+            s.entry(&mut r, &h)
+                .with_context(|| format!("restoring {}/{}", target.display(), show(&h.path)))?;
         }
-        s.stats.entries += 1;
-        s.entry(&mut r, &h)
-            .with_context(|| format!("restoring {}/{}", target.display(), show(&h.path)))?;
+        anyhow::Ok(())
+    })();
+    // The data written only for hard links goes, whatever happened.
+    for staged in s.link_data.values().flatten() {
+        let _ = fs::unlinkat(&s.root, staged, AtFlags::empty());
     }
+    read?;
     s.cache = None;
     s.prefetch = None;
     let top = fs::openat(
@@ -215,13 +299,7 @@ impl Syncer {
     }
 
     fn wanted(&self, path: &[u8], kind: Kind) -> bool {
-        match &self.opts.only {
-            None => true,
-            Some(only) => only.iter().any(|o| {
-                matches_prefix(path, o)
-                    || (kind == Kind::Dir && (path == b"." || matches_prefix(o, path)))
-            }),
-        }
+        wanted(&self.opts.only, path, kind)
     }
 
     /// A directory beneath the top, never through a symlink or a mount.
@@ -330,6 +408,31 @@ impl Syncer {
             return Ok(());
         }
         if !self.wanted(path, h.kind) {
+            if h.kind == Kind::File && self.link_data.contains_key(path) {
+                // Only a hard link to it is wanted: its data, at the top
+                // under a temporary name, for the link (removed at the end).
+                let staged = cstr(
+                    format!(
+                        ".ur-tmp.link.{}",
+                        hex::encode(
+                            &sha2::Digest::finalize(
+                                <sha2::Sha256 as sha2::Digest>::new_with_prefix(path)
+                            )[..16]
+                        )
+                    )
+                    .as_bytes(),
+                );
+                let top = fs::openat(
+                    &self.root,
+                    c".",
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                let existing = fsops::lstat_at(top.as_fd(), &staged).ok();
+                if self.write_file(r, h, top.as_fd(), &staged, existing.as_ref())? {
+                    self.link_data.insert(path.to_vec(), Some(staged));
+                }
+            }
             return Ok(());
         }
         self.seen.insert(seen_key(path));
@@ -392,44 +495,7 @@ impl Syncer {
                         }
                     }
                 }
-                let tmp = tmp_name(name.to_bytes());
-                let create = || {
-                    fs::openat(
-                        pfd,
-                        &tmp,
-                        OFlags::WRONLY
-                            | OFlags::CREATE
-                            | OFlags::EXCL
-                            | OFlags::NOFOLLOW
-                            | OFlags::CLOEXEC,
-                        Mode::from_raw_mode(0o600),
-                    )
-                };
-                let fd = match create() {
-                    // Left by a crash: start that file over.
-                    Err(Errno::EXIST) => {
-                        fs::unlinkat(pfd, &tmp, AtFlags::empty())?;
-                        create()?
-                    }
-                    r => r?,
-                };
-                let mut buf = std::mem::take(&mut self.buf);
-                let res = for_each_piece(r, h, &mut buf, |off, data| {
-                    let mut done = 0;
-                    while done < data.len() {
-                        done += rustix::io::pwrite(&fd, &data[done..], off + done as u64)?;
-                    }
-                    Ok(())
-                });
-                self.buf = buf;
-                res?;
-                if h.meta.sparse.is_some() {
-                    // A hole at the end is not written: set the length.
-                    fs::ftruncate(&fd, h.meta.size)?;
-                }
-                apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
-                drop(fd);
-                self.replace(pfd, &tmp, &name, existing.as_ref())?;
+                self.write_file(r, h, pfd, &name, existing.as_ref())?;
             }
             Kind::Symlink => {
                 if let (Some(_), Some(Kind::Symlink)) = (&existing, ekind) {
@@ -450,8 +516,13 @@ impl Syncer {
                 if self.excluded(&h.meta.link, false) {
                     bail!("hard link to excluded path {}", show(&h.meta.link));
                 }
-                let (sp, sn) = split(&h.meta.link);
-                let sn = cstr(sn);
+                let (sp, sn) = match self.link_data.get(&h.meta.link) {
+                    Some(Some(staged)) => (&b"."[..], staged.clone()),
+                    _ => {
+                        let (sp, sn) = split(&h.meta.link);
+                        (sp, cstr(sn))
+                    }
+                };
                 let Some(sfd) = self.open_dir(sp)? else {
                     self.stats.skipped_mounts.push(show(path));
                     return Ok(());
@@ -492,6 +563,77 @@ impl Syncer {
             }
         }
         Ok(())
+    }
+
+    /// Write a file entry's data beside `name` and rename it into place;
+    /// false when `check_files` found it does not match its sha256 (then
+    /// nothing is left in place of it).
+    fn write_file(
+        &mut self,
+        r: &mut Reader,
+        h: &Header,
+        pfd: BorrowedFd,
+        name: &CStr,
+        existing: Option<&fs::Stat>,
+    ) -> Result<bool> {
+        let tmp = tmp_name(name.to_bytes());
+        let create = || {
+            fs::openat(
+                pfd,
+                &tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        let fd = match create() {
+            // Left by a crash: start that file over.
+            Err(Errno::EXIST) => {
+                fs::unlinkat(pfd, &tmp, AtFlags::empty())?;
+                create()?
+            }
+            r => r?,
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut hasher = self
+            .opts
+            .check_files
+            .then(<sha2::Sha256 as sha2::Digest>::new);
+        let mut pos = 0u64;
+        let res = for_each_piece(r, h, &mut buf, |off, data| {
+            if let Some(hs) = hasher.as_mut() {
+                super::write::hash_zeros(hs, off - pos);
+                sha2::Digest::update(hs, data);
+                pos = off + data.len() as u64;
+            }
+            let mut done = 0;
+            while done < data.len() {
+                done += rustix::io::pwrite(&fd, &data[done..], off + done as u64)?;
+            }
+            Ok(())
+        });
+        self.buf = buf;
+        if let Err(e) = res {
+            let _ = fs::unlinkat(pfd, &tmp, AtFlags::empty());
+            return Err(e);
+        }
+        if h.meta.sparse.is_some() {
+            // A hole at the end is not written: set the length.
+            fs::ftruncate(&fd, h.meta.size)?;
+        }
+        if let Some(mut hs) = hasher {
+            super::write::hash_zeros(&mut hs, h.meta.size.saturating_sub(pos));
+            let got: [u8; 32] = sha2::Digest::finalize(hs).into();
+            if h.meta.sha256 != Some(got) {
+                drop(fd);
+                fs::unlinkat(pfd, &tmp, AtFlags::empty())?;
+                self.stats.mismatched.push(show(&h.path));
+                return Ok(false);
+            }
+        }
+        apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
+        drop(fd);
+        self.replace(pfd, &tmp, name, existing)?;
+        Ok(true)
     }
 
     /// Rename `tmp` over `name`, removing a directory that stands there.

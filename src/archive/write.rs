@@ -139,8 +139,17 @@ pub fn write_paths(
 ) -> Result<(TreeStats, Vec<String>)> {
     let mut w = Walker::new(zstd_file(out, opts)?, true, None);
     let mut missing = Vec::new();
+    // A path below one already added (a listed path that is a directory on
+    // the node) is in the archive already: a second entry for it would be
+    // a duplicate, which every reader refuses (validate::Shape).
+    let mut added: Vec<&[u8]> = Vec::new();
     for rel in rels {
-        if !w.add_path(root, rel)? {
+        if added.iter().any(|a| super::sync::matches_prefix(rel, a)) {
+            continue;
+        }
+        if w.add_path(root, rel)? {
+            added.push(rel);
+        } else {
             missing.push(show(rel));
         }
     }
@@ -325,7 +334,6 @@ impl<W: Write> Walker<W> {
         st: &fs::Stat,
         top: &Path,
     ) -> Result<Option<OwnedFd>> {
-        let _ = top;
         let Some(kind) = fsops::kind_of(st) else {
             self.stats.skipped_sockets.push(show(path));
             return Ok(None);
@@ -352,6 +360,15 @@ impl<W: Write> Walker<W> {
                 return Ok(Some(fd));
             }
             Kind::File => {
+                if let Some(why) = unrestorable_sparse(dir, st) {
+                    log::warn!(
+                        "{}/{} left out of the backup: {why}",
+                        top.display(),
+                        short(path)
+                    );
+                    self.stats.skipped_sparse.push(show(path));
+                    return Ok(None);
+                }
                 if st.st_nlink > 1 {
                     if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
                         meta.link = first.clone();
@@ -512,6 +529,32 @@ impl<W: Write> Walker<W> {
             p(self.stats.files, bytes);
         }
     }
+}
+
+/// Why a sparse file cannot be in a backup, if it cannot: its apparent size
+/// is over what a backup may hold (`validate::MAX_SPARSE_SIZE`, which every
+/// reader refuses) or over what the file system it lies on can hold (such a
+/// file can never be filled; checking it would hash its holes for hours).
+fn unrestorable_sparse(dir: BorrowedFd, st: &fs::Stat) -> Option<String> {
+    let size = st.st_size as u64;
+    let sparse = (st.st_blocks as u64) * 512 < size;
+    if !sparse || size <= 1 << 30 {
+        return None;
+    }
+    let max = super::validate::MAX_SPARSE_SIZE;
+    if size > max {
+        return Some(format!(
+            "a sparse file of apparent size {size} bytes, over the {max} a backup holds"
+        ));
+    }
+    let cap = fs::fstatvfs(dir)
+        .ok()
+        .map(|v| v.f_blocks.saturating_mul(v.f_frsize))?;
+    (size > cap).then(|| {
+        format!(
+            "a sparse file of apparent size {size} bytes on a file system of {cap} bytes (no node could fill it)"
+        )
+    })
 }
 
 fn changed(a: &fs::Stat, b: &fs::Stat) -> bool {

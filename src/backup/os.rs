@@ -22,6 +22,7 @@ pub struct OsPlan {
 /// the order `ostree::keep_only_active` undeploys them.
 pub fn plan(host: &Host, tools: &Tools) -> Result<OsPlan> {
     let os = ostree::read(host, tools)?;
+    ostree::refuse_staged(&os, "undeploying the other deployments")?;
     let keep = os
         .active()
         .context("ostree admin status lists no deployment")?;

@@ -100,6 +100,10 @@ fn warn_about(node: &str, s: &TreeStats, warnings: &mut Vec<String>) {
         ("vanished during the backup", &s.vanished),
         ("kept changing while read (stored as last read)", &s.changed),
         ("are sockets (not stored)", &s.skipped_sockets),
+        (
+            "are sparse files larger than any node's disk (not stored)",
+            &s.skipped_sparse,
+        ),
     ] {
         if !list.is_empty() {
             warnings.push(format!(

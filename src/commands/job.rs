@@ -2,9 +2,31 @@
 //! hub's Job mounts, chroot into it, and take the backup there.
 //!
 //! For the run, the host's `/run/ostree-booted` is renamed to
-//! `/run/ostree-booted.tmp` (so ostree treats /sysroot as a sysroot it may
-//! change), and put back on every exit path: success, error, panic, and
-//! SIGTERM/SIGINT/SIGHUP (the Job's deadline sends SIGTERM).
+//! `/run/ostree-booted.tmp`, and put back on every exit path: success,
+//! error, panic, and SIGTERM/SIGINT/SIGHUP (the Job's deadline sends
+//! SIGTERM).
+//!
+//! Why the rename, whatever the flag holds (TALM's launcher renames it only
+//! when it is empty; ostree 2023.6 and later write a GVariant into it in
+//! `ostree-prepare-root`): in the jail ostree's sysroot is `/` (the jail
+//! root, `/ostree -> sysroot/ostree`, `/boot` the boot partition), and
+//! libostree takes a sysroot for the booted one when the flag exists and
+//! the sysroot is `/` (ostreedev/ostree `src/libostree/ostree-sysroot.c`,
+//! `ostree_sysroot_initialize`: `root_is_ostree_booted = ostree_booted &&
+//! root_is_sysroot`). It then looks for the deployment whose directory is
+//! `/` (or the backing root the flag's content records), finds none (the
+//! jail's `/` is an emptyDir) and fails: "Unexpected state:
+//! /run/ostree-booted found and in / sysroot, but bootloader entry not
+//! found". With the flag renamed, the sysroot is not booted: the
+//! deployments load, libostree leaves the mounts alone
+//! (`_ostree_sysroot_ensure_writable`: "If we aren't operating on a booted
+//! system, then we don't do anything with mounts"; our writes get their own
+//! namespace, see `node::ostree`), and it does not load the staged
+//! deployment (`_ostree_sysroot_reload_staged` returns early), which
+//! `node::ostree` therefore reads from `/run/ostree/staged-deployment`
+//! itself. A rename keeps the flag's content as ostree wrote it, so putting
+//! it back restores it byte for byte. So the rename stays right with
+//! ostree 2023.6+, and is needed whatever the content.
 
 use crate::backup::{self, Outcome};
 use crate::node::host::Host;
@@ -108,6 +130,7 @@ pub fn enter_jail(host: &Path) -> Result<()> {
 /// The Job's entrypoint. Exit 0 only when the backup is complete and verified.
 pub fn launch(host_dir: &Path, dir: &Path, opts: &backup::Options) -> Result<Outcome> {
     handle_signals();
+    crate::util::progress::lines_only();
     enter_jail(host_dir)?;
     let _guard = FlagGuard;
     // A dry run (`--dry-run`) does the same: without the rename, ostree in

@@ -589,10 +589,43 @@ pub fn lint_files(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Finding>> 
     let mut set = Vec::new();
     for f in files {
         let name = f.display().to_string();
-        let text = std::fs::read_to_string(f).map_err(|e| Fail::Usage(format!("{name}: {e}")))?;
+        let text = read_cr_file(f).map_err(|e| Fail::Usage(format!("{name}: {e}")))?;
         set.push((name, text));
     }
     Ok(lint_set(&set).map_err(|e| Fail::Usage(e.to_string()))?)
+}
+
+/// The most a CR file may hold: 1 MiB, what a ConfigMap holds (the
+/// Lifecycle Agent reads these CRs from the ConfigMaps of
+/// `spec.oadpContent`, and Kubernetes refuses a ConfigMap whose data add
+/// up to more than `MaxSecretSize`, 1 MiB: kubernetes
+/// pkg/apis/core/validation/validation.go `ValidateConfigMap`).
+pub const MAX_CR_FILE: u64 = 1 << 20;
+
+/// Read one file given to `oadp lint`: a regular file only (opened without
+/// blocking, so a FIFO is refused at once instead of waited on; a device
+/// such as /dev/zero is refused instead of read forever), at most
+/// [`MAX_CR_FILE`] bytes, UTF-8.
+fn read_cr_file(f: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
+        .open(f)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "is not a regular file (give the Backup/Restore CRs as YAML or JSON files)",
+        ));
+    }
+    let mut v = Vec::new();
+    file.take(MAX_CR_FILE + 1).read_to_end(&mut v)?;
+    if v.len() as u64 > MAX_CR_FILE {
+        return Err(std::io::Error::other(format!(
+            "is larger than {MAX_CR_FILE} bytes (1 MiB, what a ConfigMap of spec.oadpContent can hold)"
+        )));
+    }
+    String::from_utf8(v).map_err(|_| std::io::Error::other("is not UTF-8 text"))
 }
 
 pub fn render(findings: &[Finding]) -> String {

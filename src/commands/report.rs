@@ -25,21 +25,106 @@ pub struct Item {
 pub fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_key = false;
+    // The indentation of a secret-named key whose value is on the lines
+    // below it (`tls.key: |`, `signingKey:` with a map): lines indented
+    // deeper are its value.
+    let mut block: Option<usize> = None;
+    // The line before ended in a redacted value: base64 lines right after
+    // it are the rest of that value, wrapped.
+    let mut wrapped = false;
     for line in text.split_inclusive('\n') {
-        if line.contains("-----BEGIN") && line.contains("PRIVATE KEY-----") {
-            in_key = true;
-            out.push_str("<redacted private key>\n");
-            continue;
-        }
         if in_key {
-            if line.contains("-----END") {
+            // Up to the end marker; what follows it on its line stays.
+            if let Some(e) = line.find("-----END") {
                 in_key = false;
+                let a = e + 8;
+                let after = line[a..].find("-----").map_or(line.len(), |k| a + k + 5);
+                if !line[after..].trim().is_empty() {
+                    out.push_str(&scrub_line(&line[after..]));
+                }
             }
             continue;
         }
-        out.push_str(&scrub_line(line));
+        let body = line.trim_start_matches([' ', '\t']);
+        let indent = line.len() - body.len();
+        let body = body.trim_end();
+        if let Some(n) = block {
+            if body.is_empty() || indent > n {
+                out.push_str(&line[..indent]);
+                out.push_str(R);
+                out.push_str(&line[indent + body.len()..]);
+                continue;
+            }
+            block = None;
+        }
+        if wrapped && base64_line(body) {
+            out.push_str(&line[..indent]);
+            out.push_str(R);
+            out.push_str(&line[indent + body.len()..]);
+            continue;
+        }
+        wrapped = false;
+        // A PEM private key (PGP's too) that goes on past this line; one
+        // whose end marker is on the same line is cut out by scrub_line
+        // and the lines after it stay.
+        if let Some(b) = private_key_begin(line, 0) {
+            if !line[b..].contains("-----END") {
+                in_key = true;
+                out.push_str(&scrub_line(&line[..b]));
+                out.push_str("<redacted private key>\n");
+                continue;
+            }
+        }
+        if secret_block_key(body) {
+            block = Some(indent);
+            out.push_str(line);
+            continue;
+        }
+        let s = scrub_line(line);
+        wrapped = s.trim_end().trim_end_matches(['"', '\'', ',']).ends_with(R);
+        out.push_str(&s);
     }
     out
+}
+
+/// Where the begin marker of a private key (`-----BEGIN ... PRIVATE KEY
+/// ...-----`, PGP's `PRIVATE KEY BLOCK` too) starts, at or after `from`.
+fn private_key_begin(line: &str, from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(k) = line.get(at..)?.find("-----BEGIN") {
+        let b = at + k;
+        let m = b + 10;
+        let close = line[m..].find("-----").map_or(line.len(), |c| m + c);
+        if line[m..close].contains("PRIVATE KEY") {
+            return Some(b);
+        }
+        at = m;
+    }
+    None
+}
+
+/// `key: |`, `key: >-`, `key:` (a map or a list below): a secret-named key
+/// whose value is on the lines below.
+fn secret_block_key(body: &str) -> bool {
+    let body = body.strip_prefix("- ").unwrap_or(body);
+    let Some((k, v)) = body.split_once(':') else {
+        return false;
+    };
+    let k = k.trim().trim_matches(['"', '\'']);
+    let v = v.trim();
+    !k.is_empty()
+        && !k.contains(' ')
+        && secret_key(k)
+        && (v.is_empty() || ((v.starts_with('|') || v.starts_with('>')) && v.len() <= 3))
+}
+
+/// A line that is only base64 (a wrapped value's continuation).
+fn base64_line(body: &str) -> bool {
+    body.len() >= 16
+        && body
+            .trim_end_matches('=')
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
 }
 
 const R: &str = "<redacted>";
@@ -47,6 +132,29 @@ const R: &str = "<redacted>";
 /// Whether a key's value is a secret.
 fn secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
+    // Key files by name (`tls.key`, `ca.key` in a Secret's data), signing
+    // keys, Azure storage keys and SAS signatures, docker config blobs.
+    if k.ends_with(".key")
+        || k.ends_with(".pem")
+        || [
+            "signingkey",
+            "signing_key",
+            "signing-key",
+            "accountkey",
+            "sharedaccesskey",
+            "dockerconfig",
+            "dockercfg",
+            "cookie",
+            "passphrase",
+            "pwd",
+            "privkey",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
+        || k == "sig"
+    {
+        return true;
+    }
     let k = k.rsplit('.').next().unwrap_or(&k);
     [
         "token",
@@ -141,15 +249,30 @@ fn scrub_key_values(line: &str) -> String {
         while j < b.len() && (b[j] == b'\\' || b[j] == b'"' || b[j] == b'\'') && j - i < 4 {
             j += 1;
         }
-        while j < b.len() && b[j] == b' ' {
+        // `TOKEN<TAB>value` (env listings, netrc-like files).
+        let tabbed = j < b.len() && b[j] == b'\t';
+        while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
             j += 1;
         }
-        if j >= b.len() || (b[j] != b':' && b[j] != b'=') || !secret_key(key) {
+        if !secret_key(key) {
             continue;
         }
-        j += 1;
+        if j < b.len() && (b[j] == b':' || b[j] == b'=') {
+            j += 1;
+        } else if !tabbed || j >= b.len() {
+            continue;
+        }
         while j < b.len() && b[j] == b' ' {
             j += 1;
+        }
+        // A cookie header's value is every cookie to the end of the line.
+        if key.to_ascii_lowercase().contains("cookie") {
+            let e = line.trim_end().len();
+            if e > j && !line[j..].starts_with(R) {
+                spans.push((j, e));
+            }
+            i = e.max(i);
+            continue;
         }
         // `Authorization: Bearer <token>`: the scheme stays, the token goes.
         for scheme in ["bearer ", "basic "] {
@@ -216,6 +339,70 @@ fn scrub_url_credentials(line: &str) -> String {
     out
 }
 
+/// crypt(3) password hashes (`$6$salt$hash`, `$6$rounds=N$salt$hash`,
+/// `$y$...`, `$2b$...`): from the prefix to the end of the field (`:` in
+/// /etc/shadow, whitespace, a quote, a comma).
+fn scrub_crypt(line: &str) -> String {
+    const PREFIXES: [&str; 9] = [
+        "$1$", "$2a$", "$2b$", "$2y$", "$5$", "$6$", "$y$", "$gy$", "$7$",
+    ];
+    let mut out = String::with_capacity(line.len());
+    let mut last = 0;
+    let mut i = 0;
+    while let Some(k) = line[i..].find('$') {
+        let s = i + k;
+        let at_start = s == 0 || line[..s].ends_with([':', ' ', '\t', '"', '\'', '=']);
+        if at_start && PREFIXES.iter().any(|p| line[s..].starts_with(p)) {
+            let e = line[s..]
+                .find(|c: char| c.is_whitespace() || ":\"',".contains(c))
+                .map_or(line.len(), |e| s + e);
+            if e - s > 12 {
+                out.push_str(&line[last..s]);
+                out.push_str(R);
+                last = e;
+                i = e;
+                continue;
+            }
+        }
+        i = s + 1;
+    }
+    out.push_str(&line[last..]);
+    out
+}
+
+/// `user:password@host` without a scheme (a proxy setting, a git remote):
+/// the part before `@` of a word shaped so goes.
+fn scrub_userinfo(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut last = 0;
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'@' {
+            i += 1;
+            continue;
+        }
+        // The word before `@`: no whitespace, quote, slash or `@`.
+        let start = line[last..i]
+            .rfind(|c: char| c.is_whitespace() || "\"'/@=,;(<[{".contains(c))
+            .map_or(last, |k| last + k + 1);
+        let word = &line[start..i];
+        let host_ok = b
+            .get(i + 1)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'[');
+        if let Some((user, pw)) = word.split_once(':') {
+            if !user.is_empty() && !pw.is_empty() && host_ok && !word.starts_with(R) {
+                out.push_str(&line[last..start]);
+                out.push_str(R);
+                last = i;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&line[last..]);
+    out
+}
+
 /// Decode standard base64 (padding optional); None when not base64.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
@@ -243,6 +430,13 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 fn secret_word(word: &str) -> bool {
     let b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
     word.starts_with("sha256~") && word.len() > 20
+        // GitHub tokens (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_).
+        || (["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]
+            .iter()
+            .any(|p| word.starts_with(p))
+            && word.len() >= 20)
+        // A docker config (`{"auths":`) in base64.
+        || (word.starts_with("eyJhdXRocyI6") || word.starts_with("eyAiYXV0aHMiOi"))
         || (word.starts_with("eyJ") && word.matches('.').count() == 2 && word.len() > 40)
         // A base64-encoded PEM private key (kubeconfig client-key-data).
         || (word.starts_with("LS0tLS1CRUdJTi")
@@ -262,17 +456,24 @@ fn secret_word(word: &str) -> bool {
 
 fn scrub_line(line: &str) -> String {
     let mut line = line.to_string();
-    // A PEM key inside one line (JSON with escaped newlines).
-    while let Some(b) = line.find("-----BEGIN") {
-        let Some(k) = line[b..].find("PRIVATE KEY-----").map(|k| b + k) else {
-            break;
-        };
-        let end = line[k + 16..]
-            .find("PRIVATE KEY-----")
-            .map_or(line.len(), |e| k + 16 + e + 16);
+    // A PEM or PGP private key inside one line (JSON with escaped
+    // newlines, a one-line OpenSSH key): from its begin marker to the end
+    // of its end marker, or of the line.
+    let mut from = 0;
+    while let Some(b) = private_key_begin(&line, from) {
+        let end = line[b..]
+            .find("-----END")
+            .map(|e| b + e + 8)
+            .map_or(line.len(), |a| {
+                line[a..].find("-----").map_or(line.len(), |k| a + k + 5)
+            });
         line.replace_range(b..end, "<redacted private key>");
+        from = b + "<redacted private key>".len();
     }
-    let line = scrub_url_credentials(&scrub_bearer(&scrub_key_values(&line)));
+    let line = scrub_crypt(&line);
+    let line = scrub_userinfo(&scrub_url_credentials(&scrub_bearer(&scrub_key_values(
+        &line,
+    ))));
     let mut s = line.clone();
     for word in line.split(|c: char| c.is_whitespace() || "\"',;:()[]{}=\\".contains(c)) {
         if secret_word(word) {
@@ -280,6 +481,139 @@ fn scrub_line(line: &str) -> String {
         }
     }
     s
+}
+
+/// The fields the report copies from what it reads off the node (an
+/// allow-list: anything not named, such as a CR's `spec.config`, its
+/// annotations or a container's environment, is never copied; what is
+/// copied is scrubbed too). Paths are `/`-separated JSON keys, `[]` for
+/// each element of a list.
+const CONTAINER_FIELDS: &[&str] = &[
+    // crictl ps -a -o json (cri-tools cmd/crictl/container.go, the CRI
+    // Container message).
+    "containers/[]/id",
+    "containers/[]/podSandboxId",
+    "containers/[]/metadata/name",
+    "containers/[]/metadata/attempt",
+    "containers/[]/image/image",
+    "containers/[]/imageRef",
+    "containers/[]/state",
+    "containers/[]/createdAt",
+    "containers/[]/labels/io.kubernetes.pod.name",
+    "containers/[]/labels/io.kubernetes.pod.namespace",
+    "containers/[]/labels/io.kubernetes.container.name",
+];
+
+/// `metav1.Condition`s under `at`.
+macro_rules! conditions {
+    ($at:literal) => {
+        [
+            concat!($at, "/conditions/[]/type"),
+            concat!($at, "/conditions/[]/status"),
+            concat!($at, "/conditions/[]/reason"),
+            concat!($at, "/conditions/[]/message"),
+            concat!($at, "/conditions/[]/lastTransitionTime"),
+            concat!($at, "/conditions/[]/observedGeneration"),
+        ]
+    };
+}
+
+/// lifecycle-agent api/imagebasedupgrade/v1/imagebasedupgrade_types.go
+/// (not `spec.seedImageRef.pullSecretRef`, nothing of metadata but its name).
+fn ibu_fields() -> Vec<&'static str> {
+    let mut v = vec![
+        "metadata/name",
+        "metadata/generation",
+        "metadata/creationTimestamp",
+        "spec/stage",
+        "spec/seedImageRef/version",
+        "spec/seedImageRef/image",
+        "spec/oadpContent/[]/name",
+        "spec/oadpContent/[]/namespace",
+        "spec/extraManifests/[]/name",
+        "spec/extraManifests/[]/namespace",
+        "spec/autoRollbackOnFailure/initMonitorTimeoutSeconds",
+        "status/observedGeneration",
+        "status/startedAt",
+        "status/completedAt",
+        "status/validNextStages",
+        "status/rollbackAvailabilityExpiration",
+    ];
+    v.extend(conditions!("status"));
+    v
+}
+
+/// velero pkg/apis/velero/v1 backup_types.go, restore_types.go,
+/// backupstoragelocation_types.go: names, phases, counts, reasons, times
+/// (never a location's `spec.config` or `spec.credential`).
+const VELERO_FIELDS: &[&str] = &[
+    "items/[]/kind",
+    "items/[]/metadata/name",
+    "items/[]/metadata/namespace",
+    "items/[]/metadata/creationTimestamp",
+    "items/[]/spec/backupName",
+    "items/[]/spec/includedNamespaces",
+    "items/[]/spec/includedResources",
+    "items/[]/spec/provider",
+    "items/[]/spec/default",
+    "items/[]/spec/objectStorage/bucket",
+    "items/[]/spec/objectStorage/prefix",
+    "items/[]/status/phase",
+    "items/[]/status/errors",
+    "items/[]/status/warnings",
+    "items/[]/status/failureReason",
+    "items/[]/status/validationErrors",
+    "items/[]/status/startTimestamp",
+    "items/[]/status/completionTimestamp",
+    "items/[]/status/expiration",
+    "items/[]/status/progress",
+    "items/[]/status/lastValidationTime",
+    "items/[]/status/message",
+];
+
+/// Copy of `src` holding only the fields `paths` name.
+pub fn pick(src: &serde_json::Value, paths: &[&str]) -> serde_json::Value {
+    let mut out = serde_json::Value::Null;
+    for p in paths {
+        let segs: Vec<&str> = p.split('/').collect();
+        pick_into(src, &segs, &mut out);
+    }
+    out
+}
+
+fn pick_into(src: &serde_json::Value, path: &[&str], dst: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Some((seg, rest)) = path.split_first() else {
+        *dst = src.clone();
+        return;
+    };
+    if *seg == "[]" {
+        let Value::Array(items) = src else { return };
+        if !dst.is_array() {
+            *dst = Value::Array(vec![Value::Null; items.len()]);
+        }
+        if let Value::Array(d) = dst {
+            for (s, d) in items.iter().zip(d.iter_mut()) {
+                pick_into(s, rest, d);
+            }
+        }
+        return;
+    }
+    let Some(v) = src.get(*seg) else { return };
+    if !dst.is_object() {
+        *dst = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(m) = dst {
+        pick_into(v, rest, m.entry(seg.to_string()).or_insert(Value::Null));
+    }
+}
+
+/// The named fields of a command's JSON output, pretty-printed; output that
+/// is not JSON is left out (never copied whole).
+fn picked(r: Result<String>, paths: &[&str]) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_str(&r?)
+        .context("the output is not JSON; left out (the report copies named fields only)")?;
+    json(&pick(&v, paths))
 }
 
 impl Item {
@@ -398,7 +732,10 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     b.add(
         "containers.json",
         if tools.has("crictl") {
-            crate::node::crictl::Crictl::new(&tools).ps_all_raw()
+            picked(
+                crate::node::crictl::Crictl::new(&tools).ps_all_raw(),
+                CONTAINER_FIELDS,
+            )
         } else {
             Err(anyhow::anyhow!("crictl not found"))
         },
@@ -453,10 +790,18 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
                 ],
             ),
         ] {
+            let fields = if file.starts_with("ibu/") {
+                ibu_fields()
+            } else {
+                VELERO_FIELDS.to_vec()
+            };
             b.add(
                 file,
-                crate::node::oc::command(host, &tools)
-                    .and_then(|mut c| cmd::run_text(c.args(&args))),
+                picked(
+                    crate::node::oc::command(host, &tools)
+                        .and_then(|mut c| cmd::run_text(c.args(&args))),
+                    &fields,
+                ),
             );
         }
     }
@@ -629,6 +974,16 @@ mod tests {
                 assert!(s.contains(k), "{file}: {k} lost\n{s}");
             }
         }
+    }
+
+    #[test]
+    fn output_that_is_not_json_is_left_out_and_errors_pass() {
+        let e = picked(Ok("token: abc\n".into()), CONTAINER_FIELDS).unwrap_err();
+        assert!(format!("{e:#}").contains("not JSON; left out"), "{e:#}");
+        let e = picked(Err(anyhow::anyhow!("crictl: not found")), CONTAINER_FIELDS);
+        assert!(format!("{:#}", e.unwrap_err()).contains("crictl: not found"));
+        let ok = picked(Ok("{\"containers\": []}".into()), CONTAINER_FIELDS).unwrap();
+        assert_eq!(ok, "{\n  \"containers\": []\n}\n");
     }
 
     #[test]

@@ -10,6 +10,27 @@
 //! | the pinned one booted, only other stateroots' deployments before it | `ostree admin set-default <index>` |
 //! | the pinned standby is the rollback            | roll back                                |
 //! | several standbys, the pinned one not rollback | undeploy unpinned standbys, then roll back |
+//! | a deployment is staged (any of the above)     | `rpm-ostree cleanup -p` first (without rpm-ostree: drop the staged record as libostree does), then the row of what is left |
+//!
+//! A staged deployment (the machine-config daemon's update, finalized at
+//! shutdown by `ostree-finalize-staged.service` and then the default) makes
+//! `rpm-ostree rollback` refuse: "Staged deployment (remove with cleanup
+//! -p)" (coreos/rpm-ostree `src/daemon/rpmostreed-transaction-types.cxx`,
+//! `rollback_transaction_execute`: the staged one is the pending deployment),
+//! and whatever the rows do, the next boot would finalize it and boot it.
+//! `rpm-ostree cleanup -p` removes it: `rpmostree_syscore_filter_deployments`
+//! (`src/daemon/rpmostree-sysroot-core.cxx`) drops the booted stateroot's
+//! deployments before the booted one but keeps pinned ones and other
+//! stateroots', and libostree drops the staged record and directory when the
+//! written list leaves it out (ostreedev/ostree
+//! `src/libostree/ostree-sysroot-deploy.c`). The rows then apply to what is
+//! left ([`after_cleanup_pending`] computes it the same way).
+//!
+//! Without rpm-ostree the rollback is a reorder by plain ostree: undeploying
+//! what stands before the pinned deployment. The plan lists those undeploys,
+//! and refuses, before any change and in the dry run alike, when one of them
+//! is booted or pinned; the refusal names the boot menu entry to choose and
+//! the `rollback` to run once it is booted.
 //!
 //! The active deployment is the booted one, else the default
 //! ([`OsState::active`]). Another stateroot is what an image-based upgrade
@@ -59,6 +80,16 @@ pub enum Action {
         index: usize,
         deployment: String,
     },
+    /// `rpm-ostree cleanup -p`: removes the staged deployment (and the
+    /// booted stateroot's other unpinned pending ones).
+    CleanupPending {
+        staged: String,
+    },
+    /// Without rpm-ostree: drop the staged deployment as libostree does
+    /// ([`ostree::drop_staged`]).
+    DropStaged {
+        staged: String,
+    },
     Reboot,
 }
 
@@ -92,7 +123,7 @@ fn target(host: &Host, os: &OsState) -> Result<Deployment> {
                 .cloned()
                 .with_context(|| {
                     format!(
-                        "the deployment pinned at backup ({} {}.{}) is no longer deployed: the OS cannot be rolled back to it",
+                        "the deployment pinned at backup ({} {}.{}) is no longer deployed: the OS cannot be rolled back to it. Nothing was changed. Next: `upgrade-recovery status` shows what is deployed; to put the backup's files and etcd back on the OS that runs now, knowing they were taken on another OS, `upgrade-recovery restore --force` (--force skips only the OS check)",
                         p.stateroot, p.checksum, p.serial
                     )
                 });
@@ -101,13 +132,174 @@ fn target(host: &Host, os: &OsState) -> Result<Deployment> {
     let pinned: Vec<&Deployment> = os.deployments.iter().filter(|d| d.pinned).collect();
     match pinned.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => bail!("no backup manifest and no pinned deployment: nothing says which deployment to roll back to"),
-        _ => bail!("no backup manifest and {} pinned deployments: cannot tell which one to roll back to", pinned.len()),
+        [] => bail!("no backup manifest and no pinned deployment: nothing says which deployment to roll back to; nothing was changed. Next: `upgrade-recovery status` says what backup and deployments this node has; to boot another deployment once, choose its entry in the boot menu at the next reboot"),
+        _ => bail!("no backup manifest and {} pinned deployments: cannot tell which one to roll back to; nothing was changed. Next: unpin the ones that are not the OS to go back to with `ostree admin pin --unpin INDEX` (indices as `ostree admin status` lists them), then `upgrade-recovery rollback --dry-run`", pinned.len()),
     }
 }
 
-/// Decide, from the status, what brings `target` to the default position.
+/// Decide, from the status, what brings `target` to the default position:
+/// a staged deployment is removed first, then the row of what is left.
 pub fn decide(os: &OsState, target: &Deployment, has_rpm_ostree: bool) -> (String, Vec<Action>) {
+    let Some(staged) = os.staged() else {
+        return decide_unstaged(os, target, has_rpm_ostree);
+    };
+    let (first, left, how) = if has_rpm_ostree {
+        (
+            Action::CleanupPending {
+                staged: staged.clone(),
+            },
+            after_cleanup_pending(os),
+            "`rpm-ostree cleanup -p` (it keeps pinned deployments)",
+        )
+    } else {
+        (
+            Action::DropStaged {
+                staged: staged.clone(),
+            },
+            without_staged(os),
+            "dropping it as libostree does (no rpm-ostree here)",
+        )
+    };
+    let target = left
+        .deployments
+        .iter()
+        .find(|d| same(d, target))
+        .cloned()
+        .unwrap_or_else(|| target.clone());
+    let (case, mut actions) = decide_unstaged(&left, &target, has_rpm_ostree);
+    actions.insert(0, first);
+    (
+        format!("a deployment is staged ({staged}), which the next boot would finalize and boot, and which makes rpm-ostree rollback refuse: remove it first, by {how}; then: {case}"),
+        actions,
+    )
+}
+
+/// The deployments without the staged one, indices and marks derived again.
+fn without_staged(os: &OsState) -> OsState {
+    let mut left = os.clone();
+    left.deployments.retain(|d| !d.staged);
+    left.staged_record = None;
+    reindex(&mut left);
+    left
+}
+
+/// What `rpm-ostree cleanup -p` leaves: of the booted stateroot, the
+/// deployments before the booted one go unless pinned; the staged one goes;
+/// other stateroots' stay (coreos/rpm-ostree
+/// `src/daemon/rpmostree-sysroot-core.cxx`, `rpmostree_syscore_filter_deployments`).
+pub fn after_cleanup_pending(os: &OsState) -> OsState {
+    let mut left = without_staged(os);
+    if let Some(b) = left.deployments.iter().position(|d| d.booted) {
+        let root = left.deployments[b].stateroot.clone();
+        let mut i = 0;
+        left.deployments.retain(|d| {
+            let keep = i >= b || d.stateroot != root || d.pinned;
+            i += 1;
+            keep
+        });
+    }
+    reindex(&mut left);
+    left
+}
+
+fn reindex(os: &mut OsState) {
+    for (i, d) in os.deployments.iter_mut().enumerate() {
+        d.index = i;
+    }
+    ostree::remark(&mut os.deployments);
+}
+
+/// The whole plan, the one the dry run prints and the real run executes:
+/// the row of the table, and, without rpm-ostree, the reorder spelled out as
+/// the undeploys it takes; refused (before any change) when that reorder
+/// would have to undeploy a booted or pinned deployment.
+pub fn plan_actions(
+    host: &Host,
+    os: &OsState,
+    target: &Deployment,
+    has_rpm_ostree: bool,
+) -> Result<(String, Vec<Action>)> {
+    let (case, actions) = decide(os, target, has_rpm_ostree);
+    if has_rpm_ostree {
+        return Ok((case, actions));
+    }
+    // The state each action leaves, to spell the reorder out on it.
+    let mut now = os.clone();
+    let mut out = Vec::new();
+    for a in actions {
+        match &a {
+            Action::Undeploy { index, .. } => {
+                now.deployments.remove(*index);
+                reindex(&mut now);
+            }
+            Action::DropStaged { .. } => now = without_staged(&now),
+            Action::Rollback { .. } => {
+                let t = now
+                    .deployments
+                    .iter()
+                    .position(|d| same(d, target))
+                    .context("the pinned deployment is not deployed")?;
+                for i in (0..t).rev() {
+                    let ahead = &now.deployments[i];
+                    if ahead.booted || ahead.pinned {
+                        bail!("{}", no_reorder(host, os, target, ahead));
+                    }
+                    out.push(Action::Undeploy {
+                        index: i,
+                        deployment: ahead.short(),
+                    });
+                }
+                continue;
+            }
+            _ => {}
+        }
+        out.push(a);
+    }
+    Ok((case, out))
+}
+
+/// The refusal of the plain-ostree reorder: what stands before the pinned
+/// deployment is booted (or pinned), so it cannot be undeployed; the way out
+/// is the boot menu.
+fn no_reorder(host: &Host, os: &OsState, target: &Deployment, ahead: &Deployment) -> String {
+    let index = os
+        .deployments
+        .iter()
+        .position(|d| same(d, target))
+        .unwrap_or(target.index);
+    let entry = boot_entry(host, target);
+    if ahead.booted {
+        format!(
+            "cannot make the pinned deployment {} the default without rpm-ostree: {} stands before it and is booted (a booted deployment cannot be undeployed, and only rpm-ostree reorders without undeploying). Nothing was changed: the pinned deployment is still deployment {index} in `ostree admin status`. Next: reboot with `systemctl reboot` and choose {entry} in the boot menu (that choice holds for one boot); then run `upgrade-recovery status` (it should say the node runs the pinned OS) and `upgrade-recovery rollback`, which then makes it the default by undeploying what stands before it",
+            target.short(),
+            ahead.short()
+        )
+    } else {
+        format!(
+            "cannot make the pinned deployment {} the default without rpm-ostree: {} stands before it and is pinned (pinned deployments are never undeployed here). Nothing was changed. Next: if that deployment is not needed, unpin it with `ostree admin pin --unpin {}` and run `upgrade-recovery rollback` again; or reboot with `systemctl reboot` and choose {entry} in the boot menu for one boot",
+            target.short(),
+            ahead.short(),
+            ahead.index
+        )
+    }
+}
+
+/// "the entry \"<title>\"" of `target`'s boot menu entry, or how to find it.
+fn boot_entry(host: &Host, target: &Deployment) -> String {
+    match ostree::boot_entry_title(host, &target.id()) {
+        Some(t) => format!("the entry \"{t}\""),
+        None => format!(
+            "the entry of {} (see `grep -H title /boot/loader/entries/*.conf`)",
+            target.short()
+        ),
+    }
+}
+
+fn decide_unstaged(
+    os: &OsState,
+    target: &Deployment,
+    has_rpm_ostree: bool,
+) -> (String, Vec<Action>) {
     let how = if has_rpm_ostree {
         "rpm-ostree rollback"
     } else {
@@ -257,7 +449,8 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     let tools = Tools::require(&req, &["rpm-ostree"])?;
     let os = ostree::read(host, &tools)?;
     let target = target(host, &os)?;
-    let (case, mut actions) = decide(&os, &target, ostree::rpm_ostree_usable(host, &tools));
+    let has_rpm = ostree::rpm_ostree_usable(host, &tools);
+    let (case, mut actions) = plan_actions(host, &os, &target, has_rpm)?;
     // Before any change, and the same for --dry-run (as restore and backup
     // dry runs refuse exactly like the real run).
     if actions
@@ -309,20 +502,31 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     }
     for a in &actions {
         match a {
-            Action::Undeploy { .. } => {
-                // Re-read: indices shift after each undeploy.
+            Action::Undeploy { deployment, .. } => {
+                // Planned again on the node as it is now (indices shift
+                // after each undeploy): the next step must be this one.
                 let now = ostree::read(host, &tools)?;
-                let (_, next) = decide(
-                    &now,
-                    now.deployments.iter().find(|d| same(d, &target)).unwrap(),
-                    ostree::rpm_ostree_usable(host, &tools),
-                );
-                if let Some(Action::Undeploy { index, .. }) = next.first() {
-                    ostree::undeploy(host, &tools, &now.deployments[*index])?;
+                let t = now
+                    .deployments
+                    .iter()
+                    .find(|d| same(d, &target))
+                    .context("the pinned deployment disappeared")?;
+                let (_, next) = plan_actions(host, &now, t, has_rpm)?;
+                match next.first() {
+                    Some(Action::Undeploy { index, deployment: d }) if d == deployment => {
+                        ostree::undeploy(host, &tools, &now.deployments[*index])?
+                    }
+                    _ => bail!(
+                        "the deployments changed since the plan ({deployment} was to be undeployed next); nothing more was changed; run `upgrade-recovery rollback --dry-run` to plan again from the node as it is"
+                    ),
                 }
             }
-            Action::Rollback { .. } => roll_back(host, &tools, &target)?,
+            Action::Rollback { .. } => roll_back(&tools)?,
             Action::SetDefault { .. } => ostree::set_default(host, &tools, &target)?,
+            Action::CleanupPending { .. } => {
+                cmd::run(tools.command("rpm-ostree")?.args(["cleanup", "-p"]))?;
+            }
+            Action::DropStaged { .. } => ostree::drop_staged(host, &tools)?,
             Action::Reboot => {
                 check_default(host, &tools, &target)?;
                 if reboot {
@@ -381,13 +585,7 @@ fn no_set_default(host: &Host, os: &OsState, target: &Deployment) -> String {
         None => ("active", "none".to_string()),
     };
     let active_root = os.active().map_or("?", |a| a.stateroot.as_str());
-    let entry = match ostree::boot_entry_title(host, &target.id()) {
-        Some(t) => format!("the entry \"{t}\""),
-        None => format!(
-            "the entry of {} (see `grep -H title /boot/loader/entries/*.conf`)",
-            target.short()
-        ),
-    };
+    let entry = boot_entry(host, target);
     format!(
         "cannot make the pinned deployment the default: it is in stateroot {} ({}), the {how} one is in stateroot {active_root} ({active}); `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and {lacks}. {state}. Next: reboot with `systemctl reboot` and choose {entry} in the boot menu (that choice holds for one boot); then run `upgrade-recovery status` (it should say the node runs the pinned OS) and `upgrade-recovery rollback`, which says how to keep it the default; {newer}",
         target.stateroot,
@@ -395,34 +593,11 @@ fn no_set_default(host: &Host, os: &OsState, target: &Deployment) -> String {
     )
 }
 
-fn roll_back(host: &Host, tools: &Tools, target: &Deployment) -> Result<()> {
-    if ostree::rpm_ostree_usable(host, tools) {
-        cmd::run(tools.command("rpm-ostree")?.arg("rollback"))?;
-        return Ok(());
-    }
-    // Plain ostree: with nothing booted, undeploying what stands before the
-    // target makes it the default.
-    loop {
-        let now = ostree::read(host, tools)?;
-        let t = now
-            .deployments
-            .iter()
-            .position(|d| same(d, target))
-            .context("the target deployment disappeared")?;
-        if t == 0 {
-            return Ok(());
-        }
-        let ahead = &now.deployments[t - 1];
-        if ahead.booted || ahead.pinned {
-            bail!(
-                "cannot make {} the default without rpm-ostree: {} stands before it and is {}",
-                target.short(),
-                ahead.short(),
-                if ahead.booted { "booted" } else { "pinned" }
-            );
-        }
-        ostree::undeploy(host, tools, ahead)?;
-    }
+/// `rpm-ostree rollback` (the plain-ostree reorder is planned as undeploys
+/// by [`plan_actions`]).
+fn roll_back(tools: &Tools) -> Result<()> {
+    cmd::run(tools.command("rpm-ostree")?.arg("rollback"))?;
+    Ok(())
 }
 
 /// rpm-ostree has been known to choose another deployment: the next default
@@ -457,6 +632,13 @@ pub fn render(p: &Plan) -> String {
             Action::SetDefault { index, deployment } => {
                 format!("ostree admin set-default {index}   # {deployment}")
             }
+            Action::CleanupPending { staged } => {
+                format!("rpm-ostree cleanup -p   # staged {staged}")
+            }
+            Action::DropStaged { staged } => format!(
+                "rm {} && ostree admin cleanup   # staged {staged}",
+                ostree::STAGED_RUNSTATE
+            ),
             Action::Reboot => "systemctl reboot".into(),
         };
         let _ = writeln!(
@@ -482,7 +664,13 @@ mod tests {
     fn os(lines: &[(&str, &str, char, bool)]) -> OsState {
         let mut text = String::new();
         for (mark, root, c, pinned) in lines {
-            text += &format!("{mark} {root} {}.0\n", c.to_string().repeat(64));
+            // "s": listed as staged, as on a booted host.
+            let (mark, suffix) = if *mark == "s" {
+                (" ", " (staged)")
+            } else {
+                (*mark, "")
+            };
+            text += &format!("{mark} {root} {}.0{suffix}\n", c.to_string().repeat(64));
             if *pinned {
                 text += "    Pinned: yes\n";
             }
@@ -505,6 +693,7 @@ mod tests {
                 BootedFrom::DefaultAssumed
             },
             booted_skipped: Vec::new(),
+            staged_record: None,
         }
     }
 
@@ -695,5 +884,149 @@ mod tests {
             )),
             "{r}"
         );
+    }
+
+    fn cleanup_pending(staged: &str) -> Action {
+        Action::CleanupPending {
+            staged: staged.to_string(),
+        }
+    }
+
+    fn host() -> Host {
+        Host::new(
+            std::path::Path::new("/"),
+            std::path::Path::new("/var/recovery"),
+        )
+        .unwrap()
+    }
+
+    /// A failed upgrade booted, the pinned one the rollback, and the MCD's
+    /// next update staged (listed first on a booted host): rpm-ostree
+    /// rollback would refuse ("Staged deployment (remove with cleanup -p)"),
+    /// so cleanup -p comes first, then the rollback row of what is left.
+    #[test]
+    fn a_staged_deployment_is_cleaned_up_before_the_rollback() {
+        let s = os(&[
+            ("s", "rhcos", 'c', false),
+            ("*", "rhcos", 'b', false),
+            (" ", "rhcos", 'a', true),
+        ]);
+        let (case, actions) = decide(&s, &pinned(&s), true);
+        let staged = s.deployments[0].short();
+        assert_eq!(actions, vec![cleanup_pending(&staged), rpm_rollback()]);
+        assert!(
+            case.contains("staged") && case.contains("cleanup -p"),
+            "{case}"
+        );
+        // The same plan when only /run/ostree/staged-deployment says so
+        // (ostree lists no staged deployment on a sysroot not booted).
+        let mut rec = os(&[("*", "rhcos", 'b', false), (" ", "rhcos", 'a', true)]);
+        rec.staged_record = Some("ccc.0 (recorded)".into());
+        let (_, actions) = decide(&rec, &pinned(&rec), true);
+        assert_eq!(
+            actions,
+            vec![cleanup_pending("ccc.0 (recorded)"), rpm_rollback()]
+        );
+    }
+
+    /// cleanup -p keeps pinned deployments: a pinned one before the booted
+    /// one stays, and, already the default, only wants the reboot; the
+    /// unpinned pending one goes with the staged one.
+    #[test]
+    fn cleanup_pending_keeps_the_pinned_one_and_drops_the_unpinned_pending_one() {
+        let s = os(&[
+            ("s", "rhcos", 'd', false),
+            (" ", "rhcos", 'c', false),
+            (" ", "rhcos", 'a', true),
+            ("*", "rhcos", 'b', false),
+        ]);
+        let left = after_cleanup_pending(&s);
+        let names: Vec<char> = left
+            .deployments
+            .iter()
+            .map(|d| d.checksum.chars().next().unwrap())
+            .collect();
+        assert_eq!(names, vec!['a', 'b']);
+        assert_eq!(left.deployments[0].index, 0);
+        let (_, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(
+            actions,
+            vec![cleanup_pending(&s.deployments[0].short()), Action::Reboot]
+        );
+        // Another stateroot's deployment before the booted one stays too.
+        let o = os(&[
+            ("s", "rhcos", 'd', false),
+            (" ", "rhcos_4.17", 'e', false),
+            ("*", "rhcos", 'b', false),
+            (" ", "rhcos", 'a', true),
+        ]);
+        assert_eq!(after_cleanup_pending(&o).deployments.len(), 3);
+    }
+
+    /// Even with the pinned deployment the booted default, a staged one
+    /// would be finalized and booted next: it goes first.
+    #[test]
+    fn a_staged_deployment_goes_even_when_nothing_else_is_to_do() {
+        let s = os(&[("s", "rhcos", 'c', false), ("*", "rhcos", 'a', true)]);
+        let (_, actions) = decide(&s, &pinned(&s), true);
+        assert_eq!(actions, vec![cleanup_pending(&s.deployments[0].short())]);
+        let (_, actions) = decide(&s, &pinned(&s), false);
+        assert_eq!(
+            actions,
+            vec![Action::DropStaged {
+                staged: s.deployments[0].short()
+            }]
+        );
+    }
+
+    /// Without rpm-ostree the reorder is planned as the undeploys it takes,
+    /// and refused in the plan (so in the dry run too) when what stands
+    /// before the pinned deployment is booted, naming the boot menu and the
+    /// rollback to run after it.
+    #[test]
+    fn the_plain_ostree_reorder_is_planned_or_refused_before_any_change() {
+        // Nothing booted (the Job): undeploy what stands before it.
+        let s = os(&[(" ", "rhcos", 'c', false), (" ", "rhcos", 'a', true)]);
+        let (_, actions) = plan_actions(&host(), &s, &pinned(&s), false).unwrap();
+        assert_eq!(
+            actions,
+            vec![Action::Undeploy {
+                index: 0,
+                deployment: s.deployments[0].short()
+            }]
+        );
+        // The failed upgrade booted before it: refused.
+        let b = os(&[("*", "rhcos", 'c', false), (" ", "rhcos", 'a', true)]);
+        let err = plan_actions(&host(), &b, &pinned(&b), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stands before it and is booted"), "{err}");
+        assert!(
+            err.contains("boot menu") && err.contains("`upgrade-recovery rollback`"),
+            "{err}"
+        );
+        assert!(err.contains("Nothing was changed"), "{err}");
+        // Another pinned deployment before it: refused, naming the unpin.
+        let p = os(&[(" ", "rhcos", 'c', true), (" ", "rhcos", 'a', false)]);
+        let mut t = p.deployments[1].clone();
+        t.pinned = true;
+        let err = plan_actions(&host(), &p, &t, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is pinned") && err.contains("pin --unpin 0"),
+            "{err}"
+        );
+        // The pinned one booted (chosen in the boot menu): the reorder works.
+        let c = os(&[(" ", "rhcos", 'c', false), ("*", "rhcos", 'a', true)]);
+        let (_, actions) = plan_actions(&host(), &c, &pinned(&c), false).unwrap();
+        assert_eq!(actions.len(), 1);
+        assert!(matches!(actions[0], Action::Undeploy { index: 0, .. }));
+        // With rpm-ostree, decide's row as it is.
+        assert_eq!(
+            plan_actions(&host(), &b, &pinned(&b), true).unwrap().1,
+            vec![rpm_rollback()]
+        );
+        assert_eq!(decide(&b, &pinned(&b), false).1, vec![reorder()]);
     }
 }

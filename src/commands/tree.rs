@@ -56,6 +56,10 @@ pub fn render_archive(st: &TreeStats, out: &Path) -> String {
         ("vanished while read", &st.vanished),
         ("changed while read (stored as last read)", &st.changed),
         ("sockets not archived", &st.skipped_sockets),
+        (
+            "sparse files larger than any node's disk, not archived",
+            &st.skipped_sparse,
+        ),
     ] {
         if !list.is_empty() {
             s += &format!("{what}: {}\n", list.join(", "));

@@ -6,6 +6,7 @@ use crate::node::cmd::{self, Tools};
 use crate::node::host::Host;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// Which deployment: its directory `ostree/deploy/<stateroot>/deploy/<checksum>.<serial>`.
 ///
@@ -107,6 +108,11 @@ pub struct OsState {
     /// could not say (in the order asked).
     #[serde(default)]
     pub booted_skipped: Vec<String>,
+    /// A staged deployment that `ostree admin status` does not list (it
+    /// lists one only on a booted host): the record in [`STAGED_RUNSTATE`]
+    /// under the root, described (see [`OsState::staged`]).
+    #[serde(default)]
+    pub staged_record: Option<String>,
 }
 
 impl OsState {
@@ -125,6 +131,16 @@ impl OsState {
     pub fn next_boot_elsewhere(&self) -> Option<&Deployment> {
         let booted = self.deployments.iter().find(|d| d.booted)?;
         self.default_deployment().filter(|d| !d.is(&booted.id()))
+    }
+    /// The staged deployment, if any: the one `ostree admin status` marks
+    /// `(staged)` (a booted host), else the one recorded in
+    /// [`STAGED_RUNSTATE`] (the Job, a `--sysroot`), described.
+    pub fn staged(&self) -> Option<String> {
+        self.deployments
+            .iter()
+            .find(|d| d.staged)
+            .map(Deployment::short)
+            .or_else(|| self.staged_record.clone())
     }
 }
 
@@ -274,15 +290,85 @@ fn mark_pending_rollback(ds: &mut [Deployment]) {
     }
 }
 
-/// The `ostree admin` arguments that address the node's sysroot: the
-/// default on a booted host, else `--sysroot=<root>/sysroot` (a sandbox, or
-/// the Job's jail, where `/run/ostree-booted` is renamed for the run).
+/// The `ostree admin` arguments that address the node's sysroot: none on a
+/// booted host (ostree finds `/`), else `--sysroot=<node root>`: the
+/// deployment root, where `/boot` is the boot file system and `/ostree`
+/// links to `sysroot/ostree`, as TALM's script runs it in the Job's jail.
+/// Not `<root>/sysroot`: on RHCOS `/boot` is a file system of its own
+/// (coreos/fedora-coreos-config `overlay.d/05core/usr/lib/systemd/
+/// system-generators/coreos-boot-mount-generator`) and `/sysroot/boot` is an
+/// empty directory, so `ostree admin --sysroot=/sysroot status` prints "No
+/// deployments." and exits 0 (ostreedev/ostree issue 2992; checked with
+/// ostree 2022.7). A root without the `/ostree` link (a bare sysroot) keeps
+/// `<root>/sysroot`.
 pub fn sysroot_args(host: &Host) -> Vec<String> {
     if host.is_slash() && host.path("/run/ostree-booted").exists() {
         Vec::new()
+    } else if host.path("/ostree/repo").is_dir() && host.path("/boot").is_dir() {
+        vec![format!("--sysroot={}", host.root.display())]
     } else {
         vec![format!("--sysroot={}", host.sysroot().display())]
     }
+}
+
+/// Where libostree records a staged deployment until
+/// `ostree-finalize-staged.service` writes its boot entry at shutdown
+/// (ostreedev/ostree `src/libostree/ostree-sysroot-private.h`,
+/// `_OSTREE_SYSROOT_RUNSTATE_STAGED`; written by `ostree-sysroot-deploy.c`
+/// when staging, removed with the deployment's directory when a write of
+/// the deployments drops it). libostree reads it only on a booted host
+/// (`_ostree_sysroot_reload_staged` returns early otherwise), so `ostree
+/// admin status` in the Job's jail, or on any sysroot given by `--sysroot`,
+/// does not list the staged deployment.
+pub const STAGED_RUNSTATE: &str = "/run/ostree/staged-deployment";
+
+/// The staged deployment recorded in [`STAGED_RUNSTATE`], as
+/// `<checksum>.<serial>` when the record names one. The record is a GVariant
+/// `a{sv}` whose first entry is `target`, itself `a{sv}` with `name`
+/// (`<checksum>.<serial>`), `osname` and `bootcsum`
+/// (`serialize_deployment_to_variant` in `ostree-sysroot-deploy.c`); a
+/// GVariant dictionary keeps its entries in order, so the first such name in
+/// the bytes is the target's.
+pub fn parse_staged_record(bytes: &[u8]) -> Option<String> {
+    let is_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    (0..bytes.len().saturating_sub(66)).find_map(|i| {
+        let w = &bytes[i..];
+        if !w[..64].iter().all(is_hex) || w[64] != b'.' || (i > 0 && is_hex(&bytes[i - 1])) {
+            return None;
+        }
+        let digits = w[65..].iter().take_while(|b| b.is_ascii_digit()).count();
+        (digits > 0 && w.get(65 + digits) == Some(&0))
+            .then(|| String::from_utf8_lossy(&w[..65 + digits]).into_owned())
+    })
+}
+
+/// The staged deployment recorded under the root, described, when the
+/// listed deployments have none marked staged.
+fn staged_record(host: &Host, deployments: &[Deployment]) -> Option<String> {
+    if deployments.iter().any(|d| d.staged) {
+        return None;
+    }
+    let bytes = std::fs::read(host.path(STAGED_RUNSTATE)).ok()?;
+    Some(match parse_staged_record(&bytes) {
+        Some(name) => format!("{name} (recorded in {STAGED_RUNSTATE})"),
+        None => format!("the one recorded in {STAGED_RUNSTATE}"),
+    })
+}
+
+/// Refuse to write the deployments while one is staged: the MCO stages an
+/// update and finalizes it at shutdown; undeploying it drops it, and any
+/// write of the deployments on a sysroot that is not booted (the Job's)
+/// deletes its directory, since ostree's cleanup keeps only the
+/// deployments it lists (`cleanup_old_deployments` in
+/// `src/libostree/ostree-sysroot-cleanup.c`): the MCD's reboot would come
+/// back on the old OS.
+pub fn refuse_staged(os: &OsState, what: &str) -> Result<()> {
+    if let Some(s) = os.staged() {
+        bail!(
+            "a deployment is staged: {s}; the machine-config daemon is in the middle of an OS update, which it finalizes when the node reboots; {what} would drop it, so nothing was changed. Let the update finish (the node reboots into it), or remove it on purpose with `rpm-ostree cleanup -p`; then run `upgrade-recovery backup` again (in the hub's Job: let the hub run it again)"
+        );
+    }
+    Ok(())
 }
 
 /// Whether `rpm-ostree` can work here: on PATH and `/run/ostree-booted`
@@ -309,6 +395,7 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
             .arg("status"),
     )?;
     let mut deployments = parse_admin_status(&text)?;
+    let staged_record = staged_record(host, &deployments);
     let mut skipped = Vec::new();
     let cmdline = host.path("/proc/cmdline");
     match booted::from_cmdline(&cmdline, &host.sysroot())? {
@@ -327,6 +414,7 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
                 deployments,
                 booted_from: BootedFrom::Cmdline,
                 booted_skipped: skipped,
+                staged_record,
             });
         }
         Karg::Absent(why) => skipped.push(format!("kernel command line: {why}")),
@@ -341,7 +429,12 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
         ));
     } else {
         let json = cmd::run_text(tools.command("rpm-ostree")?.args(["status", "--json"]))?;
-        let rpm = parse_rpm_ostree_json(&json)?;
+        let mut rpm = parse_rpm_ostree_json(&json)?;
+        // rpm-ostree lists the staged deployment first; ostree lists it only
+        // on a booted host. Compare what both list.
+        if !deployments.iter().any(|d| d.staged) {
+            rpm.retain(|d| !d.staged);
+        }
         let same = rpm.len() == deployments.len()
             && rpm.iter().zip(&deployments).all(|(a, b)| a.is(&b.id()));
         if !same {
@@ -356,6 +449,7 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
                 deployments,
                 booted_from: BootedFrom::RpmOstree,
                 booted_skipped: skipped,
+                staged_record,
             });
         }
         skipped.push("rpm-ostree: marks no deployment booted".to_string());
@@ -370,11 +464,12 @@ pub fn read(host: &Host, tools: &Tools) -> Result<OsState> {
         deployments,
         booted_from,
         booted_skipped: skipped,
+        staged_record,
     })
 }
 
 /// Derive pending/rollback again once the booted deployment is known.
-fn remark(deployments: &mut [Deployment]) {
+pub fn remark(deployments: &mut [Deployment]) {
     for d in deployments.iter_mut() {
         d.pending = false;
         d.rollback = false;
@@ -382,14 +477,108 @@ fn remark(deployments: &mut [Deployment]) {
     mark_pending_rollback(deployments);
 }
 
+/// `ostree admin <args>`, a write: run where ostree may write, as libostree
+/// itself makes it on a booted host (ostreedev/ostree
+/// `src/libostree/ostree-sysroot.c`, `_ostree_sysroot_ensure_writable`:
+/// `/sysroot` and `/boot` remounted writable in the mount namespace of the
+/// writing process only). libostree does that only when it runs on the
+/// booted root ("If we aren't operating on a booted system, then we don't
+/// do anything with mounts"), which is not the case with `--sysroot` or in
+/// the Job's jail, where RHCOS's `/boot` is read-only: `undeploy` there
+/// fails "mkdir(boot/loader.1): Read-only file system". So the child gets
+/// a private mount namespace in which the read-only mounts holding `/boot`
+/// and `/sysroot` are remounted read-write; the host's mounts stay as they
+/// are.
 fn admin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
-    cmd::run_text(
-        tools
-            .command("ostree")?
-            .arg("admin")
-            .args(sysroot_args(host))
-            .args(args),
-    )
+    let mut c = tools.command("ostree")?;
+    c.arg("admin").args(sysroot_args(host)).args(args);
+    writable_boot(&mut c, host)?;
+    cmd::run_text(&mut c)
+}
+
+/// Make `c` run in a private mount namespace where the read-only mounts
+/// that hold the node's `/boot` and `/sysroot` are writable.
+pub fn writable_boot(c: &mut std::process::Command, host: &Host) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut targets: Vec<std::ffi::CString> = Vec::new();
+    for p in [host.path("/boot"), host.sysroot()] {
+        let Ok(real) = p.canonicalize() else { continue };
+        let Some(mp) = mount_point_of(&info, &real) else {
+            continue;
+        };
+        let ro = rustix::fs::statvfs(&mp)
+            .map(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+            .unwrap_or(false);
+        let t = std::ffi::CString::new(mp.as_os_str().as_bytes())?;
+        if ro && !targets.contains(&t) {
+            targets.push(t);
+        }
+    }
+    if targets.is_empty() {
+        return Ok(());
+    }
+    log::info!(
+        "ostree writes with {} writable in a private mount namespace",
+        targets
+            .iter()
+            .map(|t| t.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    );
+    // SAFETY: between fork and exec only system calls on data prepared
+    // above (no allocation): a new mount namespace, its mounts private, the
+    // remounts.
+    unsafe {
+        c.pre_exec(move || {
+            use rustix::mount::{mount_change, mount_remount, MountFlags, MountPropagationFlags};
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
+            // Hygiene only: a remount's flags do not propagate to peers, so
+            // a root that is no mount point of its own (a chroot into a
+            // plain directory: EINVAL) does not stop the write.
+            let _ = mount_change(
+                c"/",
+                MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+            );
+            for t in &targets {
+                mount_remount(t.as_c_str(), MountFlags::empty(), c"")?;
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// The mount point that holds `path` (absolute, canonical) in a
+/// `/proc/self/mountinfo` text: the longest mount point that is `path` or
+/// one of its parents (field 5, with the kernel's octal escapes).
+pub fn mount_point_of(mountinfo: &str, path: &Path) -> Option<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mount(m)))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+}
+
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Keep only the active deployment (the booted one; on a sysroot not booted
@@ -398,6 +587,7 @@ fn admin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
 /// Idempotent. Returns the kept deployment and what was removed.
 pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<String>)> {
     let first = read(host, tools)?;
+    refuse_staged(&first, "undeploying the other deployments")?;
     let keep = first
         .active()
         .map(Deployment::id)
@@ -461,8 +651,42 @@ pub fn undeploy(host: &Host, tools: &Tools, d: &Deployment) -> Result<()> {
             cur.short()
         );
     }
+    if cur.staged {
+        bail!(
+            "refusing to undeploy {}: it is the staged deployment (the machine-config daemon's update, finalized at the next reboot); remove it on purpose with `rpm-ostree cleanup -p`",
+            cur.short()
+        );
+    }
     log::info!("undeploying {} (index {})", d.short(), d.index);
     admin(host, tools, &["undeploy".into(), d.index.to_string()]).map(drop)
+}
+
+/// Drop the staged deployment as libostree does when a write of the
+/// deployments leaves it out (ostreedev/ostree
+/// `src/libostree/ostree-sysroot-deploy.c`: unlink
+/// `/run/ostree/staged-deployment` and its `-locked` twin, remove the
+/// deployment's directory): listed (a booted host), `ostree admin undeploy`
+/// of it does exactly that; recorded only (libostree does not load it on a
+/// sysroot that is not booted), the record is removed and `ostree admin
+/// cleanup` removes the directory nothing references any more.
+pub fn drop_staged(host: &Host, tools: &Tools) -> Result<()> {
+    let now = read(host, tools)?;
+    if let Some(d) = now.deployments.iter().find(|d| d.staged) {
+        log::info!("dropping the staged deployment {}", d.short());
+        return admin(host, tools, &["undeploy".into(), d.index.to_string()]).map(drop);
+    }
+    for p in [
+        host.path(STAGED_RUNSTATE),
+        host.path(format!("{STAGED_RUNSTATE}-locked")),
+    ] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", p.display()))
+            }
+            _ => {}
+        }
+    }
+    admin(host, tools, &["cleanup".into()]).map(drop)
 }
 
 /// Whether `ostree admin --help` lists the `admin` subcommand `name`.
@@ -597,5 +821,28 @@ mod tests {
             "  set-default        Make deployment INDEX the default\n  undeploy ",
         );
         assert!(admin_help_lists(&new, "set-default"));
+    }
+
+    /// The mount that holds a path: the longest mount point that is the
+    /// path or a parent of it, component by component, with the kernel's
+    /// octal escapes undone (a space is `\040`).
+    #[test]
+    fn the_mount_point_of_a_path_is_the_longest_mount_above_it() {
+        let info = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                    30 22 7:0 / /var/tmp/sb\\040x/root/boot ro,nodev - ext4 /dev/loop0 ro\n\
+                    31 22 0:5 / /var/tmp/sb rw - tmpfs tmpfs rw\n";
+        let mp = |p: &str| mount_point_of(info, Path::new(p)).map(|m| m.display().to_string());
+        assert_eq!(
+            mp("/var/tmp/sb x/root/boot/loader").as_deref(),
+            Some("/var/tmp/sb x/root/boot")
+        );
+        assert_eq!(mp("/var/tmp/sb x/root/sysroot").as_deref(), Some("/"));
+        assert_eq!(
+            mp("/var/tmp/sbx").as_deref(),
+            Some("/"),
+            "not a prefix by bytes"
+        );
+        assert_eq!(mp("/var/tmp/sb/root").as_deref(), Some("/var/tmp/sb"));
+        assert_eq!(mount_point_of("", Path::new("/boot")), None);
     }
 }

@@ -8,6 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Set by [`lines_only`].
+static LINES: AtomicBool = AtomicBool::new(false);
+
+/// Report progress as whole log lines even on a terminal. The hub's Job
+/// runs with `tty: true` (openshift-kni/cluster-group-upgrades-operator
+/// `controllers/templates/backup-templates.go`), and that terminal is read
+/// back as the pod's log, where carriage-return redraws pile up.
+pub fn lines_only() {
+    LINES.store(true, Ordering::Relaxed);
+}
+
 #[derive(Default)]
 struct State {
     phase: Mutex<String>,
@@ -87,7 +98,7 @@ fn line(m: &Meter, start: Instant) -> String {
 
 fn report(m: &Meter, stop: &AtomicBool) {
     let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
+    let tty = std::io::stderr().is_terminal() && !LINES.load(Ordering::Relaxed);
     let every = if tty {
         Duration::from_millis(250)
     } else {

@@ -8,11 +8,27 @@
 #[cfg(not(any(feature = "testing", clippy)))]
 compile_error!("the integration tests need the test seams: run `cargo test --features testing` (scripts/test.sh does)");
 
+pub mod rawtar;
 pub mod recovery;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// `f`'s result, or a panic naming `what` when it takes over `secs`
+/// seconds (a hang found, not waited on).
+pub fn within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what}: not done in {secs} s"))
+}
 
 /// Run a shell snippet; panic with its output when it fails.
 pub fn sh(script: &str) -> String {
@@ -168,15 +184,26 @@ impl Sandbox {
     }
     /// A sandbox of a profile of `scripts/sandbox.sh create --profile`:
     /// `default`, `minimal` (no optional files or programs) or `rhcos`.
+    ///
+    /// The sandbox exists before it is built, so that a failed build is torn
+    /// down too (etcd stopped, mounts and the `rhcos` boot file system's
+    /// loop device released).
     pub fn with_profile(profile: &str) -> Sandbox {
-        let dir = TempDir::new("sandbox");
+        let sb = Sandbox {
+            dir: TempDir::new("sandbox"),
+        };
         sh(&format!(
             "{}/scripts/sandbox.sh create --profile {} {} >/dev/null",
             q(&project()),
             profile,
-            q(dir.path())
+            q(sb.dir.path())
         ));
-        Sandbox { dir }
+        sb
+    }
+    /// `ostree admin status` of the node, with the node root as the sysroot
+    /// (as on the node; on `rhcos` `<root>/sysroot` lists no deployments).
+    pub fn ostree_status(&self) -> String {
+        self.sh("ostree admin --sysroot=$ROOT status")
     }
     /// The profile it was made with.
     pub fn profile(&self) -> String {
@@ -255,5 +282,71 @@ impl Drop for Sandbox {
             .arg("teardown")
             .arg(self.dir.path())
             .status();
+    }
+}
+
+impl Sandbox {
+    /// The hub's Job on this node, with the mounts of TALM's Job template
+    /// (openshift-kni/cluster-group-upgrades-operator
+    /// `controllers/templates/backup-templates.go`, commit dacf199e): `/host`
+    /// an emptyDir, the host's paths mounted one by one below it as its
+    /// hostPath volumes (`/host/boot` and `/host/proc` read-only, the
+    /// `/usr` ones read-only, `/host/sysroot` read-write), in a private
+    /// mount namespace; then `launchBackup`. The node's `/proc` is a real
+    /// proc with the node's `cmdline` and `boot_id` over it; the userland
+    /// (`/usr/bin`, `/usr/lib`...) is this machine's, the sandbox node has
+    /// none; the shims are mounted at their own path. With `tty`, the Job's
+    /// `tty: true`: stdout and stderr are one terminal, read as the pod log
+    /// reads it.
+    pub fn job(&self, jail: &Path, env: &str, args: &str, tty: bool) -> Command {
+        let script = format!(
+            r#"exec unshare -m --propagation private bash -euc '
+J=$0; SB=$1; R=$1/root; BIN=$2; shift 2
+mount -t tmpfs -o mode=0755 tmpfs "$J"
+m() {{ # host path, path below /host, [ro]: a hostPath volume
+  [ -e "$1" ] || return 0
+  if [ -d "$1" ]; then mkdir -p "$J$2"; else mkdir -p "$(dirname "$J$2")"; touch "$J$2"; fi
+  mount --rbind "$1" "$J$2"
+  if [ "${{3:-}}" = ro ]; then mount -o remount,bind,ro "$J$2"; fi
+}}
+mkdir -p "$R/var/tmp" "$R/var/recovery" "$R/tmp"
+m "$R/boot" /boot ro
+m /dev/log /dev/log
+m "$R/etc" /etc
+mkdir -p "$J/proc"; mount -t proc -o ro proc "$J/proc"
+mount --bind "$R/proc/cmdline" "$J/proc/cmdline" 2>/dev/null || true
+mount --bind "$R/proc/sys/kernel/random/boot_id" "$J/proc/sys/kernel/random/boot_id"
+m "$R/run" /run
+m "$R/sysroot" /sysroot
+m "$R/tmp" /tmp
+m /usr/bin /usr/bin ro; m /usr/lib /usr/lib ro; m /usr/lib64 /usr/lib64 ro; m /usr/libexec /usr/libexec ro
+m "$R/usr/local" /usr/local ro
+m /usr/share/containers /usr/share/containers ro
+m "$R/var/lib" /var/lib
+m "$R/var/recovery" /var/recovery
+m "$R/var/tmp" /var/tmp
+m /sys/fs/cgroup /sys/fs/cgroup ro
+m "$SB" "$SB"
+PATH="$SB/ctl/bin:/usr/bin" {env} exec "$BIN" launchBackup --host-dir "$J" --min-free 0 "$@"
+' {j} {sb} {bin} {args}
+"#,
+            j = q(jail),
+            sb = q(self.dir.path()),
+            bin = q(&binary()),
+        );
+        std::fs::create_dir_all(jail).unwrap();
+        let file = jail.with_extension("sh");
+        std::fs::write(&file, script).unwrap();
+        let mut c;
+        if tty {
+            // util-linux script(1): the command on a pseudo-terminal, its
+            // output copied out (the kubelet's log of a tty container).
+            c = Command::new("script");
+            c.args(["-qefc", &format!("bash {}", q(&file)), "/dev/null"]);
+        } else {
+            c = Command::new("bash");
+            c.arg(&file);
+        }
+        c
     }
 }
