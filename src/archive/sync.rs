@@ -134,26 +134,17 @@ fn tmp_name(name: &[u8]) -> CString {
     }
 }
 
-/// A path of the archive as the deletion pass remembers it: the first 128
-/// bits of its sha256, 16 bytes an entry where the path took about 137 (peak
-/// RSS of a restore grew 13.6 MiB per 100k entries, so a DU node's kubelet
-/// tree of 1M entries needed about 140 MiB). The pass only asks whether a
-/// target path was in the archive; a collision (about n^2 / 2^129) could only
-/// keep a file that should go, never remove one that should stay.
-fn seen_key(path: &[u8]) -> [u8; 16] {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(path);
-    let mut k = [0u8; 16];
-    k.copy_from_slice(&d[..16]);
-    k
-}
-
 struct Syncer {
     prefetch: Option<super::prefetch::Prefetch>,
     root: OwnedFd,
     dev: u64,
     opts: SyncOptions,
-    /// The archive's paths, as [`seen_key`]s.
+    /// The archive's paths, as the reader's check keeps them
+    /// ([`super::validate::path_digest`]): 16 bytes an entry where the path
+    /// took about 137 (peak RSS of a restore grew 13.6 MiB per 100k entries,
+    /// so a DU node's kubelet tree of 1M entries needed about 140 MiB). The
+    /// deletion pass only asks whether a target path was in the archive; a
+    /// collision could only keep a file that should go, never remove one.
     seen: HashSet<[u8; 16]>,
     dirs: Vec<(Vec<u8>, Meta)>,
     stats: SyncStats,
@@ -435,7 +426,7 @@ impl Syncer {
             }
             return Ok(());
         }
-        self.seen.insert(seen_key(path));
+        self.seen.insert(super::validate::path_digest(path));
         if path == b"." {
             self.dirs.push((path.to_vec(), h.meta.clone()));
             return Ok(());
@@ -772,7 +763,7 @@ impl Syncer {
             if self.excluded(&path, dir_hint) {
                 continue;
             }
-            let seen = self.seen.contains(&seen_key(&path));
+            let seen = self.seen.contains(&super::validate::path_digest(&path));
             // A seen entry that is not a directory needs no look: d_type says.
             if seen && ftype.is_some_and(|t| t != fs::FileType::Directory) {
                 continue;
