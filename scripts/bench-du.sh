@@ -64,7 +64,7 @@ b_ours() {
   rm -rf "$R/var/recovery"
   timed "$W/b.ours" "'$BIN' --root '$R' backup --min-free 0 --no-nice"
   find "$R/var/recovery" \( -name etc.tar.zst -o -name local.tar.zst -o -name kubelet.tar.zst \) -printf '%s\n' |
-    awk '{s+=$1} END {print s}' > "$W/b.ours.bytes"
+    awk '{s+=$1} END {printf "%.0f\n", s}' > "$W/b.ours.bytes"
 }
 b_tar() {
   rm -f "$W/ref.tar.zst"
@@ -138,8 +138,8 @@ for scale in $GROWTH; do
   for t in etc var/usrlocal var/lib/kubelet; do
     echo "$t $(du -sx -B1 "$R/$t" | cut -f1) $(find "$R/$t" -xdev | wc -l)"
   done > "$W/sizes"
-  trees=$(awk '{s+=$2} END {print s}' "$W/sizes"); entries=$(awk '{s+=$3} END {print s}' "$W/sizes")
-  fb=$(awk '$1!="var/lib/kubelet"{s+=$2} END {print s}' "$W/sizes"); fe=$(awk '$1!="var/lib/kubelet"{s+=$3} END {print s}' "$W/sizes")
+  trees=$(awk '{s+=$2} END {printf "%.0f\n", s}' "$W/sizes"); entries=$(awk '{s+=$3} END {printf "%.0f\n", s}' "$W/sizes")
+  fb=$(awk '$1!="var/lib/kubelet"{s+=$2} END {printf "%.0f\n", s}' "$W/sizes"); fe=$(awk '$1!="var/lib/kubelet"{s+=$3} END {printf "%.0f\n", s}' "$W/sizes")
   kb=$(awk '$1=="var/lib/kubelet"{print $2}' "$W/sizes"); ke=$(awk '$1=="var/lib/kubelet"{print $3}' "$W/sizes")
   for i in $(seq 1 "$BENCH_RUNS"); do
     if [ $((i % 2)) -eq 1 ]; then b_ours; b_tar; b_today; else b_today; b_tar; b_ours; fi
