@@ -174,6 +174,122 @@ fn upgrade_leftovers(sb: &Sandbox) {
     sb.sh("mkdir -p $ROOT/var/lib/lca/workspace/precache && echo x > $ROOT/var/lib/lca/workspace/seed.tar");
 }
 
+const LCA_NS: &str = "openshift-lifecycle-agent";
+const WORKLOAD: &str = r#"{"effect": "PreferredDuringScheduling"}"#;
+
+/// LCA's own leftovers as LCA creates them (lifecycle-agent 0e1bf182):
+/// the stateroot setup Job with its finalizer and its pod
+/// (internal/prep/prep_stateroot_setup_job.go), the precache Job and
+/// ConfigMap (internal/precache/helper.go), the extra-manifest warning on
+/// the IBU (internal/extramanifest/extramanifest.go), and a Backup that
+/// names objects LCA labelled (internal/backuprestore/backup.go
+/// applyBackupLabels).
+fn lca_objects(sb: &Sandbox) {
+    let owner = json!([{"apiVersion": "lca.openshift.io/v1", "kind": "ImageBasedUpgrade", "name": "upgrade",
+                        "uid": "0b6f1a52-3c0e-4a57-9d0e-6a1f4b2c9d10", "controller": true, "blockOwnerDeletion": true}]);
+    put(
+        sb,
+        "jobs",
+        LCA_NS,
+        "lca-prep-stateroot-setup",
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "lca-prep-stateroot-setup", "namespace": LCA_NS,
+                         "annotations": {"app.kubernetes.io/name": "lca-prep-stateroot-setup"},
+                         "finalizers": ["lca.openshift.io/stateroot-setup-finalizer"],
+                         "ownerReferences": owner},
+            "spec": {"backoffLimit": 0, "template": {
+                "metadata": {"annotations": {"target.workload.openshift.io/management": WORKLOAD}},
+                "spec": {"containers": [{"name": "lca-prep-stateroot-setup", "image": "quay.io/openshift-kni/lifecycle-agent-operator:4.17",
+                                         "command": ["lca-cli", "ibu-stateroot-setup"]}],
+                         "hostPID": true, "serviceAccountName": "lifecycle-agent-controller-manager",
+                         "restartPolicy": "Never", "terminationGracePeriodSeconds": 1800}}},
+            "status": {"active": 1}
+        }),
+    );
+    put(
+        sb,
+        "pods",
+        LCA_NS,
+        "lca-prep-stateroot-setup-x7k2p",
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "lca-prep-stateroot-setup-x7k2p", "namespace": LCA_NS,
+                         "labels": {"job-name": "lca-prep-stateroot-setup", "batch.kubernetes.io/job-name": "lca-prep-stateroot-setup"}},
+            "status": {"phase": "Running"}
+        }),
+    );
+    put(
+        sb,
+        "jobs",
+        LCA_NS,
+        "lca-prep-precache",
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "lca-prep-precache", "namespace": LCA_NS,
+                         "annotations": {"app.kubernetes.io/name": "lifecycle-agent-precache"},
+                         "finalizers": ["lca.openshift.io/precache-finalizer"], "ownerReferences": owner},
+            "spec": {"backoffLimit": 0},
+            "status": {"failed": 1}
+        }),
+    );
+    put(
+        sb,
+        "configmaps",
+        LCA_NS,
+        "lca-prep-precache",
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "lca-prep-precache", "namespace": LCA_NS},
+            "data": {"images.txt": "quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:0a1b\n"}
+        }),
+    );
+    let mut cr = object(sb, "imagebasedupgrades", "_", "upgrade");
+    cr["metadata"]["annotations"]["extra-manifest.lca.openshift.io/validation-warning"] =
+        json!("Unknown CRD in extra manifests: example.com/v1 Widget");
+    put(sb, "imagebasedupgrades", "_", "upgrade", cr);
+    let mut b = object(sb, "backups", "apps-adp", "other-ns-app");
+    b["metadata"]["annotations"] = json!({"lca.openshift.io/apply-label": "apps/v1/deployments/apps-adp/my-app,v1/configmaps/apps-adp/app-config"});
+    b["spec"]["labelSelector"] =
+        json!({"matchLabels": {"lca.openshift.io/backup": "other-ns-app"}});
+    put(sb, "backups", "apps-adp", "other-ns-app", b);
+    for (res, name, kind) in [
+        ("deployments", "my-app", "Deployment"),
+        ("configmaps", "app-config", "ConfigMap"),
+    ] {
+        put(
+            sb,
+            res,
+            "apps-adp",
+            name,
+            json!({
+            "apiVersion": if kind == "Deployment" { "apps/v1" } else { "v1" }, "kind": kind,
+            "metadata": {"name": name, "namespace": "apps-adp",
+                         "labels": {"app": "my-app", "lca.openshift.io/backup": "other-ns-app"}}}),
+        );
+    }
+}
+
+fn exists(sb: &Sandbox, res: &str, ns: &str, name: &str) -> bool {
+    sb.ctl()
+        .join("state/objects")
+        .join(res)
+        .join(ns)
+        .join(format!("{name}.json"))
+        .exists()
+}
+
+fn klusterlet(sb: &Sandbox, spec: serde_json::Value) {
+    put(
+        sb,
+        "klusterlets",
+        "_",
+        "klusterlet",
+        json!({"apiVersion": "operator.open-cluster-management.io/v1", "kind": "Klusterlet",
+               "metadata": {"name": "klusterlet"}, "spec": spec}),
+    );
+}
+
 fn write_precache(sb: &Sandbox, text: &str) {
     std::fs::write(
         sb.root().join("var/lib/lca/workspace/precache_status.json"),
@@ -279,6 +395,7 @@ fn cleanup_is_planned_checked_then_carried_out() {
 
     // No cluster ID, no way to tell the upgrade's Backups: refused before any change.
     ibu(&sb, "False", "AbortFailed");
+    lca_objects(&sb);
     std::fs::remove_file(
         sb.ctl()
             .join("state/objects/clusterversions/_/version.json"),
@@ -351,6 +468,42 @@ fn cleanup_is_planned_checked_then_carried_out() {
             && !out.contains("pv-other"),
         "{out}"
     );
+    // LCA's cleanup(), step by step and in its order: the stateroot setup
+    // Job (finalizer, Job, its pod gone) before any stateroot goes; the
+    // precache Job, ConfigMap and progress file; the extra-manifest
+    // warning; OADP (with the labels LCA put on what a Backup names); the
+    // whole workspace; then the annotation.
+    let order = [
+        "1. stateroot (LCA cleanupStateroot):",
+        "would remove the finalizer lca.openshift.io/stateroot-setup-finalizer from Job openshift-lifecycle-agent/lca-prep-stateroot-setup",
+        "would delete Job openshift-lifecycle-agent/lca-prep-stateroot-setup (foreground: with its pods)",
+        "would wait up to 1800 s until no pod of Job openshift-lifecycle-agent/lca-prep-stateroot-setup (label job-name=lca-prep-stateroot-setup) is left",
+        "would remove stateroot rhcos_4.17",
+        "would run `rpm-ostree cleanup -b`",
+        "2. precache (LCA Precache.Cleanup):",
+        "would remove the finalizer lca.openshift.io/precache-finalizer from Job openshift-lifecycle-agent/lca-prep-precache",
+        "would delete Job openshift-lifecycle-agent/lca-prep-precache",
+        "would delete ConfigMap openshift-lifecycle-agent/lca-prep-precache",
+        "3. extra-manifest warning (LCA RemoveAnnotationEMWarningValidation):",
+        "would remove the annotation extra-manifest.lca.openshift.io/validation-warning from ImageBasedUpgrade upgrade",
+        "4. OADP (LCA cleanupOADPResources):",
+        "would delete DeleteBackupRequest openshift-adp/small-app (left by an earlier attempt)",
+        "would delete Backup apps-adp/other-ns-app",
+        "would remove the label lca.openshift.io/backup from deployments.v1.apps apps-adp/my-app (named by Backup apps-adp/other-ns-app)",
+        "would remove the label lca.openshift.io/backup from configmaps apps-adp/app-config",
+        "would delete Restore openshift-adp/acm-klusterlet",
+        "would set PersistentVolume pv-lvms back to reclaim policy Delete",
+        "5. LCA workspace (LCA cleanupIBUFiles):",
+        "would remove /var/lib/lca/workspace and everything in it",
+        "then: the annotation that makes LCA retry:",
+        "would annotate ImageBasedUpgrade upgrade lca.openshift.io/manual-cleanup-done",
+    ];
+    let mut at = 0;
+    for o in order {
+        at += out[at..]
+            .find(o)
+            .unwrap_or_else(|| panic!("{o:?} not after position {at} in:\n{out}"));
+    }
     assert_eq!(snapshot(&sb), before);
     let (_, dry, _) = sb.run(&["ibu", "cleanup", "--dry-run", "--output", "json"]);
     let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
@@ -386,13 +539,51 @@ fn cleanup_is_planned_checked_then_carried_out() {
     assert!(annotated(&sb));
     assert!(!sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
     assert!(sb.root().join("sysroot/ostree/deploy/rhcos").exists());
-    assert_eq!(
-        std::fs::read_dir(sb.root().join("var/lib/lca/workspace"))
-            .unwrap()
-            .count(),
-        0
-    );
+    // LCA's cleanupIBUFiles: os.RemoveAll of the workspace itself.
+    assert!(!sb.root().join("var/lib/lca/workspace").exists());
+    assert!(sb.root().join("var/lib/lca").exists());
+    // LCA's Jobs, their pod, the ConfigMap are gone; the warning is off the
+    // IBU; the objects the Backup named lost LCA's label and kept their own.
+    for (res, name) in [
+        ("jobs", "lca-prep-stateroot-setup"),
+        ("jobs", "lca-prep-precache"),
+        ("pods", "lca-prep-stateroot-setup-x7k2p"),
+        ("configmaps", "lca-prep-precache"),
+    ] {
+        assert!(
+            !exists(&sb, res, LCA_NS, name),
+            "{res}/{name} is still there"
+        );
+    }
+    let cr = object(&sb, "imagebasedupgrades", "_", "upgrade");
+    assert!(cr["metadata"]["annotations"]
+        .get("extra-manifest.lca.openshift.io/validation-warning")
+        .is_none());
+    assert!(cr["metadata"]["annotations"]
+        .get("support/session")
+        .is_some());
+    for (res, name) in [("deployments", "my-app"), ("configmaps", "app-config")] {
+        let o = object(&sb, res, "apps-adp", name);
+        assert_eq!(
+            o["metadata"]["labels"],
+            json!({"app": "my-app"}),
+            "{res}/{name}"
+        );
+    }
     let calls = sb.calls();
+    // No stateroot was touched before the setup Job's pod was gone.
+    let last_pods = calls
+        .iter()
+        .rposition(|c| {
+            c.contains("get pods -n openshift-lifecycle-agent -l job-name=lca-prep-stateroot-setup")
+        })
+        .unwrap();
+    let first_undeploy = calls
+        .iter()
+        .position(|c| c == "rpm-ostree cleanup -b")
+        .unwrap_or_else(|| panic!("{calls:#?}"));
+    assert!(last_pods < first_undeploy, "{calls:#?}");
+    assert!(calls.iter().any(|c| c.contains("delete jobs.batch lca-prep-stateroot-setup -n openshift-lifecycle-agent --cascade=foreground")), "{calls:#?}");
     assert!(
         calls.iter().any(|c| c == "rpm-ostree cleanup -b"),
         "{calls:#?}"
@@ -444,36 +635,53 @@ fn without_bucket_and_the_bounded_wait() {
     assert_eq!(snapshot(&sb), before);
     sb.sh("systemctl start kubelet.service");
 
-    // Velero does not answer: the wait is bounded and names what it waits for;
-    // what was not reached is untouched.
+    // Velero does not answer: the wait is bounded and names what it waits
+    // for. As LCA's cleanup(), the failure ends its own task (OADP: the
+    // Backups after it are not touched) and not the others (the stateroot
+    // before it, the workspace after it); every failure is listed at the
+    // end, the exit status is 1 and the annotation is not set. rpm-ostree
+    // cannot run on a node not booted through ostree: said what is left.
     bsl(&sb, "Available");
+    std::fs::remove_file(sb.root().join("run/ostree-booted")).unwrap();
     std::fs::write(sb.ctl().join("state/velero-stopped"), "").unwrap();
     let (code, out, err) = sb.run(&["ibu", "cleanup", "--wait", "2"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        err.contains("waited 2 s for Velero to process DeleteBackupRequest apps-adp/other-ns-app")
-            && err.contains("Backup apps-adp/other-ns-app and its data are still there")
-            && err.contains("Not done: delete Backup apps-adp/other-ns-app")
-            && err.contains("remove stateroot rhcos_4.17"),
-        "{err}"
+        out.contains("FAILED: delete Backup apps-adp/other-ns-app and its data")
+            && out.contains(
+                "waited 2 s for Velero to process DeleteBackupRequest apps-adp/other-ns-app"
+            )
+            && out.contains("Backup apps-adp/other-ns-app and its data are still there")
+            && out.contains(
+                "not done (a step before it failed): delete Backup openshift-adp/acm-klusterlet"
+            )
+            && out.contains("not done (a step before it failed): annotate ImageBasedUpgrade")
+            && out.contains("done: remove stateroot rhcos_4.17")
+            && out.contains("done: remove /var/lib/lca/workspace")
+            && out.contains("1 step(s) failed")
+            && out.contains("rpm-ostree cannot run here")
+            && out.contains("stay in /sysroot/ostree/repo")
+            && out.contains("Next: fix what failed"),
+        "{out}"
     );
     assert!(objects(&sb, "backups").contains(&"apps-adp/other-ns-app".to_string()));
-    assert!(sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
+    assert!(objects(&sb, "backups").contains(&"openshift-adp/acm-klusterlet".to_string()));
+    assert!(!sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
+    assert!(!sb.root().join("var/lib/lca/workspace").exists());
     assert!(!annotated(&sb));
+    let (_, js, _) = sb.run(&["ibu", "cleanup", "--dry-run", "--output", "json"]);
+    let js: serde_json::Value = serde_json::from_str(&js).unwrap();
+    assert_eq!(js["failures"], json!([]));
     std::fs::remove_file(sb.ctl().join("state/velero-stopped")).unwrap();
 
     // The backend cannot be fixed: --without-bucket removes the CRs and says
-    // the data stays. rpm-ostree cannot run on a node not booted through
-    // ostree: said what is left.
+    // the data stays.
     bsl(&sb, "Unavailable");
-    std::fs::remove_file(sb.root().join("run/ostree-booted")).unwrap();
     let (code, out, err) = sb.run(&["ibu", "cleanup", "--without-bucket"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("done: delete the Backup CR openshift-adp/small-app only (its data stays in the bucket)")
             && out.contains("stays in the bucket (BackupStorageLocation openshift-adp/default (bucket b) is Unavailable")
-            && out.contains("rpm-ostree cannot run here")
-            && out.contains("stay in /sysroot/ostree/repo")
             && out.contains("retries the finalize"),
         "{out}"
     );
@@ -724,4 +932,119 @@ fn oadp_lint_on_the_crs_of_the_docs() {
         err.contains("deep.yaml:3:") && err.contains("nested deeper than 64 levels"),
         "{err}"
     );
+}
+
+/// LCA's DeleteStaterootSetupJob: while the stateroot setup Job's pod is
+/// still there, no stateroot is removed (the pod may write into it); the
+/// wait is bounded, the other tasks still run, and a second run finishes.
+#[test]
+fn no_stateroot_goes_while_the_setup_pod_lives() {
+    let sb = Sandbox::with_profile("rhcos");
+    upgrade_leftovers(&sb);
+    backups(&sb);
+    ibu(&sb, "False", "AbortFailed");
+    bsl(&sb, "Available");
+    cluster_version(&sb, json!({"clusterID": CID}));
+    lca_objects(&sb);
+    std::fs::write(sb.ctl().join("state/pods-stuck"), "").unwrap();
+    let (code, out, err) = sb.run(&["ibu", "cleanup", "--pod-wait", "2"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAILED: wait up to 2 s until no pod of Job openshift-lifecycle-agent/lca-prep-stateroot-setup")
+            && out.contains("lca-prep-stateroot-setup-x7k2p")
+            && out.contains("no stateroot was removed")
+            && out.contains("not done (a step before it failed): remove stateroot rhcos_4.17")
+            && out.contains("done: delete ConfigMap openshift-lifecycle-agent/lca-prep-precache")
+            && out.contains("done: remove /var/lib/lca/workspace"),
+        "{out}"
+    );
+    assert!(sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
+    assert!(!exists(&sb, "jobs", LCA_NS, "lca-prep-stateroot-setup"));
+    assert!(exists(
+        &sb,
+        "pods",
+        LCA_NS,
+        "lca-prep-stateroot-setup-x7k2p"
+    ));
+    assert!(!exists(&sb, "configmaps", LCA_NS, "lca-prep-precache"));
+    assert!(!sb.root().join("var/lib/lca/workspace").exists());
+    assert!(!annotated(&sb));
+
+    // The pod went: the run again removes the stateroot and annotates.
+    std::fs::remove_file(sb.ctl().join("state/pods-stuck")).unwrap();
+    let (code, out, err) = sb.run(&["ibu", "cleanup", "--pod-wait", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("done: remove stateroot rhcos_4.17"), "{out}");
+    assert!(!sb.root().join("sysroot/ostree/deploy/rhcos_4.17").exists());
+    assert!(annotated(&sb));
+}
+
+/// The hub's side (cluster-group-upgrades-operator dacf199e): for a
+/// cluster a hub manages, `ibu status` gives the exact `oc label
+/// managedcluster` for the action the node shows failed and the plan steps
+/// the CRD's rule lets the hub append; the end of `ibu cleanup` gives the
+/// label removal TALM does after a completed Abort. Without a name in the
+/// klusterlet, how to find it; without a klusterlet, nothing.
+#[test]
+fn hub_labels_for_a_managed_cluster() {
+    let sb = Sandbox::with_profile("rhcos");
+    bsl(&sb, "Available");
+    cluster_version(&sb, json!({"clusterID": CID}));
+    put(
+        &sb,
+        "imagebasedupgrades",
+        "_",
+        "upgrade",
+        json!({"apiVersion": "lca.openshift.io/v1", "kind": "ImageBasedUpgrade",
+               "metadata": {"name": "upgrade"}, "spec": {"stage": "Upgrade"},
+               "status": {"conditions": [
+                   {"type": "UpgradeInProgress", "status": "False", "reason": "Failed", "message": "upgrade failed"},
+                   {"type": "UpgradeCompleted", "status": "False", "reason": "Failed", "message": "upgrade failed"}]}}),
+    );
+    // Not managed: no hub section.
+    let (code, out, err) = sb.run(&["ibu", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("Hub"), "{out}");
+
+    klusterlet(
+        &sb,
+        json!({"clusterName": "sno-17", "namespace": "open-cluster-management-agent"}),
+    );
+    let (code, out, err) = sb.run(&["ibu", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("on the hub: oc label managedcluster sno-17 lcm.openshift.io/ibgu-upgrade-failed= lcm.openshift.io/ibgu-upgrade-completed-")
+            && out.contains("plan [[Prep], [Upgrade]]: append {actions: [AbortOnFailure]}")
+            && out.contains("plan [[Prep, Upgrade]]: append {actions: [AbortOnFailure]}")
+            && out.contains("plan [[Upgrade]]: no step may be added for a failed cluster")
+            && !out.contains("FinalizeUpgrade]}"),
+        "{out}"
+    );
+
+    // A klusterlet without the name: how to find it on the hub.
+    klusterlet(&sb, json!({"namespace": "open-cluster-management-agent"}));
+    let (_, out, _) = sb.run(&["ibu", "status"]);
+    assert!(
+        out.contains("cannot tell its ManagedCluster name")
+            && out.contains(&format!("oc get managedclusters -l clusterID={CID}"))
+            && out.contains("oc label managedcluster <managed-cluster> "),
+        "{out}"
+    );
+    let f = sb.ctl().join("state/objects/klusterlets/_/klusterlet.json");
+    std::fs::write(&f, "{\"spec\": ").unwrap();
+    let (code, out, err) = sb.run(&["ibu", "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("cannot tell its ManagedCluster name") && out.contains("malformed JSON"),
+        "{out}"
+    );
+
+    // The end of the cleanup after AbortFailed: every ibgu label off, as
+    // TALM's ensureClusterLabels does when an Abort completes.
+    klusterlet(&sb, json!({"clusterName": "sno-17"}));
+    ibu(&sb, "False", "AbortFailed");
+    let (code, out, err) = sb.run(&["ibu", "cleanup"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let want = "on the hub: oc label managedcluster sno-17 lcm.openshift.io/ibgu-prep-completed- lcm.openshift.io/ibgu-prep-failed- lcm.openshift.io/ibgu-upgrade-completed- lcm.openshift.io/ibgu-upgrade-failed- lcm.openshift.io/ibgu-rollback-completed- lcm.openshift.io/ibgu-rollback-failed- lcm.openshift.io/ibgu-abort-completed- lcm.openshift.io/ibgu-abort-failed- lcm.openshift.io/ibgu-abortonfailure-completed- lcm.openshift.io/ibgu-abortonfailure-failed- lcm.openshift.io/ibgu-finalizerollback-completed- lcm.openshift.io/ibgu-finalizerollback-failed- lcm.openshift.io/ibgu-finalizeupgrade-completed- lcm.openshift.io/ibgu-finalizeupgrade-failed-";
+    assert!(out.contains(want), "{out}");
 }

@@ -237,13 +237,17 @@ _upgrade__recovery() {
             return 0
             ;;
         upgrade__subcmd__recovery__subcmd__ibu__subcmd__cleanup)
-            opts="-v -q -h --dry-run --force --without-bucket --wait --root --dir --output --verbose --quiet --help"
+            opts="-v -q -h --dry-run --force --without-bucket --wait --pod-wait --root --dir --output --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pod-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -84,7 +84,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l etcd-restore -d 'How etcd is restored' -r -f -a "auto\t'The node\'s cluster-restore.sh when it exists, else native'
 script\t'/usr/local/bin/cluster-restore.sh <dir>/cluster'
-native\t'Move etcd aside, `etcdctl snapshot restore`, extract the resources'"
+native\t'As the 4.18+ restore pod: etcd aside, `etcdutl snapshot restore` with revisions bumped and compacted, the resources extracted'"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l wait-timeout -d 'Time limit of each wait (containers, redeployments), e.g. 20m, 1h, 90s; a bare number is seconds' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l poll-interval -d 'Time between checks while waiting (a bare number is milliseconds)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
@@ -190,6 +190,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; a
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l wait -d 'Seconds to wait for Velero to process each DeleteBackupRequest' -r
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l pod-wait -d 'Seconds to wait for the pod of LCA\'s stateroot setup Job to go before removing stateroots (LCA\'s own bound)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l dir -d 'The backup directory, as a path on the node' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l output -d 'Output format' -r -f -a "text\t''

@@ -8,6 +8,7 @@ CTL=$SB/ctl
 ST=$CTL/state
 mkdir -p "$ST/active" "$ST/enabled" "$ST/oc"
 CONTAINERS=$ST/containers   # lines: "<name> <id>"
+ETCD_SIBLINGS="etcdctl etcd-metrics etcd-readyz etcd-rev"
 CP_NAMES="etcd etcd-operator kube-apiserver-operator kube-controller-manager-operator kube-scheduler-operator-container"
 
 # shellcheck source=bootfs.sh
@@ -93,10 +94,19 @@ reconcile() {
     local n
     for n in $CP_NAMES; do
       if [ "$n" = etcd ]; then
+        # The etcd pod's five containers (cluster-etcd-operator
+        # bindata/etcd/pod.yaml; cluster-restore.sh waits for all five):
+        # etcd's four siblings stop one look after etcd itself.
         if [ -f "$ROOT/etc/kubernetes/manifests/etcd-pod.yaml" ] && [ -d "$ROOT/var/lib/etcd/member" ]; then
           has_container etcd || add_container etcd
+          for s in $ETCD_SIBLINGS; do has_container "$s" || add_container "$s"; done
+          rm -f "$ST/etcd-pod-stopping"
+        elif has_container etcd; then
+          del_container etcd; touch "$ST/etcd-pod-stopping"
+        elif [ -e "$ST/etcd-pod-stopping" ]; then
+          rm -f "$ST/etcd-pod-stopping"
         else
-          del_container etcd
+          for s in $ETCD_SIBLINGS; do del_container "$s"; done
         fi
       else
         has_container "$n" || add_container "$n"

@@ -162,7 +162,7 @@ fn digest(h: &sha2::Sha256) -> [u8; 16] {
     d[..16].try_into().expect("16 of 32 bytes")
 }
 
-pub(super) fn path_digest(p: &[u8]) -> [u8; 16] {
+fn path_digest(p: &[u8]) -> [u8; 16] {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(p);

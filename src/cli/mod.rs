@@ -31,11 +31,13 @@ pub struct Global {
     /// The node's root directory; every host path resolves under it
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// The backup directory, as a path on the node
+    /// The backup directory, as a path on the node (the wrapper
+    /// `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)
     #[arg(
         long,
         global = true,
         value_name = "DIR",
+        env = "UPGRADE_RECOVERY_DIR",
         default_value = "/var/recovery"
     )]
     pub dir: PathBuf,
@@ -222,6 +224,11 @@ pub struct RestoreArgs {
     /// Started by that unit (it is removed first)
     #[arg(long, hide = true)]
     pub from_unit: bool,
+    /// Recover again from a backup that a recovery already completed from,
+    /// with no failed upgrade since (puts its etcd snapshot back: every
+    /// write since that recovery is lost)
+    #[arg(long, conflicts_with = "resume")]
+    pub again: bool,
 }
 
 impl RestoreArgs {
@@ -232,6 +239,7 @@ impl RestoreArgs {
             from_unit: self.from_unit,
             resume: self.resume || self.from_unit,
             restart: self.restart,
+            again: self.again,
             step: self.step,
             force: self.force,
             other_os: self.restore_onto_other_os,
@@ -287,6 +295,10 @@ pub enum IbuCmd {
         /// Seconds to wait for Velero to process each DeleteBackupRequest
         #[arg(long, value_name = "SECONDS", default_value_t = crate::commands::ibu::DBR_WAIT_SECONDS)]
         wait: u64,
+        /// Seconds to wait for the pod of LCA's stateroot setup Job to go
+        /// before removing stateroots (LCA's own bound)
+        #[arg(long, value_name = "SECONDS", default_value_t = crate::commands::ibu::cleanup::STATEROOT_POD_WAIT_SECONDS)]
+        pod_wait: u64,
     },
 }
 
@@ -578,8 +590,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     force,
                     without_bucket,
                     wait,
+                    pod_wait,
                 } => {
                     let o = ibu::CleanupOptions {
+                        pod_wait_seconds: *pod_wait,
                         dry_run: *dry_run,
                         force: *force,
                         without_bucket: *without_bucket,
@@ -587,6 +601,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     };
                     let r = ibu::cleanup(&host, &tools, &o)?;
                     emit(g.output, &r, || ibu::render_cleanup(&r))?;
+                    if !r.failures.is_empty() {
+                        return Ok(1);
+                    }
                 }
             }
             Ok(0)

@@ -90,6 +90,7 @@ pub fn purpose(name: &str) -> Option<&'static str> {
         "getenforce" => "reads the SELinux mode to put back",
         "oc" => "forces the redeployment of the control plane",
         "etcdctl" => "restores the etcd snapshot",
+        "etcdutl" => "restores the etcd snapshot with its revisions bumped (etcd 3.5+)",
         "tar" => "extracts the static-pod resources",
         "skopeo" => "copies the container images (--with-images)",
         _ => return None,

@@ -3,6 +3,7 @@ pub mod booted;
 pub mod cmd;
 pub mod crictl;
 pub mod etcd;
+pub mod etcd_restore;
 pub mod host;
 pub mod images;
 pub mod oc;

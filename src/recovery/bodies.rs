@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::node::crictl::Crictl;
+use crate::node::etcd_restore;
 use crate::node::oc::{Get, Oc, Operators};
 use std::path::Path;
 
@@ -370,15 +371,31 @@ impl Ctx<'_> {
             durable::dir("manifest-aside", manifest.parent().unwrap())?;
             durable::dir("manifest-aside", aside.parent().unwrap())
         })?;
-        // 2. Wait until the etcd containers are gone.
+        // 2. Wait until every container of the etcd pod is gone
+        // (cluster-restore.sh: `wait_for_containers_to_stop` of
+        // `etcd etcdctl etcd-metrics etcd-readyz etcd-rev`): the data dir is
+        // moved next, and etcd-rev writes revision.json into it.
         self.sub("etcd-stopped", |c| {
-            c.wait_until("the etcd containers to stop", || {
-                Ok(Crictl::new(&c.tools)
-                    .ids_labelled("io.kubernetes.container.name=etcd")?
-                    .is_empty())
+            c.wait_until("the etcd pod's containers to stop", || {
+                let crictl = Crictl::new(&c.tools);
+                for n in etcd_restore::POD_CONTAINERS {
+                    if !crictl
+                        .ids_labelled(&format!("io.kubernetes.container.name={n}"))?
+                        .is_empty()
+                    {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
             })
         })?;
-        // 3. Keep the current data: /var/lib/etcd/member -> /var/lib/etcd-backup/member.
+        // 3. Keep the current data: /var/lib/etcd/member -> /var/lib/etcd-backup/member;
+        // revision.json beside it (the bump is read from there), every other
+        // entry of the data dir into extra-data-dir-contents, as
+        // cluster-restore.sh does: the restore wants an empty data dir.
+        let rev_json = self.host.path(etcd_restore::REV_JSON);
+        let rev_saved = self.host.path(etcd_restore::REV_JSON_SAVED);
+        let extras = self.host.path(etcd_restore::EXTRAS);
         self.sub("member-saved", |_| {
             if member.exists() {
                 if saved.exists() {
@@ -388,15 +405,34 @@ impl Ctx<'_> {
                 std::fs::create_dir_all(saved.parent().unwrap())?;
                 std::fs::rename(&member, &saved).context("moving the etcd data aside")?;
             }
+            if rev_json.exists() {
+                std::fs::rename(&rev_json, &rev_saved)
+                    .context("moving revision.json beside the saved data")?;
+            }
+            if let Ok(rd) = std::fs::read_dir(&data) {
+                for e in rd.flatten() {
+                    std::fs::create_dir_all(&extras)?;
+                    let to = extras.join(e.file_name());
+                    match std::fs::symlink_metadata(&to) {
+                        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&to)?,
+                        Ok(_) => std::fs::remove_file(&to)?,
+                        Err(_) => {}
+                    }
+                    std::fs::rename(e.path(), &to).with_context(|| {
+                        format!("moving {} out of the etcd data dir", e.path().display())
+                    })?;
+                }
+            }
             // Durable: the renames, in both parent dirs.
-            for d in [data.as_path(), saved.parent().unwrap()] {
+            for d in [data.as_path(), saved.parent().unwrap(), extras.as_path()] {
                 if d.is_dir() {
                     durable::dir("member-saved", d)?;
                 }
             }
             Ok(())
         })?;
-        // 4. The snapshot into a fresh dir, then into place.
+        // 4. The snapshot into a fresh dir, revisions bumped and marked
+        // compacted as the restore pod does, then into place.
         let cfg = etcd::ClientConfig::load(self.host)?;
         self.sub("snapshot-restored", |c| {
             if tmp.exists() {
@@ -407,7 +443,17 @@ impl Ctx<'_> {
                 .peer_url
                 .clone()
                 .unwrap_or_else(|| "https://127.0.0.1:2380".into());
-            let mut e = c.tools.command("etcdctl")?;
+            let prog = etcd_restore::restore_tool(&c.tools)?;
+            let text = match std::fs::read(&rev_saved) {
+                Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).context(format!("reading {}", rev_saved.display())),
+            };
+            let (bump, why) = etcd_restore::bump(text.as_deref());
+            log::info!(
+                "etcd restore with {prog}: revisions bumped by {bump} ({why}) and marked compacted"
+            );
+            let mut e = c.tools.command(prog)?;
             e.env("ETCDCTL_API", "3")
                 .arg("snapshot")
                 .arg("restore")
@@ -416,6 +462,8 @@ impl Ctx<'_> {
                 .arg(format!("--initial-cluster={name}={peer}"))
                 .arg(format!("--initial-advertise-peer-urls={peer}"))
                 .arg(format!("--data-dir={}", tmp.display()))
+                .arg("--mark-compacted")
+                .arg(format!("--bump-revision={bump}"))
                 .current_dir(&c.dir);
             cmd::run(&mut e)?;
             if member.exists() {
@@ -425,6 +473,11 @@ impl Ctx<'_> {
             std::fs::rename(tmp.join("member"), &member)
                 .context("moving the restored member into place")?;
             std::fs::remove_dir_all(&tmp)?;
+            // The restore pod copies revision.json back, for a second restore.
+            if text.is_some() {
+                std::fs::copy(&rev_saved, &rev_json)
+                    .context("copying revision.json back into the data dir")?;
+            }
             // Durable: the restored member's files, and the renames.
             durable::fs_of("snapshot-restored", &member)?;
             durable::dir("snapshot-restored", &data)?;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 mod bodies;
 pub mod checks;
+pub mod lifecycle;
 use crate::util::durable;
 pub mod selinux;
 pub mod state;
@@ -64,7 +65,8 @@ pub enum EtcdRestore {
     Auto,
     /// /usr/local/bin/cluster-restore.sh <dir>/cluster
     Script,
-    /// Move etcd aside, `etcdctl snapshot restore`, extract the resources
+    /// As the 4.18+ restore pod: etcd aside, `etcdutl snapshot restore`
+    /// with revisions bumped and compacted, the resources extracted
     Native,
 }
 
@@ -72,6 +74,8 @@ pub enum EtcdRestore {
 pub struct Options {
     pub resume: bool,
     pub restart: bool,
+    /// `--again`: recover again from a backup a recovery completed from.
+    pub again: bool,
     pub step: bool,
     pub force: bool,
     /// Restore the files even though another OS than the pinned one is active.
@@ -163,9 +167,11 @@ fn required_tools(etcd_mode: EtcdRestore) -> (Vec<&'static str>, Vec<&'static st
         "oc",
     ];
     if etcd_mode == EtcdRestore::Native {
-        req.extend(["etcdctl", "tar"]);
+        req.push("tar");
     }
-    (req, vec!["rpm-ostree", "etcdctl", "tar"])
+    // The native restore's program (etcdutl, else etcdctl) is checked by
+    // `etcd_restore::restore_tool` in `prepare`.
+    (req, vec!["rpm-ostree", "etcdctl", "etcdutl", "tar"])
 }
 
 /// What a `restore` run will do, built by `prepare` from the read-only
@@ -196,6 +202,9 @@ pub struct Plan<'a> {
 pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     host.require_node()?;
     let dir = host.backup_dir();
+    // Before the journal: in a dir someone else could change, it (and the
+    // generation it names) would choose what root restores and runs.
+    store::trust::require(&dir)?;
     let existing = match Journal::load(&dir) {
         // --restart is the way out of an unreadable journal: a new one replaces it.
         Err(e) if opts.restart => {
@@ -232,6 +241,12 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         req.push("skopeo");
     }
     let tools = Tools::require(&req, &opt)?;
+    // The native etcd restore needs a program that bumps revisions as the
+    // restore pod does: refused now, before the first change, without one.
+    if etcd_mode == EtcdRestore::Native {
+        crate::node::etcd_restore::restore_tool(&tools)
+            .map_err(|e| crate::util::error::Fail::Usage(format!("{e:#}")))?;
+    }
     let lock = if opts.dry_run {
         lock::check_free(&dir)?;
         None
@@ -254,6 +269,27 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
             }
         }
         return Err(nothing_to_resume(host, &tools));
+    }
+    // (Only a backup with a completed recovery can be "recovered": the API
+    // is asked only then.)
+    let recovered_once = crate::store::journal::LastRecovery::load(&dir)
+        .is_some_and(|l| l.backup_created == m.created);
+    if existing.is_none() && !legacy.exists() && !opts.again && recovered_once {
+        // A new recovery from a backup that a recovery already completed
+        // from, with no failed upgrade since (the lifecycle rule): it would
+        // put the old etcd snapshot back and lose every write since.
+        let os = ostree::read(host, &tools).ok();
+        let v = lifecycle::decide(&lifecycle::gather(
+            host,
+            &tools,
+            Some(lifecycle::taken(&m)),
+            Some(&m),
+            os,
+        ));
+        if v.recovered {
+            drop(lock);
+            return Err(already_recovered(host, &v));
+        }
     }
     if let Some(j) = existing.as_ref() {
         let boot = host.boot_id().ok();
@@ -423,6 +459,13 @@ impl Plan<'_> {
     }
 }
 
+/// The auto-resume unit for the backup dir `dir` (as the node names it):
+/// the binary and `--dir` of that dir, so that the recovery continues from
+/// the backup it started with.
+fn resume_unit_text(dir: &std::path::Path) -> String {
+    RESUME_UNIT_TEXT.replace("/var/recovery", &dir.display().to_string())
+}
+
 /// `--resume` with no recovery in progress: refuse, say the node's state
 /// and the command that fits it.
 fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
@@ -437,6 +480,18 @@ fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
         host.dir.display(),
         st.text,
         st.next
+    )
+}
+
+/// A new recovery from a backup a recovery already completed from: refused
+/// as `--resume` with nothing to resume is (exit 1, nothing changed), with
+/// the facts, and the flag that does it again on purpose.
+fn already_recovered(host: &Host, v: &lifecycle::Verdict) -> anyhow::Error {
+    anyhow::anyhow!(
+        "refusing to start a recovery: {}, and no upgrade failed since; a new recovery would put the backup's etcd snapshot back and lose every write since. Nothing was changed. The facts read:\n  {}\nNext: nothing to do; check the cluster with `oc get clusteroperators`. To recover from this backup again on purpose (every write since the last recovery is lost): `{}`",
+        v.reason,
+        v.facts.join("\n  "),
+        host.cmd("restore --again")
     )
 }
 
@@ -619,6 +674,16 @@ impl Ctx<'_> {
             started: self.j.started.clone(),
             backup_created: self.j.backup_created.clone(),
             steps: steps.len(),
+            generation: self.j.generation.clone(),
+            // The API is back at the end of the redeploy phase; if it
+            // does not answer, the record says so by its absence.
+            cluster_newest: crate::node::oc::cluster_version(
+                self.host,
+                &self.tools,
+                crate::node::oc::CLUSTER_VERSION_TIMEOUT,
+            )
+            .ok()
+            .and_then(|c| c.history.into_iter().next()),
         }
         .save(&self.dir)?;
         // Before the journal goes: a crash in between resumes and gets here.
@@ -633,7 +698,7 @@ impl Ctx<'_> {
 
     fn install_resume_unit(&self) -> Result<()> {
         let p = self.host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
-        let text = RESUME_UNIT_TEXT.replace("/var/recovery", &self.host.dir.display().to_string());
+        let text = resume_unit_text(&self.host.dir);
         fsutil::write_atomic(&p, text.as_bytes(), 0o644)?;
         self.systemctl(&["daemon-reload"])?;
         self.systemctl(&["enable", RESUME_UNIT])?;
@@ -728,4 +793,20 @@ pub fn control_plane(containers: &[crate::node::crictl::Container]) -> BTreeMap<
         .filter(|c| CONTAINERS.contains(&c.name()) && c.running())
         .filter_map(|c| Some((c.name().to_string(), c.id.clone()?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The auto-resume unit runs the binary of the backup's own dir with
+    /// that dir, whatever it is.
+    #[test]
+    fn the_resume_unit_carries_the_backup_dir() {
+        let t = super::resume_unit_text(std::path::Path::new("/var/recovery2"));
+        assert!(
+            t.contains("ExecStart=/var/recovery2/upgrade-recovery --dir /var/recovery2 restore --resume --from-unit"),
+            "{t}"
+        );
+        assert!(t.contains("ConditionPathExists=/var/recovery2/journal.json"));
+        assert!(!t.contains("/var/recovery/"));
+    }
 }
