@@ -18,7 +18,7 @@ bench_node "$W"
 . "$W/ctl/state/ports"
 c=$R/etc/kubernetes/static-pod-resources/etcd-certs
 db=$(stat -c %s "$R/var/lib/etcd/member/snap/db")
-trees=$(du -sbx "$R/etc" "$R/var/usrlocal" "$R/var/lib/kubelet" | awk '{s+=$1} END {print s}')
+trees=$(du -sbx "$R/etc" "$R/var/usrlocal" "$R/var/lib/kubelet" | awk '{s+=$1} END {printf "%.0f\n", s}')
 entries=$(find "$R/etc" "$R/var/usrlocal" "$R/var/lib/kubelet" -xdev | wc -l)
 rm -f "$W"/b.*
 
@@ -26,7 +26,7 @@ ours() {
   rm -rf "$R/var/recovery"
   timed "$W/b.ours" "'$BIN' --root '$R' backup --min-free 0 --no-nice"
   find "$R/var/recovery" \( -name etc.tar.zst -o -name local.tar.zst -o -name kubelet.tar.zst \) -printf '%s\n' |
-    awk '{s+=$1} END {print s}' > "$W/b.ours.bytes"
+    awk '{s+=$1} END {printf "%.0f\n", s}' > "$W/b.ours.bytes"
 }
 tarzstd() {
   rm -f "$W/ref.tar.zst"

@@ -25,7 +25,7 @@ X=$R/var/recovery/etc.exclude.list
 MUTATE_SKIP=$(sed -n 's|^/*\([^#].*\)|'"$R"'/etc/\1|p' "$X"; echo "$R/etc/kubernetes/manifests")
 export MUTATE_SKIP
 files=$(find "$R/usr/local/" "$R/etc" -type f | wc -l)
-bytes=$(du -sbx "$R/usr/local/" "$R/etc" | awk '{s+=$1} END {print s}')
+bytes=$(du -sbx "$R/usr/local/" "$R/etc" | awk '{s+=$1} END {printf "%.0f\n", s}')
 rm -f "$W"/r.*
 
 ours() { mutate "$R/usr/local/" "$R/etc" >/dev/null; timed "$W/r.ours" "'$BIN' --root '$R' restore --restart"; }

@@ -16,6 +16,10 @@
 #   scripts/sandbox.sh upgrade-os DIR VERSION [STATEROOT]
 #                                     commit and deploy a new OS (the new default;
 #                                     older deployments are retained)
+#   scripts/sandbox.sh cluster-upgrade DIR VERSION Completed|Partial
+#                                     record a cluster upgrade in the ClusterVersion
+#                                     the oc shim serves: a new status.history entry,
+#                                     newest first, started now (Partial: not completed)
 #   scripts/sandbox.sh stage-os DIR VERSION
 #                                     commit VERSION and stage it, as the MCO's
 #                                     update leaves a node until its reboot
@@ -25,7 +29,7 @@
 # with every kind of file, and PATH shims for systemctl, crictl, crio,
 # setenforce, getenforce, oc and rpm-ostree (see scripts/shims/).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # shellcheck source=shims/bootfs.sh
 . "$here/shims/bootfs.sh"
@@ -335,6 +339,14 @@ export NODE_sno_IP="127.0.0.1"
 export NODE_sno_PEER_URL="https://127.0.0.1:$pp"
 ENV
   for k in etcd kubeapiserver kubecontrollermanager kubescheduler; do echo "7 7" > "$d/ctl/state/oc/$k"; done
+  # The ClusterVersion, as installed a day ago (openshift/api
+  # config/v1/types_cluster_version.go: status.history newest first).
+  local installed; installed=$(date -u -d '1 day ago' +%Y-%m-%dT%H:%M:%SZ)
+  mkdir -p "$d/ctl/state/objects/clusterversions/_"
+  jq -n --arg t "$installed" '{apiVersion: "config.openshift.io/v1", kind: "ClusterVersion",
+    metadata: {name: "version"}, spec: {clusterID: "5f1d2a9e-3b7c-4d6a-9e2f-8a4b1c7d3e90", channel: "stable-4.16"},
+    status: {desired: {version: "4.16.0"}, history: [{state: "Completed", startedTime: $t, completionTime: $t, version: "4.16.0", image: "quay.io/openshift-release-dev/ocp-release:4.16.0-x86_64", verified: false}]}}' \
+    > "$d/ctl/state/objects/clusterversions/_/version.json"
   for u in kubelet.service crio.service; do touch "$d/ctl/state/enabled/$u"; done
   echo Enforcing > "$d/ctl/state/selinux-boot"
   # First boot: etcd starts empty; write the cluster's keys.
@@ -375,6 +387,9 @@ teardown() {
   rm -rf "$d"
 }
 
+# Sourced (scripts/vm/image.sh builds the VM guest's node files with these
+# functions): define them only.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 cmd=${1:-}; shift || true
 profile=default; dir=
 while [ $# -gt 0 ]; do
@@ -385,7 +400,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 set -- "$cmd" "$dir" "$@"
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 case $cmd in
   create)
     case $profile in default|minimal|rhcos) ;; *) die "unknown profile '$profile' (default, minimal, rhcos)";; esac
@@ -414,6 +429,20 @@ case $cmd in
     make_commit "$d/root/sysroot" "$v"
     boot_rw "$d/root" ostree admin --sysroot="$d/root" deploy --retain --os="$os" "rhcos/$v" >/dev/null
     echo "sandbox: deployed $os $v as the default; reboot to boot it" ;;
+  cluster-upgrade)
+    d=$(cd "$dir" && pwd); v=${3:?cluster-upgrade needs a version}; st=${4:?cluster-upgrade needs Completed or Partial}
+    case $st in Completed|Partial) ;; *) die "state must be Completed or Partial, not '$st'" ;; esac
+    f=$d/ctl/state/objects/clusterversions/_/version.json
+    [ -f "$f" ] || die "no ClusterVersion in $f"
+    now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    # The entry before gets its completionTime (upstream: "usually the
+    # started time of the next update") when it had none.
+    jq --arg v "$v" --arg s "$st" --arg t "$now" '
+      .status.history = [{state: $s, startedTime: $t, completionTime: (if $s == "Completed" then $t else null end),
+        version: $v, image: ("quay.io/openshift-release-dev/ocp-release:" + $v + "-x86_64"), verified: true}]
+        + [(.status.history // [])[] | .completionTime //= $t]
+      | .status.desired.version = $v' "$f" > "$f.new" && mv "$f.new" "$f"
+    echo "sandbox: cluster upgrade to $v recorded ($st)" ;;
   stage-os)
     # `ostree admin deploy --stage` needs a booted host, which a sandbox is
     # not; the staged state is made as libostree records it
@@ -450,5 +479,5 @@ with open(root + "/run/ostree/staged-deployment", "wb") as f:
 print("sandbox: staged rhcos %s.%d" % (new.get_csum(), new.get_deployserial()))
 PY
     ;;
-  *) die "unknown command '$cmd' (create, env, reboot, teardown)" ;;
+  *) die "unknown command '$cmd' (create, env, reboot, teardown, upgrade-os, stage-os, cluster-upgrade)" ;;
 esac

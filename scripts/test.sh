@@ -22,3 +22,11 @@ echo "== cargo test"
 # The binary the tests run has the fault points and generate-docs (feature
 # testing); tests/common refuses to compile without it.
 cargo test --quiet --features testing -- --test-threads=2
+# The VM lane's short run (issue 24, docs/vm.md): real reboots and power cuts
+# in a QEMU guest; image cached in /var/cache/upgrade-recovery-vm. Opt-in
+# (VM_LANE=1) until it runs within CI's time: one procedure and five cuts
+# measured about 40 min on 2 cores, and cuts in the cluster phase do not
+# reach their instant yet (docs/vm.md, "Not done").
+if [ "${VM_LANE:-0}" != 0 ]; then
+  echo "== VM lane (scripts/vm.sh ci)"; scripts/vm.sh ci
+fi

@@ -190,7 +190,7 @@ fn refusals_change_nothing() {
 
     // Disk full: a backup dir on a small file system.
     sh(&format!(
-        "mkdir -p {r}/var/small && mount -t tmpfs -o size=16m tmpfs {r}/var/small",
+        "mkdir -p {r}/var/small && mount -t tmpfs -o size=16m,mode=0700 tmpfs {r}/var/small",
         r = q(&sb.root())
     ));
     assert_eq!(

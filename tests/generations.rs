@@ -331,9 +331,9 @@ fn a_backup_after_a_failed_upgrade_refuses_unless_told_to_replace() {
     take_backup(&sb);
     let manifest = sb.sh("sha256sum $ROOT/var/recovery/manifest.json");
     sh(&format!(
-        "{}/scripts/sandbox.sh upgrade-os {} 417.94.202411010000-0 >/dev/null",
-        q(&project()),
-        q(sb.dir.path())
+        "{p}/scripts/sandbox.sh cluster-upgrade {d} 4.17.0 Partial >/dev/null; {p}/scripts/sandbox.sh upgrade-os {d} 417.94.202411010000-0 >/dev/null",
+        p = q(&project()),
+        d = q(sb.dir.path())
     ));
     sb.reboot();
     let status = sb.sh("ostree admin --sysroot=$ROOT/sysroot status");
@@ -344,10 +344,15 @@ fn a_backup_after_a_failed_upgrade_refuses_unless_told_to_replace() {
     assert_eq!((dcode, derr.as_str()), (code, err.as_str()), "{dout}");
     assert_eq!(dout, "");
     assert!(
-        err.contains("still deployed") && err.contains("--replace-backup"),
+        err.contains("the upgrade to 4.17.0 (Partial")
+            && err.contains("did not complete")
+            && err.contains("--replace-backup"),
         "{err}"
     );
-    assert!(err.contains("upgrade-recovery rollback"), "{err}");
+    assert!(
+        err.contains("`upgrade-recovery rollback --reboot`"),
+        "{err}"
+    );
     assert_eq!(
         sb.sh("sha256sum $ROOT/var/recovery/manifest.json"),
         manifest
@@ -415,7 +420,7 @@ fn a_backup_without_its_manifest_is_damaged_and_not_replaced() {
 fn space_short_removes_the_previous_backup_first_and_says_so() {
     let sb = Sandbox::new();
     sh(&format!(
-        "mkdir -p {r}/var/small && mount -t tmpfs -o size=SIZE tmpfs {r}/var/small",
+        "mkdir -p {r}/var/small && mount -t tmpfs -o size=SIZE,mode=0700 tmpfs {r}/var/small",
         r = q(&sb.root())
     )
     .replace("SIZE", "18m"));

@@ -105,9 +105,9 @@ fn the_job_after_a_failed_upgrade_refuses_and_keeps_the_backup() {
     assert_eq!(sb.run(&["backup", "--min-free", "0"]).0, 0);
     let manifest = sb.sh("sha256sum $ROOT/var/recovery/manifest.json");
     sh(&format!(
-        "{}/scripts/sandbox.sh upgrade-os {} 417.94.202411010000-0 >/dev/null",
-        q(&project()),
-        q(sb.dir.path())
+        "{p}/scripts/sandbox.sh cluster-upgrade {d} 4.17.0 Partial >/dev/null; {p}/scripts/sandbox.sh upgrade-os {d} 417.94.202411010000-0 >/dev/null",
+        p = q(&project()),
+        d = q(sb.dir.path())
     ));
     sb.reboot();
     let status = sb.sh("ostree admin --sysroot=$ROOT status");

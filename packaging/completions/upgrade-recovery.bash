@@ -437,7 +437,7 @@ _upgrade__recovery() {
             return 0
             ;;
         upgrade__subcmd__recovery__subcmd__restore)
-            opts="-v -q -h --resume --restart --step --force --restore-onto-other-os --dry-run --etcd-restore --wait-timeout --poll-interval --auto-resume --from-unit --redo --root --dir --output --verbose --quiet --help"
+            opts="-v -q -h --resume --restart --step --force --restore-onto-other-os --dry-run --etcd-restore --wait-timeout --poll-interval --auto-resume --from-unit --redo --again --root --dir --output --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -25,7 +25,7 @@ function __fish_upgrade_recovery_using_subcommand
 end
 
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_needs_command" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
@@ -54,7 +54,7 @@ script\t'The node\'s /usr/local/bin/cluster-backup.sh --force'"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l etcd-timeout -d 'Time limit of the etcd snapshot (e.g. 180s, 3m; a bare number is seconds)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l image -d 'An image to back up too (repeatable; implies --with-images)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand launch-backup" -l no-nice -d 'Keep normal CPU and I/O priority (default: lowered)'
@@ -72,7 +72,7 @@ script\t'The node\'s /usr/local/bin/cluster-backup.sh --force'"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l etcd-timeout -d 'Time limit of the etcd snapshot (e.g. 180s, 3m; a bare number is seconds)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l image -d 'An image to back up too (repeatable; implies --with-images)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand backup" -l no-nice -d 'Keep normal CPU and I/O priority (default: lowered)'
@@ -89,7 +89,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restor
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l poll-interval -d 'Time between checks while waiting (a bare number is milliseconds)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l redo -d 'With --resume: do the redeploy step STEP (redeploy-etcd, ...) again from its start: a new forceRedeploymentReason, a new revision to wait for (when the one asked for never appeared)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l resume -d 'Continue the recovery under way after its last completed step'
@@ -100,25 +100,26 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restor
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l dry-run -d 'Print the plan with what is done; change nothing'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l auto-resume -d 'After the files phase, install a oneshot unit that runs `restore --resume` on the next boot (it removes itself)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l from-unit -d 'Started by that unit (it is removed first)'
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -l again -d 'Recover again from a backup that a recovery already completed from, with no failed upgrade since (puts its etcd snapshot back: every write since that recovery is lost)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand status" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand status" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand status" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand status" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand status" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand status" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand status" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand verify" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand verify" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand verify" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand verify" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand verify" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand verify" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand rollback" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand rollback" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand rollback" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand rollback" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand rollback" -l dry-run -d 'Print the decision and the commands; change nothing'
@@ -127,7 +128,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand rollba
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand rollback" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand rollback" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and not __fish_seen_subcommand_from list cleanup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and not __fish_seen_subcommand_from list cleanup" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and not __fish_seen_subcommand_from list cleanup" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and not __fish_seen_subcommand_from list cleanup" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and not __fish_seen_subcommand_from list cleanup" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
@@ -136,14 +137,14 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stater
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and not __fish_seen_subcommand_from list cleanup" -f -a "list" -d 'Stateroots with their deployments, booted and pinned marks, disk use'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and not __fish_seen_subcommand_from list cleanup" -f -a "cleanup" -d 'Undeploy a stateroot\'s deployments and remove its directory'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from list" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from list" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from list" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from list" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from cleanup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from cleanup" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from cleanup" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from cleanup" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from cleanup" -l dry-run -d 'Print the exact steps; change nothing'
@@ -152,7 +153,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stater
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand stateroot; and __fish_seen_subcommand_from cleanup" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -l to -d 'Directory to copy them into (created; node paths kept below it)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -l exact -d 'Also recreate device nodes, setuid/setgid bits and file capabilities'
@@ -160,7 +161,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extrac
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand extract" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
@@ -168,14 +169,14 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; 
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and not __fish_seen_subcommand_from lint" -f -a "lint" -d 'Check Backup/Restore CRs (YAML or JSON, multi-document, or the ConfigMaps that hold them) for the LVM Storage fields and the pairing of Restores with Backups; exit 1 on findings, 2 on unreadable input'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand oadp; and __fish_seen_subcommand_from lint" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
@@ -184,7 +185,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; a
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -f -a "status" -d 'The ImageBasedUpgrade CR, stateroots, LCA workspace, OADP locations'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and not __fish_seen_subcommand_from status cleanup" -f -a "cleanup" -d 'The manual cleanup after AbortFailed/FinalizeFailed, then the annotation that makes LCA retry'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
@@ -193,7 +194,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; a
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l wait -d 'Seconds to wait for Velero to process each DeleteBackupRequest' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l pod-wait -d 'Seconds to wait for the pod of LCA\'s stateroot setup Job to go before removing stateroots (LCA\'s own bound)' -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -l dry-run -d 'List the steps; change nothing'
@@ -204,14 +205,14 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; a
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand ibu; and __fish_seen_subcommand_from cleanup" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -l to -d 'The .tar.gz to write' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -s q -l quiet -d 'Only errors on stderr'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand report" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and not __fish_seen_subcommand_from archive sync" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and not __fish_seen_subcommand_from archive sync" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and not __fish_seen_subcommand_from archive sync" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and not __fish_seen_subcommand_from archive sync" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and not __fish_seen_subcommand_from archive sync" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
@@ -222,7 +223,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; 
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from archive" -l level -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from archive" -l threads -r
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from archive" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from archive" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from archive" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from archive" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from archive" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'
@@ -230,7 +231,7 @@ complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; 
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from archive" -s h -l help -d 'Print help'
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from sync" -l exclude-from -d 'A file of paths relative to DIR to leave alone' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from sync" -l root -d 'The node\'s root directory; every host path resolves under it' -r -F
-complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from sync" -l dir -d 'The backup directory, as a path on the node' -r -F
+complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from sync" -l dir -d 'The backup directory, as a path on the node (the wrapper `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)' -r -F
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from sync" -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c upgrade-recovery -n "__fish_upgrade_recovery_using_subcommand tree; and __fish_seen_subcommand_from sync" -s v -l verbose -d 'More detail on stderr (-vv: every command run)'

@@ -58,6 +58,10 @@ pub struct SyncStats {
     /// Files written without their setuid/setgid bits or capabilities (`plain`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stripped: Vec<String>,
+    /// Paths left alone because a directory on the way changed (to a
+    /// symlink, say) while the tree was restored: a warning each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
     /// Files not written because their bytes do not match their recorded
     /// sha256 (`check_files`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -134,13 +138,42 @@ fn tmp_name(name: &[u8]) -> CString {
     }
 }
 
+/// A directory of the archive being restored: what the archive holds in it
+/// so far (names only), and its metadata, applied when it is done. The
+/// restore keeps one per level of the directory it is in, never one per
+/// path of the tree (issue 23: a set of every full path took 2 GB for a
+/// 296 KB archive of 400 levels of 250-byte names).
+struct Frame {
+    /// The length of [`Syncer::cur`] before this directory's name was added.
+    up: usize,
+    /// None for a directory without an entry of its own before its contents.
+    meta: Option<Meta>,
+    /// The names of the entries the archive holds directly in it.
+    names: HashSet<Vec<u8>>,
+    /// Whether what the archive does not hold in it is deleted when it is
+    /// done: only for a directory entered once, from its own entry.
+    prune: bool,
+}
+
+/// Why a directory of the target was not opened.
+enum Skip {
+    /// It lies below a mount point.
+    Mount,
+    /// A directory on the way is no longer one (it changed while restored).
+    Changed,
+}
+
 struct Syncer {
     prefetch: Option<super::prefetch::Prefetch>,
     root: OwnedFd,
     dev: u64,
     opts: SyncOptions,
-    seen: HashSet<Vec<u8>>,
-    dirs: Vec<(Vec<u8>, Meta)>,
+    /// The directories from the top to the one being restored.
+    stack: Vec<Frame>,
+    /// The path of the innermost of them (`.` for the top).
+    cur: Vec<u8>,
+    /// The top, for messages.
+    target: std::path::PathBuf,
     stats: SyncStats,
     buf: Vec<u8>,
     cache: Option<(Vec<u8>, OwnedFd)>,
@@ -218,8 +251,14 @@ fn sync_at(
         root,
         dev,
         opts: opts.clone(),
-        seen: HashSet::new(),
-        dirs: Vec::new(),
+        stack: vec![Frame {
+            up: 0,
+            meta: None,
+            names: HashSet::new(),
+            prune: true,
+        }],
+        cur: b".".to_vec(),
+        target: target.to_path_buf(),
         stats: SyncStats::default(),
         buf: vec![0u8; 256 << 10],
         cache: None,
@@ -246,39 +285,162 @@ fn sync_at(
     read?;
     s.cache = None;
     s.prefetch = None;
+    while !s.stack.is_empty() {
+        s.close()?;
+    }
     let top = fs::openat(
         &s.root,
         c".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let top = if s.opts.delete {
-        s.prune(top, b".", 0)
-            .with_context(|| format!("removing extra files under {}", target.display()))?
-    } else {
-        top
-    };
-    // Directory metadata last, deepest first: writing inside changes mtimes.
-    let dirs = std::mem::take(&mut s.dirs);
-    for (path, meta) in dirs.iter().rev() {
-        if path == b"." {
-            let fd = fs::openat(&s.root, c".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
-            apply_meta_fd(fd.as_fd(), false, None, Kind::Dir, meta)?;
-            continue;
-        }
-        let (parent, name) = split(path);
-        if let Some(pfd) = s.open_dir(parent)? {
-            s.apply_meta(pfd.as_fd(), &cstr(name), Kind::Dir, meta)
-                .with_context(|| {
-                    format!("setting metadata of {}/{}", target.display(), show(path))
-                })?;
-        }
-    }
     fs::syncfs(&top).with_context(|| format!("syncfs of {}", target.display()))?;
     Ok(s.stats)
 }
 
 impl Syncer {
+    /// Make the innermost open directory the parent of `path`, closing the
+    /// directories the archive has left, and record `path`'s name in it.
+    /// A directory the archive enters without its own entry (or again,
+    /// after leaving it) is opened without metadata and never pruned: what
+    /// it holds was not all seen together.
+    fn place(&mut self, path: &[u8]) -> Result<()> {
+        if path == b"." {
+            return Ok(());
+        }
+        let (parent, name) = split(path);
+        while self.stack.len() > 1 && !matches_prefix(parent, &self.cur) {
+            self.close()?;
+        }
+        if parent != self.cur.as_slice() {
+            let skip = if self.cur == b"." {
+                0
+            } else {
+                self.cur.len() + 1
+            };
+            let rest = parent[skip..].to_vec();
+            for comp in rest.split(|&b| b == b'/') {
+                self.open_frame(comp, None, false);
+            }
+        }
+        self.top().names.insert(name.to_vec());
+        Ok(())
+    }
+
+    fn top(&mut self) -> &mut Frame {
+        self.stack
+            .last_mut()
+            .expect("the top is open until the end")
+    }
+
+    /// Enter the directory `name` of the innermost one.
+    fn open_frame(&mut self, name: &[u8], meta: Option<Meta>, prune: bool) {
+        self.top().names.insert(name.to_vec());
+        // 0: back to the top, `.`, when this one is done.
+        let up = if self.cur == b"." { 0 } else { self.cur.len() };
+        if self.cur == b"." {
+            self.cur.clear();
+        } else {
+            self.cur.push(b'/');
+        }
+        self.cur.extend_from_slice(name);
+        self.stack.push(Frame {
+            up,
+            meta,
+            names: HashSet::new(),
+            prune,
+        });
+    }
+
+    /// The innermost directory is done: delete what the archive does not
+    /// hold in it (restore), then set its metadata (writing inside it
+    /// changes its mtime, so this comes last). Its state is let go of.
+    fn close(&mut self) -> Result<()> {
+        let f = self.stack.pop().expect("a directory is open");
+        let path = std::mem::take(&mut self.cur);
+        let top = path == b".";
+        let shown = format!("{}/{}", self.target.display(), show(&path));
+        if self.opts.delete && f.prune {
+            match self.open_dir_read(&path)? {
+                Ok(fd) => drop(
+                    self.prune(fd, &path, 0, Some(&f.names))
+                        .with_context(|| format!("removing extra files under {shown}"))?,
+                ),
+                Err(Skip::Mount) => {}
+                Err(Skip::Changed) => self.changed(&path),
+            }
+        }
+        if let Some(meta) = &f.meta {
+            crate::util::fault::flip_dir("meta", self.root.as_fd(), &path);
+            if top {
+                let fd = fs::openat(
+                    &self.root,
+                    c".",
+                    OFlags::PATH | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                apply_meta_fd(fd.as_fd(), false, None, Kind::Dir, meta)?;
+            } else {
+                let (parent, name) = split(&path);
+                match self.open_dir(parent)? {
+                    Ok(pfd) => match self.open_kind(pfd.as_fd(), &cstr(name), Kind::Dir) {
+                        Ok(fd) => apply_meta_fd(
+                            fd.as_fd(),
+                            false,
+                            Some((pfd.as_fd(), &cstr(name))),
+                            Kind::Dir,
+                            meta,
+                        )
+                        .with_context(|| format!("setting metadata of {shown}"))?,
+                        Err(_) => self.changed(&path),
+                    },
+                    Err(Skip::Mount) => {}
+                    Err(Skip::Changed) => self.changed(&path),
+                }
+            }
+        }
+        self.cur = path;
+        if f.up == 0 {
+            self.cur = b".".to_vec();
+        } else {
+            self.cur.truncate(f.up);
+        }
+        Ok(())
+    }
+
+    /// A path left alone because a directory on the way changed type while
+    /// the tree was restored (a pod can do that under /var/lib/kubelet).
+    fn changed(&mut self, path: &[u8]) {
+        log::warn!(
+            "{}: a directory on the way changed (to a symlink?) while it was restored; left alone",
+            show(path)
+        );
+        self.stats.changed.push(show(path));
+    }
+
+    /// A directory beneath the top, open for reading (for the delete pass).
+    fn open_dir_read(&mut self, rel: &[u8]) -> Result<Result<OwnedFd, Skip>> {
+        if rel == b"." {
+            return Ok(Ok(fs::openat(
+                &self.root,
+                c".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?));
+        }
+        let (parent, name) = split(rel);
+        let pfd = match self.open_dir(parent)? {
+            Ok(fd) => fd,
+            Err(skip) => return Ok(Err(skip)),
+        };
+        match fsops::open_read(pfd.as_fd(), &cstr(name), true) {
+            Ok(fd) if fs::fstat(&fd)?.st_dev == self.dev => Ok(Ok(fd)),
+            Ok(_) => Ok(Err(Skip::Mount)),
+            Err(Errno::LOOP | Errno::NOTDIR | Errno::NOENT) => Ok(Err(Skip::Changed)),
+            Err(e) => Err(e).with_context(|| format!("opening {}", show(rel))),
+        }
+    }
+
     fn excluded(&self, path: &[u8], is_dir: bool) -> bool {
         self.opts.excludes.excludes(path, is_dir)
     }
@@ -287,14 +449,15 @@ impl Syncer {
         wanted(&self.opts.only, path, kind)
     }
 
-    /// A directory beneath the top, never through a symlink or a mount.
-    /// None when the path lies below a mount point.
-    fn open_dir(&mut self, rel: &[u8]) -> Result<Option<OwnedFd>> {
+    /// A directory beneath the top, never through a symlink or a mount;
+    /// the reason when the path lies below a mount point or a directory on
+    /// the way is no longer one.
+    fn open_dir(&mut self, rel: &[u8]) -> Result<Result<OwnedFd, Skip>> {
         if self.opts.in_root && rel != b"." {
-            return self.open_dir_in_root(rel).map(Some);
+            return self.open_dir_in_root(rel).map(Ok);
         }
         if rel == b"." {
-            return Ok(Some(fs::openat(
+            return Ok(Ok(fs::openat(
                 &self.root,
                 c".",
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -324,11 +487,14 @@ impl Syncer {
                 Ok(fd) => fd,
                 // With `..` refused by the reader, only a mount point
                 // crossed gives EXDEV here, never a path leaving the tree.
-                Err(Errno::XDEV) => return Ok(None),
+                Err(Errno::XDEV) => return Ok(Err(Skip::Mount)),
+                // A directory on the way is now a symlink or a file: the
+                // pass skips what lies below it, with a warning.
+                Err(Errno::LOOP | Errno::NOTDIR) => return Ok(Err(Skip::Changed)),
                 Err(e) => bail!("cannot open directory {} beneath the top: {e}", show(rel)),
             });
         }
-        Ok(at)
+        Ok(Ok(at.expect("a path has a piece")))
     }
 
     fn open_dir_in_root(&mut self, rel: &[u8]) -> Result<OwnedFd> {
@@ -354,12 +520,24 @@ impl Syncer {
         Ok(at)
     }
 
-    fn parent_fd(&mut self, parent: &[u8]) -> Result<Option<BorrowedFd<'_>>> {
+    fn parent_fd(&mut self, parent: &[u8]) -> Result<Result<BorrowedFd<'_>, Skip>> {
         let hit = matches!(&self.cache, Some((p, _)) if p == parent);
         if !hit {
-            self.cache = self.open_dir(parent)?.map(|fd| (parent.to_vec(), fd));
+            self.cache = None;
+            match self.open_dir(parent)? {
+                Ok(fd) => self.cache = Some((parent.to_vec(), fd)),
+                Err(skip) => return Ok(Err(skip)),
+            }
         }
-        Ok(self.cache.as_ref().map(|(_, fd)| fd.as_fd()))
+        Ok(Ok(self.cache.as_ref().expect("cached").1.as_fd()))
+    }
+
+    /// Record an entry not restored for `skip`.
+    fn skipped(&mut self, path: &[u8], skip: Skip) {
+        match skip {
+            Skip::Mount => self.stats.skipped_mounts.push(show(path)),
+            Skip::Changed => self.changed(path),
+        }
     }
 
     fn entry(&mut self, r: &mut Reader, h: &Header) -> Result<()> {
@@ -420,19 +598,22 @@ impl Syncer {
             }
             return Ok(());
         }
-        self.seen.insert(path.to_vec());
+        self.place(path)?;
         if path == b"." {
-            self.dirs.push((path.to_vec(), h.meta.clone()));
+            self.stack[0].meta = Some(h.meta.clone());
             return Ok(());
         }
         let (parent, name) = split(path);
         let parent = parent.to_vec();
         let name = cstr(name);
-        let Some(pfd) = self.parent_fd(&parent)? else {
-            self.stats.skipped_mounts.push(show(path));
-            return Ok(());
+        crate::util::fault::flip_dir("write", self.root.as_fd(), &parent);
+        let pfd = match self.parent_fd(&parent)? {
+            Ok(fd) => rustix::io::dup(fd)?,
+            Err(skip) => {
+                self.skipped(path, skip);
+                return Ok(());
+            }
         };
-        let pfd = rustix::io::dup(pfd)?;
         let pfd = pfd.as_fd();
         let existing = match fsops::lstat_at(pfd, &name) {
             Ok(st) => Some(st),
@@ -461,7 +642,7 @@ impl Syncer {
                         self.stats.written += 1;
                     }
                 }
-                self.dirs.push((path.to_vec(), h.meta.clone()));
+                self.open_frame(name.to_bytes(), Some(h.meta.clone()), true);
             }
             Kind::File => {
                 if let (Some(st), Some(p)) = (&existing, &self.prefetch) {
@@ -474,9 +655,17 @@ impl Syncer {
                     if st.st_nlink <= names && st.st_size as u64 == h.meta.size {
                         crate::util::fault::swap_fifo(pfd, &name);
                         if let Some(fd) = self.same_content(pfd, &name, &h.meta)? {
-                            apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
-                            self.stats.unchanged += 1;
-                            return Ok(());
+                            // Another name of this inode may lie outside the
+                            // tree (a pod's hard link to a host file, issue
+                            // 23): its metadata is changed in place only when
+                            // this is its one name; else it is replaced.
+                            let st = fs::fstat(&fd)?;
+                            let x = XattrTarget::Fd(fd.as_fd());
+                            if st.st_nlink == 1 || meta_is(&st, &x, Kind::File, &h.meta)? {
+                                apply_meta_fd(fd.as_fd(), true, None, Kind::File, &h.meta)?;
+                                self.stats.unchanged += 1;
+                                return Ok(());
+                            }
                         }
                     }
                 }
@@ -485,8 +674,9 @@ impl Syncer {
             Kind::Symlink => {
                 if let (Some(_), Some(Kind::Symlink)) = (&existing, ekind) {
                     let cur = fs::readlinkat(pfd, &name, Vec::new())?;
-                    if cur.as_bytes() == h.meta.link.as_slice() {
-                        self.apply_meta(pfd, &name, Kind::Symlink, &h.meta)?;
+                    if cur.as_bytes() == h.meta.link.as_slice()
+                        && self.apply_meta_unshared(pfd, &name, Kind::Symlink, &h.meta)?
+                    {
                         self.stats.unchanged += 1;
                         return Ok(());
                     }
@@ -508,9 +698,12 @@ impl Syncer {
                         (sp, cstr(sn))
                     }
                 };
-                let Some(sfd) = self.open_dir(sp)? else {
-                    self.stats.skipped_mounts.push(show(path));
-                    return Ok(());
+                let sfd = match self.open_dir(sp)? {
+                    Ok(fd) => fd,
+                    Err(skip) => {
+                        self.skipped(path, skip);
+                        return Ok(());
+                    }
                 };
                 let src = fsops::lstat_at(sfd.as_fd(), &sn).with_context(|| {
                     format!("hard link target {} is missing", show(&h.meta.link))
@@ -529,8 +722,10 @@ impl Syncer {
             Kind::Char | Kind::Block | Kind::Fifo => {
                 let dev = fs::makedev(h.meta.rdev_major, h.meta.rdev_minor);
                 if let Some(st) = &existing {
-                    if ekind == Some(h.kind) && (h.kind == Kind::Fifo || st.st_rdev == dev) {
-                        self.apply_meta(pfd, &name, h.kind, &h.meta)?;
+                    if ekind == Some(h.kind)
+                        && (h.kind == Kind::Fifo || st.st_rdev == dev)
+                        && self.apply_meta_unshared(pfd, &name, h.kind, &h.meta)?
+                    {
                         self.stats.unchanged += 1;
                         return Ok(());
                     }
@@ -665,6 +860,12 @@ impl Syncer {
     }
 
     fn apply_meta(&self, pfd: BorrowedFd, name: &CStr, kind: Kind, meta: &Meta) -> Result<()> {
+        let fd = self.open_kind(pfd, name, kind)?;
+        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)
+    }
+
+    /// The entry `name`, O_PATH, never through a symlink; of kind `kind`.
+    fn open_kind(&self, pfd: BorrowedFd, name: &CStr, kind: Kind) -> Result<OwnedFd> {
         let fd = fs::openat(
             pfd,
             name,
@@ -678,7 +879,34 @@ impl Syncer {
                 name.to_string_lossy()
             );
         }
-        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)
+        Ok(fd)
+    }
+
+    /// Apply `meta` to an existing entry (the "unchanged" path) unless its
+    /// inode has other names and would change: another name may lie outside
+    /// the tree (issue 23). False: nothing was changed; replace the entry.
+    fn apply_meta_unshared(
+        &self,
+        pfd: BorrowedFd,
+        name: &CStr,
+        kind: Kind,
+        meta: &Meta,
+    ) -> Result<bool> {
+        let fd = self.open_kind(pfd, name, kind)?;
+        let st = fs::fstat(&fd)?;
+        if st.st_nlink > 1 {
+            let path = fsops::proc_at(pfd, name);
+            let proc = fsops::proc_fd(fd.as_fd());
+            let x = match kind {
+                Kind::Symlink => XattrTarget::Path(&path),
+                _ => XattrTarget::Follow(&proc),
+            };
+            if !meta_is(&st, &x, kind, meta)? {
+                return Ok(false);
+            }
+        }
+        apply_meta_fd(fd.as_fd(), false, Some((pfd, name)), kind, meta)?;
+        Ok(true)
     }
 
     /// Remove an entry; a directory with all below it, never crossing into a
@@ -696,7 +924,15 @@ impl Syncer {
                 show(name.to_bytes())
             );
         }
-        let dfd = fsops::open_read(pfd, name, true)?;
+        let dfd = match fsops::open_read(pfd, name, true) {
+            Ok(fd) => fd,
+            // No longer a directory (a symlink now, say): the name goes.
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                return fs::unlinkat(pfd, name, AtFlags::empty())
+                    .with_context(|| format!("removing {}", show(name.to_bytes())));
+            }
+            Err(e) => return Err(e.into()),
+        };
         drop(self.empty_dir(dfd, 0)?);
         fs::unlinkat(pfd, name, AtFlags::REMOVEDIR)
             .with_context(|| format!("removing directory {}", show(name.to_bytes())))?;
@@ -737,9 +973,18 @@ impl Syncer {
         Ok(held.expect("held at the end"))
     }
 
-    /// Delete what the archive did not hold below `dir` (owned, given back;
-    /// below [`fsops::HELD_LEVELS`] let go of while a subdirectory is pruned).
-    fn prune(&mut self, dir: OwnedFd, rel: &[u8], depth: usize) -> Result<OwnedFd> {
+    /// Delete what the archive did not hold in `dir` (owned, given back;
+    /// below [`fsops::HELD_LEVELS`] let go of while a subdirectory is
+    /// pruned): `names` are the entries it holds there (None: none, below a
+    /// directory it does not hold). A directory it holds was pruned when the
+    /// restore left it.
+    fn prune(
+        &mut self,
+        dir: OwnedFd,
+        rel: &[u8],
+        depth: usize,
+        names: Option<&HashSet<Vec<u8>>>,
+    ) -> Result<OwnedFd> {
         let mut held = Some(dir);
         for (name, ftype) in fsops::list_dir_typed(held.as_ref().expect("held").as_fd())? {
             let dfd = held.as_ref().expect("held between entries");
@@ -757,7 +1002,7 @@ impl Syncer {
             if self.excluded(&path, dir_hint) {
                 continue;
             }
-            let seen = self.seen.contains(&path);
+            let seen = names.is_some_and(|n| n.contains(name.to_bytes()));
             // A seen entry that is not a directory needs no look: d_type says.
             if seen && ftype.is_some_and(|t| t != fs::FileType::Directory) {
                 continue;
@@ -782,7 +1027,14 @@ impl Syncer {
                 if is_dir && !self.opts.excludes.is_empty() {
                     // As rsync --delete: what the excludes protect below a
                     // deleted directory stays, and so does the directory.
-                    let sub = fsops::open_read(dir, &name, true)?;
+                    let sub = match fsops::open_read(dir, &name, true) {
+                        Ok(sub) => sub,
+                        Err(Errno::LOOP | Errno::NOTDIR | Errno::NOENT) => {
+                            self.changed(&path);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     self.prune_below(&mut held, sub, rel, &path, depth)?;
                     let dir = held.as_ref().expect("held after the subdirectory").as_fd();
                     match fs::unlinkat(dir, &name, AtFlags::REMOVEDIR) {
@@ -797,13 +1049,8 @@ impl Syncer {
                 self.remove(dir, &name, &st)
                     .with_context(|| format!("removing {}", show(&path)))?;
                 self.stats.deleted += 1;
-            } else if is_dir {
-                let sub = fsops::open_read(dir, &name, true)?;
-                if fs::fstat(&sub)?.st_dev != self.dev {
-                    continue;
-                }
-                self.prune_below(&mut held, sub, rel, &path, depth)?;
             }
+            // A directory the archive holds was pruned when it was done.
         }
         Ok(held.expect("held at the end"))
     }
@@ -823,7 +1070,7 @@ impl Syncer {
             sub,
             depth,
             || format!("returning to {}", show(rel)),
-            |sub| Ok(((), self.prune(sub, path, depth + 1)?)),
+            |sub| Ok(((), self.prune(sub, path, depth + 1, None)?)),
         )
     }
 
@@ -859,6 +1106,20 @@ impl Syncer {
         }
         Ok((false, held.expect("held at the end")))
     }
+}
+
+/// Whether the object (`st`, its xattrs through `x`) already has the
+/// archived owner, mode, xattrs and mtime: applying `meta` would change
+/// nothing.
+fn meta_is(st: &fs::Stat, x: &XattrTarget, kind: Kind, meta: &Meta) -> Result<bool> {
+    let mut want = meta.xattrs.clone();
+    want.sort();
+    Ok(st.st_uid == meta.uid
+        && st.st_gid == meta.gid
+        && (kind == Kind::Symlink || st.st_mode & 0o7777 == meta.mode)
+        && st.st_mtime == meta.mtime
+        && st.st_mtime_nsec as u32 == meta.mtime_nsec
+        && fsops::read_xattrs(x).context("reading xattrs")? == want)
 }
 
 /// Set owner, mode, xattrs and mtime on an object held by `fd`, changing

@@ -5,14 +5,12 @@ use super::space::du;
 use super::Part;
 use crate::archive::{self, WriteOptions};
 use crate::node::host::Host;
+use crate::store::layout;
 use crate::store::manifest::Tree;
 use crate::util::progress::Meter;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// The archive of the machine-config files outside the trees.
-const ARCHIVE: &str = "extras.tar.zst";
 
 /// Bytes the machine-config files outside the trees take.
 pub fn estimate(host: &Host, extras: &[String]) -> u64 {
@@ -36,7 +34,12 @@ pub fn write(
         .iter()
         .map(|p| p.trim_start_matches('/').as_bytes().to_vec())
         .collect();
-    let (stats, missing) = archive::write_paths(&host.root, &rels, &staging.join(ARCHIVE), wopts)?;
+    let (stats, missing) = archive::write_paths(
+        &host.root,
+        &rels,
+        &staging.join(layout::archive(layout::EXTRAS)),
+        wopts,
+    )?;
     for m in missing {
         warnings.push(format!(
             "machine-config file /{m} does not exist on the node; not backed up"
@@ -54,7 +57,7 @@ pub fn write(
         name: "extras".into(),
         source: "/".into(),
         resolved: None,
-        archive: ARCHIVE.into(),
+        archive: layout::archive(layout::EXTRAS),
         excludes: Vec::new(),
         only: Some(extras.to_vec()),
         stats,

@@ -21,12 +21,12 @@ pub use space::du;
 use crate::archive::WriteOptions;
 use crate::node::cmd::Tools;
 use crate::node::host::Host;
+use crate::store::layout;
 use crate::store::manifest::{self, Manifest, PinnedDeployment};
-use crate::store::{self, layout};
 use crate::util::fsutil;
 use crate::util::progress::Progress;
 use crate::{node::ostree, store::verify, util::fault};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,8 +34,14 @@ use std::time::{Duration, Instant};
 /// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
 /// documented entry point. It marks the run as started through the script, so
 /// that with no subcommand (no arguments, or only `--resume`, `--restart`,
-/// `--step`, `--force`) the binary runs `restore`, whatever its own name.
-pub const WRAPPER: &str = "#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n";
+/// `--step`, `--force`) the binary runs `restore`, whatever its own name;
+/// and it carries the backup's own dir (`UPGRADE_RECOVERY_DIR`, the default
+/// of `--dir`), so that a backup in another dir than /var/recovery recovers
+/// from itself.
+pub fn wrapper(dir: &Path) -> String {
+    let d = dir.display().to_string().replace('\'', "'\\''");
+    format!("#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nUPGRADE_RECOVERY_DIR=${{UPGRADE_RECOVERY_DIR:-'{d}'}}\nexport UPGRADE_RECOVERY_DIR\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,8 +64,9 @@ pub struct Options {
     /// Back up the images of the running containers (and `images`).
     pub with_images: bool,
     pub images: Vec<String>,
-    /// Replace a backup that pins another OS than the booted one, or a
-    /// damaged one (`--replace-backup`).
+    /// Replace a backup that the lifecycle rule keeps (an upgrade after it
+    /// did not complete, or the API cannot tell), or a damaged one
+    /// (`--replace-backup`). Never over a staged deployment.
     pub replace_backup: bool,
     /// Check and print the plan; change nothing (`--dry-run`).
     pub dry_run: bool,
@@ -143,16 +150,21 @@ pub fn mkdir_private(p: &Path) -> Result<()> {
         .mode(0o700)
         .create(p)
         .with_context(|| format!("creating {}", p.display()))?;
+    // Root's alone (issue 23): a group inherited from a setgid parent, or
+    // any owner but root, could choose what root restores and runs.
+    std::os::unix::fs::chown(p, Some(0), Some(0))
+        .with_context(|| format!("chown root:root {}", p.display()))?;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 0700 {}", p.display()))
 }
 
-/// Install the binary and the two-line wrapper into `dir`.
-pub fn install_self(dir: &Path) -> Result<()> {
+/// Install the binary and the wrapper (for the backup dir `node_dir`, as
+/// the node names it) into `dir`.
+pub fn install_self(dir: &Path, node_dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let exe = std::fs::read("/proc/self/exe").context("reading the running binary")?;
     fsutil::write_atomic(&dir.join(layout::BINARY), &exe, 0o700)?;
-    let sh = WRAPPER;
+    let sh = wrapper(node_dir);
     fsutil::write_atomic(&dir.join(layout::WRAPPER), sh.as_bytes(), 0o700)?;
     std::fs::set_permissions(
         dir.join(layout::WRAPPER),
@@ -161,34 +173,13 @@ pub fn install_self(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A backup on a node that booted another OS than the one the existing
-/// backup pinned, while that one is still deployed, is a failed upgrade (or
-/// the hub's Job run again): the backup would undeploy the way back and
-/// replace the pre-upgrade backup with the failed state. Refused.
-pub fn refuse_after_failed_upgrade(host: &Host, tools: &Tools, dir: &Path) -> Result<()> {
-    let Ok(gen) = store::current(dir) else {
-        return Ok(());
-    };
-    let Some(pinned) = Manifest::load(&gen).ok().and_then(|m| m.deployment) else {
-        return Ok(());
-    };
-    let os = ostree::read(host, tools)?;
-    let Some(active) = os.active() else {
-        return Ok(());
-    };
-    let pinned_id = pinned.id();
-    let same = |d: &ostree::Deployment| d.is(&pinned_id);
-    if same(active) || !os.deployments.iter().any(same) {
-        return Ok(());
-    }
-    bail!(
-        "refusing to take a backup: the node runs {} but the backup in {} pinned {} {}.{}, which is still deployed. This is what a failed upgrade looks like: a new backup would undeploy the way back and replace the pre-upgrade backup. Nothing was changed. To go back: `upgrade-recovery status`, then `upgrade-recovery rollback`. If this OS is the new baseline on purpose: `upgrade-recovery backup --replace-backup`",
-        active.short(),
-        host.dir.display(),
-        pinned.stateroot,
-        &pinned.checksum[..pinned.checksum.len().min(12)],
-        pinned.serial
-    )
+/// What the lifecycle rule hands the backup (`recovery::lifecycle`): the
+/// deployment the replaced backup pinned (the one pinned deployment the
+/// OS part may unpin and undeploy) and the cluster it is taken from.
+#[derive(Debug, Clone, Default)]
+pub struct Baseline {
+    pub previous: Option<ostree::DeploymentId>,
+    pub cluster: Option<manifest::ClusterAtBackup>,
 }
 
 /// Write every part into `staging`, then the manifest; sync and verify.
@@ -205,9 +196,15 @@ pub fn build(
 ) -> Result<Summary> {
     let created_unix = fsutil::unix_now();
     let stamp = fsutil::backup_stamp(created_unix);
+    mkdir_private(staging)?;
     mkdir_private(&staging.join(layout::CLUSTER))?;
     let mut parts = Vec::new();
-    let (pinned, undeployed) = os::write(host, tools)?;
+    let (pinned, undeployed, kept_pinned) = os::write(host, tools, plan.base.previous.as_ref())?;
+    for k in &kept_pinned {
+        warnings.push(format!(
+            "kept {k}: it is pinned, and not by the backup this one replaces (another backup dir, TALM's script, or an admin may rely on it); if nothing does, `ostree admin pin --unpin INDEX` and the next backup removes it"
+        ));
+    }
 
     let progress = Progress::start(opts.quiet, plan.estimate());
     let meter = progress.meter();
@@ -252,7 +249,7 @@ pub fn build(
     }
     drop(progress);
 
-    install_self(staging)?;
+    install_self(staging, &host.dir)?;
     let m = Manifest {
         format: manifest::FORMAT,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -265,6 +262,7 @@ pub fn build(
         trees,
         images: saved_images,
         warnings: warnings.clone(),
+        cluster: plan.base.cluster.clone(),
     };
     fsutil::write_atomic(
         &staging.join(manifest::FILE),

@@ -1,8 +1,9 @@
-//! The OS part: keep the active deployment only, pinned.
+//! The OS part: keep the active deployment, pinned; undeploy the others
+//! but those pinned by anything but the backup being replaced.
 
 use crate::node::cmd::Tools;
 use crate::node::host::Host;
-use crate::node::ostree;
+use crate::node::ostree::{self, DeploymentId};
 use crate::store::manifest::PinnedDeployment;
 use crate::util::fault;
 use anyhow::{Context, Result};
@@ -16,35 +17,35 @@ pub struct OsPlan {
     pub keep: String,
     /// The others, undeployed from the highest index.
     pub undeploy: Vec<String>,
+    /// Pinned by anything but the backup being replaced: kept.
+    #[serde(default)]
+    pub kept_pinned: Vec<String>,
 }
 
 /// Read only: the deployment the backup keeps and those it undeploys, in
 /// the order `ostree::keep_only_active` undeploys them.
-pub fn plan(host: &Host, tools: &Tools) -> Result<OsPlan> {
+pub fn plan(host: &Host, tools: &Tools, previous: Option<&DeploymentId>) -> Result<OsPlan> {
     let os = ostree::read(host, tools)?;
     ostree::refuse_staged(&os, "undeploying the other deployments")?;
-    let keep = os
-        .active()
-        .context("ostree admin status lists no deployment")?;
-    let kept = keep.id();
-    let undeploy = os
-        .deployments
-        .iter()
-        .rev()
-        .filter(|d| !d.is(&kept))
-        .map(ostree::Deployment::short)
-        .collect();
+    let (keep, go, others) =
+        ostree::backup_keeps(&os, previous).context("ostree admin status lists no deployment")?;
     Ok(OsPlan {
         keep: keep.short(),
-        undeploy,
+        undeploy: go.iter().map(ostree::Deployment::short).collect(),
+        kept_pinned: others.iter().map(ostree::Deployment::short).collect(),
     })
 }
 
-/// Keep the active deployment only, pinned: the pinned record and what was
-/// undeployed.
-pub fn write(host: &Host, tools: &Tools) -> Result<(PinnedDeployment, Vec<String>)> {
+/// Keep the active deployment, pinned: the pinned record, what was
+/// undeployed, the pinned deployments kept (`previous`: the deployment the
+/// replaced backup pinned, the one pinned deployment this may remove).
+pub fn write(
+    host: &Host,
+    tools: &Tools,
+    previous: Option<&DeploymentId>,
+) -> Result<(PinnedDeployment, Vec<String>, Vec<String>)> {
     let t = Instant::now();
-    let (kept, undeployed) = ostree::keep_only_active(host, tools)?;
+    let (kept, undeployed, kept_pinned) = ostree::keep_only_active(host, tools, previous)?;
     fault::point("backup:os");
     let pinned = PinnedDeployment {
         stateroot: kept.stateroot.clone(),
@@ -57,5 +58,5 @@ pub fn write(host: &Host, tools: &Tools) -> Result<(PinnedDeployment, Vec<String
         kept.short(),
         t.elapsed().as_secs_f64()
     );
-    Ok((pinned, undeployed))
+    Ok((pinned, undeployed, kept_pinned))
 }

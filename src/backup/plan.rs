@@ -29,6 +29,8 @@ pub struct Plan {
     pub estimates: Vec<Estimate>,
     /// With `--with-images`: the images to copy.
     pub image_refs: Vec<String>,
+    /// What the lifecycle rule found (set by the command after its check).
+    pub base: super::Baseline,
 }
 
 impl Plan {
@@ -121,5 +123,6 @@ pub fn plan(host: &Host, opts: &Options) -> Result<Plan> {
         etcd,
         estimates,
         image_refs: Vec::new(),
+        base: super::Baseline::default(),
     })
 }

@@ -58,7 +58,7 @@ pub fn write(
     for Source { name, node, top } in trees {
         let t = Instant::now();
         meter.phase(node);
-        let file = format!("{name}.tar.zst");
+        let file = crate::store::layout::archive(name);
         let stats = write_with_retries(top, &staging.join(&file), wopts, meter)?;
         fault::point(&format!("backup:{name}"));
         warn_about(node, &stats, warnings);

@@ -31,11 +31,13 @@ pub struct Global {
     /// The node's root directory; every host path resolves under it
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// The backup directory, as a path on the node
+    /// The backup directory, as a path on the node (the wrapper
+    /// `<dir>/upgrade-recovery.sh` sets UPGRADE_RECOVERY_DIR to its own)
     #[arg(
         long,
         global = true,
         value_name = "DIR",
+        env = "UPGRADE_RECOVERY_DIR",
         default_value = "/var/recovery"
     )]
     pub dir: PathBuf,
@@ -233,6 +235,11 @@ pub struct RestoreArgs {
     /// wait for (when the one asked for never appeared)
     #[arg(long, value_name = "STEP", requires = "resume")]
     pub redo: Option<String>,
+    /// Recover again from a backup that a recovery already completed from,
+    /// with no failed upgrade since (puts its etcd snapshot back: every
+    /// write since that recovery is lost)
+    #[arg(long, conflicts_with = "resume")]
+    pub again: bool,
 }
 
 impl RestoreArgs {
@@ -244,6 +251,7 @@ impl RestoreArgs {
             redo: self.redo.clone(),
             resume: self.resume || self.from_unit,
             restart: self.restart,
+            again: self.again,
             step: self.step,
             force: self.force,
             other_os: self.restore_onto_other_os,

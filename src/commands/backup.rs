@@ -11,6 +11,9 @@ use crate::backup::space::{du, free_bytes, Space};
 use crate::backup::{self, images, os, EtcdMode, Options, Outcome};
 use crate::node::cmd::Tools;
 use crate::node::host::Host;
+use crate::node::ostree;
+use crate::recovery::lifecycle;
+use crate::store::manifest::Manifest;
 use crate::store::{self, layout, lock, Kind};
 use crate::util::error::Fail;
 use crate::util::fsutil::{self, human};
@@ -22,6 +25,8 @@ use std::time::Instant;
 struct Checked {
     tools: Tools,
     _lock: Option<lock::Lock>,
+    /// What the lifecycle rule found: the replaced backup's pin, the cluster.
+    base: backup::Baseline,
 }
 
 pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
@@ -41,6 +46,7 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
             host,
             opts,
             &checked.tools,
+            &checked.base,
             &dir,
             plan,
         )?)));
@@ -51,7 +57,8 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     // What a killed run left (old generations, temporary names, an
     // unfinished conversion of the flat format); the current backup stays.
     store::prepare(&dir)?;
-    let plan = prepare(host, opts, &checked.tools)?;
+    let mut plan = prepare(host, opts, &checked.tools)?;
+    plan.base = checked.base;
     execute(host, opts, &checked.tools, &dir, plan, t0)
 }
 
@@ -67,8 +74,10 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
         // interpreted here.
         req.extend(["skopeo", "crictl"]);
     }
-    let tools = Tools::require(&req, &["rpm-ostree"])?;
+    let tools = Tools::require(&req, &["rpm-ostree", "oc"])?;
     let dir = host.backup_dir();
+    // Nothing is read from or written into a dir someone else could change.
+    store::trust::require(&dir)?;
     // A recovery under way (the hub's Job pod may be started again during
     // one): nothing is touched. Checked before the lock, and after it.
     if let Some(rec) = store::recovery_record(&dir) {
@@ -119,10 +128,89 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
             .into());
         }
     }
-    if !opts.replace_backup {
-        backup::refuse_after_failed_upgrade(host, &tools, &dir)?;
+    let base = lifecycle_check(host, opts, &tools, &kind)?;
+    Ok(Ok(Checked {
+        tools,
+        _lock: lock,
+        base,
+    }))
+}
+
+/// The lifecycle rule (`recovery::lifecycle`), before any change: a new
+/// backup replaces the current one only when no upgrade after it failed
+/// (or a recovery from it completed since); never while a deployment is
+/// staged. Refusals are exit 1 with the reason, the facts read and the
+/// override; what the backup needs of the facts is returned.
+fn lifecycle_check(
+    host: &Host,
+    opts: &Options,
+    tools: &Tools,
+    kind: &Kind,
+) -> Result<backup::Baseline> {
+    let m = match kind {
+        Kind::Generation(_) | Kind::Flat => {
+            Some(Manifest::load(&store::current(&host.backup_dir())?)?)
+        }
+        _ => None,
+    };
+    let taken = match kind {
+        Kind::Talm { created } => Some(lifecycle::Taken::Talm { created: *created }),
+        _ => m.as_ref().map(lifecycle::taken),
+    };
+    let os = ostree::read(host, tools)?;
+    // The way back, from where the node stands: the pinned OS booted, or not.
+    let pinned_booted = match m.as_ref().and_then(|m| m.deployment.as_ref()) {
+        Some(p) => os.active().is_some_and(|a| a.is(&p.id())),
+        None => os.active().is_some_and(|a| a.pinned),
+    };
+    let way_back = if pinned_booted {
+        format!(
+            "recover the cluster to the backup: `{}`",
+            host.cmd("restore")
+        )
+    } else {
+        format!(
+            "roll the OS back first: `{}`; after the reboot, `{}`",
+            host.cmd("rollback --reboot"),
+            host.cmd("restore")
+        )
+    };
+    let facts = lifecycle::gather(host, tools, taken, m.as_ref(), Some(os));
+    let v = lifecycle::decide(&facts);
+    for f in &v.facts {
+        log::info!("lifecycle: {f}");
     }
-    Ok(Ok(Checked { tools, _lock: lock }))
+    let facts_text = || format!("  {}", v.facts.join("\n  "));
+    if let Some(staged) = &v.staged {
+        return Err(anyhow::anyhow!(
+            "refusing to take a backup: {}. Nothing was changed. The facts read:\n{}\nNext: let the update finish (the node reboots into {staged}); then run the backup again: `{}`",
+            v.reason,
+            facts_text(),
+            host.cmd("backup")
+        ));
+    }
+    if !v.may_replace && !opts.replace_backup {
+        return Err(anyhow::anyhow!(
+            "refusing to take a backup: {}. Nothing was changed: the backup in {} stays. The facts read:\n{}\nNext: if the upgrade failed, {way_back} (`{}` shows where the node stands). If this node is the new baseline on purpose, replace the backup with `{}`",
+            v.reason,
+            host.dir.display(),
+            facts_text(),
+            host.cmd("status"),
+            host.cmd("backup --replace-backup")
+        ));
+    }
+    log::info!("lifecycle: {}", v.reason);
+    let cluster = match &facts.cluster {
+        lifecycle::Cluster::History(h) => Some(crate::store::manifest::ClusterAtBackup {
+            version: facts.cluster_version.clone(),
+            newest: h.first().cloned(),
+        }),
+        lifecycle::Cluster::Unknown(_) => None,
+    };
+    Ok(backup::Baseline {
+        previous: m.and_then(|m| m.deployment).map(|d| d.id()),
+        cluster,
+    })
 }
 
 /// Read the node into the plan: the parts and their estimates; with
@@ -142,7 +230,14 @@ fn prepare(host: &Host, opts: &Options, tools: &Tools) -> Result<Plan> {
 /// The plan as the dry run prints it: the OS deployments kept and
 /// undeployed, the leftovers the real run would clean up first, the space
 /// (and whether the previous backup would go first), the generation.
-fn dry_run(host: &Host, opts: &Options, tools: &Tools, dir: &Path, plan: Plan) -> Result<DryRun> {
+fn dry_run(
+    host: &Host,
+    opts: &Options,
+    tools: &Tools,
+    base: &backup::Baseline,
+    dir: &Path,
+    plan: Plan,
+) -> Result<DryRun> {
     use std::os::unix::fs::PermissionsExt;
     let dir_change = match std::fs::metadata(dir) {
         Err(_) => Some(format!("create {} (mode 0700)", host.dir.display())),
@@ -158,8 +253,9 @@ fn dry_run(host: &Host, opts: &Options, tools: &Tools, dir: &Path, plan: Plan) -
         Kind::Flat => Some("flat".to_string()),
         Kind::Generation(g) => Some(g),
         Kind::Damaged(_) => Some("damaged".to_string()),
+        Kind::Talm { .. } => Some("TALM's upgrade-recovery.sh backup".to_string()),
     };
-    let os = os::plan(host, tools)?;
+    let os = os::plan(host, tools, base.previous.as_ref())?;
     let leftovers = store::leftovers(dir)?;
     // The real run measures after its cleanup: the leftovers are free
     // space then, not part of the previous backup.

@@ -6,7 +6,8 @@ use crate::node::etcd;
 use crate::node::host::Host;
 use crate::node::ostree::{self, OsState};
 use crate::recovery;
-use crate::recovery::state::{assess, render_os, State};
+use crate::recovery::lifecycle;
+use crate::recovery::state::{assess_with, render_os, State};
 use crate::store::journal::Journal;
 use crate::store::manifest::Manifest;
 use crate::store::{self, layout};
@@ -37,6 +38,9 @@ pub struct Status {
     pub failures: crate::store::failures::Failures,
     /// Documented paths that are not their link (the backup is usable).
     pub notes: Vec<String>,
+    /// The lifecycle rule's verdict on the backup (None: no backup, or a
+    /// recovery under way).
+    pub lifecycle: Option<lifecycle::Verdict>,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,12 +89,12 @@ pub fn gather(host: &Host) -> Result<Status> {
     host.require_node()?;
     // status answers without ostree too: the backup and the recovery are
     // still worth showing in an outage.
-    let (os, os_error) = match Tools::require(&["ostree"], &["rpm-ostree"])
-        .and_then(|tools| ostree::read(host, &tools))
-    {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
+    let tools = Tools::require(&[], &["ostree", "rpm-ostree", "oc"])?;
+    let (os, os_error) =
+        match Tools::require(&["ostree"], &[]).and_then(|_| ostree::read(host, &tools)) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
     let dir = host.backup_dir();
     let damaged = matches!(store::inspect(&dir), Ok(store::Kind::Damaged(_)));
     let backup = match store::current(&dir).and_then(|g| Manifest::load(&g)) {
@@ -180,7 +184,43 @@ pub fn gather(host: &Host) -> Result<Status> {
             },
         },
     };
-    let st = assess(host, os.as_ref());
+    // The lifecycle rule, as backup and restore apply it (it asks the API,
+    // within a time limit; without it, the deployments decide and say so);
+    // not while a recovery or another run is under way.
+    let st = assess_with(host, os.as_ref(), None);
+    let settled = matches!(
+        st.state,
+        State::BackupReady
+            | State::UpgradedOsBooted { .. }
+            | State::RollbackDoneRebootPending { .. }
+            | State::PinnedBootedNotDefault { .. }
+            | State::PinnedDeploymentGone { .. }
+            | State::RecoveryCompleted { .. }
+            | State::TalmBackup { .. }
+    );
+    let lifecycle = match store::inspect(&dir) {
+        Ok(store::Kind::Talm { created }) if settled => {
+            Some((Some(lifecycle::Taken::Talm { created }), None))
+        }
+        Ok(store::Kind::Generation(_) | store::Kind::Flat) if settled => store::current(&dir)
+            .and_then(|g| Manifest::load(&g))
+            .ok()
+            .map(|m| (Some(lifecycle::taken(&m)), Some(m))),
+        _ => None,
+    }
+    .map(|(taken, m)| {
+        lifecycle::decide(&lifecycle::gather(
+            host,
+            &tools,
+            taken,
+            m.as_ref(),
+            os.clone(),
+        ))
+    });
+    let st = match &lifecycle {
+        Some(v) => assess_with(host, os.as_ref(), Some(&v.since)),
+        None => st,
+    };
     Ok(Status {
         root: host.root.display().to_string(),
         os,
@@ -194,6 +234,7 @@ pub fn gather(host: &Host) -> Result<Status> {
         next_command: st.command,
         failures: crate::store::failures::Failures::load(&dir),
         notes: store::link_problems(&dir),
+        lifecycle,
     })
 }
 
@@ -217,6 +258,12 @@ pub fn render(st: &Status) -> String {
             b.pinned.as_deref().unwrap_or("(none)"),
             human(b.bytes),
             human(b.archive_bytes)
+        );
+    } else if let State::TalmBackup { created } = &st.state {
+        let _ = writeln!(
+            s,
+            "Backup: taken by TALM's upgrade-recovery.sh on {created} in {}",
+            b.dir
         );
     } else if let State::BackupDamaged { problem } = &st.state {
         let _ = writeln!(s, "Backup: DAMAGED in {}: {problem}", b.dir);
@@ -287,6 +334,21 @@ pub fn render(st: &Status) -> String {
             "Last failure: `upgrade-recovery {}` at {}, exit {}: {}",
             f.line, f.at, f.exit_code, f.problem
         );
+    }
+    if let Some(v) = &st.lifecycle {
+        let _ = writeln!(
+            s,
+            "Next backup: {} {}",
+            if v.may_replace {
+                "replaces this one:"
+            } else {
+                "refused:"
+            },
+            v.reason
+        );
+        for f in &v.facts {
+            let _ = writeln!(s, "  {f}");
+        }
     }
     let _ = writeln!(s, "State: {}", st.state_text);
     let _ = writeln!(s, "Next: {}", st.next);

@@ -83,6 +83,10 @@ pub fn render_sync(st: &SyncStats, dir: &Path) -> String {
         ("mount points left alone", &st.skipped_mounts),
         ("device nodes not created", &st.skipped_devices),
         (
+            "left alone: a directory on the way changed while restored",
+            &st.changed,
+        ),
+        (
             "written without setuid/setgid bits or capabilities",
             &st.stripped,
         ),

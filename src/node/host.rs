@@ -4,6 +4,9 @@ use crate::util::error::Fail;
 use anyhow::{Context, Result};
 use std::path::{Component, Path, PathBuf};
 
+/// The backup dir when `--dir` is not given.
+pub const DEFAULT_DIR: &str = "/var/recovery";
+
 #[derive(Debug, Clone)]
 pub struct Host {
     /// The node's `/` (the real root, a sandbox node, or a jail).
@@ -48,6 +51,17 @@ impl Host {
             self.root.clone()
         } else {
             self.root.join(rel)
+        }
+    }
+
+    /// A command line of this tool for messages, carrying `--dir` when the
+    /// backup dir is not the default one: `upgrade-recovery [--dir D] ARGS`.
+    /// Every "next command" is written with it, so that it works as printed.
+    pub fn cmd(&self, args: &str) -> String {
+        if self.dir == Path::new(DEFAULT_DIR) {
+            format!("upgrade-recovery {args}")
+        } else {
+            format!("upgrade-recovery --dir {} {args}", self.dir.display())
         }
     }
 

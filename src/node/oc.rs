@@ -326,6 +326,127 @@ pub fn parse_revisions(json: &str) -> Result<(i64, i64)> {
     ops.revisions()
 }
 
+/// One entry of the ClusterVersion's `status.history` (openshift/api
+/// `config/v1/types_cluster_version.go`, `UpdateHistory`): "the newest
+/// update is first"; `state` is `Completed` once "the update was
+/// successfully rolled out at least once", `Partial` while it is applied
+/// or when it "was never completely applied"; `completionTime` is null for
+/// the update being applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub state: String,
+    #[serde(rename = "startedTime")]
+    pub started_time: String,
+    #[serde(rename = "completionTime", default)]
+    pub completion_time: Option<String>,
+    #[serde(default)]
+    pub version: String,
+}
+
+impl HistoryEntry {
+    /// `Completed`: the one state upstream defines as fully applied.
+    pub fn completed(&self) -> bool {
+        self.state == "Completed"
+    }
+    /// `startedTime` as a Unix time (checked by [`parse_cluster_version`]).
+    pub fn started(&self) -> i64 {
+        crate::util::fsutil::parse_rfc3339(&self.started_time).unwrap_or(i64::MAX)
+    }
+    /// `4.16.3 (Completed, started 2024-...)`, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}, started {}{})",
+            if self.version.is_empty() {
+                "?"
+            } else {
+                &self.version
+            },
+            self.state,
+            self.started_time,
+            self.completion_time
+                .as_deref()
+                .map(|c| format!(", completed {c}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// What the tool reads of `oc get clusterversion version -o json`: the
+/// version the cluster reconciles to (`status.desired.version`) and the
+/// history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterVersion {
+    pub version: Option<String>,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Deserialize)]
+struct CvObject {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    status: Option<CvStatus>,
+}
+
+#[derive(Deserialize)]
+struct CvStatus {
+    #[serde(default)]
+    desired: Option<CvUpdate>,
+    #[serde(default)]
+    history: Option<Vec<HistoryEntry>>,
+}
+
+#[derive(Deserialize)]
+struct CvUpdate {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+/// Parse `oc get clusterversion version -o json`. Another kind, an entry
+/// without `state` or `startedTime`, or a `startedTime` that is not an
+/// RFC 3339 time is an error: the lifecycle rule never decides on a guess.
+pub fn parse_cluster_version(json: &str) -> Result<ClusterVersion> {
+    let o: CvObject = serde_json::from_str(json).context("malformed JSON")?;
+    if let Some(k) = o.kind.as_deref().filter(|k| *k != "ClusterVersion") {
+        anyhow::bail!("kind {k:?}, not ClusterVersion");
+    }
+    let st = o.status.unwrap_or(CvStatus {
+        desired: None,
+        history: None,
+    });
+    let history = st.history.unwrap_or_default();
+    for (i, e) in history.iter().enumerate() {
+        if crate::util::fsutil::parse_rfc3339(&e.started_time).is_none() {
+            anyhow::bail!(
+                "status.history[{i}].startedTime {:?} is not an RFC 3339 time",
+                crate::archive::validate::short(e.started_time.as_bytes())
+            );
+        }
+    }
+    Ok(ClusterVersion {
+        version: st.desired.and_then(|d| d.version).filter(|v| !v.is_empty()),
+        history,
+    })
+}
+
+/// How long the lifecycle rule waits for the API: in an outage `oc` may
+/// hang on a dead endpoint; the rule then decides from the deployments.
+pub const CLUSTER_VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `oc get clusterversion version -o json`, within `limit`.
+pub fn cluster_version(
+    host: &Host,
+    tools: &Tools,
+    limit: std::time::Duration,
+) -> Result<ClusterVersion> {
+    let out = cmd::run_timeout(
+        command(host, tools)?.args(["get", "clusterversion", "version", "-o", "json"]),
+        limit,
+    )?;
+    parse_cluster_version(&String::from_utf8_lossy(&out))
+        .context("oc get clusterversion version -o json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +546,60 @@ esac"#,
             format!("{err:#}").starts_with("oc get etcd: malformed JSON: "),
             "{err:#}"
         );
+    }
+
+    /// The shape of `oc get clusterversion version -o json` (fixture
+    /// `tests/fixtures/oc/clusterversion.json`, fields as openshift/api
+    /// `config/v1/types_cluster_version.go` names them).
+    #[test]
+    fn cluster_version_history_newest_first() {
+        let cv = parse_cluster_version(include_str!("../../tests/fixtures/oc/clusterversion.json"))
+            .unwrap();
+        assert_eq!(cv.version.as_deref(), Some("4.16.5"));
+        assert_eq!(cv.history.len(), 3);
+        assert_eq!(cv.history[0].state, "Partial");
+        assert!(cv.history[0].completion_time.is_none());
+        assert!(!cv.history[0].completed() && cv.history[1].completed());
+        assert_eq!(cv.history[1].started(), 1_717_000_000);
+        assert!(cv.history[0].started() > cv.history[1].started());
+        // Early in an install the history may be empty or absent.
+        let empty = parse_cluster_version(
+            r#"{"kind":"ClusterVersion","status":{"desired":{"version":""}}}"#,
+        )
+        .unwrap();
+        assert_eq!(empty, ClusterVersion::default());
+        assert_eq!(
+            parse_cluster_version(r#"{"kind":"ClusterVersion"}"#).unwrap(),
+            ClusterVersion::default()
+        );
+    }
+
+    #[test]
+    fn a_malformed_cluster_version_is_an_error() {
+        for (bad, why) in [
+            ("", "malformed JSON"),
+            ("{", "malformed JSON"),
+            (r#"{"kind":"List","items":[]}"#, "not ClusterVersion"),
+            (
+                r#"{"status":{"history":[{"state":"Completed"}]}}"#,
+                "malformed JSON",
+            ),
+            (
+                r#"{"status":{"history":[{"startedTime":"2024-05-01T00:00:00Z"}]}}"#,
+                "malformed JSON",
+            ),
+            (
+                r#"{"status":{"history":[{"state":"Completed","startedTime":"yesterday"}]}}"#,
+                "not an RFC 3339 time",
+            ),
+            (
+                r#"{"status":{"history":{"state":"Completed"}}}"#,
+                "malformed JSON",
+            ),
+        ] {
+            let e = format!("{:#}", parse_cluster_version(bad).unwrap_err());
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -581,11 +581,38 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Keep only the active deployment (the booted one; on a sysroot not booted
-/// from, the default) and pin it. Others are undeployed one at a time from
-/// the highest index, the status re-read and the index checked each time.
-/// Idempotent. Returns the kept deployment and what was removed.
-pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<String>)> {
+/// Which deployments a backup keeps: the active one (the booted one; on a
+/// sysroot not booted from, the default) and every one pinned by anything
+/// but the backup being replaced (`previous`: its pinned deployment). The
+/// others go, from the highest index. Read only.
+pub fn backup_keeps(
+    os: &OsState,
+    previous: Option<&DeploymentId>,
+) -> Option<(Deployment, Vec<Deployment>, Vec<Deployment>)> {
+    let keep = os.active()?.clone();
+    let (mut others_pinned, mut go) = (Vec::new(), Vec::new());
+    for d in os.deployments.iter().rev().filter(|d| !d.is(&keep.id())) {
+        if d.pinned && previous.is_none_or(|p| !d.is(p)) {
+            others_pinned.push(d.clone());
+        } else {
+            go.push(d.clone());
+        }
+    }
+    others_pinned.reverse();
+    Some((keep, go, others_pinned))
+}
+
+/// Keep the active deployment, pinned, and the deployments pinned by
+/// anything but the backup being replaced (`previous`); undeploy the others
+/// one at a time from the highest index (the previous backup's pinned one
+/// unpinned first), the status re-read and the index checked each time.
+/// Idempotent. Returns the kept deployment, what was removed, and the
+/// pinned deployments kept.
+pub fn keep_only_active(
+    host: &Host,
+    tools: &Tools,
+    previous: Option<&DeploymentId>,
+) -> Result<(Deployment, Vec<String>, Vec<String>)> {
     let first = read(host, tools)?;
     refuse_staged(&first, "undeploying the other deployments")?;
     let keep = first
@@ -595,30 +622,50 @@ pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<S
     let mut removed = Vec::new();
     for _ in 0..64 {
         let now = read(host, tools)?;
-        let Some(victim) = now.deployments.iter().rev().find(|d| !d.is(&keep)).cloned() else {
+        let Some((_, go, _)) = backup_keeps(&now, previous) else {
             break;
         };
-        if victim.booted {
+        let Some(victim) = go.into_iter().next() else {
+            break;
+        };
+        if victim.booted || victim.is(&keep) {
             bail!(
                 "refusing to undeploy {}: it is the booted deployment",
+                victim.name()
+            );
+        }
+        if victim.staged {
+            bail!(
+                "refusing to undeploy {}: it is staged (the machine-config daemon is mid-update)",
                 victim.name()
             );
         }
         if victim.index >= now.deployments.len() {
             bail!("deployment index {} out of range", victim.index);
         }
+        if victim.pinned {
+            log::info!(
+                "unpinning {} (index {}): the backup it was pinned for is replaced",
+                victim.short(),
+                victim.index
+            );
+            admin(
+                host,
+                tools,
+                &["pin".into(), "--unpin".into(), victim.index.to_string()],
+            )?;
+        }
         log::info!("undeploying {} (index {})", victim.short(), victim.index);
         admin(host, tools, &["undeploy".into(), victim.index.to_string()])?;
         removed.push(victim.short());
     }
     let now = read(host, tools)?;
-    let kept = now
-        .deployments
-        .iter()
-        .find(|d| d.is(&keep))
-        .cloned()
-        .context("the kept deployment disappeared")?;
-    if now.deployments.len() != 1 {
+    let (kept, go, others) =
+        backup_keeps(&now, previous).context("ostree admin status lists no deployment")?;
+    if !kept.is(&keep) {
+        bail!("the kept deployment disappeared");
+    }
+    if !go.is_empty() {
         bail!(
             "{} deployments remain after undeploying the others",
             now.deployments.len()
@@ -633,7 +680,11 @@ pub fn keep_only_active(host: &Host, tools: &Tools) -> Result<(Deployment, Vec<S
         .find(|d| d.is(&keep))
         .filter(|d| d.pinned)
         .context("pinning the kept deployment did not take")?;
-    Ok((pinned, removed))
+    Ok((
+        pinned,
+        removed,
+        others.iter().map(Deployment::short).collect(),
+    ))
 }
 
 /// `ostree admin undeploy <index>`, after checking that the index still

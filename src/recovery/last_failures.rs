@@ -38,7 +38,7 @@ pub fn apply(host: &Host, a: Assessment) -> Assessment {
                 "{check}; once it passes, continue with `{}`. Until then `--resume` fails the same way; intact files can be copied out with `upgrade-recovery extract PATH... --to DIR`",
                 resume_command(host)
             ),
-            command: String::new(),
+            command: host.cmd("verify"),
         },
         // These name `restore` only after another step: say what it would meet.
         State::UpgradedOsBooted { .. }

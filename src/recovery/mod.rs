@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 mod bodies;
 pub mod checks;
 mod last_failures;
+pub mod lifecycle;
 use crate::util::durable;
 pub mod selinux;
 pub mod state;
@@ -75,6 +76,8 @@ pub enum EtcdRestore {
 pub struct Options {
     pub resume: bool,
     pub restart: bool,
+    /// `--again`: recover again from a backup a recovery completed from.
+    pub again: bool,
     pub step: bool,
     pub force: bool,
     /// Restore the files even though another OS than the pinned one is active.
@@ -207,6 +210,9 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         redeploy_kind(step)?;
     }
     let dir = host.backup_dir();
+    // Before the journal: in a dir someone else could change, it (and the
+    // generation it names) would choose what root restores and runs.
+    store::trust::require(&dir)?;
     let existing = match Journal::load(&dir) {
         // --restart is the way out of an unreadable journal: a new one replaces it.
         Err(e) if opts.restart => {
@@ -288,6 +294,27 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
             }
         }
         return Err(nothing_to_resume(host, &tools));
+    }
+    // (Only a backup with a completed recovery can be "recovered": the API
+    // is asked only then.)
+    let recovered_once = crate::store::journal::LastRecovery::load(&dir)
+        .is_some_and(|l| l.backup_created == m.created);
+    if existing.is_none() && !legacy.exists() && !opts.again && recovered_once {
+        // A new recovery from a backup that a recovery already completed
+        // from, with no failed upgrade since (the lifecycle rule): it would
+        // put the old etcd snapshot back and lose every write since.
+        let os = ostree::read(host, &tools).ok();
+        let v = lifecycle::decide(&lifecycle::gather(
+            host,
+            &tools,
+            Some(lifecycle::taken(&m)),
+            Some(&m),
+            os,
+        ));
+        if v.recovered {
+            drop(lock);
+            return Err(already_recovered(host, &v));
+        }
     }
     if let Some(j) = existing.as_ref() {
         let boot = host.boot_id().ok();
@@ -496,6 +523,13 @@ fn redeploy_kind(step: &str) -> Result<&str> {
     }
 }
 
+/// The auto-resume unit for the backup dir `dir` (as the node names it):
+/// the binary and `--dir` of that dir, so that the recovery continues from
+/// the backup it started with.
+fn resume_unit_text(dir: &std::path::Path) -> String {
+    RESUME_UNIT_TEXT.replace("/var/recovery", &dir.display().to_string())
+}
+
 /// `--resume` with no recovery in progress: refuse, say the node's state
 /// and the command that fits it.
 fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
@@ -510,6 +544,18 @@ fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
         host.dir.display(),
         st.text,
         st.next
+    )
+}
+
+/// A new recovery from a backup a recovery already completed from: refused
+/// as `--resume` with nothing to resume is (exit 1, nothing changed), with
+/// the facts, and the flag that does it again on purpose.
+fn already_recovered(host: &Host, v: &lifecycle::Verdict) -> anyhow::Error {
+    anyhow::anyhow!(
+        "refusing to start a recovery: {}, and no upgrade failed since; a new recovery would put the backup's etcd snapshot back and lose every write since. Nothing was changed. The facts read:\n  {}\nNext: nothing to do; check the cluster with `oc get clusteroperators`. To recover from this backup again on purpose (every write since the last recovery is lost): `{}`",
+        v.reason,
+        v.facts.join("\n  "),
+        host.cmd("restore --again")
     )
 }
 
@@ -697,6 +743,16 @@ impl Ctx<'_> {
             started: self.j.started.clone(),
             backup_created: self.j.backup_created.clone(),
             steps: steps.len(),
+            generation: self.j.generation.clone(),
+            // The API is back at the end of the redeploy phase; if it
+            // does not answer, the record says so by its absence.
+            cluster_newest: crate::node::oc::cluster_version(
+                self.host,
+                &self.tools,
+                crate::node::oc::CLUSTER_VERSION_TIMEOUT,
+            )
+            .ok()
+            .and_then(|c| c.history.into_iter().next()),
         }
         .save(&self.dir)?;
         // Before the journal goes: a crash in between resumes and gets here.
@@ -711,7 +767,7 @@ impl Ctx<'_> {
 
     fn install_resume_unit(&self) -> Result<()> {
         let p = self.host.path(format!("/etc/systemd/system/{RESUME_UNIT}"));
-        let text = RESUME_UNIT_TEXT.replace("/var/recovery", &self.host.dir.display().to_string());
+        let text = resume_unit_text(&self.host.dir);
         fsutil::write_atomic(&p, text.as_bytes(), 0o644)?;
         self.systemctl(&["daemon-reload"])?;
         self.systemctl(&["enable", RESUME_UNIT])?;
@@ -844,4 +900,20 @@ pub fn control_plane(containers: &[crate::node::crictl::Container]) -> BTreeMap<
         .filter(|c| CONTAINERS.contains(&c.name()) && c.running())
         .filter_map(|c| Some((c.name().to_string(), c.id.clone()?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The auto-resume unit runs the binary of the backup's own dir with
+    /// that dir, whatever it is.
+    #[test]
+    fn the_resume_unit_carries_the_backup_dir() {
+        let t = super::resume_unit_text(std::path::Path::new("/var/recovery2"));
+        assert!(
+            t.contains("ExecStart=/var/recovery2/upgrade-recovery --dir /var/recovery2 restore --resume --from-unit"),
+            "{t}"
+        );
+        assert!(t.contains("ConditionPathExists=/var/recovery2/journal.json"));
+        assert!(!t.contains("/var/recovery/"));
+    }
 }

@@ -3,6 +3,7 @@
 //! `restore` refuses on, and what `rollback` checks. Below the commands, so
 //! that the recovery and the commands share it without a cycle.
 
+pub use super::lifecycle::Since;
 use crate::node::host::Host;
 use crate::node::ostree::{BootedFrom, OsState};
 use crate::store::journal::{Journal, LastRecovery};
@@ -69,6 +70,25 @@ pub enum State {
     OtherRunActive {
         pid: u32,
     },
+    /// The backup dir (or a dir above it, or a generation) is not root's
+    /// alone, or its lock is not a regular file: no command uses it.
+    BackupDirUnsafe {
+        problem: String,
+    },
+    /// TALM's upgrade-recovery.sh layout: its script recovers from it.
+    TalmBackup {
+        created: String,
+    },
+    /// Every upgrade since the backup completed (the lifecycle rule): the
+    /// next backup replaces it.
+    UpgradeCompleted {
+        versions: Vec<String>,
+    },
+    /// The pinned OS is booted (rolled back) but the upgrade after the
+    /// backup did not complete and no recovery completed since.
+    RolledBackNotRecovered {
+        upgrade: String,
+    },
 }
 
 /// The state, its sentence, the next step in a sentence, the command alone.
@@ -134,25 +154,46 @@ fn backup_problem(dir: &std::path::Path, m: &Manifest) -> Option<String> {
 
 /// Where the node stands, from the backup dir, the lock, the journal and the
 /// OS deployments (no etcd, no network): shared by `status`, `restore`'s
-/// refusals and `rollback`. The last failures of the commands
-/// (`last_failures.rs`) keep it from naming a command that just failed.
+/// refusals and `rollback`.
 pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
-    let mut a = super::last_failures::apply(host, procedure(host, os));
-    // The command of each state is the table's (`states.rs`), in one place.
-    a.command = a.state.command(&resume_command(host));
-    a
+    assess_with(host, os, None)
 }
 
-/// Where the node stands in the procedure, from what is on disk alone.
-fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
+/// [`assess_with`], corrected by the last failures of the commands
+/// (`last_failures.rs`): never the command that just failed that way.
+pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Assessment {
+    super::last_failures::apply(host, procedure(host, os, verdict))
+}
+
+/// [`assess`], with the lifecycle rule's verdict where it was read (it asks
+/// the API): it tells a completed upgrade from a failed one, and a finished
+/// recovery from none.
+fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Assessment {
     let dir = host.backup_dir();
     let resume = resume_command(host);
-    let a = |state: State, text: String, next: String| Assessment {
+    let a = |state: State, text: String, next: String, command: &str| Assessment {
         state,
         text,
         next,
-        command: String::new(),
+        command: command.to_string(),
     };
+    let problem = crate::store::trust::problem(&dir).or_else(|| crate::store::lock::problem(&dir));
+    if let Some(problem) = problem {
+        // The fix is the first command the problem's text quotes.
+        let command = problem
+            .split('`')
+            .nth(1)
+            .unwrap_or("upgrade-recovery status")
+            .to_string();
+        return a(
+            State::BackupDirUnsafe {
+                problem: problem.clone(),
+            },
+            problem,
+            format!("`{command}`, then look again with `upgrade-recovery status`"),
+            &command,
+        );
+    }
     if let Some(crate::store::lock::Holder { pid, what, doing }) = crate::store::lock::holder(&dir)
     {
         let running_recovery = what == crate::store::lock::RESTORE
@@ -167,7 +208,8 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                     "a recovery is running now (pid {pid}){}",
                     doing.map(|d| format!(": {d}")).unwrap_or_default()
                 ),
-                "let it run; follow it with `journalctl -t upgrade-recovery -f`, or look again with `upgrade-recovery status`".into(),
+                format!("let it run; follow it with `journalctl -t upgrade-recovery -f`, or look again with `{}`", host.cmd("status")),
+                &host.cmd("status"),
             );
         }
         return a(
@@ -177,7 +219,11 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 doing.map(|d| format!(", {d}")).unwrap_or_default(),
                 host.dir.join(crate::store::lock::FILE).display()
             ),
-            "wait for it to end, then look again with `upgrade-recovery status`".into(),
+            format!(
+                "wait for it to end, then look again with `{}`",
+                host.cmd("status")
+            ),
+            &host.cmd("status"),
         );
     }
     match Journal::load(&dir) {
@@ -187,7 +233,11 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                     error: format!("{e:#}"),
                 },
                 "a recovery was under way but its journal cannot be read".into(),
-                "start the recovery over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
+                format!(
+                    "start the recovery over with `{}` (every step is safe to run again)",
+                    host.cmd("restore --restart")
+                ),
+                &host.cmd("restore --restart"),
             )
         }
         Ok(Some(j)) => {
@@ -201,6 +251,7 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                     State::FilesDoneRebootPending,
                     "the recovery's files phase is done; the node has not rebooted since".into(),
                     format!("reboot first (`systemctl reboot`), then run `{resume}`"),
+                    "systemctl reboot",
                 );
             }
             let step = next.map_or("none", |s| s.id.as_str()).to_string();
@@ -232,6 +283,7 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 },
                 text,
                 next,
+                &resume,
             );
         }
         Ok(None) => {}
@@ -246,16 +298,37 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 "{} shows a recovery started by the old upgrade-recovery.sh",
                 legacy.display()
             ),
-            "start it over with `upgrade-recovery restore --restart` (every step is safe to run again)".into(),
+            format!(
+                "start it over with `{}` (every step is safe to run again)",
+                host.cmd("restore --restart")
+            ),
+            &host.cmd("restore --restart"),
         );
     }
     let cur = match crate::store::inspect(&dir) {
-        Ok(crate::store::Kind::Empty) => {
+        Ok(crate::store::Kind::Empty) => return no_backup(host, os),
+        Ok(crate::store::Kind::Talm { created }) => {
+            let script = host
+                .dir
+                .join(crate::store::layout::WRAPPER)
+                .display()
+                .to_string();
+            let failed = matches!(verdict, Some(Since::Failed { .. }));
             return a(
-                State::NoBackup,
-                format!("there is no backup in {}", host.dir.display()),
-                "take one while the node is healthy, before the upgrade: `upgrade-recovery backup`"
-                    .into(),
+                State::TalmBackup {
+                    created: crate::util::fsutil::rfc3339(created),
+                },
+                format!(
+                    "{} holds a backup taken by TALM's upgrade-recovery.sh on {}; recover with that script (`{script}` of that backup)",
+                    host.dir.display(),
+                    crate::util::fsutil::rfc3339(created)
+                ),
+                if failed {
+                    format!("the upgrade after it did not complete: roll the OS back to its pinned deployment, then run `{script}`")
+                } else {
+                    format!("on a healthy node, the next backup replaces it (the hub's Job, or `{}`); to recover from it: `{script}`", host.cmd("backup"))
+                },
+                &if failed { script.clone() } else { host.cmd("backup") },
             );
         }
         Ok(crate::store::Kind::Damaged(why)) => return damaged(host, why),
@@ -271,8 +344,24 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
         return damaged(host, p);
     }
     let last = LastRecovery::load(&dir).filter(|l| l.backup_created == m.created);
+    if let Some(Since::Completed { versions }) = verdict {
+        return a(
+            State::UpgradeCompleted {
+                versions: versions.clone(),
+            },
+            format!(
+                "every upgrade since the backup completed ({}): the backup is of the cluster before them",
+                versions.join(", ")
+            ),
+            format!(
+                "before the next upgrade, take a new backup (the hub's Job does, or `{}`); it replaces this one and removes the OS deployment it pinned",
+                host.cmd("backup")
+            ),
+            &host.cmd("backup"),
+        );
+    }
     let (Some(os), Some(pinned)) = (os, m.deployment.as_ref()) else {
-        return ready(last);
+        return ready(host, last, verdict);
     };
     let pinned_name = format!(
         "{} {}.{}",
@@ -289,10 +378,11 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
             },
             format!("the deployment pinned at backup ({pinned_name}) is no longer deployed: the OS cannot be rolled back to it"),
             "look at the deployments with `ostree admin status`; restoring this backup onto another OS is not a recovery".into(),
+            "ostree admin status",
         );
     }
     let Some(active) = os.active() else {
-        return ready(last);
+        return ready(host, last, verdict);
     };
     if is_pinned(active) {
         match os.next_boot_elsewhere() {
@@ -306,10 +396,11 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                         "the pinned deployment is booted, but the next boot would start {}: a reboot (the recovery makes one) would leave it",
                         d.short()
                     ),
-                    "make the pinned deployment the default with `upgrade-recovery rollback` (no reboot needed), then, if the upgrade failed, `upgrade-recovery restore`".into(),
+                    format!("make the pinned deployment the default with `{}` (no reboot needed), then, if the upgrade failed, `{}`", host.cmd("rollback"), host.cmd("restore")),
+                    &host.cmd("rollback"),
                 )
             }
-            None => return ready(last),
+            None => return ready(host, last, verdict),
         }
     }
     if os.default_deployment().is_some_and(is_pinned) {
@@ -322,7 +413,8 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
                 "the OS rollback is done: the pinned deployment is the next default, but {} is still booted",
                 active.short()
             ),
-            "reboot into it (`systemctl reboot`), then run `upgrade-recovery restore`".into(),
+            format!("reboot into it (`systemctl reboot`), then run `{}`", host.cmd("restore")),
+            "systemctl reboot",
         );
     }
     a(
@@ -334,18 +426,23 @@ fn procedure(host: &Host, os: Option<&OsState>) -> Assessment {
             "another OS than the one of the backup is booted ({}; the backup pinned {pinned_name}): the upgrade changed the OS",
             active.short()
         ),
-        "if the upgrade failed, roll the OS back first: `upgrade-recovery rollback --reboot`; after the reboot, `upgrade-recovery restore`".into(),
+        format!("if the upgrade failed, roll the OS back first: `{}`; after the reboot, `{}`", host.cmd("rollback --reboot"), host.cmd("restore")),
+        &host.cmd("rollback --reboot"),
     )
 }
 
 pub(super) fn damaged(host: &Host, problem: String) -> Assessment {
     let dir = host.backup_dir();
-    // `extract` reads the manifest: without one, only the archives by hand.
+    // `extract` reads the manifest: without one, only the archives by hand
+    // (issue 27.5: a hint names a path that exists, a command that works).
     let intact_files = if crate::store::current(&dir)
         .and_then(|g| Manifest::load(&g))
         .is_ok()
     {
-        "copy intact files out with `upgrade-recovery extract PATH --to DIR`".to_string()
+        format!(
+            "copy intact files out with `{}`",
+            host.cmd("extract PATH --to DIR")
+        )
     } else {
         match crate::store::archives_left(&dir).first() {
             Some(a) => format!(
@@ -359,14 +456,82 @@ pub(super) fn damaged(host: &Host, problem: String) -> Assessment {
         text: format!("the backup in {} is damaged: {problem}", host.dir.display()),
         state: State::BackupDamaged { problem },
         next: format!(
-            "do not restore from it. `upgrade-recovery verify` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `upgrade-recovery verify`), or {intact_files}",
-            host.dir.display()
+            "do not restore from it. `{verify}` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `{verify}`), or {intact_files}",
+            host.dir.display(),
+            verify = host.cmd("verify")
         ),
-        command: String::new(),
+        command: host.cmd("verify"),
     }
 }
 
-fn ready(last: Option<LastRecovery>) -> Assessment {
+/// No backup in the dir. A pinned deployment that is not booted may be
+/// what a backup in another dir pinned: say so, and name that dir when one
+/// is found at `/var/*/` (a new backup here keeps pinned deployments).
+fn no_backup(host: &Host, os: Option<&OsState>) -> Assessment {
+    let pinned: Vec<String> = os
+        .map(|o| {
+            o.deployments
+                .iter()
+                .filter(|d| d.pinned && !d.booted)
+                .map(|d| d.short())
+                .collect()
+        })
+        .unwrap_or_default();
+    if pinned.is_empty() {
+        return Assessment {
+            state: State::NoBackup,
+            text: format!("there is no backup in {}", host.dir.display()),
+            next: format!(
+                "take one while the node is healthy, before the upgrade: `{}`",
+                host.cmd("backup")
+            ),
+            command: host.cmd("backup"),
+        };
+    }
+    let elsewhere: Vec<String> = std::fs::read_dir(host.path("/var"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| std::path::Path::new("/var").join(e.file_name()))
+        .filter(|d| *d != host.dir && host.path(d).join(crate::store::layout::MANIFEST).is_file())
+        .map(|d| d.display().to_string())
+        .collect();
+    let (next, command) = match elsewhere.first() {
+        Some(d) => (
+            format!("look at the backup in {d} first: `upgrade-recovery --dir {d} status`"),
+            format!("upgrade-recovery --dir {d} status"),
+        ),
+        None => (
+            "find the backup that pinned it (every command takes `--dir DIR`) before taking a new one; a new backup here keeps pinned deployments".to_string(),
+            "ostree admin status".to_string(),
+        ),
+    };
+    Assessment {
+        state: State::NoBackup,
+        text: format!(
+            "there is no backup in {}, but {} {} pinned: a backup in another dir (`--dir`) may rely on it",
+            host.dir.display(),
+            pinned.join(", "),
+            if pinned.len() == 1 { "is" } else { "are" }
+        ),
+        next,
+        command,
+    }
+}
+
+fn ready(host: &Host, last: Option<LastRecovery>, verdict: Option<&Since>) -> Assessment {
+    if let Some(Since::Failed { upgrade }) = verdict {
+        return Assessment {
+            state: State::RolledBackNotRecovered {
+                upgrade: upgrade.clone(),
+            },
+            text: format!(
+                "the node runs the OS the backup pinned, but the upgrade to {upgrade} did not complete and no recovery has completed since"
+            ),
+            next: format!("recover the cluster to the backup: `{}`", host.cmd("restore")),
+            command: host.cmd("restore"),
+        };
+    }
     match last {
         Some(l) => Assessment {
             text: format!(
@@ -376,14 +541,14 @@ fn ready(last: Option<LastRecovery>) -> Assessment {
             state: State::RecoveryCompleted {
                 at: l.completed.clone(),
             },
-            next: "nothing to do: check the cluster with `oc get clusteroperators`; before the next upgrade, take a new backup (`upgrade-recovery backup`)".into(),
-            command: String::new(),
+            next: format!("nothing to do: check the cluster with `oc get clusteroperators`; before the next upgrade, take a new backup (`{}`)", host.cmd("backup")),
+            command: "oc get clusteroperators".into(),
         },
         None => Assessment {
             state: State::BackupReady,
             text: "a backup is ready and the node runs the OS deployment it pinned".into(),
-            next: "nothing to do on a healthy node; if the upgrade failed: `upgrade-recovery restore`".into(),
-            command: String::new(),
+            next: format!("nothing to do on a healthy node; if the upgrade failed: `{}`", host.cmd("restore")),
+            command: host.cmd("restore"),
         },
     }
 }

@@ -1,8 +1,10 @@
 //! Every state `status` can report, what it means and its next command: one
-//! table. `status` takes each state's command from here
-//! ([`State::command`], called by `state::assess`), and `generate-docs`
-//! writes the README's table of states from it (`--readme`; tests/ship.rs
-//! checks the README is current), as it writes the man pages.
+//! table, from which `generate-docs` writes the README's table of states
+//! (`--readme`; tests/ship.rs checks the README is current), as it writes
+//! the man pages. A new state does not compile until it has its row here.
+//! (`status` computes each command in `state.rs`, with `--dir` and the
+//! paths of the node; after the merge of the lifecycle rule the two are
+//! not yet one source.)
 
 use super::state::State;
 
@@ -35,6 +37,14 @@ impl State {
             State::JournalUnreadable { .. } => "upgrade-recovery restore --restart".into(),
             State::LegacyRecovery { .. } => "upgrade-recovery restore --restart".into(),
             State::OtherRunActive { .. } => "upgrade-recovery status".into(),
+            State::BackupDirUnsafe { .. } => {
+                "the `chown root:root DIR && chmod 0700 DIR` (or `rm DIR/.lock`) that status names".into()
+            }
+            State::TalmBackup { .. } => {
+                "`upgrade-recovery backup` on a healthy node; after a failed upgrade, that backup's `/var/recovery/upgrade-recovery.sh`".into()
+            }
+            State::UpgradeCompleted { .. } => "upgrade-recovery backup".into(),
+            State::RolledBackNotRecovered { .. } => "upgrade-recovery restore".into(),
         }
     }
 
@@ -57,6 +67,10 @@ impl State {
             State::JournalUnreadable { .. } => "a recovery was under way but its journal cannot be read",
             State::LegacyRecovery { .. } => "a recovery of the old `upgrade-recovery.sh` (its `progress` file)",
             State::OtherRunActive { .. } => "another run (a backup) holds the lock: wait, look again",
+            State::BackupDirUnsafe { .. } => "the backup dir, a dir above it or a generation is not root's alone, or `.lock` is not a regular file: no command uses it",
+            State::TalmBackup { .. } => "the backup dir holds a backup of TALM's `upgrade-recovery.sh`: its script recovers from it",
+            State::UpgradeCompleted { .. } => "every upgrade since the backup completed: the next backup replaces it",
+            State::RolledBackNotRecovered { .. } => "the pinned OS is booted again but the upgrade after the backup did not complete and no recovery completed since",
         }
     }
 }
@@ -99,6 +113,12 @@ pub fn all() -> Vec<State> {
         State::JournalUnreadable { error: s() },
         State::LegacyRecovery { record: s() },
         State::OtherRunActive { pid: 0 },
+        State::BackupDirUnsafe { problem: s() },
+        State::TalmBackup { created: s() },
+        State::UpgradeCompleted {
+            versions: Vec::new(),
+        },
+        State::RolledBackNotRecovered { upgrade: s() },
     ]
 }
 
@@ -160,7 +180,11 @@ mod tests {
             | State::RecoveryCompleted { .. }
             | State::JournalUnreadable { .. }
             | State::LegacyRecovery { .. }
-            | State::OtherRunActive { .. } => 15,
+            | State::OtherRunActive { .. }
+            | State::BackupDirUnsafe { .. }
+            | State::TalmBackup { .. }
+            | State::UpgradeCompleted { .. }
+            | State::RolledBackNotRecovered { .. } => 19,
         };
         assert_eq!(
             all().len(),

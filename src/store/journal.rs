@@ -170,6 +170,14 @@ pub struct LastRecovery {
     /// The backup it restored (its manifest's creation time).
     pub backup_created: String,
     pub steps: usize,
+    /// The generation it restored (None: the flat format, or a record of
+    /// an older version).
+    #[serde(default)]
+    pub generation: Option<String>,
+    /// The newest ClusterVersion history entry when it completed, if the
+    /// API answered.
+    #[serde(default)]
+    pub cluster_newest: Option<crate::node::oc::HistoryEntry>,
 }
 
 impl LastRecovery {

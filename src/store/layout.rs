@@ -60,7 +60,21 @@ pub fn is_backup_data(name: &str) -> bool {
     name.ends_with(".tar.zst") || name == CLUSTER || name == IMAGES || name == EXCLUDE_LIST
 }
 
-/// The trees of a backup: name (the archive is `<name>.tar.zst`), node path.
+/// A tree's archive in a generation: `<tree>.tar.zst`, fixed by the format,
+/// never taken from the manifest (issue 23: a manifest that pointed tree
+/// `etc` at `local.tar.zst`, with its digests, verified intact).
+pub fn archive(tree: &str) -> String {
+    format!("{tree}.tar.zst")
+}
+
+/// The tree of the machine-config files restored over `/` (its archive is
+/// `extras.tar.zst`).
+pub const EXTRAS: &str = "extras";
+
+/// The dirs of TALM's upgrade-recovery.sh backup (its `take_backup`).
+pub const TALM_DIRS: [&str; 4] = [CLUSTER, "etc", "local", "kubelet"];
+
+/// The trees of a backup: name (the archive is [`archive`]), node path.
 pub const TREES: [(&str, &str); 3] = [
     ("etc", "/etc"),
     ("local", "/usr/local"),

@@ -2,7 +2,7 @@
 //! line is the holder's pid and what it is (`restore` for a recovery); a
 //! second line, rewritten as the run goes, says what it is doing now.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -35,10 +35,80 @@ pub fn parse_holder(text: &str) -> Option<Holder> {
     })
 }
 
+/// Open the lock file `path` never through a symlink (a planted link would
+/// have root truncate and write its target) and never waiting (a FIFO there
+/// would hang every run): `O_NOFOLLOW|O_NONBLOCK`, and only a regular file.
+/// `create`: read-write, created 0600 when absent. Every error names the file.
+fn open_lock(path: &Path, create: bool) -> std::io::Result<File> {
+    use std::io::{Error, ErrorKind};
+    let flags = libc_flags::NOFOLLOW | libc_flags::NONBLOCK | libc_flags::NOCTTY;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| {
+            let why = if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                "it is a symlink, not the lock file".to_string()
+            } else {
+                e.to_string()
+            };
+            Error::new(
+                e.kind(),
+                format!(
+                    "cannot open the lock {}: {why}; {}",
+                    path.display(),
+                    fix(path)
+                ),
+            )
+        })?;
+    let md = f.metadata()?;
+    if !md.file_type().is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "the lock {} is not a regular file; {}",
+                path.display(),
+                fix(path)
+            ),
+        ));
+    }
+    Ok(f)
+}
+
+/// What to do about a lock path that is not a regular file: nothing holds
+/// such a lock, so removing it loses nothing.
+fn fix(path: &Path) -> String {
+    format!(
+        "nothing was changed. Remove it (`rm {}`) and run the command again",
+        path.display()
+    )
+}
+
+/// The open(2) flags the lock is opened with beside read/write/create.
+mod libc_flags {
+    use rustix::fs::OFlags;
+    pub const NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
+    pub const NONBLOCK: i32 = OFlags::NONBLOCK.bits() as i32;
+    pub const NOCTTY: i32 = OFlags::NOCTTY.bits() as i32;
+}
+
+/// Why the lock file in `dir` cannot be used, when it is there but is not
+/// a regular file (a symlink, a FIFO, ...): for `status` to say.
+pub fn problem(dir: &Path) -> Option<String> {
+    match open_lock(&dir.join(FILE), false) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(e.to_string()),
+        _ => None,
+    }
+}
+
 /// The run holding the lock in `dir` now, None when no run holds it (or it
 /// did not record itself). Never creates the lock file.
 pub fn holder(dir: &Path) -> Option<Holder> {
-    let mut f = File::open(dir.join(FILE)).ok()?;
+    let mut f = open_lock(&dir.join(FILE), false).ok()?;
     if flock(&f, FlockOperation::NonBlockingLockShared).is_ok() {
         return None;
     }
@@ -61,14 +131,7 @@ pub fn acquire(dir: &Path) -> Result<Lock> {
 /// Take the lock, recording `what` the holder is beside its pid.
 pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
     let path = dir.join(FILE);
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("opening the lock {}", path.display()))?;
+    let mut f = open_lock(&path, true)?;
     if let Err(e) = flock(&f, FlockOperation::NonBlockingLockExclusive) {
         let mut text = String::new();
         let _ = f.read_to_string(&mut text);
@@ -121,8 +184,10 @@ fn busy(path: &Path, holder: Option<&Holder>) -> anyhow::Error {
 /// taking it or creating its file (for `--dry-run`).
 pub fn check_free(dir: &Path) -> Result<()> {
     let path = dir.join(FILE);
-    let Ok(mut f) = File::open(&path) else {
-        return Ok(());
+    let mut f = match open_lock(&path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
     };
     if flock(&f, FlockOperation::NonBlockingLockShared).is_ok() {
         return Ok(());

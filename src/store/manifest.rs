@@ -37,6 +37,22 @@ pub struct Manifest {
     pub images: Vec<crate::node::images::Image>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What the cluster said when the backup was taken (None: a manifest
+    /// of an older version, or the API did not answer then). Not written
+    /// when None, so a manifest of an older version reads and writes back
+    /// as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterAtBackup>,
+}
+
+/// The cluster a backup was taken from: its version and the newest
+/// ClusterVersion history entry (openshift/api
+/// `config/v1/types_cluster_version.go`), so that the lifecycle rule can
+/// tell which upgrades started after the backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterAtBackup {
+    pub version: Option<String>,
+    pub newest: Option<crate::node::oc::HistoryEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -117,7 +133,7 @@ impl Tree {
     /// The archive as a blob (`archive`, `archive_bytes`, `sha256`).
     pub fn blob(&self) -> Blob {
         Blob {
-            file: self.archive.clone(),
+            file: crate::store::layout::archive(&self.name),
             size: self.stats.archive_bytes,
             sha256: self.stats.sha256.clone(),
         }
@@ -224,7 +240,7 @@ impl Manifest {
         for t in &self.trees {
             let expected = crate::store::layout::TREES
                 .iter()
-                .chain(&[("extras", "/")])
+                .chain(&[(crate::store::layout::EXTRAS, "/")])
                 .find(|(n, _)| *n == t.name)
                 .map(|(_, s)| *s);
             match expected {
@@ -244,6 +260,14 @@ impl Manifest {
             }
             let what = format!("tree {}", t.name);
             check_backup_name(&t.archive).with_context(|| what.clone())?;
+            let format_archive = crate::store::layout::archive(&t.name);
+            if t.archive != format_archive {
+                bail!(
+                    "{what} names the archive {:?}; the format's archive of {} is {format_archive}",
+                    short(&t.archive),
+                    t.name
+                );
+            }
             if let Some(r) = &t.resolved {
                 node_path(&what, r)?;
             }

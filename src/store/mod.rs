@@ -22,6 +22,7 @@ pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
+pub mod trust;
 pub mod verify;
 
 use crate::util::error::Fail;
@@ -41,6 +42,39 @@ pub enum Kind {
     Generation(String),
     /// Parts of a backup without the manifest that makes it one.
     Damaged(String),
+    /// TALM's upgrade-recovery.sh layout (cluster-group-upgrades-operator
+    /// `recovery/bindata/upgrade-recovery.sh`, `take_backup`: `cluster/`,
+    /// `etc/`, `local/`, `kubelet/`, `extras.tgz`, `etc.exclude.list`,
+    /// `upgrade-recovery.sh`): a backup that script recovers from, taken at
+    /// `created` (the Unix time its `cluster/` was written, the first part
+    /// it takes). Not ours to read; replaced by the next backup under the
+    /// lifecycle rule, its files removed only after the switch.
+    Talm { created: i64 },
+}
+
+/// Whether TALM's copies (`etc/`, `local/`, `kubelet/`) are still in `dir`.
+fn talm_layout_dirs(dir: &Path) -> bool {
+    TALM_DIRS[1..]
+        .iter()
+        .all(|d| lstat(&dir.join(d)).is_some_and(|m| m.is_dir()))
+}
+
+/// Whether `dir` holds TALM's layout: its script as a regular file and its
+/// four copies as dirs (`extras.tgz`, `etc.exclude.list` are optional:
+/// the script writes them only when there is something to write).
+fn talm_layout(dir: &Path) -> Option<i64> {
+    use std::os::unix::fs::MetadataExt;
+    if !lstat(&dir.join(WRAPPER)).is_some_and(|m| m.is_file()) {
+        return None;
+    }
+    let mut created = None;
+    for d in TALM_DIRS {
+        let md = lstat(&dir.join(d)).filter(std::fs::Metadata::is_dir)?;
+        if d == CLUSTER {
+            created = Some(md.mtime());
+        }
+    }
+    created
 }
 
 fn lstat(p: &Path) -> Option<std::fs::Metadata> {
@@ -69,11 +103,29 @@ fn is_generation_name(n: &str) -> bool {
     n.starts_with(GEN_PREFIX) && !n.contains('/') && n != "." && n != ".."
 }
 
+/// Why the generation `name` of `dir` is not one: generations are real
+/// directories inside the backup dir, never a symlink (one out of the dir
+/// would have root read and run what another chose).
+fn not_a_generation(dir: &Path, name: &str) -> Option<String> {
+    let p = dir.join(name);
+    match lstat(&p) {
+        Some(md) if md.is_dir() => None,
+        Some(md) => Some(format!(
+            "the generation {} is a {}, not a directory inside {}",
+            p.display(),
+            file_kind(&md),
+            dir.display()
+        )),
+        None => Some(format!("the generation {} does not exist", p.display())),
+    }
+}
+
 /// What `dir` holds. Never changes anything.
 pub fn inspect(dir: &Path) -> Result<Kind> {
     if lstat(dir).is_none() {
         return Ok(Kind::Empty);
     }
+    trust::require(dir)?;
     let cur = dir.join(CURRENT);
     if lstat(&cur).is_some() {
         let target = std::fs::read_link(&cur)
@@ -84,6 +136,9 @@ pub fn inspect(dir: &Path) -> Result<Kind> {
                 "{} points to {name}, which is not a generation of this dir",
                 cur.display()
             )));
+        }
+        if let Some(why) = not_a_generation(dir, &name) {
+            return Ok(Kind::Damaged(why));
         }
         let m = dir.join(&name).join(MANIFEST);
         return Ok(match lstat(&m) {
@@ -101,6 +156,9 @@ pub fn inspect(dir: &Path) -> Result<Kind> {
     }
     if lstat(&dir.join(MANIFEST)).is_some_and(|m| m.is_file()) {
         return Ok(Kind::Flat);
+    }
+    if let Some(created) = talm_layout(dir) {
+        return Ok(Kind::Talm { created });
     }
     // No manifest: parts of a backup left there make it damaged, not absent.
     let mut parts = Vec::new();
@@ -142,7 +200,18 @@ pub fn current(dir: &Path) -> Result<PathBuf> {
         ))
         .into()),
         Kind::Damaged(why) => Err(damaged(dir, &why).into()),
+        Kind::Talm { created } => Err(Fail::Backup(talm_text(dir, created)).into()),
     }
+}
+
+/// What TALM's backup is and how to recover from it, in words.
+pub fn talm_text(dir: &Path, created: i64) -> String {
+    format!(
+        "{} holds a backup taken by TALM's upgrade-recovery.sh on {}, not by this tool; recover with that script (`{}` of that backup)",
+        dir.display(),
+        fsutil::rfc3339(created),
+        dir.join(WRAPPER).display()
+    )
 }
 
 fn damaged(dir: &Path, why: &str) -> Fail {
@@ -220,7 +289,11 @@ pub fn generation_dir(dir: &Path, generation: Option<&str>) -> Result<PathBuf> {
     match generation {
         None => Ok(dir.to_path_buf()),
         Some(g) if is_generation_name(g) => {
+            trust::require(dir)?;
             let p = dir.join(g);
+            if let Some(why) = not_a_generation(dir, g) {
+                return Err(damaged(dir, &why).into());
+            }
             if !p.join(MANIFEST).is_file() {
                 return Err(Fail::Backup(format!(
                     "the generation {} that the recovery uses has no {MANIFEST}",
@@ -241,9 +314,15 @@ pub fn link_problems(dir: &Path) -> Vec<String> {
     if !matches!(inspect(dir), Ok(Kind::Generation(_))) {
         return Vec::new();
     }
+    // A replacement of TALM's backup killed during the switch: its files
+    // (its script, `cluster/`, `etc.exclude.list`) may still stand where
+    // the links go, or a link not be made yet, beside its copies; the generation is current and whole,
+    // and the next backup's `prepare` makes the links (then removes them).
+    let talm_left = talm_layout_dirs(dir);
     STABLE
         .iter()
         .filter(|n| !documented_path_ok(dir, n))
+        .filter(|n| !(talm_left && lstat(&dir.join(n)).is_none_or(|m| !m.file_type().is_symlink())))
         .map(|n| {
             format!(
                 "{} is not the link to {CURRENT}/{n}; restore it with `ln -sfn {CURRENT}/{n} {}`",
@@ -320,7 +399,7 @@ fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
-        if [LOCK, JOURNAL, LEGACY_PROGRESS, FAILURES].contains(&n.as_str()) {
+        if [LOCK, JOURNAL, LEGACY_PROGRESS, LAST_RECOVERY, FAILURES].contains(&n.as_str()) {
             continue;
         }
         let is_link = lstat(&e.path()).is_some_and(|m| m.file_type().is_symlink());
@@ -330,7 +409,9 @@ fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
             }
             // Only generation dirs and temporary names are garbage beside a
             // flat backup; everything else of it is the backup.
-            Kind::Flat | Kind::Empty => !(n.starts_with(GEN_PREFIX) || is_temporary(&n)),
+            Kind::Flat | Kind::Empty | Kind::Talm { .. } => {
+                !(n.starts_with(GEN_PREFIX) || is_temporary(&n))
+            }
             Kind::Damaged(_) => true,
         };
         if !keep {
@@ -425,7 +506,15 @@ fn convert_flat(dir: &Path) -> Result<String> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
-        if [LOCK, JOURNAL, LEGACY_PROGRESS, FAILURES, CURRENT].contains(&n.as_str())
+        if [
+            LOCK,
+            JOURNAL,
+            LEGACY_PROGRESS,
+            LAST_RECOVERY,
+            FAILURES,
+            CURRENT,
+        ]
+        .contains(&n.as_str())
             || n.starts_with(GEN_PREFIX)
             || is_temporary(&n)
         {
@@ -569,7 +658,7 @@ pub fn remove_current(dir: &Path) -> Result<()> {
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
-        if ![LOCK, JOURNAL, LEGACY_PROGRESS].contains(&n.as_str()) {
+        if ![LOCK, JOURNAL, LEGACY_PROGRESS, LAST_RECOVERY].contains(&n.as_str()) {
             remove_entry(&e.path())?;
         }
     }

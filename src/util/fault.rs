@@ -59,6 +59,32 @@ pub fn swap_fifo(dir: rustix::fd::BorrowedFd, name: &std::ffi::CStr) {
     }
 }
 
+#[cfg(feature = "fault-injection")]
+/// Fault injection for tests: `UPGRADE_RECOVERY_FLIP_DIR=<stage>:<rel>:<to>`
+/// replaces the directory `<rel>` of the tree being restored (moved aside)
+/// with a symlink to `<to>` when the sync reaches `<stage>` (`write`: the
+/// first entry inside it; `meta`: its metadata), as a pod could.
+pub fn flip_dir(stage: &str, top: rustix::fd::BorrowedFd, rel: &[u8]) {
+    let Ok(v) = std::env::var("UPGRADE_RECOVERY_FLIP_DIR") else {
+        return;
+    };
+    let mut it = v.splitn(3, ':');
+    let (Some(s), Some(r), Some(to)) = (it.next(), it.next(), it.next()) else {
+        return;
+    };
+    use rustix::fs;
+    let is_dir = fs::statat(top, r, fs::AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| fs::FileType::from_raw_mode(st.st_mode) == fs::FileType::Directory);
+    if s == stage && r.as_bytes() == rel && is_dir {
+        let _ = fs::renameat(top, r, top, format!("{r}.moved").as_str());
+        let _ = fs::symlinkat(to, top, r);
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn flip_dir(_stage: &str, _top: rustix::fd::BorrowedFd, _rel: &[u8]) {}
+
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn point(_name: &str) {}

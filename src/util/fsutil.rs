@@ -88,6 +88,64 @@ pub fn rfc3339(t: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// The Unix time of an RFC 3339 time as Kubernetes writes `metav1.Time`
+/// (`2024-05-14T16:54:00Z`; a fraction and a `+HH:MM` offset are read too).
+/// None when it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &frac[n..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6
+            && matches!(rest.as_bytes()[0], b'+' | b'-')
+            && rest.as_bytes()[3] == b':' =>
+        {
+            let oh = num(s.len() - 5..s.len() - 3)?;
+            let om = num(s.len() - 2..s.len())?;
+            let o = oh * 3600 + om * 60;
+            if rest.starts_with('-') {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    // Howard Hinnant's days-from-civil.
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
 /// The timestamp of OpenShift's backup file names, `%Y-%m-%d_%H%M%S` (UTC).
 pub fn backup_stamp(t: i64) -> String {
     let (y, mo, d, h, mi, s) = civil(t);
@@ -119,6 +177,28 @@ mod tests {
         assert_eq!(rfc3339(1_691_076_196), "2023-08-03T15:23:16Z");
         assert_eq!(backup_stamp(1_691_076_196), "2023-08-03_152316");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+    #[test]
+    fn rfc3339_read_back() {
+        for t in [0, 951_782_400, 1_691_076_196, 1_715_705_640] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+        assert_eq!(parse_rfc3339("2023-08-03T15:23:16.5Z"), Some(1_691_076_196));
+        assert_eq!(
+            parse_rfc3339("2023-08-03T17:23:16+02:00"),
+            Some(1_691_076_196)
+        );
+        for bad in [
+            "",
+            "2023-08-03",
+            "2023-08-03T15:23:16",
+            "2023-13-03T15:23:16Z",
+            "2023-08-03T15:23:16.Z",
+            "x023-08-03T15:23:16Z",
+            "2023-08-03T15:23:16+0200",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
     #[test]
     fn human_units() {

@@ -30,8 +30,17 @@ pub fn trees(sb: &Sandbox) -> Vec<(&'static str, PathBuf)> {
 pub fn take_backup(sb: &Sandbox) -> Before {
     let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
     assert_eq!(code, 0, "{err}");
+    capture(sb)
+}
+
+/// Copies of the trees a backup holds now, and the etcd keys (the extras
+/// tree `opt` only where the profile has machine-config files).
+pub fn capture(sb: &Sandbox) -> Before {
     let dir = TempDir::new("before");
     for (name, src) in trees(sb) {
+        if name == "opt" && sb.profile() == "minimal" {
+            continue;
+        }
         sh(&format!(
             "rsync -aAXHx --numeric-ids {}/ {}/",
             q(&src),
@@ -44,8 +53,19 @@ pub fn take_backup(sb: &Sandbox) -> Before {
     }
 }
 
+/// Record the failed cluster upgrade `4.17.<n>` (a Partial ClusterVersion
+/// history entry): what makes a recovery due for the lifecycle rule.
+pub fn record_failed_upgrade(sb: &Sandbox, n: u32) {
+    sh(&format!(
+        "{}/scripts/sandbox.sh cluster-upgrade {} 4.17.{n} Partial >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+}
+
 /// Change, add and delete in every tree and the extras, and in etcd.
 pub fn upgrade(sb: &Sandbox, n: u32) {
+    record_failed_upgrade(sb, n);
     sb.sh(&format!(
         r#"cd $ROOT
 echo upgraded-{n} >> etc/hostname; echo new > etc/new-in-upgrade-{n}; rm -f etc/kubernetes/kubelet.conf; chmod 0600 etc/tmpfiles.d/sandbox.conf
@@ -61,8 +81,23 @@ echo extra=2 > opt/sandbox/tool.conf"#
     sb.etcdctl("del /kubernetes.io/configmaps/openshift-config/sandbox-1");
 }
 
+/// A failed upgrade's changes that every profile has: /etc, /usr/local,
+/// kubelet, etcd.
+pub fn diverge(sb: &Sandbox, n: u32) {
+    record_failed_upgrade(sb, n);
+    sb.sh(&format!(
+        r#"cd $ROOT; echo upgraded-{n} >> etc/hostname; echo tool > var/usrlocal/bin/new-tool-{n}
+echo '{{"kind":"X"}}' > var/lib/kubelet/config.json"#
+    ));
+    sb.etcdctl(&format!("put /upgrade/key-{n} v"));
+    sb.etcdctl("del /kubernetes.io/configmaps/openshift-config/sandbox-2");
+}
+
 pub fn check_restored(sb: &Sandbox, before: &Before, what: &str) {
     for (name, node) in trees(sb) {
+        if !before.dir.path().join(name).exists() {
+            continue;
+        }
         // The extras archive holds the machine-config files, not their
         // parent directories: their times are not part of the backup.
         let extra = match name {
