@@ -38,10 +38,10 @@ impl State {
             State::LegacyRecovery { .. } => "upgrade-recovery restore --restart".into(),
             State::OtherRunActive { .. } => "upgrade-recovery status".into(),
             State::BackupDirUnsafe { .. } => {
-                "the `chown root:root DIR && chmod 0700 DIR` (or `rm DIR/.lock`) that status names".into()
+                "chown root:root DIR && chmod 0700 DIR (or rm DIR/.lock), as status names it".into()
             }
             State::TalmBackup { .. } => {
-                "`upgrade-recovery backup` on a healthy node; after a failed upgrade, that backup's `/var/recovery/upgrade-recovery.sh`".into()
+                "upgrade-recovery backup (healthy node), or after a failed upgrade that backup's /var/recovery/upgrade-recovery.sh".into()
             }
             State::UpgradeCompleted { .. } => "upgrade-recovery backup".into(),
             State::RolledBackNotRecovered { .. } => "upgrade-recovery restore".into(),
