@@ -18,6 +18,7 @@ impl State {
             .unwrap_or_default()
     }
 
+    #[cfg(any(feature = "docs", test))]
     /// The exact next command in this state; `resume` is the command that
     /// continues a recovery (`state::resume_command`).
     pub fn command(&self, resume: &str) -> String {
