@@ -301,6 +301,13 @@ fn write_precache(sb: &Sandbox, text: &str) {
 #[test]
 fn status_shows_the_precache_progress() {
     let sb = Sandbox::with_profile("rhcos");
+    // The sandbox keeps a ClusterVersion (the lifecycle rule reads it): this
+    // test starts without one, to see what status says then.
+    std::fs::remove_file(
+        sb.ctl()
+            .join("state/objects/clusterversions/_/version.json"),
+    )
+    .unwrap();
     upgrade_leftovers(&sb);
     ibu(&sb, "False", "AbortFailed");
     bsl(&sb, "Available");
