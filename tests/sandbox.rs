@@ -29,14 +29,15 @@ fn sandbox_has_a_real_sysroot_etcd_with_tls_and_shims_that_act() {
     let anon = sb.sh(". $CTL/state/ports; ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:$CLIENT_PORT --cacert=$ROOT/etc/kubernetes/static-pod-resources/etcd-certs/configmaps/etcd-serving-ca/ca-bundle.crt --command-timeout=3s get /test/key 2>&1 || true");
     assert!(!anon.contains("hello"), "{anon}");
 
-    // Shims: five control-plane containers; stopping kubelet leaves them;
+    // Shims: the etcd pod's five containers (cluster-etcd-operator
+    // bindata/etcd/pod.yaml) and four operators; stopping kubelet leaves them;
     // rmp removes them and etcd with them; crictl fails without crio; wipe
     // refuses while crio runs.
     let names =
         sb.sh("crictl ps -o json | jq -r '.containers[].metadata.name' | sort | tr '\\n' ' '");
-    assert_eq!(names.trim(), "etcd etcd-operator kube-apiserver-operator kube-controller-manager-operator kube-scheduler-operator-container");
+    assert_eq!(names.trim(), "etcd etcd-metrics etcd-operator etcd-readyz etcd-rev etcdctl kube-apiserver-operator kube-controller-manager-operator kube-scheduler-operator-container");
     sb.sh("systemctl stop kubelet.service");
-    assert_eq!(sb.sh("crictl ps -q | wc -l").trim(), "5");
+    assert_eq!(sb.sh("crictl ps -q | wc -l").trim(), "9");
     assert!(sb
         .sh("crio wipe -f 2>&1 || echo refused")
         .contains("refused"));

@@ -80,7 +80,9 @@ fn runs_log_to_the_journal_and_auto_resume_removes_itself() {
         .join("etc/systemd/system/upgrade-recovery-resume.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     assert!(
-        text.contains("ExecStart=/var/recovery/upgrade-recovery restore --resume --from-unit"),
+        text.contains(
+            "ExecStart=/var/recovery/upgrade-recovery --dir /var/recovery restore --resume --from-unit"
+        ),
         "{text}"
     );
     assert!(
