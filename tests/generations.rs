@@ -457,3 +457,31 @@ fn space_short_removes_the_previous_backup_first_and_says_so() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(sb.run(&["--dir", "/var/small", "verify"]).0, 0);
 }
+
+/// The backup removes only what it (or a killed run of it, or TALM's script
+/// it replaces) wrote: an admin's own file in the backup dir survives every
+/// backup, and the dry run does not plan to remove it.
+#[test]
+fn an_admins_file_in_the_backup_dir_is_never_removed() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = sb.root().join("var/recovery");
+    std::fs::write(dir.join("my-notes"), b"what I did").unwrap();
+    std::fs::create_dir(dir.join("etc-copy")).unwrap();
+    // What a killed run leaves is still cleared.
+    std::fs::create_dir(dir.join("gen-2020-01-01_000000")).unwrap();
+    let (code, out, err) = sb.run(&["backup", "--dry-run", "--min-free", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !out.contains("my-notes") && !out.contains("etc-copy"),
+        "{out}"
+    );
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("my-notes"), "{err}");
+    assert_eq!(std::fs::read(dir.join("my-notes")).unwrap(), b"what I did");
+    assert!(dir.join("etc-copy").is_dir());
+    assert!(!dir.join("gen-2020-01-01_000000").exists());
+    assert_eq!(sb.run(&["verify"]).0, 0);
+}

@@ -74,6 +74,9 @@ pub const EXTRAS: &str = "extras";
 /// The dirs of TALM's upgrade-recovery.sh backup (its `take_backup`).
 pub const TALM_DIRS: [&str; 4] = [CLUSTER, "etc", "local", "kubelet"];
 
+/// The machine-config files archive of TALM's backup.
+pub const TALM_EXTRAS: &str = "extras.tgz";
+
 /// The trees of a backup: name (the archive is [`archive`]), node path.
 pub const TREES: [(&str, &str); 3] = [
     ("etc", "/etc"),

@@ -392,8 +392,20 @@ fn is_temporary(n: &str) -> bool {
     n == CURRENT_TMP || n == LEGACY_STAGING || (n.starts_with('.') && n.ends_with(".link"))
 }
 
+/// A name this tool (or TALM's script, whose backup it replaces) writes in
+/// the backup dir. Anything else there is the admin's and is never removed.
+fn written_by_us(n: &str) -> bool {
+    n.starts_with(GEN_PREFIX)
+        || is_temporary(n)
+        || STABLE.contains(&n)
+        || is_backup_data(n)
+        || TALM_DIRS.contains(&n)
+        || n == TALM_EXTRAS
+}
+
 /// Entries of `dir` that are not part of the backup `kind` describes, nor
-/// the lock or a recovery record: what a killed run left.
+/// the lock or a recovery record, nor a file this tool never writes: what a
+/// killed run (or a replaced flat or TALM backup) left.
 fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -414,7 +426,7 @@ fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
             }
             Kind::Damaged(_) => true,
         };
-        if !keep {
+        if !keep && written_by_us(&n) {
             v.push(e.path());
         }
     }
