@@ -402,6 +402,15 @@ fn a_backup_without_its_manifest_is_damaged_and_not_replaced() {
         let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
         assert_eq!(code, 4, "{err}");
         assert!(err.contains("--replace-backup"), "{err}");
+        // The command it gives to read the archives names one that exists
+        // (the independent tester's dead end: `<dir>/etc.tar.zst`, which
+        // the generation layout does not have).
+        let listed = err
+            .split("`zstd -dc ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_else(|| panic!("no zstd command in: {err}"));
+        assert!(std::path::Path::new(listed).is_file(), "{listed}: {err}");
         assert_eq!(sb.sh("ls -lAR --time-style=+ $ROOT/var/recovery"), ls);
         // The dry run refuses the same way, with the same code and message.
         let (dcode, dout, derr) = sb.run(&["backup", "--min-free", "0", "--dry-run"]);

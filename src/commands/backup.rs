@@ -121,9 +121,9 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
     if let Kind::Damaged(why) = &kind {
         if !opts.replace_backup {
             return Err(Fail::Backup(format!(
-                "the backup in {} is damaged: {why}. A recovery may still need what is there (the archives can still be read: `zstd -dc {}/etc.tar.zst | tar -tv`); nothing was changed. To replace it with a new backup of this node: `upgrade-recovery backup --replace-backup`",
+                "the backup in {} is damaged: {why}. A recovery may still need what is there ({}); nothing was changed. To replace it with a new backup of this node: `upgrade-recovery backup --replace-backup`",
                 host.dir.display(),
-                host.dir.display()
+                store::read_hint(&dir)
             ))
             .into());
         }

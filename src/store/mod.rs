@@ -194,7 +194,7 @@ pub fn current(dir: &Path) -> Result<PathBuf> {
         Kind::Generation(g) => Ok(dir.join(g)),
         Kind::Flat => Ok(dir.to_path_buf()),
         Kind::Empty => Err(Fail::Backup(format!(
-            "no backup in {}: {} does not exist",
+            "no backup in {}: {} does not exist. Nothing was changed. `upgrade-recovery status` names a backup in another dir if the node has one (then pass that dir with `--dir DIR`); without a backup this tool cannot recover the node",
             dir.display(),
             dir.join(MANIFEST).display()
         ))
@@ -215,18 +215,25 @@ pub fn talm_text(dir: &Path, created: i64) -> String {
 }
 
 fn damaged(dir: &Path, why: &str) -> Fail {
-    let read = match archives_left(dir).first() {
+    Fail::Backup(format!(
+        "the backup in {} is damaged: {why}. Do not take a new backup over it while the node may need it; {}",
+        dir.display(),
+        read_hint(dir)
+    ))
+}
+
+/// How to read the archives of a backup without its manifest: commands that
+/// name an archive that is there (issue 27.5: never a path that does not
+/// exist in the generation layout).
+pub fn read_hint(dir: &Path) -> String {
+    match archives_left(dir).first() {
         Some(a) => format!(
             "the archives that are there can still be read without it: `zstd -dc {} | tar -tvf -` lists one, `zstd -dc {} | tar -xf - -C DIR` unpacks it (`upgrade-recovery extract` needs the manifest)",
             a.display(),
             a.display()
         ),
         None => format!("no archive is left in {}", dir.display()),
-    };
-    Fail::Backup(format!(
-        "the backup in {} is damaged: {why}. Do not take a new backup over it while the node may need it; {read}",
-        dir.display()
-    ))
+    }
 }
 
 /// The dir of the current backup's files even when it is damaged: the
