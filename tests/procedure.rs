@@ -82,9 +82,7 @@ fn changing_calls(sb: &Sandbox, from: usize) -> Vec<String> {
                 || c.starts_with("rpm-ostree status")
                 || c.starts_with("systemctl is-")
                 || c.starts_with("crictl ps")
-                // A read of the API (the lifecycle rule asks the
-                // ClusterVersion when status looks at a settled node).
-                || (c.starts_with("oc ") && c.contains(" get ")))
+                || is_api_read(c))
         })
         .cloned()
         .collect()
