@@ -12,18 +12,22 @@
 #   scripts/vm.sh reboot DIR         reboot from inside, boot the default entry
 #   scripts/vm.sh cut DIR            cut the power (kill -9 of qemu)
 #   scripts/vm.sh entries DIR        the BLS entries on its boot disk, default first
+#   scripts/vm.sh can-run            exit 0 if this host can run the lane, else say why
 #
 # Environment: VM_CACHE (default /var/cache/upgrade-recovery-vm), VM_ACCEL
-# (default kvm where usable, else tcg), VM_CUTS (ci: how many cuts, 5),
-# VM_KEEP=1 (keep run dirs), VM_SEED (the random choices).
+# (default kvm where usable, else tcg), VM_CUTS (ci: how many cuts, 6),
+# VM_CHAIN (cuts a cycle, 3), VM_POINTS (these points, not a random draw),
+# VM_KEEP=1 (keep run dirs), VM_SEED (the random choices),
+# VM_FRESH_CHECKPOINT=1 (make the cached checkpoint anew).
 # Needs root. See docs/vm.md.
 set -euo pipefail
 # shellcheck source=vm/lib.sh
 . "$(dirname "$0")/vm/lib.sh"
 # shellcheck source=vm/lane.sh
 . "$(dirname "$0")/vm/lane.sh"
-[ "$(id -u)" -eq 0 ] || vm_die "run as root (qemu, debootstrap, loop-free image build)"
 cmd=${1:-}; shift || true
+if [ "$cmd" = can-run ]; then vm_can_run; exit; fi
+[ "$(id -u)" -eq 0 ] || vm_die "run as root (qemu, debootstrap, loop-free image build)"
 case $cmd in build|procedure|ci|soak) trap vm_stop_all EXIT ;; esac
 case $cmd in
   build) vm_build; echo "$VM_IMG" ;;
@@ -35,5 +39,5 @@ case $cmd in
   procedure) lane_procedure ;;
   ci) lane_ci ;;
   soak) lane_soak ;;
-  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

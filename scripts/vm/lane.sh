@@ -69,78 +69,172 @@ lane_poweroff() { # $1 run dir
   vm_wait_exit "$1" || vm_die "the guest did not power off"
 }
 
-# Follow what status names until the recovery completes; then the oracle.
-# 0 converged, 1 diverged (the end state differs, or it never completed).
-lane_converge() { # $1 run dir
-  local r=$1 i next state rc
-  for i in 1 2 3 4 5 6 7 8; do
-    lane_settle "$r" || true
-    lane_step "$r" state || true
-    state=$(cut -f1 "$r/last.out"); next=$(cut -f2 "$r/last.out")
-    case $next in
-      "oc get clusteroperators") break ;;
-      "systemctl reboot") vm_reboot "$r" ;;
-      /var/recovery/upgrade-recovery.sh*|"upgrade-recovery restore"*)
-        rc=0; lane_x "$r" "$next" || rc=$?
-        [ $rc = 252 ] && { vm_log "converge: cut again?"; vm_boot "$r"; } ;;
-      *) vm_log "converge: state $state, next '$next': not a recovery step"; return 1 ;;
-    esac
-  done
-  lane_step "$r" check
-}
-
-# The procedure's recovery as documented: restore (with the auto-resume
-# unit), the real reboot, the unit finishing by itself, the oracle.
-lane_recover() { # $1 run dir
-  local r=$1
-  lane_x "$r" "upgrade-recovery restore --auto-resume" || vm_die "the files phase failed"
-  grep -q "Reboot now" "$r/last.out" || vm_die "the files phase did not say Reboot now"
-  vm_reboot "$r"
-  lane_settle "$r"
-  grep -q "Result=success" "$r/last.out" && grep -q "ActiveState=inactive" "$r/last.out" || vm_die "the auto-resume unit did not succeed"
-  lane_step "$r" check
-}
-
 LANE_CK=
 LANE_CK_OWN=1
+# The checkpoint every cycle starts from: the node after backup, upgrade and
+# `rollback --reboot`, booted into the pinned deployment (`backup-ready`),
+# with the guest's running state saved (vm_save), so a cycle starts in
+# seconds instead of a boot. Cached in VM_CACHE by the image's key and the
+# recipe's (the steps, the functions that make it, the VM's size), so `ci`
+# makes it once per image.
 lane_checkpoint() {
-  local t0; t0=$(vm_now)
-  # VM_CHECKPOINT=DIR: start the cycles from a kept checkpoint run dir
-  # (VM_KEEP=1) instead of making one (about 10 boots' worth of time).
+  local t0 key ck r; t0=$(vm_now)
+  # VM_CHECKPOINT=DIR: a kept checkpoint run dir (VM_KEEP=1) instead.
   if [ -n "${VM_CHECKPOINT:-}" ]; then
     [ -e "$VM_CHECKPOINT/root.qcow2" ] || vm_die "VM_CHECKPOINT=$VM_CHECKPOINT has no disks"
     LANE_CK=$VM_CHECKPOINT LANE_CK_OWN=0; vm_log "checkpoint: $LANE_CK (given)"; return
   fi
-  LANE_CK=$(lane_run checkpoint)
-  lane_to_recovery "$LANE_CK"
-  lane_poweroff "$LANE_CK"
-  vm_log "checkpoint (backup, upgrade, rollback): $(vm_took "$t0")"
+  key=$( { echo "$VM_IKEY $VM_MEM $VM_SMP $(vm_accel)"; cat "$vm_here/guest-steps.sh"
+    declare -f lane_to_recovery lane_step lane_x lane_settle vm_save vm_qemu; } | sha256sum | cut -c1-16)
+  ck=$VM_CACHE/ck-$VM_IKEY-$key
+  if [ -e "$ck/done" ] && [ "${VM_FRESH_CHECKPOINT:-0}" != 1 ]; then
+    LANE_CK=$ck LANE_CK_OWN=0; vm_log "checkpoint: cached ($ck)"; return
+  fi
+  rm -rf "$ck"
+  r=$(lane_run checkpoint)
+  lane_to_recovery "$r"
+  lane_settle "$r" >/dev/null
+  if ! vm_save "$r"; then
+    vm_log "checkpoint: the VM's state was not saved: the cycles boot its disks"
+    lane_poweroff "$r"
+  fi
+  rm -rf "$r/share"; mkdir -p "$r/share"
+  mv "$r" "$ck"; touch "$ck/done"
+  LANE_CK=$ck LANE_CK_OWN=0
+  vm_log "checkpoint (backup, upgrade, rollback, saved): $(vm_took "$t0") ($ck)"
+}
+
+# A cycle's VM: from the checkpoint's saved state when it has one, else a
+# boot of its disks.
+lane_start() { # $1 run dir
+  if [ -e "$LANE_CK/state" ]; then vm_restore "$1" "$LANE_CK"; else vm_boot "$1"; fi
+}
+
+# The cut points of the cycle under way, the next one at LANE_PTS[LANE_I].
+# The pending one is given to the tool's runs the lane starts (lane_env) and,
+# through the share's boot.sh (the agent runs it at each boot, before the
+# auto-resume unit starts), to that unit: a runtime drop-in with the
+# variable and the unit's stderr in a file the agent watches (the journal
+# watcher of the first version never saw the unit's pause).
+# In cycles with cuts (LANE_FAST=1) the waits poll every VM_POLL_MS (1000)
+# instead of 10 s (the hidden --poll-interval; the unit's ExecStart too):
+# each redeployment waits two looks of the oc shim. The procedure keeps
+# the shipped unit as it is.
+LANE_PTS=() LANE_I=0 LANE_FAST=0
+lane_pending() { # $1 run dir
+  local p=${LANE_PTS[$LANE_I]:-}
+  [ "$LANE_FAST" = 1 ] || [ -n "$p" ] || { rm -f "$1/share/boot.sh"; return; }
+  {
+    echo 'd=/run/systemd/system/upgrade-recovery-resume.service.d; u=/etc/systemd/system/upgrade-recovery-resume.service'
+    echo 'mkdir -p "$d"; { echo "[Service]"; echo "StandardError=append:/run/vm-resume.err"'
+    [ -z "$p" ] || echo "  echo 'Environment=UPGRADE_RECOVERY_PAUSE_AT=$p'"
+    [ "$LANE_FAST" != 1 ] || echo "  [ ! -e \$u ] || { echo ExecStart=; echo \"ExecStart=\$(sed -n 's/^ExecStart=//p' \$u) --poll-interval ${VM_POLL_MS:-1000}\"; }"
+    echo '} > "$d/vm-lane.conf"; cat "$d/vm-lane.conf"; systemctl daemon-reload'
+  } > "$1/share/boot.sh"
+}
+lane_env() { local p=${LANE_PTS[$LANE_I]:-}; [ -z "$p" ] || printf 'UPGRADE_RECOVERY_PAUSE_AT=%s ' "$p"; }
+lane_poll() { [ "$LANE_FAST" != 1 ] || printf ' --poll-interval %s' "${VM_POLL_MS:-1000}"; }
+
+LANE_CUTS=0 LANE_CUT_LIST=
+# After a run's exit code: 252 is the power cut at the pending point (the
+# host cut it while the tool waited there): count it, make the next point
+# pending, boot. 0 if it was a cut.
+lane_after() { # $1 run dir $2 rc
+  [ "$2" = 252 ] || return 1
+  LANE_CUTS=$((LANE_CUTS + 1)); LANE_CUT_LIST="$LANE_CUT_LIST $VM_CUT"
+  [ "$VM_CUT" = "${LANE_PTS[$LANE_I]:-}" ] || vm_log "  the cut came at $VM_CUT, not at the pending ${LANE_PTS[$LANE_I]:-none}"
+  vm_log "  power cut at $VM_CUT"
+  LANE_I=$((LANE_I + 1)); lane_pending "$1"
+  vm_boot "$1"
+}
+
+# Follow what status names until the recovery completes (a cut at the
+# pending point on the way: boot, and on); then the oracle. 0 converged,
+# 1 diverged (the end state differs, or it never completed).
+lane_drive() { # $1 run dir
+  local r=$1 i next state rc
+  for i in $(seq 16); do
+    rc=0; lane_settle "$r" || rc=$?
+    lane_after "$r" $rc && continue
+    lane_step "$r" state || true
+    state=$(cut -f1 "$r/last.out"); next=$(cut -f2 "$r/last.out")
+    case $next in
+      "oc get clusteroperators") lane_step "$r" check; return ;;
+      "systemctl reboot") vm_reboot "$r" ;;
+      /var/recovery/upgrade-recovery.sh*|"upgrade-recovery restore"*)
+        rc=0; lane_x "$r" "$(lane_env)$next$(lane_poll)" || rc=$?
+        lane_after "$r" $rc || true ;;
+      *) vm_log "converge: state $state, next '$next': not a recovery step"; return 1 ;;
+    esac
+  done
+  vm_log "converge: not completed after $i rounds"; return 1
+}
+
+# One cycle from the checkpoint: the files phase (`restore --auto-resume`,
+# as documented), then what status names (the reboot, the auto-resume
+# unit, `--resume`) until the recovery completes, with a power cut at each
+# of the given points in turn (in the recovery's order: each run after a
+# cut goes on to the next point); then the oracle. Without points it is the
+# documented procedure, which must also say "Reboot now" and finish by the
+# auto-resume unit alone. 0 converged, 1 diverged.
+LANE_MISSED=0 LANE_MISSED_LIST=
+lane_cycle() { # $1 name, [$2... points]
+  local name=$1 r rc t0 ok=0; shift
+  t0=$(vm_now); LANE_PTS=("$@"); LANE_I=0; LANE_FAST=$(( $# > 0 ))
+  r=$(lane_run "$name" "$LANE_CK")
+  lane_pending "$r"
+  lane_start "$r"
+  rc=0; lane_x "$r" "$(lane_env)upgrade-recovery restore --auto-resume" || rc=$?
+  if ! lane_after "$r" $rc; then
+    [ $rc = 0 ] && grep -q "Reboot now" "$r/last.out" || { vm_log "cycle $name: the files phase failed ($rc)"; ok=1; }
+  fi
+  if [ $ok = 0 ] && [ $# = 0 ]; then
+    # The procedure: the reboot, then the unit alone.
+    vm_reboot "$r"; lane_settle "$r"
+    grep -q "Result=success" "$r/last.out" && grep -q "ActiveState=inactive" "$r/last.out" \
+      || { vm_log "cycle $name: the auto-resume unit did not succeed"; ok=1; }
+  fi
+  [ $ok = 0 ] && { lane_drive "$r" || ok=1; }
+  if [ "$LANE_I" -lt $# ]; then
+    LANE_MISSED=$((LANE_MISSED + $# - LANE_I)); LANE_MISSED_LIST="$LANE_MISSED_LIST ${LANE_PTS[*]:$LANE_I}"
+    vm_log "cycle $name: not reached: ${LANE_PTS[*]:$LANE_I}"
+  fi
+  vm_log "cycle $name: $( [ $ok = 0 ] && echo converged || echo DIVERGED ) after $LANE_I cut(s) ($(vm_took "$t0"))"
+  if [ $ok = 0 ]; then lane_done "$r"; else vm_log "kept $r"; vm_stop "$r"; fi
+  return $ok
 }
 
 lane_procedure() {
   vm_build
-  local t0 r rc=0; t0=$(vm_now)
+  local t0 rc=0; t0=$(vm_now)
   lane_checkpoint
-  r=$(lane_run procedure "$LANE_CK")
-  vm_boot "$r"
-  lane_recover "$r" || rc=$?
-  lane_done "$r"; [ $LANE_CK_OWN = 0 ] || lane_done "$LANE_CK"
+  lane_cycle procedure || rc=$?
+  [ $LANE_CK_OWN = 0 ] || lane_done "$LANE_CK"
   vm_log "procedure: $( [ $rc = 0 ] && echo converged || echo FAILED ) in $(vm_took "$t0")"
   return $rc
 }
 
-# Every fault point of a recovery: each step before and after its body,
-# each etcd sub-step (src/recovery/steps.rs, src/recovery/mod.rs,
-# src/recovery/bodies.rs).
+# Every fault point of a recovery, in the order a run reaches them: each
+# step before and after its body, each redeployment's patch
+# (src/recovery/steps.rs, src/recovery/mod.rs, src/recovery/bodies.rs).
+# The etcd sub-steps (ETCD_SUBSTEPS) are points of the native etcd restore
+# only: the guest has the node's cluster-restore.sh, as RHCOS 4.14-4.17
+# has, so `--etcd-restore auto` runs the script and never reaches them
+# (VM_ETCD_SUBSTEPS=1 lists them anyway).
 lane_recovery_points() {
   local s=$vm_proj/src/recovery/steps.rs id
   echo preflight:before
   for id in $(sed -n 's/^ *[A-Za-z]* => "\([a-z-]*\)",$/\1/p' "$s"); do
     [ "$id" = preflight ] && { echo preflight; continue; }
-    echo "$id:before"; echo "$id"
+    echo "$id:before"
+    [ "$id" = restore-etcd ] && [ "${VM_ETCD_SUBSTEPS:-0}" = 1 ] && sed -n '/ETCD_SUBSTEPS/,/];/p' "$s" | grep -o '"[a-z-]*"' | tr -d '"' | sed 's/^/restore-etcd:/'
+    case $id in redeploy-*) echo "$id:patched" ;; esac
+    echo "$id"
   done
-  sed -n '/ETCD_SUBSTEPS/,/];/p' "$s" | grep -o '"[a-z-]*"' | tr -d '"' | sed 's/^/restore-etcd:/'
 }
+
+# Points in the recovery's order (the order lane_recovery_points prints).
+lane_in_order() { grep -Fxf <(cat) <(lane_recovery_points); }
 
 # The backup's generation switch (src/store/mod.rs, src/backup/*.rs).
 lane_backup_points() {
@@ -148,37 +242,19 @@ lane_backup_points() {
   grep -rhoE 'fault::point\(&format!\("backup:\{name\}"' "$vm_proj/src" >/dev/null && printf 'backup:%s\n' etc local kubelet
 }
 
-# One power cut at a recovery fault point: 0 converged, 1 diverged, 2 the
-# point was not reached.
-lane_cut_recovery() { # $1 point
-  local p=$1 r rc=0 t0; t0=$(vm_now)
-  r=$(lane_run "cut-${p//:/_}" "$LANE_CK")
-  echo "$p" > "$r/share/pause-at"
-  vm_boot "$r"
-  lane_x "$r" "UPGRADE_RECOVERY_PAUSE_AT=$p upgrade-recovery restore --auto-resume" || rc=$?
-  if [ $rc = 0 ]; then
-    vm_reboot "$r"; rc=0; lane_settle "$r" || rc=$?
-  fi
-  if [ $rc != 252 ]; then vm_log "cut $p: never reached ($rc)"; lane_done "$r"; return 2; fi
-  vm_log "cut $p: power cut at the point ($(vm_took "$t0") in)"
-  rm -f "$r/share/pause-at"
-  vm_boot "$r"
-  rc=0; lane_converge "$r" || rc=1
-  vm_log "cut $p: $( [ $rc = 0 ] && echo converged || echo DIVERGED ) ($(vm_took "$t0"))"
-  if [ $rc = 0 ]; then lane_done "$r"; else vm_log "kept $r"; vm_stop "$r"; fi
-  return $rc
-}
-
-# A power cut at a random instant of the files phase (after DELAY s).
+# A power cut at a random instant of the files phase (after DELAY s), then
+# what status names until completed, and the oracle.
 lane_cut_random() { # $1 delay (s, decimal)
   local d=$1 r rc=0 t0; t0=$(vm_now)
+  LANE_PTS=() LANE_I=0 LANE_FAST=1
   r=$(lane_run "rand" "$LANE_CK")
-  vm_boot "$r"
+  lane_pending "$r"
+  lane_start "$r"
   printf 'upgrade-recovery restore --auto-resume\n' > "$r/share/q/r.sh"
   sleep "$d"; vm_cut "$r"
   vm_log "cut at random: $d s into the files phase"
   vm_boot "$r"
-  rc=0; lane_converge "$r" || rc=1
+  rc=0; lane_drive "$r" || rc=1
   vm_log "cut at $d s: $( [ $rc = 0 ] && echo converged || echo DIVERGED ) ($(vm_took "$t0"))"
   if [ $rc = 0 ]; then lane_done "$r"; else vm_log "kept $r"; vm_stop "$r"; fi
   return $rc
@@ -186,10 +262,11 @@ lane_cut_random() { # $1 delay (s, decimal)
 
 # A power cut in the second backup's generation switch: afterwards verify
 # passes (the old generation or the new one, whole) and status is ready.
+# 0 intact, 1 diverged, 2 the point was not reached.
 lane_cut_backup() { # $1 point
   local p=$1 r rc=0
   r=$(lane_run "bcut-${p//:/_}" "$LANE_CK")
-  vm_boot "$r"
+  lane_start "$r"
   lane_x "$r" "UPGRADE_RECOVERY_PAUSE_AT=$p upgrade-recovery backup" || rc=$?
   if [ $rc != 252 ]; then vm_log "cut $p: never reached ($rc)"; lane_done "$r"; return 2; fi
   vm_boot "$r"
@@ -202,46 +279,85 @@ lane_cut_backup() { # $1 point
   return $rc
 }
 
-LANE_TRIED=0 LANE_OK=0 LANE_BAD=0 LANE_MISSED=0
-lane_count() { # $1 code of a cut
-  case $1 in
-    0) LANE_TRIED=$((LANE_TRIED + 1)); LANE_OK=$((LANE_OK + 1)) ;;
-    2) LANE_MISSED=$((LANE_MISSED + 1)) ;;
-    *) LANE_TRIED=$((LANE_TRIED + 1)); LANE_BAD=$((LANE_BAD + 1)) ;;
-  esac
+LANE_RUN=0 LANE_OK=0 LANE_BAD=0 LANE_SKIPPED=0
+lane_count() { # $1 0 converged, else diverged
+  LANE_RUN=$((LANE_RUN + 1))
+  if [ "$1" = 0 ]; then LANE_OK=$((LANE_OK + 1)); else LANE_BAD=$((LANE_BAD + 1)); fi
+  vm_log "so far: cycles $LANE_RUN, converged $LANE_OK, diverged $LANE_BAD; cuts at points $LANE_CUTS, not reached $LANE_MISSED (load $(cut -d' ' -f1-3 /proc/loadavg))"
+}
+# VM_BUDGET=SECONDS (soak): start no new cycle after that long; what is left
+# is counted as skipped.
+LANE_T0=$(date +%s)
+lane_budget_left() { [ -z "${VM_BUDGET:-}" ] || [ $(( $(date +%s) - LANE_T0 )) -lt "$VM_BUDGET" ]; }
+
+# Cycles of VM_CHAIN cut points each (drawn from POINTS on stdin, in a
+# random order, each cycle's in the recovery's order).
+lane_chains() { # $1 cycle name prefix
+  local pts chain k=0 c=${VM_CHAIN:-3} rc
+  mapfile -t pts
+  while [ $k -lt ${#pts[@]} ]; do
+    lane_budget_left || { LANE_SKIPPED=$((LANE_SKIPPED + ${#pts[@]} - k)); return 0; }
+    mapfile -t chain < <(printf '%s\n' "${pts[@]:$k:$c}" | lane_in_order)
+    rc=0; lane_cycle "$1$((k / c + 1))" "${chain[@]}" || rc=$?; lane_count $rc
+    k=$((k + c))
+  done
 }
 
 lane_ci() {
   vm_build
-  local t0 r rc n=${VM_CUTS:-5} p pts
+  local t0 rc n=${VM_CUTS:-6}
   t0=$(vm_now)
-  RANDOM=${VM_SEED:-$$}
+  local seed=${VM_SEED:-$$}
+  RANDOM=$seed
+  vm_log "ci: seed $seed (VM_SEED=$seed repeats its choices)"
   lane_checkpoint
-  r=$(lane_run procedure "$LANE_CK"); vm_boot "$r"
-  rc=0; lane_recover "$r" || rc=1
-  lane_done "$r"; lane_count $rc
-  vm_log "procedure: $( [ $rc = 0 ] && echo converged || echo FAILED ) ($(vm_took "$t0") so far)"
-  mapfile -t pts < <(lane_recovery_points | shuf --random-source=<(yes "$RANDOM") | head -n "$n")
-  for p in "${pts[@]}"; do rc=0; lane_cut_recovery "$p" || rc=$?; lane_count $rc; done
+  rc=0; lane_cycle procedure || rc=$?; lane_count $rc
+  # VM_POINTS="P ...": these points instead of a random draw.
+  if [ -n "${VM_POINTS:-}" ]; then
+    lane_chains cuts < <(printf '%s\n' $VM_POINTS)
+  else
+    lane_chains cuts < <(lane_recovery_points | shuf --random-source=<(yes "$seed") | head -n "$n")
+  fi
   [ $LANE_CK_OWN = 0 ] || lane_done "$LANE_CK"
-  vm_log "ci: $(vm_took "$t0"); cut points $(IFS=,; echo "${pts[*]}"); $LANE_MISSED not reached"
-  echo "vm: $LANE_OK/$LANE_TRIED"
-  [ "$LANE_OK" = "$LANE_TRIED" ] && [ "$LANE_TRIED" -gt 0 ]
+  vm_log "ci: $(vm_took "$t0") (load $(cut -d' ' -f1-3 /proc/loadavg)); $LANE_CUTS power cuts at:$LANE_CUT_LIST; not reached:${LANE_MISSED_LIST:- none}; hung boots $VM_HUNG_BOOTS"
+  echo "vm: $LANE_OK/$LANE_RUN"
+  [ "$LANE_OK" = "$LANE_RUN" ] && [ "$LANE_RUN" -gt 0 ]
 }
 
+# Every recovery fault point (VM_CHAIN at a time, default 1: one cut a
+# cycle), every point of the backup's generation switch, and VM_RANDOM_CUTS
+# cuts at random instants of the files phase.
 lane_soak() {
   vm_build
-  local t0 rc p
+  local t0 rc p part btried=0 bok=0 bmiss=0 rand=0
   t0=$(vm_now)
   lane_checkpoint
-  for p in $(lane_recovery_points); do rc=0; lane_cut_recovery "$p" || rc=$?; lane_count $rc; done
-  for p in $(lane_backup_points); do rc=0; lane_cut_backup "$p" || rc=$?; lane_count $rc; done
-  for _ in $(seq "${VM_RANDOM_CUTS:-10}"); do
-    rc=0; lane_cut_random "$(awk -v s="$RANDOM" 'BEGIN{srand(s); printf "%.1f", rand()*20}')" || rc=$?; lane_count $rc
+  RANDOM=${VM_SEED:-$$}
+  # VM_SOAK_PARTS: which parts, in which order (default all three).
+  for part in ${VM_SOAK_PARTS:-recovery backup random}; do
+    case $part in
+      recovery)
+        VM_CHAIN=${VM_CHAIN:-1} lane_chains soak < <(lane_recovery_points | shuf --random-source=<(yes "${VM_SEED:-$$}"))
+        vm_log "soak: recovery points: $LANE_CUTS cut, $LANE_OK/$LANE_RUN cycles converged ($(vm_took "$t0"))" ;;
+      backup)
+        for p in $(lane_backup_points); do
+          lane_budget_left || { bmiss=$((bmiss + 1)); continue; }
+          rc=0; lane_cut_backup "$p" || rc=$?
+          case $rc in 2) bmiss=$((bmiss + 1)) ;; 0) btried=$((btried + 1)); bok=$((bok + 1)) ;; *) btried=$((btried + 1)) ;; esac
+          vm_log "so far: backup switch cuts $btried, intact $bok, not reached $bmiss"
+        done ;;
+      random)
+        for _ in $(seq "${VM_RANDOM_CUTS:-10}"); do
+          lane_budget_left || { LANE_SKIPPED=$((LANE_SKIPPED + 1)); continue; }
+          rand=$((rand + 1))
+          rc=0; lane_cut_random "$(awk -v s="$RANDOM" 'BEGIN{srand(s); printf "%.1f", rand()*20}')" || rc=$?; lane_count $rc
+        done ;;
+    esac
   done
   [ $LANE_CK_OWN = 0 ] || lane_done "$LANE_CK"
-  vm_log "soak: $(vm_took "$t0")"
-  echo "vm soak: tried $LANE_TRIED, converged $LANE_OK, diverged $LANE_BAD, not reached $LANE_MISSED"
-  echo "vm: $LANE_OK/$LANE_TRIED"
-  [ "$LANE_BAD" = 0 ]
+  vm_log "soak: $(vm_took "$t0") (load $(cut -d' ' -f1-3 /proc/loadavg)); cuts at:$LANE_CUT_LIST; not reached:${LANE_MISSED_LIST:- none}"
+  echo "vm soak: recovery cycles $LANE_RUN (converged $LANE_OK, diverged $LANE_BAD) with $LANE_CUTS cuts at points and $rand at random instants, not reached $LANE_MISSED;" \
+    "backup switch cuts tried $btried, intact $bok, diverged $((btried - bok)), not reached or skipped $bmiss; points skipped (VM_BUDGET) $LANE_SKIPPED"
+  echo "vm: $((LANE_OK + bok))/$((LANE_RUN + btried))"
+  [ "$LANE_BAD" = 0 ] && [ "$bok" = "$btried" ]
 }

@@ -30,6 +30,23 @@ vm_deps() {
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
 }
 
+# Can this host run the lane? Prints why not (exit 1): scripts/test.sh then
+# skips it. Root, QEMU installed or installable from the host's apt
+# sources, room for the cache (base 0.9 GiB, image 0.5, checkpoint 0.5,
+# each run's overlays and copies up to ~1.5), memory for the guest.
+vm_can_run() {
+  [ "$(id -u)" -eq 0 ] || { echo "not root"; return 1; }
+  command -v qemu-system-x86_64 >/dev/null \
+    || apt-cache policy qemu-system-x86 2>/dev/null | grep -q 'Candidate: [0-9]' \
+    || { echo "qemu-system-x86 is neither installed nor installable from this host's apt sources"; return 1; }
+  local free mem
+  mkdir -p "$VM_CACHE"
+  free=$(df -Pk "$VM_CACHE" | awk 'NR==2 {print int($4 / 1048576)}')
+  [ "$free" -ge 8 ] || { echo "only $free GiB free in $VM_CACHE (8 needed)"; return 1; }
+  mem=$(awk '/^MemAvailable:/ {print int($2 / 1024)}' /proc/meminfo)
+  [ "$mem" -ge $((VM_MEM + 1024)) ] || { echo "only $mem MiB of memory available ($((VM_MEM + 1024)) needed)"; return 1; }
+}
+
 # The accelerator: KVM only where it runs a stock kernel (not kvm-pvm).
 vm_accel() {
   if [ -n "${VM_ACCEL:-}" ]; then echo "$VM_ACCEL"; return; fi
@@ -75,8 +92,16 @@ vm_build() {
   else
     vm_log "image: cached ($VM_IMG)"
   fi
-  # Old images of other inputs: keep the newest three.
-  ls -dt "$VM_CACHE"/img-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
+  VM_IKEY=$ikey
+  touch "$VM_IMG/used"
+  # Old images of other inputs (and their checkpoints): beyond the newest
+  # three, those no run used for two days (another worktree may share the
+  # cache and be running on one).
+  local d k
+  for d in $(ls -dt "$VM_CACHE"/img-* 2>/dev/null | tail -n +4); do
+    [ -n "$(find "$d" -maxdepth 1 \( -name used -o -name done \) -mmin -2880)" ] && continue
+    k=${d##*/img-}; rm -rf "$d" "$VM_CACHE"/ck-"$k"-*
+  done
 }
 
 # A new VM over the image (or over a checkpoint VM's disks).
@@ -120,25 +145,60 @@ vm_dump_boot() { # $1 run dir $2 path in the entry $3 out
 # a reboot inside ends qemu, and the host starts it again with the entry of
 # that moment.
 vm_start() { # $1 run dir [$2 entry index]
-  local r=$1 idx=${2:-0} e n
+  local r=$1 idx=${2:-0} e
   e=$(vm_entries "$r" | sed -n "$((idx + 1))p" | cut -f2)
   [ -n "$e" ] || vm_die "no boot entry $idx on $r/boot.img"
   vm_dump_boot "$r" "$(vm_entry_field "$r" "$e" linux)" "$r/vmlinuz"
   vm_dump_boot "$r" "$(vm_entry_field "$r" "$e" initrd)" "$r/initrd"
+  vm_entry_field "$r" "$e" options > "$r/cmdline"
+  vm_qemu "$r" "$(vm_entry_field "$r" "$e" title)"
+}
+
+# qemu on the run dir's disks, kernel, initrd and cmdline; extra arguments
+# (-incoming) after. A QMP socket (qmp.sock) for stop/migrate/quit.
+vm_qemu() { # $1 run dir $2 title [qemu args...]
+  local r=$1 title=$2 n; shift 2
   n=$(( $(cat "$r/boots") + 1 )); echo "$n" > "$r/boots"
   : > "$r/ctl.$n.log"
-  echo "$(vm_entry_field "$r" "$e" title)" > "$r/entry.$n"
+  echo "$title" > "$r/entry.$n"
+  rm -f "$r/qmp.sock"
   qemu-system-x86_64 -accel "$(vm_accel)" -m "$VM_MEM" -smp "$VM_SMP" -nodefaults -display none -no-reboot \
     -chardev "file,id=c0,path=$r/console.$n.log" -serial chardev:c0 \
     -chardev "file,id=c1,path=$r/ctl.$n.log" -serial chardev:c1 \
-    -kernel "$r/vmlinuz" -initrd "$r/initrd" -append "$(vm_entry_field "$r" "$e" options)" \
+    -kernel "$r/vmlinuz" -initrd "$r/initrd" -append "$(cat "$r/cmdline")" \
     -drive "file=$r/root.qcow2,if=virtio,format=qcow2,cache=none,aio=threads" \
     -drive "file=$r/boot.img,if=virtio,format=raw,cache=none,aio=threads" \
     -virtfs "local,path=$r/share,mount_tag=host,security_model=none" \
+    -qmp "unix:$r/qmp.sock,server=on,wait=off" "$@" \
     > "$r/qemu.$n.log" 2>&1 &
   echo $! > "$r/qemu.pid"
   VM_LIVE="${VM_LIVE:-} $r"
   VM_BOOT_T0=$(vm_now)
+}
+
+# QMP commands (JSON, one a line) to the run's qemu; prints each answer's
+# "return" (or exits 1 on an "error").
+vm_qmp() { # $1 run dir, commands on stdin
+  python3 -c '
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+for _ in range(100):
+    try:
+        s.connect(sys.argv[1]); break
+    except OSError:
+        time.sleep(0.1)
+f = s.makefile("rw")
+json.loads(f.readline())
+def ask(c):
+    f.write(json.dumps(c) + "\n"); f.flush()
+    while True:
+        m = json.loads(f.readline())
+        if "return" in m: return m["return"]
+        if "error" in m: sys.exit("qmp: %s: %s" % (c["execute"], m["error"]["desc"]))
+ask({"execute": "qmp_capabilities"})
+for l in sys.stdin:
+    if l.strip(): print(json.dumps(ask(json.loads(l))))
+' "$1/qmp.sock"
 }
 
 vm_running() { local p; p=$(cat "$1/qemu.pid" 2>/dev/null) && kill -0 "$p" 2>/dev/null; }
@@ -203,6 +263,54 @@ vm_reboot() { # $1 run dir [$2 entry]
 vm_wait_exit() { # $1 run dir: qemu exits (the guest rebooted or powered off)
   local end=$(( $(date +%s) + VM_TIMEOUT_BOOT ))
   while vm_running "$1"; do [ "$(date +%s)" -lt "$end" ] || return 1; sleep 0.3; done
+}
+
+# Save the running guest's state to $1/state and end qemu: the run dir's
+# disks and that file are then a checkpoint a VM restarts from in seconds,
+# without a boot (vm_restore). QEMU refuses to migrate while the guest has
+# the 9p share mounted: the agent unmounts it first (and mounts it again
+# only after a pause, in which the VM is stopped). 1: not saved (the guest
+# runs on; the caller powers it off instead).
+vm_save() { # $1 run dir
+  local r=$1 t0 st i
+  t0=$(vm_now)
+  : > "$r/share/unmount"
+  vm_wait "$r" '^(UNMOUNTED|ERROR)' 300 && [ "$VM_MARK" = UNMOUNTED ] || { vm_log "save: the agent did not unmount the share"; return 1; }
+  printf '%s\n' '{"execute":"stop"}' \
+    '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":8589934592}}' \
+    "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > $r/state\"}}" | vm_qmp "$r" >/dev/null \
+    || { vm_log "save: migrate refused"; echo '{"execute":"cont"}' | vm_qmp "$r" >/dev/null; return 1; }
+  for i in $(seq 600); do
+    st=$(echo '{"execute":"query-migrate"}' | vm_qmp "$r" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status",""))')
+    case $st in completed|failed|cancelled) break ;; esac
+    sleep 0.5
+  done
+  if [ "$st" != completed ]; then
+    vm_log "save: migration $st"; rm -f "$r/state"; echo '{"execute":"cont"}' | vm_qmp "$r" >/dev/null; return 1
+  fi
+  echo '{"execute":"quit"}' | vm_qmp "$r" >/dev/null 2>&1 || true
+  vm_wait_exit "$r" || vm_cut "$r"
+  vm_log "save: $(du -h "$r/state" | cut -f1) of state in $(vm_took "$t0")"
+}
+
+# Start run dir $1 (made by vm_new from checkpoint $2) from the checkpoint's
+# saved state: the guest runs on from where it was saved, on this run's
+# disks (overlays of the checkpoint's), and mounts this run's share.
+vm_restore() { # $1 run dir $2 checkpoint dir
+  local r=$1 ck=$2
+  cp "$ck/vmlinuz" "$ck/initrd" "$ck/cmdline" "$r/"
+  vm_qemu "$r" "$(cat "$ck/entry.$(cat "$ck/boots")") (restored)" -incoming "exec:cat $ck/state"
+  # It was saved stopped: run it once the state is in.
+  local i st
+  for i in $(seq 600); do
+    st=$(echo '{"execute":"query-migrate"}' | vm_qmp "$r" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status",""))' 2>/dev/null)
+    [ "$st" = completed ] && break
+    [ "$st" = failed ] && vm_die "qemu could not load $ck/state (qemu.$(cat "$r/boots").log)"
+    sleep 0.2
+  done
+  echo '{"execute":"cont"}' | vm_qmp "$r" >/dev/null
+  vm_wait "$r" '^MOUNTED ' 600 || vm_die "the VM restored from $ck/state did not mount its share (ctl.$(cat "$r/boots").log)"
+  vm_log "restore: $(vm_took "$VM_BOOT_T0") to the agent (no boot: saved state)"
 }
 
 vm_stop() { vm_running "$1" && vm_cut "$1"; return 0; }
