@@ -262,12 +262,15 @@ lane_cut_random() { # $1 delay (s, decimal)
 
 # A power cut in the second backup's generation switch: afterwards verify
 # passes (the old generation or the new one, whole) and status is ready.
-# 0 intact, 1 diverged, 2 the point was not reached.
+# 0 intact, 1 diverged, 2 the point was not reached. The checkpoint is a
+# node rolled back and not recovered, where the lifecycle rule refuses a
+# plain backup (src/recovery/lifecycle.rs); `--replace-backup` is the
+# admin's "this node is the new baseline", and runs the same switch.
 lane_cut_backup() { # $1 point
   local p=$1 r rc=0
   r=$(lane_run "bcut-${p//:/_}" "$LANE_CK")
   lane_start "$r"
-  lane_x "$r" "UPGRADE_RECOVERY_PAUSE_AT=$p upgrade-recovery backup" || rc=$?
+  lane_x "$r" "UPGRADE_RECOVERY_PAUSE_AT=$p upgrade-recovery backup --replace-backup" || rc=$?
   if [ $rc != 252 ]; then vm_log "cut $p: never reached ($rc)"; lane_done "$r"; return 2; fi
   vm_boot "$r"
   rc=0
