@@ -99,7 +99,7 @@ vm_build() {
   # cache and be running on one).
   local d k
   for d in $(ls -dt "$VM_CACHE"/img-* 2>/dev/null | tail -n +4); do
-    [ -n "$(find "$d" -maxdepth 1 \( -name used -o -name done \) -mmin -2880)" ] && continue
+    [ -n "$(find "$d" -maxdepth 1 \( -name used -o -name 'done' \) -mmin -2880)" ] && continue
     k=${d##*/img-}; rm -rf "$d" "$VM_CACHE"/ck-"$k"-*
   done
 }
