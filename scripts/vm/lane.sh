@@ -233,6 +233,10 @@ lane_recovery_points() {
   done
 }
 
+# A byte stream seeded by $1 for shuf (coreutils' manual, "Sources of random
+# data"): `yes SEED` gave nearly the same draw for every seed.
+lane_random() { openssl enc -aes-256-ctr -pass pass:"$1" -nosalt </dev/zero 2>/dev/null; }
+
 # Points in the recovery's order (the order lane_recovery_points prints).
 lane_in_order() { grep -Fxf <(cat) <(lane_recovery_points); }
 
@@ -319,7 +323,7 @@ lane_ci() {
   if [ -n "${VM_POINTS:-}" ]; then
     lane_chains cuts < <(printf '%s\n' $VM_POINTS)
   else
-    lane_chains cuts < <(lane_recovery_points | shuf --random-source=<(yes "$seed") | head -n "$n")
+    lane_chains cuts < <(lane_recovery_points | shuf --random-source=<(lane_random "$seed") | head -n "$n")
   fi
   [ $LANE_CK_OWN = 0 ] || lane_done "$LANE_CK"
   vm_log "ci: $(vm_took "$t0") (load $(cut -d' ' -f1-3 /proc/loadavg)); $LANE_CUTS power cuts at:$LANE_CUT_LIST; not reached:${LANE_MISSED_LIST:- none}; hung boots $VM_HUNG_BOOTS"
@@ -340,7 +344,7 @@ lane_soak() {
   for part in ${VM_SOAK_PARTS:-recovery backup random}; do
     case $part in
       recovery)
-        VM_CHAIN=${VM_CHAIN:-1} lane_chains soak < <(lane_recovery_points | shuf --random-source=<(yes "${VM_SEED:-$$}"))
+        VM_CHAIN=${VM_CHAIN:-1} lane_chains soak < <(lane_recovery_points | shuf --random-source=<(lane_random "${VM_SEED:-$$}"))
         vm_log "soak: recovery points: $LANE_CUTS cut, $LANE_OK/$LANE_RUN cycles converged ($(vm_took "$t0"))" ;;
       backup)
         for p in $(lane_backup_points); do
