@@ -25,9 +25,10 @@ cargo test --quiet --features testing -- --test-threads=2
 # The VM lane's short run (issue 24, docs/vm.md "CI"): the procedure and six
 # power cuts in a QEMU guest, real reboots and systemd; base image, image and
 # checkpoint cached in /var/cache/upgrade-recovery-vm. Opt-in (VM_LANE=1):
-# measured 45-55 min on this project's 2-core machine under load 10-15 (TCG,
-# boots of 75-150 s), over CI's time; an idle 2-core host is estimated at
-# about 20 min with the cache warm. A host that cannot run it says why.
+# measured 50 min on this project's 2-core machine under load 10-17 (TCG,
+# boots of 60-150 s; 43 min without making the checkpoint), over CI's time;
+# an idle 2-core host is estimated at about 20 min with the cache warm.
+# A host that cannot run it says why.
 if [ "${VM_LANE:-0}" != 0 ]; then
   if why=$(scripts/vm.sh can-run); then
     echo "== VM lane (scripts/vm.sh ci)"; scripts/vm.sh ci
