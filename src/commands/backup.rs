@@ -91,7 +91,7 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
         _ => None,
     };
     let lock = if opts.dry_run {
-        if let Err(e) = lock::check_free(&dir) {
+        if let Err(e) = lock::check_free(host) {
             return match restore_holds() {
                 Some(rec) => Ok(Err(rec)),
                 None => Err(e),
@@ -105,7 +105,7 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
         if let Some(parent) = dir.parent() {
             fsutil::fsync_dir(parent)?;
         }
-        match lock::acquire(&dir) {
+        match lock::acquire(host) {
             Ok(l) => Some(l),
             Err(e) => match restore_holds() {
                 Some(rec) => return Ok(Err(rec)),
@@ -148,9 +148,7 @@ fn lifecycle_check(
     kind: &Kind,
 ) -> Result<backup::Baseline> {
     let m = match kind {
-        Kind::Generation(_) | Kind::Flat => {
-            Some(Manifest::load(&store::current(&host.backup_dir())?)?)
-        }
+        Kind::Generation(_) | Kind::Flat => Some(Manifest::load(&store::current_on(host)?)?),
         _ => None,
     };
     let taken = match kind {

@@ -99,7 +99,7 @@ fn exists_beneath(dir: BorrowedFd, rel: &[u8], in_root: bool) -> bool {
 /// name, checked, then renamed), and is named. Everything is written
 /// beneath the descriptor of `to`, opened once.
 pub fn run(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<ExtractStats> {
-    let dir = crate::store::current(&host.backup_dir())?;
+    let dir = crate::store::current_on(host)?;
     let m = Manifest::load(&dir)?;
     let mut groups: Vec<(&crate::store::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
     for p in paths {

@@ -219,7 +219,16 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
             log::warn!("{e:#}");
             None
         }
-        r => r?,
+        Err(e) => {
+            return Err(crate::util::error::with_code_of(
+                &e,
+                format!(
+                    "{e:#}; start it over with `{}` (every step is safe to run again)",
+                    host.cmd("restore --restart")
+                ),
+            ))
+        }
+        Ok(j) => j,
     };
     // Programs first: a missing one is named before anything changes.
     let etcd_mode = match opts.etcd_restore {
@@ -231,8 +240,9 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     // must stop us now, not half way.
     if etcd_mode == EtcdRestore::Script && !cmd::is_executable(&host.path(CLUSTER_RESTORE)) {
         return Err(crate::util::error::Fail::Usage(format!(
-            "--etcd-restore=script: {} is missing or not executable; nothing was changed; run `upgrade-recovery restore --etcd-restore=native`",
-            host.path(CLUSTER_RESTORE).display()
+            "--etcd-restore=script: {} is missing or not executable; nothing was changed; run `{}`",
+            host.path(CLUSTER_RESTORE).display(),
+            host.cmd("restore --etcd-restore=native")
         ))
         .into());
     }
@@ -240,7 +250,7 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     // else the current one; None is the flat format.
     let generation = match &existing {
         Some(j) if !opts.restart => j.generation.clone(),
-        _ => store::current_generation(&dir)?,
+        _ => store::current_generation(host)?,
     };
     // Mid-recovery, a backup that cannot be read names the way on (issue
     // 27.6): the same backup back in place, then the same command.
@@ -249,10 +259,11 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         Some(j) if !opts.restart => crate::util::error::with_code_of(
             &e,
             format!(
-                "{e:#}. Nothing was changed by this run. The recovery under way ({}) restores that backup: put another copy of the same backup in {} (with its {}), check it with `upgrade-recovery verify`, then run `{}`",
+                "{e:#}. Nothing was changed by this run. The recovery under way ({}) restores that backup: put another copy of the same backup in {} (with its {}), check it with `{}`, then run `{}`",
                 describe(j),
                 host.dir.display(),
                 store::layout::MANIFEST,
+                host.cmd("verify"),
                 state::resume_command(host)
             ),
         ),
@@ -273,10 +284,10 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
             .map_err(|e| crate::util::error::Fail::Usage(format!("{e:#}")))?;
     }
     let lock = if opts.dry_run {
-        lock::check_free(&dir)?;
+        lock::check_free(host)?;
         None
     } else {
-        Some(lock::acquire_for(&dir, lock::RESTORE)?)
+        Some(lock::acquire_for(host, lock::RESTORE)?)
     };
     let legacy = dir.join(store::layout::LEGACY_PROGRESS);
     if existing.is_none() && opts.resume && !opts.restart && !legacy.exists() {
@@ -339,10 +350,11 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         Some(j) if !(opts.resume || opts.step) => {
             let next = next_step(&j).map_or("none", |s| s.id.as_str());
             return Err(Fail::InProgress(format!(
-                "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `upgrade-recovery restore --restart`",
+                "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `{}`",
                 j.completed.len(),
                 STEPS.len(),
-                state::resume_command(host)
+                state::resume_command(host),
+                host.cmd("restore --restart")
             ))
             .into());
         }
@@ -350,8 +362,9 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     };
     if j.is_none() && legacy.exists() && !opts.restart {
         return Err(Fail::InProgress(format!(
-            "{} shows a recovery started by the old upgrade-recovery.sh; nothing was changed. Start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",
-            legacy.display()
+            "{} shows a recovery started by the old upgrade-recovery.sh; nothing was changed. Start it over with `{}` (every step is safe to run again)",
+            legacy.display(),
+            host.cmd("restore --restart")
         ))
         .into());
     }
@@ -370,10 +383,11 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     }
     if j.backup_created != m.created {
         bail!(
-            "the recovery under way restores the backup of {}, but the backup in {} is from {}; start over with `upgrade-recovery restore --restart`",
+            "the recovery under way restores the backup of {}, but the backup in {} is from {}; start over with `{}`",
             j.backup_created,
             dir.display(),
-            m.created
+            m.created,
+            host.cmd("restore --restart")
         );
     }
     Ok(Plan {
@@ -401,7 +415,6 @@ impl Plan<'_> {
             opts,
             tools,
             m,
-            dir,
             gen,
             mut j,
             fresh,
@@ -411,9 +424,9 @@ impl Plan<'_> {
         // preflight (every part of the backup read in full, the room, the
         // OS); a recovery under way, the parts its next phase reads.
         if fresh {
-            bodies::check_sizes(&dir, &gen, &m)?;
+            bodies::check_sizes(host, &gen, &m)?;
             checks::require_room(host, &m)?;
-            check_parts(&gen, &dir, &m, &j, &ALL_PHASES, opts.quiet)?;
+            check_parts(host, &gen, &m, &j, &ALL_PHASES, opts.quiet)?;
             bodies::check_os(host, &tools, &m, opts)?;
         } else {
             let boot = host.boot_id()?;
@@ -422,13 +435,13 @@ impl Plan<'_> {
                 if s.after_reboot {
                     check_rebooted(host, &j, opts, &boot)?;
                 }
-                check_parts(&gen, &dir, &m, &j, &[s.phase], opts.quiet)?;
+                check_parts(host, &gen, &m, &j, &[s.phase], opts.quiet)?;
             }
         }
         Ok(Outcome::DryRun {
             steps: plan(Some(&j)),
             next: if fresh {
-                "upgrade-recovery restore".into()
+                host.cmd("restore")
             } else {
                 state::resume_command(host)
             },
@@ -488,7 +501,7 @@ impl Plan<'_> {
                 seconds: t.elapsed().as_secs_f64(),
                 boot_id: host.boot_id()?,
             });
-            ctx.j.save(&ctx.dir)?;
+            ctx.j.save(ctx.host)?;
         }
         ctx.run_steps()
     }
@@ -571,7 +584,7 @@ fn interrupt_where(
         return crate::util::interrupt::Where {
             doing: format!("recovery step {step} (phase {})", phase.name()),
             done: "nothing; the preflight makes no change and no recovery is recorded".into(),
-            next: "start the recovery again with `upgrade-recovery restore`".into(),
+            next: format!("start the recovery again with `{}`", host.cmd("restore")),
         };
     }
     crate::util::interrupt::Where {
@@ -590,8 +603,10 @@ fn interrupt_where(
 /// What to do with a damaged backup in an outage (never "take a new backup").
 pub fn damaged_next(host: &Host) -> String {
     format!(
-        "Nothing was changed. Do not restore from this backup. In an outage: use another copy of the backup (put it in {} and check it with `upgrade-recovery verify`), or copy intact files out with `upgrade-recovery extract PATH --to DIR`.",
-        host.dir.display()
+        "Nothing was changed. Do not restore from this backup. In an outage: use another copy of the backup (put it in {} and check it with `{}`), or copy intact files out with `{}`.",
+        host.dir.display(),
+        host.cmd("verify"),
+        host.cmd("extract PATH --to DIR")
     )
 }
 
@@ -642,7 +657,7 @@ impl Ctx<'_> {
         let boot = self.host.boot_id()?;
         if forget_files_after_reboot(&mut self.j, &boot) {
             log::warn!("the node rebooted during the files phase: running that phase again");
-            self.j.save(&self.dir)?;
+            self.j.save(self.host)?;
         }
         let mut phase_at_start: Option<Phase> = None;
         while let Some(&Step {
@@ -665,9 +680,10 @@ impl Ctx<'_> {
                         return Ok(Outcome::PhaseDone {
                             phase: p,
                             next: format!(
-                            "phase {} is done; continue with `upgrade-recovery restore --resume`",
-                            p.name()
-                        ),
+                                "phase {} is done; continue with `{}`",
+                                p.name(),
+                                self.host.cmd("restore --resume")
+                            ),
                         })
                     }
                     _ => {}
@@ -690,7 +706,7 @@ impl Ctx<'_> {
                     error: msg,
                     at: fsutil::unix_now(),
                 });
-                let _ = self.j.save(&self.dir);
+                let _ = self.j.save(self.host);
                 crate::util::logger::note(
                     true,
                     &format!(
@@ -704,9 +720,11 @@ impl Ctx<'_> {
                     "fix the cause above"
                 };
                 let text = format!(
-                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: {cause}, then run `{}` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
+                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: {cause}, then run `{}` (or start over with `{}`); `{}` shows where the recovery stands",
                     self.describe(),
-                    state::resume_command(self.host)
+                    state::resume_command(self.host),
+                    self.host.cmd("restore --restart"),
+                    self.host.cmd("status")
                 );
                 return Err(crate::util::error::with_code_of(&e, text));
             }
@@ -721,7 +739,7 @@ impl Ctx<'_> {
             if phase == Phase::Files && ends_phase {
                 self.j.files_boot_id = Some(boot.clone());
             }
-            self.j.save(&self.dir)?;
+            self.j.save(self.host)?;
             crate::util::logger::note(
                 self.opts.quiet,
                 &format!("step {id} done ({:.1}s)", t.elapsed().as_secs_f64()),
@@ -805,8 +823,8 @@ impl Ctx<'_> {
     /// damage is exit 4 with nothing changed in that phase.
     fn check_phase(&mut self, phase: Phase) -> Result<()> {
         check_parts(
+            self.host,
             &self.gen,
-            &self.dir,
             &self.m,
             &self.j,
             &[phase],
@@ -825,8 +843,8 @@ pub const ALL_PHASES: [Phase; 3] = [Phase::Files, Phase::Cluster, Phase::Redeplo
 /// part, with nothing changed by them: the check comes before their first
 /// step. The same for the real run and `--dry-run`.
 fn check_parts(
+    host: &Host,
     gen: &std::path::Path,
-    dir: &std::path::Path,
     m: &Manifest,
     j: &Journal,
     phases: &[Phase],
@@ -859,16 +877,18 @@ fn check_parts(
         .completed
         .iter()
         .any(|d| d.id != StepId::Preflight.as_str());
-    let next = if started {
-        "upgrade-recovery restore --resume"
+    let next = host.cmd(if started {
+        "restore --resume"
     } else {
-        "upgrade-recovery restore"
-    };
+        "restore"
+    });
     Err(Fail::Backup(format!(
-        "the backup parts that {whose} needs are damaged. Nothing was changed by {whose} (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy), check it with `upgrade-recovery verify`, then run `{next}`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+        "the backup parts that {whose} needs are damaged. Nothing was changed by {whose} (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy), check it with `{verify}`, then run `{next}`; or take the intact files out with `{extract}`. `{verify}` lists every damaged part.",
         state = describe(j),
         list = problems.join("\n  "),
-        dir = dir.display(),
+        dir = host.backup_dir().display(),
+        verify = host.cmd("verify"),
+        extract = host.cmd("extract PATH... --to DIR"),
     ))
     .into())
 }
