@@ -121,9 +121,10 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
     if let Kind::Damaged(why) = &kind {
         if !opts.replace_backup {
             return Err(Fail::Backup(format!(
-                "the backup in {} is damaged: {why}. A recovery may still need what is there ({}); nothing was changed. To replace it with a new backup of this node: `upgrade-recovery backup --replace-backup`",
+                "the backup in {} is damaged: {why}. A recovery may still need what is there ({}); nothing was changed. To replace it with a new backup of this node: `{}`",
                 host.dir.display(),
-                store::read_hint(&dir)
+                store::read_hint(&dir),
+                host.cmd("backup --replace-backup")
             ))
             .into());
         }
@@ -354,14 +355,16 @@ fn execute(
 }
 
 /// What the backup did (or, for `--dry-run`, would do), in words.
-pub fn render(o: &Outcome) -> String {
+/// `dir`: the backup dir as seen on the node, for the next command.
+pub fn render(o: &Outcome, dir: &Path) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     match o {
         Outcome::SkippedRecoveryInProgress { record } => {
             let _ = writeln!(
                 s,
-                "A recovery is in progress ({record}): the backup was skipped and nothing was changed.\nSee where it stands and the command to continue it with `upgrade-recovery status` (a recovery that is running now holds the lock: let it run)."
+                "A recovery is in progress ({record}): the backup was skipped and nothing was changed.\nSee where it stands and the command to continue it with `{}` (a recovery that is running now holds the lock: let it run).",
+                crate::node::host::cmd_in(dir, "status")
             );
         }
         Outcome::DryRun(d) => render_dry_run(&mut s, d),

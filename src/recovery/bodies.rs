@@ -459,7 +459,7 @@ impl Ctx<'_> {
                 .peer_url
                 .clone()
                 .unwrap_or_else(|| "https://127.0.0.1:2380".into());
-            let prog = etcd_restore::restore_tool(&c.tools)?;
+            let prog = etcd_restore::restore_tool(self.host, &c.tools)?;
             let text = match std::fs::read(&rev_saved) {
                 Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

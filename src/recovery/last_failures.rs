@@ -19,11 +19,15 @@ pub fn apply(host: &Host, a: Assessment) -> Assessment {
         return a;
     };
     let found = format!(
-        "`upgrade-recovery {}` found it damaged at {} (exit {}): {}",
-        last.line, last.at, last.exit_code, last.problem
+        "`{}` found it damaged at {} (exit {}): {}",
+        host.cmd(&last.line),
+        last.at,
+        last.exit_code,
+        last.problem
     );
     let check = format!(
-        "check the backup with `upgrade-recovery verify` (it names every damaged part; in an outage put another copy of the same backup in {} first)",
+        "check the backup with `{}` (it names every damaged part; in an outage put another copy of the same backup in {} first)",
+        host.cmd("verify"),
         host.dir.display()
     );
     match a.state {
@@ -35,8 +39,9 @@ pub fn apply(host: &Host, a: Assessment) -> Assessment {
                 problem: found,
             },
             next: format!(
-                "{check}; once it passes, continue with `{}`. Until then `--resume` fails the same way; intact files can be copied out with `upgrade-recovery extract PATH... --to DIR`",
-                resume_command(host)
+                "{check}; once it passes, continue with `{}`. Until then `--resume` fails the same way; intact files can be copied out with `{}`",
+                resume_command(host),
+                host.cmd("extract PATH... --to DIR")
             ),
             command: host.cmd("verify"),
         },
@@ -44,7 +49,11 @@ pub fn apply(host: &Host, a: Assessment) -> Assessment {
         State::UpgradedOsBooted { .. }
         | State::RollbackDoneRebootPending { .. }
         | State::PinnedBootedNotDefault { .. } => Assessment {
-            next: format!("{}; but the backup: {found}: before `upgrade-recovery restore`, {check}", a.next),
+            next: format!(
+                "{}; but the backup: {found}: before `{}`, {check}",
+                a.next,
+                host.cmd("restore")
+            ),
             ..a
         },
         _ => a,

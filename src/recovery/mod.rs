@@ -131,6 +131,9 @@ pub enum Outcome {
     /// The files phase is done: the node must reboot.
     RebootNow {
         steps_done: Vec<Done>,
+        /// What continues the recovery after the reboot: the resume unit
+        /// (`--auto-resume`) or the admin's command.
+        next: String,
     },
     /// --step: a phase ended.
     PhaseDone {
@@ -280,7 +283,7 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     // The native etcd restore needs a program that bumps revisions as the
     // restore pod does: refused now, before the first change, without one.
     if etcd_mode == EtcdRestore::Native {
-        crate::node::etcd_restore::restore_tool(&tools)
+        crate::node::etcd_restore::restore_tool(host, &tools)
             .map_err(|e| crate::util::error::Fail::Usage(format!("{e:#}")))?;
     }
     let lock = if opts.dry_run {
@@ -543,6 +546,26 @@ fn resume_unit_text(dir: &std::path::Path) -> String {
     RESUME_UNIT_TEXT.replace("/var/recovery", &dir.display().to_string())
 }
 
+/// After the files phase: what continues the recovery after the reboot.
+/// With `--auto-resume` the unit does (it is installed and enabled by now):
+/// how to watch it, and the admin's command only if it does not run.
+fn reboot_next(host: &Host, auto_resume: bool) -> String {
+    let resume = state::resume_command(host);
+    if auto_resume {
+        let unit = RESUME_UNIT.trim_end_matches(".service");
+        format!(
+            "Reboot now with `systemctl reboot`: after the reboot {RESUME_UNIT} (installed and enabled) finishes the recovery by itself; nothing is to be run for it. Watch it with `journalctl -u {unit} -f`, or look with `{}` (it names the step under way). Only if the unit does not run (a few minutes after the boot `{}` says the recovery stopped before a step of phase cluster, not that a recovery is running, and `journalctl -u {unit}` shows nothing), continue by hand with `{resume}`.",
+            host.cmd("status"),
+            host.cmd("status")
+        )
+    } else {
+        format!(
+            "Reboot now with `systemctl reboot`, then run `{resume}` (or `{}`).",
+            host.cmd("restore --resume")
+        )
+    }
+}
+
 /// `--resume` with no recovery in progress: refuse, say the node's state
 /// and the command that fits it.
 fn nothing_to_resume(host: &Host, tools: &Tools) -> anyhow::Error {
@@ -750,6 +773,7 @@ impl Ctx<'_> {
                 }
                 return Ok(Outcome::RebootNow {
                     steps_done: self.j.completed.clone(),
+                    next: reboot_next(self.host, self.opts.auto_resume),
                 });
             }
         }
