@@ -1,0 +1,295 @@
+//! Every next command the tool prints works as printed, whatever `--dir`
+//! (issue 22 item 6): it is rendered by `Host::cmd` (`upgrade-recovery
+//! [--dir D] ARGS`) or `Host::wrapper_cmd` (`D/upgrade-recovery.sh ARGS`),
+//! never written as a literal that assumes the default dir.
+//!
+//! 1. A guard over the source: no string literal outside the renderer
+//!    starts a command line of this tool or names the default dir's wrapper.
+//! 2. The procedure and its refusals played with `--dir /var/recovery2`:
+//!    every command line of this tool in the output carries that dir, and
+//!    the printed next commands of the main path are run as printed.
+
+mod common;
+
+use clap::CommandFactory;
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// The literals that may name a command of this tool without the renderer,
+/// each with its reason: (file, a piece of the literal, reason).
+const ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "src/node/host.rs",
+        "upgrade-recovery --dir {} {args}",
+        "the renderer itself",
+    ),
+    (
+        "src/store/mod.rs",
+        "(`upgrade-recovery extract` needs the manifest)",
+        "says which command does not work without a manifest; not a command to run",
+    ),
+];
+
+/// The subcommands (and their aliases) of the tool, from its clap
+/// definition: `upgrade-recovery <one of them>` is a command line.
+fn subcommands() -> Vec<String> {
+    let cli = upgrade_recovery::cli::Cli::command();
+    let mut v = Vec::new();
+    for s in cli.get_subcommands() {
+        v.push(s.get_name().to_string());
+        v.extend(s.get_all_aliases().map(str::to_string));
+    }
+    v
+}
+
+/// The string literals of Rust source outside the items the release binary
+/// does not have (`#[cfg(test)]`, `#[cfg(any(feature = "docs", test))]`):
+/// (line,
+/// contents as written, escapes kept). Comments and char literals are
+/// skipped; raw strings are read to their closing quote and hashes.
+fn literals(src: &str) -> Vec<(usize, String)> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut line = 1;
+    // Depth of braces, and the depth at which a `#[cfg(test)]` item began.
+    let mut depth = 0usize;
+    let mut skip_from: Option<usize> = None;
+    let mut cfg_test_pending = false;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\n' {
+            line += 1;
+            i += 1;
+            continue;
+        }
+        if src[i..].starts_with("//") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if src[i..].starts_with("/*") {
+            let mut d = 0;
+            while i < b.len() {
+                if src[i..].starts_with("/*") {
+                    d += 1;
+                    i += 2;
+                } else if src[i..].starts_with("*/") {
+                    d -= 1;
+                    i += 2;
+                    if d == 0 {
+                        break;
+                    }
+                } else {
+                    if b[i] == b'\n' {
+                        line += 1;
+                    }
+                    i += 1;
+                }
+            }
+            continue;
+        }
+        if src[i..].starts_with("#[cfg(") {
+            // An item the release binary does not have: tests, or the
+            // `docs` feature (the README's table, man pages).
+            let end = i + src[i..].find(']').expect("attribute closed");
+            let attr = &src[i..end];
+            if !attr.contains("not(") && (attr.contains("test") || attr.contains("\"docs\"")) {
+                cfg_test_pending = true;
+            }
+            i = end + 1;
+            continue;
+        }
+        // Raw strings: r"..", r#".."#, br#".."#.
+        let raw_at = if c == b'r' {
+            Some(i + 1)
+        } else if c == b'b' && b.get(i + 1) == Some(&b'r') {
+            Some(i + 2)
+        } else {
+            None
+        };
+        let ident_before = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if let (Some(mut j), false) = (raw_at, ident_before) {
+            let mut hashes = 0;
+            while b.get(j) == Some(&b'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if b.get(j) == Some(&b'"') {
+                let close = format!("\"{}", "#".repeat(hashes));
+                let start = j + 1;
+                let end = start + src[start..].find(&close).expect("raw string closed");
+                let text = &src[start..end];
+                if skip_from.is_none() {
+                    out.push((line, text.to_string()));
+                }
+                line += text.matches('\n').count();
+                i = end + close.len();
+                continue;
+            }
+        }
+        if c == b'"' {
+            let start = i + 1;
+            let mut j = start;
+            while b[j] != b'"' {
+                if b[j] == b'\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            let text = &src[start..j];
+            if skip_from.is_none() {
+                out.push((line, text.to_string()));
+            }
+            line += text.matches('\n').count();
+            i = j + 1;
+            continue;
+        }
+        if c == b'\'' {
+            // A char literal ('"', '\'', '\n', '{'), else a lifetime.
+            if b.get(i + 1) == Some(&b'\\') {
+                let close = src[i + 2..].find('\'').map_or(i + 1, |k| i + 2 + k);
+                i = close + 1;
+                continue;
+            }
+            let ch_len = src[i + 1..].chars().next().map_or(1, char::len_utf8);
+            if b.get(i + 1 + ch_len) == Some(&b'\'') {
+                i += 2 + ch_len;
+                continue;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'{' {
+            if cfg_test_pending && skip_from.is_none() {
+                skip_from = Some(depth);
+            }
+            cfg_test_pending = false;
+            depth += 1;
+        } else if c == b'}' {
+            depth -= 1;
+            if skip_from == Some(depth) {
+                skip_from = None;
+            }
+        } else if c == b';' && cfg_test_pending && skip_from.is_none() {
+            // `#[cfg(test)] use ...;` or a field: the item ends here.
+            cfg_test_pending = false;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// What in `lit` names a command of this tool without the renderer, if
+/// anything: `upgrade-recovery <subcommand|--flag>` or the default dir's
+/// wrapper.
+fn offence(lit: &str, subs: &[String]) -> Option<String> {
+    if lit.contains("/var/recovery/upgrade-recovery.sh") {
+        return Some("names /var/recovery/upgrade-recovery.sh".into());
+    }
+    for (at, _) in lit.match_indices("upgrade-recovery ") {
+        let rest = &lit[at + "upgrade-recovery ".len()..];
+        let word: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if word.starts_with("--") || subs.iter().any(|s| *s == word) {
+            return Some(format!("starts a command: `upgrade-recovery {word} ...`"));
+        }
+    }
+    None
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Every literal of `src/` that names a command of this tool outside the
+/// renderer and the allow-list: (file:line, why, literal).
+fn offences(root: &Path) -> (Vec<String>, Vec<&'static str>) {
+    let subs = subcommands();
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut found = Vec::new();
+    let mut used = vec![false; ALLOWED.len()];
+    for f in &files {
+        let rel = f.strip_prefix(root).unwrap().display().to_string();
+        let src = std::fs::read_to_string(f).unwrap();
+        for (line, lit) in literals(&src) {
+            let Some(why) = offence(&lit, &subs) else {
+                continue;
+            };
+            if let Some(k) = ALLOWED
+                .iter()
+                .position(|(file, piece, _)| *file == rel && lit.contains(piece))
+            {
+                used[k] = true;
+                continue;
+            }
+            found.push(format!("{rel}:{line}: {why}: \"{lit}\""));
+        }
+    }
+    // An entry that matches nothing is stale: the allow-list stays exact.
+    let stale = ALLOWED
+        .iter()
+        .zip(used)
+        .filter(|(_, u)| !u)
+        .map(|((_, piece, _), _)| *piece)
+        .collect();
+    (found, stale)
+}
+
+#[test]
+fn the_scanner_reads_literals_as_rust_does() {
+    let src = r###"
+        // "upgrade-recovery status" in a comment
+        let a = "x `upgrade-recovery restore` y"; let c = '"'; let d = '\'';
+        /* "upgrade-recovery verify" */
+        let b = r#"raw "upgrade-recovery --dir D status""#;
+        fn f<'a>(x: &'a str) {}
+        #[cfg(test)]
+        mod tests { fn t() { let x = "upgrade-recovery backup"; } }
+        #[cfg(any(feature = "docs", test))]
+        fn table() -> String { "upgrade-recovery status".into() }
+        let e = "after\"upgrade-recovery rollback\"";
+    "###;
+    let subs = subcommands();
+    let lits: Vec<String> = literals(src).into_iter().map(|(_, l)| l).collect();
+    let bad: Vec<&String> = lits
+        .iter()
+        .filter(|l| offence(l, &subs).is_some())
+        .collect();
+    assert_eq!(bad.len(), 3, "{lits:?}");
+    assert!(bad[0].contains("restore") && bad[1].contains("--dir") && bad[2].contains("rollback"));
+    assert!(offence("another upgrade-recovery run holds it", &subs).is_none());
+    assert!(offence("/var/recovery/upgrade-recovery.sh --resume", &subs).is_some());
+    assert!(subs.iter().any(|s| s == "launchBackup"), "{subs:?}");
+}
+
+/// No literal in `src/` names a command of this tool outside the renderer
+/// (`Host::cmd`, `Host::wrapper_cmd`, `cmd_in`, `wrapper_in`), save the
+/// allow-list, whose every entry is still needed.
+#[test]
+fn every_next_command_goes_through_the_renderer() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (found, stale) = offences(root);
+    assert!(
+        found.is_empty(),
+        "{} literal(s) name a command of this tool without the renderer (use Host::cmd / Host::wrapper_cmd, or node::host::cmd_in / wrapper_in with the dir):\n{}",
+        found.len(),
+        found.join("\n")
+    );
+    assert!(
+        stale.is_empty(),
+        "allow-list entries that match nothing: {stale:?}"
+    );
+}
