@@ -293,3 +293,210 @@ fn every_next_command_goes_through_the_renderer() {
         "allow-list entries that match nothing: {stale:?}"
     );
 }
+
+/// The backup dir of the played procedure: not the default one.
+const D: &str = "/var/recovery2";
+
+/// The spans between backquotes that are command lines of this tool.
+fn printed_commands(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|c| c.starts_with("upgrade-recovery ") || c.contains("/upgrade-recovery.sh"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The lines of `text` that name a command of this tool for another dir
+/// than `dir` (or none): `upgrade-recovery <subcommand|--flag>` without
+/// `--dir DIR` first, or a wrapper path `X/upgrade-recovery.sh` with X not
+/// DIR. `also` are dirs a run may point to on purpose (a backup elsewhere).
+fn wrong_dir(text: &str, dir: &str, also: &[&str]) -> Vec<String> {
+    let subs = subcommands();
+    let default = dir == "/var/recovery";
+    let mut bad = Vec::new();
+    for line in text.lines() {
+        let mut ok = true;
+        for (k, _) in line.match_indices("upgrade-recovery") {
+            let after = &line[k + "upgrade-recovery".len()..];
+            if after.starts_with(".sh") {
+                let before = &line[..k];
+                let start = before
+                    .rfind(|c: char| c == ' ' || c == '`' || c == '(' || c == '"' || c == '\'')
+                    .map_or(0, |i| i + 1);
+                let path = &before[start..];
+                if path.starts_with('/') {
+                    let d = path.trim_end_matches('/');
+                    ok &= d == dir || also.contains(&d);
+                }
+            } else if let Some(rest) = after.strip_prefix(' ') {
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                if !(word.starts_with("--") || subs.contains(&word)) {
+                    continue;
+                }
+                let named = rest
+                    .strip_prefix("--dir ")
+                    .map(|r| r.split(' ').next().unwrap_or(""));
+                ok &= match named {
+                    Some(n) => n == dir || also.contains(&n),
+                    None => default,
+                };
+            }
+        }
+        if !ok {
+            bad.push(line.to_string());
+        }
+    }
+    bad
+}
+
+#[test]
+fn the_check_of_printed_commands_reads_dirs_right() {
+    let t = "run `upgrade-recovery --dir /var/recovery2 restore`, or `/var/recovery2/upgrade-recovery.sh --resume`\nfollow `journalctl -t upgrade-recovery -f` or -u upgrade-recovery-resume\nthe old upgrade-recovery.sh; another upgrade-recovery run\n";
+    assert_eq!(wrong_dir(t, D, &[]), Vec::<String>::new());
+    assert_eq!(
+        printed_commands(t),
+        [
+            "upgrade-recovery --dir /var/recovery2 restore",
+            "/var/recovery2/upgrade-recovery.sh --resume"
+        ]
+    );
+    for bad in [
+        "then run `upgrade-recovery restore`",
+        "then `/var/recovery/upgrade-recovery.sh --resume`",
+        "`upgrade-recovery --dir /var/recovery3 status`",
+        "to keep them: upgrade-recovery extract --exact --to /t ...",
+    ] {
+        assert_eq!(wrong_dir(bad, D, &[]), [bad], "{bad}");
+    }
+    assert!(wrong_dir("`upgrade-recovery restore`", "/var/recovery", &[]).is_empty());
+}
+
+/// One run of the admin: its command line and what it printed.
+struct Said {
+    cmd: String,
+    dir: String,
+    code: i32,
+    text: String,
+}
+
+struct Admin<'a> {
+    sb: &'a Sandbox,
+    said: Vec<Said>,
+}
+
+impl Admin<'_> {
+    /// Run `cmd` as printed (common::admin), in the backup dir `dir`; its
+    /// output is kept for the check of every command it names.
+    fn run_in(&mut self, dir: &str, cmd: &str) -> (i32, String, String) {
+        let (code, out, err) = common::admin::admin(self.sb, cmd);
+        self.said.push(Said {
+            cmd: cmd.to_string(),
+            dir: dir.to_string(),
+            code,
+            text: format!("{out}{err}"),
+        });
+        (code, out, err)
+    }
+    fn run(&mut self, cmd: &str) -> (i32, String, String) {
+        self.run_in(D, cmd)
+    }
+    /// Every command of this tool printed by every run names the run's dir.
+    fn check(&self, also: &[&str]) {
+        let mut bad = Vec::new();
+        for s in &self.said {
+            for l in wrong_dir(&s.text, &s.dir, also) {
+                bad.push(format!("`{}` (exit {}): {l}", s.cmd, s.code));
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{} printed line(s) name a command for another dir than the run's:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+    }
+}
+
+/// The printed command of `text` that contains `piece`, exactly one.
+fn the_command(text: &str, piece: &str) -> String {
+    let c: Vec<String> = printed_commands(text)
+        .into_iter()
+        .filter(|c| c.contains(piece))
+        .collect();
+    assert!(
+        !c.is_empty(),
+        "no printed command with {piece:?} in:\n{text}"
+    );
+    c[0].clone()
+}
+
+/// The procedure with `--dir /var/recovery2` on the `rhcos` profile: the
+/// backup, a failed upgrade, the rollback, the files phase, its reboot, the
+/// resume, each next command run exactly as the previous run printed it;
+/// the node equals the backup at the end (rsync, xattrs, etcd keys). Every
+/// line of every run that names a command of this tool names that dir.
+#[test]
+fn the_procedure_in_another_dir_runs_the_commands_it_prints() {
+    let sb = Sandbox::with_profile("rhcos");
+    let mut a = Admin {
+        sb: &sb,
+        said: Vec::new(),
+    };
+    let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} backup"));
+    assert_eq!(code, 0, "{out}{err}");
+    let before = common::recovery::capture(&sb);
+    common::admin::fail_upgrade(&sb);
+    common::recovery::record_failed_upgrade(&sb, 1);
+
+    // status names the rollback; run as printed.
+    let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} status"));
+    assert_eq!(code, 0, "{out}{err}");
+    let next = the_command(&out, "rollback");
+    assert_eq!(
+        next,
+        format!("upgrade-recovery --dir {D} rollback --reboot")
+    );
+    let (code, out, err) = a.run(&next);
+    assert_eq!(code, 0, "{out}{err}");
+    // "the node reboots now; after the reboot, run `status` ..., then `restore`"
+    let look = the_command(&out, " status");
+    let restore = the_command(&out, " restore");
+    assert_eq!(look, format!("upgrade-recovery --dir {D} status"));
+    assert!(sb.ctl().join("state/reboot-requested").exists());
+    sb.reboot();
+    let (code, out, err) = a.run(&look);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The files phase: "reboot now, then run `D/upgrade-recovery.sh --resume`".
+    let (code, out, err) = a.run(&restore);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Reboot now"), "{out}");
+    let resume = the_command(&out, "--resume");
+    assert_eq!(resume, format!("{D}/upgrade-recovery.sh --resume"));
+    // Before the reboot it refuses, naming the same command.
+    let (code, out, err) = a.run(&resume);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(the_command(&err, "--resume"), resume, "{err}");
+    sb.reboot();
+    let (code, out, err) = a.run(&resume);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Recovery complete"), "{out}");
+    common::recovery::check_restored(&sb, &before, "--dir /var/recovery2");
+    assert!(!sb.root().join("var/recovery2/journal.json").exists());
+    // Nothing was written into the default dir (the sandbox makes it empty).
+    let default: Vec<_> = std::fs::read_dir(sb.root().join("var/recovery"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(default.is_empty(), "{default:?}");
+
+    // Refusals in that state: nothing to resume, a recovery completed.
+    let (code, out, err) = a.run(&resume);
+    assert_eq!(code, 1, "{out}{err}");
+    let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} restore"));
+    assert_eq!(code, 1, "{out}{err}");
+    a.check(&[]);
+}
