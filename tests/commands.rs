@@ -500,3 +500,137 @@ fn the_procedure_in_another_dir_runs_the_commands_it_prints() {
     assert_eq!(code, 1, "{out}{err}");
     a.check(&[]);
 }
+
+/// The refusals an admin meets with `--dir /var/recovery2`, provoked
+/// cheaply on one node: nothing to resume, a recovery holding the lock
+/// (restore exit 3, backup skipped), a damaged part (exit 4), no backup in
+/// a third dir (exit 4), a stateroot that cannot go, a full backup dir
+/// before the recovery and in its middle. Every printed command line of
+/// the tool names the run's dir; the full disk's next command, run as
+/// printed once there is room, continues the recovery.
+#[test]
+fn refusals_in_another_dir_name_commands_for_it() {
+    let sb = Sandbox::with_profile("rhcos");
+    let mut a = Admin {
+        sb: &sb,
+        said: Vec::new(),
+    };
+    let rec = sb.root().join(D.trim_start_matches('/'));
+    let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} backup"));
+    assert_eq!(code, 0, "{out}{err}");
+    common::recovery::diverge(&sb, 1);
+
+    // Nothing to resume.
+    let (code, out, err) = a.run(&format!("{D}/upgrade-recovery.sh --resume"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no recovery is in progress"), "{err}");
+
+    // A recovery holds the lock (its holder line names restore).
+    let lock = rec.join(".lock");
+    std::fs::write(
+        &lock,
+        "4242 restore\nrecovery step wipe-crio (phase files)\n",
+    )
+    .unwrap();
+    let mut holder = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec 9>>{}; flock -x 9; echo locked; exec sleep 120",
+            q(&lock)
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut l = String::new();
+        std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+            .read_line(&mut l)
+            .unwrap();
+        assert_eq!(l.trim(), "locked");
+    }
+    let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} restore"));
+    assert_eq!(code, 3, "{out}{err}");
+    assert_eq!(
+        the_command(&err, " status"),
+        format!("upgrade-recovery --dir {D} status")
+    );
+    let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} backup"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("the backup was skipped"), "{out}");
+    assert_eq!(a.run(&format!("upgrade-recovery --dir {D} status")).0, 0);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // A damaged part: the dry run and the run refuse (exit 4) before any change.
+    let part = std::fs::read_dir(rec.join("current"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .expect("an archive in the backup");
+    let good = std::fs::read(&part).unwrap();
+    std::fs::write(&part, &good[..good.len() / 2]).unwrap();
+    for cmd in ["restore --dry-run", "restore", "verify", "status"] {
+        let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} {cmd}"));
+        let want = if cmd == "status" { 0 } else { 4 };
+        assert_eq!(code, want, "{cmd}: {out}{err}");
+    }
+    std::fs::write(&part, &good).unwrap();
+    assert_eq!(a.run(&format!("upgrade-recovery --dir {D} verify")).0, 0);
+
+    // No backup in a third dir.
+    let d3 = "/var/recovery3";
+    for cmd in ["restore", "verify", "extract /etc/hostname --to /tmp/x"] {
+        let (code, out, err) = a.run_in(d3, &format!("upgrade-recovery --dir {d3} {cmd}"));
+        assert_eq!(code, 4, "{cmd}: {out}{err}");
+        assert!(err.contains("no backup in"), "{err}");
+    }
+    // The booted stateroot cannot be cleaned up.
+    let (code, out, err) = a.run(&format!(
+        "upgrade-recovery --dir {D} stateroot cleanup rhcos --dry-run"
+    ));
+    assert_ne!(code, 0, "{out}{err}");
+
+    // A full backup dir: refused before the recovery, named in its middle.
+    sh(&format!(
+        "set -e; d={d}; t=$(mktemp -d); cp -a $d/. $t/; mount -t tmpfs -o size=24m,mode=0700 tmpfs $d; cp -a $t/. $d/; rm -rf $t",
+        d = q(&rec)
+    ));
+    let fill = || {
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", rec.join("filler").display()))
+            .output();
+    };
+    fill();
+    let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} restore --dry-run"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not enough room for the recovery"), "{err}");
+    std::fs::remove_file(rec.join("filler")).unwrap();
+    let o = sb
+        .command(&["--dir", D, "restore"])
+        .env("UPGRADE_RECOVERY_CRASH_AT", "stop-kubelet")
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    fill();
+    let (code, out, err) = a.run(&format!("{D}/upgrade-recovery.sh --resume"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("is full"), "{err}");
+    let next = err
+        .rsplit("then run `")
+        .next()
+        .and_then(|r| r.split('`').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(next, format!("upgrade-recovery --dir {D} restore --resume"));
+    std::fs::remove_file(rec.join("filler")).unwrap();
+    let (code, out, err) = a.run(&next);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Reboot now"), "{out}");
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&rec)
+        .status();
+    a.check(&[D]);
+}
