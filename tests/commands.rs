@@ -634,3 +634,84 @@ fn refusals_in_another_dir_name_commands_for_it() {
         .status();
     a.check(&[D]);
 }
+
+/// `restore --auto-resume` with `--dir /var/recovery2` (issue 22.6): after
+/// the files phase the message says the resume unit finishes the recovery
+/// after the reboot and how to watch it, with `--resume` only as the
+/// fallback if the unit does not run; the unit's own command line, run as
+/// systemd would after the reboot, completes the recovery.
+#[test]
+fn auto_resume_says_the_unit_continues_and_the_unit_does() {
+    let sb = Sandbox::new();
+    let mut a = Admin {
+        sb: &sb,
+        said: Vec::new(),
+    };
+    let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} backup"));
+    assert_eq!(code, 0, "{out}{err}");
+    let before = common::recovery::capture(&sb);
+    common::recovery::diverge(&sb, 1);
+    let (code, out, err) = a.run(&format!("upgrade-recovery --dir {D} restore --auto-resume"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Reboot now"), "{out}");
+    let unit = "upgrade-recovery-resume.service";
+    let (first, fallback) = out
+        .split_once("Only if the unit does not run")
+        .unwrap_or_else(|| panic!("no fallback part: {out}"));
+    assert!(
+        first.contains(&format!(
+            "{unit} (installed and enabled) finishes the recovery by itself"
+        )) && first.contains("`journalctl -u upgrade-recovery-resume -f`")
+            && first.contains(&format!("`upgrade-recovery --dir {D} status`")),
+        "{out}"
+    );
+    assert!(
+        !first.contains("--resume"),
+        "--resume before the fallback: {out}"
+    );
+    assert_eq!(
+        the_command(fallback, "--resume"),
+        format!("{D}/upgrade-recovery.sh --resume")
+    );
+    assert!(sb.ctl().join("state/enabled").join(unit).exists());
+    // After the reboot, systemd runs the unit's ExecStart.
+    sb.reboot();
+    let text = std::fs::read_to_string(sb.root().join("etc/systemd/system").join(unit)).unwrap();
+    let exec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let mut words = exec.split_whitespace();
+    let prog = words.next().unwrap();
+    let o = std::process::Command::new(sb.root().join(prog.trim_start_matches('/')))
+        .arg("--root")
+        .arg(sb.root())
+        .args(words)
+        .args(["--poll-interval", "100ms", "--wait-timeout", "60s"])
+        .env("PATH", sb.path_env())
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{exec}: {out}{err}");
+    assert!(out.contains("Recovery complete"), "{out}");
+    // The node is the backup's, save the time of the dir the unit was
+    // installed in and removed from (after the restore of /etc).
+    for (name, node) in common::recovery::trees(&sb) {
+        let extra = match name {
+            "etc" => common::recovery::ETC_EXCLUDES,
+            "opt" => "-x --omit-dir-times",
+            _ => "-x",
+        };
+        let diff: Vec<String> = rsync_diff(&before.dir.path().join(name), &node, extra)
+            .into_iter()
+            .filter(|l| !(name == "etc" && l == ".d..t...... systemd/system/"))
+            .collect();
+        assert_eq!(diff, Vec::<String>::new(), "{name} differs from the backup");
+    }
+    assert_eq!(common::recovery::etcd_dump(&sb), before.keys, "etcd keys");
+    assert!(!sb.root().join("var/recovery2/journal.json").exists());
+    a.check(&[]);
+}
