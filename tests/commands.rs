@@ -194,7 +194,7 @@ fn offence(lit: &str, subs: &[String]) -> Option<String> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        if word.starts_with("--") || subs.iter().any(|s| *s == word) {
+        if word.starts_with("--") || subs.contains(&word) {
             return Some(format!("starts a command: `upgrade-recovery {word} ...`"));
         }
     }
@@ -322,7 +322,7 @@ fn wrong_dir(text: &str, dir: &str, also: &[&str]) -> Vec<String> {
             if after.starts_with(".sh") {
                 let before = &line[..k];
                 let start = before
-                    .rfind(|c: char| c == ' ' || c == '`' || c == '(' || c == '"' || c == '\'')
+                    .rfind([' ', '`', '(', '"', '\''])
                     .map_or(0, |i| i + 1);
                 let path = &before[start..];
                 if path.starts_with('/') {

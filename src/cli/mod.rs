@@ -564,7 +564,7 @@ fn remember(cli: &Cli, code: i32, error: Option<&str>) {
 
 /// Commands that change the node end on SIGTERM/SIGINT/SIGHUP with what
 /// they were doing, what is done and the next command.
-fn install_interrupt(c: &Command, dir: &Path) {
+fn install_interrupt(c: &Command, dir: &std::path::Path) {
     use crate::node::host::cmd_in;
     use crate::util::interrupt::{install, Where};
     match c {
