@@ -361,7 +361,7 @@ fn execute(
     };
     store::switch(dir, &gen)?;
     // Where the backup is, for the runs in another dir (and the Job).
-    crate::recovery::elsewhere::remember(host);
+    crate::recovery::elsewhere::remember(host, false);
     Ok(Outcome::Done(Box::new(summary)))
 }
 

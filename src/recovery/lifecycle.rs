@@ -275,8 +275,18 @@ pub fn refuse_under_way(host: &Host, what: &str, dir: &str) -> anyhow::Error {
         root: host.root.clone(),
         dir: dir.into(),
     };
+    // Not visible here (the Job's jail): the record's mark said so.
+    let gone = if host.path(dir).exists() {
+        String::new()
+    } else {
+        format!(
+            " ({} marks it; {dir} is not visible here: on the node, if that recovery was abandoned and {dir} removed, drop the mark with `{}`)",
+            super::elsewhere::RECORD,
+            super::elsewhere::forget_command(dir)
+        )
+    };
     crate::util::error::Fail::InProgress(format!(
-        "refusing to {what}: a recovery is under way in {dir}. Nothing was changed (no backup or recovery runs until it completes). Continue it with `{}`; `{}` shows where it stands",
+        "refusing to {what}: a recovery is under way in {dir}{gone}. Nothing was changed (no backup or recovery runs until it completes). Continue it with `{}`; `{}` shows where it stands",
         super::state::resume_command(&there),
         there.cmd("status")
     ))

@@ -499,7 +499,7 @@ impl Plan<'_> {
             ctx.j.save(&ctx.dir)?;
             // A recovery is under way in this dir from now on: recorded
             // for the runs in another dir (`elsewhere`).
-            elsewhere::remember(host);
+            elsewhere::remember(host, true);
         }
         ctx.run_steps()
     }
@@ -769,6 +769,8 @@ impl Ctx<'_> {
         // Before the journal goes: a crash in between resumes and gets here.
         self.forget_step_records()?;
         Journal::remove(&self.dir)?;
+        // No longer under way (the record of backup dirs, `elsewhere`).
+        elsewhere::remember(self.host, false);
         crate::util::logger::note(true, "recovery complete");
         Ok(Outcome::Done {
             steps,

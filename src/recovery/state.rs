@@ -150,7 +150,7 @@ pub fn resume_command(host: &Host) -> String {
             crate::store::layout::CURRENT
         )
     } else {
-        "upgrade-recovery restore --resume".into()
+        host.cmd("restore --resume")
     }
 }
 
