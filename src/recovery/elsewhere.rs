@@ -308,10 +308,7 @@ fn try_remember(host: &Host, under_way: bool) -> anyhow::Result<()> {
     let p = host.path(RECORD);
     let parent = p.parent().expect("the record has a parent");
     std::fs::create_dir_all(parent)?;
-    std::fs::set_permissions(
-        parent,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )?;
+    std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     crate::util::fsutil::write_atomic(&p, record_text(&dirs).as_bytes(), 0o600)
 }
 
@@ -325,20 +322,26 @@ mod tests {
             dir: d.into(),
             under_way,
         };
-        let entries = parse_record("/var/recovery2\n\n/srv/b\trecovery-under-way\n/var/recovery2\n")
-            .unwrap();
-        assert_eq!(
-            entries,
-            vec![e("/srv/b", true), e("/var/recovery2", false)]
-        );
+        let entries =
+            parse_record("/var/recovery2\n\n/srv/b\trecovery-under-way\n/var/recovery2\n").unwrap();
+        assert_eq!(entries, vec![e("/srv/b", true), e("/var/recovery2", false)]);
         assert_eq!(parse_record(&record_text(&entries)).unwrap(), entries);
         assert_eq!(parse_record("").unwrap(), Vec::<Entry>::new());
         for (bad, why) in [
-            ("/var/r\tdone\n", "line 1: `done` is not `recovery-under-way`"),
+            (
+                "/var/r\tdone\n",
+                "line 1: `done` is not `recovery-under-way`",
+            ),
             ("recovery2\n", "line 1: `recovery2` is not an absolute path"),
-            ("/var/r\n/var/../etc\n", "line 2: `/var/../etc` contains `..`"),
+            (
+                "/var/r\n/var/../etc\n",
+                "line 2: `/var/../etc` contains `..`",
+            ),
             ("/\n", "line 1: `/` is not a backup dir"),
-            ("/var/a\u{1b}[2J\n", "line 1: a path with control characters"),
+            (
+                "/var/a\u{1b}[2J\n",
+                "line 1: a path with control characters",
+            ),
         ] {
             assert_eq!(parse_record(bad).unwrap_err(), why, "{bad:?}");
         }
@@ -355,7 +358,10 @@ mod tests {
         )
         .unwrap();
         let cmd = forget_command("/var/recovery2").replace(RECORD, d.to_str().unwrap());
-        let st = std::process::Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        let st = std::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .status()
+            .unwrap();
         assert!(st.success(), "{cmd}");
         assert_eq!(
             std::fs::read_to_string(&d).unwrap(),
@@ -374,7 +380,10 @@ mod tests {
             parse_unit_dir("ExecStart=/x/upgrade-recovery --dir=/srv/b restore").unwrap(),
             Path::new("/srv/b")
         );
-        assert_eq!(parse_unit_dir("[Unit]\n").unwrap_err(), "no ExecStart= line");
+        assert_eq!(
+            parse_unit_dir("[Unit]\n").unwrap_err(),
+            "no ExecStart= line"
+        );
         assert_eq!(
             parse_unit_dir("ExecStart=/x/upgrade-recovery restore --resume").unwrap_err(),
             "its ExecStart= has no --dir"

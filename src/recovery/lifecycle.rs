@@ -167,7 +167,9 @@ pub fn decide(f: &Facts) -> Verdict {
             fallback: false,
             staged: None,
             reason: format!("a recovery is under way in {dir}"),
-            facts: vec![format!("{dir}: a recovery journal (or a restore holding its lock)")],
+            facts: vec![format!(
+                "{dir}: a recovery journal (or a restore holding its lock)"
+            )],
             under_way: Some(dir.clone()),
         };
     }

@@ -226,7 +226,11 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     // one would restore over it (the lifecycle rule; exit 3, no change).
     if existing.is_none() && !dir.join(store::layout::LEGACY_PROGRESS).exists() {
         if let Some(other) = lifecycle::recovery_elsewhere(host).and_then(|v| v.under_way) {
-            return Err(lifecycle::refuse_under_way(host, "start a recovery", &other));
+            return Err(lifecycle::refuse_under_way(
+                host,
+                "start a recovery",
+                &other,
+            ));
         }
     }
     // Programs first: a missing one is named before anything changes.
