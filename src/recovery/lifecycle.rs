@@ -273,10 +273,7 @@ pub fn recovery_elsewhere(host: &Host) -> Option<Verdict> {
 /// under way in `dir` (exit 3): nothing changed, and the command that
 /// continues that recovery.
 pub fn refuse_under_way(host: &Host, what: &str, dir: &str) -> anyhow::Error {
-    let there = Host {
-        root: host.root.clone(),
-        dir: dir.into(),
-    };
+    let there = super::state::in_dir(host, dir);
     // Not visible here (the Job's jail): the record's mark said so.
     let gone = if host.path(dir).exists() {
         String::new()

@@ -136,21 +136,23 @@ pub fn resume_command(host: &Host) -> String {
     // A path that exists (issue 27.5): the documented link, else the
     // wrapper in the current generation, else the tool itself.
     let wrapper = crate::store::layout::WRAPPER;
+    let current = crate::store::layout::CURRENT;
     let dir = host.backup_dir();
     if dir.join(wrapper).is_file() {
-        format!("{}/{wrapper} --resume", host.dir.display())
-    } else if dir
-        .join(crate::store::layout::CURRENT)
-        .join(wrapper)
-        .is_file()
-    {
-        format!(
-            "{}/{}/{wrapper} --resume",
-            host.dir.display(),
-            crate::store::layout::CURRENT
-        )
+        host.wrapper_cmd("--resume")
+    } else if dir.join(current).join(wrapper).is_file() {
+        crate::node::host::wrapper_in(&host.dir.join(current), "--resume")
     } else {
         host.cmd("restore --resume")
+    }
+}
+
+/// The same node with the backup dir `dir` (another dir's state, its
+/// commands).
+pub fn in_dir(host: &Host, dir: &str) -> Host {
+    Host {
+        root: host.root.clone(),
+        dir: dir.into(),
     }
 }
 
@@ -213,10 +215,7 @@ fn recovery_elsewhere(host: &Host, os: Option<&OsState>) -> Option<Assessment> {
     }
     let found = super::elsewhere::find(host);
     let u = found.under_way()?;
-    let there = Host {
-        root: host.root.clone(),
-        dir: u.dir.clone().into(),
-    };
+    let there = in_dir(host, &u.dir);
     let a = super::last_failures::apply(&there, procedure(&there, os, None));
     Some(Assessment {
         text: format!(
@@ -532,10 +531,7 @@ pub(super) fn damaged(host: &Host, problem: String) -> Assessment {
 fn no_backup(host: &Host, os: Option<&OsState>) -> Assessment {
     let found = super::elsewhere::find(host);
     if let Some(f) = found.found.first() {
-        let there = Host {
-            root: host.root.clone(),
-            dir: f.dir.clone().into(),
-        };
+        let there = in_dir(host, &f.dir);
         let theirs = super::last_failures::apply(&there, procedure(&there, os, None));
         let state = State::BackupElsewhere { dir: f.dir.clone() };
         let look = state.command(host, "");

@@ -74,16 +74,8 @@ impl State {
         match self.next_command() {
             Cmd::Tool(args) => host.cmd(args),
             Cmd::Resume => resume.to_string(),
-            Cmd::Wrapper => host
-                .dir
-                .join(crate::store::layout::WRAPPER)
-                .display()
-                .to_string(),
-            Cmd::StatusOf(dir) => Host {
-                root: host.root.clone(),
-                dir: dir.into(),
-            }
-            .cmd("status"),
+            Cmd::Wrapper => host.wrapper_cmd(""),
+            Cmd::StatusOf(dir) => crate::node::host::cmd_in(std::path::Path::new(dir), "status"),
             Cmd::Program(p) => p.to_string(),
             Cmd::Given(fix) => fix.to_string(),
         }
@@ -192,7 +184,7 @@ pub fn table() -> String {
             "| `{}` | {} | `{}` |\n",
             st.id(),
             st.meaning(),
-            st.command(&host, "/var/recovery/upgrade-recovery.sh --resume")
+            st.command(&host, &host.wrapper_cmd("--resume"))
         ));
     }
     t
