@@ -199,6 +199,11 @@ fn the_testers_case_a_recovery_half_done_in_another_dir() {
     let (code, out, err) = sb.run(&["status"]);
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("take one"), "{out}");
+    // etcd is down because of that recovery, and status says so.
+    assert!(
+        out.contains("(expected while the recovery has kubelet stopped)"),
+        "{out}"
+    );
     assert!(
         out.contains(
             "Other backup dir: /var/recovery2 holds a recovery under way (found by /var/*/)"
@@ -392,4 +397,94 @@ fn what_is_read_of_other_dirs_is_checked_before_it_is_obeyed() {
     sh(&format!("rm -rf {}/*", q(&root.join("var/other"))));
     assert!(Path::new(&root.join("var/other")).is_dir());
     expect(&sb, None, "no-backup", "/var/recovery", "");
+    // The record marks recoveries in two dirs that cannot be seen (as in
+    // the Job's jail): obeyed, with the way out if they were removed.
+    w(
+        RECORD,
+        "/srv/gone1\trecovery-under-way\n/srv/gone2\trecovery-under-way\n",
+    );
+    let st = status(&sb, None);
+    assert!(
+        st["state_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("a recovery is under way in /srv/gone1 (not in /var/recovery)"),
+        "{st:#}"
+    );
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("/srv/gone1 is not visible here")
+            && err.contains(
+                r"`sed -i '\#^/srv/gone1\(\t\|$\)#d' /var/lib/upgrade-recovery/backup-dirs`"
+            ),
+        "{err}"
+    );
+}
+
+/// A node's procedure with its backup in `/var/recovery2`: at every state
+/// it reaches, `status --dir /var/recovery2` names the README table's
+/// command rendered for that dir (one source of next commands).
+#[test]
+fn at_every_state_reached_status_names_the_tables_command_for_the_dir() {
+    let sb = Sandbox::with_profile("rhcos");
+    let r2 = "/var/recovery2";
+    let at = |state: &str| expect(&sb, Some(r2), state, r2, "");
+    let run = |args: &[&str]| {
+        let mut v = vec!["--dir", r2];
+        v.extend(args);
+        let (code, out, err) = sb.run(&v);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    };
+    let upgrade = |version: &str, os: &str, state: &str| {
+        let (d, p) = (q(sb.dir.path()), q(&project()));
+        sh(&format!(
+            "{p}/scripts/sandbox.sh cluster-upgrade {d} {version} {state} >/dev/null; {p}/scripts/sandbox.sh upgrade-os {d} {os} >/dev/null"
+        ));
+        sb.reboot();
+    };
+    at("no-backup");
+    run(&["backup", "--min-free", "0"]);
+    at("backup-ready");
+    let dir = sb.root().join("var/recovery2");
+    // Today's script's progress file, an unreadable journal, a damaged
+    // part: each put back after.
+    std::fs::write(dir.join("progress"), "restore_files\n").unwrap();
+    at("legacy-recovery");
+    std::fs::remove_file(dir.join("progress")).unwrap();
+    std::fs::write(dir.join("journal.json"), "{").unwrap();
+    at("journal-unreadable");
+    std::fs::remove_file(dir.join("journal.json")).unwrap();
+    let part = dir.join("current/etc.tar.zst");
+    let good = std::fs::read(&part).unwrap();
+    std::fs::write(&part, [&good[..], b"x"].concat()).unwrap();
+    at("backup-damaged");
+    std::fs::write(&part, &good).unwrap();
+    at("backup-ready");
+    // A good upgrade, then the next backup.
+    upgrade("4.17.0", "417.94.202411010000-0", "Completed");
+    at("upgrade-completed");
+    run(&["backup", "--min-free", "0"]);
+    at("backup-ready");
+    // A failed upgrade: roll back, reboot, recover.
+    upgrade("4.18.0", "418.94.202502010000-0", "Partial");
+    at("upgraded-os-booted");
+    run(&["rollback"]);
+    at("rollback-done-reboot-pending");
+    sb.reboot();
+    at("rolled-back-not-recovered");
+    let (code, out, err) = restore(&sb, &["--dir", r2], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    at("files-done-reboot-pending");
+    sb.reboot();
+    at("recovery-stopped");
+    let (code, out, err) = restore(&sb, &["--dir", r2, "--resume"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("Recovery complete"), "{out}");
+    at("recovery-completed");
+    // The record: the dir, unmarked once the recovery completed.
+    assert_eq!(
+        std::fs::read_to_string(sb.root().join(RECORD)).unwrap(),
+        "/var/recovery2\n"
+    );
 }

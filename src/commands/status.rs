@@ -315,7 +315,7 @@ pub fn render(st: &Status) -> String {
             );
         }
         (Some(ep), false) => {
-            let expected = if r.in_progress {
+            let expected = if r.in_progress || st.elsewhere.under_way().is_some() {
                 " (expected while the recovery has kubelet stopped)"
             } else {
                 ""

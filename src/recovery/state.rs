@@ -529,8 +529,11 @@ pub(super) fn damaged(host: &Host, problem: String) -> Assessment {
 /// a backup in a dir not found pinned: say so (a new backup here keeps
 /// pinned deployments).
 fn no_backup(host: &Host, os: Option<&OsState>) -> Assessment {
+    // A dir with a backup and no recovery: its own state never comes back
+    // here (a recovery under way is `recovery_elsewhere`'s, and two dirs
+    // only marked in the record would name each other without end).
     let found = super::elsewhere::find(host);
-    if let Some(f) = found.found.first() {
+    if let Some(f) = found.found.iter().find(|f| !f.under_way) {
         let there = in_dir(host, &f.dir);
         let theirs = super::last_failures::apply(&there, procedure(&there, os, None));
         let state = State::BackupElsewhere { dir: f.dir.clone() };
