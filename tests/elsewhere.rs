@@ -444,6 +444,9 @@ fn at_every_state_reached_status_names_the_tables_command_for_the_dir() {
         sb.reboot();
     };
     at("no-backup");
+    // Today's script's backup there first; ours replaces it.
+    talm_layout(&sb, r2, None);
+    at("talm-backup");
     run(&["backup", "--min-free", "0"]);
     at("backup-ready");
     let dir = sb.root().join("var/recovery2");
@@ -469,6 +472,16 @@ fn at_every_state_reached_status_names_the_tables_command_for_the_dir() {
     // A failed upgrade: roll back, reboot, recover.
     upgrade("4.18.0", "418.94.202502010000-0", "Partial");
     at("upgraded-os-booted");
+    // TALM's backup taken before that upgrade, in a third dir.
+    talm_layout(&sb, "/var/recovery3", Some("2024-05-14 16:54"));
+    expect(
+        &sb,
+        Some("/var/recovery3"),
+        "talm-backup-upgrade-failed",
+        "/var/recovery3",
+        "",
+    );
+    sh(&format!("rm -rf {}", q(&sb.root().join("var/recovery3"))));
     run(&["rollback"]);
     at("rollback-done-reboot-pending");
     sb.reboot();
@@ -487,4 +500,19 @@ fn at_every_state_reached_status_names_the_tables_command_for_the_dir() {
         std::fs::read_to_string(sb.root().join(RECORD)).unwrap(),
         "/var/recovery2\n"
     );
+}
+
+/// TALM's upgrade-recovery.sh layout in `dir` (its `take_backup`: the
+/// cluster backup, the copies of the trees, the exclude list, its script),
+/// its `cluster/` dated `date` when given.
+fn talm_layout(sb: &Sandbox, dir: &str, date: Option<&str>) {
+    sb.sh(&format!(
+        r#"D=$ROOT{dir}; mkdir -p $D/cluster; chmod 0700 $D
+head -c 8192 /dev/urandom > $D/cluster/snapshot_2024-05-14_165400__POSSIBLY_DIRTY__.db
+printf '.updated\nkubernetes/manifests\n' > $D/etc.exclude.list
+cp -Ra $ROOT/etc $D/etc; cp -Ra $ROOT/var/usrlocal $D/local; cp -Ra $ROOT/var/lib/kubelet $D/kubelet
+printf '#!/bin/bash\necho "TALM script $*"\n' > $D/upgrade-recovery.sh; chmod 0755 $D/upgrade-recovery.sh
+{}"#,
+        date.map_or(String::new(), |d| format!("touch -d '{d}' $D/cluster"))
+    ));
 }
