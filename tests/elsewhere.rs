@@ -254,6 +254,14 @@ fn a_restore_backup_or_job_in_one_dir_waits_for_a_recovery_in_another() {
     }
     let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
     assert_eq!(code, 3, "{out}{err}");
+    for args in [["rollback", "--reboot"], ["rollback", "--dry-run"]] {
+        let (code, out, err) = sb.run(&args);
+        assert_eq!(code, 3, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("refusing to roll the OS back: a recovery is under way in /var/recovery2"),
+            "{err}"
+        );
+    }
     // The Job: its jail mounts /var/lib and /var/recovery only.
     let t = TempDir::new("jobhost");
     let out = sb
