@@ -83,6 +83,11 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
     if let Some(rec) = store::recovery_record(&dir) {
         return Ok(Err(rec));
     }
+    // A recovery under way in another backup dir (the lifecycle rule's
+    // first question): refused (exit 3) before anything is created.
+    if let Some(dir) = lifecycle::recovery_elsewhere(host).and_then(|v| v.under_way) {
+        return Err(lifecycle::refuse_under_way(host, "take a backup", &dir));
+    }
     // A recovery holds the lock before its journal exists (preflight).
     let restore_holds = || match lock::holder(&dir) {
         Some(h) if h.what == lock::RESTORE => {
@@ -178,6 +183,9 @@ fn lifecycle_check(
     let v = lifecycle::decide(&facts);
     for f in &v.facts {
         log::info!("lifecycle: {f}");
+    }
+    if let Some(dir) = &v.under_way {
+        return Err(lifecycle::refuse_under_way(host, "take a backup", dir));
     }
     let facts_text = || format!("  {}", v.facts.join("\n  "));
     if let Some(staged) = &v.staged {
@@ -351,6 +359,8 @@ fn execute(
         }
     };
     store::switch(dir, &gen)?;
+    // Where the backup is, for the runs in another dir (and the Job).
+    crate::recovery::elsewhere::remember(host, false);
     Ok(Outcome::Done(Box::new(summary)))
 }
 

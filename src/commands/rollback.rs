@@ -447,6 +447,16 @@ fn decide_unstaged(
 
 pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     host.require_node()?;
+    // A recovery under way in another backup dir relies on the OS it
+    // booted (the lifecycle rule): no rollback to this dir's OS meanwhile.
+    if let Some(d) = crate::recovery::lifecycle::recovery_elsewhere(host).and_then(|v| v.under_way)
+    {
+        return Err(crate::recovery::lifecycle::refuse_under_way(
+            host,
+            "roll the OS back",
+            &d,
+        ));
+    }
     let mut req = vec!["ostree"];
     if reboot {
         req.push("systemctl");

@@ -32,19 +32,19 @@ pub fn apply(host: &Host, a: Assessment) -> Assessment {
     );
     match a.state {
         State::BackupReady => state::damaged(host, found),
-        State::RecoveryStopped { step, .. } => Assessment {
-            text: format!("the recovery stopped before step {step}: {found}"),
-            state: State::RecoveryStoppedBackupDamaged {
-                step,
-                problem: found,
+        State::RecoveryStopped { step, .. } => Assessment::new(
+            host,
+            State::RecoveryStoppedBackupDamaged {
+                step: step.clone(),
+                problem: found.clone(),
             },
-            next: format!(
+            format!("the recovery stopped before step {step}: {found}"),
+            format!(
                 "{check}; once it passes, continue with `{}`. Until then `--resume` fails the same way; intact files can be copied out with `{}`",
                 resume_command(host),
                 host.cmd("extract PATH... --to DIR")
             ),
-            command: host.cmd("verify"),
-        },
+        ),
         // These name `restore` only after another step: say what it would meet.
         State::UpgradedOsBooted { .. }
         | State::RollbackDoneRebootPending { .. }

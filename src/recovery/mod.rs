@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 mod bodies;
 pub mod checks;
+pub mod elsewhere;
 mod last_failures;
 pub mod lifecycle;
 use crate::util::durable;
@@ -233,6 +234,17 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         }
         Ok(j) => j,
     };
+    // No recovery here, one under way in another backup dir: a second
+    // one would restore over it (the lifecycle rule; exit 3, no change).
+    if existing.is_none() && !dir.join(store::layout::LEGACY_PROGRESS).exists() {
+        if let Some(other) = lifecycle::recovery_elsewhere(host).and_then(|v| v.under_way) {
+            return Err(lifecycle::refuse_under_way(
+                host,
+                "start a recovery",
+                &other,
+            ));
+        }
+    }
     // Programs first: a missing one is named before anything changes.
     let etcd_mode = match opts.etcd_restore {
         EtcdRestore::Auto if cmd::is_executable(&host.path(CLUSTER_RESTORE)) => EtcdRestore::Script,
@@ -505,6 +517,9 @@ impl Plan<'_> {
                 boot_id: host.boot_id()?,
             });
             ctx.j.save(ctx.host)?;
+            // A recovery is under way in this dir from now on: recorded
+            // for the runs in another dir (`elsewhere`).
+            elsewhere::remember(host, true);
         }
         ctx.run_steps()
     }
@@ -800,6 +815,8 @@ impl Ctx<'_> {
         // Before the journal goes: a crash in between resumes and gets here.
         self.forget_step_records()?;
         Journal::remove(&self.dir)?;
+        // No longer under way (the record of backup dirs, `elsewhere`).
+        elsewhere::remember(self.host, false);
         crate::util::logger::note(true, "recovery complete");
         Ok(Outcome::Done {
             steps,
