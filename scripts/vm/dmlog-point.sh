@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# One flush/FUA point of a dm-log-writes log, on the host (run by
+# dmlog-replay.py check --exec, from scripts/vm/dmlog.sh): the replayed
+# device as a power cut at that instant leaves it, then what an admin does
+# after the boot, with the sandbox tests' oracles.
+#   dmlog-point.sh files|switch
+# Environment: DMLOG_WORK (work.img: the replayed device; before/: the
+# trees at the backup), DMLOG_BIN (the tool), DMLOG_PROJ (the project),
+# DMLOG_MNT (where the node's file system is mounted: the path it had in the
+# guest), DMLOG_POINT, DMLOG_ENTRY, DMLOG_FLAGS (from the replayer).
+# Appends one line to $DMLOG_WORK/results:
+#   <point> <entry> <kind> converged|refused|failed <detail>
+# and keeps the outputs of a point that did not converge in
+# $DMLOG_WORK/points/<point>/.
+set -uo pipefail
+kind=$1
+w=$DMLOG_WORK M=$DMLOG_MNT bin=$DMLOG_BIN proj=$DMLOG_PROJ
+k=$DMLOG_POINT e=$DMLOG_ENTRY
+o=$w/points/$k
+rm -rf "$o"; mkdir -p "$o"
+sb=$M/sb r=$M/sb/root
+pt=$w/pt.img
+ETC_EX=(--exclude=/cni/multus/certs --exclude=/kubernetes/cni/net.d --exclude=/sandbox-runtime --exclude=/.updated --exclude=/kubernetes/manifests)
+
+result() { # $1 outcome $2 detail
+  echo "$k $e $kind $1 $2" >> "$w/results"
+  echo "dmlog: point $k (entry $e, $DMLOG_FLAGS): $1 $2" >&2
+  [ "$1" = converged ] && rm -rf "$o"
+  cleanup
+  exit 0
+}
+unmount() {
+  awk -v p="$M" '$2 == p || index($2, p "/") == 1 {print $2}' /proc/self/mounts | sort -r | xargs -r umount 2>/dev/null
+  return 0
+}
+cleanup() {
+  [ -f "$sb/ctl/lib/lib.sh" ] && mountpoint -q "$M" && ( . "$sb/ctl/lib/lib.sh"; etcd_stop ) 2>/dev/null
+  unmount
+  rm -f "$pt"
+}
+tool() { PATH=$sb/ctl/bin:$PATH "$bin" --root "$r" "$@"; }
+# rsync's view of a tree against the backup's copy (tests/common rsync_diff).
+differs() { # $1 name $2 path in the root
+  local ex=(-x)
+  case $1 in etc) ex=("${ETC_EX[@]}") ;; opt) ex=(-x --omit-dir-times) ;; esac
+  rsync -naAXHc --delete --numeric-ids --itemize-changes "${ex[@]}" "$w/before/$1/" "$r/$2/" > "$o/diff.$1" 2>&1
+  [ -s "$o/diff.$1" ]
+}
+meta() { # tests/common meta_dump
+  (cd "$1" && find . -xdev -print0 | sort -z | xargs -0 getfattr -h -d -m - -e hex 2>/dev/null | grep -v '^$' || true
+   cd "$1" && find . -xdev ! -type l -print0 | sort -z | xargs -0 getfacl -P -n 2>/dev/null || true)
+}
+oracle() { # the files phase's trees equal the backup's: 0, else names them
+  local bad=
+  differs etc etc && bad="$bad etc"
+  differs local var/usrlocal && bad="$bad usr-local"
+  differs opt opt && bad="$bad extras"
+  meta "$r/var/usrlocal" | cmp -s - "$w/before/local.meta" || bad="$bad usr-local-xattrs"
+  [ -z "$bad" ] || { echo "$bad"; return 1; }
+}
+
+unmount
+cp --sparse=always "$w/work.img" "$pt" || result failed "copy of the replayed device"
+# fsck -n as the device is (its journal not replayed: informational).
+e2fsck -fn "$pt" > "$o/fsck.raw" 2>&1; echo "$?" > "$o/fsck.raw.rc"
+# Mounted read-only (ext4 replays its journal), status on it.
+mount -o ro,loop "$pt" "$M" 2> "$o/mount.ro" || result failed "mount -o ro: $(head -c 200 "$o/mount.ro")"
+tool status > "$o/status.ro" 2>&1; echo "$?" > "$o/status.ro.rc"
+unmount
+# The file system after its journal's replay must be consistent.
+e2fsck -fn "$pt" > "$o/fsck" 2>&1 || result failed "e2fsck -fn: exit $? ($(grep -m1 -iE 'error|corrupt|inode|block' "$o/fsck" | head -c 150))"
+mount -o loop "$pt" "$M" 2> "$o/mount.rw" || result failed "mount rw: $(head -c 200 "$o/mount.rw")"
+# The power cut's boot: a new boot id, units as enabled, etcd if its pod runs.
+bash "$proj/scripts/sandbox.sh" reboot "$sb" > "$o/boot" 2>&1 || result failed "sandbox boot: $(tail -1 "$o/boot")"
+
+state() { tool status --output json > "$o/status.json" 2> "$o/status.err"
+  st=$(jq -r '.state.state' "$o/status.json" 2>/dev/null); next=$(jq -r '.next_command' "$o/status.json" 2>/dev/null); }
+refused() { # $1 what ran, $2 its code, $3 its stderr file: a clear refusal or a failure
+  case $2 in
+    1|3|4) [ -s "$3" ] && result refused "$1 exit $2: $(grep -m1 -v '^\s*$' "$3" | head -c 160)" ;;
+  esac
+  result failed "$1 exit $2 (no clear refusal): $(head -c 200 "$3")"
+}
+
+case $kind in
+  switch)
+    # A cut in the second backup: one whole backup is there (the first or
+    # the second), verify passes and status is ready (as lane_cut_backup).
+    rc=0; tool verify > "$o/verify.out" 2> "$o/verify.err" || rc=$?
+    state
+    [ "$rc" = 0 ] || refused verify "$rc" "$o/verify.err"
+    [ "$st" = backup-ready ] || result failed "verify passed, status says $st"
+    result converged "verify ok, backup-ready" ;;
+  files)
+    # Never a journal entry whose change is not on disk: each tree step the
+    # journal records as done holds the backup's tree now, before any run.
+    j=$r/var/recovery/journal.json
+    if [ -f "$j" ]; then
+      cp "$j" "$o/journal.json"
+      done_ids=$(jq -r '.completed[].id' "$j" 2>/dev/null) || result failed "journal.json unreadable: $(head -c 100 "$j")"
+      for s in restore-usr-local:local:var/usrlocal restore-etc:etc:etc restore-extras:opt:opt; do
+        id=${s%%:*} rest=${s#*:}
+        if grep -qx "$id" <<< "$done_ids" && differs "${rest%%:*}" "${rest#*:}"; then
+          result failed "the journal says $id is done, the disk does not hold it ($(wc -l < "$o/diff.${rest%%:*}") rsync lines)"
+        fi
+      done
+    fi
+    state
+    ran=
+    for _ in 1 2 3; do
+      # The files phase done before the cut: nothing to run for it.
+      if [ -f "$j" ] && jq -e '.completed | map(.id) | index("selinux-restore")' "$j" >/dev/null 2>&1; then break; fi
+      case $next in
+        "upgrade-recovery restore") args=(restore) ;;
+        *"upgrade-recovery.sh --resume"|"upgrade-recovery restore --resume") args=(restore --resume) ;;
+        *) [ -n "$ran" ] && break
+           result refused "status: $st, next '$next'" ;;
+      esac
+      rc=0; tool "${args[@]}" > "$o/run.out" 2> "$o/run.err" || rc=$?
+      ran="${args[*]}"
+      [ "$rc" = 0 ] || refused "$ran" "$rc" "$o/run.err"
+      grep -q "Reboot now" "$o/run.out" && break
+      state
+    done
+    bad=$(oracle) || result failed "after ${ran:-nothing}: differs from the backup:$bad"
+    result converged "${ran:-files phase done before the cut}" ;;
+  *) echo "dmlog-point.sh files|switch" >&2; exit 2 ;;
+esac
