@@ -14,6 +14,7 @@
 #   scripts/vm.sh entries DIR        the BLS entries on its boot disk, default first
 #   scripts/vm.sh dmlog              every flush/FUA point of the files phase and of the
 #                                    backup's generation switch, below the file system
+#   scripts/vm.sh dmlog-check RUNDIR the host's replay and checks again, on a kept dmlog run
 #
 # Environment: VM_CACHE (default /var/cache/upgrade-recovery-vm), VM_ACCEL
 # (default kvm where usable, else tcg), VM_CUTS (ci: how many cuts, 5),
@@ -40,5 +41,6 @@ case $cmd in
   ci) lane_ci ;;
   soak) lane_soak ;;
   dmlog) dmlog_run ;;
-  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  dmlog-check) dmlog_check "${1:?dmlog-check needs a kept dmlog run dir}" ;;
+  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -4,7 +4,8 @@
 # around what the host replays. Run by the lane's agent from the 9p share
 # (/run/host), which holds: upgrade-recovery (the tool), scripts/ (the
 # sandbox and its shims), base.img (an ext4 holding a sandbox node at
-# sb/, made on the host), pat/ (the replayer check's blocks).
+# sb/, made on the host), pat/ (the replayer check's blocks), bin/etcdutl
+# (etcd 3.5+, which the native etcd restore needs; the guest has 3.4).
 #   dmlog-guest.sh raw     the replayer's check: known blocks, O_DIRECT, marks
 #   dmlog-guest.sh node    the sandbox node on an ext4 over dm-log-writes:
 #                          backup, a second backup (the generation switch),
@@ -73,7 +74,7 @@ case ${1:-} in
     mount -o defaults $N "$M"
     echo "dmlog: mounted: $(findmnt -no OPTIONS "$M")"
     sb=$M/sb
-    export PATH=$sb/ctl/bin:$PATH
+    export PATH=$sb/ctl/bin:$S/bin:$PATH
     install -m 0755 "$S/upgrade-recovery" "$W/upgrade-recovery"
     tool() { "$W/upgrade-recovery" --root "$sb/root" "$@"; }
     bash "$S/scripts/sandbox.sh" reboot "$sb"

@@ -9,7 +9,7 @@
 # DMLOG_MNT (where the node's file system is mounted: the path it had in the
 # guest), DMLOG_POINT, DMLOG_ENTRY, DMLOG_FLAGS (from the replayer).
 # Appends one line to $DMLOG_WORK/results:
-#   <point> <entry> <kind> converged|refused|failed <detail>
+#   <point> <entry> <kind> converged|refused|failed [fsck-raw RC status-ro RC] <detail>
 # and keeps the outputs of a point that did not converge in
 # $DMLOG_WORK/points/<point>/.
 set -uo pipefail
@@ -23,15 +23,23 @@ pt=$w/pt.img
 ETC_EX=(--exclude=/cni/multus/certs --exclude=/kubernetes/cni/net.d --exclude=/sandbox-runtime --exclude=/.updated --exclude=/kubernetes/manifests)
 
 result() { # $1 outcome $2 detail
-  echo "$k $e $kind $1 $2" >> "$w/results"
+  # with: e2fsck -n before the journal's replay, status on the ro mount
+  echo "$k $e $kind $1 [fsck-raw $(cat "$o/fsck.raw.rc" 2>/dev/null) status-ro $(cat "$o/status.ro.rc" 2>/dev/null)] $2" >> "$w/results"
   echo "dmlog: point $k (entry $e, $DMLOG_FLAGS): $1 $2" >&2
   [ "$1" = converged ] && rm -rf "$o"
   cleanup
   exit 0
 }
-unmount() {
-  awk -v p="$M" '$2 == p || index($2, p "/") == 1 {print $2}' /proc/self/mounts | sort -r | xargs -r umount 2>/dev/null
-  return 0
+mounts() { awk -v p="$M" '$2 == p || index($2, p "/") == 1 {print $2}' /proc/self/mounts | sort -r; }
+unmount() { # a busy unmount is tried again, then detached
+  local i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    [ -z "$(mounts)" ] && return 0
+    mounts | xargs -r umount 2>/dev/null
+    [ -z "$(mounts)" ] && return 0
+    sleep 0.5
+  done
+  mounts | xargs -r umount -l
 }
 cleanup() {
   [ -f "$sb/ctl/lib/lib.sh" ] && mountpoint -q "$M" && ( . "$sb/ctl/lib/lib.sh"; etcd_stop ) 2>/dev/null
@@ -63,10 +71,15 @@ unmount
 cp --sparse=always "$w/work.img" "$pt" || result failed "copy of the replayed device"
 # fsck -n as the device is (its journal not replayed: informational).
 e2fsck -fn "$pt" > "$o/fsck.raw" 2>&1; echo "$?" > "$o/fsck.raw.rc"
-# Mounted read-only (ext4 replays its journal), status on it.
-mount -o ro,loop "$pt" "$M" 2> "$o/mount.ro" || result failed "mount -o ro: $(head -c 200 "$o/mount.ro")"
+# Mounted read-only, status on it. The loop device is writable, as a
+# node's disk is: mount -o ro,loop would make it read-only, and ext4 does
+# not mount a file system whose journal needs replaying from a read-only
+# device ("cannot mount read-only"); on a writable one a read-only mount
+# replays the journal, as the boot's first mount of a node's disk does.
+lo=$(losetup -f --show "$pt") || result failed "losetup"
+mount -o ro "$lo" "$M" 2> "$o/mount.ro" || { losetup -d "$lo"; result failed "mount -o ro: $(head -c 200 "$o/mount.ro")"; }
 tool status > "$o/status.ro" 2>&1; echo "$?" > "$o/status.ro.rc"
-unmount
+unmount; losetup -d "$lo"
 # The file system after its journal's replay must be consistent.
 e2fsck -fn "$pt" > "$o/fsck" 2>&1 || result failed "e2fsck -fn: exit $? ($(grep -m1 -iE 'error|corrupt|inode|block' "$o/fsck" | head -c 150))"
 mount -o loop "$pt" "$M" 2> "$o/mount.rw" || result failed "mount rw: $(head -c 200 "$o/mount.rw")"

@@ -86,14 +86,17 @@ dmlog_count() { # $1 results file $2 kind: prints the range's line, adds to the 
   echo "dmlog $2: points $p, converged $c, refused $rr, failed $f"
 }
 
-# Replay the node's log between two marks, checking each point.
+# Replay the node's log between two marks, checking each point. Each point
+# runs in a network namespace of its own: the node's etcd listens on the
+# ports chosen when base.img was made, which other sandboxes on this host
+# may have taken since.
 dmlog_replay() { # $1 run dir $2 kind (switch|files) $3 start mark $4 end mark
   local r=$1 w=$1/work t0; t0=$(vm_now)
   mkdir -p "$w"
   cp --sparse=always "$r/share/base.img" "$w/work.img"
   DMLOG_WORK=$w DMLOG_BIN=$VM_BIN DMLOG_PROJ=$vm_proj DMLOG_MNT=$DMLOG_MNT \
     /usr/bin/python3 "$vm_here/dmlog-replay.py" check "$r/share/node.log" "$w/work.img" \
-      --start-mark "$3" --end-mark "$4" --exec "bash $vm_here/dmlog-point.sh $2" > "$r/replay.$2.log" \
+      --start-mark "$3" --end-mark "$4" --exec "unshare --net bash -c 'ip link set lo up && exec bash $vm_here/dmlog-point.sh $2'" > "$r/replay.$2.log" \
     || vm_die "dmlog: the replay of $2 failed (see $r/replay.$2.log)"
   vm_log "dmlog: $2: $(tail -1 "$r/replay.$2.log") in $(vm_took "$t0") (load $(cut -d' ' -f1-3 /proc/loadavg))"
 }
@@ -124,7 +127,10 @@ dmlog_run() {
   local s=$r/share
   # What the guest needs: the tool, the sandbox and its shims, the blocks.
   install -m 0755 "$VM_BIN" "$s/upgrade-recovery"
-  mkdir -p "$s/scripts" "$s/pat"
+  mkdir -p "$s/scripts" "$s/pat" "$s/bin"
+  # The native etcd restore needs etcd 3.5+'s etcdutl (the guest has 3.4),
+  # as the host has it (scripts/install-deps.sh); the files phase checks it.
+  cp "$(command -v etcdutl)" "$s/bin/" || vm_die "dmlog: no etcdutl on this host (scripts/install-deps.sh)"
   cp -a "$vm_proj/scripts/sandbox.sh" "$vm_proj/scripts/shims" "$s/scripts/"
   cp "$vm_here/dmlog-guest.sh" "$s/"
   for i in A B C D; do
@@ -137,8 +143,19 @@ dmlog_run() {
   lane_x "$r" "bash /run/host/dmlog-guest.sh node" 3600 || vm_die "dmlog: the node's recording failed"
   lane_poweroff "$r"
   vm_log "dmlog: recorded in the guest in $(vm_took "$t1") (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  dmlog_check "$r"
+}
+
+# The host's half on a recorded run dir (also `scripts/vm.sh dmlog-check
+# RUNDIR` on a kept one): the replayer's check, then every point.
+dmlog_check() { # $1 run dir
+  local r=$1 s=$1/share rc=0 t0; t0=$(vm_now)
+  [ -n "${VM_BIN:-}" ] || vm_binary
+  [ -s "$s/node.log" ] || vm_die "dmlog: no recorded log in $s"
+  DMLOG_P=0 DMLOG_C=0 DMLOG_R=0 DMLOG_F=0
   dmlog_raw_check "$r" || rc=1
   /usr/bin/python3 "$vm_here/dmlog-replay.py" list "$s/node.log" | grep -E 'mark|^entries' | sed 's/^/    | /' >&2
+  rm -rf "$r/work"
   dmlog_before "$r"
   : > "$r/work/results"
   dmlog_replay "$r" switch switch-start switch-end
@@ -146,7 +163,7 @@ dmlog_run() {
   dmlog_count "$r/work/results" switch
   dmlog_count "$r/work/results" files
   grep -v ' converged ' "$r/work/results" | sed 's/^/    | /' >&2 || true
-  vm_log "dmlog: $(vm_took "$t0") in all"
+  vm_log "dmlog: replayed and checked in $(vm_took "$t0") (load $(cut -d' ' -f1-3 /proc/loadavg))"
   echo "dmlog: points $DMLOG_P, converged $DMLOG_C, refused $DMLOG_R, failed $DMLOG_F"
   [ "$DMLOG_F" = 0 ] && [ "$rc" = 0 ] && [ "$DMLOG_P" -gt 0 ] || { vm_log "kept $r"; return 1; }
   lane_done "$r"
