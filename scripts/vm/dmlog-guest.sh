@@ -94,7 +94,10 @@ case ${1:-} in
      echo '{"kind":"KubeletConfigurationX"}' > var/lib/kubelet/config.json
      echo extra=2 > opt/sandbox/tool.conf)
     sync; devsync $N; mark dmnode files-start
-    t1=$(t); rc=0; tool restore > "$S/node.restore.out" 2>&1 || rc=$?
+    # The negative control (DMLOG_SKIP_SYNCS=1 on the host): the restore
+    # without the syncs before its journal entries (src/util/fault.rs).
+    skip=(); [ -e "$S/skip-syncs" ] && skip=(env UPGRADE_RECOVERY_SKIP_SYNCS=1) && echo "dmlog: the restore runs WITHOUT its syncs (negative control)"
+    t1=$(t); rc=0; "${skip[@]}" "$W/upgrade-recovery" --root "$sb/root" restore > "$S/node.restore.out" 2>&1 || rc=$?
     echo "dmlog: restore (the files phase): exit $rc, $(took "$t1")"
     grep -q "Reboot now" "$S/node.restore.out" || { cat "$S/node.restore.out"; exit 1; }
     devsync $N; mark dmnode files-end

@@ -44,6 +44,7 @@ unmount() { # a busy unmount is tried again, then detached
 cleanup() {
   [ -f "$sb/ctl/lib/lib.sh" ] && mountpoint -q "$M" && ( . "$sb/ctl/lib/lib.sh"; etcd_stop ) 2>/dev/null
   unmount
+  [ -n "${lo:-}" ] && losetup -d "$lo" 2>/dev/null
   rm -f "$pt"
 }
 tool() { PATH=$sb/ctl/bin:$PATH "$bin" --root "$r" "$@"; }
@@ -71,18 +72,27 @@ unmount
 cp --sparse=always "$w/work.img" "$pt" || result failed "copy of the replayed device"
 # fsck -n as the device is (its journal not replayed: informational).
 e2fsck -fn "$pt" > "$o/fsck.raw" 2>&1; echo "$?" > "$o/fsck.raw.rc"
-# Mounted read-only, status on it. The loop device is writable, as a
-# node's disk is: mount -o ro,loop would make it read-only, and ext4 does
-# not mount a file system whose journal needs replaying from a read-only
-# device ("cannot mount read-only"); on a writable one a read-only mount
-# replays the journal, as the boot's first mount of a node's disk does.
-lo=$(losetup -f --show "$pt") || result failed "losetup"
-mount -o ro "$lo" "$M" 2> "$o/mount.ro" || { losetup -d "$lo"; result failed "mount -o ro: $(head -c 200 "$o/mount.ro")"; }
+# Mounted read-only, status on it. One loop device of ours for the whole
+# point (mount -o loop picks a free one at each mount, and another user of
+# this host's loop devices can take the same one in between: EBUSY,
+# "already mounted"). It is writable, as a node's disk is: ext4 does not
+# mount a file system whose journal needs replaying from a read-only device
+# ("cannot mount read-only"); on a writable one a read-only mount replays
+# the journal, as the boot's first mount of a node's disk does.
+lo=
+for _ in 1 2 3 4 5; do lo=$(losetup -f --show "$pt" 2>/dev/null) && break; sleep 1; done
+[ -n "$lo" ] || result failed "losetup of the replayed device"
+mnt() { # $1 options $2 log: mount $lo, tried again while the device settles
+  local i
+  for i in 1 2 3 4 5; do mount -o "$1" "$lo" "$M" 2> "$2" && return 0; sleep 1; done
+  return 1
+}
+mnt ro "$o/mount.ro" || result failed "mount -o ro: $(head -c 200 "$o/mount.ro")"
 tool status > "$o/status.ro" 2>&1; echo "$?" > "$o/status.ro.rc"
-unmount; losetup -d "$lo"
+unmount
 # The file system after its journal's replay must be consistent.
-e2fsck -fn "$pt" > "$o/fsck" 2>&1 || result failed "e2fsck -fn: exit $? ($(grep -m1 -iE 'error|corrupt|inode|block' "$o/fsck" | head -c 150))"
-mount -o loop "$pt" "$M" 2> "$o/mount.rw" || result failed "mount rw: $(head -c 200 "$o/mount.rw")"
+e2fsck -fn "$lo" > "$o/fsck" 2>&1 || result failed "e2fsck -fn: exit $? ($(grep -m1 -iE 'error|corrupt|inode|block' "$o/fsck" | head -c 150))"
+mnt rw "$o/mount.rw" || result failed "mount rw: $(head -c 200 "$o/mount.rw")"
 # The power cut's boot: a new boot id, units as enabled, etcd if its pod runs.
 bash "$proj/scripts/sandbox.sh" reboot "$sb" > "$o/boot" 2>&1 || result failed "sandbox boot: $(tail -1 "$o/boot")"
 
@@ -108,6 +118,8 @@ case $kind in
     # Never a journal entry whose change is not on disk: each tree step the
     # journal records as done holds the backup's tree now, before any run.
     j=$r/var/recovery/journal.json
+    at="no journal"
+    [ -f "$j" ] && at="journal at $(jq -r '.completed[-1].id // "start"' "$j" 2>/dev/null)"
     if [ -f "$j" ]; then
       cp "$j" "$o/journal.json"
       done_ids=$(jq -r '.completed[].id' "$j" 2>/dev/null) || result failed "journal.json unreadable: $(head -c 100 "$j")"
@@ -135,7 +147,7 @@ case $kind in
       grep -q "Reboot now" "$o/run.out" && break
       state
     done
-    bad=$(oracle) || result failed "after ${ran:-nothing}: differs from the backup:$bad"
-    result converged "${ran:-files phase done before the cut}" ;;
+    bad=$(oracle) || result failed "($at) after ${ran:-nothing}: differs from the backup:$bad"
+    result converged "($at) ${ran:-nothing: the files phase was done}" ;;
   *) echo "dmlog-point.sh files|switch" >&2; exit 2 ;;
 esac

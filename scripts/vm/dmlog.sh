@@ -24,7 +24,10 @@
 #    for each range and in all.
 # Environment: VM_IMG (a cached image dir to boot instead of building one),
 # DMLOG_EVERY (check every k-th point; default 1, all), DMLOG_SIZE (the
-# node's file system, default 1G), VM_KEEP=1 (keep the run dir).
+# node's file system, default 1G), VM_KEEP=1 (keep the run dir),
+# DMLOG_SKIP_SYNCS=1 (the negative control: the guest's restore runs
+# without the syncs before its journal entries, a fault-injection switch;
+# the run passes only if points fail).
 DMLOG_MNT=${DMLOG_MNT:-/var/tmp/dmlog-node}
 
 dmlog_t() { vm_now; }
@@ -138,9 +141,10 @@ dmlog_run() {
     /usr/bin/python3 -c 'import sys; c=sys.argv[1].encode(); n=int(sys.argv[2]); sys.stdout.buffer.write(b"".join((c*8 + b"%07d\n" % j) * 256 for j in range(n)))' "$i" "$n" > "$s/pat/$i"
   done
   dmlog_base "$s/base.img"
+  [ "${DMLOG_SKIP_SYNCS:-0}" = 0 ] || touch "$s/skip-syncs"
   t1=$(vm_now); vm_boot "$r"
   lane_x "$r" "bash /run/host/dmlog-guest.sh raw" || vm_die "dmlog: the raw recording failed"
-  lane_x "$r" "bash /run/host/dmlog-guest.sh node" 3600 || vm_die "dmlog: the node's recording failed"
+  lane_x "$r" "DMLOG_MNT=$DMLOG_MNT bash /run/host/dmlog-guest.sh node" 3600 || vm_die "dmlog: the node's recording failed"
   lane_poweroff "$r"
   vm_log "dmlog: recorded in the guest in $(vm_took "$t1") (load $(cut -d' ' -f1-3 /proc/loadavg))"
   dmlog_check "$r"
@@ -165,6 +169,12 @@ dmlog_check() { # $1 run dir
   grep -v ' converged ' "$r/work/results" | sed 's/^/    | /' >&2 || true
   vm_log "dmlog: replayed and checked in $(vm_took "$t0") (load $(cut -d' ' -f1-3 /proc/loadavg))"
   echo "dmlog: points $DMLOG_P, converged $DMLOG_C, refused $DMLOG_R, failed $DMLOG_F"
+  if [ -e "$s/skip-syncs" ]; then
+    # The negative control: a restore without its syncs must be caught.
+    vm_log "kept $r"
+    [ "$DMLOG_F" -gt 0 ] && { echo "dmlog: negative control: the restore without its syncs was caught ($DMLOG_F points)"; return 0; }
+    echo "dmlog: negative control: NOT caught"; return 1
+  fi
   [ "$DMLOG_F" = 0 ] && [ "$rc" = 0 ] && [ "$DMLOG_P" -gt 0 ] || { vm_log "kept $r"; return 1; }
   lane_done "$r"
 }
