@@ -32,9 +32,10 @@ lw_create() { # $1 name $2 data file $3 log file
   echo "$d $l" > "$W/$1.loops"
 }
 lw_remove() { # $1 name: the log's super block is final once the target goes
-  local l
+  local d l
   dmsetup remove "$1"
-  for l in $(cat "$W/$1.loops"); do losetup -d "$l"; done
+  read -r d l < "$W/$1.loops"
+  losetup -d "$d"; losetup -d "$l"
 }
 
 case ${1:-} in

@@ -4,6 +4,7 @@
 # device as a power cut at that instant leaves it, then what an admin does
 # after the boot, with the sandbox tests' oracles.
 #   dmlog-point.sh files|switch
+#   dmlog-point.sh meta DIR      the xattr/ACL dump the oracle compares
 # Environment: DMLOG_WORK (work.img: the replayed device; before/: the
 # trees at the backup), DMLOG_BIN (the tool), DMLOG_PROJ (the project),
 # DMLOG_MNT (where the node's file system is mounted: the path it had in the
@@ -13,6 +14,15 @@
 # and keeps the outputs of a point that did not converge in
 # $DMLOG_WORK/points/<point>/.
 set -uo pipefail
+# Every xattr and ACL below DIR (tests/common meta_dump); also
+# `dmlog-point.sh meta DIR`, for the backup's side.
+meta() {
+  (cd "$1" || exit 1
+   find . -xdev -print0 | sort -z | xargs -0 getfattr -h -d -m - -e hex 2>/dev/null | grep -v '^$'
+   find . -xdev ! -type l -print0 | sort -z | xargs -0 getfacl -P -n 2>/dev/null
+   true)
+}
+[ "${1:-}" = meta ] && { meta "$2"; exit; }
 kind=$1
 w=$DMLOG_WORK M=$DMLOG_MNT bin=$DMLOG_BIN proj=$DMLOG_PROJ
 k=$DMLOG_POINT e=$DMLOG_ENTRY
@@ -32,8 +42,7 @@ result() { # $1 outcome $2 detail
 }
 mounts() { awk -v p="$M" '$2 == p || index($2, p "/") == 1 {print $2}' /proc/self/mounts | sort -r; }
 unmount() { # a busy unmount is tried again, then detached
-  local i
-  for i in 1 2 3 4 5 6 7 8 9 10; do
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
     [ -z "$(mounts)" ] && return 0
     mounts | xargs -r umount 2>/dev/null
     [ -z "$(mounts)" ] && return 0
@@ -54,10 +63,6 @@ differs() { # $1 name $2 path in the root
   case $1 in etc) ex=("${ETC_EX[@]}") ;; opt) ex=(-x --omit-dir-times) ;; esac
   rsync -naAXHc --delete --numeric-ids --itemize-changes "${ex[@]}" "$w/before/$1/" "$r/$2/" > "$o/diff.$1" 2>&1
   [ -s "$o/diff.$1" ]
-}
-meta() { # tests/common meta_dump
-  (cd "$1" && find . -xdev -print0 | sort -z | xargs -0 getfattr -h -d -m - -e hex 2>/dev/null | grep -v '^$' || true
-   cd "$1" && find . -xdev ! -type l -print0 | sort -z | xargs -0 getfacl -P -n 2>/dev/null || true)
 }
 oracle() { # the files phase's trees equal the backup's: 0, else names them
   local bad=
@@ -83,8 +88,7 @@ lo=
 for _ in 1 2 3 4 5; do lo=$(losetup -f --show "$pt" 2>/dev/null) && break; sleep 1; done
 [ -n "$lo" ] || result failed "losetup of the replayed device"
 mnt() { # $1 options $2 log: mount $lo, tried again while the device settles
-  local i
-  for i in 1 2 3 4 5; do mount -o "$1" "$lo" "$M" 2> "$2" && return 0; sleep 1; done
+  for _ in 1 2 3 4 5; do mount -o "$1" "$lo" "$M" 2> "$2" && return 0; sleep 1; done
   return 1
 }
 mnt ro "$o/mount.ro" || result failed "mount -o ro: $(head -c 200 "$o/mount.ro")"

@@ -115,8 +115,7 @@ dmlog_before() { # $1 run dir
   rsync -aAXHx --numeric-ids "$M/sb/root/etc/" "$w/before/etc/"
   rsync -aAXHx --numeric-ids "$M/sb/root/var/usrlocal/" "$w/before/local/"
   rsync -aAXHx --numeric-ids "$M/sb/root/opt/" "$w/before/opt/"
-  (cd "$M/sb/root/var/usrlocal" && find . -xdev -print0 | sort -z | xargs -0 getfattr -h -d -m - -e hex 2>/dev/null | grep -v '^$' || true
-   cd "$M/sb/root/var/usrlocal" && find . -xdev ! -type l -print0 | sort -z | xargs -0 getfacl -P -n 2>/dev/null || true) > "$w/before/local.meta"
+  bash "$vm_here/dmlog-point.sh" meta "$M/sb/root/var/usrlocal" > "$w/before/local.meta"
   dmlog_umount; rm -f "$w/before.img"
 }
 
