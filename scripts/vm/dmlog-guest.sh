@@ -71,7 +71,9 @@ case ${1:-} in
     lw_create dmnode "$W/data.img" "$W/log.img"
     N=/dev/mapper/dmnode
     mark dmnode start
-    # RHCOS mounts /var with the defaults: for ext4 that is data=ordered.
+    # RHCOS mounts /var with the defaults: for ext4 that is data=ordered
+    # (the file system is the one base.img was made with: ext4 or xfs).
+    [ "$(cat "$S/fs" 2>/dev/null)" = xfs ] && modprobe xfs
     mount -o defaults $N "$M"
     echo "dmlog: mounted: $(findmnt -no OPTIONS "$M")"
     sb=$M/sb

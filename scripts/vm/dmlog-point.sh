@@ -11,6 +11,7 @@
 # guest), DMLOG_POINT, DMLOG_ENTRY, DMLOG_FLAGS (from the replayer).
 # Appends one line to $DMLOG_WORK/results:
 #   <point> <entry> <kind> converged|refused|failed [fsck-raw RC status-ro RC] <detail>
+# DMLOG_FS: ext4 (default) or xfs, the file system's fsck.
 # and keeps the outputs of a point that did not converge in
 # $DMLOG_WORK/points/<point>/.
 set -uo pipefail
@@ -33,7 +34,7 @@ pt=$w/pt.img
 ETC_EX=(--exclude=/cni/multus/certs --exclude=/kubernetes/cni/net.d --exclude=/sandbox-runtime --exclude=/.updated --exclude=/kubernetes/manifests)
 
 result() { # $1 outcome $2 detail
-  # with: e2fsck -n before the journal's replay, status on the ro mount
+  # with: fsck -n before the journal's replay, status on the ro mount
   echo "$k $e $kind $1 [fsck-raw $(cat "$o/fsck.raw.rc" 2>/dev/null) status-ro $(cat "$o/status.ro.rc" 2>/dev/null)] $2" >> "$w/results"
   echo "dmlog: point $k (entry $e, $DMLOG_FLAGS): $1 $2" >&2
   [ "$1" = converged ] && rm -rf "$o"
@@ -76,7 +77,13 @@ oracle() { # the files phase's trees equal the backup's: 0, else names them
 unmount
 cp --sparse=always "$w/work.img" "$pt" || result failed "copy of the replayed device"
 # fsck -n as the device is (its journal not replayed: informational).
-e2fsck -fn "$pt" > "$o/fsck.raw" 2>&1; echo "$?" > "$o/fsck.raw.rc"
+fsck_n() { # $1 device: the file system's own check, changing nothing
+  case ${DMLOG_FS:-ext4} in
+    xfs) xfs_repair -n "$1" ;;   # refuses (exit 2) while its log needs replaying
+    *) e2fsck -fn "$1" ;;
+  esac
+}
+fsck_n "$pt" > "$o/fsck.raw" 2>&1; echo "$?" > "$o/fsck.raw.rc"
 # Mounted read-only, status on it. One loop device of ours for the whole
 # point (mount -o loop picks a free one at each mount, and another user of
 # this host's loop devices can take the same one in between: EBUSY,
@@ -95,7 +102,7 @@ mnt ro "$o/mount.ro" || result failed "mount -o ro: $(head -c 200 "$o/mount.ro")
 tool status > "$o/status.ro" 2>&1; echo "$?" > "$o/status.ro.rc"
 unmount
 # The file system after its journal's replay must be consistent.
-e2fsck -fn "$lo" > "$o/fsck" 2>&1 || result failed "e2fsck -fn: exit $? ($(grep -m1 -iE 'error|corrupt|inode|block' "$o/fsck" | head -c 150))"
+fsck_n "$lo" > "$o/fsck" 2>&1 || result failed "fsck -n: exit $? ($(grep -m1 -iE 'error|corrupt|inode|block' "$o/fsck" | head -c 150))"
 mnt rw "$o/mount.rw" || result failed "mount rw: $(head -c 200 "$o/mount.rw")"
 # The power cut's boot: a new boot id, units as enabled, etcd if its pod runs.
 bash "$proj/scripts/sandbox.sh" reboot "$sb" > "$o/boot" 2>&1 || result failed "sandbox boot: $(tail -1 "$o/boot")"

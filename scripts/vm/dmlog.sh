@@ -25,6 +25,8 @@
 # Environment: VM_IMG (a cached image dir to boot instead of building one),
 # DMLOG_EVERY (check every k-th point; default 1, all), DMLOG_SIZE (the
 # node's file system, default 1G), VM_KEEP=1 (keep the run dir),
+# DMLOG_FS=xfs (the node's file system is XFS, RHCOS's /var, instead of
+# ext4; xfs_repair -n is then the fsck),
 # DMLOG_SKIP_SYNCS=1 (the negative control: the guest's restore runs
 # without the syncs before its journal entries, a fault-injection switch;
 # the run passes only if points fail).
@@ -36,13 +38,17 @@ dmlog_t() { vm_now; }
 dmlog_base() { # $1 image
   local img=$1 M=$DMLOG_MNT t0; t0=$(vm_now)
   rm -f "$img"; truncate -s "${DMLOG_SIZE:-1G}" "$img"
-  mkfs.ext4 -q -F "$img"
+  case ${DMLOG_FS:-ext4} in
+    ext4) mkfs.ext4 -q -F "$img" ;;
+    xfs) mkfs.xfs -q -f "$img" ;;   # RHCOS's /var (its root file system)
+    *) vm_die "DMLOG_FS: ext4 or xfs" ;;
+  esac
   mkdir -p "$M"; dmlog_umount
   mount -o loop "$img" "$M"
   "$vm_proj/scripts/sandbox.sh" create "$M/sb" >&2 || { dmlog_umount; vm_die "sandbox create failed"; }
   ( . "$M/sb/ctl/lib/lib.sh"; etcd_stop )
   dmlog_umount
-  vm_log "dmlog: base.img (ext4, sandbox node): $(vm_took "$t0")"
+  vm_log "dmlog: base.img (${DMLOG_FS:-ext4}, sandbox node): $(vm_took "$t0")"
 }
 
 dmlog_umount() {
@@ -97,7 +103,7 @@ dmlog_replay() { # $1 run dir $2 kind (switch|files) $3 start mark $4 end mark
   local r=$1 w=$1/work t0; t0=$(vm_now)
   mkdir -p "$w"
   cp --sparse=always "$r/share/base.img" "$w/work.img"
-  DMLOG_WORK=$w DMLOG_BIN=$VM_BIN DMLOG_PROJ=$vm_proj DMLOG_MNT=$DMLOG_MNT \
+  DMLOG_WORK=$w DMLOG_BIN=$VM_BIN DMLOG_PROJ=$vm_proj DMLOG_MNT=$DMLOG_MNT DMLOG_FS=$(cat "$r/share/fs" 2>/dev/null || echo ext4) \
     /usr/bin/python3 "$vm_here/dmlog-replay.py" check "$r/share/node.log" "$w/work.img" \
       --start-mark "$3" --end-mark "$4" --exec "unshare --net bash -c 'ip link set lo up && exec bash $vm_here/dmlog-point.sh $2'" > "$r/replay.$2.log" \
     || vm_die "dmlog: the replay of $2 failed (see $r/replay.$2.log)"
@@ -141,6 +147,7 @@ dmlog_run() {
   done
   dmlog_base "$s/base.img"
   [ "${DMLOG_SKIP_SYNCS:-0}" = 0 ] || touch "$s/skip-syncs"
+  echo "${DMLOG_FS:-ext4}" > "$s/fs"
   t1=$(vm_now); vm_boot "$r"
   lane_x "$r" "bash /run/host/dmlog-guest.sh raw" || vm_die "dmlog: the raw recording failed"
   lane_x "$r" "DMLOG_MNT=$DMLOG_MNT bash /run/host/dmlog-guest.sh node" 3600 || vm_die "dmlog: the node's recording failed"
