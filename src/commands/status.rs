@@ -354,8 +354,11 @@ pub fn render(st: &Status) -> String {
     for f in st.failures.0.values() {
         let _ = writeln!(
             s,
-            "Last failure: `upgrade-recovery {}` at {}, exit {}: {}",
-            f.line, f.at, f.exit_code, f.problem
+            "Last failure: `{}` at {}, exit {}: {}",
+            crate::node::host::cmd_in(std::path::Path::new(&st.backup.dir), &f.line),
+            f.at,
+            f.exit_code,
+            f.problem
         );
     }
     if let Some(v) = &st.lifecycle {
