@@ -50,6 +50,11 @@ pub struct TreeStats {
     /// `validate::MAX_SPARSE_SIZE`), left out with a warning.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_sparse: Vec<String>,
+    /// Checked as it was written (`WriteOptions::check`): every entry and
+    /// every file's sha256; what is left to check is that the file on disk
+    /// has the recorded sha256. Not recorded in the manifest.
+    #[serde(skip)]
+    pub checked: bool,
 }
 
 /// A writer that hashes and counts what passes through.
@@ -127,10 +132,11 @@ pub struct ArchiveCheck {
 /// Read a whole archive, checking every header, every file's sha256, the
 /// zstd checksum and the end marker. `Err` when the stream itself is broken.
 pub fn check_archive(path: &Path) -> Result<ArchiveCheck> {
-    check_reader(read::Reader::open(path)?)
+    let f = validate::open_regular(path).with_context(|| format!("opening {}", path.display()))?;
+    check_reader(read::Reader::checking(f, path)?)
 }
 
-fn check_reader(mut r: read::Reader) -> Result<ArchiveCheck> {
+pub(crate) fn check_reader(mut r: read::Reader) -> Result<ArchiveCheck> {
     let mut c = ArchiveCheck::default();
     let mut buf = vec![0u8; 256 << 10];
     while let Some(h) = r.next_header()? {
@@ -213,7 +219,7 @@ pub fn examine_archive(
     }
     let parsed = rustix::fs::seek(&f, rustix::fs::SeekFrom::Start(0))
         .map_err(anyhow::Error::from)
-        .and_then(|_| read::Reader::from_file(f, path))
+        .and_then(|_| read::Reader::checking(f, path))
         .and_then(check_reader);
     match parsed {
         Err(e) => (None, vec![format!("{e:#}")]),
