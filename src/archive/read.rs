@@ -46,8 +46,12 @@ enum Stream {
 }
 
 fn decoder(src: Source) -> Result<Decoder> {
+    decoder_of(HashReader::new(src))
+}
+
+fn decoder_of(src: HashReader<Source>) -> Result<Decoder> {
     Ok(zstd::stream::read::Decoder::with_buffer(
-        BufReader::with_capacity(1 << 20, HashReader::new(src)),
+        BufReader::with_capacity(1 << 20, src),
     )?)
 }
 
@@ -59,10 +63,20 @@ fn drain(dec: Decoder) -> std::io::Result<([u8; 32], u64)> {
     Ok(inner.digest())
 }
 
+/// Set by another thread to stop a check: its outcome no longer matters.
+pub type Stop = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
 /// The decompressing thread: chunks of [`PIPE_CHUNK`] until the stream ends
-/// or fails, or the reader is gone.
-fn produce(mut dec: Decoder, tx: mpsc::SyncSender<Piece>) {
+/// or fails, the reader is gone, or `stop` is set.
+fn produce(mut dec: Decoder, tx: mpsc::SyncSender<Piece>, stop: Option<Stop>) {
     loop {
+        if stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            let _ = tx.send(Piece::Fail(std::io::Error::other("check stopped")));
+            return;
+        }
         let mut buf = vec![0u8; PIPE_CHUNK];
         let mut n = 0;
         let mut failed = None;
@@ -98,11 +112,11 @@ fn produce(mut dec: Decoder, tx: mpsc::SyncSender<Piece>) {
 }
 
 impl Stream {
-    fn piped(dec: Decoder) -> Stream {
+    fn piped(dec: Decoder, stop: Option<Stop>) -> Stream {
         let (tx, rx) = mpsc::sync_channel(PIPE_DEPTH);
         let spawned = std::thread::Builder::new()
             .name("decompress".into())
-            .spawn(move || produce(dec, tx));
+            .spawn(move || produce(dec, tx, stop));
         match spawned {
             Ok(_) => Stream::Piped {
                 rx,
@@ -201,15 +215,29 @@ impl Reader {
     /// own, ahead of the caller.
     pub fn checking(f: File, path: &Path) -> Result<Reader> {
         Ok(Reader::new(
-            Stream::piped(decoder(Box::new(f))?),
+            Stream::piped(decoder(Box::new(f))?, None),
+            &path.display().to_string(),
+        ))
+    }
+
+    /// [`Reader::checking`] of a file whose sha256 another thread takes:
+    /// the bytes are counted, not hashed ([`Reader::finish`] gives a sha256
+    /// of zeros); the read fails once `stop` is set.
+    pub fn checking_hashed(f: File, path: &Path, stop: Stop) -> Result<Reader> {
+        Ok(Reader::new(
+            Stream::piped(decoder_of(HashReader::counting(Box::new(f)))?, Some(stop)),
             &path.display().to_string(),
         ))
     }
 
     /// Read an archive from any source (decompressed in a thread of its
-    /// own), named `name` in messages.
+    /// own), named `name` in messages; its bytes are counted, not hashed
+    /// (the writer that sends them hashes them).
     pub fn from_stream(src: Source, name: &str) -> Result<Reader> {
-        Ok(Reader::new(Stream::piped(decoder(src)?), name))
+        Ok(Reader::new(
+            Stream::piped(decoder_of(HashReader::counting(src))?, None),
+            name,
+        ))
     }
 
     fn new(dec: Stream, path: &str) -> Reader {
