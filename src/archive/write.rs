@@ -763,3 +763,52 @@ pub(crate) fn hash_extents(
     hash_zeros(&mut h, size.saturating_sub(pos));
     Ok(h.finalize().into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What stands for the second hash of a large file: the checker of an
+    /// archive being written names a file whose data differs from the
+    /// sha256 recorded before it (a file changed between its hash and its
+    /// read), in a stream that is otherwise well-formed.
+    #[test]
+    fn the_checker_names_a_file_whose_data_is_not_its_sha256() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a"), vec![b'a'; 5000]).unwrap();
+        std::fs::write(src.join("b"), b"bbbb").unwrap();
+        let out = d.path().join("a.tar.zst");
+        let opts = WriteOptions {
+            check: true,
+            ..WriteOptions::default()
+        };
+        let st = write_tree(&src, &out, &opts, None).unwrap();
+        assert!(st.checked);
+        let check = |bytes: &[u8]| {
+            let (tx, checker) = start_checker(&out).unwrap();
+            for piece in bytes.chunks(1000) {
+                tx.send(piece.to_vec()).unwrap();
+            }
+            drop(tx);
+            checker.join().unwrap()
+        };
+        let good = std::fs::read(&out).unwrap();
+        let c = check(&good).unwrap();
+        assert!(c.damaged_files.is_empty());
+        assert_eq!(c.size, good.len() as u64);
+        // One byte of a's data changed, the stream recompressed.
+        let mut tar = zstd::decode_all(&good[..]).unwrap();
+        let at = tar
+            .windows(5000)
+            .position(|w| w.iter().all(|&c| c == b'a'))
+            .unwrap();
+        tar[at + 10] = b'x';
+        let bad = zstd::encode_all(&tar[..], 3).unwrap();
+        assert_eq!(check(&bad).unwrap().damaged_files, vec!["a".to_string()]);
+        // Cut short: the stream's end is missing.
+        let e = format!("{:#}", check(&good[..good.len() / 2]).unwrap_err());
+        assert!(e.contains("truncated") || e.contains("damaged"), "{e}");
+    }
+}
