@@ -17,6 +17,8 @@ for f in usr/bin/upgrade-recovery usr/share/man/man1/upgrade-recovery-restore.1 
   [ -e "$d/$f" ] || { echo "make install did not install $f" >&2; exit 1; }
 done
 rm -rf "$d"
+echo "== dm-log-writes replayer (scripts/vm/dmlog-replay.py selftest)"
+/usr/bin/python3 scripts/vm/dmlog-replay.py selftest >/dev/null
 echo "== cargo test"
 # Two test threads: the machines have two cores, and each sandbox runs an etcd.
 # The binary the tests run has the fault points and generate-docs (feature

@@ -12,6 +12,9 @@
 #   scripts/vm.sh reboot DIR         reboot from inside, boot the default entry
 #   scripts/vm.sh cut DIR            cut the power (kill -9 of qemu)
 #   scripts/vm.sh entries DIR        the BLS entries on its boot disk, default first
+#   scripts/vm.sh dmlog              every flush/FUA point of the files phase and of the
+#                                    backup's generation switch, below the file system
+#   scripts/vm.sh dmlog-check RUNDIR the host's replay and checks again, on a kept dmlog run
 #
 # Environment: VM_CACHE (default /var/cache/upgrade-recovery-vm), VM_ACCEL
 # (default kvm where usable, else tcg), VM_CUTS (ci: how many cuts, 5),
@@ -22,9 +25,11 @@ set -euo pipefail
 . "$(dirname "$0")/vm/lib.sh"
 # shellcheck source=vm/lane.sh
 . "$(dirname "$0")/vm/lane.sh"
+# shellcheck source=vm/dmlog.sh
+. "$(dirname "$0")/vm/dmlog.sh"
 [ "$(id -u)" -eq 0 ] || vm_die "run as root (qemu, debootstrap, loop-free image build)"
 cmd=${1:-}; shift || true
-case $cmd in build|procedure|ci|soak) trap vm_stop_all EXIT ;; esac
+case $cmd in build|procedure|ci|soak|dmlog) trap vm_stop_all EXIT ;; esac
 case $cmd in
   build) vm_build; echo "$VM_IMG" ;;
   start) vm_build; d=${1:?start needs DIR}; [ -e "$d/root.qcow2" ] || vm_new "$d"; vm_boot "$d" "${2:-0}" ;;
@@ -35,5 +40,7 @@ case $cmd in
   procedure) lane_procedure ;;
   ci) lane_ci ;;
   soak) lane_soak ;;
-  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  dmlog) dmlog_run ;;
+  dmlog-check) dmlog_check "${1:?dmlog-check needs a kept dmlog run dir}" ;;
+  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -198,6 +198,42 @@ const INPUTS: &[Input] = &[
         ),
         pending: None,
     },
+    Input {
+        what: "/var/lib/upgrade-recovery/backup-dirs (the record of backup dirs)",
+        absent: (
+            "the dirs under /var/*/ and the resume unit's only",
+            "what_is_read_of_other_dirs_is_checked_before_it_is_obeyed",
+        ),
+        malformed: (
+            "ignored as a whole, said in status (a note)",
+            "what_is_read_of_other_dirs_is_checked_before_it_is_obeyed",
+        ),
+        pending: None,
+    },
+    Input {
+        what: "/etc/systemd/system/upgrade-recovery-resume.service (its --dir, for other dirs)",
+        absent: (
+            "the dirs under /var/*/ and the record's only",
+            "what_is_read_of_other_dirs_is_checked_before_it_is_obeyed",
+        ),
+        malformed: (
+            "ignored, said in status (a note)",
+            "what_is_read_of_other_dirs_is_checked_before_it_is_obeyed",
+        ),
+        pending: None,
+    },
+    Input {
+        what: "<another dir>/journal.json and manifest.json (a recovery or a backup elsewhere)",
+        absent: (
+            "nothing there: not named",
+            "what_is_read_of_other_dirs_is_checked_before_it_is_obeyed",
+        ),
+        malformed: (
+            "named with that dir's state (journal-unreadable, backup-damaged); a journal refuses backup and restore here (exit 3)",
+            "what_is_read_of_other_dirs_is_checked_before_it_is_obeyed",
+        ),
+        pending: None,
+    },
 ];
 
 /// Every `fn name` in tests/*.rs and src/**/*.rs.

@@ -303,12 +303,13 @@ fn a_backup_in_another_dir_is_named_and_its_pin_kept() {
     let (code, out, err) = sb.run(&["status", "--output", "json"]);
     assert_eq!(code, 0, "{err}");
     let st: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(st["state"]["state"], "no-backup", "{st:#}");
+    // Named from what the dir holds (issue 22.6), with its state there.
+    assert_eq!(st["state"]["state"], "backup-elsewhere", "{st:#}");
     assert!(
         st["state_text"]
             .as_str()
             .unwrap()
-            .contains("is pinned: a backup in another dir"),
+            .contains("there is no backup in /var/recovery, but /var/recovery2 holds one"),
         "{st:#}"
     );
     assert_eq!(

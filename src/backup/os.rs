@@ -26,7 +26,7 @@ pub struct OsPlan {
 /// the order `ostree::keep_only_active` undeploys them.
 pub fn plan(host: &Host, tools: &Tools, previous: Option<&DeploymentId>) -> Result<OsPlan> {
     let os = ostree::read(host, tools)?;
-    ostree::refuse_staged(&os, "undeploying the other deployments")?;
+    ostree::refuse_staged(host, &os, "undeploying the other deployments")?;
     let (keep, go, others) =
         ostree::backup_keeps(&os, previous).context("ostree admin status lists no deployment")?;
     Ok(OsPlan {

@@ -504,7 +504,7 @@ pub fn main() -> i32 {
         }
     };
     logger::init(cli.global.verbose, cli.global.quiet);
-    install_interrupt(&cli.command);
+    install_interrupt(&cli.command, &cli.global.dir);
     let (code, error) = match run(&cli) {
         Ok(code) => (code, None),
         Err(e) => {
@@ -564,23 +564,34 @@ fn remember(cli: &Cli, code: i32, error: Option<&str>) {
 
 /// Commands that change the node end on SIGTERM/SIGINT/SIGHUP with what
 /// they were doing, what is done and the next command.
-fn install_interrupt(c: &Command) {
+fn install_interrupt(c: &Command, dir: &std::path::Path) {
+    use crate::node::host::cmd_in;
     use crate::util::interrupt::{install, Where};
     match c {
         Command::Restore(a) if !a.dry_run => install(Where {
             doing: "the checks before the recovery's next step".into(),
             done: "nothing in this run".into(),
-            next: "`upgrade-recovery status` says where the recovery stands and the command to run".into(),
+            next: format!(
+                "`{}` says where the recovery stands and the command to run",
+                cmd_in(dir, "status")
+            ),
         }),
         Command::Backup(a) if !a.dry_run => install(Where {
             doing: "the backup".into(),
             done: "the new backup is built in a staging dir and only swapped in when complete and verified; the backup dir holds the previous backup, if it was kept, or none, never a partial one".into(),
-            next: "take the backup again with `upgrade-recovery backup`; `upgrade-recovery status` says what the backup dir holds".into(),
+            next: format!(
+                "take the backup again with `{}`; `{}` says what the backup dir holds",
+                cmd_in(dir, "backup"),
+                cmd_in(dir, "status")
+            ),
         }),
         Command::Rollback(a) if !a.dry_run => install(Where {
             doing: "the OS rollback".into(),
             done: "each ostree change is atomic; some deployments may already be undeployed or reordered".into(),
-            next: "run `upgrade-recovery rollback --reboot` again: it re-reads the deployments and does what is left".into(),
+            next: format!(
+                "run `{}` again: it re-reads the deployments and does what is left",
+                cmd_in(dir, "rollback --reboot")
+            ),
         }),
         _ => {}
     }
@@ -615,7 +626,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     }
     if let Command::LaunchBackup(a) = &cli.command {
         let o = crate::commands::job::launch(&a.host_dir, &g.dir, &a.backup.options(g.quiet))?;
-        emit(g.output, &o, || crate::commands::backup::render(&o))?;
+        emit(g.output, &o, || crate::commands::backup::render(&o, &g.dir))?;
         return Ok(0);
     }
     let host = Host::new(&g.root, &g.dir)?;
@@ -627,7 +638,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
             note(&format!("backup started in {}", host.dir.display()));
             let o = crate::commands::backup::run(&host, &a.options(g.quiet))?;
             note("backup finished");
-            emit(g.output, &o, || crate::commands::backup::render(&o))?;
+            emit(g.output, &o, || {
+                crate::commands::backup::render(&o, &host.dir)
+            })?;
             Ok(0)
         }
         Command::Restore(a) => {
@@ -647,7 +660,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         }
         Command::Stateroot(StaterootCmd::Cleanup { name, dry_run }) => {
             let p = stateroot::run_cleanup(&host, name, *dry_run)?;
-            emit(g.output, &p, || stateroot::render_plan(&p))?;
+            emit(g.output, &p, || stateroot::render_plan(&p, &host.dir))?;
             Ok(0)
         }
         Command::Ibu(c) => {
@@ -724,7 +737,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
         }
         Command::Extract(a) => {
             let stats = extract::run(&host, &a.paths, &a.to, a.exact)?;
-            emit(g.output, &stats, || extract::render(&stats, &a.to))?;
+            emit(g.output, &stats, || {
+                extract::render(&stats, &a.to, &host.dir)
+            })?;
             Ok(0)
         }
     }

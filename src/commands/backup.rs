@@ -83,6 +83,11 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
     if let Some(rec) = store::recovery_record(&dir) {
         return Ok(Err(rec));
     }
+    // A recovery under way in another backup dir (the lifecycle rule's
+    // first question): refused (exit 3) before anything is created.
+    if let Some(dir) = lifecycle::recovery_elsewhere(host).and_then(|v| v.under_way) {
+        return Err(lifecycle::refuse_under_way(host, "take a backup", &dir));
+    }
     // A recovery holds the lock before its journal exists (preflight).
     let restore_holds = || match lock::holder(&dir) {
         Some(h) if h.what == lock::RESTORE => {
@@ -91,7 +96,7 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
         _ => None,
     };
     let lock = if opts.dry_run {
-        if let Err(e) = lock::check_free(&dir) {
+        if let Err(e) = lock::check_free(host) {
             return match restore_holds() {
                 Some(rec) => Ok(Err(rec)),
                 None => Err(e),
@@ -105,7 +110,7 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
         if let Some(parent) = dir.parent() {
             fsutil::fsync_dir(parent)?;
         }
-        match lock::acquire(&dir) {
+        match lock::acquire(host) {
             Ok(l) => Some(l),
             Err(e) => match restore_holds() {
                 Some(rec) => return Ok(Err(rec)),
@@ -121,9 +126,10 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
     if let Kind::Damaged(why) = &kind {
         if !opts.replace_backup {
             return Err(Fail::Backup(format!(
-                "the backup in {} is damaged: {why}. A recovery may still need what is there ({}); nothing was changed. To replace it with a new backup of this node: `upgrade-recovery backup --replace-backup`",
+                "the backup in {} is damaged: {why}. A recovery may still need what is there ({}); nothing was changed. To replace it with a new backup of this node: `{}`",
                 host.dir.display(),
-                store::read_hint(&dir)
+                store::read_hint(&dir),
+                host.cmd("backup --replace-backup")
             ))
             .into());
         }
@@ -148,9 +154,7 @@ fn lifecycle_check(
     kind: &Kind,
 ) -> Result<backup::Baseline> {
     let m = match kind {
-        Kind::Generation(_) | Kind::Flat => {
-            Some(Manifest::load(&store::current(&host.backup_dir())?)?)
-        }
+        Kind::Generation(_) | Kind::Flat => Some(Manifest::load(&store::current_on(host)?)?),
         _ => None,
     };
     let taken = match kind {
@@ -179,6 +183,9 @@ fn lifecycle_check(
     let v = lifecycle::decide(&facts);
     for f in &v.facts {
         log::info!("lifecycle: {f}");
+    }
+    if let Some(dir) = &v.under_way {
+        return Err(lifecycle::refuse_under_way(host, "take a backup", dir));
     }
     let facts_text = || format!("  {}", v.facts.join("\n  "));
     if let Some(staged) = &v.staged {
@@ -352,18 +359,22 @@ fn execute(
         }
     };
     store::switch(dir, &gen)?;
+    // Where the backup is, for the runs in another dir (and the Job).
+    crate::recovery::elsewhere::remember(host, false);
     Ok(Outcome::Done(Box::new(summary)))
 }
 
 /// What the backup did (or, for `--dry-run`, would do), in words.
-pub fn render(o: &Outcome) -> String {
+/// `dir`: the backup dir as seen on the node, for the next command.
+pub fn render(o: &Outcome, dir: &Path) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     match o {
         Outcome::SkippedRecoveryInProgress { record } => {
             let _ = writeln!(
                 s,
-                "A recovery is in progress ({record}): the backup was skipped and nothing was changed.\nSee where it stands and the command to continue it with `upgrade-recovery status` (a recovery that is running now holds the lock: let it run)."
+                "A recovery is in progress ({record}): the backup was skipped and nothing was changed.\nSee where it stands and the command to continue it with `{}` (a recovery that is running now holds the lock: let it run).",
+                crate::node::host::cmd_in(dir, "status")
             );
         }
         Outcome::DryRun(d) => render_dry_run(&mut s, d),

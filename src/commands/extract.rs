@@ -99,7 +99,7 @@ fn exists_beneath(dir: BorrowedFd, rel: &[u8], in_root: bool) -> bool {
 /// name, checked, then renamed), and is named. Everything is written
 /// beneath the descriptor of `to`, opened once.
 pub fn run(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<ExtractStats> {
-    let dir = crate::store::current(&host.backup_dir())?;
+    let dir = crate::store::current_on(host)?;
     let m = Manifest::load(&dir)?;
     let mut groups: Vec<(&crate::store::manifest::Tree, Vec<Vec<u8>>)> = Vec::new();
     for p in paths {
@@ -228,17 +228,19 @@ pub fn run(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<Ext
             text.push_str(&format!("Not extracted: {}. ", absent.join(", ")));
         }
         text.push_str(&format!(
-            "{total} entries were extracted into {}; nothing else on the node was changed. For the rest, use another copy of the backup (check one with `upgrade-recovery --dir DIR verify`).",
-            to.display()
+            "{total} entries were extracted into {}; nothing else on the node was changed. For the rest, use another copy of the backup (check one with `{}`).",
+            to.display(),
+            crate::node::host::cmd_in(Path::new("DIR"), "verify")
         ));
         return Err(Fail::Backup(text).into());
     }
     if !absent.is_empty() {
         return Err(anyhow::anyhow!(
-            "not in the backup: {}; {} entries were extracted into {}. `upgrade-recovery extract` copies only what the backup holds (see the tree archives with `zstd -dc {}/<tree>.tar.zst | tar -tvf -`)",
+            "not in the backup: {}; {} entries were extracted into {}. `{}` copies only what the backup holds (see the tree archives with `zstd -dc {}/<tree>.tar.zst | tar -tvf -`)",
             absent.join(", "),
             total,
             to.display(),
+            host.cmd("extract"),
             crate::store::archives_on_node(host).display()
         ));
     }
@@ -249,8 +251,9 @@ pub fn run(host: &Host, paths: &[PathBuf], to: &Path, exact: bool) -> Result<Ext
     })
 }
 
-/// What was extracted, and what was left out without `--exact`.
-pub fn render(stats: &ExtractStats, to: &Path) -> String {
+/// What was extracted, and what was left out without `--exact`; `dir` is
+/// the backup dir as seen on the node (the next command carries it).
+pub fn render(stats: &ExtractStats, to: &Path, dir: &Path) -> String {
     let mut s = format!(
         "extracted {} entries into {}\n",
         stats.entries,
@@ -258,10 +261,10 @@ pub fn render(stats: &ExtractStats, to: &Path) -> String {
     );
     if !stats.skipped_devices.is_empty() || !stats.stripped.is_empty() {
         s.push_str(&format!(
-            "left out {} device nodes and the setuid/setgid bits or file capabilities of {} files; to keep them: upgrade-recovery extract --exact --to {} ...\n",
+            "left out {} device nodes and the setuid/setgid bits or file capabilities of {} files; to keep them: {}\n",
             stats.skipped_devices.len(),
             stats.stripped.len(),
-            to.display()
+            crate::node::host::cmd_in(dir, &format!("extract --exact --to {} ...", to.display()))
         ));
     }
     s

@@ -701,7 +701,7 @@ pub fn collect(host: &Host, to: &Path) -> Result<Vec<Item>> {
     );
     b.add(
         "backup/verify.json",
-        verify::verify(&dir).and_then(|(_, r)| json(&r)),
+        verify::verify(host).and_then(|(_, r)| json(&r)),
     );
     b.add(
         "backup/etc.exclude.list",

@@ -47,10 +47,10 @@ pub fn render(o: &Outcome) -> String {
             }
             let _ = writeln!(s, "Next: carry it out with `{next}`.");
         }
-        Outcome::RebootNow { .. } => {
+        Outcome::RebootNow { next, .. } => {
             let _ = writeln!(
                 s,
-                "Phase files is done: /usr/local, /etc and the machine-config files are restored, kubelet is disabled.\nReboot now with `systemctl reboot`, then run `/var/recovery/upgrade-recovery.sh --resume` (or `upgrade-recovery restore --resume`)."
+                "Phase files is done: /usr/local, /etc and the machine-config files are restored, kubelet is disabled.\n{next}"
             );
         }
         Outcome::PhaseDone { next, .. } => {

@@ -123,8 +123,10 @@ fn target(host: &Host, os: &OsState) -> Result<Deployment> {
                 .cloned()
                 .with_context(|| {
                     format!(
-                        "the deployment pinned at backup ({} {}.{}) is no longer deployed: the OS cannot be rolled back to it. Nothing was changed. Next: `upgrade-recovery status` shows what is deployed; to put the backup's files and etcd back on the OS that runs now, knowing they were taken on another OS, `upgrade-recovery restore --force` (--force skips only the OS check)",
-                        p.stateroot, p.checksum, p.serial
+                        "the deployment pinned at backup ({} {}.{}) is no longer deployed: the OS cannot be rolled back to it. Nothing was changed. Next: `{}` shows what is deployed; to put the backup's files and etcd back on the OS that runs now, knowing they were taken on another OS, `{}` (--force skips only the OS check)",
+                        p.stateroot, p.checksum, p.serial,
+                        host.cmd("status"),
+                        host.cmd("restore --force")
                     )
                 });
         }
@@ -132,8 +134,8 @@ fn target(host: &Host, os: &OsState) -> Result<Deployment> {
     let pinned: Vec<&Deployment> = os.deployments.iter().filter(|d| d.pinned).collect();
     match pinned.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => bail!("no backup manifest and no pinned deployment: nothing says which deployment to roll back to; nothing was changed. Next: `upgrade-recovery status` says what backup and deployments this node has; to boot another deployment once, choose its entry in the boot menu at the next reboot"),
-        _ => bail!("no backup manifest and {} pinned deployments: cannot tell which one to roll back to; nothing was changed. Next: unpin the ones that are not the OS to go back to with `ostree admin pin --unpin INDEX` (indices as `ostree admin status` lists them), then `upgrade-recovery rollback --dry-run`", pinned.len()),
+        [] => bail!("no backup manifest and no pinned deployment: nothing says which deployment to roll back to; nothing was changed. Next: `{}` says what backup and deployments this node has; to boot another deployment once, choose its entry in the boot menu at the next reboot", host.cmd("status")),
+        _ => bail!("no backup manifest and {} pinned deployments: cannot tell which one to roll back to; nothing was changed. Next: unpin the ones that are not the OS to go back to with `ostree admin pin --unpin INDEX` (indices as `ostree admin status` lists them), then `{}`", pinned.len(), host.cmd("rollback --dry-run")),
     }
 }
 
@@ -270,16 +272,19 @@ fn no_reorder(host: &Host, os: &OsState, target: &Deployment, ahead: &Deployment
     let entry = boot_entry(host, target);
     if ahead.booted {
         format!(
-            "cannot make the pinned deployment {} the default without rpm-ostree: {} stands before it and is booted (a booted deployment cannot be undeployed, and only rpm-ostree reorders without undeploying). Nothing was changed: the pinned deployment is still deployment {index} in `ostree admin status`. Next: reboot with `systemctl reboot` and choose {entry} in the boot menu (that choice holds for one boot); then run `upgrade-recovery status` (it should say the node runs the pinned OS) and `upgrade-recovery rollback`, which then makes it the default by undeploying what stands before it",
+            "cannot make the pinned deployment {} the default without rpm-ostree: {} stands before it and is booted (a booted deployment cannot be undeployed, and only rpm-ostree reorders without undeploying). Nothing was changed: the pinned deployment is still deployment {index} in `ostree admin status`. Next: reboot with `systemctl reboot` and choose {entry} in the boot menu (that choice holds for one boot); then run `{}` (it should say the node runs the pinned OS) and `{}`, which then makes it the default by undeploying what stands before it",
             target.short(),
-            ahead.short()
+            ahead.short(),
+            host.cmd("status"),
+            host.cmd("rollback")
         )
     } else {
         format!(
-            "cannot make the pinned deployment {} the default without rpm-ostree: {} stands before it and is pinned (pinned deployments are never undeployed here). Nothing was changed. Next: if that deployment is not needed, unpin it with `ostree admin pin --unpin {}` and run `upgrade-recovery rollback` again; or reboot with `systemctl reboot` and choose {entry} in the boot menu for one boot",
+            "cannot make the pinned deployment {} the default without rpm-ostree: {} stands before it and is pinned (pinned deployments are never undeployed here). Nothing was changed. Next: if that deployment is not needed, unpin it with `ostree admin pin --unpin {}` and run `{}` again; or reboot with `systemctl reboot` and choose {entry} in the boot menu for one boot",
             target.short(),
             ahead.short(),
-            ahead.index
+            ahead.index,
+            host.cmd("rollback")
         )
     }
 }
@@ -442,6 +447,16 @@ fn decide_unstaged(
 
 pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     host.require_node()?;
+    // A recovery under way in another backup dir relies on the OS it
+    // booted (the lifecycle rule): no rollback to this dir's OS meanwhile.
+    if let Some(d) = crate::recovery::lifecycle::recovery_elsewhere(host).and_then(|v| v.under_way)
+    {
+        return Err(crate::recovery::lifecycle::refuse_under_way(
+            host,
+            "roll the OS back",
+            &d,
+        ));
+    }
     let mut req = vec!["ostree"];
     if reboot {
         req.push("systemctl");
@@ -469,19 +484,31 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     if reboot && reboot_needed {
         actions.push(Action::Reboot);
     }
-    let after = "after the reboot, run `upgrade-recovery status`; it should say the node runs the pinned OS, then run `upgrade-recovery restore`";
+    let after = format!(
+        "after the reboot, run `{}`; it should say the node runs the pinned OS, then run `{}`",
+        host.cmd("status"),
+        host.cmd("restore")
+    );
     let next = if dry_run && reboot_needed {
         format!(
-            "nothing was changed (--dry-run); do it with `upgrade-recovery rollback --reboot`; {after}"
+            "nothing was changed (--dry-run); do it with `{}`; {after}",
+            host.cmd("rollback --reboot")
         )
     } else if reboot && reboot_needed {
         format!("the node reboots now; {after}")
     } else if reboot_needed {
         format!("reboot into the pinned deployment with `systemctl reboot`; {after}")
     } else if dry_run && !actions.is_empty() {
-        "nothing was changed (--dry-run); do it with `upgrade-recovery rollback` (no reboot: the pinned deployment is booted, it only becomes the default), then, if the upgrade failed, `upgrade-recovery restore`".to_string()
+        format!(
+            "nothing was changed (--dry-run); do it with `{}` (no reboot: the pinned deployment is booted, it only becomes the default), then, if the upgrade failed, `{}`",
+            host.cmd("rollback"),
+            host.cmd("restore")
+        )
     } else if !actions.is_empty() {
-        "the pinned deployment is booted and now the next default too (no reboot needed); if the upgrade failed, run `upgrade-recovery restore`".to_string()
+        format!(
+            "the pinned deployment is booted and now the next default too (no reboot needed); if the upgrade failed, run `{}`",
+            host.cmd("restore")
+        )
     } else {
         let st = crate::recovery::state::assess(host, Some(&os));
         format!(
@@ -517,7 +544,8 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
                         ostree::undeploy(host, &tools, &now.deployments[*index])?
                     }
                     _ => bail!(
-                        "the deployments changed since the plan ({deployment} was to be undeployed next); nothing more was changed; run `upgrade-recovery rollback --dry-run` to plan again from the node as it is"
+                        "the deployments changed since the plan ({deployment} was to be undeployed next); nothing more was changed; run `{}` to plan again from the node as it is",
+                        host.cmd("rollback --dry-run")
                     ),
                 }
             }
@@ -564,19 +592,26 @@ fn no_set_default(host: &Host, os: &OsState, target: &Deployment) -> String {
         "Nothing was changed: the pinned deployment is still deployment {index} in `ostree admin status`, not the default"
     );
     let newer = format!(
-        "or, with an ostree that has set-default (OpenShift 4.14.7 and later; for older releases lifecycle-agent's docs/image-based-upgrade.md, \"Manually setting new default deployment\", runs a newer ostree from a container), run `ostree admin set-default {index}`, then `upgrade-recovery rollback --reboot`"
+        "or, with an ostree that has set-default (OpenShift 4.14.7 and later; for older releases lifecycle-agent's docs/image-based-upgrade.md, \"Manually setting new default deployment\", runs a newer ostree from a container), run `ostree admin set-default {index}`, then `{}`",
+        host.cmd("rollback --reboot")
     );
     if target.booted {
         let roots = ahead_roots(os, index);
         let cleanup = roots
             .iter()
-            .map(|r| format!("`upgrade-recovery stateroot cleanup {r} --dry-run`, then the same without --dry-run"))
+            .map(|r| {
+                format!(
+                    "`{}`, then the same without --dry-run",
+                    host.cmd(&format!("stateroot cleanup {r} --dry-run"))
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
         return format!(
-            "cannot make the pinned deployment {} the default: it is booted, but only deployments of other stateroots ({}) stand before it, so the next boot runs them again; `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and {lacks}. {state}. Next: remove the deployments that stand before it, which makes it the default: {cleanup}; then `upgrade-recovery status`; {newer}",
+            "cannot make the pinned deployment {} the default: it is booted, but only deployments of other stateroots ({}) stand before it, so the next boot runs them again; `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and {lacks}. {state}. Next: remove the deployments that stand before it, which makes it the default: {cleanup}; then `{}`; {newer}",
             target.short(),
-            roots.join(", ")
+            roots.join(", "),
+            host.cmd("status")
         );
     }
     let (how, active) = match os.active() {
@@ -587,9 +622,11 @@ fn no_set_default(host: &Host, os: &OsState, target: &Deployment) -> String {
     let active_root = os.active().map_or("?", |a| a.stateroot.as_str());
     let entry = boot_entry(host, target);
     format!(
-        "cannot make the pinned deployment the default: it is in stateroot {} ({}), the {how} one is in stateroot {active_root} ({active}); `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and {lacks}. {state}. Next: reboot with `systemctl reboot` and choose {entry} in the boot menu (that choice holds for one boot); then run `upgrade-recovery status` (it should say the node runs the pinned OS) and `upgrade-recovery rollback`, which says how to keep it the default; {newer}",
+        "cannot make the pinned deployment the default: it is in stateroot {} ({}), the {how} one is in stateroot {active_root} ({active}); `rpm-ostree rollback` only reorders the deployments of the booted stateroot, and {lacks}. {state}. Next: reboot with `systemctl reboot` and choose {entry} in the boot menu (that choice holds for one boot); then run `{}` (it should say the node runs the pinned OS) and `{}`, which says how to keep it the default; {newer}",
         target.stateroot,
-        target.short()
+        target.short(),
+        host.cmd("status"),
+        host.cmd("rollback")
     )
 }
 

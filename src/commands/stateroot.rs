@@ -2,7 +2,7 @@
 //! (after an image-based upgrade was aborted or finalized) safely.
 
 use crate::node::cmd::Tools;
-use crate::node::host::Host;
+use crate::node::host::{cmd_in, Host};
 use crate::node::ostree::{self, Deployment, OsState};
 use crate::util::error::Fail;
 use anyhow::{bail, Context, Result};
@@ -166,7 +166,8 @@ pub struct CleanupPlan {
     pub dry_run: bool,
 }
 
-pub fn render_plan(p: &CleanupPlan) -> String {
+/// `dir`: the backup dir as seen on the node (the next command carries it).
+pub fn render_plan(p: &CleanupPlan, dir: &Path) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(
@@ -191,13 +192,14 @@ pub fn render_plan(p: &CleanupPlan) -> String {
     if p.dry_run {
         let _ = writeln!(
             s,
-            "Nothing was changed (--dry-run). Next: carry it out with `upgrade-recovery stateroot cleanup {}`.",
-            p.stateroot
+            "Nothing was changed (--dry-run). Next: carry it out with `{}`.",
+            cmd_in(dir, &format!("stateroot cleanup {}", p.stateroot))
         );
     } else {
         let _ = writeln!(
             s,
-            "Next: `upgrade-recovery stateroot list` shows the stateroots left."
+            "Next: `{}` shows the stateroots left.",
+            cmd_in(dir, "stateroot list")
         );
     }
     s
@@ -279,7 +281,8 @@ fn execute(host: &Host, tools: &Tools, name: &str, dir: &Path, a: &Action) -> Re
     let now = ostree::read(host, tools)?;
     refuse_active(&now, name)?;
     let again = format!(
-        "run `upgrade-recovery stateroot cleanup {name} --dry-run` to plan again from the node as it is"
+        "run `{}` to plan again from the node as it is",
+        host.cmd(&format!("stateroot cleanup {name} --dry-run"))
     );
     match a {
         Action::Undeploy(d) => ostree::undeploy(host, tools, d)

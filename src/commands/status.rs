@@ -41,6 +41,9 @@ pub struct Status {
     /// The lifecycle rule's verdict on the backup (None: no backup, or a
     /// recovery under way).
     pub lifecycle: Option<lifecycle::Verdict>,
+    /// Other backup dirs that hold a backup or a recovery, and what was
+    /// read of them but not obeyed (`recovery::elsewhere`).
+    pub elsewhere: recovery::elsewhere::Elsewhere,
 }
 
 #[derive(Debug, Serialize)]
@@ -197,6 +200,7 @@ pub fn gather(host: &Host) -> Result<Status> {
             | State::PinnedDeploymentGone { .. }
             | State::RecoveryCompleted { .. }
             | State::TalmBackup { .. }
+            | State::TalmBackupUpgradeFailed { .. }
     );
     let lifecycle = match store::inspect(&dir) {
         Ok(store::Kind::Talm { created }) if settled => {
@@ -235,6 +239,7 @@ pub fn gather(host: &Host) -> Result<Status> {
         failures: crate::store::failures::Failures::load(&dir),
         notes: store::link_problems(&dir),
         lifecycle,
+        elsewhere: recovery::elsewhere::find(host),
     })
 }
 
@@ -259,7 +264,9 @@ pub fn render(st: &Status) -> String {
             human(b.bytes),
             human(b.archive_bytes)
         );
-    } else if let State::TalmBackup { created } = &st.state {
+    } else if let State::TalmBackup { created } | State::TalmBackupUpgradeFailed { created } =
+        &st.state
+    {
         let _ = writeln!(
             s,
             "Backup: taken by TALM's upgrade-recovery.sh on {created} in {}",
@@ -308,7 +315,7 @@ pub fn render(st: &Status) -> String {
             );
         }
         (Some(ep), false) => {
-            let expected = if r.in_progress {
+            let expected = if r.in_progress || st.elsewhere.under_way().is_some() {
                 " (expected while the recovery has kubelet stopped)"
             } else {
                 ""
@@ -328,11 +335,30 @@ pub fn render(st: &Status) -> String {
     for n in &st.notes {
         let _ = writeln!(s, "Note: {n} (the backup itself is usable)");
     }
+    for f in &st.elsewhere.found {
+        let _ = writeln!(
+            s,
+            "Other backup dir: {} holds {} (found by {})",
+            f.dir,
+            if f.under_way {
+                "a recovery under way"
+            } else {
+                "a backup"
+            },
+            f.from
+        );
+    }
+    for n in &st.elsewhere.notes {
+        let _ = writeln!(s, "Note: {n}");
+    }
     for f in st.failures.0.values() {
         let _ = writeln!(
             s,
-            "Last failure: `upgrade-recovery {}` at {}, exit {}: {}",
-            f.line, f.at, f.exit_code, f.problem
+            "Last failure: `{}` at {}, exit {}: {}",
+            crate::node::host::cmd_in(std::path::Path::new(&st.backup.dir), &f.line),
+            f.at,
+            f.exit_code,
+            f.problem
         );
     }
     if let Some(v) = &st.lifecycle {

@@ -10,7 +10,7 @@ use anyhow::Result;
 /// Read every part of the current backup once; damage is in the report, not
 /// an error.
 pub fn run(host: &Host) -> Result<Report> {
-    let (_, report) = verify::verify(&host.backup_dir())?;
+    let (_, report) = verify::verify(host)?;
     Ok(report)
 }
 

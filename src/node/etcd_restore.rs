@@ -20,6 +20,7 @@
 //!   {endpoint: index}, "maxRaftIndex", "created"}`, written by `etcd-rev`.
 
 use crate::node::cmd::{self, Tools};
+use crate::node::host::Host;
 use anyhow::{bail, Result};
 use serde::Deserialize;
 
@@ -81,7 +82,7 @@ pub fn help_has_bump(help: &str) -> bool {
 /// The program the restore pod would use (`etcdutl` when present, else
 /// `etcdctl`), checked for `--bump-revision` and `--mark-compacted`; an
 /// error says why not and which mode works.
-pub fn restore_tool(tools: &Tools) -> Result<&'static str> {
+pub fn restore_tool(host: &Host, tools: &Tools) -> Result<&'static str> {
     let mut seen = Vec::new();
     for prog in ["etcdutl", "etcdctl"] {
         if !tools.has(prog) {
@@ -114,7 +115,7 @@ pub fn restore_tool(tools: &Tools) -> Result<&'static str> {
         seen.push(format!("{prog} ({})", version.trim()));
     }
     bail!(
-        "the native etcd restore restores as OpenShift's restore pod does, with `snapshot restore --mark-compacted --bump-revision`, so that clients that saw revisions after the backup do not watch a history that went backwards; {} on this node {}; nothing was changed. Install an etcdutl or etcdctl of etcd 3.5 or later on PATH, or run `upgrade-recovery restore --etcd-restore=script`, which uses the node's /usr/local/bin/cluster-restore.sh and its restore pod",
+        "the native etcd restore restores as OpenShift's restore pod does, with `snapshot restore --mark-compacted --bump-revision`, so that clients that saw revisions after the backup do not watch a history that went backwards; {} on this node {}; nothing was changed. Install an etcdutl or etcdctl of etcd 3.5 or later on PATH, or run `{}`, which uses the node's /usr/local/bin/cluster-restore.sh and its restore pod",
         if seen.is_empty() {
             "neither etcdutl nor etcdctl is".to_string()
         } else {
@@ -124,7 +125,8 @@ pub fn restore_tool(tools: &Tools) -> Result<&'static str> {
             "found"
         } else {
             "lack those flags (etcd 3.4 and older)"
-        }
+        },
+        host.cmd("restore --etcd-restore=script")
     )
 }
 

@@ -15,6 +15,28 @@ pub struct Host {
     pub dir: PathBuf,
 }
 
+/// `upgrade-recovery [--dir D] ARGS` for the backup dir `dir` as seen on
+/// the node: the one renderer of this tool's command lines in messages
+/// (`Host::cmd`), for the places that have the dir but no `Host`.
+pub fn cmd_in(dir: &Path, args: &str) -> String {
+    if dir == Path::new(DEFAULT_DIR) {
+        format!("upgrade-recovery {args}")
+    } else {
+        format!("upgrade-recovery --dir {} {args}", dir.display())
+    }
+}
+
+/// `D/upgrade-recovery.sh ARGS`: the wrapper a backup installs in its dir
+/// (`store::layout::WRAPPER`), for `dir` as seen on the node.
+pub fn wrapper_in(dir: &Path, args: &str) -> String {
+    let w = dir.join(crate::store::layout::WRAPPER);
+    if args.is_empty() {
+        w.display().to_string()
+    } else {
+        format!("{} {args}", w.display())
+    }
+}
+
 impl Host {
     pub fn new(root: &Path, dir: &Path) -> Result<Host> {
         let root = root
@@ -58,11 +80,14 @@ impl Host {
     /// backup dir is not the default one: `upgrade-recovery [--dir D] ARGS`.
     /// Every "next command" is written with it, so that it works as printed.
     pub fn cmd(&self, args: &str) -> String {
-        if self.dir == Path::new(DEFAULT_DIR) {
-            format!("upgrade-recovery {args}")
-        } else {
-            format!("upgrade-recovery --dir {} {args}", self.dir.display())
-        }
+        cmd_in(&self.dir, args)
+    }
+
+    /// The backup's own wrapper with ARGS: `D/upgrade-recovery.sh ARGS`
+    /// (the wrapper exports its dir as `UPGRADE_RECOVERY_DIR`, so it needs
+    /// no `--dir`). For the commands the docs give as the wrapper's.
+    pub fn wrapper_cmd(&self, args: &str) -> String {
+        wrapper_in(&self.dir, args)
     }
 
     /// The backup dir under the root.
@@ -100,5 +125,30 @@ impl Host {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_carry_a_non_default_dir() {
+        let d = Path::new(DEFAULT_DIR);
+        let d2 = Path::new("/var/recovery2");
+        assert_eq!(cmd_in(d, "status"), "upgrade-recovery status");
+        assert_eq!(
+            cmd_in(d2, "status"),
+            "upgrade-recovery --dir /var/recovery2 status"
+        );
+        assert_eq!(
+            wrapper_in(d, "--resume"),
+            "/var/recovery/upgrade-recovery.sh --resume"
+        );
+        assert_eq!(
+            wrapper_in(d2, "--resume"),
+            "/var/recovery2/upgrade-recovery.sh --resume"
+        );
+        assert_eq!(wrapper_in(d2, ""), "/var/recovery2/upgrade-recovery.sh");
     }
 }

@@ -362,10 +362,11 @@ fn staged_record(host: &Host, deployments: &[Deployment]) -> Option<String> {
 /// deployments it lists (`cleanup_old_deployments` in
 /// `src/libostree/ostree-sysroot-cleanup.c`): the MCD's reboot would come
 /// back on the old OS.
-pub fn refuse_staged(os: &OsState, what: &str) -> Result<()> {
+pub fn refuse_staged(host: &Host, os: &OsState, what: &str) -> Result<()> {
     if let Some(s) = os.staged() {
         bail!(
-            "a deployment is staged: {s}; the machine-config daemon is in the middle of an OS update, which it finalizes when the node reboots; {what} would drop it, so nothing was changed. Let the update finish (the node reboots into it), or remove it on purpose with `rpm-ostree cleanup -p`; then run `upgrade-recovery backup` again (in the hub's Job: let the hub run it again)"
+            "a deployment is staged: {s}; the machine-config daemon is in the middle of an OS update, which it finalizes when the node reboots; {what} would drop it, so nothing was changed. Let the update finish (the node reboots into it), or remove it on purpose with `rpm-ostree cleanup -p`; then run `{}` again (in the hub's Job: let the hub run it again)",
+            host.cmd("backup")
         );
     }
     Ok(())
@@ -614,7 +615,7 @@ pub fn keep_only_active(
     previous: Option<&DeploymentId>,
 ) -> Result<(Deployment, Vec<String>, Vec<String>)> {
     let first = read(host, tools)?;
-    refuse_staged(&first, "undeploying the other deployments")?;
+    refuse_staged(host, &first, "undeploying the other deployments")?;
     let keep = first
         .active()
         .map(Deployment::id)

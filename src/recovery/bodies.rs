@@ -30,7 +30,7 @@ impl Ctx<'_> {
     pub(super) fn selinux_permissive(&mut self) -> Result<()> {
         if self.j.selinux_mode.is_none() {
             self.j.selinux_mode = Some(self.selinux_mode_to_restore()?);
-            self.j.save(&self.dir)?;
+            self.j.save(self.host)?;
         }
         if self.j.selinux_mode.as_deref() == Some("Disabled") {
             return Ok(());
@@ -113,7 +113,7 @@ impl Ctx<'_> {
     pub(super) fn record_containers(&mut self) -> Result<()> {
         if self.j.containers.is_empty() {
             self.j.containers = self.containers()?;
-            self.j.save(&self.dir)?;
+            self.j.save(self.host)?;
         }
         Ok(())
     }
@@ -182,7 +182,7 @@ impl Ctx<'_> {
     /// The files phase does not read them again; the cluster phase checks
     /// its parts again before its first change.
     pub(super) fn preflight(&mut self) -> Result<()> {
-        check_sizes(&self.dir, &self.gen, &self.m)?;
+        check_sizes(self.host, &self.gen, &self.m)?;
         checks::require_room(self.host, &self.m)?;
         // While the parts are checked (decompression and sha256: the
         // CPUs), the trees the files phase restores are read ahead (the
@@ -196,8 +196,8 @@ impl Ctx<'_> {
             .map(|top| archive::prefetch::Prefetch::ahead(&top, READ_AHEAD))
             .collect();
         check_parts(
+            self.host,
             &self.gen,
-            &self.dir,
             &self.m,
             &self.j,
             &ALL_PHASES,
@@ -475,7 +475,7 @@ impl Ctx<'_> {
                 .peer_url
                 .clone()
                 .unwrap_or_else(|| "https://127.0.0.1:2380".into());
-            let prog = etcd_restore::restore_tool(&c.tools)?;
+            let prog = etcd_restore::restore_tool(self.host, &c.tools)?;
             let text = match std::fs::read(&rev_saved) {
                 Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -555,7 +555,7 @@ impl Ctx<'_> {
         f(self).with_context(|| format!("etcd restore, {id}"))?;
         fault::point(&format!("restore-etcd:{id}"));
         self.j.etcd_restore.push(id.to_string());
-        self.j.save(&self.dir)
+        self.j.save(self.host)
     }
 
     pub(super) fn oc(&self) -> Oc<'_> {
@@ -593,7 +593,7 @@ impl Ctx<'_> {
                 })?;
                 fault::point(&format!("redeploy-{kind}:patched"));
                 self.j.redeploy_targets.insert(kind.to_string(), target);
-                self.j.save(&self.dir)?;
+                self.j.save(self.host)?;
                 target
             }
         };
@@ -622,7 +622,7 @@ impl Ctx<'_> {
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default();
             wait.again(
-                |secs| format!("timed out after {secs}s: {kind} is stuck {now}{why}. Look with `{look}` (status.conditions and status.nodeStatuses say why); once it moves, `upgrade-recovery restore --resume` waits again without a new redeployment. If the revision it asked for never appeared (latest available below {target}), ask again with a new reason: by hand `oc patch {kind} cluster --type merge -p '{{\"spec\":{{\"forceRedeploymentReason\":\"recovery-manual-{}\"}}}}'`, then `upgrade-recovery restore --resume`; or let the recovery do it: `upgrade-recovery restore --resume --redo redeploy-{kind}`", fsutil::unix_now()),
+                |secs| format!("timed out after {secs}s: {kind} is stuck {now}{why}. Look with `{look}` (status.conditions and status.nodeStatuses say why); once it moves, `{resume}` waits again without a new redeployment. If the revision it asked for never appeared (latest available below {target}), ask again with a new reason: by hand `oc patch {kind} cluster --type merge -p '{{\"spec\":{{\"forceRedeploymentReason\":\"recovery-manual-{}\"}}}}'`, then `{resume}`; or let the recovery do it: `{redo}`", fsutil::unix_now(), resume = self.host.cmd("restore --resume"), redo = self.host.cmd(&format!("restore --resume --redo redeploy-{kind}"))),
                 &format!("{kind}: {now}"),
                 &why,
             )?;
@@ -638,14 +638,17 @@ impl Ctx<'_> {
 
 /// Every part is there with its recorded size (a look, no read); the bytes
 /// of each are checked by the phase that reads them.
-pub(super) fn check_sizes(dir: &Path, gen: &Path, m: &Manifest) -> Result<()> {
+pub(super) fn check_sizes(host: &Host, gen: &Path, m: &Manifest) -> Result<()> {
     let all: Vec<&str> = STEPS.iter().map(|s| s.id.as_str()).collect();
     let problems = checks::sizes(gen, &checks::parts_for(m, &all));
     if !problems.is_empty() {
         return Err(Fail::Backup(format!(
-            "the backup in {} is damaged. Nothing was changed. Damaged:\n  {}\nIn an outage: put another copy of the backup there and run `upgrade-recovery restore`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
-            dir.display(),
-            problems.join("\n  ")
+            "the backup in {} is damaged. Nothing was changed. Damaged:\n  {}\nIn an outage: put another copy of the backup there and run `{}`; or take the intact files out with `{}`. `{}` lists every damaged part.",
+            host.backup_dir().display(),
+            problems.join("\n  "),
+            host.cmd("restore"),
+            host.cmd("extract PATH... --to DIR"),
+            host.cmd("verify")
         ))
         .into());
     }
@@ -666,10 +669,12 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         // the cluster phase would run there.
         match os.next_boot_elsewhere() {
             Some(d) => bail!(
-                "the pinned deployment {} is booted, but the next boot would start {}: the reboot that ends the files phase would leave the pinned OS. Nothing was changed.\n{}Next: make the pinned deployment the default with `upgrade-recovery rollback` (no reboot needed), then run `upgrade-recovery restore`.",
+                "the pinned deployment {} is booted, but the next boot would start {}: the reboot that ends the files phase would leave the pinned OS. Nothing was changed.\n{}Next: make the pinned deployment the default with `{}` (no reboot needed), then run `{}`.",
                 active.short(),
                 d.short(),
                 state::render_os(&os),
+                host.cmd("rollback"),
+                host.cmd("restore"),
             ),
             None => return Ok(()),
         }
@@ -678,9 +683,10 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         // The rollback is done; only its reboot is pending (issue 27.8: not
         // `rollback --reboot` again).
         bail!(
-            "the OS rollback is done: the pinned deployment is the next default, but {} is still booted. Nothing was changed.\n{}Next: reboot into the pinned deployment (`systemctl reboot`), then run `upgrade-recovery restore`.",
+            "the OS rollback is done: the pinned deployment is the next default, but {} is still booted. Nothing was changed.\n{}Next: reboot into the pinned deployment (`systemctl reboot`), then run `{}`.",
             active.short(),
             state::render_os(&os),
+            host.cmd("restore"),
         );
     }
     let what = if active.booted { "booted" } else { "default" };
@@ -697,10 +703,12 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         ""
     };
     let msg = format!(
-        "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `upgrade-recovery rollback --reboot`; after the reboot, run `upgrade-recovery restore`.",
+        "the {what} OS deployment is {}, but the backup was taken on {pinned_name}. {forced}Restoring the files of {pinned_name} onto {} would mix OS versions; nothing was changed.\n{}Next: roll the OS back to the pinned deployment with `{}`; after the reboot, run `{}`.",
         active.short(),
         active.short(),
         state::render_os(&os),
+        host.cmd("rollback --reboot"),
+        host.cmd("restore"),
     );
     if opts.other_os {
         log::warn!(

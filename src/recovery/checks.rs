@@ -232,9 +232,11 @@ pub fn require_room(host: &crate::node::host::Host, m: &Manifest) -> anyhow::Res
         })
         .collect();
     anyhow::bail!(
-        "not enough room for the recovery; nothing was changed and no recovery is recorded:\n  {}\nFree room there (files the upgrade left, old logs; never the backup in {} itself), then run `upgrade-recovery restore --dry-run` to check, and `upgrade-recovery restore`.",
+        "not enough room for the recovery; nothing was changed and no recovery is recorded:\n  {}\nFree room there (files the upgrade left, old logs; never the backup in {} itself), then run `{}` to check, and `{}`.",
         lines.join("\n  "),
-        host.dir.display()
+        host.dir.display(),
+        host.cmd("restore --dry-run"),
+        host.cmd("restore")
     )
 }
 

@@ -19,32 +19,41 @@ pub fn apply(host: &Host, a: Assessment) -> Assessment {
         return a;
     };
     let found = format!(
-        "`upgrade-recovery {}` found it damaged at {} (exit {}): {}",
-        last.line, last.at, last.exit_code, last.problem
+        "`{}` found it damaged at {} (exit {}): {}",
+        host.cmd(&last.line),
+        last.at,
+        last.exit_code,
+        last.problem
     );
     let check = format!(
-        "check the backup with `upgrade-recovery verify` (it names every damaged part; in an outage put another copy of the same backup in {} first)",
+        "check the backup with `{}` (it names every damaged part; in an outage put another copy of the same backup in {} first)",
+        host.cmd("verify"),
         host.dir.display()
     );
     match a.state {
         State::BackupReady => state::damaged(host, found),
-        State::RecoveryStopped { step, .. } => Assessment {
-            text: format!("the recovery stopped before step {step}: {found}"),
-            state: State::RecoveryStoppedBackupDamaged {
-                step,
-                problem: found,
+        State::RecoveryStopped { step, .. } => Assessment::new(
+            host,
+            State::RecoveryStoppedBackupDamaged {
+                step: step.clone(),
+                problem: found.clone(),
             },
-            next: format!(
-                "{check}; once it passes, continue with `{}`. Until then `--resume` fails the same way; intact files can be copied out with `upgrade-recovery extract PATH... --to DIR`",
-                resume_command(host)
+            format!("the recovery stopped before step {step}: {found}"),
+            format!(
+                "{check}; once it passes, continue with `{}`. Until then `--resume` fails the same way; intact files can be copied out with `{}`",
+                resume_command(host),
+                host.cmd("extract PATH... --to DIR")
             ),
-            command: host.cmd("verify"),
-        },
+        ),
         // These name `restore` only after another step: say what it would meet.
         State::UpgradedOsBooted { .. }
         | State::RollbackDoneRebootPending { .. }
         | State::PinnedBootedNotDefault { .. } => Assessment {
-            next: format!("{}; but the backup: {found}: before `upgrade-recovery restore`, {check}", a.next),
+            next: format!(
+                "{}; but the backup: {found}: before `{}`, {check}",
+                a.next,
+                host.cmd("restore")
+            ),
             ..a
         },
         _ => a,

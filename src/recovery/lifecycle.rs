@@ -20,6 +20,14 @@
 //! | the pinned one booted, a recovery completed     | replaces it        | refused: done (`--again`) |
 //! | anything else (another OS booted, another deployed, the pinned one gone) | refused | runs |
 //!
+//! Before all of it: while a recovery is under way in another backup dir
+//! (`super::elsewhere`: `/var/*/`, the auto-resume unit's `--dir`, the
+//! record of backup dirs), no backup is taken and no other recovery
+//! starts: exit 3, naming that dir and the command that continues it. A
+//! backup now would capture a half-restored node (etcd stopped, kubelet
+//! disabled) and undeploy what the recovery needs; a second recovery
+//! would restore over the first.
+//!
 //! A staged deployment (the MCD is mid-update: ostree-finalize-staged
 //! writes it at shutdown) refuses any backup, override or not: undeploying
 //! it drops `/run/ostree/staged-deployment` (ostreedev/ostree
@@ -82,6 +90,23 @@ pub struct Facts {
     /// The last completed recovery from this backup: when (Unix time).
     pub recovered_at: Option<i64>,
     pub os: Option<OsState>,
+    /// A recovery under way in another backup dir (that dir, on the node).
+    pub under_way: Option<String>,
+}
+
+impl Facts {
+    /// The facts when a recovery is under way in `dir`: nothing else is
+    /// read (the rule refuses on that alone, before any other read).
+    pub fn recovery_under_way(dir: String) -> Facts {
+        Facts {
+            backup: None,
+            cluster: Cluster::Unknown("not asked: a recovery is under way".into()),
+            cluster_version: None,
+            recovered_at: None,
+            os: None,
+            under_way: Some(dir),
+        }
+    }
 }
 
 /// Since the backup, as far as the facts tell.
@@ -104,6 +129,10 @@ pub enum Since {
     Recovered,
     /// The API did not answer and the deployments cannot tell.
     Unknown,
+    /// A recovery is under way in another backup dir.
+    RecoveryUnderWay {
+        dir: String,
+    },
 }
 
 /// The rule's answer.
@@ -119,6 +148,9 @@ pub struct Verdict {
     pub fallback: bool,
     /// A staged deployment (the MCD is mid-update): no backup now.
     pub staged: Option<String>,
+    /// A recovery is under way in this other dir: no backup, no other
+    /// recovery (exit 3).
+    pub under_way: Option<String>,
     /// Why, in a sentence.
     pub reason: String,
     /// The facts read, one per line, as the messages list them.
@@ -127,6 +159,20 @@ pub struct Verdict {
 
 /// The rule. Pure: the same facts, the same verdict.
 pub fn decide(f: &Facts) -> Verdict {
+    if let Some(dir) = &f.under_way {
+        return Verdict {
+            since: Since::RecoveryUnderWay { dir: dir.clone() },
+            may_replace: false,
+            recovered: false,
+            fallback: false,
+            staged: None,
+            reason: format!("a recovery is under way in {dir}"),
+            facts: vec![format!(
+                "{dir}: a recovery journal (or a restore holding its lock)"
+            )],
+            under_way: Some(dir.clone()),
+        };
+    }
     let mut facts = Vec::new();
     // Listed `(staged)` on a booted host, else recorded in
     // /run/ostree/staged-deployment (`OsState::staged`).
@@ -190,6 +236,7 @@ pub fn decide(f: &Facts) -> Verdict {
         Since::Unknown => {
             "the API did not answer and the deployments cannot tell whether an upgrade failed since the backup".into()
         }
+        Since::RecoveryUnderWay { dir } => format!("a recovery is under way in {dir}"),
     };
     if fallback {
         reason = format!("{reason} (decided from the OS deployments: the API did not answer)");
@@ -209,7 +256,40 @@ pub fn decide(f: &Facts) -> Verdict {
         staged,
         reason,
         facts,
+        under_way: None,
     }
+}
+
+/// The rule's first question, asked before anything else is read or
+/// changed: is a recovery under way in another backup dir? `Some`: the
+/// verdict that refuses (exit 3), with that dir.
+pub fn recovery_elsewhere(host: &Host) -> Option<Verdict> {
+    let found = super::elsewhere::find(host);
+    let dir = found.under_way()?.dir.clone();
+    Some(decide(&Facts::recovery_under_way(dir)))
+}
+
+/// The refusal of a command (`backup`, `restore`) while a recovery is
+/// under way in `dir` (exit 3): nothing changed, and the command that
+/// continues that recovery.
+pub fn refuse_under_way(host: &Host, what: &str, dir: &str) -> anyhow::Error {
+    let there = super::state::in_dir(host, dir);
+    // Not visible here (the Job's jail): the record's mark said so.
+    let gone = if host.path(dir).exists() {
+        String::new()
+    } else {
+        format!(
+            " ({} marks it; {dir} is not visible here: on the node, if that recovery was abandoned and {dir} removed, drop the mark with `{}`)",
+            super::elsewhere::RECORD,
+            super::elsewhere::forget_command(dir)
+        )
+    };
+    crate::util::error::Fail::InProgress(format!(
+        "refusing to {what}: a recovery is under way in {dir}{gone}. Nothing was changed (no backup or recovery runs until it completes). Continue it with `{}`; `{}` shows where it stands",
+        super::state::resume_command(&there),
+        there.cmd("status")
+    ))
+    .into()
 }
 
 /// The history entries started after the backup, newest first.
@@ -314,6 +394,9 @@ pub fn gather(
         cluster_version,
         recovered_at,
         os,
+        under_way: super::elsewhere::find(host)
+            .under_way()
+            .map(|f| f.dir.clone()),
     }
 }
 
@@ -437,13 +520,31 @@ mod tests {
         ];
         for (what, backup, cluster, recovered_at, ds, since, replace) in rows {
             let fallback = matches!(cluster, Cluster::Unknown(_));
-            let v = decide(&Facts {
+            let mut f = Facts {
                 backup,
                 cluster,
                 cluster_version: None,
                 recovered_at,
                 os: os(ds),
-            });
+                under_way: None,
+            };
+            // Every row again, with a recovery under way in another dir:
+            // refused first, whatever the rest says (issue 22.6).
+            f.under_way = Some("/var/recovery2".into());
+            let u = decide(&f);
+            assert_eq!(
+                u.since,
+                Since::RecoveryUnderWay {
+                    dir: "/var/recovery2".into()
+                },
+                "{what}"
+            );
+            assert!(!u.may_replace && !u.recovered, "{what}");
+            assert_eq!(u.under_way.as_deref(), Some("/var/recovery2"), "{what}");
+            assert_eq!(u.reason, "a recovery is under way in /var/recovery2");
+            f.under_way = None;
+            let v = decide(&f);
+            assert_eq!(v.under_way, None, "{what}");
             assert_eq!(v.since, since, "{what}");
             assert_eq!(v.may_replace, replace, "{what}: {}", v.reason);
             assert_eq!(v.recovered, since == Since::Recovered, "{what}");
@@ -466,6 +567,7 @@ mod tests {
             backup: ours(Some(installed.clone())),
             cluster: Cluster::History(vec![installed]),
             cluster_version: None,
+            under_way: None,
             recovered_at: None,
             os: os(vec![
                 dep(0, 'c', false, false, true),
@@ -483,6 +585,7 @@ mod tests {
             backup: None,
             cluster: Cluster::Unknown("x".into()),
             cluster_version: None,
+            under_way: None,
             recovered_at: None,
             os: os(vec![
                 dep(0, 'c', false, false, true),
@@ -497,6 +600,7 @@ mod tests {
             backup: ours(None),
             cluster: Cluster::History(vec![]),
             cluster_version: None,
+            under_way: None,
             recovered_at: None,
             os: Some(o),
         });
@@ -515,6 +619,7 @@ mod tests {
             backup: ours(None),
             cluster: Cluster::History(vec![bad]),
             cluster_version: None,
+            under_way: None,
             recovered_at: None,
             os: None,
         });

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 mod bodies;
 pub mod checks;
+pub mod elsewhere;
 mod last_failures;
 pub mod lifecycle;
 use crate::util::durable;
@@ -131,6 +132,9 @@ pub enum Outcome {
     /// The files phase is done: the node must reboot.
     RebootNow {
         steps_done: Vec<Done>,
+        /// What continues the recovery after the reboot: the resume unit
+        /// (`--auto-resume`) or the admin's command.
+        next: String,
     },
     /// --step: a phase ended.
     PhaseDone {
@@ -219,8 +223,28 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
             log::warn!("{e:#}");
             None
         }
-        r => r?,
+        Err(e) => {
+            return Err(crate::util::error::with_code_of(
+                &e,
+                format!(
+                    "{e:#}; start it over with `{}` (every step is safe to run again)",
+                    host.cmd("restore --restart")
+                ),
+            ))
+        }
+        Ok(j) => j,
     };
+    // No recovery here, one under way in another backup dir: a second
+    // one would restore over it (the lifecycle rule; exit 3, no change).
+    if existing.is_none() && !dir.join(store::layout::LEGACY_PROGRESS).exists() {
+        if let Some(other) = lifecycle::recovery_elsewhere(host).and_then(|v| v.under_way) {
+            return Err(lifecycle::refuse_under_way(
+                host,
+                "start a recovery",
+                &other,
+            ));
+        }
+    }
     // Programs first: a missing one is named before anything changes.
     let etcd_mode = match opts.etcd_restore {
         EtcdRestore::Auto if cmd::is_executable(&host.path(CLUSTER_RESTORE)) => EtcdRestore::Script,
@@ -231,8 +255,9 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     // must stop us now, not half way.
     if etcd_mode == EtcdRestore::Script && !cmd::is_executable(&host.path(CLUSTER_RESTORE)) {
         return Err(crate::util::error::Fail::Usage(format!(
-            "--etcd-restore=script: {} is missing or not executable; nothing was changed; run `upgrade-recovery restore --etcd-restore=native`",
-            host.path(CLUSTER_RESTORE).display()
+            "--etcd-restore=script: {} is missing or not executable; nothing was changed; run `{}`",
+            host.path(CLUSTER_RESTORE).display(),
+            host.cmd("restore --etcd-restore=native")
         ))
         .into());
     }
@@ -240,7 +265,7 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     // else the current one; None is the flat format.
     let generation = match &existing {
         Some(j) if !opts.restart => j.generation.clone(),
-        _ => store::current_generation(&dir)?,
+        _ => store::current_generation(host)?,
     };
     // Mid-recovery, a backup that cannot be read names the way on (issue
     // 27.6): the same backup back in place, then the same command.
@@ -249,10 +274,11 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         Some(j) if !opts.restart => crate::util::error::with_code_of(
             &e,
             format!(
-                "{e:#}. Nothing was changed by this run. The recovery under way ({}) restores that backup: put another copy of the same backup in {} (with its {}), check it with `upgrade-recovery verify`, then run `{}`",
+                "{e:#}. Nothing was changed by this run. The recovery under way ({}) restores that backup: put another copy of the same backup in {} (with its {}), check it with `{}`, then run `{}`",
                 describe(j),
                 host.dir.display(),
                 store::layout::MANIFEST,
+                host.cmd("verify"),
                 state::resume_command(host)
             ),
         ),
@@ -269,14 +295,14 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     // The native etcd restore needs a program that bumps revisions as the
     // restore pod does: refused now, before the first change, without one.
     if etcd_mode == EtcdRestore::Native {
-        crate::node::etcd_restore::restore_tool(&tools)
+        crate::node::etcd_restore::restore_tool(host, &tools)
             .map_err(|e| crate::util::error::Fail::Usage(format!("{e:#}")))?;
     }
     let lock = if opts.dry_run {
-        lock::check_free(&dir)?;
+        lock::check_free(host)?;
         None
     } else {
-        Some(lock::acquire_for(&dir, lock::RESTORE)?)
+        Some(lock::acquire_for(host, lock::RESTORE)?)
     };
     let legacy = dir.join(store::layout::LEGACY_PROGRESS);
     if existing.is_none() && opts.resume && !opts.restart && !legacy.exists() {
@@ -339,10 +365,11 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         Some(j) if !(opts.resume || opts.step) => {
             let next = next_step(&j).map_or("none", |s| s.id.as_str());
             return Err(Fail::InProgress(format!(
-                "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `upgrade-recovery restore --restart`",
+                "a recovery is already in progress ({} of {} steps done, next: {next}); nothing was changed. Continue it with `{}`, or start over with `{}`",
                 j.completed.len(),
                 STEPS.len(),
-                state::resume_command(host)
+                state::resume_command(host),
+                host.cmd("restore --restart")
             ))
             .into());
         }
@@ -350,8 +377,9 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     };
     if j.is_none() && legacy.exists() && !opts.restart {
         return Err(Fail::InProgress(format!(
-            "{} shows a recovery started by the old upgrade-recovery.sh; nothing was changed. Start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",
-            legacy.display()
+            "{} shows a recovery started by the old upgrade-recovery.sh; nothing was changed. Start it over with `{}` (every step is safe to run again)",
+            legacy.display(),
+            host.cmd("restore --restart")
         ))
         .into());
     }
@@ -370,10 +398,11 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     }
     if j.backup_created != m.created {
         bail!(
-            "the recovery under way restores the backup of {}, but the backup in {} is from {}; start over with `upgrade-recovery restore --restart`",
+            "the recovery under way restores the backup of {}, but the backup in {} is from {}; start over with `{}`",
             j.backup_created,
             dir.display(),
-            m.created
+            m.created,
+            host.cmd("restore --restart")
         );
     }
     Ok(Plan {
@@ -401,7 +430,6 @@ impl Plan<'_> {
             opts,
             tools,
             m,
-            dir,
             gen,
             mut j,
             fresh,
@@ -411,9 +439,9 @@ impl Plan<'_> {
         // preflight (every part of the backup read in full, the room, the
         // OS); a recovery under way, the parts its next phase reads.
         if fresh {
-            bodies::check_sizes(&dir, &gen, &m)?;
+            bodies::check_sizes(host, &gen, &m)?;
             checks::require_room(host, &m)?;
-            check_parts(&gen, &dir, &m, &j, &ALL_PHASES, opts.quiet)?;
+            check_parts(host, &gen, &m, &j, &ALL_PHASES, opts.quiet)?;
             bodies::check_os(host, &tools, &m, opts)?;
         } else {
             let boot = host.boot_id()?;
@@ -422,13 +450,13 @@ impl Plan<'_> {
                 if s.after_reboot {
                     check_rebooted(host, &j, opts, &boot)?;
                 }
-                check_parts(&gen, &dir, &m, &j, &[s.phase], opts.quiet)?;
+                check_parts(host, &gen, &m, &j, &[s.phase], opts.quiet)?;
             }
         }
         Ok(Outcome::DryRun {
             steps: plan(Some(&j)),
             next: if fresh {
-                "upgrade-recovery restore".into()
+                host.cmd("restore")
             } else {
                 state::resume_command(host)
             },
@@ -488,7 +516,10 @@ impl Plan<'_> {
                 seconds: t.elapsed().as_secs_f64(),
                 boot_id: host.boot_id()?,
             });
-            ctx.j.save(&ctx.dir)?;
+            ctx.j.save(ctx.host)?;
+            // A recovery is under way in this dir from now on: recorded
+            // for the runs in another dir (`elsewhere`).
+            elsewhere::remember(host, true);
         }
         ctx.run_steps()
     }
@@ -528,6 +559,26 @@ fn redeploy_kind(step: &str) -> Result<&str> {
 /// the backup it started with.
 fn resume_unit_text(dir: &std::path::Path) -> String {
     RESUME_UNIT_TEXT.replace("/var/recovery", &dir.display().to_string())
+}
+
+/// After the files phase: what continues the recovery after the reboot.
+/// With `--auto-resume` the unit does (it is installed and enabled by now):
+/// how to watch it, and the admin's command only if it does not run.
+fn reboot_next(host: &Host, auto_resume: bool) -> String {
+    let resume = state::resume_command(host);
+    if auto_resume {
+        let unit = RESUME_UNIT.trim_end_matches(".service");
+        format!(
+            "Reboot now with `systemctl reboot`: after the reboot {RESUME_UNIT} (installed and enabled) finishes the recovery by itself; nothing is to be run for it. Watch it with `journalctl -u {unit} -f`, or look with `{}` (it names the step under way). Only if the unit does not run (a few minutes after the boot `{}` says the recovery stopped before a step of phase cluster, not that a recovery is running, and `journalctl -u {unit}` shows nothing), continue by hand with `{resume}`.",
+            host.cmd("status"),
+            host.cmd("status")
+        )
+    } else {
+        format!(
+            "Reboot now with `systemctl reboot`, then run `{resume}` (or `{}`).",
+            host.cmd("restore --resume")
+        )
+    }
 }
 
 /// `--resume` with no recovery in progress: refuse, say the node's state
@@ -571,7 +622,7 @@ fn interrupt_where(
         return crate::util::interrupt::Where {
             doing: format!("recovery step {step} (phase {})", phase.name()),
             done: "nothing; the preflight makes no change and no recovery is recorded".into(),
-            next: "start the recovery again with `upgrade-recovery restore`".into(),
+            next: format!("start the recovery again with `{}`", host.cmd("restore")),
         };
     }
     crate::util::interrupt::Where {
@@ -590,8 +641,10 @@ fn interrupt_where(
 /// What to do with a damaged backup in an outage (never "take a new backup").
 pub fn damaged_next(host: &Host) -> String {
     format!(
-        "Nothing was changed. Do not restore from this backup. In an outage: use another copy of the backup (put it in {} and check it with `upgrade-recovery verify`), or copy intact files out with `upgrade-recovery extract PATH --to DIR`.",
-        host.dir.display()
+        "Nothing was changed. Do not restore from this backup. In an outage: use another copy of the backup (put it in {} and check it with `{}`), or copy intact files out with `{}`.",
+        host.dir.display(),
+        host.cmd("verify"),
+        host.cmd("extract PATH --to DIR")
     )
 }
 
@@ -642,7 +695,7 @@ impl Ctx<'_> {
         let boot = self.host.boot_id()?;
         if forget_files_after_reboot(&mut self.j, &boot) {
             log::warn!("the node rebooted during the files phase: running that phase again");
-            self.j.save(&self.dir)?;
+            self.j.save(self.host)?;
         }
         let mut phase_at_start: Option<Phase> = None;
         while let Some(&Step {
@@ -665,9 +718,10 @@ impl Ctx<'_> {
                         return Ok(Outcome::PhaseDone {
                             phase: p,
                             next: format!(
-                            "phase {} is done; continue with `upgrade-recovery restore --resume`",
-                            p.name()
-                        ),
+                                "phase {} is done; continue with `{}`",
+                                p.name(),
+                                self.host.cmd("restore --resume")
+                            ),
                         })
                     }
                     _ => {}
@@ -690,7 +744,7 @@ impl Ctx<'_> {
                     error: msg,
                     at: fsutil::unix_now(),
                 });
-                let _ = self.j.save(&self.dir);
+                let _ = self.j.save(self.host);
                 crate::util::logger::note(
                     true,
                     &format!(
@@ -704,9 +758,11 @@ impl Ctx<'_> {
                     "fix the cause above"
                 };
                 let text = format!(
-                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: {cause}, then run `{}` (or start over with `upgrade-recovery restore --restart`); `upgrade-recovery status` shows where the recovery stands",
+                    "recovery step {id} failed: {e:#}\nThe node now: {}.\nNext: {cause}, then run `{}` (or start over with `{}`); `{}` shows where the recovery stands",
                     self.describe(),
-                    state::resume_command(self.host)
+                    state::resume_command(self.host),
+                    self.host.cmd("restore --restart"),
+                    self.host.cmd("status")
                 );
                 return Err(crate::util::error::with_code_of(&e, text));
             }
@@ -721,7 +777,7 @@ impl Ctx<'_> {
             if phase == Phase::Files && ends_phase {
                 self.j.files_boot_id = Some(boot.clone());
             }
-            self.j.save(&self.dir)?;
+            self.j.save(self.host)?;
             crate::util::logger::note(
                 self.opts.quiet,
                 &format!("step {id} done ({:.1}s)", t.elapsed().as_secs_f64()),
@@ -732,6 +788,7 @@ impl Ctx<'_> {
                 }
                 return Ok(Outcome::RebootNow {
                     steps_done: self.j.completed.clone(),
+                    next: reboot_next(self.host, self.opts.auto_resume),
                 });
             }
         }
@@ -758,6 +815,8 @@ impl Ctx<'_> {
         // Before the journal goes: a crash in between resumes and gets here.
         self.forget_step_records()?;
         Journal::remove(&self.dir)?;
+        // No longer under way (the record of backup dirs, `elsewhere`).
+        elsewhere::remember(self.host, false);
         crate::util::logger::note(true, "recovery complete");
         Ok(Outcome::Done {
             steps,
@@ -805,8 +864,8 @@ impl Ctx<'_> {
     /// damage is exit 4 with nothing changed in that phase.
     fn check_phase(&mut self, phase: Phase) -> Result<()> {
         check_parts(
+            self.host,
             &self.gen,
-            &self.dir,
             &self.m,
             &self.j,
             &[phase],
@@ -825,8 +884,8 @@ pub const ALL_PHASES: [Phase; 3] = [Phase::Files, Phase::Cluster, Phase::Redeplo
 /// part, with nothing changed by them: the check comes before their first
 /// step. The same for the real run and `--dry-run`.
 fn check_parts(
+    host: &Host,
     gen: &std::path::Path,
-    dir: &std::path::Path,
     m: &Manifest,
     j: &Journal,
     phases: &[Phase],
@@ -859,16 +918,18 @@ fn check_parts(
         .completed
         .iter()
         .any(|d| d.id != StepId::Preflight.as_str());
-    let next = if started {
-        "upgrade-recovery restore --resume"
+    let next = host.cmd(if started {
+        "restore --resume"
     } else {
-        "upgrade-recovery restore"
-    };
+        "restore"
+    });
     Err(Fail::Backup(format!(
-        "the backup parts that {whose} needs are damaged. Nothing was changed by {whose} (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy), check it with `upgrade-recovery verify`, then run `{next}`; or take the intact files out with `upgrade-recovery extract PATH... --to DIR`. `upgrade-recovery verify` lists every damaged part.",
+        "the backup parts that {whose} needs are damaged. Nothing was changed by {whose} (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy), check it with `{verify}`, then run `{next}`; or take the intact files out with `{extract}`. `{verify}` lists every damaged part.",
         state = describe(j),
         list = problems.join("\n  "),
-        dir = dir.display(),
+        dir = host.backup_dir().display(),
+        verify = host.cmd("verify"),
+        extract = host.cmd("extract PATH... --to DIR"),
     ))
     .into())
 }

@@ -16,6 +16,15 @@ use std::fmt::Write as _;
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum State {
     NoBackup,
+    /// No backup here and none found elsewhere, but a deployment that is
+    /// not booted is pinned: a backup in a dir not found may rely on it.
+    NoBackupPinnedOs {
+        pinned: String,
+    },
+    /// No backup here; another dir holds one (`elsewhere::find`).
+    BackupElsewhere {
+        dir: String,
+    },
     BackupDamaged {
         problem: String,
     },
@@ -74,9 +83,17 @@ pub enum State {
     /// alone, or its lock is not a regular file: no command uses it.
     BackupDirUnsafe {
         problem: String,
+        /// The command that fixes it (the problem's text quotes it).
+        fix: String,
     },
-    /// TALM's upgrade-recovery.sh layout: its script recovers from it.
+    /// TALM's upgrade-recovery.sh layout, no failed upgrade since: the next
+    /// backup replaces it; its script recovers from it.
     TalmBackup {
+        created: String,
+    },
+    /// TALM's layout, and the upgrade after it did not complete: its
+    /// script recovers from it.
+    TalmBackupUpgradeFailed {
         created: String,
     },
     /// Every upgrade since the backup completed (the lifecycle rule): the
@@ -100,26 +117,42 @@ pub struct Assessment {
     pub command: String,
 }
 
+impl Assessment {
+    /// The state with its sentences; its command is the state's own
+    /// (`State::command`, the table of states), rendered for `host`.
+    pub fn new(host: &Host, state: State, text: String, next: String) -> Assessment {
+        let command = state.command(host, &resume_command(host));
+        Assessment {
+            state,
+            text,
+            next,
+            command,
+        }
+    }
+}
+
 /// The wrapper command that continues a recovery, as the docs write it.
 pub fn resume_command(host: &Host) -> String {
     // A path that exists (issue 27.5): the documented link, else the
     // wrapper in the current generation, else the tool itself.
     let wrapper = crate::store::layout::WRAPPER;
+    let current = crate::store::layout::CURRENT;
     let dir = host.backup_dir();
     if dir.join(wrapper).is_file() {
-        format!("{}/{wrapper} --resume", host.dir.display())
-    } else if dir
-        .join(crate::store::layout::CURRENT)
-        .join(wrapper)
-        .is_file()
-    {
-        format!(
-            "{}/{}/{wrapper} --resume",
-            host.dir.display(),
-            crate::store::layout::CURRENT
-        )
+        host.wrapper_cmd("--resume")
+    } else if dir.join(current).join(wrapper).is_file() {
+        crate::node::host::wrapper_in(&host.dir.join(current), "--resume")
     } else {
-        "upgrade-recovery restore --resume".into()
+        host.cmd("restore --resume")
+    }
+}
+
+/// The same node with the backup dir `dir` (another dir's state, its
+/// commands).
+pub fn in_dir(host: &Host, dir: &str) -> Host {
+    Host {
+        root: host.root.clone(),
+        dir: dir.into(),
     }
 }
 
@@ -162,7 +195,41 @@ pub fn assess(host: &Host, os: Option<&OsState>) -> Assessment {
 /// [`assess_with`], corrected by the last failures of the commands
 /// (`last_failures.rs`): never the command that just failed that way.
 pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Assessment {
+    if let Some(a) = recovery_elsewhere(host, os) {
+        return a;
+    }
     super::last_failures::apply(host, procedure(host, os, verdict))
+}
+
+/// No recovery here (no journal, no progress file, no run holding the
+/// lock), but one under way in another dir (`elsewhere::find`): that dir's
+/// state and its command, said to be there. No backup or other recovery
+/// runs until it completes (the lifecycle rule).
+fn recovery_elsewhere(host: &Host, os: Option<&OsState>) -> Option<Assessment> {
+    let dir = host.backup_dir();
+    if crate::store::recovery_record(&dir).is_some()
+        || crate::store::lock::holder(&dir).is_some()
+        || crate::store::trust::problem(&dir).is_some()
+    {
+        return None;
+    }
+    let found = super::elsewhere::find(host);
+    let u = found.under_way()?;
+    let there = in_dir(host, &u.dir);
+    let a = super::last_failures::apply(&there, procedure(&there, os, None));
+    Some(Assessment {
+        text: format!(
+            "a recovery is under way in {} (not in {}): {}",
+            u.dir,
+            host.dir.display(),
+            a.text
+        ),
+        next: format!(
+            "{}; no backup and no other recovery runs until it completes",
+            a.next
+        ),
+        ..a
+    })
 }
 
 /// [`assess`], with the lifecycle rule's verdict where it was read (it asks
@@ -171,27 +238,21 @@ pub fn assess_with(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -
 fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Assessment {
     let dir = host.backup_dir();
     let resume = resume_command(host);
-    let a = |state: State, text: String, next: String, command: &str| Assessment {
-        state,
-        text,
-        next,
-        command: command.to_string(),
-    };
+    let a = |state: State, text: String, next: String| Assessment::new(host, state, text, next);
     let problem = crate::store::trust::problem(&dir).or_else(|| crate::store::lock::problem(&dir));
     if let Some(problem) = problem {
         // The fix is the first command the problem's text quotes.
-        let command = problem
+        let fix = problem
             .split('`')
             .nth(1)
-            .unwrap_or("upgrade-recovery status")
-            .to_string();
+            .map_or_else(|| host.cmd("status"), str::to_string);
         return a(
             State::BackupDirUnsafe {
                 problem: problem.clone(),
+                fix: fix.clone(),
             },
             problem,
-            format!("`{command}`, then look again with `upgrade-recovery status`"),
-            &command,
+            format!("`{fix}`, then look again with `{}`", host.cmd("status")),
         );
     }
     if let Some(crate::store::lock::Holder { pid, what, doing }) = crate::store::lock::holder(&dir)
@@ -209,7 +270,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                     doing.map(|d| format!(": {d}")).unwrap_or_default()
                 ),
                 format!("let it run; follow it with `journalctl -t upgrade-recovery -f`, or look again with `{}`", host.cmd("status")),
-                &host.cmd("status"),
             );
         }
         return a(
@@ -223,7 +283,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                 "wait for it to end, then look again with `{}`",
                 host.cmd("status")
             ),
-            &host.cmd("status"),
         );
     }
     match Journal::load(&dir) {
@@ -237,7 +296,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                     "start the recovery over with `{}` (every step is safe to run again)",
                     host.cmd("restore --restart")
                 ),
-                &host.cmd("restore --restart"),
             )
         }
         Ok(Some(j)) => {
@@ -251,7 +309,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                     State::FilesDoneRebootPending,
                     "the recovery's files phase is done; the node has not rebooted since".into(),
                     format!("reboot first (`systemctl reboot`), then run `{resume}`"),
-                    "systemctl reboot",
                 );
             }
             let step = next.map_or("none", |s| s.id.as_str()).to_string();
@@ -283,7 +340,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                 },
                 text,
                 next,
-                &resume,
             );
         }
         Ok(None) => {}
@@ -302,7 +358,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                 "start it over with `{}` (every step is safe to run again)",
                 host.cmd("restore --restart")
             ),
-            &host.cmd("restore --restart"),
         );
     }
     let cur = match crate::store::inspect(&dir) {
@@ -314,21 +369,27 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                 .display()
                 .to_string();
             let failed = matches!(verdict, Some(Since::Failed { .. }));
+            let created = crate::util::fsutil::rfc3339(created);
             return a(
-                State::TalmBackup {
-                    created: crate::util::fsutil::rfc3339(created),
+                if failed {
+                    State::TalmBackupUpgradeFailed {
+                        created: created.clone(),
+                    }
+                } else {
+                    State::TalmBackup {
+                        created: created.clone(),
+                    }
                 },
                 format!(
                     "{} holds a backup taken by TALM's upgrade-recovery.sh on {}; recover with that script (`{script}` of that backup)",
                     host.dir.display(),
-                    crate::util::fsutil::rfc3339(created)
+                    created
                 ),
                 if failed {
                     format!("the upgrade after it did not complete: roll the OS back to its pinned deployment, then run `{script}`")
                 } else {
                     format!("on a healthy node, the next backup replaces it (the hub's Job, or `{}`); to recover from it: `{script}`", host.cmd("backup"))
                 },
-                &if failed { script.clone() } else { host.cmd("backup") },
             );
         }
         Ok(crate::store::Kind::Damaged(why)) => return damaged(host, why),
@@ -357,7 +418,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                 "before the next upgrade, take a new backup (the hub's Job does, or `{}`); it replaces this one and removes the OS deployment it pinned",
                 host.cmd("backup")
             ),
-            &host.cmd("backup"),
         );
     }
     let (Some(os), Some(pinned)) = (os, m.deployment.as_ref()) else {
@@ -378,7 +438,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
             },
             format!("the deployment pinned at backup ({pinned_name}) is no longer deployed: the OS cannot be rolled back to it"),
             "look at the deployments with `ostree admin status`; restoring this backup onto another OS is not a recovery".into(),
-            "ostree admin status",
         );
     }
     let Some(active) = os.active() else {
@@ -397,7 +456,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                         d.short()
                     ),
                     format!("make the pinned deployment the default with `{}` (no reboot needed), then, if the upgrade failed, `{}`", host.cmd("rollback"), host.cmd("restore")),
-                    &host.cmd("rollback"),
                 )
             }
             None => return ready(host, last, verdict),
@@ -414,7 +472,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                 active.short()
             ),
             format!("reboot into it (`systemctl reboot`), then run `{}`", host.cmd("restore")),
-            "systemctl reboot",
         );
     }
     a(
@@ -427,7 +484,6 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
             active.short()
         ),
         format!("if the upgrade failed, roll the OS back first: `{}`; after the reboot, `{}`", host.cmd("rollback --reboot"), host.cmd("restore")),
-        &host.cmd("rollback --reboot"),
     )
 }
 
@@ -452,22 +508,52 @@ pub(super) fn damaged(host: &Host, problem: String) -> Assessment {
             None => "no archive of it is left to read".into(),
         }
     };
-    Assessment {
-        text: format!("the backup in {} is damaged: {problem}", host.dir.display()),
-        state: State::BackupDamaged { problem },
-        next: format!(
+    Assessment::new(
+        host,
+        State::BackupDamaged {
+            problem: problem.clone(),
+        },
+        format!("the backup in {} is damaged: {problem}", host.dir.display()),
+        format!(
             "do not restore from it. `{verify}` names every damaged part. In an outage, use another copy of the backup (copy it to {} and run `{verify}`), or {intact_files}",
             host.dir.display(),
             verify = host.cmd("verify")
         ),
-        command: host.cmd("verify"),
-    }
+    )
 }
 
-/// No backup in the dir. A pinned deployment that is not booted may be
-/// what a backup in another dir pinned: say so, and name that dir when one
-/// is found at `/var/*/` (a new backup here keeps pinned deployments).
+/// No backup in the dir (and no recovery under way anywhere: that is
+/// `recovery_elsewhere`). A backup in another dir (`elsewhere::find`:
+/// `/var/*/`, the auto-resume unit, the record of backup dirs) is named
+/// with its state; else a pinned deployment that is not booted may be what
+/// a backup in a dir not found pinned: say so (a new backup here keeps
+/// pinned deployments).
 fn no_backup(host: &Host, os: Option<&OsState>) -> Assessment {
+    // A dir with a backup and no recovery: its own state never comes back
+    // here (a recovery under way is `recovery_elsewhere`'s, and two dirs
+    // only marked in the record would name each other without end).
+    let found = super::elsewhere::find(host);
+    if let Some(f) = found.found.iter().find(|f| !f.under_way) {
+        let there = in_dir(host, &f.dir);
+        let theirs = super::last_failures::apply(&there, procedure(&there, os, None));
+        let state = State::BackupElsewhere { dir: f.dir.clone() };
+        let look = state.command(host, "");
+        return Assessment::new(
+            host,
+            state,
+            format!(
+                "there is no backup in {}, but {} holds one (found by {}): {}",
+                host.dir.display(),
+                f.dir,
+                f.from,
+                theirs.text
+            ),
+            format!(
+                "look at it first: `{look}` (its next command there: `{}`); a backup here would be a second one",
+                theirs.command
+            ),
+        );
+    }
     let pinned: Vec<String> = os
         .map(|o| {
             o.deployments
@@ -478,78 +564,62 @@ fn no_backup(host: &Host, os: Option<&OsState>) -> Assessment {
         })
         .unwrap_or_default();
     if pinned.is_empty() {
-        return Assessment {
-            state: State::NoBackup,
-            text: format!("there is no backup in {}", host.dir.display()),
-            next: format!(
+        return Assessment::new(
+            host,
+            State::NoBackup,
+            format!("there is no backup in {}", host.dir.display()),
+            format!(
                 "take one while the node is healthy, before the upgrade: `{}`",
                 host.cmd("backup")
             ),
-            command: host.cmd("backup"),
-        };
+        );
     }
-    let elsewhere: Vec<String> = std::fs::read_dir(host.path("/var"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| std::path::Path::new("/var").join(e.file_name()))
-        .filter(|d| *d != host.dir && host.path(d).join(crate::store::layout::MANIFEST).is_file())
-        .map(|d| d.display().to_string())
-        .collect();
-    let (next, command) = match elsewhere.first() {
-        Some(d) => (
-            format!("look at the backup in {d} first: `upgrade-recovery --dir {d} status`"),
-            format!("upgrade-recovery --dir {d} status"),
-        ),
-        None => (
-            "find the backup that pinned it (every command takes `--dir DIR`) before taking a new one; a new backup here keeps pinned deployments".to_string(),
-            "ostree admin status".to_string(),
-        ),
-    };
-    Assessment {
-        state: State::NoBackup,
-        text: format!(
+    Assessment::new(
+        host,
+        State::NoBackupPinnedOs {
+            pinned: pinned.join(", "),
+        },
+        format!(
             "there is no backup in {}, but {} {} pinned: a backup in another dir (`--dir`) may rely on it",
             host.dir.display(),
             pinned.join(", "),
             if pinned.len() == 1 { "is" } else { "are" }
         ),
-        next,
-        command,
-    }
+        "find the backup that pinned it (every command takes `--dir DIR`) before taking a new one; a new backup here keeps pinned deployments".to_string(),
+    )
 }
 
 fn ready(host: &Host, last: Option<LastRecovery>, verdict: Option<&Since>) -> Assessment {
     if let Some(Since::Failed { upgrade }) = verdict {
-        return Assessment {
-            state: State::RolledBackNotRecovered {
+        return Assessment::new(
+            host,
+            State::RolledBackNotRecovered {
                 upgrade: upgrade.clone(),
             },
-            text: format!(
+            format!(
                 "the node runs the OS the backup pinned, but the upgrade to {upgrade} did not complete and no recovery has completed since"
             ),
-            next: format!("recover the cluster to the backup: `{}`", host.cmd("restore")),
-            command: host.cmd("restore"),
-        };
+            format!("recover the cluster to the backup: `{}`", host.cmd("restore")),
+        );
     }
     match last {
-        Some(l) => Assessment {
-            text: format!(
+        Some(l) => Assessment::new(
+            host,
+            State::RecoveryCompleted {
+                at: l.completed.clone(),
+            },
+            format!(
                 "the recovery completed at {}; the node runs the OS of the backup",
                 l.completed
             ),
-            state: State::RecoveryCompleted {
-                at: l.completed.clone(),
-            },
-            next: format!("nothing to do: check the cluster with `oc get clusteroperators`; before the next upgrade, take a new backup (`{}`)", host.cmd("backup")),
-            command: "oc get clusteroperators".into(),
-        },
-        None => Assessment {
-            state: State::BackupReady,
-            text: "a backup is ready and the node runs the OS deployment it pinned".into(),
-            next: format!("nothing to do on a healthy node; if the upgrade failed: `{}`", host.cmd("restore")),
-            command: host.cmd("restore"),
-        },
+            format!("nothing to do: check the cluster with `oc get clusteroperators`; before the next upgrade, take a new backup (`{}`)", host.cmd("backup")),
+        ),
+        None => Assessment::new(
+            host,
+            State::BackupReady,
+            "a backup is ready and the node runs the OS deployment it pinned".into(),
+            format!("nothing to do on a healthy node; if the upgrade failed: `{}`", host.cmd("restore")),
+        ),
     }
 }
 

@@ -2,11 +2,31 @@
 //! table, from which `generate-docs` writes the README's table of states
 //! (`--readme`; tests/ship.rs checks the README is current), as it writes
 //! the man pages. A new state does not compile until it has its row here.
-//! (`status` computes each command in `state.rs`, with `--dir` and the
-//! paths of the node; after the merge of the lifecycle rule the two are
-//! not yet one source.)
+//! The command is a template ([`Cmd`]) that `state.rs` renders for the
+//! node and its `--dir` ([`State::command`]): the README's table is the
+//! same template rendered for `/var/recovery`, so the two cannot disagree.
 
 use super::state::State;
+use crate::node::host::Host;
+
+/// A state's next command, before it is rendered for a node and a dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmd<'a> {
+    /// This tool with these arguments, with `--dir` when the backup dir is
+    /// not the default one (`Host::cmd`).
+    Tool(&'static str),
+    /// The command that continues the recovery (`state::resume_command`:
+    /// the dir's wrapper with `--resume`).
+    Resume,
+    /// The backup dir's wrapper alone (TALM's script of that backup).
+    Wrapper,
+    /// `status` of another backup dir.
+    StatusOf(&'a str),
+    /// A program of the node, as is.
+    Program(&'static str),
+    /// The fix the state carries (it names the path to fix).
+    Given(&'a str),
+}
 
 impl State {
     #[cfg(any(feature = "docs", test))]
@@ -18,34 +38,46 @@ impl State {
             .unwrap_or_default()
     }
 
-    #[cfg(any(feature = "docs", test))]
-    /// The exact next command in this state; `resume` is the command that
-    /// continues a recovery (`state::resume_command`).
-    pub fn command(&self, resume: &str) -> String {
+    /// The next command in this state, as a template: the one source of
+    /// what `status` prints and what the README's table says.
+    pub fn next_command(&self) -> Cmd<'_> {
         match self {
-            State::NoBackup => "upgrade-recovery backup".into(),
-            State::BackupDamaged { .. } => "upgrade-recovery verify".into(),
-            State::BackupReady => "upgrade-recovery restore".into(),
-            State::UpgradedOsBooted { .. } => "upgrade-recovery rollback --reboot".into(),
-            State::RollbackDoneRebootPending { .. } => "systemctl reboot".into(),
-            State::PinnedBootedNotDefault { .. } => "upgrade-recovery rollback".into(),
-            State::PinnedDeploymentGone { .. } => "ostree admin status".into(),
-            State::FilesDoneRebootPending => "systemctl reboot".into(),
-            State::RecoveryRunning { .. } => "upgrade-recovery status".into(),
-            State::RecoveryStopped { .. } => resume.into(),
-            State::RecoveryStoppedBackupDamaged { .. } => "upgrade-recovery verify".into(),
-            State::RecoveryCompleted { .. } => "oc get clusteroperators".into(),
-            State::JournalUnreadable { .. } => "upgrade-recovery restore --restart".into(),
-            State::LegacyRecovery { .. } => "upgrade-recovery restore --restart".into(),
-            State::OtherRunActive { .. } => "upgrade-recovery status".into(),
-            State::BackupDirUnsafe { .. } => {
-                "chown root:root DIR && chmod 0700 DIR (or rm DIR/.lock), as status names it".into()
-            }
-            State::TalmBackup { .. } => {
-                "upgrade-recovery backup (healthy node), or after a failed upgrade that backup's /var/recovery/upgrade-recovery.sh".into()
-            }
-            State::UpgradeCompleted { .. } => "upgrade-recovery backup".into(),
-            State::RolledBackNotRecovered { .. } => "upgrade-recovery restore".into(),
+            State::NoBackup => Cmd::Tool("backup"),
+            State::NoBackupPinnedOs { .. } => Cmd::Program("ostree admin status"),
+            State::BackupElsewhere { dir } => Cmd::StatusOf(dir),
+            State::BackupDamaged { .. } => Cmd::Tool("verify"),
+            State::BackupReady => Cmd::Tool("restore"),
+            State::UpgradedOsBooted { .. } => Cmd::Tool("rollback --reboot"),
+            State::RollbackDoneRebootPending { .. } => Cmd::Program("systemctl reboot"),
+            State::PinnedBootedNotDefault { .. } => Cmd::Tool("rollback"),
+            State::PinnedDeploymentGone { .. } => Cmd::Program("ostree admin status"),
+            State::FilesDoneRebootPending => Cmd::Program("systemctl reboot"),
+            State::RecoveryRunning { .. } => Cmd::Tool("status"),
+            State::RecoveryStopped { .. } => Cmd::Resume,
+            State::RecoveryStoppedBackupDamaged { .. } => Cmd::Tool("verify"),
+            State::RecoveryCompleted { .. } => Cmd::Program("oc get clusteroperators"),
+            State::JournalUnreadable { .. } => Cmd::Tool("restore --restart"),
+            State::LegacyRecovery { .. } => Cmd::Tool("restore --restart"),
+            State::OtherRunActive { .. } => Cmd::Tool("status"),
+            State::BackupDirUnsafe { fix, .. } => Cmd::Given(fix),
+            State::TalmBackup { .. } => Cmd::Tool("backup"),
+            State::TalmBackupUpgradeFailed { .. } => Cmd::Wrapper,
+            State::UpgradeCompleted { .. } => Cmd::Tool("backup"),
+            State::RolledBackNotRecovered { .. } => Cmd::Tool("restore"),
+        }
+    }
+
+    /// The exact next command in this state on `host` (its `--dir`);
+    /// `resume` is the command that continues a recovery there
+    /// (`state::resume_command`).
+    pub fn command(&self, host: &Host, resume: &str) -> String {
+        match self.next_command() {
+            Cmd::Tool(args) => host.cmd(args),
+            Cmd::Resume => resume.to_string(),
+            Cmd::Wrapper => host.wrapper_cmd(""),
+            Cmd::StatusOf(dir) => crate::node::host::cmd_in(std::path::Path::new(dir), "status"),
+            Cmd::Program(p) => p.to_string(),
+            Cmd::Given(fix) => fix.to_string(),
         }
     }
 
@@ -53,7 +85,9 @@ impl State {
     /// What the state means and what follows its command, for the table.
     pub fn meaning(&self) -> &'static str {
         match self {
-            State::NoBackup => "no backup in the backup dir",
+            State::NoBackup => "no backup in the backup dir, none found in another (`/var/*/`, the auto-resume unit's `--dir`, `/var/lib/upgrade-recovery/backup-dirs`), no recovery under way anywhere",
+            State::NoBackupPinnedOs { .. } => "no backup in the backup dir and none found elsewhere, but a deployment that is not booted is pinned: a backup in another dir may rely on it; find it before taking a new one",
+            State::BackupElsewhere { .. } => "no backup in the backup dir, but the dir D holds one (found under `/var/*/`, by the auto-resume unit's `--dir` or in `/var/lib/upgrade-recovery/backup-dirs`): look at it first",
             State::BackupDamaged { .. } => "the backup is damaged: a part missing or of the wrong size, no manifest, or a run of a command found it damaged (exit 4, named until a `verify` passes); in an outage another copy of the backup, then `verify`",
             State::BackupReady => "a backup is ready and the pinned OS runs: nothing on a healthy node; after a failed upgrade, this command",
             State::UpgradedOsBooted { .. } => "another OS than the one pinned at backup is booted (roll back first); after the reboot, `upgrade-recovery restore`",
@@ -69,7 +103,8 @@ impl State {
             State::LegacyRecovery { .. } => "a recovery of the old `upgrade-recovery.sh` (its `progress` file)",
             State::OtherRunActive { .. } => "another run (a backup) holds the lock: wait, look again",
             State::BackupDirUnsafe { .. } => "the backup dir, a dir above it or a generation is not root's alone, or `.lock` is not a regular file: no command uses it",
-            State::TalmBackup { .. } => "the backup dir holds a backup of TALM's `upgrade-recovery.sh`: its script recovers from it",
+            State::TalmBackup { .. } => "the backup dir holds a backup of TALM's `upgrade-recovery.sh` and no upgrade failed since: the next backup (the hub's Job) replaces it; its script recovers from it",
+            State::TalmBackupUpgradeFailed { .. } => "the backup dir holds a backup of TALM's `upgrade-recovery.sh` and the upgrade after it did not complete: roll the OS back to its pinned deployment, then run that backup's script",
             State::UpgradeCompleted { .. } => "every upgrade since the backup completed: the next backup replaces it",
             State::RolledBackNotRecovered { .. } => "the pinned OS is booted again but the upgrade after the backup did not complete and no recovery completed since",
         }
@@ -82,6 +117,8 @@ pub fn all() -> Vec<State> {
     let s = String::new;
     vec![
         State::NoBackup,
+        State::NoBackupPinnedOs { pinned: s() },
+        State::BackupElsewhere { dir: "D".into() },
         State::BackupReady,
         State::BackupDamaged { problem: s() },
         State::UpgradedOsBooted {
@@ -114,8 +151,13 @@ pub fn all() -> Vec<State> {
         State::JournalUnreadable { error: s() },
         State::LegacyRecovery { record: s() },
         State::OtherRunActive { pid: 0 },
-        State::BackupDirUnsafe { problem: s() },
+        State::BackupDirUnsafe {
+            problem: s(),
+            fix: "chown root:root DIR && chmod 0700 DIR (or rm DIR/.lock), as status names it"
+                .into(),
+        },
         State::TalmBackup { created: s() },
+        State::TalmBackupUpgradeFailed { created: s() },
         State::UpgradeCompleted {
             versions: Vec::new(),
         },
@@ -133,12 +175,16 @@ pub const END: &str = "<!-- end of states -->";
 /// The table of states, in Markdown.
 pub fn table() -> String {
     let mut t = String::from("| state | what it means | next command |\n|---|---|---|\n");
+    let host = Host {
+        root: "/".into(),
+        dir: crate::node::host::DEFAULT_DIR.into(),
+    };
     for st in all() {
         t.push_str(&format!(
             "| `{}` | {} | `{}` |\n",
             st.id(),
             st.meaning(),
-            st.command("/var/recovery/upgrade-recovery.sh --resume")
+            st.command(&host, &host.wrapper_cmd("--resume"))
         ));
     }
     t
@@ -168,6 +214,8 @@ mod tests {
         assert_eq!(uniq.len(), ids.len(), "{ids:?}");
         let index = |s: &State| match s {
             State::NoBackup
+            | State::NoBackupPinnedOs { .. }
+            | State::BackupElsewhere { .. }
             | State::BackupDamaged { .. }
             | State::BackupReady
             | State::UpgradedOsBooted { .. }
@@ -184,8 +232,9 @@ mod tests {
             | State::OtherRunActive { .. }
             | State::BackupDirUnsafe { .. }
             | State::TalmBackup { .. }
+            | State::TalmBackupUpgradeFailed { .. }
             | State::UpgradeCompleted { .. }
-            | State::RolledBackNotRecovered { .. } => 19,
+            | State::RolledBackNotRecovered { .. } => 22,
         };
         assert_eq!(
             all().len(),

@@ -2,6 +2,7 @@
 //! atomically (temp, fsync, rename, fsync dir) after every step. It exists
 //! only while a recovery is under way.
 
+use crate::node::host::Host;
 use crate::util::error::Fail;
 use crate::util::fsutil;
 use anyhow::Result;
@@ -66,7 +67,9 @@ impl Journal {
     }
 
     /// The journal in `dir`, None when no recovery is under way. An
-    /// unreadable one is an error that says how to get out.
+    /// unreadable one is an error (exit 3) that says what is wrong; the
+    /// caller, which has the `Host`, names the way out (`restore
+    /// --restart`, with the backup's `--dir`).
     pub fn load(dir: &Path) -> Result<Option<Journal>> {
         let p = Self::path(dir);
         // Never through a symlink, never a FIFO; non-UTF-8 is a damaged
@@ -76,7 +79,7 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 return Err(Fail::InProgress(format!(
-                    "the recovery journal {} cannot be read: {e}. A recovery was under way but where it stands is unknown; start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",
+                    "the recovery journal {} cannot be read: {e}. A recovery was under way but where it stands is unknown",
                     p.display()
                 ))
                 .into())
@@ -84,13 +87,13 @@ impl Journal {
         };
         let text = String::from_utf8(bytes).map_err(|_| {
             Fail::InProgress(format!(
-                "the recovery journal {} cannot be read: it is not UTF-8. A recovery was under way but where it stands is unknown; start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",
+                "the recovery journal {} cannot be read: it is not UTF-8. A recovery was under way but where it stands is unknown",
                 p.display()
             ))
         })?;
         let j: Journal = serde_json::from_str(&text).map_err(|e| {
             Fail::InProgress(format!(
-                "the recovery journal {} cannot be read: {e} (line {}, column {}). A recovery was under way but where it stands is unknown; start it over with `upgrade-recovery restore --restart` (every step is safe to run again)",
+                "the recovery journal {} cannot be read: {e} (line {}, column {}). A recovery was under way but where it stands is unknown",
                 p.display(),
                 e.line(),
                 e.column()
@@ -98,7 +101,7 @@ impl Journal {
         })?;
         if j.format != FORMAT {
             return Err(Fail::InProgress(format!(
-                "the recovery journal {} has format {} but this tool reads {FORMAT}; start over with `upgrade-recovery restore --restart`",
+                "the recovery journal {} has format {} but this tool reads {FORMAT}",
                 p.display(),
                 j.format
             ))
@@ -110,11 +113,12 @@ impl Journal {
     /// Replace the journal on disk. A full file system leaves the one on
     /// disk as it was (no temporary file either) and says where the
     /// recovery stands and what to free.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let p = Self::path(dir);
+    pub fn save(&self, host: &Host) -> Result<()> {
+        let dir = host.backup_dir();
+        let p = Self::path(&dir);
         let r = fsutil::write_atomic(&p, serde_json::to_string_pretty(self)?.as_bytes(), 0o600);
         match r {
-            Err(e) if crate::util::error::no_space(&e) => Err(e.context(no_room(dir))),
+            Err(e) if crate::util::error::no_space(&e) => Err(e.context(no_room(host))),
             r => r,
         }
     }
@@ -134,20 +138,21 @@ impl Journal {
 
 /// The words for a journal that could not be written for want of room:
 /// what the journal on disk still says, what to free, the next command.
-fn no_room(dir: &Path) -> String {
-    let free = fsutil::free_bytes(dir).map_or_else(|_| "?".into(), fsutil::human);
-    let (state, next) = match Journal::load(dir) {
+fn no_room(host: &Host) -> String {
+    let dir = host.backup_dir();
+    let free = fsutil::free_bytes(&dir).map_or_else(|_| "?".into(), fsutil::human);
+    let (state, next) = match Journal::load(&dir) {
         Ok(Some(j)) => (
             format!(
                 "the journal there still records {} steps done (last: {}); what this run did since is safe to do again",
                 j.completed.len(),
                 j.completed.last().map_or("none", |d| d.id.as_str())
             ),
-            "upgrade-recovery restore --resume",
+            host.cmd("restore --resume"),
         ),
         _ => (
             "no recovery is recorded there; the preflight made no change".into(),
-            "upgrade-recovery restore",
+            host.cmd("restore"),
         ),
     };
     format!(

@@ -9,6 +9,8 @@ use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use crate::node::host::Host;
+
 pub const FILE: &str = crate::store::layout::LOCK;
 /// What a recovery writes after its pid.
 pub const RESTORE: &str = "restore";
@@ -124,20 +126,20 @@ pub struct Lock {
     what: String,
 }
 
-pub fn acquire(dir: &Path) -> Result<Lock> {
-    acquire_for(dir, "")
+pub fn acquire(host: &Host) -> Result<Lock> {
+    acquire_for(host, "")
 }
 
 /// Take the lock, recording `what` the holder is beside its pid.
-pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
-    let path = dir.join(FILE);
+pub fn acquire_for(host: &Host, what: &str) -> Result<Lock> {
+    let path = host.backup_file(FILE);
     let mut f = open_lock(&path, true)?;
     if let Err(e) = flock(&f, FlockOperation::NonBlockingLockExclusive) {
         let mut text = String::new();
         let _ = f.read_to_string(&mut text);
         let h = parse_holder(&text);
         if e == rustix::io::Errno::WOULDBLOCK {
-            return Err(busy(&path, h.as_ref()));
+            return Err(busy(host, &path, h.as_ref()));
         }
         bail!("cannot lock {}: {e}", path.display());
     }
@@ -159,7 +161,7 @@ pub fn acquire_for(dir: &Path, what: &str) -> Result<Lock> {
 
 /// The refusal when another run holds the lock. A recovery holding it is
 /// exit 3, as the contract says of a recovery in progress (issue 27.8).
-fn busy(path: &Path, holder: Option<&Holder>) -> anyhow::Error {
+fn busy(host: &Host, path: &Path, holder: Option<&Holder>) -> anyhow::Error {
     let pid = holder.map(|h| h.pid.to_string()).unwrap_or_default();
     let (who, look) = if pid.is_empty() {
         (String::new(), String::new())
@@ -168,9 +170,10 @@ fn busy(path: &Path, holder: Option<&Holder>) -> anyhow::Error {
     };
     if let Some(h) = holder.filter(|h| h.what == RESTORE) {
         return crate::util::error::Fail::InProgress(format!(
-            "a recovery is running now{who}{}; it holds {}, and nothing was changed by this run. Let it run: follow it with `journalctl -t upgrade-recovery -f`, or look with `upgrade-recovery status`",
+            "a recovery is running now{who}{}; it holds {}, and nothing was changed by this run. Let it run: follow it with `journalctl -t upgrade-recovery -f`, or look with `{}`",
             h.doing.as_deref().map(|d| format!(": {d}")).unwrap_or_default(),
-            path.display()
+            path.display(),
+            host.cmd("status")
         ))
         .into();
     }
@@ -182,8 +185,8 @@ fn busy(path: &Path, holder: Option<&Holder>) -> anyhow::Error {
 
 /// Refuse as `acquire_for` would when another run holds the lock, without
 /// taking it or creating its file (for `--dry-run`).
-pub fn check_free(dir: &Path) -> Result<()> {
-    let path = dir.join(FILE);
+pub fn check_free(host: &Host) -> Result<()> {
+    let path = host.backup_file(FILE);
     let mut f = match open_lock(&path, false) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -194,7 +197,7 @@ pub fn check_free(dir: &Path) -> Result<()> {
     }
     let mut text = String::new();
     let _ = f.read_to_string(&mut text);
-    Err(busy(&path, parse_holder(&text).as_ref()))
+    Err(busy(host, &path, parse_holder(&text).as_ref()))
 }
 
 impl Lock {

@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod trust;
 pub mod verify;
 
+use crate::node::host::Host;
 use crate::util::error::Fail;
 use crate::{util::fault, util::fsutil};
 use anyhow::{Context, Result};
@@ -188,15 +189,32 @@ pub fn inspect(dir: &Path) -> Result<Kind> {
 }
 
 /// The dir holding the current backup's files (a generation, or `dir`
-/// itself in the flat format). No backup or a damaged one: exit 4.
+/// itself in the flat format). No backup or a damaged one: exit 4. For the
+/// callers that only look (status gives its own next command); a refusal a
+/// person reads comes from [`current_on`], which names the next command.
 pub fn current(dir: &Path) -> Result<PathBuf> {
+    current_or(dir, None)
+}
+
+/// [`current`] of the host's backup dir, whose "no backup" refusal names
+/// `status` with the backup's `--dir` (`Host::cmd`).
+pub fn current_on(host: &Host) -> Result<PathBuf> {
+    current_or(&host.backup_dir(), Some(host))
+}
+
+fn current_or(dir: &Path, host: Option<&Host>) -> Result<PathBuf> {
     match inspect(dir)? {
         Kind::Generation(g) => Ok(dir.join(g)),
         Kind::Flat => Ok(dir.to_path_buf()),
         Kind::Empty => Err(Fail::Backup(format!(
-            "no backup in {}: {} does not exist. Nothing was changed. `upgrade-recovery status` names a backup in another dir if the node has one (then pass that dir with `--dir DIR`); without a backup this tool cannot recover the node",
+            "no backup in {}: {} does not exist. Nothing was changed. {}without a backup this tool cannot recover the node",
             dir.display(),
-            dir.join(MANIFEST).display()
+            dir.join(MANIFEST).display(),
+            host.map(|h| format!(
+                "`{}` names a backup in another dir if the node has one (then pass that dir with `--dir DIR`); ",
+                h.cmd("status")
+            ))
+            .unwrap_or_default()
         ))
         .into()),
         Kind::Damaged(why) => Err(damaged(dir, &why).into()),
@@ -280,11 +298,11 @@ pub fn archives_on_node(host: &crate::node::host::Host) -> PathBuf {
 }
 
 /// The current generation's name, None in the flat format. For the journal.
-pub fn current_generation(dir: &Path) -> Result<Option<String>> {
-    match inspect(dir)? {
+pub fn current_generation(host: &Host) -> Result<Option<String>> {
+    match inspect(&host.backup_dir())? {
         Kind::Generation(g) => Ok(Some(g)),
         _ => {
-            current(dir)?;
+            current_on(host)?;
             Ok(None)
         }
     }

@@ -104,8 +104,9 @@ pub fn check_each(dir: &Path, items: &[&Stored]) -> Vec<Vec<String>> {
 /// Verify the current backup of the backup dir `dir` (its generation, or the
 /// flat files), and the documented paths that lead into it. No backup, or a
 /// damaged one without a manifest, is an error (exit 4).
-pub fn verify(dir: &Path) -> Result<(Manifest, Report)> {
-    let gen = crate::store::current(dir)?;
+pub fn verify(host: &crate::node::host::Host) -> Result<(Manifest, Report)> {
+    let dir = &host.backup_dir();
+    let gen = crate::store::current_on(host)?;
     let (m, mut report) = verify_generation(&gen)?;
     // A missing link is not damage: verify, status and restore agree that
     // the backup is usable (issue 27.5), and verify says how to relink.

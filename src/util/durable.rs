@@ -20,6 +20,9 @@ pub fn log(step: &str, what: &str) {
 
 /// fsync a directory: a rename or removal in it is durable.
 pub fn dir(step: &str, d: &Path) -> Result<()> {
+    if crate::util::fault::skip_syncs() {
+        return Ok(());
+    }
     crate::util::fsutil::fsync_dir(d)?;
     log(step, &format!("fsync-dir {}", d.display()));
     Ok(())
@@ -27,6 +30,9 @@ pub fn dir(step: &str, d: &Path) -> Result<()> {
 
 /// syncfs of the file system that holds `p` (every file written there).
 pub fn fs_of(step: &str, p: &Path) -> Result<()> {
+    if crate::util::fault::skip_syncs() {
+        return Ok(());
+    }
     let f = std::fs::File::open(p).with_context(|| format!("opening {} to sync", p.display()))?;
     rustix::fs::syncfs(&f).with_context(|| format!("syncfs of {}", p.display()))?;
     log(step, &format!("syncfs {}", p.display()));

@@ -109,6 +109,15 @@ pub fn sync_crash_after() -> Option<u64> {
     }
 }
 
+/// `UPGRADE_RECOVERY_SKIP_SYNCS=1`: the syncs that make a step's changes
+/// durable before its journal entry (`durable.rs`, the tree sync's syncfs)
+/// are skipped. A broken build on purpose, for the VM lane's negative
+/// control (`scripts/vm.sh dmlog` with `DMLOG_SKIP_SYNCS=1`, docs/vm.md):
+/// replayed at each flush point, it must show a journal ahead of the disk.
+pub fn skip_syncs() -> bool {
+    cfg!(feature = "fault-injection") && std::env::var_os("UPGRADE_RECOVERY_SKIP_SYNCS").is_some()
+}
+
 /// Append a line to the sync log the durability tests read
 /// (`UPGRADE_RECOVERY_SYNC_LOG`).
 pub fn sync_log(line: std::fmt::Arguments) {

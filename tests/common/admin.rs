@@ -48,15 +48,22 @@ pub fn shell_line(sb: &Sandbox, cmd: &str) -> String {
     let fast = |rest: &str| {
         if rest.contains("restore") || rest.contains("--resume") || rest.trim().is_empty() {
             " --poll-interval 100ms --wait-timeout 60s"
-        } else if rest.starts_with(" backup") {
+        } else if rest.starts_with(" backup")
+            || rest.contains(" backup ")
+            || rest.ends_with(" backup")
+        {
             " --min-free 0"
         } else {
             ""
         }
     };
-    if let Some(rest) = cmd.strip_prefix("/var/recovery/upgrade-recovery.sh") {
+    // The wrapper of any backup dir (`D/upgrade-recovery.sh`), under the root.
+    let wrapper = cmd
+        .split_once("/upgrade-recovery.sh")
+        .filter(|(d, _)| d.starts_with('/') && !d.contains(' '));
+    if let Some((dir, rest)) = wrapper {
         format!(
-            "$ROOT/var/recovery/upgrade-recovery.sh --root {root}{rest}{}",
+            "$ROOT{dir}/upgrade-recovery.sh --root {root}{rest}{}",
             fast(rest)
         )
     } else if let Some(rest) = cmd.strip_prefix("upgrade-recovery") {

@@ -550,10 +550,12 @@ pub fn plan(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Plan> {
         }
         if !unavailable.is_empty() && !o.without_bucket {
             bail!(
-                "{}: Velero cannot process DeleteBackupRequests, so the upgrade's {} Backup(s) ({}) and their data cannot be deleted; nothing was changed. Fix the S3 backend (endpoint, credentials, bucket) and check with `oc get backupstoragelocations.velero.io -n openshift-adp`, then run `upgrade-recovery ibu cleanup` again. If the backend cannot be fixed: `upgrade-recovery ibu cleanup --without-bucket` deletes the CRs and leaves the data in the bucket",
+                "{}: Velero cannot process DeleteBackupRequests, so the upgrade's {} Backup(s) ({}) and their data cannot be deleted; nothing was changed. Fix the S3 backend (endpoint, credentials, bucket) and check with `oc get backupstoragelocations.velero.io -n openshift-adp`, then run `{}` again. If the backend cannot be fixed: `{}` deletes the CRs and leaves the data in the bucket",
                 unavailable.join("; "),
                 backups.len(),
-                backups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                backups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                host.cmd("ibu cleanup"),
+                host.cmd("ibu cleanup --without-bucket")
             );
         }
     }
@@ -593,9 +595,10 @@ pub fn plan(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Plan> {
     }
     if o.without_bucket && !backups.is_empty() {
         notes.push(format!(
-            "--without-bucket: the data of {} stays in the bucket{}. Velero's bucket sync brings those Backups back as CRs once the location is Available; then run `upgrade-recovery ibu cleanup` again to delete them with their data",
+            "--without-bucket: the data of {} stays in the bucket{}. Velero's bucket sync brings those Backups back as CRs once the location is Available; then run `{}` again to delete them with their data",
             backups.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-            if unavailable.is_empty() { String::new() } else { format!(" ({})", unavailable.join("; ")) }
+            if unavailable.is_empty() { String::new() } else { format!(" ({})", unavailable.join("; ")) },
+            host.cmd("ibu cleanup")
         ));
     }
     actions.extend(
@@ -656,10 +659,11 @@ fn wait_deleted(host: &Host, tools: &Tools, b: &ObjRef, limit: u64) -> Result<()
         }
         if start.elapsed() >= Duration::from_secs(limit) {
             bail!(
-                "waited {limit} s for Velero to process DeleteBackupRequest {b} (phase {phase}) and delete Backup {b}{}: Backup {b} and its data are still there. Look at `oc get deletebackuprequests.velero.io -n {} {} -o yaml` and the velero pod's log (`oc logs -n openshift-adp deploy/velero`), then run `upgrade-recovery ibu cleanup` again",
+                "waited {limit} s for Velero to process DeleteBackupRequest {b} (phase {phase}) and delete Backup {b}{}: Backup {b} and its data are still there. Look at `oc get deletebackuprequests.velero.io -n {} {} -o yaml` and the velero pod's log (`oc logs -n openshift-adp deploy/velero`), then run `{}` again",
                 if backup.is_some() { "" } else { " (the Backup CR is gone, the request is not processed)" },
                 b.namespace,
-                b.name
+                b.name,
+                host.cmd("ibu cleanup")
             );
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -847,10 +851,14 @@ pub fn cleanup(host: &Host, tools: &Tools, o: &CleanupOptions) -> Result<Cleanup
         None => "the CR was not in a failed state (--force): LCA acts on the annotation only after AbortFailed or FinalizeFailed. Check `oc get ibu upgrade -o yaml`".to_string(),
     };
     let next = if o.dry_run {
-        format!("run `upgrade-recovery ibu cleanup` without --dry-run to carry out these steps; then {after}")
+        format!(
+            "run `{}` without --dry-run to carry out these steps; then {after}",
+            host.cmd("ibu cleanup")
+        )
     } else if !failures.is_empty() {
         format!(
-            "fix what failed (above) and run `upgrade-recovery ibu cleanup` again: each step is checked against the cluster first, so what is done is not done twice. The {ANNOTATION} annotation was not set, so LCA does not retry yet"
+            "fix what failed (above) and run `{}` again: each step is checked against the cluster first, so what is done is not done twice. The {ANNOTATION} annotation was not set, so LCA does not retry yet",
+            host.cmd("ibu cleanup")
         )
     } else {
         after
