@@ -22,7 +22,9 @@
 # DU's size; 100 a quick run), BENCH_GROWTH the scales to run one after the
 # other on one node that grows (default "1"; "1 2 4 8" for the growth runs:
 # the node gets steps added, each a new copy of the corpus), BENCH_RUNS rounds
-# per scale (default 1 here), BENCH_DIR (default /var/tmp/ur-bench-du).
+# per scale (default 1 here), BENCH_DIR (default /var/tmp/ur-bench-du),
+# BENCH_PREPARE=1 (make the node and the growth steps ahead, then stop; the
+# timed run follows with BENCH_REUSE=1 BENCH_KEEP=1 BENCH_NO_BUILD=1).
 # Disk: at factor 1 and scale S the node takes about 12 GiB x S and the
 # plain copies as much again; the growth to 8 needs about 200 GiB.
 set -euo pipefail
@@ -42,17 +44,44 @@ X=$R/var/recovery/etc.exclude.list
 ours_opts="--poll-interval 100 --wait-timeout 120"
 
 # grow S: add the steps up to S to the node (each step is seeded by its number,
-# so a node grown to S is the node created at S).
+# so a node grown to S is the node created at S). A step made ahead by
+# BENCH_PREPARE (in $W/aside/STEP, same file system) is moved in by renames;
+# its etcd keys are put through the API then, as the db grows with the node.
 grow() {
-  local s have
+  local s have a
   have=$(cat "$W/steps" 2>/dev/null || echo "$BENCH_SCALE")
   for s in $(seq $((have + 1)) "$1"); do
     echo "bench: adding step $s" >&2
-    /usr/bin/python3 scripts/bench-du.py "$R" "$s" "$BENCH_FACTOR"
+    a=$W/aside/$s/root
+    if [ -d "$a" ]; then
+      mv "$a"/var/lib/kubelet/pods/* "$R/var/lib/kubelet/pods/"
+      mv "$a"/etc/kubernetes/static-pod-resources/* "$R/etc/kubernetes/static-pod-resources/"
+      mv "$a/etc/bench-du-$s" "$R/etc/"
+      mv "$a/var/usrlocal/du-$s" "$R/var/usrlocal/"
+      rm -rf "$W/aside/$s"
+    else
+      /usr/bin/python3 scripts/bench-du.py "$R" "$s" "$BENCH_FACTOR"
+    fi
     du_etcd "$W" "$s"
   done
   echo "$1" > "$W/steps"
 }
+
+# BENCH_PREPARE=1: make the node at the first scale and the files of the
+# other steps aside, then stop (kept, for a timed run with BENCH_REUSE=1 on a
+# quiet machine: only the renames and the etcd puts are left to the run).
+if [ -n "${BENCH_PREPARE:-}" ]; then
+  trap - EXIT
+  for s in $(seq $((BENCH_SCALE + 1)) "${GROWTH##* }"); do
+    [ -d "$W/aside/$s" ] && continue
+    echo "bench: making step $s aside" >&2
+    mkdir -p "$W/aside/$s.tmp/root"
+    /usr/bin/python3 scripts/bench-du.py "$W/aside/$s.tmp/root" "$s" "$BENCH_FACTOR"
+    mv "$W/aside/$s.tmp" "$W/aside/$s"
+  done
+  echo "bench: prepared $W (scale $BENCH_SCALE, steps aside: $(ls "$W/aside" 2>/dev/null | xargs))" >&2
+  exit 0
+fi
 
 copies() { # the plain copies today's restore reads, taken after a backup
   rm -rf "$T"; mkdir -p "$T"

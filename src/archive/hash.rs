@@ -16,6 +16,29 @@ pub fn reader_sha256(mut r: impl Read) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
+/// A file read from an offset with `pread`, as a stream: it leaves the
+/// file's own offset alone, so another reader of the same open file is not
+/// disturbed.
+pub struct At<'a> {
+    f: &'a std::fs::File,
+    off: u64,
+}
+
+impl<'a> At<'a> {
+    /// From the start of `f`.
+    pub fn new(f: &'a std::fs::File) -> Self {
+        At { f, off: 0 }
+    }
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.f, buf, self.off)?;
+        self.off += n as u64;
+        Ok(n)
+    }
+}
+
 /// Read `r` to its end in 1 MiB chunks, handing each to `f`; the number of
 /// bytes read. The one read loop of the whole-file checks (this file's
 /// sha256, the etcd snapshot's sha256 and trailer).

@@ -23,7 +23,15 @@ pub struct Prefetch {
 
 impl Prefetch {
     pub fn start(top: &Path) -> Prefetch {
-        let consumed = Arc::new(AtomicU64::new(0));
+        Prefetch::ahead(top, 0)
+    }
+
+    /// [`Prefetch::start`] with `budget` bytes already taken as consumed:
+    /// the thread reads ahead that much (and the window) with no consumer,
+    /// then waits. For a tree that is read later (the restore's targets,
+    /// while the backup parts are checked).
+    pub fn ahead(top: &Path, budget: u64) -> Prefetch {
+        let consumed = Arc::new(AtomicU64::new(budget));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s) = (consumed.clone(), stop.clone());
         let top = top.to_path_buf();

@@ -1,6 +1,12 @@
 //! Reading an archive as a stream of entries, checking as it goes: header
 //! checksums, the zstd frame checksum, each file's sha256 (by the caller),
 //! and the archive's own sha256 and end marker at the end.
+//!
+//! A check ([`Reader::checking`], [`Reader::from_stream`]) decompresses in a
+//! thread of its own, a few chunks ahead of the caller, who parses and
+//! hashes the files: the two halves of a check run on both CPUs instead of
+//! one after the other (issue 25). The restore reads without it
+//! ([`Reader::open`]): it waits on its writes, not on the CPU.
 
 use super::tar::{self, Header, Kind};
 use super::HashReader;
@@ -8,9 +14,178 @@ use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::mpsc;
+
+/// What an archive is read from: a file, or the bytes a writer sends as it
+/// writes them (the backup's check of each archive as it is written).
+pub type Source = Box<dyn Read + Send>;
+
+type Decoder = zstd::stream::read::Decoder<'static, BufReader<HashReader<Source>>>;
+
+/// Decompressed bytes handed from the decompressing thread to the parser.
+const PIPE_CHUNK: usize = 256 << 10;
+/// Chunks in flight between them: memory is PIPE_CHUNK times this, plus one.
+const PIPE_DEPTH: usize = 4;
+
+enum Piece {
+    Data(Vec<u8>),
+    Fail(std::io::Error),
+    /// The end of the zstd stream: the sha256 and size of the compressed bytes.
+    End([u8; 32], u64),
+}
+
+/// The decompressed stream, read here or in a thread of its own.
+enum Stream {
+    Direct(Box<Decoder>),
+    Piped {
+        rx: mpsc::Receiver<Piece>,
+        cur: Vec<u8>,
+        pos: usize,
+        end: Option<([u8; 32], u64)>,
+    },
+}
+
+fn decoder(src: Source) -> Result<Decoder> {
+    decoder_of(HashReader::new(src))
+}
+
+fn decoder_of(src: HashReader<Source>) -> Result<Decoder> {
+    Ok(zstd::stream::read::Decoder::with_buffer(
+        BufReader::with_capacity(1 << 20, src),
+    )?)
+}
+
+/// After the zstd stream's end: what is left of the source still counts
+/// towards its hash; the sha256 and size of all of it.
+fn drain(dec: Decoder) -> std::io::Result<([u8; 32], u64)> {
+    let mut inner = dec.finish().into_inner();
+    std::io::copy(&mut inner, &mut std::io::sink())?;
+    Ok(inner.digest())
+}
+
+/// Set by another thread to stop a check: its outcome no longer matters.
+pub type Stop = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
+/// The decompressing thread: chunks of [`PIPE_CHUNK`] until the stream ends
+/// or fails, the reader is gone, or `stop` is set.
+fn produce(mut dec: Decoder, tx: mpsc::SyncSender<Piece>, stop: Option<Stop>) {
+    loop {
+        if stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            let _ = tx.send(Piece::Fail(std::io::Error::other("check stopped")));
+            return;
+        }
+        let mut buf = vec![0u8; PIPE_CHUNK];
+        let mut n = 0;
+        let mut failed = None;
+        while n < buf.len() {
+            match dec.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if n > 0 {
+            buf.truncate(n);
+            if tx.send(Piece::Data(buf)).is_err() {
+                return;
+            }
+        }
+        if let Some(e) = failed {
+            let _ = tx.send(Piece::Fail(e));
+            return;
+        }
+        if n == 0 {
+            let _ = tx.send(match drain(dec) {
+                Ok((d, n)) => Piece::End(d, n),
+                Err(e) => Piece::Fail(e),
+            });
+            return;
+        }
+    }
+}
+
+impl Stream {
+    fn piped(dec: Decoder, stop: Option<Stop>) -> Stream {
+        let (tx, rx) = mpsc::sync_channel(PIPE_DEPTH);
+        let spawned = std::thread::Builder::new()
+            .name("decompress".into())
+            .spawn(move || produce(dec, tx, stop));
+        match spawned {
+            Ok(_) => Stream::Piped {
+                rx,
+                cur: Vec::new(),
+                pos: 0,
+                end: None,
+            },
+            // No thread to be had: the same stream, read here. (The
+            // decoder moved into the closure that failed to start; a new
+            // one cannot be made without the source, so say so.)
+            Err(e) => {
+                let (tx, rx) = mpsc::sync_channel(1);
+                let _ = tx.send(Piece::Fail(std::io::Error::other(format!(
+                    "cannot start the decompressing thread: {e}"
+                ))));
+                Stream::Piped {
+                    rx,
+                    cur: Vec::new(),
+                    pos: 0,
+                    end: None,
+                }
+            }
+        }
+    }
+
+    /// The sha256 and size of the compressed bytes, once the stream ended.
+    fn finish(self) -> std::io::Result<([u8; 32], u64)> {
+        match self {
+            Stream::Direct(dec) => drain(*dec),
+            Stream::Piped { end: Some(e), .. } => Ok(e),
+            Stream::Piped { .. } => Err(std::io::Error::other("the stream did not end")),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Direct(dec) => dec.read(out),
+            Stream::Piped { rx, cur, pos, end } => {
+                while *pos == cur.len() {
+                    if end.is_some() {
+                        return Ok(0);
+                    }
+                    match rx.recv() {
+                        Ok(Piece::Data(v)) => {
+                            *cur = v;
+                            *pos = 0;
+                        }
+                        Ok(Piece::Fail(e)) => return Err(e),
+                        Ok(Piece::End(d, n)) => *end = Some((d, n)),
+                        Err(_) => {
+                            return Err(std::io::Error::other(
+                                "the decompressing thread stopped unexpectedly",
+                            ))
+                        }
+                    }
+                }
+                let k = out.len().min(cur.len() - *pos);
+                out[..k].copy_from_slice(&cur[*pos..*pos + k]);
+                *pos += k;
+                Ok(k)
+            }
+        }
+    }
+}
 
 pub struct Reader {
-    dec: zstd::stream::read::Decoder<'static, BufReader<HashReader<File>>>,
+    dec: Stream,
     /// Member data not yet consumed, then the padding.
     remaining: u64,
     pad: usize,
@@ -30,18 +205,50 @@ impl Reader {
     /// Read the archive `f` (opened by the caller, at its start), named
     /// `path` in messages.
     pub fn from_file(f: File, path: &Path) -> Result<Reader> {
-        let dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-            1 << 20,
-            HashReader::new(f),
-        ))?;
-        Ok(Reader {
+        Ok(Reader::new(
+            Stream::Direct(Box::new(decoder(Box::new(f))?)),
+            &path.display().to_string(),
+        ))
+    }
+
+    /// [`Reader::from_file`] for a check: decompressed in a thread of its
+    /// own, ahead of the caller.
+    pub fn checking(f: File, path: &Path) -> Result<Reader> {
+        Ok(Reader::new(
+            Stream::piped(decoder(Box::new(f))?, None),
+            &path.display().to_string(),
+        ))
+    }
+
+    /// [`Reader::checking`] of a file whose sha256 another thread takes:
+    /// the bytes are counted, not hashed ([`Reader::finish`] gives a sha256
+    /// of zeros); the read fails once `stop` is set.
+    pub fn checking_hashed(f: File, path: &Path, stop: Stop) -> Result<Reader> {
+        Ok(Reader::new(
+            Stream::piped(decoder_of(HashReader::counting(Box::new(f)))?, Some(stop)),
+            &path.display().to_string(),
+        ))
+    }
+
+    /// Read an archive from any source (decompressed in a thread of its
+    /// own), named `name` in messages; its bytes are counted, not hashed
+    /// (the writer that sends them hashes them).
+    pub fn from_stream(src: Source, name: &str) -> Result<Reader> {
+        Ok(Reader::new(
+            Stream::piped(decoder_of(HashReader::counting(src))?, None),
+            name,
+        ))
+    }
+
+    fn new(dec: Stream, path: &str) -> Reader {
+        Reader {
             dec,
             remaining: 0,
             pad: 0,
             finished: false,
-            path: path.display().to_string(),
+            path: path.to_string(),
             shape: super::validate::Shape::default(),
-        })
+        }
     }
 
     /// The archive's name in messages.
@@ -197,10 +404,8 @@ impl Reader {
             ),
             Err(e) => bail!("{} is damaged: {e}", self.path),
         }
-        let mut inner = self.dec.finish().into_inner();
         // Anything after the zstd frame still counts towards the file's hash.
-        std::io::copy(&mut inner, &mut std::io::sink())?;
-        let (digest, n) = inner.digest();
+        let (digest, n) = self.dec.finish()?;
         Ok((hex::encode(digest), n))
     }
 }

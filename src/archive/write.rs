@@ -40,6 +40,13 @@ const MAX_WORKERS: u32 = 4;
 pub struct WriteOptions {
     pub level: i32,
     pub threads: u32,
+    /// Check the archive as it is written ([`Checker`]): its compressed
+    /// bytes are decompressed in other threads and every file checked
+    /// against its sha256 while the walk goes on, so the backup's verify
+    /// reads each archive back only for its sha256 (issue 25). It also
+    /// stands for the second hash of a large file: a file that changed
+    /// between its hash and its data is found there.
+    pub check: bool,
 }
 
 impl Default for WriteOptions {
@@ -49,6 +56,7 @@ impl Default for WriteOptions {
             threads: std::thread::available_parallelism()
                 .map_or(1, |n| n.get() as u32)
                 .min(MAX_WORKERS),
+            check: false,
         }
     }
 }
@@ -82,9 +90,113 @@ use super::validate::short;
 /// Progress callback: (files so far, bytes just added).
 pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
 
-type ZstdFile = zstd::stream::Encoder<'static, HashWriter<BufWriter<File>>>;
+type ZstdFile = zstd::stream::Encoder<'static, HashWriter<Tee<BufWriter<File>>>>;
 
-fn zstd_file(out: &Path, opts: &WriteOptions) -> Result<ZstdFile> {
+/// Compressed bytes handed to the [`Checker`] in pieces of this size.
+const TEE_CHUNK: usize = 256 << 10;
+/// Pieces in flight to the checker: it holds the writer back when it is
+/// behind, so memory stays bounded (TEE_CHUNK times this).
+const TEE_DEPTH: usize = 8;
+
+/// A writer that also hands what it writes to a [`Checker`].
+pub struct Tee<W> {
+    inner: W,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    pending: Vec<u8>,
+}
+
+impl<W: Write> Tee<W> {
+    fn send(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let piece = std::mem::replace(&mut self.pending, Vec::with_capacity(TEE_CHUNK));
+        if let Some(tx) = &self.tx {
+            // A checker that stopped has said why; it is joined at the end.
+            if tx.send(piece).is_err() {
+                self.tx = None;
+            }
+        }
+    }
+
+    /// The last piece sent and the checker told the stream ended.
+    fn finish(mut self) -> W {
+        self.send();
+        self.tx = None;
+        self.inner
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if self.tx.is_some() {
+            self.pending.extend_from_slice(&buf[..n]);
+            if self.pending.len() >= TEE_CHUNK {
+                self.send();
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The bytes a [`Tee`] sends, as a stream to read.
+struct Pieces {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for Pieces {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(v) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                // The writer is done (or gone): the end of the stream.
+                Err(_) => return Ok(0),
+            }
+        }
+        let k = out.len().min(self.cur.len() - self.pos);
+        out[..k].copy_from_slice(&self.cur[self.pos..self.pos + k]);
+        self.pos += k;
+        Ok(k)
+    }
+}
+
+/// The check of an archive as it is written: the same check as `verify`'s
+/// (`archive::check_reader`: every entry validated, every file against its
+/// sha256, the zstd checksum, the end marker) on the bytes the writer
+/// produces, in threads of their own. They are the bytes the writer hashes
+/// (its [`HashWriter`] hands them on to the [`Tee`]), so with the sha256 of
+/// the file on disk equal to the writer's (the backup's verify), it is the
+/// check of the file on disk; the checker counts them, it does not hash them
+/// again.
+type Checker = std::thread::JoinHandle<Result<super::ArchiveCheck>>;
+
+fn start_checker(name: &Path) -> Result<(std::sync::mpsc::SyncSender<Vec<u8>>, Checker)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(TEE_DEPTH);
+    let name = name.display().to_string();
+    let h = std::thread::Builder::new()
+        .name("check".into())
+        .spawn(move || {
+            let src = Pieces {
+                rx,
+                cur: Vec::new(),
+                pos: 0,
+            };
+            super::check_reader(super::read::Reader::from_stream(Box::new(src), &name)?)
+        })
+        .context("starting the archive's check")?;
+    Ok((tx, h))
+}
+
+fn zstd_file(out: &Path, opts: &WriteOptions) -> Result<(ZstdFile, Option<Checker>)> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -93,25 +205,58 @@ fn zstd_file(out: &Path, opts: &WriteOptions) -> Result<ZstdFile> {
         .mode(0o600)
         .open(out)
         .with_context(|| format!("creating {}", out.display()))?;
-    let hw = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let (tx, checker) = match opts.check {
+        true => {
+            let (tx, h) = start_checker(out)?;
+            (Some(tx), Some(h))
+        }
+        false => (None, None),
+    };
+    let tee = Tee {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        tx,
+        pending: Vec::with_capacity(TEE_CHUNK),
+    };
+    let hw = HashWriter::new(tee);
     let mut enc = zstd::stream::Encoder::new(hw, opts.level)?;
     enc.include_checksum(true)?;
     if opts.threads > 1 {
         enc.multithread(opts.threads.min(MAX_WORKERS))?;
         enc.set_parameter(zstd::stream::raw::CParameter::JobSize(JOB_SIZE))?;
     }
-    Ok(enc)
+    Ok((enc, checker))
 }
 
-/// End the archive, flush, fsync; the stats get the archive's sha256 and size.
-fn finish_zstd(w: Walker<ZstdFile>, out: &Path) -> Result<TreeStats> {
+/// End the archive, flush, fsync; the stats get the archive's sha256 and
+/// size. With a checker, its outcome: a file whose data does not match the
+/// sha256 taken before it was read changed in between ([`Changed`]: the
+/// tree is archived again); any other problem fails.
+fn finish_zstd(w: Walker<ZstdFile>, out: &Path, checker: Option<Checker>) -> Result<TreeStats> {
     let (enc, mut stats) = w.finish()?;
-    let (bufw, digest, n) = enc.finish()?.into_parts();
+    let (tee, digest, n) = enc.finish()?.into_parts();
+    let bufw = tee.finish();
     let file = bufw.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()
         .with_context(|| format!("fsync of {}", out.display()))?;
     stats.archive_bytes = n;
     stats.sha256 = hex::encode(digest);
+    if let Some(h) = checker {
+        let c = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("the check of {} stopped unexpectedly", out.display()))?
+            .with_context(|| format!("{} does not check as written", out.display()))?;
+        if let Some(f) = c.damaged_files.first() {
+            return Err(Changed(f.clone()).into());
+        }
+        if c.size != n {
+            bail!(
+                "{} does not check as written: its check read {} bytes, the writer wrote {n}",
+                out.display(),
+                c.size,
+            );
+        }
+        stats.checked = true;
+    }
     Ok(stats)
 }
 
@@ -123,9 +268,11 @@ pub fn write_tree(
     opts: &WriteOptions,
     progress: Option<Progress>,
 ) -> Result<TreeStats> {
-    let mut w = Walker::new(zstd_file(out, opts)?, true, progress);
+    let (enc, checker) = zstd_file(out, opts)?;
+    let mut w = Walker::new(enc, true, progress);
+    w.streamed = checker.is_some();
     w.add_tree(top, b".")?;
-    finish_zstd(w, out)
+    finish_zstd(w, out, checker)
 }
 
 /// Archive chosen paths below `root` (files, links or whole directories; the
@@ -137,7 +284,9 @@ pub fn write_paths(
     out: &Path,
     opts: &WriteOptions,
 ) -> Result<(TreeStats, Vec<String>)> {
-    let mut w = Walker::new(zstd_file(out, opts)?, true, None);
+    let (enc, checker) = zstd_file(out, opts)?;
+    let mut w = Walker::new(enc, true, None);
+    w.streamed = checker.is_some();
     let mut missing = Vec::new();
     // A path below one already added (a listed path that is a directory on
     // the node) is in the archive already: a second entry for it would be
@@ -153,7 +302,7 @@ pub fn write_paths(
             missing.push(show(rel));
         }
     }
-    Ok((finish_zstd(w, out)?, missing))
+    Ok((finish_zstd(w, out, checker)?, missing))
 }
 
 pub struct Walker<W: Write> {
@@ -167,6 +316,9 @@ pub struct Walker<W: Write> {
     /// other tools read, such as the static-pod tarball).
     hashes: bool,
     prefetch: Option<super::prefetch::Prefetch>,
+    /// The archive is checked as it is written (a [`Checker`]): a large
+    /// file's data is not hashed a second time here.
+    streamed: bool,
 }
 
 impl<W: Write> Walker<W> {
@@ -180,6 +332,7 @@ impl<W: Write> Walker<W> {
             progress,
             hashes,
             prefetch: None,
+            streamed: false,
         }
     }
 
@@ -440,10 +593,14 @@ impl<W: Write> Walker<W> {
             .write_all(&tar::encode(path, Kind::File, &meta, data_len))?;
         self.out.write_all(&map)?;
         // Pass 2: the data, hashed again; a difference means it changed.
-        let mut h = Sha256::new();
+        // Checked as written, the checker hashes it (and finds the change).
+        let mut h = (!self.streamed || !self.hashes).then(Sha256::new);
+        let mut shrunk = false;
         let mut pos = 0u64;
         for &(off, len) in &ext {
-            hash_zeros(&mut h, off - pos);
+            if let Some(h) = h.as_mut() {
+                hash_zeros(h, off - pos);
+            }
             let mut done = 0u64;
             while done < len {
                 let want = (len - done).min(CHUNK as u64) as usize;
@@ -454,23 +611,28 @@ impl<W: Write> Walker<W> {
                     self.buf.fill(0);
                     self.out.write_all(&self.buf[..want])?;
                     done += want as u64;
-                    h.update([1u8]);
+                    shrunk = true;
                     continue;
                 }
-                h.update(&self.buf[..n]);
+                if let Some(h) = h.as_mut() {
+                    h.update(&self.buf[..n]);
+                }
                 self.out.write_all(&self.buf[..n])?;
                 done += n as u64;
             }
             pos = off + len;
             self.tick(len);
         }
-        hash_zeros(&mut h, size - pos);
+        let again = h.map(|mut h| {
+            hash_zeros(&mut h, size - pos);
+            <[u8; 32]>::from(h.finalize())
+        });
         self.pad(data_len)?;
         self.stats.entries += 1;
         self.stats.files += 1;
         self.stats.bytes += size;
         let st2 = fs::fstat(&fd)?;
-        if <[u8; 32]>::from(h.finalize()) != hash || changed(&st, &st2) {
+        if shrunk || again.is_some_and(|a| a != hash) || changed(&st, &st2) {
             return Err(Changed(show(path)).into());
         }
         Ok(())
@@ -600,4 +762,53 @@ pub(crate) fn hash_extents(
     }
     hash_zeros(&mut h, size.saturating_sub(pos));
     Ok(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What stands for the second hash of a large file: the checker of an
+    /// archive being written names a file whose data differs from the
+    /// sha256 recorded before it (a file changed between its hash and its
+    /// read), in a stream that is otherwise well-formed.
+    #[test]
+    fn the_checker_names_a_file_whose_data_is_not_its_sha256() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a"), vec![b'a'; 5000]).unwrap();
+        std::fs::write(src.join("b"), b"bbbb").unwrap();
+        let out = d.path().join("a.tar.zst");
+        let opts = WriteOptions {
+            check: true,
+            ..WriteOptions::default()
+        };
+        let st = write_tree(&src, &out, &opts, None).unwrap();
+        assert!(st.checked);
+        let check = |bytes: &[u8]| {
+            let (tx, checker) = start_checker(&out).unwrap();
+            for piece in bytes.chunks(1000) {
+                tx.send(piece.to_vec()).unwrap();
+            }
+            drop(tx);
+            checker.join().unwrap()
+        };
+        let good = std::fs::read(&out).unwrap();
+        let c = check(&good).unwrap();
+        assert!(c.damaged_files.is_empty());
+        assert_eq!(c.size, good.len() as u64);
+        // One byte of a's data changed, the stream recompressed.
+        let mut tar = zstd::decode_all(&good[..]).unwrap();
+        let at = tar
+            .windows(5000)
+            .position(|w| w.iter().all(|&c| c == b'a'))
+            .unwrap();
+        tar[at + 10] = b'x';
+        let bad = zstd::encode_all(&tar[..], 3).unwrap();
+        assert_eq!(check(&bad).unwrap().damaged_files, vec!["a".to_string()]);
+        // Cut short: the stream's end is missing.
+        let e = format!("{:#}", check(&good[..good.len() / 2]).unwrap_err());
+        assert!(e.contains("truncated") || e.contains("damaged"), "{e}");
+    }
 }

@@ -9,6 +9,11 @@ use crate::node::etcd_restore;
 use crate::node::oc::{Get, Oc, Operators};
 use std::path::Path;
 
+/// What the preflight reads ahead of each tree the files phase restores,
+/// while it checks the backup parts: page cache, not memory of ours, and
+/// the kernel drops it first when memory is short.
+const READ_AHEAD: u64 = 1 << 30;
+
 impl Ctx<'_> {
     pub(super) fn systemctl(&self, args: &[&str]) -> Result<String> {
         cmd::run_text(self.tools.command("systemctl")?.args(args))
@@ -179,6 +184,17 @@ impl Ctx<'_> {
     pub(super) fn preflight(&mut self) -> Result<()> {
         check_sizes(self.host, &self.gen, &self.m)?;
         checks::require_room(self.host, &self.m)?;
+        // While the parts are checked (decompression and sha256: the
+        // CPUs), the trees the files phase restores are read ahead (the
+        // disk): the restore reads every target file the archive holds at
+        // the same size, to compare it. Issue 25: the check overlapped with
+        // reading the target trees. Stopped when the check ends.
+        let _ahead: Vec<archive::prefetch::Prefetch> = ["local", "etc"]
+            .iter()
+            .filter_map(|n| self.m.tree(n))
+            .filter_map(|t| archive::resolve_top(&self.host.root, &t.source).ok())
+            .map(|top| archive::prefetch::Prefetch::ahead(&top, READ_AHEAD))
+            .collect();
         check_parts(
             self.host,
             &self.gen,
