@@ -715,3 +715,32 @@ fn auto_resume_says_the_unit_continues_and_the_unit_does() {
     assert!(!sb.root().join("var/recovery2/journal.json").exists());
     a.check(&[]);
 }
+
+/// A power cut in the files phase of a recovery started with
+/// `--auto-resume`: the `--resume` that status names (without the flag)
+/// finishes the files phase and installs the resume unit as the first run
+/// would have, and says so (the journal records the choice).
+#[test]
+fn auto_resume_survives_a_crash_in_the_files_phase() {
+    let sb = Sandbox::new();
+    let (code, _, err) = sb.run(&["backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{err}");
+    common::recovery::diverge(&sb, 1);
+    let (code, out, err) =
+        common::recovery::restore(&sb, &["--auto-resume"], Some("restore-usr-local:before"));
+    assert_ne!(code, Some(0), "the crash did not happen: {out}{err}");
+    let unit = "upgrade-recovery-resume.service";
+    assert!(!sb.ctl().join("state/enabled").join(unit).exists());
+    sb.reboot();
+    let (code, out, err) = common::recovery::restore(&sb, &["--resume"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("Reboot now"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{unit} (installed and enabled) finishes the recovery by itself"
+        )),
+        "{out}"
+    );
+    assert!(sb.ctl().join("state/enabled").join(unit).exists());
+    assert!(sb.root().join("etc/systemd/system").join(unit).is_file());
+}

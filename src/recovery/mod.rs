@@ -393,6 +393,7 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         ..Journal::default()
     });
     let mut j = j;
+    j.auto_resume |= opts.auto_resume;
     if let Some(step) = &opts.redo {
         redo(&mut j, step)?;
     }
@@ -783,12 +784,12 @@ impl Ctx<'_> {
                 &format!("step {id} done ({:.1}s)", t.elapsed().as_secs_f64()),
             );
             if phase == Phase::Files && ends_phase {
-                if self.opts.auto_resume {
+                if self.j.auto_resume {
                     self.install_resume_unit()?;
                 }
                 return Ok(Outcome::RebootNow {
                     steps_done: self.j.completed.clone(),
-                    next: reboot_next(self.host, self.opts.auto_resume),
+                    next: reboot_next(self.host, self.j.auto_resume),
                 });
             }
         }

@@ -59,6 +59,11 @@ pub struct Journal {
     pub redeploy_targets: BTreeMap<String, i64>,
     #[serde(default)]
     pub failed: Option<Failure>,
+    /// The recovery was started (or resumed) with `--auto-resume`: a
+    /// `--resume` after a power cut in the files phase installs the resume
+    /// unit as the first run would have.
+    #[serde(default)]
+    pub auto_resume: bool,
 }
 
 impl Journal {
