@@ -167,11 +167,10 @@ fn read_trusted(host: &Host, node_path: &str) -> Result<Option<String>, String> 
     if !md.is_file() {
         return Err("not a regular file".into());
     }
-    if md.uid() != 0 || md.mode() & 0o022 != 0 {
+    if md.uid() != 0 || md.mode() & store::trust::GROUP_OTHER_WRITE != 0 {
         return Err(format!(
-            "owned by uid {} with mode {:o}: someone else could have written it",
-            md.uid(),
-            md.mode() & 0o7777
+            "{}: someone else could have written it",
+            store::trust::who(&md)
         ));
     }
     if md.len() > RECORD_MAX {

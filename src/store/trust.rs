@@ -15,7 +15,7 @@ use super::layout::GEN_PREFIX;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-const GROUP_OTHER_WRITE: u32 = 0o022;
+pub(crate) const GROUP_OTHER_WRITE: u32 = 0o022;
 const STICKY: u32 = 0o1000;
 
 /// The fix for a dir of the backup (the dir itself or a generation).
@@ -34,7 +34,8 @@ fn fix_parent(p: &Path) -> String {
     )
 }
 
-fn who(md: &std::fs::Metadata) -> String {
+/// `owned by uid U, mode MMMM`, for messages on who could change a path.
+pub(crate) fn who(md: &std::fs::Metadata) -> String {
     format!("owned by uid {}, mode {:04o}", md.uid(), md.mode() & 0o7777)
 }
 
