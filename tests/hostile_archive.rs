@@ -64,29 +64,40 @@ fn the_reader_lists_what_gnu_tar_lists() {
         ("a block device with data", b'4', b""),
         ("a directory with a size", b'5', b""),
     ] {
+        // Names in the order a backup writes them (validate::Shape): the
+        // hidden entry, if read as one, comes between.
         let mut t = RawTar::new();
-        t.raw(&block(b"x", flag, n, link)).raw(&h);
-        t.raw(&block(b"after", b'0', 0, b""));
+        t.raw(&block(b"a", flag, n, link)).raw(&h);
+        t.raw(&block(b"z-after", b'0', 0, b""));
         cases.push((what, t));
     }
     // A hard link: its ustar size is taken as 0 (the data is read as
-    // headers), a PAX `size` record is applied (the data is skipped).
+    // headers), a PAX `size` record is applied (the data is skipped). It
+    // names a file recorded with two links, as a backup's always does.
+    let nlink2 = |t: &mut RawTar| {
+        t.entry(
+            b"f",
+            b'0',
+            &[(b"path", b"f"), (b"UPGRADE_RECOVERY.nlink", b"2")],
+            b"",
+        );
+    };
     let mut t = RawTar::new();
-    t.raw(&block(b"f", b'0', 0, b""))
-        .raw(&block(b"hl", b'1', n, b"f"))
+    nlink2(&mut t);
+    t.raw(&block(b"g", b'1', n, b"f"))
         .raw(&h)
-        .raw(&block(b"after", b'0', 0, b""));
+        .raw(&block(b"z-after", b'0', 0, b""));
     cases.push(("a hard link with a ustar size", t));
     let mut t = RawTar::new();
-    t.raw(&block(b"f", b'0', 0, b""));
+    nlink2(&mut t);
     t.entry(
-        b"hl",
+        b"g",
         b'1',
         &[(b"size", n.to_string().as_bytes()), (b"linkpath", b"f")],
         b"",
     );
     // entry() wrote a ustar size of 0: the PAX size says the data follows.
-    t.raw(&h).raw(&block(b"after", b'0', 0, b""));
+    t.raw(&h).raw(&block(b"z-after", b'0', 0, b""));
     cases.push(("a hard link with a PAX size", t));
     for (what, tar) in cases {
         let ar = dir.path().join("a.tar.zst");
@@ -276,7 +287,182 @@ fn impossible() -> Vec<(&'static str, RawTar, &'static str)> {
         .file(b"a/b", b"x")
         .entry(b"a", b'2', &[(b"path", b"a"), (b"linkpath", b"/")], b"");
     v.push(("a symlink over a directory with entries below", t, "\"a\""));
+    // The order of a backup's walk (issue 25: the checks keep only the way
+    // to the entry before, so the order is what proves each path unique).
+    let mut t = RawTar::new();
+    t.dir(b".").file(b"b", b"b").file(b"a", b"a");
+    v.push(("names out of order", t, "\"a\" is out of order"));
+    let mut t = RawTar::new();
+    t.dir(b".")
+        .file(b"a", b"1")
+        .file(b"b", b"b")
+        .file(b"a", b"2");
+    v.push((
+        "a duplicate that is not adjacent",
+        t,
+        "\"a\" is out of order",
+    ));
+    let mut t = RawTar::new();
+    t.dir(b".")
+        .dir(b"a")
+        .file(b"a/x", b"x")
+        .file(b"b", b"b")
+        .file(b"a/y", b"y");
+    v.push((
+        "a directory's entries after a later name",
+        t,
+        "\"a/y\" is out of order",
+    ));
+    let mut t = RawTar::new();
+    t.dir(b".").file(b"f", b"one name").entry(
+        b"h",
+        b'1',
+        &[(b"path", b"h"), (b"linkpath", b"f")],
+        b"",
+    );
+    v.push((
+        "a hard link to a file recorded with one link",
+        t,
+        "hard link \"h\" points at \"f\"",
+    ));
+    let (mut t, deep) = deep_tree(300);
+    let back = [&deep[..1], b"/a"].concat();
+    t.file(&back, b"back up at the first level, before its place");
+    v.push((
+        "a deep path, then a name out of order",
+        t,
+        "\"d/a\" is out of order",
+    ));
+    // The extras' shape: listed paths without their parents, in bytewise
+    // order, each directory with all it holds.
+    let mut t = RawTar::new();
+    t.file(b"opt/b", b"b").file(b"opt/a", b"a");
+    v.push(("listed paths out of order", t, "\"opt/a\" is out of order"));
+    let mut t = RawTar::new();
+    t.dir(b"opt/a")
+        .file(b"opt/a/x", b"x")
+        .file(b"opt/a-b", b"a-b")
+        .file(b"opt/a/x", b"again");
+    v.push((
+        "a listed path below a listed directory (a duplicate)",
+        t,
+        "\"opt/a/x\" lies below the directory \"opt/a\"",
+    ));
+    let mut t = RawTar::new();
+    t.file(b"opt/a", b"a").dir(b".");
+    v.push((
+        "the top after a listed path",
+        t,
+        "\".\" (the top of the tree) is not",
+    ));
     v
+}
+
+/// A whole tree with a path of `depth` directories `d/d/...`, a file at
+/// the bottom and one beside each directory on the way back up, in the
+/// order a backup writes them; the deepest directory's path.
+fn deep_tree(depth: usize) -> (RawTar, Vec<u8>) {
+    let mut t = RawTar::new();
+    t.dir(b".");
+    let mut p = b"d".to_vec();
+    for i in 0..depth {
+        if i > 0 {
+            p.extend_from_slice(b"/d");
+        }
+        t.dir(&p);
+    }
+    t.file(&[&p[..], b"/x"].concat(), b"bottom");
+    let mut up = p.clone();
+    loop {
+        // `z` after `d` in its directory, after all below `d`.
+        t.file(&[&up[..], b"/z"].concat(), b"z");
+        match up.iter().rposition(|&b| b == b'/') {
+            Some(i) => up.truncate(i),
+            None => break,
+        }
+    }
+    t.file(b"z", b"z");
+    (t, p)
+}
+
+#[test]
+fn a_deep_tree_in_the_walks_order_is_read_whole() {
+    // 2000 levels: the checks keep one record a level on the way down and
+    // give them up on the way back (no entry is refused, none left over).
+    let t = TempDir::new("deep");
+    let ar = t.path().join("d.tar.zst");
+    let (tar, _) = deep_tree(2000);
+    let (sha, size) = tar.write(&ar);
+    let problems = archive::verify_archive(&ar, &sha, size);
+    assert!(problems.is_empty(), "{problems:?}");
+    let c = archive::check_archive(&ar).unwrap();
+    // `.`, 2000 dirs, the bottom file, a `z` in each dir and in the top.
+    assert_eq!((c.entries, c.files), (4003, 2002));
+}
+
+#[test]
+fn the_extras_are_written_in_the_readers_order_and_restored() {
+    // Listed paths whose bytewise order is not the walk's (`opt/foo-bar`,
+    // `opt/foo.d/a`, `opt/foo/b`: `-` and `.` sort below `/`), one a
+    // directory walked whole, given out of order: written sorted, read
+    // and restored by every reader.
+    let t = TempDir::new("extrasorder");
+    let root = t.path().join("root");
+    sh(&format!(
+        "r={r}; mkdir -p $r/opt/foo $r/opt/foo.d $r/opt/foo-bar/d \
+         && echo b > $r/opt/foo/b && echo a > $r/opt/foo.d/a \
+         && echo c > $r/opt/foo-bar/c && echo e > $r/opt/foo-bar/d/e \
+         && ln -s foo/b $r/opt/x",
+        r = q(&root)
+    ));
+    let rels: Vec<Vec<u8>> = ["opt/x", "opt/foo/b", "opt/foo-bar", "opt/foo.d/a"]
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
+    let out = t.path().join("extras.tar.zst");
+    let (st, missing) =
+        archive::write_paths(&root, &rels, &out, &archive::WriteOptions::default()).unwrap();
+    assert!(missing.is_empty(), "{missing:?}");
+    let (names, err) = our_listing(&out);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(
+        names,
+        [
+            "opt/foo-bar",
+            "opt/foo-bar/c",
+            "opt/foo-bar/d",
+            "opt/foo-bar/d/e",
+            "opt/foo.d/a",
+            "opt/foo/b",
+            "opt/x"
+        ]
+    );
+    assert!(archive::verify_archive(&out, &st.sha256, st.archive_bytes).is_empty());
+    let dst = t.path().join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    archive::restore_tree(
+        &out,
+        &st.sha256,
+        st.archive_bytes,
+        &dst,
+        &SyncOptions {
+            in_root: true,
+            ..SyncOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(rsync_diff(&root.join("opt/foo-bar"), &dst.join("opt/foo-bar"), "").is_empty());
+    for f in ["opt/foo.d/a", "opt/foo/b"] {
+        assert_eq!(
+            std::fs::read(dst.join(f)).unwrap(),
+            std::fs::read(root.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(dst.join("opt/x")).unwrap(),
+        Path::new("foo/b")
+    );
 }
 
 #[test]
@@ -319,25 +505,6 @@ fn archives_no_backup_writes_are_refused_by_verify_and_the_restore_alike() {
     }
 }
 
-/// The sandbox's backup dir.
-fn backup_dir(sb: &Sandbox) -> PathBuf {
-    sb.root().join("var/recovery")
-}
-
-/// The tree record `name` of the manifest.
-fn set_tree(sb: &Sandbox, name: &str, sha: &str, size: u64) {
-    let mp = backup_dir(sb).join("manifest.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&mp).unwrap()).unwrap();
-    for t in m["trees"].as_array_mut().unwrap() {
-        if t["name"] == name {
-            t["sha256"] = sha.into();
-            t["archive_bytes"] = size.into();
-        }
-    }
-    std::fs::write(&mp, serde_json::to_string_pretty(&m).unwrap()).unwrap();
-}
-
 #[test]
 fn a_phase_check_refuses_an_archive_no_backup_writes_before_any_change() {
     let sb = Sandbox::new();
@@ -346,9 +513,9 @@ fn a_phase_check_refuses_an_archive_no_backup_writes_before_any_change() {
     // /usr/local's archive replaced by one with a file through `l -> ..`,
     // the manifest's digests fixed to match it.
     let (what, tar, names) = impossible().swap_remove(0);
-    let ar = std::fs::canonicalize(backup_dir(&sb).join("current/local.tar.zst")).unwrap();
+    let ar = std::fs::canonicalize(sb.backup_dir().join("current/local.tar.zst")).unwrap();
     let (sha, size) = tar.write(&ar);
-    set_tree(&sb, "local", &sha, size);
+    sb.set_tree("local", &sha, size);
     let (code, out, err) = sb.run(&["verify"]);
     assert_eq!(code, 4, "{what}: {out}{err}");
     assert!(out.contains(names) || err.contains(names), "{out}{err}");
@@ -367,12 +534,13 @@ fn a_phase_check_refuses_an_archive_no_backup_writes_before_any_change() {
     assert_eq!(code, 4, "{out}{err}");
     assert!(format!("{out}{err}").contains(names), "{out}{err}");
     assert_eq!(node(), before, "changed before the check");
-    assert!(!backup_dir(&sb).join("journal.json").exists());
+    assert!(!sb.backup_dir().join("journal.json").exists());
 }
 
 /// The archive of tree `name`, decompressed.
 fn untar(sb: &Sandbox, name: &str) -> (PathBuf, Vec<u8>) {
-    let ar = std::fs::canonicalize(backup_dir(sb).join(format!("current/{name}.tar.zst"))).unwrap();
+    let ar =
+        std::fs::canonicalize(sb.backup_dir().join(format!("current/{name}.tar.zst"))).unwrap();
     let raw = zstd::decode_all(&std::fs::read(&ar).unwrap()[..]).unwrap();
     (ar, raw)
 }
@@ -510,12 +678,7 @@ fn extract_stays_beneath_to_keeps_only_matching_files_and_copies_a_lone_link() {
     for fixed in [false, true] {
         std::fs::write(&ar, &z).unwrap();
         if fixed {
-            set_tree(
-                &sb,
-                "local",
-                &hex::encode(Sha256::digest(&z)),
-                z.len() as u64,
-            );
+            sb.set_tree("local", &hex::encode(Sha256::digest(&z)), z.len() as u64);
         }
         let to = t.path().join(format!("damaged-{fixed}"));
         let (code, out, err) =

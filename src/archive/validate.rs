@@ -125,7 +125,7 @@ pub fn check_header(h: &Header) -> Result<()> {
 }
 
 /// What an entry is, for [`Shape`]: only whether later entries may lie
-/// below it or link to it.
+/// below it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Seen {
     Dir,
@@ -133,116 +133,221 @@ enum Seen {
     Other(Kind),
 }
 
+impl Seen {
+    fn of(k: Kind) -> Seen {
+        match k {
+            Kind::Dir => Seen::Dir,
+            Kind::File => Seen::File,
+            k => Seen::Other(k),
+        }
+    }
+}
+
 /// The shape of the archive so far, for the checks between entries: an
 /// archive no backup can produce is refused by the reader, so `verify`, each
 /// phase's check and the restore refuse the same archives, and the phase
-/// check does before the first change. A backup writes each path once, a
-/// directory before what is below it (or, for the extras, no entry for a
-/// parent at all), and a hard link after the regular file it names.
+/// check does before the first change.
 ///
-/// Paths are kept as 16-byte digests (sha256, prefix of), not as paths:
-/// memory grows by about 50 bytes an entry and a directory, whatever the
-/// path lengths.
+/// Every archive a backup writes is in sorted pre-order, and the checks rest
+/// on it, so that memory follows the depth of the tree and the files with
+/// more than one link, never the number of entries (issue 25: 45-80 bytes
+/// an entry when every path was remembered, 90-110 MiB at a DU's 1.1M):
+///
+/// - A whole tree (`write::write_tree`: its first entry is `.`) is written
+///   by `Walker::walk`: a directory's entry, then its names in the order of
+///   `fsops::list_dir` (sorted bytewise, in every version of the tool), each
+///   followed by all below it. Each entry's path is then greater than the
+///   one before in [`cmp_paths`]' order, and its directory is the innermost
+///   directory entry on the way to the entry before it.
+/// - The extras (`write::write_paths`) hold listed paths without their
+///   parents: each listed path, then (a directory) all below it in the walk's
+///   order. The listed paths come in bytewise order of the whole path (the
+///   order of `backup::extras::parse_currentconfig`'s `sort`, in every
+///   version; `write_paths` sorts them too), which is not [`cmp_paths`]'
+///   order (`opt/a-b` comes before `opt/a/c`); none lies below another.
+///
+/// A path is then never seen twice: within a walk the order is strict;
+/// across listed paths, the bytewise order is strict and a listed path
+/// below an earlier one is refused (the earlier one's walk held it). An
+/// entry below a non-directory (a file through `a -> ..`) is refused. A hard
+/// link names a regular file written before it with more than one link
+/// (the writer records `tar::KEY_NLINK` on each: a file with one name has
+/// no other name to link to).
 #[derive(Default)]
 pub struct Shape {
-    /// Each entry's path, with what it is.
-    seen: std::collections::HashMap<[u8; 16], Seen>,
-    /// Every directory some entry lies below (entries or not).
-    parents: std::collections::HashSet<[u8; 16]>,
-    /// Whether the archive is a whole tree (its first entry is `.`): then
-    /// each entry's directory is an entry before it. The extras archive
-    /// holds chosen paths without their parents (restored with the parents
-    /// made as needed).
+    /// Whether the archive is a whole tree (its first entry is `.`); None
+    /// before the first entry.
     whole: Option<bool>,
-}
-
-fn digest(h: &sha2::Sha256) -> [u8; 16] {
-    use sha2::Digest;
-    let d = h.clone().finalize();
-    d[..16].try_into().expect("16 of 32 bytes")
+    /// The path of the entry before (empty for the top, `.`).
+    prev: Vec<u8>,
+    /// The entries on the way to the entry before, itself included: the
+    /// length of their path in `prev` (0 for the top) and what they are.
+    chain: Vec<(usize, Seen)>,
+    /// Extras: the last listed path (an entry whose directory is not in
+    /// `chain`).
+    listed: Vec<u8>,
+    /// Extras: the listed paths that are a prefix of `listed` (bytes, not
+    /// components: every listed path below one of them lies between the two
+    /// in bytewise order, so each stays here until then), their length and
+    /// what they are.
+    listed_chain: Vec<(usize, Seen)>,
+    /// 16-byte digests (sha256, prefix of) of the paths of the regular
+    /// files recorded with more than one link.
+    linked: std::collections::HashSet<[u8; 16]>,
 }
 
 fn path_digest(p: &[u8]) -> [u8; 16] {
     use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(p);
-    digest(&h)
+    let d = sha2::Sha256::digest(p);
+    d[..16].try_into().expect("16 of 32 bytes")
+}
+
+/// The order of a backup's walk: by components, each compared bytewise (a
+/// directory's names sorted as `fsops::list_dir` sorts them, all below a
+/// name before the next name). It is the bytewise order with `/` below
+/// every other byte (a path holds no NUL: [`check_rel_path`]).
+pub fn cmp_paths(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let key = |&c: &u8| if c == b'/' { 0 } else { c };
+    a.iter().map(key).cmp(b.iter().map(key))
+}
+
+/// Whether `path` lies below `dir` (`dir` empty: the top, which holds all).
+fn below(path: &[u8], dir: &[u8]) -> bool {
+    dir.is_empty() || (path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/')
 }
 
 impl Shape {
     /// Check one entry (already checked by [`check_header`]) against those
-    /// before it, and remember it.
+    /// before it, and remember what the later ones need.
     pub fn check(&mut self, h: &Header) -> Result<()> {
-        use sha2::Digest;
         let name = short(&h.path);
-        let me = path_digest(&h.path);
+        let kind = Seen::of(h.kind);
+        let first = self.whole.is_none();
         let whole = *self.whole.get_or_insert(h.path == b".");
-        if self.seen.contains_key(&me) {
-            bail!("entry {name:?} appears twice (a backup writes each path once)");
-        }
-        // Every parent that is itself an entry must be a directory: a file
-        // below a symlink (`a -> ..`, then `a/x`) or below a regular file
-        // would be written through it.
-        let mut hasher = sha2::Sha256::new();
-        let mut start = 0;
-        let mut parents = Vec::new();
-        if h.path != b"." {
-            // `.` holds every top-level entry.
-            parents.push(path_digest(b"."));
-            for (i, &b) in h.path.iter().enumerate() {
-                if b == b'/' {
-                    hasher.update(&h.path[start..i]);
-                    start = i;
-                    let d = digest(&hasher);
-                    match self.seen.get(&d) {
-                        Some(Seen::Dir) => {}
-                        None if !whole => {}
-                        None => bail!(
-                            "entry {name:?} comes before its directory {:?} (a backup writes a directory before what it holds)",
-                            short(&h.path[..i])
-                        ),
-                        Some(k) => bail!(
-                            "entry {name:?} lies below {:?}, which is {} in the archive, not a directory",
-                            short(&h.path[..i]),
-                            what(*k)
-                        ),
+        if h.path == b"." {
+            if !first {
+                bail!(
+                    "entry \".\" (the top of the tree) {}",
+                    if whole {
+                        "appears twice (a backup writes each path once)"
+                    } else {
+                        "is not the archive's first entry (a backup writes the top first)"
                     }
-                    parents.push(d);
+                );
+            }
+            self.chain.push((0, Seen::Dir));
+            return Ok(());
+        }
+        let path = &h.path[..];
+        // The entries on the way to the one before that hold this one.
+        while let Some(&(len, _)) = self.chain.last() {
+            if below(path, &self.prev[..len]) {
+                break;
+            }
+            self.chain.pop();
+        }
+        // None may be other than a directory: a file below a symlink
+        // (`a -> ..`, then `a/x`) or below a regular file would be written
+        // through it. Only the innermost can be: the others held an entry.
+        if let Some(&(len, k)) = self.chain.last().filter(|(_, k)| *k != Seen::Dir) {
+            bail!(
+                "entry {name:?} lies below {:?}, which is {} in the archive, not a directory",
+                short(&path[..len]),
+                what(k)
+            );
+        }
+        let parent = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+        let in_walk = self.chain.last().is_some_and(|&(len, _)| len == parent);
+        if in_walk || whole {
+            match cmp_paths(&self.prev, path) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    bail!("entry {name:?} appears twice (a backup writes each path once)")
                 }
+                std::cmp::Ordering::Greater => bail!(
+                    "entry {name:?} is out of order after {:?} (a backup writes each directory's names in sorted order, after the directory)",
+                    short(&self.prev)
+                ),
             }
         }
-        let kind = match h.kind {
-            Kind::Dir => Seen::Dir,
-            Kind::File => Seen::File,
-            k => Seen::Other(k),
-        };
-        if kind != Seen::Dir && self.parents.contains(&me) {
-            bail!(
-                "entry {name:?} is {} but earlier entries lie below it",
-                what(kind)
-            );
+        if !in_walk {
+            if let Some(&(len, _)) = self.chain.last() {
+                // A directory on the way to it is missing (extras: below
+                // a listed directory, whose walk writes all it holds).
+                let from = if len == 0 { 0 } else { len + 1 };
+                let end = path[from..]
+                    .iter()
+                    .position(|&b| b == b'/')
+                    .map_or(path.len(), |i| from + i);
+                bail!(
+                    "entry {name:?} comes before its directory {:?} (a backup writes a directory before what it holds)",
+                    short(&path[..end])
+                );
+            }
+            // Extras: a listed path.
+            self.check_listed(path, kind)?;
         }
         if h.kind == Kind::HardLink {
             if h.meta.link == h.path {
                 bail!("hard link {name:?} points at itself");
             }
-            match self.seen.get(&path_digest(&h.meta.link)) {
-                Some(Seen::File) => {}
-                other => bail!(
-                    "hard link {name:?} points at {:?}, which is {} (a backup links only to a regular file written before)",
-                    short(&h.meta.link),
-                    other.map_or("not an earlier entry", |k| what(*k))
+            if !self.linked.contains(&path_digest(&h.meta.link)) {
+                bail!(
+                    "hard link {name:?} points at {:?}, which is not a regular file with more than one link written before it (a backup links only to such a file, with its link count recorded)",
+                    short(&h.meta.link)
+                );
+            }
+        }
+        if h.kind == Kind::File && h.meta.nlink > 1 {
+            self.linked.insert(path_digest(path));
+        }
+        self.prev.clear();
+        self.prev.extend_from_slice(path);
+        self.chain.push((path.len(), kind));
+        Ok(())
+    }
+
+    /// An entry of the extras that starts a listed path: after the last one
+    /// in bytewise order, and below none before it.
+    fn check_listed(&mut self, path: &[u8], kind: Seen) -> Result<()> {
+        let name = short(path);
+        if !self.listed.is_empty() {
+            match self.listed.as_slice().cmp(path) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    bail!("entry {name:?} appears twice (a backup writes each path once)")
+                }
+                std::cmp::Ordering::Greater => bail!(
+                    "entry {name:?} is out of order after {:?} (a backup writes the listed paths in sorted order)",
+                    short(&self.listed)
                 ),
             }
         }
-        for d in parents.into_iter().rev() {
-            // Insert from the nearest parent outwards; one already there
-            // has its own parents there too.
-            if !self.parents.insert(d) {
+        while let Some(&(len, _)) = self.listed_chain.last() {
+            if path.starts_with(&self.listed[..len]) {
                 break;
             }
+            self.listed_chain.pop();
         }
-        self.seen.insert(me, kind);
+        if let Some(&(len, k)) = self
+            .listed_chain
+            .iter()
+            .find(|&&(len, _)| below(path, &self.listed[..len]))
+        {
+            let dir = short(&self.listed[..len]);
+            if k == Seen::Dir {
+                bail!(
+                    "entry {name:?} lies below the directory {dir:?}, written before it with all it held (a backup writes each path once)"
+                );
+            }
+            bail!(
+                "entry {name:?} lies below {dir:?}, which is {} in the archive, not a directory",
+                what(k)
+            );
+        }
+        self.listed.clear();
+        self.listed.extend_from_slice(path);
+        self.listed_chain.push((path.len(), kind));
         Ok(())
     }
 }

@@ -288,6 +288,12 @@ pub fn write_paths(
     let mut w = Walker::new(enc, true, None);
     w.streamed = checker.is_some();
     let mut missing = Vec::new();
+    // In bytewise order of the whole path, as every version wrote them (the
+    // caller's list is sorted so): the order the readers require of the
+    // listed paths (validate::Shape).
+    let mut rels: Vec<&[u8]> = rels.iter().map(Vec::as_slice).collect();
+    rels.sort_unstable();
+    rels.dedup();
     // A path below one already added (a listed path that is a directory on
     // the node) is in the archive already: a second entry for it would be
     // a duplicate, which every reader refuses (validate::Shape).
@@ -537,10 +543,13 @@ impl<W: Write> Walker<W> {
                 if !fsops::same_object(st, &fs::fstat(&fd)?) {
                     return Err(Swapped.into());
                 }
-                if st.st_nlink > 1 {
+                // Later names link to this one only when it is recorded
+                // with more than one link (the count of the stat it is
+                // stored with, not of the lstat before): the readers
+                // refuse a hard link to any other file (validate::Shape).
+                if self.file(fd, path)? > 1 {
                     self.links.insert((st.st_dev, st.st_ino), path.to_vec());
                 }
-                self.file(fd, path)?;
             }
             Kind::Symlink => {
                 meta.link = fs::readlinkat(dir, name, Vec::new())?.into_bytes();
@@ -558,7 +567,8 @@ impl<W: Write> Walker<W> {
         Ok(None)
     }
 
-    fn file(&mut self, fd: OwnedFd, path: &[u8]) -> Result<()> {
+    /// Archive a regular file; the link count recorded for it.
+    fn file(&mut self, fd: OwnedFd, path: &[u8]) -> Result<u32> {
         let st = fs::fstat(&fd)?;
         let mut meta = fsops::meta_of(&st);
         meta.xattrs = fsops::read_xattrs(&XattrTarget::Fd(fd.as_fd()))?;
@@ -635,10 +645,16 @@ impl<W: Write> Walker<W> {
         if shrunk || again.is_some_and(|a| a != hash) || changed(&st, &st2) {
             return Err(Changed(show(path)).into());
         }
-        Ok(())
+        Ok(meta.nlink)
     }
 
-    fn small_file(&mut self, fd: OwnedFd, path: &[u8], mut meta: Meta, st: fs::Stat) -> Result<()> {
+    fn small_file(
+        &mut self,
+        fd: OwnedFd,
+        path: &[u8],
+        mut meta: Meta,
+        st: fs::Stat,
+    ) -> Result<u32> {
         let mut st = st;
         for attempt in 0..3 {
             self.buf.clear();
@@ -680,7 +696,7 @@ impl<W: Write> Walker<W> {
         self.stats.files += 1;
         self.stats.bytes += meta.size;
         self.tick(meta.size);
-        Ok(())
+        Ok(meta.nlink)
     }
 
     fn tick(&mut self, bytes: u64) {
