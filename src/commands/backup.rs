@@ -346,11 +346,20 @@ fn dry_run(
 /// foreign entries with theirs (an admin's files, `lost+found`: never
 /// counted as room, never removed), as the node names them.
 fn previous_bytes(host: &Host, dir: &Path) -> Result<(u64, Vec<(String, u64)>)> {
+    // A link's own room only: `du` of a link follows it (`current`, the
+    // documented links), which would count the generation twice.
+    let room = |p: &PathBuf| match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => 0,
+        _ => du(p),
+    };
     let (owned, foreign) = store::owned_and_foreign(dir)?;
-    let foreign = foreign.iter().map(|p| (on_node(host, p), du(p))).collect();
+    let foreign = foreign
+        .iter()
+        .map(|p| (on_node(host, p), room(p)))
+        .collect();
     Ok(match store::inspect(dir)? {
         Kind::Empty => (0, foreign),
-        _ => (owned.iter().map(|p| du(p)).sum(), foreign),
+        _ => (owned.iter().map(room).sum(), foreign),
     })
 }
 

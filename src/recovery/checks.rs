@@ -166,18 +166,26 @@ pub fn program_way_out(host: &crate::node::host::Host, gen: &Path, m: &Manifest)
     for d in &damaged {
         let Stored::Blob(b, _) = d else { continue };
         if b.file == BINARY {
+            // The running binary's own path (its link in /proc is not
+            // read through: every file is opened without following one).
             let exe = std::fs::read_link("/proc/self/exe").ok();
-            let same = crate::store::verify::file_sha256(Path::new("/proc/self/exe"))
-                .ok()
-                .is_some_and(|(h, n)| h == b.sha256 && n == b.size);
+            let same = exe.as_ref().is_some_and(|e| {
+                crate::store::verify::file_sha256(e)
+                    .is_ok_and(|(h, n)| h == b.sha256 && n == b.size)
+            });
             match exe {
                 Some(exe) if same || b.sha256.is_empty() => ways.push(format!(
-                    "put the binary back from the one running now (the same build): `install -m 0700 {} {}`",
+                    "Put the binary back from the one running now ({}): `install -m 0700 {} {}`",
+                    if same {
+                        "the same build"
+                    } else {
+                        "its sha256 was not recorded"
+                    },
                     exe.display(),
                     node_gen.join(BINARY).display()
                 )),
                 _ => ways.push(format!(
-                    "put back a copy of the build the backup recorded (sha256 {}, {} bytes; this tool's version {} as the backup Job's image ships it): `install -m 0700 COPY {}`",
+                    "Put back a copy of the build the backup recorded (sha256 {}, {} bytes; this tool's version {} as the backup Job's image ships it): `install -m 0700 COPY {}`",
                     b.sha256,
                     b.size,
                     m.tool_version,
@@ -191,7 +199,7 @@ pub fn program_way_out(host: &crate::node::host::Host, gen: &Path, m: &Manifest)
                 .replace('%', "%%")
                 .replace('\'', "'\\''");
             ways.push(format!(
-                "write the wrapper back (its text is this tool's for {}): `printf '{}' > {} && chmod 0700 {}`",
+                "Write the wrapper back (its text is this tool's for {}): `printf '{}' > {} && chmod 0700 {}`",
                 host.dir.display(),
                 quoted.replace('\n', "\\n"),
                 node_gen.join(WRAPPER).display(),
@@ -200,7 +208,7 @@ pub fn program_way_out(host: &crate::node::host::Host, gen: &Path, m: &Manifest)
         }
     }
     Some(format!(
-        "The backup's copy of this tool is damaged; it is what `{}` and the auto-resume unit run after the files phase's reboot. {}; then check with `{}`",
+        "The backup's copy of this tool is damaged; it is what {} and the auto-resume unit run after the files phase's reboot. {}; then check with `{}`",
         host.wrapper_cmd("--resume"),
         ways.join("; "),
         host.cmd("verify")
