@@ -285,9 +285,11 @@ fn a_killed_backup_keeps_the_way_back_at_every_point() {
             String::from_utf8_lossy(&o.stderr)
         );
     };
+    // `backup:os` first: the point old code has too (where it had already
+    // unpinned and undeployed the previous backup's deployment).
     for point in [
-        "backup:os:pinned",
         "backup:os",
+        "backup:os:pinned",
         "backup:manifest",
         "switch:before",
         "switch:current",
