@@ -239,7 +239,14 @@ apply_profile() { # $1 sandbox dir $2 profile
         "$r/run/ostree-booted" "$d/ctl/bin/rpm-ostree" \
         "$r/var/usrlocal/bin/cluster-backup.sh" "$r/var/usrlocal/bin/cluster-restore.sh"
       rm -rf "$r/etc/tmpfiles.d" ;;
-    rhcos) install_etcd_scripts "$r" ;;
+    rhcos)
+      install_etcd_scripts "$r"
+      # /var a mount of its own, as ostree-prepare-root makes it (the
+      # stateroot's var bind-mounted over the deployment's /var:
+      # ostreedev/ostree src/switchroot/ostree-prepare-root.c): a rename
+      # between /etc (or /usr) and /var fails with EXDEV there, as on a
+      # node. --rbind keeps the mounts below /var (the kubelet's tmpfs).
+      mount --rbind "$r/var" "$r/var" ;;
   esac
 }
 
@@ -382,9 +389,15 @@ teardown() {
   [ -d "$d" ] || return 0
   d=$(cd "$d" && pwd)
   if [ -f "$d/ctl/lib/lib.sh" ]; then ( . "$d/ctl/lib/lib.sh"; etcd_stop ) || true; fi
-  # Unmount everything below the sandbox, deepest first.
-  awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null || true
+  # Unmount everything below the sandbox, deepest first; again while some
+  # are left (rhcos: a mount below /var is there twice, one hidden by the
+  # /var mount until that goes).
+  local i
+  for i in 1 2 3 4; do
+    awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+      umount -l "$m" 2>/dev/null || true
+    done
+    awk -v p="$d/" 'index($2, p) == 1 {f=1} END {exit !f}' /proc/self/mounts || break
   done
   # The boot file system's loop device (rhcos): detached once unmounted
   # (losetup -d on a device still in use marks it to go when released).

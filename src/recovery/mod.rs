@@ -176,7 +176,10 @@ fn required_tools(etcd_mode: EtcdRestore) -> (Vec<&'static str>, Vec<&'static st
         "oc",
     ];
     if etcd_mode == EtcdRestore::Native {
+        // tar: the static-pod resources; cp: a move across mounts
+        // (`util::durable::move_path`).
         req.push("tar");
+        req.push("cp");
     }
     // The native restore's program (etcdutl, else etcdctl) is checked by
     // `etcd_restore::restore_tool` in `prepare`.
