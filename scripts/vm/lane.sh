@@ -250,7 +250,7 @@ lane_in_order() { grep -Fxf <(cat) <(lane_recovery_points); }
 
 # The backup's generation switch (src/store/mod.rs, src/backup/*.rs).
 lane_backup_points() {
-  grep -rhoE 'fault::point\("(backup|switch|convert):[a-z-]+"\)' "$vm_proj/src" | sed 's/.*("\(.*\)")/\1/' | sort -u
+  grep -rhoE 'fault::point\("(backup|switch|convert):[a-z:-]+"\)' "$vm_proj/src" | sed 's/.*("\(.*\)")/\1/' | sort -u
   grep -rhoE 'fault::point\(&format!\("backup:\{name\}"' "$vm_proj/src" >/dev/null && printf 'backup:%s\n' etc local kubelet
 }
 
