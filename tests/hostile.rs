@@ -316,6 +316,145 @@ fn verify_and_restore_refuse_hostile_backups_before_any_change() {
     assert_eq!(node_before(), node);
 }
 
+/// Issue 27.1 as worded ("every part that the whole recovery will read is
+/// checked in full (sha256 of the snapshot and of every archive ...); the
+/// later phases check again") and issue 25: the preflight checks the kubelet
+/// archive by its size and sha256, the cluster phase parses it in full
+/// before its own first change. A flipped byte (size kept) still stops the
+/// recovery before the files phase's first change; a hostile archive written
+/// together with a manifest that matches it passes the preflight (the files
+/// phase runs) and is refused by the cluster phase before that phase changes
+/// anything, with the node's state and the next command; a good copy put
+/// back, the recovery finishes.
+#[test]
+fn a_kubelet_archive_is_hashed_by_the_preflight_and_parsed_before_the_cluster_phase() {
+    use common::recovery::*;
+    let sb = Sandbox::new();
+    let before = take_backup(&sb);
+    upgrade(&sb, 1);
+    let rec = sb.root().join("var/recovery");
+    let journal = rec.join("journal.json");
+    let k = rec.join("current/kubelet.tar.zst");
+    let good = std::fs::read(&k).unwrap();
+    let manifest = std::fs::read(rec.join("current/manifest.json")).unwrap();
+    let changing = || sb.calls_but_api_reads().len();
+
+    // A flipped byte, size kept: the preflight's sha256 finds it.
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&k, &bad).unwrap();
+    let calls = changing();
+    let (code, out, err) = restore(&sb, &[], None);
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert!(
+        err.contains("kubelet.tar.zst")
+            && err.contains("sha256")
+            && err.contains("Nothing was changed by the recovery"),
+        "{err}"
+    );
+    assert_eq!(
+        changing(),
+        calls,
+        "{:?}",
+        &sb.calls_but_api_reads()[calls..]
+    );
+    assert!(!journal.exists());
+    std::fs::write(&k, &good).unwrap();
+
+    // A hostile archive and a manifest re-written to match it.
+    let mut t = RawTar::new();
+    t.entry(
+        b"..",
+        b'5',
+        &[(b"path", b".."), (b"uid", b"4242"), (b"gid", b"4242")],
+        b"",
+    );
+    t.file(b"..", b"gone");
+    let (sha, size) = t.write(&k);
+    set_archive(&sb, "kubelet", &sha, size);
+    let var_lib = || {
+        let md = std::fs::metadata(sb.root().join("var/lib")).unwrap();
+        (md.mode(), md.uid(), md.gid())
+    };
+    let var_lib_before = var_lib();
+    let (code, out, err) = restore(&sb, &["--dry-run"], None);
+    assert_eq!(
+        code,
+        Some(0),
+        "the dry run checks as the real run: {out}{err}"
+    );
+    let (code, out, err) = restore(&sb, &[], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("Reboot now"), "{out}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("the recovery: checking the backup parts"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let (full, hashed) = line
+        .split_once("(in full);")
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        full.contains("local.tar.zst") && !full.contains("kubelet"),
+        "{line}"
+    );
+    assert!(
+        hashed.contains("kubelet.tar.zst")
+            && hashed.contains("snapshot_")
+            && hashed.contains("size and sha256"),
+        "{line}"
+    );
+    sb.reboot();
+    let journal_before = std::fs::read(&journal).unwrap();
+    let calls = changing();
+    let (code, out, err) = restore(&sb, &["--resume"], None);
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert!(
+        err.contains("kubelet.tar.zst") && err.contains("\"..\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("Nothing was changed by phase cluster")
+            && err.contains("the node now: phase cluster")
+            && err.contains("`upgrade-recovery verify`")
+            && err.contains("`upgrade-recovery restore --resume`"),
+        "{err}"
+    );
+    assert_eq!(
+        changing(),
+        calls,
+        "{:?}",
+        &sb.calls_but_api_reads()[calls..]
+    );
+    assert_eq!(std::fs::read(&journal).unwrap(), journal_before);
+    assert_eq!(var_lib(), var_lib_before, "nothing written above the tree");
+    assert!(
+        sb.root().join("var/lib/kubelet/pods/new-pod-1").exists(),
+        "the kubelet tree is as the upgrade left it"
+    );
+    assert!(
+        sb.root().join("var/lib/etcd/member").is_dir(),
+        "etcd untouched"
+    );
+    // status names the damage and `verify`, which finds it.
+    let next = common::admin::expect_state(&sb, "recovery-stopped-backup-damaged");
+    assert_eq!(next, "upgrade-recovery verify");
+    let (code, out, _) = sb.run(&["verify"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("kubelet.tar.zst") && out.contains("\"..\""),
+        "{out}"
+    );
+
+    // Another copy of the backup: verify passes, the recovery finishes.
+    std::fs::write(&k, &good).unwrap();
+    std::fs::write(rec.join("current/manifest.json"), &manifest).unwrap();
+    let (code, out, err) = sb.run(&["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    finish(&sb, "after the good copy");
+    check_restored(&sb, &before, "after the good copy");
+}
+
 #[test]
 fn extract_grants_no_privilege_unless_exact_and_stays_under_to() {
     let sb = Sandbox::new();

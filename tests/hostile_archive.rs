@@ -741,3 +741,34 @@ fn listed_paths_below_a_listed_directory_are_archived_once() {
     assert!(err.is_none(), "{err:?}");
     assert!(archive::verify_archive(&out, &st.sha256, st.archive_bytes).is_empty());
 }
+
+/// An archive compressed with a window of `log` (zstd `windowLog`), as a
+/// streaming writer does it: the frame asks the decoder for that window.
+fn with_window(tar: &RawTar, log: u32, p: &Path) {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    enc.window_log(log).unwrap();
+    enc.include_checksum(true).unwrap();
+    std::io::Write::write_all(&mut enc, &tar.tar()).unwrap();
+    std::fs::write(p, enc.finish().unwrap()).unwrap();
+}
+
+/// The reader's window limit (`read::WINDOW_LOG_MAX`, issue 25 item 3):
+/// an archive with the largest window any version writes (2^23: `backup
+/// --level 19`) reads; one that asks for a larger window, which only a
+/// hostile writer makes, is refused as damaged instead of making the
+/// reader hold it (zstd's own limit is 2^27).
+#[test]
+fn a_window_larger_than_any_writer_uses_is_refused() {
+    let t = TempDir::new("window");
+    let ar = t.path().join("a.tar.zst");
+    let mut tar = RawTar::new();
+    tar.dir(b".").file(b"f", &vec![b'x'; 64 << 10]);
+    with_window(&tar, 23, &ar);
+    let c = archive::check_archive(&ar).map_err(|e| format!("{e:#}"));
+    assert_eq!(c.map(|c| c.files), Ok(1));
+    with_window(&tar, 24, &ar);
+    let e = format!("{:#}", archive::check_archive(&ar).unwrap_err());
+    assert!(e.contains("a.tar.zst") && e.contains("memory"), "{e}");
+    let (names, e) = our_listing(&ar);
+    assert!(names.is_empty() && e.is_some(), "{names:?} {e:?}");
+}

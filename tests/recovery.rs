@@ -272,13 +272,22 @@ fn a_part_damaged_after_the_files_phase_stops_the_cluster_phase_before_any_chang
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("Reboot now"), "{out}");
     // The preflight read every part the recovery reads (issue 27.1), the
-    // cluster phase's too; the cluster phase checks its own again below.
+    // cluster phase's too: the files phase's in full, the cluster phase's
+    // by their size and sha256; the cluster phase checks its own in full
+    // below.
     let line = err
         .lines()
         .find(|l| l.contains("the recovery: checking the backup parts"))
         .unwrap_or_else(|| panic!("{err}"));
+    let (full, hashed) = line
+        .split_once("(in full);")
+        .unwrap_or_else(|| panic!("{line}"));
     assert!(
-        line.contains("local.tar.zst") && line.contains("kubelet") && line.contains("snapshot"),
+        full.contains("local.tar.zst") && full.contains("etc.tar.zst"),
+        "{line}"
+    );
+    assert!(
+        hashed.contains("kubelet") && hashed.contains("snapshot") && !hashed.contains("etc.tar"),
         "{line}"
     );
     sb.reboot();

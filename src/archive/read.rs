@@ -49,10 +49,21 @@ fn decoder(src: Source) -> Result<Decoder> {
     decoder_of(HashReader::new(src))
 }
 
+/// The largest zstd window a reader accepts (`windowLog`): what any
+/// version's writer may have used. Ours writes [`super::write::WINDOW_LOG`]
+/// with several threads, the zstd level's window with one; before it,
+/// the level's window always. Levels 1 to 19 (`backup --level`) use 2^23
+/// at most (facebook/zstd `lib/compress/clevels.h`, levels 17-19 for
+/// inputs over 256 KiB). It is also the most memory a frame can make a
+/// decoder hold (its window): zstd's own default limit is 2^27
+/// (`ZSTD_WINDOWLOG_LIMIT_DEFAULT`, `lib/zstd.h`), and a hostile archive
+/// asking for more than this is refused as damaged instead.
+pub const WINDOW_LOG_MAX: u32 = 23;
+
 fn decoder_of(src: HashReader<Source>) -> Result<Decoder> {
-    Ok(zstd::stream::read::Decoder::with_buffer(
-        BufReader::with_capacity(1 << 20, src),
-    )?)
+    let mut d = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, src))?;
+    d.window_log_max(WINDOW_LOG_MAX)?;
+    Ok(d)
 }
 
 /// After the zstd stream's end: what is left of the source still counts

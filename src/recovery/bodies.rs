@@ -176,11 +176,13 @@ impl Ctx<'_> {
 
     /// Before the first change: every part there with its size, the room
     /// the recovery writes in, then every part the whole recovery reads
-    /// checked in full (issue 27.1: a part only the cluster phase reads,
-    /// damaged with its size kept, would otherwise stop the recovery after
-    /// the reboot, with kubelet disabled and CRI-O wiped), then the OS.
-    /// The files phase does not read them again; the cluster phase checks
-    /// its parts again before its first change.
+    /// checked (issue 27.1: a part only the cluster phase reads, damaged
+    /// with its size kept, would otherwise stop the recovery after the
+    /// reboot, with kubelet disabled and CRI-O wiped): the files phase's
+    /// archives in full, the later phases' parts by size and sha256, all in
+    /// one pass side by side (`check_parts`, `checks`' doc), then the OS.
+    /// The files phase does not read its archives again; the cluster phase
+    /// checks its parts in full before its first change.
     pub(super) fn preflight(&mut self) -> Result<()> {
         check_sizes(self.host, &self.gen, &self.m)?;
         checks::require_room(self.host, &self.m)?;

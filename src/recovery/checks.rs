@@ -10,6 +10,25 @@
 //! against its own sha256), the snapshot's sha256 and its trailer come from
 //! the same read. Damage found here changes nothing: the phase has not
 //! started.
+//!
+//! The preflight of a recovery checks, before the files phase's first
+//! change, the parts of the later phases too, as issue 27.1 words it:
+//! "every part that the whole recovery will read is checked in full (sha256
+//! of the snapshot and of every archive, read once, in parallel); the later
+//! phases check again". So the files phase's own parts are checked in full
+//! (parsed: they are restored next), the later phases' parts by their size
+//! and sha256 ([`by_sha256`]: an archive read once and hashed, not parsed;
+//! the snapshot's trailer from the same read), all side by side. Damage
+//! that keeps a part's size (a flipped byte, issue 27.1's case) changes its
+//! sha256 and stops the recovery before its first change. The bytes that
+//! match the manifest's sha256 are those the backup checked in full as it
+//! wrote them, and that `verify` checks in full; each later phase parses its
+//! own parts in full again before its own first change, so a hostile
+//! archive written together with a manifest that matches it is refused
+//! there (before the cluster phase changes anything, after the reboot)
+//! instead of before the files phase. Parsing the kubelet archive in the
+//! preflight cost the files phase most of its time at a DU's shape (issue
+//! 25: ten times the data of /etc and /usr/local), for that case only.
 
 use super::{Phase, STEPS};
 use crate::store::blob::{size_mismatch, Check, Stored};
@@ -70,6 +89,22 @@ pub fn parts_for<'a>(m: &'a Manifest, steps: &[&str]) -> Vec<Part<'a>> {
         }
     }
     out
+}
+
+/// The same parts checked by their size and sha256 only: an archive read
+/// once for its sha256, not parsed (`Check::File`); the snapshot keeps its
+/// trailer check (the same read), the others are plain files already. For
+/// the parts of the later phases in the preflight (see the module's doc).
+pub fn by_sha256(parts: Vec<Part>) -> Vec<Part> {
+    parts
+        .into_iter()
+        .map(|p| match p {
+            Part::Stored(Stored::Blob(b, Check::Archive)) => {
+                Part::Stored(Stored::Blob(b, Check::File))
+            }
+            p => p,
+        })
+        .collect()
 }
 
 /// The steps of `phase` that `done` does not hold.
@@ -391,6 +426,31 @@ mod tests {
         std::fs::write(d.join(crate::store::layout::EXCLUDE_LIST), b"a\n").unwrap();
         assert_eq!(exclude_list(&d), Ok(Some(b"a\n".to_vec())));
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn by_sha256_reads_an_archive_for_its_sha256_and_keeps_the_snapshots_trailer() {
+        use crate::store::blob::Blob;
+        let b = |f: &str| Blob {
+            file: f.into(),
+            size: 1,
+            sha256: "00".into(),
+        };
+        let parts = vec![
+            Part::Stored(Stored::Blob(b("kubelet.tar.zst"), Check::Archive)),
+            Part::Stored(Stored::Blob(b("snap.db"), Check::Snapshot)),
+            Part::Stored(Stored::Blob(b("static.tar.gz"), Check::File)),
+            Part::ExcludeList,
+        ];
+        assert_eq!(
+            by_sha256(parts),
+            vec![
+                Part::Stored(Stored::Blob(b("kubelet.tar.zst"), Check::File)),
+                Part::Stored(Stored::Blob(b("snap.db"), Check::Snapshot)),
+                Part::Stored(Stored::Blob(b("static.tar.gz"), Check::File)),
+                Part::ExcludeList,
+            ]
+        );
     }
 
     #[test]

@@ -426,8 +426,8 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
 
 impl Plan<'_> {
     /// `--dry-run`: the read-only checks the real run makes before its
-    /// first change too (the backup parts read in full, as the real run
-    /// reads them), then the plan with what is done.
+    /// first change too (the backup parts read as the real run reads
+    /// them), then the plan with what is done.
     pub fn dry_run(self) -> Result<Outcome> {
         let Plan {
             host,
@@ -440,8 +440,9 @@ impl Plan<'_> {
             ..
         } = self;
         // The real run's checks before its first change: a new recovery's
-        // preflight (every part of the backup read in full, the room, the
-        // OS); a recovery under way, the parts its next phase reads.
+        // preflight (every part of the backup read: the files phase's in
+        // full, the later phases' by size and sha256; the room, the OS); a
+        // recovery under way, the parts its next phase reads, in full.
         if fresh {
             bodies::check_sizes(host, &gen, &m)?;
             checks::require_room(host, &m)?;
@@ -884,9 +885,12 @@ impl Ctx<'_> {
 pub const ALL_PHASES: [Phase; 3] = [Phase::Files, Phase::Cluster, Phase::Redeploy];
 
 /// Check the backup parts that the rest of `phases` reads, each read once,
-/// side by side on the CPUs (`checks::check`). Damage is exit 4, naming each
-/// part, with nothing changed by them: the check comes before their first
-/// step. The same for the real run and `--dry-run`.
+/// side by side on the CPUs (`checks::check`): the first phase's parts in
+/// full (it is the one about to run), the later phases' by their size and
+/// sha256 only (`checks::by_sha256`: the preflight, issue 27.1; each of
+/// them checks its parts in full before its own first change). Damage is
+/// exit 4, naming each part, with nothing changed by them: the check comes
+/// before their first step. The same for the real run and `--dry-run`.
 fn check_parts(
     host: &Host,
     gen: &std::path::Path,
@@ -895,25 +899,35 @@ fn check_parts(
     phases: &[Phase],
     quiet: bool,
 ) -> Result<()> {
-    let steps: Vec<&str> = phases
-        .iter()
-        .flat_map(|p| checks::remaining(*p, |id| j.is_done(id)))
-        .collect();
-    let parts = checks::parts_for(m, &steps);
+    let steps = |ps: &[Phase]| -> Vec<&str> {
+        ps.iter()
+            .flat_map(|p| checks::remaining(*p, |id| j.is_done(id)))
+            .collect()
+    };
+    let (first, later) = phases
+        .split_first()
+        .map_or((&[][..], &[][..]), |(f, l)| (std::slice::from_ref(f), l));
+    let full = checks::parts_for(m, &steps(first));
+    let shallow = checks::by_sha256(checks::parts_for(m, &steps(later)));
     let whose = match phases {
         [p] => format!("phase {}", p.name()),
         _ => "the recovery".to_string(),
     };
-    if !parts.is_empty() {
-        let names: Vec<String> = parts.iter().map(|p| p.name()).collect();
-        crate::util::logger::note(
-            quiet,
-            &format!(
-                "{whose}: checking the backup parts it reads: {}",
-                names.join(", ")
-            ),
+    let names = |ps: &[checks::Part]| ps.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ");
+    if !full.is_empty() || !shallow.is_empty() {
+        let mut what = format!(
+            "{whose}: checking the backup parts it reads: {}",
+            names(&full)
         );
+        if !shallow.is_empty() {
+            what += &format!(
+                " (in full); {} (size and sha256 now; their phase checks them in full before its first change)",
+                names(&shallow)
+            );
+        }
+        crate::util::logger::note(quiet, &what);
     }
+    let parts: Vec<checks::Part> = full.into_iter().chain(shallow).collect();
     let problems = checks::check(gen, &parts);
     if problems.is_empty() {
         return Ok(());
