@@ -70,9 +70,10 @@ fn a_tree_top_replaced_by_a_symlink_is_refused_and_nothing_is_written_through_it
     let sb = Sandbox::with_profile("rhcos");
     let before = take_backup(&sb);
     diverge(&sb, 1);
-    let plant = "cd $ROOT/var/lib && rm -rf kubelet && ln -s other kubelet";
+    // (The old kubelet moved aside: a pod's emptyDir is mounted in it.)
+    let plant = "cd $ROOT/var/lib && ln -s other kubelet";
     sb.sh(&format!(
-        "cd $ROOT/var/lib && mkdir -p other/sub && echo keep > other/victim && echo 2 > other/sub/f && setfattr -n user.k -v 1 other/victim && {plant}"
+        "cd $ROOT/var/lib && mkdir -p other/sub && echo keep > other/victim && echo 2 > other/sub/f && setfattr -n user.k -v 1 other/victim && mv kubelet kubelet.moved && {plant}"
     ));
     let keep = TempDir::new("other");
     let other = sb.root().join("var/lib/other");
@@ -131,7 +132,7 @@ fn a_tree_top_replaced_by_a_symlink_is_refused_and_nothing_is_written_through_it
 
     // After the reboot, kubelet's top replaced again: refused before the
     // cluster phase's first change, the step not marked failed.
-    sb.sh(&format!("rm -rf $ROOT/var/lib/kubelet; {plant}"));
+    sb.sh(&format!("rmdir $ROOT/var/lib/kubelet && {plant}"));
     let from = sb.calls().len();
     let (code, out, err) = admin(&sb, "/var/recovery/upgrade-recovery.sh --resume");
     assert_eq!(code, 1, "{out}{err}");
@@ -236,7 +237,7 @@ fn every_dry_run_names_the_command_that_carries_it_out() {
     assert_eq!(next, "upgrade-recovery restore");
     assert!(
         err.contains("etc.exclude.list differs from the list the backup recorded in its manifest")
-            && err.contains(r#"only in the file: ["kubernetes/manifestq"]"#)
+            && err.contains(r#"Only in the file: ["kubernetes/manifestq"]"#)
             && err.contains(r#"only in the manifest: ["kubernetes/manifests"]"#),
         "{err}"
     );
@@ -440,7 +441,10 @@ fn the_summary_of_another_dir_is_its_own_state() {
     let (code, out, err) = sb.run(&["--dir", "/var/recovery2", "status", "--output", "json"]);
     assert_eq!(code, 0, "{err}");
     let own: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(own["state"]["state"], "rolled-back-not-recovered", "{own:#}");
+    assert_eq!(
+        own["state"]["state"], "rolled-back-not-recovered",
+        "{own:#}"
+    );
     let st = status(&sb);
     assert_eq!(st["state"]["state"], "backup-elsewhere", "{st:#}");
     let text = st["state_text"].as_str().unwrap();

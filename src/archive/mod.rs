@@ -350,7 +350,8 @@ pub fn restore_top(root: &Path, node_path: &str, recorded: Option<&str>) -> Resu
         }
     };
     let link = || -> String {
-        let text = std::fs::read_link(&p).map_or_else(|e| format!("unreadable: {e}"), |t| t.display().to_string());
+        let text = std::fs::read_link(&p)
+            .map_or_else(|e| format!("unreadable: {e}"), |t| t.display().to_string());
         match resolve_top(root, node_path) {
             Ok(r) => format!("a symlink to {text} (that is {})", on_node(&r)),
             Err(e) => format!("a symlink to {text} ({e:#})"),
@@ -503,7 +504,10 @@ mod tests {
         assert!(e.contains("is a regular file now"), "{e}");
         std::fs::remove_file(root.join("var/lib/kubelet")).unwrap();
         let e = top("/var/lib/kubelet", None).unwrap_err();
-        assert!(e.contains("is missing") && e.contains("`mkdir /var/lib/kubelet`"), "{e}");
+        assert!(
+            e.contains("is missing") && e.contains("`mkdir /var/lib/kubelet`"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -364,10 +364,13 @@ mod tests {
         assert_eq!(exclude_list(&d), Ok(Some(b"a\n".to_vec())));
         // Compared with the manifest's copy, line by line.
         let rec = vec!["a".to_string(), "kubernetes/manifests".to_string()];
-        assert_eq!(exclude_list_changes(b"a\nkubernetes/manifests\n", &rec), None);
+        assert_eq!(
+            exclude_list_changes(b"a\nkubernetes/manifests\n", &rec),
+            None
+        );
         let flipped = exclude_list_changes(b"a\nkubernetes/manifestq\n", &rec).unwrap();
         assert!(
-            flipped.contains(r#"only in the file: ["kubernetes/manifestq"]"#)
+            flipped.contains(r#"Only in the file: ["kubernetes/manifestq"]"#)
                 && flipped.contains(r#"only in the manifest: ["kubernetes/manifests"]"#),
             "{flipped}"
         );

@@ -1069,7 +1069,10 @@ mod tests {
             root: "/nonexistent-root".into(),
             dir: "/var/recovery2".into(),
         };
-        assert_eq!(o.command(&host), "upgrade-recovery --dir /var/recovery2 restore");
+        assert_eq!(
+            o.command(&host),
+            "upgrade-recovery --dir /var/recovery2 restore"
+        );
         let all = Options {
             resume: true,
             restart: true,
@@ -1095,10 +1098,7 @@ mod tests {
             resume.command(&host),
             "upgrade-recovery --dir /var/recovery2 restore --resume"
         );
-        let restart = Options {
-            restart: true,
-            ..o
-        };
+        let restart = Options { restart: true, ..o };
         assert_eq!(
             restart.command(&host),
             "upgrade-recovery --dir /var/recovery2 restore --restart"

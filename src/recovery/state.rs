@@ -623,7 +623,10 @@ fn ready(host: &Host, last: Option<LastRecovery>, verdict: Option<&Since>) -> As
             host,
             State::BackupReady,
             "a backup is ready and the node runs the OS deployment it pinned".into(),
-            format!("nothing to do on a healthy node; if the upgrade failed: `{}`", host.cmd("restore")),
+            format!(
+                "nothing to do on a healthy node; if the upgrade failed: `{}`",
+                host.cmd("restore")
+            ),
         ),
     }
 }
