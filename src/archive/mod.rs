@@ -359,6 +359,16 @@ pub fn restore_top(root: &Path, node_path: &str, recorded: Option<&str>) -> Resu
     };
     match (recorded, md.file_type().is_symlink()) {
         (None, false) if md.is_dir() => Ok(p),
+        // A top under /usr is the OS deployment's (ostree's /usr is read-only:
+        // neither a pod nor an upgrade's files make a link there), and a
+        // backup taken by the hub's Job sees its link's target as a
+        // directory: TALM's Job mounts the host's /usr/local as a hostPath
+        // volume, which follows the link (openshift-kni/
+        // cluster-group-upgrades-operator
+        // `controllers/templates/backup-templates.go`, as tests/common's
+        // `Sandbox::job` mounts it), so its manifest records no `resolved`
+        // for RHCOS's `/usr/local -> ../var/usrlocal`. That link is followed.
+        (None, true) if node_path.starts_with("/usr/") => resolve_top(root, node_path),
         (None, false) => bail!(
             "{node_path} is {} now, but the backup recorded a directory there. Put the directory back: `mv {node_path} {node_path}.aside && mkdir {node_path}`",
             what(&md)
@@ -468,6 +478,9 @@ mod tests {
             top("/usr/local", Some("/var/usrlocal")),
             Ok(root.join("var/usrlocal"))
         );
+        // The Job's backup saw /usr/local as a directory (a hostPath mount
+        // follows the link): the OS's own link under /usr is followed.
+        assert_eq!(top("/usr/local", None), Ok(root.join("var/usrlocal")));
         let e = top("/usr/local", Some("/var/elsewhere")).unwrap_err();
         assert!(
             e.contains("/usr/local is a symlink to ../var/usrlocal (that is /var/usrlocal) now, but the backup recorded a symlink to /var/elsewhere")
