@@ -23,6 +23,14 @@
 #   scripts/sandbox.sh stage-os DIR VERSION
 #                                     commit VERSION and stage it, as the MCO's
 #                                     update leaves a node until its reboot
+#   scripts/sandbox.sh job DIR [ARGS...]
+#                                     the hub's backup Job on the node: TALM's jail
+#                                     (/host with the Job's hostPath mounts, in a
+#                                     mount namespace of its own), then
+#                                     `launchBackup --host-dir /host ARGS`; the binary
+#                                     is $UPGRADE_RECOVERY_BIN (default: the static
+#                                     build in target/, else upgrade-recovery on PATH),
+#                                     the jail's dir $SANDBOX_JAIL (default DIR/job-host)
 #
 # The node has a real ostree sysroot with two deployments, a real etcd with TLS
 # on free loopback ports, /etc, /usr/local (-> var/usrlocal), /var/lib/kubelet
@@ -231,7 +239,14 @@ apply_profile() { # $1 sandbox dir $2 profile
         "$r/run/ostree-booted" "$d/ctl/bin/rpm-ostree" \
         "$r/var/usrlocal/bin/cluster-backup.sh" "$r/var/usrlocal/bin/cluster-restore.sh"
       rm -rf "$r/etc/tmpfiles.d" ;;
-    rhcos) install_etcd_scripts "$r" ;;
+    rhcos)
+      install_etcd_scripts "$r"
+      # /var a mount of its own, as ostree-prepare-root makes it (the
+      # stateroot's var bind-mounted over the deployment's /var:
+      # ostreedev/ostree src/switchroot/ostree-prepare-root.c): a rename
+      # between /etc (or /usr) and /var fails with EXDEV there, as on a
+      # node. --rbind keeps the mounts below /var (the kubelet's tmpfs).
+      mount --rbind "$r/var" "$r/var" ;;
   esac
 }
 
@@ -374,9 +389,15 @@ teardown() {
   [ -d "$d" ] || return 0
   d=$(cd "$d" && pwd)
   if [ -f "$d/ctl/lib/lib.sh" ]; then ( . "$d/ctl/lib/lib.sh"; etcd_stop ) || true; fi
-  # Unmount everything below the sandbox, deepest first.
-  awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null || true
+  # Unmount everything below the sandbox, deepest first; again while some
+  # are left (rhcos: a mount below /var is there twice, one hidden by the
+  # /var mount until that goes).
+  local i
+  for i in 1 2 3 4; do
+    awk -v p="$d/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+      umount -l "$m" 2>/dev/null || true
+    done
+    awk -v p="$d/" 'index($2, p) == 1 {f=1} END {exit !f}' /proc/self/mounts || break
   done
   # The boot file system's loop device (rhcos): detached once unmounted
   # (losetup -d on a device still in use marks it to go when released).
@@ -443,6 +464,48 @@ case $cmd in
         + [(.status.history // [])[] | .completionTime //= $t]
       | .status.desired.version = $v' "$f" > "$f.new" && mv "$f.new" "$f"
     echo "sandbox: cluster upgrade to $v recorded ($st)" ;;
+  job)
+    d=$(cd "$dir" && pwd); shift 2
+    bin=${UPGRADE_RECOVERY_BIN:-}
+    if [ -z "$bin" ]; then
+      bin=$(cd "$(dirname "$0")/.." && pwd)/target/x86_64-unknown-linux-gnu/release/upgrade-recovery
+      [ -x "$bin" ] || bin=$(command -v upgrade-recovery) || die "no binary: build it (scripts/build-static.sh) or set UPGRADE_RECOVERY_BIN"
+    fi
+    jail=${SANDBOX_JAIL:-$d/job-host}; mkdir -p "$jail"
+    # The Job's volumes as TALM's template mounts them
+    # (openshift-kni/cluster-group-upgrades-operator
+    # controllers/templates/backup-templates.go: /host an emptyDir, the
+    # hostPaths one by one, /host/boot read-only), each a bind mount in a
+    # mount namespace of the Job's own.
+    exec unshare -m --propagation private bash -euc '
+J=$0; SB=$1; R=$1/root; BIN=$2; shift 2
+mount -t tmpfs -o mode=0755 tmpfs "$J"
+m() { # host path, path below /host, [ro]: a hostPath volume
+  [ -e "$1" ] || return 0
+  if [ -d "$1" ]; then mkdir -p "$J$2"; else mkdir -p "$(dirname "$J$2")"; touch "$J$2"; fi
+  mount --rbind "$1" "$J$2"
+  if [ "${3:-}" = ro ]; then mount -o remount,bind,ro "$J$2"; fi
+}
+mkdir -p "$R/var/tmp" "$R/var/recovery" "$R/tmp"
+m "$R/boot" /boot ro
+m /dev/log /dev/log
+m "$R/etc" /etc
+mkdir -p "$J/proc"; mount -t proc -o ro proc "$J/proc"
+mount --bind "$R/proc/cmdline" "$J/proc/cmdline" 2>/dev/null || true
+mount --bind "$R/proc/sys/kernel/random/boot_id" "$J/proc/sys/kernel/random/boot_id"
+m "$R/run" /run
+m "$R/sysroot" /sysroot
+m "$R/tmp" /tmp
+m /usr/bin /usr/bin ro; m /usr/lib /usr/lib ro; m /usr/lib64 /usr/lib64 ro; m /usr/libexec /usr/libexec ro
+m "$R/usr/local" /usr/local ro
+m /usr/share/containers /usr/share/containers ro
+m "$R/var/lib" /var/lib
+m "$R/var/recovery" /var/recovery
+m "$R/var/tmp" /var/tmp
+m /sys/fs/cgroup /sys/fs/cgroup ro
+m "$SB" "$SB"
+PATH="$SB/ctl/bin:/usr/bin" exec "$BIN" launchBackup --host-dir "$J" --min-free 0 "$@"
+' "$jail" "$d" "$bin" "$@" ;;
   stage-os)
     # `ostree admin deploy --stage` needs a booted host, which a sandbox is
     # not; the staged state is made as libostree records it

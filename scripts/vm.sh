@@ -18,8 +18,8 @@
 #   scripts/vm.sh can-run            exit 0 if this host can run the lane, else say why
 #
 # Environment: VM_CACHE (default /var/cache/upgrade-recovery-vm), VM_ACCEL
-# (default kvm where usable, else tcg), VM_CUTS (ci: how many cuts, 6),
-# VM_CHAIN (cuts a cycle, 3), VM_POINTS (these points, not a random draw),
+# (default kvm where usable, else tcg), VM_CUTS (ci: how many cuts, 5),
+# VM_CHAIN (cuts a cycle: ci 5, soak 1), VM_POINTS (these points, not a random draw),
 # VM_KEEP=1 (keep run dirs), VM_SEED (the random choices),
 # VM_FRESH_CHECKPOINT=1 (make the cached checkpoint anew).
 # Needs root. See docs/vm.md.

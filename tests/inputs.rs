@@ -234,6 +234,18 @@ const INPUTS: &[Input] = &[
         ),
         pending: None,
     },
+    Input {
+        what: "<dir>/current/upgrade-recovery and upgrade-recovery.sh (the tool's copy; sha256 in the manifest)",
+        absent: (
+            "damaged (exit 4) naming it; an older manifest: \"not recorded\", presence and execute bit checked",
+            "an_older_manifest_without_the_tools_records_still_reads",
+        ),
+        malformed: (
+            "damaged (exit 4) naming it, the way out printed; restore refuses before its first change",
+            "a_damaged_copy_of_the_tool_is_found_and_put_back",
+        ),
+        pending: None,
+    },
 ];
 
 /// Every `fn name` in tests/*.rs and src/**/*.rs.

@@ -9,6 +9,10 @@ ectl() {
     --cert=$certs/secrets/etcd-all-certs/etcd-peer-sno.crt \
     --key=$certs/secrets/etcd-all-certs/etcd-peer-sno.key "$@"
 }
+# etcd answering: after a boot the node's services start it (the shims'
+# reconcile loop), which under a loaded host's TCG takes minutes (seen: a
+# put 47 s after the boot failed with "context deadline exceeded").
+etcd_wait() { for _ in $(seq 300); do ectl endpoint health >/dev/null 2>&1 && return; sleep 1; done; echo "etcd did not answer in 300 s" >&2; return 1; }
 before=/var/lib/vmcheck/before
 # The trees the recovery restores, and what the oracle leaves out of /etc:
 # the files the sandbox tests leave out (tests/procedure.rs ETC_EXCLUDES:
@@ -50,7 +54,7 @@ case $1 in
     for i in $(seq 1 20); do ectl put "/kubernetes.io/configmaps/openshift-config/vm-$i" "value-$i" >/dev/null; done
     ( . /var/lib/vmshim/ctl/lib/lib.sh; etcd_stop )
     systemctl start crio kubelet
-    for _ in $(seq 120); do ectl endpoint health >/dev/null 2>&1 && break; sleep 1; done
+    etcd_wait
     echo "setup: etcd up, $(ectl get '' --prefix --keys-only | grep -c .) keys" ;;
   snapshot) # what the node was at backup time: the oracle's side
     rm -rf "$before"; mkdir -p "$before"
@@ -70,6 +74,7 @@ case $1 in
     echo tool > /var/usrlocal/bin/new-tool
     echo '{"kind":"X"}' > /var/lib/kubelet/config.json
     rm -f /var/lib/kubelet/pki/kubelet-client-current.pem
+    etcd_wait
     ectl put /upgrade/key v >/dev/null
     ectl del /kubernetes.io/configmaps/openshift-config/vm-3 >/dev/null
     sync; echo "upgrade-changes: /etc, /usr/local, kubelet and etcd changed" ;;
@@ -91,6 +96,7 @@ case $1 in
     l=systemd/system/multi-user.target.wants/kubelet.service
     # systemctl enable on Debian links /lib/systemd/... (merged /usr): the same file.
     [ "$(readlink -f "$(readlink "$before/etc/$l")")" = "$(readlink -f "/etc/$l")" ] || { echo "check: /etc/$l is not the backup's unit"; fail=1; }
+    etcd_wait || true
     ectl get '' --prefix > /tmp/keys.now || { echo "check: etcd does not answer"; fail=1; }
     cmp -s "$before/keys" /tmp/keys.now || { echo "check: etcd keys differ:"; diff "$before/keys" /tmp/keys.now | head; fail=1; }
     v=$(booted_version); [ "$v" = "$(cat "$before/version")" ] || { echo "check: booted $v"; fail=1; }

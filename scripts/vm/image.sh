@@ -68,6 +68,12 @@ echo 'root::0:0:root:/root:/bin/bash' > /dev/null
 sed -i 's/^root:[^:]*:/root::/' "$t/etc/shadow"
 mkdir -p "$t/etc/systemd/journald.conf.d"
 printf '[Journal]\nStorage=persistent\n' > "$t/etc/systemd/journald.conf.d/vm.conf"
+# etcd 3.5+'s etcdutl (the host's, from scripts/install-deps.sh): the
+# native etcd restore (`restore --etcd-restore native`, as the 4.18+
+# restore pod) needs `snapshot restore --bump-revision`; Debian 12's etcd
+# 3.4 has no etcdutl. The lane's VM_ETCD_NATIVE=1 cycles use it.
+e=$(command -v etcdutl) || { echo "image: no etcdutl on this host (scripts/install-deps.sh installs it)" >&2; exit 1; }
+install -D -m 0755 "$e" "$t/usr/bin/etcdutl"
 # The tool, as `make install PREFIX=/usr` (the RPM's %install) puts it.
 install -D -m 0755 "$bin" "$t/usr/bin/upgrade-recovery"
 install -D -m 0644 "$proj/packaging/upgrade-recovery-resume.service" "$t/usr/lib/systemd/system/upgrade-recovery-resume.service"

@@ -123,17 +123,23 @@ lane_start() { # $1 run dir
 LANE_PTS=() LANE_I=0 LANE_FAST=0
 lane_pending() { # $1 run dir
   local p=${LANE_PTS[$LANE_I]:-}
-  [ "$LANE_FAST" = 1 ] || [ -n "$p" ] || { rm -f "$1/share/boot.sh"; return; }
+  [ "$LANE_FAST" = 1 ] || [ -n "$p" ] || [ -n "$(lane_poll)" ] || { rm -f "$1/share/boot.sh"; return; }
   {
     echo 'd=/run/systemd/system/upgrade-recovery-resume.service.d; u=/etc/systemd/system/upgrade-recovery-resume.service'
     echo 'mkdir -p "$d"; { echo "[Service]"; echo "StandardError=append:/run/vm-resume.err"'
     [ -z "$p" ] || echo "  echo 'Environment=UPGRADE_RECOVERY_PAUSE_AT=$p'"
-    [ "$LANE_FAST" != 1 ] || echo "  [ ! -e \$u ] || { echo ExecStart=; echo \"ExecStart=\$(sed -n 's/^ExecStart=//p' \$u) --poll-interval ${VM_POLL_MS:-1000}\"; }"
+    [ -z "$(lane_poll)" ] || echo "  [ ! -e \$u ] || { echo ExecStart=; echo \"ExecStart=\$(sed -n 's/^ExecStart=//p' \$u)$(lane_poll)\"; }"
     echo '} > "$d/vm-lane.conf"; cat "$d/vm-lane.conf"; systemctl daemon-reload'
   } > "$1/share/boot.sh"
 }
 lane_env() { local p=${LANE_PTS[$LANE_I]:-}; [ -z "$p" ] || printf 'UPGRADE_RECOVERY_PAUSE_AT=%s ' "$p"; }
-lane_poll() { [ "$LANE_FAST" != 1 ] || printf ' --poll-interval %s' "${VM_POLL_MS:-1000}"; }
+# Options every recovery run of the cycle gets (the lane's, the unit's):
+# the cut cycles' 1 s poll; VM_ETCD_NATIVE=1: the native etcd restore
+# (etcdutl in the guest), whose sub-steps are cut points too.
+lane_poll() {
+  [ "$LANE_FAST" != 1 ] || printf ' --poll-interval %s' "${VM_POLL_MS:-1000}"
+  [ "${VM_ETCD_NATIVE:-0}" != 1 ] || printf ' --etcd-restore native'
+}
 
 LANE_CUTS=0 LANE_CUT_LIST=
 # After a run's exit code: 252 is the power cut at the pending point (the
@@ -184,7 +190,7 @@ lane_cycle() { # $1 name, [$2... points]
   r=$(lane_run "$name" "$LANE_CK")
   lane_pending "$r"
   lane_start "$r"
-  rc=0; lane_x "$r" "$(lane_env)upgrade-recovery restore --auto-resume" || rc=$?
+  rc=0; lane_x "$r" "$(lane_env)upgrade-recovery restore --auto-resume$(lane_poll)" || rc=$?
   if ! lane_after "$r" $rc; then
     [ $rc = 0 ] && grep -q "Reboot now" "$r/last.out" || { vm_log "cycle $name: the files phase failed ($rc)"; ok=1; }
   fi
@@ -219,15 +225,17 @@ lane_procedure() {
 # (src/recovery/steps.rs, src/recovery/mod.rs, src/recovery/bodies.rs).
 # The etcd sub-steps (ETCD_SUBSTEPS) are points of the native etcd restore
 # only: the guest has the node's cluster-restore.sh, as RHCOS 4.14-4.17
-# has, so `--etcd-restore auto` runs the script and never reaches them
-# (VM_ETCD_SUBSTEPS=1 lists them anyway).
+# has, so `--etcd-restore auto` runs the script and never reaches them;
+# VM_ETCD_NATIVE=1 runs every recovery of the lane with `--etcd-restore
+# native` (etcdutl in the guest) and lists them (VM_ETCD_SUBSTEPS=1 lists
+# them anyway).
 lane_recovery_points() {
   local s=$vm_proj/src/recovery/steps.rs id
   echo preflight:before
   for id in $(sed -n 's/^ *[A-Za-z]* => "\([a-z-]*\)",$/\1/p' "$s"); do
     [ "$id" = preflight ] && { echo preflight; continue; }
     echo "$id:before"
-    [ "$id" = restore-etcd ] && [ "${VM_ETCD_SUBSTEPS:-0}" = 1 ] && sed -n '/ETCD_SUBSTEPS/,/];/p' "$s" | grep -o '"[a-z-]*"' | tr -d '"' | sed 's/^/restore-etcd:/'
+    [ "$id" = restore-etcd ] && { [ "${VM_ETCD_SUBSTEPS:-0}" = 1 ] || [ "${VM_ETCD_NATIVE:-0}" = 1 ]; } && sed -n '/ETCD_SUBSTEPS/,/];/p' "$s" | grep -o '"[a-z-]*"' | tr -d '"' | sed 's/^/restore-etcd:/'
     case $id in redeploy-*) echo "$id:patched" ;; esac
     echo "$id"
   done
@@ -254,7 +262,7 @@ lane_cut_random() { # $1 delay (s, decimal)
   r=$(lane_run "rand" "$LANE_CK")
   lane_pending "$r"
   lane_start "$r"
-  printf 'upgrade-recovery restore --auto-resume\n' > "$r/share/q/r.sh"
+  printf 'upgrade-recovery restore --auto-resume%s\n' "$(lane_poll)" > "$r/share/q/r.sh"
   sleep "$d"; vm_cut "$r"
   vm_log "cut at random: $d s into the files phase"
   vm_boot "$r"
@@ -312,7 +320,7 @@ lane_chains() { # $1 cycle name prefix
 
 lane_ci() {
   vm_build
-  local t0 rc n=${VM_CUTS:-6}
+  local t0 rc n=${VM_CUTS:-5}
   t0=$(vm_now)
   local seed=${VM_SEED:-$$}
   RANDOM=$seed
@@ -321,13 +329,18 @@ lane_ci() {
   rc=0; lane_cycle procedure || rc=$?; lane_count $rc
   # VM_POINTS="P ...": these points instead of a random draw.
   if [ -n "${VM_POINTS:-}" ]; then
-    lane_chains cuts < <(printf '%s\n' $VM_POINTS)
+    VM_CHAIN=${VM_CHAIN:-5} lane_chains cuts < <(printf '%s\n' $VM_POINTS)
   else
-    lane_chains cuts < <(lane_recovery_points | shuf --random-source=<(lane_random "$seed") | head -n "$n")
+    # One cycle of five cuts by default: a boot per cut, one files phase
+    # and one oracle check for all (idle 2-core host: about 11 min with
+    # the checkpoint cached; docs/vm.md "CI").
+    VM_CHAIN=${VM_CHAIN:-5} lane_chains cuts < <(lane_recovery_points | shuf --random-source=<(lane_random "$seed") | head -n "$n")
   fi
   [ $LANE_CK_OWN = 0 ] || lane_done "$LANE_CK"
   vm_log "ci: $(vm_took "$t0") (load $(cut -d' ' -f1-3 /proc/loadavg)); $LANE_CUTS power cuts at:$LANE_CUT_LIST; not reached:${LANE_MISSED_LIST:- none}; hung boots $VM_HUNG_BOOTS"
   echo "vm: $LANE_OK/$LANE_RUN"
+  # The power cuts must have happened, not only the cycles converged.
+  [ "$LANE_CUTS" -ge "$n" ] || [ -n "${VM_POINTS:-}" ] || { vm_log "ci: only $LANE_CUTS of $n power cuts reached their point"; return 1; }
   [ "$LANE_OK" = "$LANE_RUN" ] && [ "$LANE_RUN" -gt 0 ]
 }
 

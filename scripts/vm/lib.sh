@@ -60,6 +60,15 @@ vm_accel() {
 # The static tool with fault points (the shipped build has none).
 vm_binary() {
   local t0; t0=$(vm_now)
+  # A first build starts from the static release build's dependencies
+  # (scripts/build-static.sh: the same target and RUSTFLAGS; build scripts
+  # and proc macros are in target/release): only this crate is compiled
+  # then (measured: 44 s instead of about 9 min from scratch).
+  if [ ! -e "$vm_proj/target/vm/x86_64-unknown-linux-gnu" ] && [ -d "$vm_proj/target/x86_64-unknown-linux-gnu" ]; then
+    mkdir -p "$vm_proj/target/vm"
+    cp -a "$vm_proj/target/x86_64-unknown-linux-gnu" "$vm_proj/target/vm/"
+    [ ! -d "$vm_proj/target/release" ] || cp -a "$vm_proj/target/release" "$vm_proj/target/vm/"
+  fi
   (cd "$vm_proj" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
     --target x86_64-unknown-linux-gnu --features fault-injection --target-dir target/vm) >&2 \
     || vm_die "cargo build of the static fault-injection binary failed"

@@ -31,18 +31,6 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
-/// documented entry point. It marks the run as started through the script, so
-/// that with no subcommand (no arguments, or only `--resume`, `--restart`,
-/// `--step`, `--force`) the binary runs `restore`, whatever its own name;
-/// and it carries the backup's own dir (`UPGRADE_RECOVERY_DIR`, the default
-/// of `--dir`), so that a backup in another dir than /var/recovery recovers
-/// from itself.
-pub fn wrapper(dir: &Path) -> String {
-    let d = dir.display().to_string().replace('\'', "'\\''");
-    format!("#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nUPGRADE_RECOVERY_DIR=${{UPGRADE_RECOVERY_DIR:-'{d}'}}\nexport UPGRADE_RECOVERY_DIR\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n")
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EtcdMode {
@@ -159,26 +147,40 @@ pub fn mkdir_private(p: &Path) -> Result<()> {
 }
 
 /// Install the binary and the wrapper (for the backup dir `node_dir`, as
-/// the node names it) into `dir`.
-pub fn install_self(dir: &Path, node_dir: &Path) -> Result<()> {
+/// the node names it) into `dir`; their records for the manifest (the
+/// documented recovery command runs them: `verify` checks them).
+pub fn install_self(dir: &Path, node_dir: &Path) -> Result<manifest::ToolFiles> {
+    use sha2::{Digest, Sha256};
     use std::os::unix::fs::PermissionsExt;
     let exe = std::fs::read("/proc/self/exe").context("reading the running binary")?;
     fsutil::write_atomic(&dir.join(layout::BINARY), &exe, 0o700)?;
-    let sh = wrapper(node_dir);
+    let sh = layout::wrapper(node_dir);
     fsutil::write_atomic(&dir.join(layout::WRAPPER), sh.as_bytes(), 0o700)?;
     std::fs::set_permissions(
         dir.join(layout::WRAPPER),
         std::fs::Permissions::from_mode(0o700),
     )?;
-    Ok(())
+    let blob = |file: &str, bytes: &[u8]| crate::store::blob::Blob {
+        file: file.to_string(),
+        size: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(bytes)),
+    };
+    Ok(manifest::ToolFiles {
+        binary: blob(layout::BINARY, &exe),
+        wrapper: blob(layout::WRAPPER, sh.as_bytes()),
+    })
 }
 
 /// What the lifecycle rule hands the backup (`recovery::lifecycle`): the
-/// deployment the replaced backup pinned (the one pinned deployment the
-/// OS part may unpin and undeploy) and the cluster it is taken from.
+/// deployments the replaced backup pinned (its own, and those it was to
+/// release after its switch: the only pinned deployments the OS part may
+/// unpin and undeploy, after the switch) and the cluster it is taken from.
 #[derive(Debug, Clone, Default)]
 pub struct Baseline {
-    pub previous: Option<ostree::DeploymentId>,
+    pub previous: Vec<ostree::DeploymentId>,
+    /// The backup replaced was damaged (its manifest reads; a part does
+    /// not): what `status` says of it, for a warning.
+    pub replaces_damaged: Option<String>,
     pub cluster: Option<manifest::ClusterAtBackup>,
 }
 
@@ -199,7 +201,7 @@ pub fn build(
     mkdir_private(staging)?;
     mkdir_private(&staging.join(layout::CLUSTER))?;
     let mut parts = Vec::new();
-    let (pinned, undeployed, kept_pinned) = os::write(host, tools, plan.base.previous.as_ref())?;
+    let (pinned, undeployed, kept_pinned) = os::write(host, tools, &plan.base.previous)?;
     for k in &kept_pinned {
         warnings.push(format!(
             "kept {k}: it is pinned, and not by the backup this one replaces (another backup dir, TALM's script, or an admin may rely on it); if nothing does, `ostree admin pin --unpin INDEX` and the next backup removes it"
@@ -250,7 +252,7 @@ pub fn build(
     }
     drop(progress);
 
-    install_self(staging, &host.dir)?;
+    let tool = install_self(staging, &host.dir)?;
     let m = Manifest {
         format: manifest::FORMAT,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -264,6 +266,21 @@ pub fn build(
         images: saved_images,
         warnings: warnings.clone(),
         cluster: plan.base.cluster.clone(),
+        // Released after the switch; recorded first, so that the next
+        // backup releases them if this run is killed before it does.
+        release: plan
+            .base
+            .previous
+            .iter()
+            .filter(|p| **p != pinned.id())
+            .map(|p| PinnedDeployment {
+                stateroot: p.stateroot.clone(),
+                checksum: p.checksum.clone(),
+                serial: p.serial,
+                version: None,
+            })
+            .collect(),
+        tool: Some(tool),
     };
     fsutil::write_atomic(
         &staging.join(manifest::FILE),

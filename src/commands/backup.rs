@@ -13,7 +13,7 @@ use crate::node::cmd::Tools;
 use crate::node::host::Host;
 use crate::node::ostree;
 use crate::recovery::lifecycle;
-use crate::store::manifest::Manifest;
+use crate::store::manifest::{Manifest, PinnedDeployment};
 use crate::store::{self, layout, lock, Kind};
 use crate::util::error::Fail;
 use crate::util::fsutil::{self, human};
@@ -58,6 +58,11 @@ pub fn run(host: &Host, opts: &Options) -> Result<Outcome> {
     // unfinished conversion of the flat format); the current backup stays.
     store::prepare(&dir)?;
     let mut plan = prepare(host, opts, &checked.tools)?;
+    if let Some(p) = &checked.base.replaces_damaged {
+        plan.warnings.push(format!(
+            "the backup this one replaced was damaged ({p}); this one is complete and verified"
+        ));
+    }
     plan.base = checked.base;
     execute(host, opts, &checked.tools, &dir, plan, t0)
 }
@@ -157,6 +162,15 @@ fn lifecycle_check(
         Kind::Generation(_) | Kind::Flat => Some(Manifest::load(&store::current_on(host)?)?),
         _ => None,
     };
+    // A backup whose manifest reads but whose parts are damaged (a part
+    // missing, of another size, the tool's copy): the lifecycle rule below
+    // decides as for an intact one (an upgrade after it that did not
+    // complete keeps it: a recovery may still need what is intact of it);
+    // else it is replaced, and the output says it was damaged. The hub's
+    // next cycle is not blocked by the previous cycle's damaged backup.
+    let damaged = m.as_ref().and_then(|m| {
+        crate::recovery::state::backup_problem(&store::current(&host.backup_dir()).ok()?, m)
+    });
     let taken = match kind {
         Kind::Talm { created } => Some(lifecycle::Taken::Talm { created: *created }),
         _ => m.as_ref().map(lifecycle::taken),
@@ -214,8 +228,22 @@ fn lifecycle_check(
         }),
         lifecycle::Cluster::Unknown(_) => None,
     };
+    if let Some(p) = &damaged {
+        log::warn!("the backup this one replaces is damaged: {p}");
+    }
     Ok(backup::Baseline {
-        previous: m.and_then(|m| m.deployment).map(|d| d.id()),
+        replaces_damaged: damaged,
+        // The replaced backup's pin, and those it was to release after
+        // its switch (a run killed before it did).
+        previous: m
+            .map(|m| {
+                m.deployment
+                    .iter()
+                    .chain(&m.release)
+                    .map(PinnedDeployment::id)
+                    .collect()
+            })
+            .unwrap_or_default(),
         cluster,
     })
 }
@@ -262,29 +290,36 @@ fn dry_run(
         Kind::Damaged(_) => Some("damaged".to_string()),
         Kind::Talm { .. } => Some("TALM's upgrade-recovery.sh backup".to_string()),
     };
-    let os = os::plan(host, tools, base.previous.as_ref())?;
+    let os = os::plan(host, tools, &base.previous)?;
     let leftovers = store::leftovers(dir)?;
     // The real run measures after its cleanup: the leftovers are free
     // space then, not part of the previous backup.
     let freed: u64 = leftovers.remove.iter().map(|p| du(Path::new(p))).sum();
-    let (free, previous) = if dir.exists() {
+    let (free, previous, foreign) = if dir.exists() {
+        let (previous, foreign) = previous_bytes(host, dir)?;
         (
             free_bytes(dir)? + freed,
-            previous_bytes(dir)?.saturating_sub(freed),
+            previous.saturating_sub(freed),
+            foreign,
         )
     } else {
         let parent = dir
             .ancestors()
             .find(|a| a.exists())
             .unwrap_or(Path::new("/"));
-        (free_bytes(parent)?, 0)
+        (free_bytes(parent)?, 0, Vec::new())
     };
-    let space = Space::decide(&host.dir, plan.estimate(), opts.min_free, free, previous)?;
+    let space = Space::decide(
+        &host.dir,
+        plan.estimate(),
+        opts.min_free,
+        free,
+        previous,
+        foreign,
+        &again(host, opts),
+    )?;
     // Shown as the node names them.
-    let node = |p: &String| match Path::new(p).strip_prefix(&host.root) {
-        Ok(rel) => Path::new("/").join(rel).display().to_string(),
-        Err(_) => p.clone(),
-    };
+    let node = |p: &String| on_node(host, Path::new(p));
     let leftovers = store::Leftovers {
         remove: leftovers.remove.iter().map(node).collect(),
         links: leftovers.links.iter().map(node).collect(),
@@ -307,12 +342,43 @@ fn dry_run(
 
 /// What the previous backup takes: nothing when there is none (a first
 /// backup in an existing dir is not told of "the previous backup", issue
-/// 27.8), else the dir's disk use.
-fn previous_bytes(dir: &Path) -> Result<u64> {
+/// 27.8), else the disk use of what the backup owns in the dir; and the
+/// foreign entries with theirs (an admin's files, `lost+found`: never
+/// counted as room, never removed), as the node names them.
+fn previous_bytes(host: &Host, dir: &Path) -> Result<(u64, Vec<(String, u64)>)> {
+    // A link's own room only: `du` of a link follows it (`current`, the
+    // documented links), which would count the generation twice.
+    let room = |p: &PathBuf| match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => 0,
+        _ => du(p),
+    };
+    let (owned, foreign) = store::owned_and_foreign(dir)?;
+    let foreign = foreign
+        .iter()
+        .map(|p| (on_node(host, p), room(p)))
+        .collect();
     Ok(match store::inspect(dir)? {
-        Kind::Empty => 0,
-        _ => du(dir),
+        Kind::Empty => (0, foreign),
+        _ => (owned.iter().map(room).sum(), foreign),
     })
+}
+
+/// The backup command to run again, with the margin the admin chose
+/// (`--min-free`, when not the default 10 GiB).
+fn again(host: &Host, opts: &Options) -> String {
+    if opts.min_free == 10 << 30 {
+        host.cmd("backup")
+    } else {
+        host.cmd(&format!("backup --min-free {}", opts.min_free))
+    }
+}
+
+/// A path under the root as the node names it.
+fn on_node(host: &Host, p: &Path) -> String {
+    match p.strip_prefix(&host.root) {
+        Ok(rel) => Path::new("/").join(rel).display().to_string(),
+        Err(_) => p.display().to_string(),
+    }
 }
 
 /// Carry out the plan: the space decision (removing the previous backup
@@ -329,39 +395,114 @@ fn execute(
     let mut warnings = plan.warnings.clone();
     // Space, before any change. The new generation is built beside the
     // current one, which goes only after the switch.
+    let (previous, foreign) = previous_bytes(host, dir)?;
     let space = Space::decide(
         &host.dir,
         plan.estimate(),
         opts.min_free,
         free_bytes(dir)?,
-        previous_bytes(dir)?,
+        previous,
+        foreign,
+        &again(host, opts),
     )?;
     if space.remove_previous {
         // The one case with a window without a backup (see docs/on-disk-format.md, "Space").
         let msg = space.removal_warning(&host.dir);
         log::warn!("{msg}");
         warnings.push(msg);
-        store::remove_current(dir)?;
+        let removed = store::remove_current(dir)?;
+        let msg = space.removed_text(&host.dir, &removed);
+        log::warn!("{msg}");
+        warnings.push(msg);
     }
     let gen = store::new_generation_name(dir, fsutil::unix_now());
     let staging = dir.join(&gen);
     let result = backup::build(host, tools, opts, &plan, &staging, &mut warnings, t0);
-    let summary = match result {
+    let mut summary = match result {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
-            let state = if store::current(dir).is_ok() {
-                "the previous backup is intact"
-            } else {
-                "there is no backup on this node now"
-            };
-            return Err(e.context(format!("the backup failed; {state}")));
+            let writing = host.dir.join(&gen);
+            return Err(failed(
+                host,
+                dir,
+                &space,
+                e,
+                ("the backup failed", &writing),
+                &again(host, opts),
+            ));
         }
     };
-    store::switch(dir, &gen)?;
+    if let Err(e) = store::switch(dir, &gen) {
+        return Err(failed(
+            host,
+            dir,
+            &space,
+            e,
+            ("the switch to the new backup failed", &host.dir),
+            &again(host, opts),
+        ));
+    }
     // Where the backup is, for the runs in another dir (and the Job).
     crate::recovery::elsewhere::remember(host, false);
+    // Only now, with the new backup current (it pins the booted
+    // deployment), does the previous one's pinned deployment go.
+    match os::release(host, tools, &plan.base.previous) {
+        Ok(released) => summary.undeployed.extend(released),
+        Err(e) => {
+            let w = format!(
+                "the new backup is complete, but releasing the deployment the previous backup pinned failed: {e:#}; it stays pinned, and the next backup releases it (`{}`)",
+                host.cmd("backup")
+            );
+            log::warn!("{w}");
+            summary.warnings.push(w);
+        }
+    }
     Ok(Outcome::Done(Box::new(summary)))
+}
+
+/// The error of a backup that failed after its space decision: what the
+/// node is left with (the previous backup, intact, or none: removed first
+/// for room, as the output said), and for a full file system the path, the
+/// room (`df -h`) and the command to run once there is room.
+fn failed(
+    host: &Host,
+    dir: &Path,
+    space: &Space,
+    e: anyhow::Error,
+    (what, writing): (&str, &Path),
+    next: &str,
+) -> anyhow::Error {
+    let state = if store::current(dir).is_ok() {
+        "the previous backup is intact".to_string()
+    } else if space.remove_previous {
+        "there is no backup on this node now: the previous one was removed first to make room (see the warning above)".to_string()
+    } else {
+        format!(
+            "there is no intact backup in {} (`{}` says what is there)",
+            host.dir.display(),
+            host.cmd("status")
+        )
+    };
+    // An io::Error in the chain, or a program's (ostree's) or a thread's
+    // error that carried it as text.
+    let enospc = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::ENOSPC))
+    }) || format!("{e:#}").contains("No space left on device");
+    if !enospc {
+        return e.context(format!("{what}; {state}"));
+    }
+    let free = free_bytes(dir).map(human).unwrap_or_else(|_| "?".into());
+    e.context(format!(
+        "{what}: the file system of {} is full (No space left on device while writing {}; {free} free now, the backup needed about {} plus the margin of {}); {state}; the next run clears what this one left. Next: free room on that file system (`df -h {}` shows it, `du -sh {}/*` what takes the room in the backup dir), then run `{next}`",
+        host.dir.display(),
+        writing.display(),
+        human(space.estimate),
+        human(space.min_free),
+        host.dir.display(),
+        host.dir.display(),
+    ))
 }
 
 /// What the backup did (or, for `--dry-run`, would do), in words.
@@ -484,6 +625,13 @@ fn render_dry_run(s: &mut String, d: &DryRun) {
             _ => String::new(),
         }
     );
+    if !d.os.release.is_empty() {
+        let _ = writeln!(
+            s,
+            "  then (the new backup current) unpin and undeploy what the previous backup pinned: {}",
+            d.os.release.join(", ")
+        );
+    }
     let _ = writeln!(s, "  {:<30} {:>11}", "part", "estimate");
     for e in &d.parts {
         let _ = writeln!(s, "  {:<30} {:>11}", e.part, human(e.bytes));

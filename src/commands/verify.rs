@@ -10,7 +10,13 @@ use anyhow::Result;
 /// Read every part of the current backup once; damage is in the report, not
 /// an error.
 pub fn run(host: &Host) -> Result<Report> {
-    let (_, report) = verify::verify(host)?;
+    let (m, mut report) = verify::verify(host)?;
+    if !report.intact {
+        // The way out of a damaged copy of the tool, which the report
+        // names beside the other parts.
+        let gen = crate::store::current_on(host)?;
+        report.way_out = recovery::checks::program_way_out(host, &gen, &m);
+    }
     Ok(report)
 }
 
@@ -28,9 +34,14 @@ pub fn render(report: &Report, host: &Host) -> String {
         )
     } else {
         format!(
-            "backup in {} is DAMAGED:\n  {}\n{}\nOn a healthy node, replace it with a new backup.\n",
+            "backup in {} is DAMAGED:\n  {}\n{}{}\nOn a healthy node, replace it with a new backup.\n",
             report.dir,
             report.problems.join("\n  "),
+            report
+                .way_out
+                .as_ref()
+                .map(|w| format!("{w}.\n"))
+                .unwrap_or_default(),
             recovery::damaged_next(host)
         )
     }

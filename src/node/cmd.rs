@@ -92,6 +92,7 @@ pub fn purpose(name: &str) -> Option<&'static str> {
         "etcdctl" => "restores the etcd snapshot",
         "etcdutl" => "restores the etcd snapshot with its revisions bumped (etcd 3.5+)",
         "tar" => "extracts the static-pod resources",
+        "cp" => "moves the etcd data and manifest across mounts (as mv does)",
         "skopeo" => "copies the container images (--with-images)",
         _ => return None,
     })

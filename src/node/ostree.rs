@@ -584,16 +584,16 @@ fn unescape_mount(s: &str) -> String {
 
 /// Which deployments a backup keeps: the active one (the booted one; on a
 /// sysroot not booted from, the default) and every one pinned by anything
-/// but the backup being replaced (`previous`: its pinned deployment). The
-/// others go, from the highest index. Read only.
+/// but the backup being replaced (`previous`: the deployments it pinned).
+/// The others go, from the highest index. Read only.
 pub fn backup_keeps(
     os: &OsState,
-    previous: Option<&DeploymentId>,
+    previous: &[DeploymentId],
 ) -> Option<(Deployment, Vec<Deployment>, Vec<Deployment>)> {
     let keep = os.active()?.clone();
     let (mut others_pinned, mut go) = (Vec::new(), Vec::new());
     for d in os.deployments.iter().rev().filter(|d| !d.is(&keep.id())) {
-        if d.pinned && previous.is_none_or(|p| !d.is(p)) {
+        if d.pinned && !previous.iter().any(|p| d.is(p)) {
             others_pinned.push(d.clone());
         } else {
             go.push(d.clone());
@@ -603,30 +603,52 @@ pub fn backup_keeps(
     Some((keep, go, others_pinned))
 }
 
-/// Keep the active deployment, pinned, and the deployments pinned by
-/// anything but the backup being replaced (`previous`); undeploy the others
-/// one at a time from the highest index (the previous backup's pinned one
-/// unpinned first), the status re-read and the index checked each time.
-/// Idempotent. Returns the kept deployment, what was removed, and the
-/// pinned deployments kept.
+/// The OS part of a backup, in the order that keeps a way back at every
+/// instant: pin the active deployment first, then undeploy the others
+/// that no backup needs, one at a time from the highest index, the status
+/// re-read and the index checked each time. With `release` false (before
+/// the new backup is current) the deployments the replaced backup pinned
+/// (`previous`) stay, pinned: that backup's way back until the switch.
+/// With `release` true (after the switch) they are unpinned and undeployed
+/// too. A pin only sets the deployment's pinned flag (ostreedev/ostree
+/// `src/ostree/ot-admin-builtin-pin.c`: `ostree_sysroot_deployment_set_pinned`,
+/// any index, the booted one included, any number of them): it needs no
+/// room and does not depend on the undeploys. Never the booted or a staged
+/// deployment. Idempotent. Returns the kept deployment (pinned), what was
+/// removed, and the pinned deployments kept.
 pub fn keep_only_active(
     host: &Host,
     tools: &Tools,
-    previous: Option<&DeploymentId>,
+    previous: &[DeploymentId],
+    release: bool,
 ) -> Result<(Deployment, Vec<String>, Vec<String>)> {
     let first = read(host, tools)?;
     refuse_staged(host, &first, "undeploying the other deployments")?;
-    let keep = first
+    let active = first
         .active()
-        .map(Deployment::id)
         .context("ostree admin status lists no deployment")?;
+    let keep = active.id();
+    if !active.pinned {
+        admin(host, tools, &["pin".into(), active.index.to_string()])?;
+    }
+    let pinned_now = |host: &Host| -> Result<Deployment> {
+        read(host, tools)?
+            .deployments
+            .into_iter()
+            .find(|d| d.is(&keep))
+            .filter(|d| d.pinned)
+            .context("pinning the kept deployment did not take")
+    };
+    pinned_now(host)?;
+    crate::util::fault::point("backup:os:pinned");
+    let spared = |d: &Deployment| !release && previous.iter().any(|p| d.is(p));
     let mut removed = Vec::new();
     for _ in 0..64 {
         let now = read(host, tools)?;
         let Some((_, go, _)) = backup_keeps(&now, previous) else {
             break;
         };
-        let Some(victim) = go.into_iter().next() else {
+        let Some(victim) = go.into_iter().find(|d| !spared(d)) else {
             break;
         };
         if victim.booted || victim.is(&keep) {
@@ -655,10 +677,14 @@ pub fn keep_only_active(
                 tools,
                 &["pin".into(), "--unpin".into(), victim.index.to_string()],
             )?;
+            crate::util::fault::point("backup:release:unpinned");
         }
         log::info!("undeploying {} (index {})", victim.short(), victim.index);
         admin(host, tools, &["undeploy".into(), victim.index.to_string()])?;
         removed.push(victim.short());
+        if release {
+            crate::util::fault::point("backup:release:undeployed");
+        }
     }
     let now = read(host, tools)?;
     let (kept, go, others) =
@@ -666,23 +692,15 @@ pub fn keep_only_active(
     if !kept.is(&keep) {
         bail!("the kept deployment disappeared");
     }
-    if !go.is_empty() {
+    let left = go.iter().filter(|d| !spared(d)).count();
+    if left > 0 {
         bail!(
             "{} deployments remain after undeploying the others",
             now.deployments.len()
         );
     }
-    if !kept.pinned {
-        admin(host, tools, &["pin".into(), kept.index.to_string()])?;
-    }
-    let pinned = read(host, tools)?
-        .deployments
-        .into_iter()
-        .find(|d| d.is(&keep))
-        .filter(|d| d.pinned)
-        .context("pinning the kept deployment did not take")?;
     Ok((
-        pinned,
+        pinned_now(host)?,
         removed,
         others.iter().map(Deployment::short).collect(),
     ))

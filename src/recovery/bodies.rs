@@ -403,10 +403,11 @@ impl Ctx<'_> {
         let saved = self.host.path("/var/lib/etcd-backup/member");
         let tmp = self.host.path("/var/lib/etcd-restore.tmp");
         // 1. Stop the etcd static pod: its manifest out of the manifests dir.
-        self.sub("manifest-aside", |_| {
+        self.sub("manifest-aside", |c| {
             if manifest.exists() {
                 std::fs::create_dir_all(aside.parent().unwrap())?;
-                std::fs::rename(&manifest, &aside).context("moving the etcd manifest aside")?;
+                durable::move_path("manifest-aside", &manifest, &aside, c.tools.command("cp")?)
+                    .context("moving the etcd manifest aside")?;
             } else if !aside.exists() {
                 bail!(
                     "neither {} nor {} exists",
@@ -443,18 +444,24 @@ impl Ctx<'_> {
         let rev_json = self.host.path(etcd_restore::REV_JSON);
         let rev_saved = self.host.path(etcd_restore::REV_JSON_SAVED);
         let extras = self.host.path(etcd_restore::EXTRAS);
-        self.sub("member-saved", |_| {
+        self.sub("member-saved", |c| {
             if member.exists() {
                 if saved.exists() {
                     let old = saved.with_file_name(format!("member.{}", fsutil::unix_now()));
                     std::fs::rename(&saved, &old)?;
                 }
                 std::fs::create_dir_all(saved.parent().unwrap())?;
-                std::fs::rename(&member, &saved).context("moving the etcd data aside")?;
+                durable::move_path("member-saved", &member, &saved, c.tools.command("cp")?)
+                    .context("moving the etcd data aside")?;
             }
             if rev_json.exists() {
-                std::fs::rename(&rev_json, &rev_saved)
-                    .context("moving revision.json beside the saved data")?;
+                durable::move_path(
+                    "member-saved",
+                    &rev_json,
+                    &rev_saved,
+                    c.tools.command("cp")?,
+                )
+                .context("moving revision.json beside the saved data")?;
             }
             if let Ok(rd) = std::fs::read_dir(&data) {
                 for e in rd.flatten() {
@@ -465,9 +472,10 @@ impl Ctx<'_> {
                         Ok(_) => std::fs::remove_file(&to)?,
                         Err(_) => {}
                     }
-                    std::fs::rename(e.path(), &to).with_context(|| {
-                        format!("moving {} out of the etcd data dir", e.path().display())
-                    })?;
+                    durable::move_path("member-saved", &e.path(), &to, c.tools.command("cp")?)
+                        .with_context(|| {
+                            format!("moving {} out of the etcd data dir", e.path().display())
+                        })?;
                 }
             }
             // Durable: the renames, in both parent dirs.
@@ -517,8 +525,13 @@ impl Ctx<'_> {
                 std::fs::remove_dir_all(&member)?;
             }
             std::fs::create_dir_all(&data)?;
-            std::fs::rename(tmp.join("member"), &member)
-                .context("moving the restored member into place")?;
+            durable::move_path(
+                "snapshot-restored",
+                &tmp.join("member"),
+                &member,
+                c.tools.command("cp")?,
+            )
+            .context("moving the restored member into place")?;
             std::fs::remove_dir_all(&tmp)?;
             // The restore pod copies revision.json back, for a second restore.
             if text.is_some() {
@@ -546,9 +559,10 @@ impl Ctx<'_> {
             durable::fs_of("resources-extracted", &dest)
         })?;
         // 6. etcd back: its manifest into the manifests dir.
-        self.sub("manifest-back", |_| {
+        self.sub("manifest-back", |c| {
             if aside.exists() {
-                std::fs::rename(&aside, &manifest).context("putting the etcd manifest back")?;
+                durable::move_path("manifest-back", &aside, &manifest, c.tools.command("cp")?)
+                    .context("putting the etcd manifest back")?;
             }
             // Durable: the rename, in both parent dirs.
             durable::dir("manifest-back", manifest.parent().unwrap())?;

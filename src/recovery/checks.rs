@@ -51,6 +51,10 @@ pub fn parts_for<'a>(m: &'a Manifest, steps: &[&str]) -> Vec<Part<'a>> {
             continue;
         }
         match *s {
+            // The recovery's own programs: the auto-resume unit and the
+            // documented `upgrade-recovery.sh --resume` run them after the
+            // files phase's reboot; checked before its first change.
+            "preflight" => out.extend(m.programs().into_iter().map(Part::Stored)),
             "restore-images" if !m.images.is_empty() => {
                 out.push(Part::Stored(Stored::Images(&m.images)))
             }
@@ -110,10 +114,18 @@ pub fn remaining(phase: Phase, done: impl Fn(&str) -> bool) -> Vec<&'static str>
 pub fn sizes(dir: &Path, parts: &[Part]) -> Vec<String> {
     let mut problems = Vec::new();
     for p in parts {
-        let Part::Stored(Stored::Blob(b, _)) = p else {
+        let Part::Stored(Stored::Blob(b, c)) = p else {
             continue;
         };
         let path = dir.join(&b.file);
+        if *c == Check::Unrecorded {
+            // No size recorded: its check says whether it is there.
+            problems.extend(crate::store::verify::check(
+                dir,
+                &Stored::Blob(b.clone(), *c),
+            ));
+            continue;
+        }
         match std::fs::symlink_metadata(&path) {
             Err(e) => problems.push(format!("{}: {e}", path.display())),
             Ok(md) if !md.is_file() => {
@@ -153,6 +165,82 @@ pub fn check(dir: &Path, parts: &[Part]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The way out when the backup's copy of this tool (the binary, the
+/// wrapper) is damaged: put intact bytes back where the documented
+/// command and the auto-resume unit run them. The binary: from the one
+/// running now when it is the build the backup recorded (`install`),
+/// else the recorded build is named; the wrapper: its text is this tool's
+/// for the dir (`store::layout::wrapper`), written back with `printf`. None when
+/// both are intact.
+pub fn program_way_out(host: &crate::node::host::Host, gen: &Path, m: &Manifest) -> Option<String> {
+    use crate::store::layout::{BINARY, WRAPPER};
+    let damaged: Vec<Stored> = m
+        .programs()
+        .into_iter()
+        .filter(|p| !crate::store::verify::check(gen, p).is_empty())
+        .collect();
+    if damaged.is_empty() {
+        return None;
+    }
+    // The generation as the node names it.
+    let node_gen = host.dir.join(
+        gen.file_name()
+            .filter(|_| gen != host.backup_dir())
+            .unwrap_or_default(),
+    );
+    let mut ways = Vec::new();
+    for d in &damaged {
+        let Stored::Blob(b, _) = d else { continue };
+        if b.file == BINARY {
+            // The running binary's own path (its link in /proc is not
+            // read through: every file is opened without following one).
+            let exe = std::fs::read_link("/proc/self/exe").ok();
+            let same = exe.as_ref().is_some_and(|e| {
+                crate::store::verify::file_sha256(e)
+                    .is_ok_and(|(h, n)| h == b.sha256 && n == b.size)
+            });
+            match exe {
+                Some(exe) if same || b.sha256.is_empty() => ways.push(format!(
+                    "Put the binary back from the one running now ({}): `install -m 0700 {} {}`",
+                    if same {
+                        "the same build"
+                    } else {
+                        "its sha256 was not recorded"
+                    },
+                    exe.display(),
+                    node_gen.join(BINARY).display()
+                )),
+                _ => ways.push(format!(
+                    "Put back a copy of the build the backup recorded (sha256 {}, {} bytes; this tool's version {} as the backup Job's image ships it): `install -m 0700 COPY {}`",
+                    b.sha256,
+                    b.size,
+                    m.tool_version,
+                    node_gen.join(BINARY).display()
+                )),
+            }
+        } else if b.file == WRAPPER {
+            let text = crate::store::layout::wrapper(&host.dir);
+            let quoted = text
+                .replace('\\', "\\\\")
+                .replace('%', "%%")
+                .replace('\'', "'\\''");
+            ways.push(format!(
+                "Write the wrapper back (its text is this tool's for {}): `printf '{}' > {} && chmod 0700 {}`",
+                host.dir.display(),
+                quoted.replace('\n', "\\n"),
+                node_gen.join(WRAPPER).display(),
+                node_gen.join(WRAPPER).display()
+            ));
+        }
+    }
+    Some(format!(
+        "The backup's copy of this tool is damaged; it is what {} and the auto-resume unit run after the files phase's reboot. {}; then check with `{}`",
+        host.wrapper_cmd("--resume"),
+        ways.join("; "),
+        host.cmd("verify")
+    ))
 }
 
 /// Room the recovery writes in the backup dir: the journal (written beside

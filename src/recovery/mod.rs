@@ -218,7 +218,10 @@ fn required_tools(etcd_mode: EtcdRestore) -> (Vec<&'static str>, Vec<&'static st
         "oc",
     ];
     if etcd_mode == EtcdRestore::Native {
+        // tar: the static-pod resources; cp: a move across mounts
+        // (`util::durable::move_path`).
         req.push("tar");
+        req.push("cp");
     }
     // The native restore's program (etcdutl, else etcdctl) is checked by
     // `etcd_restore::restore_tool` in `prepare`.
@@ -979,8 +982,11 @@ fn check_parts(
     } else {
         "restore"
     });
+    let programs = checks::program_way_out(host, gen, m)
+        .map(|w| format!("{w}, then run `{next}`.\n"))
+        .unwrap_or_default();
     Err(Fail::Backup(format!(
-        "the backup parts that {whose} needs are damaged. Nothing was changed by {whose} (the node now: {state}):\n  {list}\nIn an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy), check it with `{verify}`, then run `{next}`; or take the intact files out with `{extract}`. `{verify}` lists every damaged part.",
+        "the backup parts that {whose} needs are damaged. Nothing was changed by {whose} (the node now: {state}):\n  {list}\n{programs}In an outage: put another copy of the backup in {dir} (the same backup, e.g. from the hub or a USB copy), check it with `{verify}`, then run `{next}`; or take the intact files out with `{extract}`. `{verify}` lists every damaged part.",
         state = describe(j),
         list = problems.join("\n  "),
         dir = host.backup_dir().display(),

@@ -138,13 +138,31 @@ pub fn resume_command(host: &Host) -> String {
     let wrapper = crate::store::layout::WRAPPER;
     let current = crate::store::layout::CURRENT;
     let dir = host.backup_dir();
-    if dir.join(wrapper).is_file() {
+    if !programs_intact(host) {
+        // The wrapper or the binary would fail (issue: a flipped byte in
+        // the backup's copy): the tool from elsewhere, with `--dir`.
+        host.cmd("restore --resume")
+    } else if dir.join(wrapper).is_file() {
         host.wrapper_cmd("--resume")
     } else if dir.join(current).join(wrapper).is_file() {
         crate::node::host::wrapper_in(&host.dir.join(current), "--resume")
     } else {
         host.cmd("restore --resume")
     }
+}
+
+/// Whether the current backup's copy of the tool (binary, wrapper) passes
+/// its check; true when there is no readable backup (nothing to say here).
+fn programs_intact(host: &Host) -> bool {
+    let Ok(gen) = crate::store::current(&host.backup_dir()) else {
+        return true;
+    };
+    let Ok(m) = Manifest::load(&gen) else {
+        return true;
+    };
+    m.programs()
+        .iter()
+        .all(|p| crate::store::verify::check(&gen, p).is_empty())
 }
 
 /// The same node with the backup dir `dir` (another dir's state, its
@@ -157,8 +175,10 @@ pub fn in_dir(host: &Host, dir: &str) -> Host {
 }
 
 /// Cheap checks that a backup is complete (the full check is `verify`):
-/// the manifest loads and every part it lists is there with its size.
-fn backup_problem(dir: &std::path::Path, m: &Manifest) -> Option<String> {
+/// the manifest loads, every part it lists is there with its size, and
+/// the copy of the tool the documented recovery command runs passes its
+/// check (a few MiB read: a flipped byte keeps the size).
+pub(crate) fn backup_problem(dir: &std::path::Path, m: &Manifest) -> Option<String> {
     let mut parts: Vec<(String, u64)> = m
         .trees
         .iter()
@@ -182,7 +202,9 @@ fn backup_problem(dir: &std::path::Path, m: &Manifest) -> Option<String> {
             Ok(_) => {}
         }
     }
-    None
+    m.programs()
+        .iter()
+        .find_map(|p| crate::store::verify::check(dir, p).into_iter().next())
 }
 
 /// Where the node stands, from the backup dir, the lock, the journal and the
@@ -402,7 +424,11 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
         Err(e) => return damaged(host, format!("{e:#}")),
     };
     if let Some(p) = backup_problem(&cur, &m) {
-        return damaged(host, p);
+        let mut d = damaged(host, p);
+        if let Some(w) = super::checks::program_way_out(host, &cur, &m) {
+            d.next = format!("{w}. {}", d.next);
+        }
+        return d;
     }
     let last = LastRecovery::load(&dir).filter(|l| l.backup_created == m.created);
     if let Some(Since::Completed { versions }) = verdict {

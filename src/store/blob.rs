@@ -34,6 +34,12 @@ pub enum Check {
     /// The etcd snapshot: size and sha256, then its sha256 trailer, in one
     /// read (`read_snapshot`).
     Snapshot,
+    /// A program the recovery runs (the binary, the wrapper): a regular
+    /// file with its size and sha256 and the owner's execute bit.
+    Program,
+    /// A program an older manifest does not record: a regular file with
+    /// the owner's execute bit (the blob's size and sha256 are empty).
+    Unrecorded,
 }
 
 /// Something the manifest references in the backup dir.
@@ -49,6 +55,7 @@ impl Stored<'_> {
     /// The name `verify` lists under `checked`.
     pub fn label(&self) -> String {
         match self {
+            Stored::Blob(b, Check::Unrecorded) => format!("{} (not recorded)", b.file),
             Stored::Blob(b, _) => b.file.clone(),
             Stored::Images(i) => format!("{}/ ({} images)", crate::store::layout::IMAGES, i.len()),
         }

@@ -83,3 +83,15 @@ pub const TREES: [(&str, &str); 3] = [
     ("local", "/usr/local"),
     ("kubelet", "/var/lib/kubelet"),
 ];
+
+/// The wrapper the backup installs as `<dir>/upgrade-recovery.sh`: today's
+/// documented entry point. It marks the run as started through the script, so
+/// that with no subcommand (no arguments, or only `--resume`, `--restart`,
+/// `--step`, `--force`) the binary runs `restore`, whatever its own name;
+/// and it carries the backup's own dir (`UPGRADE_RECOVERY_DIR`, the default
+/// of `--dir`), so that a backup in another dir than /var/recovery recovers
+/// from itself.
+pub fn wrapper(dir: &std::path::Path) -> String {
+    let d = dir.display().to_string().replace('\'', "'\\''");
+    format!("#!/bin/sh\n# upgrade-recovery.sh: with no subcommand, runs the recovery (restore).\nUPGRADE_RECOVERY_AS_SCRIPT=1\nexport UPGRADE_RECOVERY_AS_SCRIPT\nUPGRADE_RECOVERY_DIR=${{UPGRADE_RECOVERY_DIR:-'{d}'}}\nexport UPGRADE_RECOVERY_DIR\nexec \"$(dirname \"$0\")/upgrade-recovery\" \"$@\"\n")
+}

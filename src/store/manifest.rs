@@ -43,6 +43,26 @@ pub struct Manifest {
     /// as it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterAtBackup>,
+    /// The deployments the backup this one replaced pinned, which this
+    /// backup unpins and undeploys only after it is current (recorded
+    /// first, so that the next backup releases them if this run was killed
+    /// before it did). Not written when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<PinnedDeployment>,
+    /// The binary and the wrapper the backup ships (the documented
+    /// recovery command and the auto-resume unit run them). None: a
+    /// manifest of an older version, which did not record them ("not
+    /// recorded": `verify` checks that they exist and are executable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolFiles>,
+}
+
+/// The records of `upgrade-recovery` and `upgrade-recovery.sh` in a
+/// generation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolFiles {
+    pub binary: Blob,
+    pub wrapper: Blob,
 }
 
 /// The cluster a backup was taken from: its version and the newest
@@ -159,7 +179,34 @@ impl Manifest {
         if let Some(s) = &self.static_pods {
             out.push(Stored::Blob(s.blob.clone(), Check::File));
         }
+        out.extend(self.programs());
         out
+    }
+
+    /// The binary and the wrapper, checked as programs: their recorded
+    /// size and sha256 and an execute bit; not recorded (an older
+    /// manifest): that they are there and executable.
+    pub fn programs(&self) -> Vec<Stored<'static>> {
+        use crate::store::layout::{BINARY, WRAPPER};
+        match &self.tool {
+            Some(t) => vec![
+                Stored::Blob(t.binary.clone(), Check::Program),
+                Stored::Blob(t.wrapper.clone(), Check::Program),
+            ],
+            None => [BINARY, WRAPPER]
+                .iter()
+                .map(|f| {
+                    Stored::Blob(
+                        Blob {
+                            file: f.to_string(),
+                            size: 0,
+                            sha256: String::new(),
+                        },
+                        Check::Unrecorded,
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// Read the manifest of the backup in `dir`; a missing or unreadable one
@@ -300,7 +347,22 @@ impl Manifest {
             sha("static pod resources", &s.sha256)?;
             size("static pod resources", s.size)?;
         }
-        if let Some(d) = &self.deployment {
+        if let Some(t) = &self.tool {
+            for (what, b, name) in [
+                ("the binary", &t.binary, crate::store::layout::BINARY),
+                ("the wrapper", &t.wrapper, crate::store::layout::WRAPPER),
+            ] {
+                if b.file != name {
+                    bail!(
+                        "{what} is recorded as {:?}; the format's is {name}",
+                        short(&b.file)
+                    );
+                }
+                sha(what, &b.sha256)?;
+                size(what, b.size)?;
+            }
+        }
+        for d in self.deployment.iter().chain(&self.release) {
             if d.checksum.len() != 64 || !d.checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!(
                     "the pinned deployment's checksum {:?} is not 64 hex digits",
@@ -380,6 +442,10 @@ mod tests {
                 "cluster/static_kuberesources_2026-11-20_101112__POSSIBLY_DIRTY__.tar.gz",
                 Some(Check::File),
             ),
+            // A manifest of before the tool's records: checked as programs
+            // that are there and executable.
+            ("upgrade-recovery", Some(Check::Unrecorded)),
+            ("upgrade-recovery.sh", Some(Check::Unrecorded)),
         ];
         let want: Vec<(String, Option<Check>)> =
             want.iter().map(|(f, c)| (f.to_string(), *c)).collect();

@@ -420,7 +420,8 @@ fn is_temporary(n: &str) -> bool {
 /// A name this tool (or TALM's script, whose backup it replaces) writes in
 /// the backup dir. Anything else there is the admin's and is never removed.
 fn written_by_us(n: &str) -> bool {
-    n.starts_with(GEN_PREFIX)
+    n == CURRENT
+        || n.starts_with(GEN_PREFIX)
         || is_temporary(n)
         || STABLE.contains(&n)
         || is_backup_data(n)
@@ -436,7 +437,7 @@ fn garbage(dir: &Path, kind: &Kind) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
         let n = e.file_name().to_string_lossy().into_owned();
-        if [LOCK, JOURNAL, LEGACY_PROGRESS, LAST_RECOVERY, FAILURES].contains(&n.as_str()) {
+        if RECORDS.contains(&n.as_str()) {
             continue;
         }
         let is_link = lstat(&e.path()).is_some_and(|m| m.file_type().is_symlink());
@@ -680,26 +681,69 @@ pub fn switch(dir: &Path, gen: &str) -> Result<()> {
     Ok(())
 }
 
+/// The records kept beside the generations: the lock, a recovery's
+/// journal (ours or today's script's `progress`), the last recovery and
+/// the last failures. Never removed with a backup.
+pub const RECORDS: [&str; 5] = [LOCK, JOURNAL, LEGACY_PROGRESS, LAST_RECOVERY, FAILURES];
+
+/// The entries of `dir` a backup owns (its generations, `current`, its
+/// links and files by name, a flat or TALM backup's files, what a killed run
+/// left: [`written_by_us`]), without the records; `foreign`: everything
+/// else, which this tool never removes (an admin's files, `lost+found`).
+pub fn owned_and_foreign(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let (mut owned, mut foreign) = (Vec::new(), Vec::new());
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok((owned, foreign));
+    };
+    for e in rd {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if RECORDS.contains(&n.as_str()) {
+            continue;
+        }
+        if written_by_us(&n) {
+            owned.push(e.path());
+        } else {
+            foreign.push(e.path());
+        }
+    }
+    owned.sort();
+    foreign.sort();
+    Ok((owned, foreign))
+}
+
 /// Space-short case only: remove the current backup before the new one is
 /// built. It stops being a backup first (the `current` link, or the flat
 /// manifest, goes first, fsynced), so a crash leaves no backup, never a
-/// partial one that looks complete.
-pub fn remove_current(dir: &Path) -> Result<()> {
+/// partial one that looks complete. Only what the backup owns goes
+/// ([`owned_and_foreign`]); the records and every foreign entry stay. The
+/// names removed, for the output.
+pub fn remove_current(dir: &Path) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
     match inspect(dir)? {
-        Kind::Generation(_) => remove_entry(&dir.join(CURRENT))?,
-        Kind::Flat => remove_entry(&dir.join(MANIFEST))?,
+        Kind::Generation(_) => {
+            remove_entry(&dir.join(CURRENT))?;
+            removed.push(CURRENT.to_string());
+        }
+        Kind::Flat => {
+            remove_entry(&dir.join(MANIFEST))?;
+            removed.push(MANIFEST.to_string());
+        }
         _ => {}
     }
     fsutil::fsync_dir(dir)?;
     fault::point("backup:removed-previous");
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let n = e.file_name().to_string_lossy().into_owned();
-        if ![LOCK, JOURNAL, LEGACY_PROGRESS, LAST_RECOVERY].contains(&n.as_str()) {
-            remove_entry(&e.path())?;
-        }
+    for p in owned_and_foreign(dir)?.0 {
+        remove_entry(&p)?;
+        removed.push(
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
     }
-    fsutil::fsync_dir(dir)
+    fsutil::fsync_dir(dir)?;
+    Ok(removed)
 }
 
 /// Whether a recovery is under way in `dir`: the record that says so.

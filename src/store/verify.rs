@@ -23,6 +23,10 @@ pub struct Report {
     /// and `restore` read the generation), the path needs its link back.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// How to put a damaged copy of the tool (binary, wrapper) back
+    /// (`recovery::checks::program_way_out`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub way_out: Option<String>,
 }
 
 /// The problems of one stored item against the manifest: the one check of
@@ -50,7 +54,36 @@ pub fn check(dir: &Path, item: &Stored) -> Vec<String> {
                 },
             }
         }
+        Stored::Blob(b, c @ (Check::Program | Check::Unrecorded)) => {
+            let p = dir.join(&b.file);
+            if let Some(why) = not_executable(&p) {
+                return vec![why];
+            }
+            if *c == Check::Unrecorded {
+                return Vec::new();
+            }
+            match file_sha256(&p) {
+                Err(e) => vec![format!("{}: {e}", p.display())],
+                Ok((h, n)) => b.mismatch(&p, n, &h).into_iter().collect(),
+            }
+        }
         Stored::Images(images) => crate::node::images::verify(&dir.join(layout::IMAGES), images),
+    }
+}
+
+/// Why `p` is not a program the recovery can run: absent, not a regular
+/// file (never through a symlink), or without the owner's execute bit.
+fn not_executable(p: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::symlink_metadata(p) {
+        Err(e) => Some(format!("{}: {e}", p.display())),
+        Ok(md) if !md.is_file() => Some(format!("{}: not a regular file", p.display())),
+        Ok(md) if md.permissions().mode() & 0o100 == 0 => Some(format!(
+            "{}: not executable (mode {:o})",
+            p.display(),
+            md.permissions().mode() & 0o7777
+        )),
+        Ok(_) => None,
     }
 }
 
@@ -149,6 +182,7 @@ fn verify_generation_except(dir: &Path, checked: &[&str]) -> Result<(Manifest, R
         checked,
         problems,
         notes: Vec::new(),
+        way_out: None,
     };
     Ok((m, report))
 }

@@ -62,6 +62,59 @@ pub fn each_fs<'a>(step: &str, paths: impl IntoIterator<Item = &'a Path>) -> Res
     Ok(seen.len())
 }
 
+/// Move `from` to `to` as `mv` does, durably. A rename where it can be one;
+/// where `from` and `to` lie on different mounts (EXDEV) a copy: on RHCOS
+/// `/etc` belongs to the deployment and `/var` is a bind mount of the
+/// stateroot's var, so even on one file system the kernel refuses a rename
+/// between them (seen in the VM lane: moving the etcd manifest aside into
+/// /var/lib/etcd-backup failed with "Invalid cross-device link"), and a
+/// separate disk for /var/lib/etcd does the same. `cluster-restore.sh`
+/// moves these with `mv` (openshift/cluster-etcd-operator
+/// `bindata/etcd/cluster-restore.sh`), which copies then removes across
+/// mounts; so do we: `cp -a` (mode, owner, times, xattrs and the SELinux
+/// label) to a temporary name beside `to`, synced, renamed into place, then
+/// `from` removed. A crash half way leaves `from` whole (and at most the
+/// temporary copy, replaced by the next try), or `to` whole with `from`
+/// whole or gone: never neither. Both parent dirs are synced on return.
+pub fn move_path(step: &str, from: &Path, to: &Path, cp: std::process::Command) -> Result<()> {
+    let dir_of = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
+    match std::fs::rename(from, to) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            let name = to.file_name().context("a move target without a name")?;
+            let tmp = dir_of(to).join(format!(".{}.mv-tmp", name.to_string_lossy()));
+            match std::fs::symlink_metadata(&tmp) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&tmp)?,
+                Ok(_) => std::fs::remove_file(&tmp)?,
+                Err(_) => {}
+            }
+            let mut cp = cp;
+            cp.arg("-a").arg("--").arg(from).arg(&tmp);
+            crate::node::cmd::run(&mut cp).with_context(|| {
+                format!(
+                    "copying {} to {} (another mount: no rename)",
+                    from.display(),
+                    to.display()
+                )
+            })?;
+            fs_of(step, &tmp)?;
+            std::fs::rename(&tmp, to)
+                .with_context(|| format!("renaming {} into place", to.display()))?;
+            dir(step, &dir_of(to))?;
+            if std::fs::symlink_metadata(from)?.is_dir() {
+                std::fs::remove_dir_all(from)?;
+            } else {
+                std::fs::remove_file(from)?;
+            }
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("moving {} to {}", from.display(), to.display()))
+        }
+    }
+    dir(step, &dir_of(to))?;
+    dir(step, &dir_of(from))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,14 +6,27 @@
 //! these variables.
 
 /// Die here if the environment asks for it; or, with
-/// `UPGRADE_RECOVERY_PAUSE_AT=<point>`, wait there (for signal tests).
+/// `UPGRADE_RECOVERY_PAUSE_AT=<point>`, wait there (for signal tests; for
+/// `UPGRADE_RECOVERY_PAUSE_FILE` to go, for tests that change the node
+/// meanwhile).
 #[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
     // Where a journal entry follows: tests check the syncs come before.
     sync_log(format_args!("point {name}"));
     if std::env::var("UPGRADE_RECOVERY_PAUSE_AT").is_ok_and(|v| v == name) {
         eprintln!("upgrade-recovery: fault injection: paused at {name}");
-        std::thread::sleep(std::time::Duration::from_secs(60));
+        // With `UPGRADE_RECOVERY_PAUSE_FILE=<path>`: until that file is
+        // gone (the test changed what it wanted meanwhile), at most 60 s.
+        let until = std::env::var_os("UPGRADE_RECOVERY_PAUSE_FILE");
+        for _ in 0..600 {
+            if until
+                .as_ref()
+                .is_some_and(|f| !std::path::Path::new(f).exists())
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
     if std::env::var("UPGRADE_RECOVERY_CRASH_AT").is_ok_and(|v| v == name) {
         eprintln!("upgrade-recovery: fault injection: killed at {name}");

@@ -313,40 +313,14 @@ impl Sandbox {
     /// `tty: true`: stdout and stderr are one terminal, read as the pod log
     /// reads it.
     pub fn job(&self, jail: &Path, env: &str, args: &str, tty: bool) -> Command {
+        // The Job's jail as `scripts/sandbox.sh job` makes it (TALM's
+        // mounts), the binary under test in it.
         let script = format!(
-            r#"exec unshare -m --propagation private bash -euc '
-J=$0; SB=$1; R=$1/root; BIN=$2; shift 2
-mount -t tmpfs -o mode=0755 tmpfs "$J"
-m() {{ # host path, path below /host, [ro]: a hostPath volume
-  [ -e "$1" ] || return 0
-  if [ -d "$1" ]; then mkdir -p "$J$2"; else mkdir -p "$(dirname "$J$2")"; touch "$J$2"; fi
-  mount --rbind "$1" "$J$2"
-  if [ "${{3:-}}" = ro ]; then mount -o remount,bind,ro "$J$2"; fi
-}}
-mkdir -p "$R/var/tmp" "$R/var/recovery" "$R/tmp"
-m "$R/boot" /boot ro
-m /dev/log /dev/log
-m "$R/etc" /etc
-mkdir -p "$J/proc"; mount -t proc -o ro proc "$J/proc"
-mount --bind "$R/proc/cmdline" "$J/proc/cmdline" 2>/dev/null || true
-mount --bind "$R/proc/sys/kernel/random/boot_id" "$J/proc/sys/kernel/random/boot_id"
-m "$R/run" /run
-m "$R/sysroot" /sysroot
-m "$R/tmp" /tmp
-m /usr/bin /usr/bin ro; m /usr/lib /usr/lib ro; m /usr/lib64 /usr/lib64 ro; m /usr/libexec /usr/libexec ro
-m "$R/usr/local" /usr/local ro
-m /usr/share/containers /usr/share/containers ro
-m "$R/var/lib" /var/lib
-m "$R/var/recovery" /var/recovery
-m "$R/var/tmp" /var/tmp
-m /sys/fs/cgroup /sys/fs/cgroup ro
-m "$SB" "$SB"
-PATH="$SB/ctl/bin:/usr/bin" {env} exec "$BIN" launchBackup --host-dir "$J" --min-free 0 "$@"
-' {j} {sb} {bin} {args}
-"#,
+            "{env} UPGRADE_RECOVERY_BIN={bin} SANDBOX_JAIL={j} exec {sandbox} job {sb} {args}\n",
             j = q(jail),
             sb = q(self.dir.path()),
             bin = q(&binary()),
+            sandbox = q(&project().join("scripts/sandbox.sh")),
         );
         std::fs::create_dir_all(jail).unwrap();
         let file = jail.with_extension("sh");
