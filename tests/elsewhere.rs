@@ -220,7 +220,7 @@ fn the_testers_case_a_recovery_half_done_in_another_dir() {
         assert_eq!(code, 3, "{args:?}: {out}{err}");
         assert!(
             err.contains("refusing to take a backup: a recovery is under way in /var/recovery2. Nothing was changed")
-                && err.contains("Continue it with `/var/recovery2/upgrade-recovery.sh --resume`")
+                && err.contains("In /var/recovery2: continue with `/var/recovery2/upgrade-recovery.sh --resume`")
                 && err.contains("`upgrade-recovery --dir /var/recovery2 status` shows where it stands"),
             "{err}"
         );

@@ -737,7 +737,8 @@ fn every_refusal_of_rollback_is_its_dry_runs_too() {
     assert_eq!((dry.0, &dry.2), (real.0, &real.2));
     assert!(dry.2.contains("no longer deployed"), "{}", dry.2);
     assert!(
-        dry.2.contains("`upgrade-recovery restore --force`"),
+        dry.2
+            .contains("`upgrade-recovery restore --restore-onto-other-os`"),
         "{}",
         dry.2
     );

@@ -160,6 +160,13 @@ fn the_documented_procedure_through_the_wrapper() {
     // Done: the node is the one of before the upgrade.
     let next = expect_state(&sb, "recovery-completed");
     assert_eq!(next, "oc get clusteroperators");
+    // The command works (the sandbox's API answers it as the real one).
+    let (code, out, err) = run_next(&sb, &next);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("NAME") && out.contains("kube-apiserver") && out.contains("AVAILABLE"),
+        "{out}"
+    );
     check_restored(&sb, &before);
     assert!(enabled(&sb, "kubelet.service") && active(&sb, "kubelet.service"));
     assert_eq!(selinux(&sb), "Enforcing");

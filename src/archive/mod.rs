@@ -317,6 +317,87 @@ pub fn resolve_top(root: &Path, node_path: &str) -> Result<PathBuf> {
     Ok(resolved)
 }
 
+/// A tree's top for the restore, as the backup found it. `recorded` is the
+/// manifest's `resolved`: where the top's own link led at backup (RHCOS
+/// `/usr/local -> ../var/usrlocal`), None where the top was a directory.
+/// The restore follows the top's link only when it is the one the backup
+/// followed: a top replaced by a link since (the hints report: a
+/// `/var/lib/kubelet` made a link to another dir after the backup) would
+/// have the restore make the link's target equal the archive, deleting what
+/// it holds. Anything else is an error that says what the top is now, what
+/// the backup recorded, and the commands that put it back; nothing is
+/// written through it.
+pub fn restore_top(root: &Path, node_path: &str, recorded: Option<&str>) -> Result<PathBuf> {
+    let p = root.join(node_path.trim_start_matches('/'));
+    let md = match std::fs::symlink_metadata(&p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{node_path} is missing. Put it back as the backup found it: `{}`",
+            match recorded {
+                None => format!("mkdir {node_path}"),
+                Some(r) => format!("ln -s {r} {node_path}"),
+            }
+        ),
+        r => r.with_context(|| format!("{}", p.display()))?,
+    };
+    let on_node = |x: &Path| format!("/{}", x.strip_prefix(root).unwrap_or(x).display());
+    let what = |md: &std::fs::Metadata| {
+        if md.is_dir() {
+            "a directory"
+        } else if md.is_file() {
+            "a regular file"
+        } else {
+            "neither a directory nor a symlink"
+        }
+    };
+    let link = || -> String {
+        let text = std::fs::read_link(&p)
+            .map_or_else(|e| format!("unreadable: {e}"), |t| t.display().to_string());
+        match resolve_top(root, node_path) {
+            Ok(r) => format!("a symlink to {text} (that is {})", on_node(&r)),
+            Err(e) => format!("a symlink to {text} ({e:#})"),
+        }
+    };
+    match (recorded, md.file_type().is_symlink()) {
+        (None, false) if md.is_dir() => Ok(p),
+        // A top under /usr is the OS deployment's (ostree's /usr is read-only:
+        // neither a pod nor an upgrade's files make a link there), and a
+        // backup taken by the hub's Job sees its link's target as a
+        // directory: TALM's Job mounts the host's /usr/local as a hostPath
+        // volume, which follows the link (openshift-kni/
+        // cluster-group-upgrades-operator
+        // `controllers/templates/backup-templates.go`, as tests/common's
+        // `Sandbox::job` mounts it), so its manifest records no `resolved`
+        // for RHCOS's `/usr/local -> ../var/usrlocal`. That link is followed.
+        (None, true) if node_path.starts_with("/usr/") => resolve_top(root, node_path),
+        (None, false) => bail!(
+            "{node_path} is {} now, but the backup recorded a directory there. Put the directory back: `mv {node_path} {node_path}.aside && mkdir {node_path}`",
+            what(&md)
+        ),
+        (None, true) => {
+            let led = resolve_top(root, node_path)
+                .map_or_else(|_| "its target".to_string(), |r| on_node(&r));
+            bail!(
+                "{node_path} is {} now, but the backup recorded a directory there: the restore does not write through it (it would make {led} equal the backup of {node_path}, deleting what {led} holds). Nothing was written through it. Put the directory back: `rm {node_path} && mkdir {node_path}` (`rm` of the link removes the link only; {led} is left as it is)",
+                link()
+            )
+        }
+        (Some(r), true) => {
+            let now = resolve_top(root, node_path).map(|x| on_node(&x));
+            if now.as_deref().ok() == Some(r) {
+                return resolve_top(root, node_path);
+            }
+            bail!(
+                "{node_path} is {} now, but the backup recorded a symlink to {r} there: the restore does not write through another link. Nothing was written through it. Put the link back: `ln -sfn {r} {node_path}` (it replaces the link only)",
+                link()
+            )
+        }
+        (Some(r), false) => bail!(
+            "{node_path} is {} now, but the backup recorded a symlink to {r} there: the restore does not write into it. Put the link back: `mv {node_path} {node_path}.aside && ln -s {r} {node_path}`",
+            what(&md)
+        ),
+    }
+}
+
 /// Parse an exclude list (`etc.exclude.list`, `tree sync --exclude-from`)
 /// with rsync `--exclude-from` semantics: see exclude.rs.
 pub fn parse_excludes(text: &str) -> exclude::Excludes {
@@ -373,5 +454,73 @@ mod tests {
             .all(|x| !x.starts_with(b"/") && !x.ends_with(b"/")));
         assert_eq!(pieces.join(&b'/'), p);
         assert_eq!(sync::path_pieces(b"a/b", 3072), vec![&b"a/b"[..]]);
+    }
+
+    /// A tree's top is followed for the restore only as the backup found
+    /// it: a directory where it recorded one, the same link where it
+    /// recorded a link; each other case names the fix.
+    #[test]
+    fn the_restore_follows_only_the_top_the_backup_followed() {
+        let root = std::env::temp_dir().join(format!("ur-top-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["var/lib/kubelet", "var/lib/other", "var/usrlocal", "usr"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::os::unix::fs::symlink("../var/usrlocal", root.join("usr/local")).unwrap();
+        let top = |node: &str, rec: Option<&str>| {
+            restore_top(&root, node, rec).map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(
+            top("/var/lib/kubelet", None),
+            Ok(root.join("var/lib/kubelet"))
+        );
+        assert_eq!(
+            top("/usr/local", Some("/var/usrlocal")),
+            Ok(root.join("var/usrlocal"))
+        );
+        // The Job's backup saw /usr/local as a directory (a hostPath mount
+        // follows the link): the OS's own link under /usr is followed.
+        assert_eq!(top("/usr/local", None), Ok(root.join("var/usrlocal")));
+        let e = top("/usr/local", Some("/var/elsewhere")).unwrap_err();
+        assert!(
+            e.contains("/usr/local is a symlink to ../var/usrlocal (that is /var/usrlocal) now, but the backup recorded a symlink to /var/elsewhere")
+                && e.contains("`ln -sfn /var/elsewhere /usr/local`"),
+            "{e}"
+        );
+        let e = top("/var/lib/kubelet", Some("/var/lib/other")).unwrap_err();
+        assert!(
+            e.contains("is a directory now")
+                && e.contains("`mv /var/lib/kubelet /var/lib/kubelet.aside && ln -s /var/lib/other /var/lib/kubelet`"),
+            "{e}"
+        );
+        std::fs::remove_dir(root.join("var/lib/kubelet")).unwrap();
+        std::os::unix::fs::symlink("other", root.join("var/lib/kubelet")).unwrap();
+        let e = top("/var/lib/kubelet", None).unwrap_err();
+        assert!(
+            e.contains("/var/lib/kubelet is a symlink to other (that is /var/lib/other) now, but the backup recorded a directory there")
+                && e.contains("`rm /var/lib/kubelet && mkdir /var/lib/kubelet`"),
+            "{e}"
+        );
+        // The backup follows the top's own link once and records it: the
+        // restore then follows the same one.
+        assert_eq!(
+            resolve_top(&root, "/var/lib/kubelet").unwrap(),
+            root.join("var/lib/other")
+        );
+        assert_eq!(
+            top("/var/lib/kubelet", Some("/var/lib/other")),
+            Ok(root.join("var/lib/other"))
+        );
+        std::fs::remove_file(root.join("var/lib/kubelet")).unwrap();
+        std::fs::write(root.join("var/lib/kubelet"), b"x").unwrap();
+        let e = top("/var/lib/kubelet", None).unwrap_err();
+        assert!(e.contains("is a regular file now"), "{e}");
+        std::fs::remove_file(root.join("var/lib/kubelet")).unwrap();
+        let e = top("/var/lib/kubelet", None).unwrap_err();
+        assert!(
+            e.contains("is missing") && e.contains("`mkdir /var/lib/kubelet`"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -532,15 +532,11 @@ fn remembered(c: &Command) -> Option<(&'static str, String)> {
         Some((name, line))
     };
     match c {
-        Command::Restore(a) if !a.dry_run => flags(
-            "restore",
-            &[
-                (a.resume, "--resume"),
-                (a.restart, "--restart"),
-                (a.step, "--step"),
-                (a.force, "--force"),
-            ],
-        ),
+        // The flags as the dry run's command names them (`Options::flags`).
+        Command::Restore(a) if !a.dry_run => {
+            let f = a.options(true).flags();
+            Some(("restore", format!("restore {f}").trim_end().to_string()))
+        }
         Command::Rollback(a) if !a.dry_run => flags("rollback", &[(a.reboot, "--reboot")]),
         // A completed backup verified the new one: it clears the records.
         // Its refusals, and `verify` and `extract`, read only: they write

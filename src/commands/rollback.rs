@@ -122,12 +122,17 @@ fn target(host: &Host, os: &OsState) -> Result<Deployment> {
                 .find(|d| d.is(&p.id()))
                 .cloned()
                 .with_context(|| {
-                    format!(
-                        "the deployment pinned at backup ({} {}.{}) is no longer deployed: the OS cannot be rolled back to it. Nothing was changed. Next: `{}` shows what is deployed; to put the backup's files and etcd back on the OS that runs now, knowing they were taken on another OS, `{}` (--force skips only the OS check)",
-                        p.stateroot, p.checksum, p.serial,
-                        host.cmd("status"),
-                        host.cmd("restore --force")
-                    )
+                    // The one answer of `pinned-deployment-gone` (state.rs).
+                    let (text, next) = crate::recovery::state::pinned_gone(
+                        host,
+                        &format!(
+                            "{} {}.{}",
+                            p.stateroot,
+                            p.checksum.get(..12).unwrap_or(&p.checksum),
+                            p.serial
+                        ),
+                    );
+                    format!("{text}. Nothing was changed. Next: {next}")
                 });
         }
     }

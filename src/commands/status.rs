@@ -189,39 +189,20 @@ pub fn gather(host: &Host) -> Result<Status> {
     };
     // The lifecycle rule, as backup and restore apply it (it asks the API,
     // within a time limit; without it, the deployments decide and say so);
-    // not while a recovery or another run is under way.
+    // not while a recovery or another run is under way. With no backup
+    // here but one in another dir, that dir's verdict: its summary is its
+    // own state.
     let st = assess_with(host, os.as_ref(), None);
-    let settled = matches!(
-        st.state,
-        State::BackupReady
-            | State::UpgradedOsBooted { .. }
-            | State::RollbackDoneRebootPending { .. }
-            | State::PinnedBootedNotDefault { .. }
-            | State::PinnedDeploymentGone { .. }
-            | State::RecoveryCompleted { .. }
-            | State::TalmBackup { .. }
-            | State::TalmBackupUpgradeFailed { .. }
-    );
-    let lifecycle = match store::inspect(&dir) {
-        Ok(store::Kind::Talm { created }) if settled => {
-            Some((Some(lifecycle::Taken::Talm { created }), None))
+    let lifecycle = verdict(host, &tools, os.as_ref(), &st.state);
+    let theirs = match &st.state {
+        State::BackupElsewhere { dir } => {
+            let there = recovery::state::in_dir(host, dir);
+            let own = assess_with(&there, os.as_ref(), None);
+            verdict(&there, &tools, os.as_ref(), &own.state)
         }
-        Ok(store::Kind::Generation(_) | store::Kind::Flat) if settled => store::current(&dir)
-            .and_then(|g| Manifest::load(&g))
-            .ok()
-            .map(|m| (Some(lifecycle::taken(&m)), Some(m))),
         _ => None,
-    }
-    .map(|(taken, m)| {
-        lifecycle::decide(&lifecycle::gather(
-            host,
-            &tools,
-            taken,
-            m.as_ref(),
-            os.clone(),
-        ))
-    });
-    let st = match &lifecycle {
+    };
+    let st = match lifecycle.as_ref().or(theirs.as_ref()) {
         Some(v) => assess_with(host, os.as_ref(), Some(&v.since)),
         None => st,
     };
@@ -241,6 +222,49 @@ pub fn gather(host: &Host) -> Result<Status> {
         lifecycle,
         elsewhere: recovery::elsewhere::find(host),
     })
+}
+
+/// The lifecycle rule's verdict on the backup in `host`'s dir, whose state
+/// is `state` (None: no backup, or a recovery or another run under way).
+fn verdict(
+    host: &Host,
+    tools: &Tools,
+    os: Option<&OsState>,
+    state: &State,
+) -> Option<lifecycle::Verdict> {
+    // (A backup found damaged by a run, its manifest readable: what the
+    // rule says is still the node's story, e.g. the upgrade that failed.)
+    let settled = matches!(
+        state,
+        State::BackupReady
+            | State::BackupDamaged { .. }
+            | State::UpgradedOsBooted { .. }
+            | State::RollbackDoneRebootPending { .. }
+            | State::PinnedBootedNotDefault { .. }
+            | State::PinnedDeploymentGone { .. }
+            | State::RecoveryCompleted { .. }
+            | State::TalmBackup { .. }
+            | State::TalmBackupUpgradeFailed { .. }
+    );
+    if !settled {
+        return None;
+    }
+    let dir = host.backup_dir();
+    let (taken, m) = match store::inspect(&dir) {
+        Ok(store::Kind::Talm { created }) => (Some(lifecycle::Taken::Talm { created }), None),
+        Ok(store::Kind::Generation(_) | store::Kind::Flat) => {
+            let m = store::current(&dir).and_then(|g| Manifest::load(&g)).ok()?;
+            (Some(lifecycle::taken(&m)), Some(m))
+        }
+        _ => return None,
+    };
+    Some(lifecycle::decide(&lifecycle::gather(
+        host,
+        tools,
+        taken,
+        m.as_ref(),
+        os.cloned(),
+    )))
 }
 
 pub fn render(st: &Status) -> String {

@@ -186,6 +186,13 @@ impl Ctx<'_> {
     pub(super) fn preflight(&mut self) -> Result<()> {
         check_sizes(self.host, &self.gen, &self.m)?;
         checks::require_room(self.host, &self.m)?;
+        check_tops(
+            self.host,
+            &self.m,
+            &self.j,
+            &ALL_PHASES,
+            &self.opts.command(self.host),
+        )?;
         // While the parts are checked (decompression and sha256: the
         // CPUs), the trees the files phase restores are read ahead (the
         // disk): the restore reads every target file the archive holds at
@@ -194,7 +201,9 @@ impl Ctx<'_> {
         let _ahead: Vec<archive::prefetch::Prefetch> = ["local", "etc"]
             .iter()
             .filter_map(|n| self.m.tree(n))
-            .filter_map(|t| archive::resolve_top(&self.host.root, &t.source).ok())
+            .filter_map(|t| {
+                archive::restore_top(&self.host.root, &t.source, t.resolved.as_deref()).ok()
+            })
             .map(|top| archive::prefetch::Prefetch::ahead(&top, READ_AHEAD))
             .collect();
         check_parts(
@@ -233,7 +242,8 @@ impl Ctx<'_> {
             )
         } else {
             (
-                archive::resolve_top(&self.host.root, &t.source)?,
+                // Never through a link the backup did not follow.
+                archive::restore_top(&self.host.root, &t.source, t.resolved.as_deref())?,
                 SyncOptions {
                     excludes: self.excludes(t)?,
                     delete: true,
@@ -303,7 +313,12 @@ impl Ctx<'_> {
             ));
         }
         match checks::exclude_list(&self.gen).map_err(Fail::Backup)? {
-            Some(b) => Ok(archive::exclude::Excludes::parse(&b)),
+            Some(b) => {
+                if let Some(d) = checks::exclude_list_changes(&b, &t.excludes) {
+                    log::warn!("{d}");
+                }
+                Ok(archive::exclude::Excludes::parse(&b))
+            }
             None => {
                 log::warn!(
                     "{} is not in the backup: using the exclude list recorded in the manifest",
@@ -713,6 +728,41 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         pinned.serial,
         pinned.version.as_deref().unwrap_or("?"),
     );
+    if opts.other_os {
+        // The files go into the booted deployment's /etc (ostree keeps one
+        // per deployment): the reboot that ends the files phase must come
+        // back to it.
+        if let Some(d) = os.next_boot_elsewhere() {
+            bail!(
+                "--restore-onto-other-os: the files would be restored into the /etc of {}, but the next boot would start {} (each deployment has its own /etc). Nothing was changed.\n{}Next: boot {} as the default first (`ostree admin status` lists them), then run `{}`.",
+                active.short(),
+                d.short(),
+                state::render_os(&os),
+                active.short(),
+                opts.command(host)
+            );
+        }
+        log::warn!(
+            "--restore-onto-other-os: restoring the files of {pinned_name} onto {} ({what}); the node will run files of one OS version on another",
+            active.short()
+        );
+        return Ok(());
+    }
+    if !os.deployments.iter().any(|d| d.is(&pinned.id())) {
+        // No rollback can help (the hints report: restore named `rollback
+        // --reboot`, which named `restore --force`, which named `rollback
+        // --reboot`): the one answer of the state `pinned-deployment-gone`.
+        let (text, next) = state::pinned_gone(host, &pinned_name);
+        bail!(
+            "{text}. {}Nothing was changed.\n{}Next: {next}.",
+            if opts.force {
+                "--force does not skip this check. "
+            } else {
+                ""
+            },
+            state::render_os(&os)
+        );
+    }
     let forced = if opts.force {
         "--force does not skip this check: it would restore the files of one OS onto another. "
     } else {
@@ -726,13 +776,6 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         host.cmd("rollback --reboot"),
         host.cmd("restore"),
     );
-    if opts.other_os {
-        log::warn!(
-            "--restore-onto-other-os: restoring the files of {pinned_name} onto {} ({what}); the node will run files of one OS version on another",
-            active.short()
-        );
-        return Ok(());
-    }
     if opts.force {
         // Named only to the admin who tried to force it, never as an
         // alternative to the rollback.

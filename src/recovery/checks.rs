@@ -62,18 +62,18 @@ pub fn parts_for<'a>(m: &'a Manifest, steps: &[&str]) -> Vec<Part<'a>> {
     };
     let mut out = Vec::new();
     for s in steps {
+        if let Some(name) = tree_of(s) {
+            out.extend(tree(name));
+            if name == "etc" {
+                out.push(Part::ExcludeList);
+            }
+            continue;
+        }
         match *s {
             // The recovery's own programs: the auto-resume unit and the
             // documented `upgrade-recovery.sh --resume` run them after the
             // files phase's reboot; checked before its first change.
             "preflight" => out.extend(m.programs().into_iter().map(Part::Stored)),
-            "restore-usr-local" => out.extend(tree("local")),
-            "restore-etc" => {
-                out.extend(tree("etc"));
-                out.push(Part::ExcludeList);
-            }
-            "restore-extras" => out.extend(tree("extras")),
-            "restore-kubelet" => out.extend(tree("kubelet")),
             "restore-images" if !m.images.is_empty() => {
                 out.push(Part::Stored(Stored::Images(&m.images)))
             }
@@ -103,6 +103,34 @@ pub fn by_sha256(parts: Vec<Part>) -> Vec<Part> {
                 Part::Stored(Stored::Blob(b, Check::File))
             }
             p => p,
+        })
+        .collect()
+}
+
+/// The tree a step restores (`local`, `etc`, `extras`, `kubelet`).
+pub fn tree_of(step: &str) -> Option<&'static str> {
+    match step {
+        "restore-usr-local" => Some("local"),
+        "restore-etc" => Some("etc"),
+        "restore-extras" => Some("extras"),
+        "restore-kubelet" => Some("kubelet"),
+        _ => None,
+    }
+}
+
+/// The tops of the trees the given steps restore that are no longer what
+/// the backup found (`archive::restore_top`: a directory replaced by a
+/// symlink, another link): one problem each. The extras are restored over
+/// `/` file by file and have no top of their own.
+pub fn tops(host: &crate::node::host::Host, m: &Manifest, steps: &[&str]) -> Vec<String> {
+    steps
+        .iter()
+        .filter_map(|s| m.tree(tree_of(s)?))
+        .filter(|t| t.source != "/")
+        .filter_map(|t| {
+            crate::archive::restore_top(&host.root, &t.source, t.resolved.as_deref())
+                .err()
+                .map(|e| format!("{e:#}"))
         })
         .collect()
 }
@@ -383,6 +411,38 @@ pub fn exclude_list(dir: &Path) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(b))
 }
 
+/// How `etc.exclude.list` (`file`, its bytes) differs from the list the
+/// manifest recorded (`recorded`), line by line: the file has no sha256
+/// (the admin may edit it, as with the old script, and the restore uses
+/// the file), so an edit and a flipped byte look alike; the restore says
+/// which lines differ. None when they hold the same lines.
+pub fn exclude_list_changes(file: &[u8], recorded: &[String]) -> Option<String> {
+    let lines: Vec<String> = String::from_utf8_lossy(file)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    let only_file: Vec<&str> = lines
+        .iter()
+        .filter(|l| !recorded.contains(l))
+        .map(String::as_str)
+        .collect();
+    let only_manifest: Vec<&str> = recorded
+        .iter()
+        .filter(|r| !lines.contains(r))
+        .map(String::as_str)
+        .collect();
+    if only_file.is_empty() && only_manifest.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} differs from the list the backup recorded in its manifest (edited since, or damaged: the file has no checksum); the restore of /etc uses the file. Only in the file: {}; only in the manifest: {}",
+        crate::store::layout::EXCLUDE_LIST,
+        if only_file.is_empty() { "nothing".to_string() } else { format!("{only_file:?}") },
+        if only_manifest.is_empty() { "nothing".to_string() } else { format!("{only_manifest:?}") },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +485,18 @@ mod tests {
         assert!(check(&d, &[Part::ExcludeList])[0].contains("NUL"));
         std::fs::write(d.join(crate::store::layout::EXCLUDE_LIST), b"a\n").unwrap();
         assert_eq!(exclude_list(&d), Ok(Some(b"a\n".to_vec())));
+        // Compared with the manifest's copy, line by line.
+        let rec = vec!["a".to_string(), "kubernetes/manifests".to_string()];
+        assert_eq!(
+            exclude_list_changes(b"a\nkubernetes/manifests\n", &rec),
+            None
+        );
+        let flipped = exclude_list_changes(b"a\nkubernetes/manifestq\n", &rec).unwrap();
+        assert!(
+            flipped.contains(r#"Only in the file: ["kubernetes/manifestq"]"#)
+                && flipped.contains(r#"only in the manifest: ["kubernetes/manifests"]"#),
+            "{flipped}"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 

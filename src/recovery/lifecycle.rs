@@ -15,6 +15,7 @@
 //! | none, or every one Completed                    | replaces it        | runs (unless recovered) |
 //! | one not Completed, no recovery since it started | refused            | runs |
 //! | one not Completed, a recovery completed after   | replaces it        | refused: done (`--again`) |
+//! | the same, then upgrades started after the recovery, all Completed | replaces it | runs (the upgrade completed) |
 //! | the API does not answer: decided from the deployments, and said so ||
 //! | the booted one is the pinned one, no other deployed | replaces it    | runs (unless recovered) |
 //! | the pinned one booted, a recovery completed     | replaces it        | refused: done (`--again`) |
@@ -284,9 +285,19 @@ pub fn refuse_under_way(host: &Host, what: &str, dir: &str) -> anyhow::Error {
             super::elsewhere::forget_command(dir)
         )
     };
+    // That dir's own state says how it continues: `--resume`, or the
+    // reboot its files phase waits for first (the hints report: `--resume`
+    // was named there, and answered "reboot first").
+    let how = if host.path(dir).exists() {
+        super::state::assess(&there, None).next
+    } else {
+        format!(
+            "continue it with `{}`",
+            super::state::resume_command(&there)
+        )
+    };
     crate::util::error::Fail::InProgress(format!(
-        "refusing to {what}: a recovery is under way in {dir}{gone}. Nothing was changed (no backup or recovery runs until it completes). Continue it with `{}`; `{}` shows where it stands",
-        super::state::resume_command(&there),
+        "refusing to {what}: a recovery is under way in {dir}{gone}. Nothing was changed (no backup or recovery runs until it completes). In {dir}: {how}; `{}` shows where it stands",
         there.cmd("status")
     ))
     .into()
@@ -326,7 +337,21 @@ fn from_history(
             }
         }
         Some(failed) => match recovered_at {
-            Some(t) if t > failed.started() => Since::Recovered,
+            Some(t) if t > failed.started() => {
+                // Upgrades started after that recovery, all Completed (the
+                // newest one not Completed is older): the recovery is
+                // history, as when etcd's restore dropped the failed entry.
+                let later: Vec<String> = since
+                    .iter()
+                    .filter(|e| e.started() > t)
+                    .map(|e| e.version.clone())
+                    .collect();
+                if later.is_empty() {
+                    Since::Recovered
+                } else {
+                    Since::Completed { versions: later }
+                }
+            }
             _ => Since::Failed {
                 upgrade: failed.describe(),
             },
@@ -474,6 +499,8 @@ mod tests {
         let good = entry("Completed", T0 + 100, "4.16.3");
         let good2 = entry("Completed", T0 + 200, "4.16.4");
         let bad = entry("Partial", T0 + 300, "4.16.5");
+        let later_good = entry("Completed", T0 + 500, "4.16.6");
+        let later_bad = entry("Partial", T0 + 600, "4.16.7");
         let a_booted = vec![dep(0, 'a', true, true, false)];
         let b_booted = vec![
             dep(0, 'b', true, false, false),
@@ -508,6 +535,8 @@ mod tests {
             ("recovered before it failed", ours(n.clone()), h(vec![&bad, &installed]), Some(T0 + 250), a_back.clone(), Since::Failed { upgrade: bad.describe() }, false),
             ("recovered: the history restored with etcd", ours(n.clone()), h(vec![&installed]), Some(T0 + 400), a_back.clone(), Since::Recovered, true),
             ("recovered, then a good upgrade", ours(n.clone()), h(vec![&good2, &installed]), Some(T0 + 150), b_booted.clone(), Since::Completed { versions: vec!["4.16.4".into()] }, true),
+            ("failed, recovered, then a good upgrade (the failed entry kept)", ours(n.clone()), h(vec![&later_good, &bad, &installed]), Some(T0 + 400), b_booted.clone(), Since::Completed { versions: vec!["4.16.6".into()] }, true),
+            ("failed, recovered, a good upgrade, then a failed one", ours(n.clone()), h(vec![&later_bad, &later_good, &bad, &installed]), Some(T0 + 400), b_booted.clone(), Since::Failed { upgrade: later_bad.describe() }, false),
             ("no newest recorded: the backup's time", ours(None), h(vec![&bad, &installed]), None, b_booted.clone(), Since::Failed { upgrade: bad.describe() }, false),
             ("TALM's backup, a good upgrade", Some(Taken::Talm { created: T0 }), h(vec![&good, &installed]), None, b_booted.clone(), Since::Completed { versions: vec!["4.16.3".into()] }, true),
             ("TALM's backup, a failed upgrade", Some(Taken::Talm { created: T0 }), h(vec![&bad, &installed]), None, b_booted.clone(), Since::Failed { upgrade: bad.describe() }, false),

@@ -97,6 +97,48 @@ pub struct Options {
     pub redo: Option<String>,
 }
 
+impl Options {
+    /// The flags that choose what this run does, as an admin types them
+    /// (not `--dry-run`, nor the waits): what a dry run's plan was made
+    /// with, and what the command that carries it out must carry.
+    pub fn flags(&self) -> String {
+        let mut f: Vec<String> = Vec::new();
+        for (on, flag) in [
+            (self.resume, "--resume"),
+            (self.restart, "--restart"),
+            (self.again, "--again"),
+            (self.step, "--step"),
+            (self.force, "--force"),
+            (self.other_os, "--restore-onto-other-os"),
+            (self.auto_resume, "--auto-resume"),
+        ] {
+            if on {
+                f.push(flag.into());
+            }
+        }
+        match self.etcd_restore {
+            EtcdRestore::Auto => {}
+            EtcdRestore::Script => f.push("--etcd-restore=script".into()),
+            EtcdRestore::Native => f.push("--etcd-restore=native".into()),
+        }
+        if let Some(step) = &self.redo {
+            f.push(format!("--redo {step}"));
+        }
+        f.join(" ")
+    }
+
+    /// The command that carries out what this run (a dry run) planned:
+    /// the same flags without `--dry-run`; a plain `--resume` is the
+    /// documented wrapper's (`state::resume_command`).
+    pub fn command(&self, host: &Host) -> String {
+        match self.flags().as_str() {
+            "" => host.cmd("restore"),
+            "--resume" => state::resume_command(host),
+            f => host.cmd(&format!("restore {f}")),
+        }
+    }
+}
+
 /// The auto-resume unit, installed under /etc so the restored /etc keeps it.
 pub const RESUME_UNIT: &str = "upgrade-recovery-resume.service";
 const RESUME_UNIT_TEXT: &str = include_str!("../../packaging/upgrade-recovery-resume.service");
@@ -446,8 +488,15 @@ impl Plan<'_> {
         if fresh {
             bodies::check_sizes(host, &gen, &m)?;
             checks::require_room(host, &m)?;
+            check_tops(host, &m, &j, &ALL_PHASES, &opts.command(host))?;
             check_parts(host, &gen, &m, &j, &ALL_PHASES, opts.quiet)?;
             bodies::check_os(host, &tools, &m, opts)?;
+            // What restore-etc will warn of (bodies.rs, `excludes`).
+            if let (Some(t), Ok(Some(b))) = (m.tree("etc"), checks::exclude_list(&gen)) {
+                if let Some(d) = checks::exclude_list_changes(&b, &t.excludes) {
+                    log::warn!("{d}");
+                }
+            }
         } else {
             let boot = host.boot_id()?;
             forget_files_after_reboot(&mut j, &boot);
@@ -455,16 +504,15 @@ impl Plan<'_> {
                 if s.after_reboot {
                     check_rebooted(host, &j, opts, &boot)?;
                 }
+                check_tops(host, &m, &j, &[s.phase], &opts.command(host))?;
                 check_parts(host, &gen, &m, &j, &[s.phase], opts.quiet)?;
             }
         }
         Ok(Outcome::DryRun {
             steps: plan(Some(&j)),
-            next: if fresh {
-                host.cmd("restore")
-            } else {
-                state::resume_command(host)
-            },
+            // Exactly what was planned (the hints report: `--restart
+            // --dry-run` named a plain `restore`, refused with exit 3).
+            next: opts.command(host),
         })
     }
 
@@ -868,6 +916,13 @@ impl Ctx<'_> {
     /// Check the backup parts the rest of `phase` reads (one read each);
     /// damage is exit 4 with nothing changed in that phase.
     fn check_phase(&mut self, phase: Phase) -> Result<()> {
+        check_tops(
+            self.host,
+            &self.m,
+            &self.j,
+            &[phase],
+            &state::resume_command(self.host),
+        )?;
         check_parts(
             self.host,
             &self.gen,
@@ -955,6 +1010,27 @@ fn check_parts(
     .into())
 }
 
+/// The tops of the trees that the rest of `phases` restores must be what
+/// the backup found (`checks::tops`): a directory where it recorded one,
+/// the same link where it followed one. Otherwise exit 1 before the first
+/// change of those phases, naming each top, where it leads, and the
+/// commands that put it back; `then` is the command to run after.
+fn check_tops(host: &Host, m: &Manifest, j: &Journal, phases: &[Phase], then: &str) -> Result<()> {
+    let steps: Vec<&str> = phases
+        .iter()
+        .flat_map(|p| checks::remaining(*p, |id| j.is_done(id)))
+        .collect();
+    let problems = checks::tops(host, m, &steps);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "a tree the recovery restores is not what the backup found at its top; nothing was changed (the node now: {}):\n  {}\nNext: put it back as said, then run `{then}`.",
+        describe(j),
+        problems.join("\n  ")
+    )
+}
+
 /// What the node looks like, from the journal, for messages.
 fn describe(j: &Journal) -> String {
     if j.completed.is_empty() {
@@ -986,11 +1062,74 @@ pub fn control_plane(containers: &[crate::node::crictl::Container]) -> BTreeMap<
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A dry run names the command with the flags it was planned with
+    /// (`--dry-run` and the waits left out); a plain `--resume` is the
+    /// wrapper's, as the docs write it.
+    #[test]
+    fn a_dry_runs_command_carries_its_flags() {
+        let o = Options {
+            resume: false,
+            restart: false,
+            again: false,
+            step: false,
+            force: false,
+            other_os: false,
+            dry_run: true,
+            etcd_restore: EtcdRestore::Auto,
+            wait: Duration::from_secs(1),
+            poll: Duration::from_secs(1),
+            quiet: true,
+            auto_resume: false,
+            from_unit: false,
+            redo: None,
+        };
+        let host = Host {
+            root: "/nonexistent-root".into(),
+            dir: "/var/recovery2".into(),
+        };
+        assert_eq!(
+            o.command(&host),
+            "upgrade-recovery --dir /var/recovery2 restore"
+        );
+        let all = Options {
+            resume: true,
+            restart: true,
+            again: true,
+            step: true,
+            force: true,
+            other_os: true,
+            auto_resume: true,
+            etcd_restore: EtcdRestore::Native,
+            redo: Some("redeploy-etcd".into()),
+            ..o.clone()
+        };
+        assert_eq!(
+            all.flags(),
+            "--resume --restart --again --step --force --restore-onto-other-os --auto-resume --etcd-restore=native --redo redeploy-etcd"
+        );
+        let resume = Options {
+            resume: true,
+            ..o.clone()
+        };
+        // No wrapper under this root: the tool itself.
+        assert_eq!(
+            resume.command(&host),
+            "upgrade-recovery --dir /var/recovery2 restore --resume"
+        );
+        let restart = Options { restart: true, ..o };
+        assert_eq!(
+            restart.command(&host),
+            "upgrade-recovery --dir /var/recovery2 restore --restart"
+        );
+    }
+
     /// The auto-resume unit runs the binary of the backup's own dir with
     /// that dir, whatever it is.
     #[test]
     fn the_resume_unit_carries_the_backup_dir() {
-        let t = super::resume_unit_text(std::path::Path::new("/var/recovery2"));
+        let t = resume_unit_text(std::path::Path::new("/var/recovery2"));
         assert!(
             t.contains("ExecStart=/var/recovery2/upgrade-recovery --dir /var/recovery2 restore --resume --from-unit"),
             "{t}"

@@ -383,7 +383,7 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
         );
     }
     let cur = match crate::store::inspect(&dir) {
-        Ok(crate::store::Kind::Empty) => return no_backup(host, os),
+        Ok(crate::store::Kind::Empty) => return no_backup(host, os, verdict),
         Ok(crate::store::Kind::Talm { created }) => {
             let script = host
                 .dir
@@ -458,12 +458,22 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
     let pinned_id = pinned.id();
     let is_pinned = |d: &crate::node::ostree::Deployment| d.is(&pinned_id);
     if !os.deployments.iter().any(is_pinned) {
+        // The last resort completed (`restore --restore-onto-other-os`),
+        // and no upgrade failed since: done, on the OS that runs now.
+        if let (Some(l), false) = (&last, matches!(verdict, Some(Since::Failed { .. }))) {
+            return completed(
+                host,
+                l,
+                &format!("onto the OS that runs now (the deployment the backup pinned, {pinned_name}, is gone)"),
+            );
+        }
+        let (text, next) = pinned_gone(host, &pinned_name);
         return a(
             State::PinnedDeploymentGone {
                 pinned: pinned_name.clone(),
             },
-            format!("the deployment pinned at backup ({pinned_name}) is no longer deployed: the OS cannot be rolled back to it"),
-            "look at the deployments with `ostree admin status`; restoring this backup onto another OS is not a recovery".into(),
+            text,
+            next,
         );
     }
     let Some(active) = os.active() else {
@@ -554,14 +564,19 @@ pub(super) fn damaged(host: &Host, problem: String) -> Assessment {
 /// with its state; else a pinned deployment that is not booted may be what
 /// a backup in a dir not found pinned: say so (a new backup here keeps
 /// pinned deployments).
-fn no_backup(host: &Host, os: Option<&OsState>) -> Assessment {
+///
+/// `verdict` is the lifecycle rule's of that other dir's backup (this dir
+/// has none): `status` reads it as it reads its own (`commands/status.rs`),
+/// so that the summary is that dir's own state (the hints report: "a backup
+/// is ready" where that dir's status said the upgrade failed).
+fn no_backup(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Assessment {
     // A dir with a backup and no recovery: its own state never comes back
     // here (a recovery under way is `recovery_elsewhere`'s, and two dirs
     // only marked in the record would name each other without end).
     let found = super::elsewhere::find(host);
     if let Some(f) = found.found.iter().find(|f| !f.under_way) {
         let there = in_dir(host, &f.dir);
-        let theirs = super::last_failures::apply(&there, procedure(&there, os, None));
+        let theirs = super::last_failures::apply(&there, procedure(&there, os, verdict));
         let state = State::BackupElsewhere { dir: f.dir.clone() };
         let look = state.command(host, "");
         return Assessment::new(
@@ -629,24 +644,51 @@ fn ready(host: &Host, last: Option<LastRecovery>, verdict: Option<&Since>) -> As
         );
     }
     match last {
-        Some(l) => Assessment::new(
-            host,
-            State::RecoveryCompleted {
-                at: l.completed.clone(),
-            },
-            format!(
-                "the recovery completed at {}; the node runs the OS of the backup",
-                l.completed
-            ),
-            format!("nothing to do: check the cluster with `oc get clusteroperators`; before the next upgrade, take a new backup (`{}`)", host.cmd("backup")),
-        ),
+        Some(l) => completed(host, &l, "; the node runs the OS of the backup"),
         None => Assessment::new(
             host,
             State::BackupReady,
             "a backup is ready and the node runs the OS deployment it pinned".into(),
-            format!("nothing to do on a healthy node; if the upgrade failed: `{}`", host.cmd("restore")),
+            format!(
+                "nothing to do on a healthy node; if the upgrade failed: `{}`",
+                host.cmd("restore")
+            ),
         ),
     }
+}
+
+/// A recovery from this backup completed (`last-recovery.json`); `how`
+/// ends the sentence (on which OS).
+fn completed(host: &Host, l: &LastRecovery, how: &str) -> Assessment {
+    let how = if how.starts_with(';') {
+        how.to_string()
+    } else {
+        format!(" {how}")
+    };
+    Assessment::new(
+        host,
+        State::RecoveryCompleted {
+            at: l.completed.clone(),
+        },
+        format!("the recovery completed at {}{how}", l.completed),
+        format!("nothing to do: check the cluster with `oc get clusteroperators`; before the next upgrade, take a new backup (`{}`)", host.cmd("backup")),
+    )
+}
+
+/// The deployment the backup pinned (`pinned`, as messages name it) is no
+/// longer deployed: the one answer `status`, `restore` and `rollback` give
+/// (the state `pinned-deployment-gone`): no rollback can bring it back, and
+/// what is left is the last resort, the backup restored onto the OS that
+/// runs now (`--restore-onto-other-os`; `--force` does not skip the OS
+/// check). (the state's text, its next step)
+pub fn pinned_gone(host: &Host, pinned: &str) -> (String, String) {
+    (
+        format!("the deployment pinned at backup ({pinned}) is no longer deployed: the OS cannot be rolled back to it, and `rollback` has nothing to go back to"),
+        format!(
+            "the only recovery from this backup left is onto the OS that runs now: `{}` restores the backup's files and etcd, taken on another OS version, over this one (look at the deployments first with `ostree admin status`; if files of another OS version are not acceptable, the node must be reinstalled instead)",
+            host.cmd("restore --restore-onto-other-os")
+        ),
+    )
 }
 
 pub fn render_os(os: &OsState) -> String {
