@@ -26,21 +26,6 @@ fn flip(p: &std::path::Path) -> Vec<u8> {
     before
 }
 
-/// The calls to the shims that change the node, from `from` on.
-fn changing_calls(sb: &Sandbox, from: usize) -> Vec<String> {
-    sb.calls()[from..]
-        .iter()
-        .filter(|c| {
-            !(c.starts_with("getenforce")
-                || c.starts_with("rpm-ostree status")
-                || c.starts_with("systemctl is-")
-                || c.starts_with("crictl ps")
-                || is_api_read(c))
-        })
-        .cloned()
-        .collect()
-}
-
 fn journal(sb: &Sandbox) -> PathBuf {
     sb.root().join("var/recovery/journal.json")
 }

@@ -74,20 +74,6 @@ fn default_deployment(sb: &Sandbox) -> String {
     sb.sh("rpm-ostree status --json | jq -r '.deployments[0] | .checksum + \".\" + (.serial|tostring)'").trim().to_string()
 }
 
-fn changing_calls(sb: &Sandbox, from: usize) -> Vec<String> {
-    sb.calls()[from..]
-        .iter()
-        .filter(|c| {
-            !(c.starts_with("getenforce")
-                || c.starts_with("rpm-ostree status")
-                || c.starts_with("systemctl is-")
-                || c.starts_with("crictl ps")
-                || is_api_read(c))
-        })
-        .cloned()
-        .collect()
-}
-
 fn journal(sb: &Sandbox) -> PathBuf {
     sb.root().join("var/recovery/journal.json")
 }

@@ -290,6 +290,21 @@ pub fn is_api_read(call: &str) -> bool {
     call.starts_with("oc ") && call.contains(" get ")
 }
 
+/// The calls to the shims that change the node, from `from` on.
+pub fn changing_calls(sb: &Sandbox, from: usize) -> Vec<String> {
+    sb.calls()[from..]
+        .iter()
+        .filter(|c| {
+            !(c.starts_with("getenforce")
+                || c.starts_with("rpm-ostree status")
+                || c.starts_with("systemctl is-")
+                || c.starts_with("crictl ps")
+                || is_api_read(c))
+        })
+        .cloned()
+        .collect()
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = Command::new(project().join("scripts/sandbox.sh"))
