@@ -259,16 +259,12 @@ impl Shape {
         let parent = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
         let in_walk = self.chain.last().is_some_and(|&(len, _)| len == parent);
         if in_walk || whole {
-            match cmp_paths(&self.prev, path) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => {
-                    bail!("entry {name:?} appears twice (a backup writes each path once)")
-                }
-                std::cmp::Ordering::Greater => bail!(
-                    "entry {name:?} is out of order after {:?} (a backup writes each directory's names in sorted order, after the directory)",
-                    short(&self.prev)
-                ),
-            }
+            in_order(
+                cmp_paths(&self.prev, path),
+                &name,
+                &self.prev,
+                "each directory's names in sorted order, after the directory",
+            )?;
         }
         if !in_walk {
             if let Some(&(len, _)) = self.chain.last() {
@@ -312,16 +308,12 @@ impl Shape {
     fn check_listed(&mut self, path: &[u8], kind: Seen) -> Result<()> {
         let name = short(path);
         if !self.listed.is_empty() {
-            match self.listed.as_slice().cmp(path) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => {
-                    bail!("entry {name:?} appears twice (a backup writes each path once)")
-                }
-                std::cmp::Ordering::Greater => bail!(
-                    "entry {name:?} is out of order after {:?} (a backup writes the listed paths in sorted order)",
-                    short(&self.listed)
-                ),
-            }
+            in_order(
+                self.listed.as_slice().cmp(path),
+                &name,
+                &self.listed,
+                "the listed paths in sorted order",
+            )?;
         }
         while let Some(&(len, _)) = self.listed_chain.last() {
             if path.starts_with(&self.listed[..len]) {
@@ -349,6 +341,21 @@ impl Shape {
         self.listed.extend_from_slice(path);
         self.listed_chain.push((path.len(), kind));
         Ok(())
+    }
+}
+
+/// An entry against the one before it (`ord`: the earlier one's order to
+/// it): after it, never equal (a duplicate), never before it.
+fn in_order(ord: std::cmp::Ordering, name: &str, prev: &[u8], how: &str) -> Result<()> {
+    match ord {
+        std::cmp::Ordering::Less => Ok(()),
+        std::cmp::Ordering::Equal => {
+            bail!("entry {name:?} appears twice (a backup writes each path once)")
+        }
+        std::cmp::Ordering::Greater => bail!(
+            "entry {name:?} is out of order after {:?} (a backup writes {how})",
+            short(prev)
+        ),
     }
 }
 

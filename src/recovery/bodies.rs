@@ -408,7 +408,7 @@ impl Ctx<'_> {
         self.sub("manifest-aside", |c| {
             if manifest.exists() {
                 std::fs::create_dir_all(aside.parent().unwrap())?;
-                durable::move_path("manifest-aside", &manifest, &aside, c.tools.command("cp")?)
+                durable::move_path("manifest-aside", &manifest, &aside, &c.tools)
                     .context("moving the etcd manifest aside")?;
             } else if !aside.exists() {
                 bail!(
@@ -453,17 +453,12 @@ impl Ctx<'_> {
                     std::fs::rename(&saved, &old)?;
                 }
                 std::fs::create_dir_all(saved.parent().unwrap())?;
-                durable::move_path("member-saved", &member, &saved, c.tools.command("cp")?)
+                durable::move_path("member-saved", &member, &saved, &c.tools)
                     .context("moving the etcd data aside")?;
             }
             if rev_json.exists() {
-                durable::move_path(
-                    "member-saved",
-                    &rev_json,
-                    &rev_saved,
-                    c.tools.command("cp")?,
-                )
-                .context("moving revision.json beside the saved data")?;
+                durable::move_path("member-saved", &rev_json, &rev_saved, &c.tools)
+                    .context("moving revision.json beside the saved data")?;
             }
             if let Ok(rd) = std::fs::read_dir(&data) {
                 for e in rd.flatten() {
@@ -474,10 +469,9 @@ impl Ctx<'_> {
                         Ok(_) => std::fs::remove_file(&to)?,
                         Err(_) => {}
                     }
-                    durable::move_path("member-saved", &e.path(), &to, c.tools.command("cp")?)
-                        .with_context(|| {
-                            format!("moving {} out of the etcd data dir", e.path().display())
-                        })?;
+                    durable::move_path("member-saved", &e.path(), &to, &c.tools).with_context(
+                        || format!("moving {} out of the etcd data dir", e.path().display()),
+                    )?;
                 }
             }
             // Durable: the renames, in both parent dirs.
@@ -527,13 +521,8 @@ impl Ctx<'_> {
                 std::fs::remove_dir_all(&member)?;
             }
             std::fs::create_dir_all(&data)?;
-            durable::move_path(
-                "snapshot-restored",
-                &tmp.join("member"),
-                &member,
-                c.tools.command("cp")?,
-            )
-            .context("moving the restored member into place")?;
+            durable::move_path("snapshot-restored", &tmp.join("member"), &member, &c.tools)
+                .context("moving the restored member into place")?;
             std::fs::remove_dir_all(&tmp)?;
             // The restore pod copies revision.json back, for a second restore.
             if text.is_some() {
@@ -563,7 +552,7 @@ impl Ctx<'_> {
         // 6. etcd back: its manifest into the manifests dir.
         self.sub("manifest-back", |c| {
             if aside.exists() {
-                durable::move_path("manifest-back", &aside, &manifest, c.tools.command("cp")?)
+                durable::move_path("manifest-back", &aside, &manifest, &c.tools)
                     .context("putting the etcd manifest back")?;
             }
             // Durable: the rename, in both parent dirs.

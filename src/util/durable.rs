@@ -76,7 +76,12 @@ pub fn each_fs<'a>(step: &str, paths: impl IntoIterator<Item = &'a Path>) -> Res
 /// `from` removed. A crash half way leaves `from` whole (and at most the
 /// temporary copy, replaced by the next try), or `to` whole with `from`
 /// whole or gone: never neither. Both parent dirs are synced on return.
-pub fn move_path(step: &str, from: &Path, to: &Path, cp: std::process::Command) -> Result<()> {
+pub fn move_path(
+    step: &str,
+    from: &Path,
+    to: &Path,
+    tools: &crate::node::cmd::Tools,
+) -> Result<()> {
     let dir_of = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
     match std::fs::rename(from, to) {
         Ok(()) => {}
@@ -88,7 +93,7 @@ pub fn move_path(step: &str, from: &Path, to: &Path, cp: std::process::Command) 
                 Ok(_) => std::fs::remove_file(&tmp)?,
                 Err(_) => {}
             }
-            let mut cp = cp;
+            let mut cp = tools.command("cp")?;
             cp.arg("-a").arg("--").arg(from).arg(&tmp);
             crate::node::cmd::run(&mut cp).with_context(|| {
                 format!(
