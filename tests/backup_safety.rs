@@ -477,3 +477,57 @@ fn a_damaged_backup_of_the_previous_cycle_is_replaced_and_said() {
     );
     assert_eq!(sb.run(&["verify"]).0, 0);
 }
+
+/// Found by the VM lane's soak (session 7): a backup refused for room
+/// named the command to run again without the flags it was given. On a node
+/// whose backup the lifecycle rule keeps (an upgrade that did not
+/// complete), that command (`backup` without `--replace-backup`) is refused
+/// for another reason: a dead end. The command named now repeats the run's
+/// flags, and works once there is room.
+#[test]
+fn a_backup_refused_for_room_names_the_command_with_its_flags() {
+    let sb = Sandbox::new();
+    let mnt = small_ext4(&sb, "/var/small", 64);
+    let (code, out, err) = sb.run(&["--dir", "/var/small", "backup", "--min-free", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    common::recovery::record_failed_upgrade(&sb, 9);
+    sh(&format!(
+        "fallocate -l {} {}/filler",
+        avail(&mnt).saturating_sub(256 << 10),
+        q(&mnt)
+    ));
+    let before = listing(&mnt);
+    let (code, out, err) = sb.run(&[
+        "--dir",
+        "/var/small",
+        "backup",
+        "--replace-backup",
+        "--min-free",
+        "8M",
+        "--level",
+        "4",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let want = "then run `upgrade-recovery --dir /var/small backup --min-free 8388608 --level 4 --replace-backup`";
+    assert!(err.contains(want), "{want:?} in:\n{err}");
+    assert_eq!(listing(&mnt), before, "a refused backup changed the dir");
+    // Without the flag the lifecycle rule refuses: the flag is needed.
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    let (code, out, err) = sb.run(&["--dir", "/var/small", "backup", "--min-free", "8388608"]);
+    assert_ne!(
+        code, 0,
+        "the lifecycle rule let a plain backup replace the kept one: {out}{err}"
+    );
+    // The command named works.
+    let (code, out, err) = sb.run(&[
+        "--dir",
+        "/var/small",
+        "backup",
+        "--min-free",
+        "8388608",
+        "--level",
+        "4",
+        "--replace-backup",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -60,6 +60,44 @@ pub struct Options {
     pub dry_run: bool,
 }
 
+impl Options {
+    /// The flags that choose what this run does, as an admin types them
+    /// (not `--dry-run`): what the command to run again must carry, so that
+    /// it is refused or accepted as this run was (`--replace-backup` over a
+    /// backup the lifecycle rule keeps).
+    pub fn flags(&self) -> String {
+        let mut f: Vec<String> = Vec::new();
+        if self.min_free != 10 << 30 {
+            f.push(format!("--min-free {}", self.min_free));
+        }
+        if let Some(n) = self.threads {
+            f.push(format!("--threads {n}"));
+        }
+        if self.level != 3 {
+            f.push(format!("--level {}", self.level));
+        }
+        if self.etcd == EtcdMode::Script {
+            f.push("--etcd-backup script".into());
+        }
+        if self.etcd_timeout != Duration::from_secs(180) {
+            f.push(format!("--etcd-timeout {}s", self.etcd_timeout.as_secs()));
+        }
+        if !self.nice {
+            f.push("--no-nice".into());
+        }
+        if self.with_images && self.images.is_empty() {
+            f.push("--with-images".into());
+        }
+        for i in &self.images {
+            f.push(format!("--image {}", crate::node::cmd::quote(i)));
+        }
+        if self.replace_backup {
+            f.push("--replace-backup".into());
+        }
+        f.join(" ")
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Part {
     pub name: String,

@@ -365,11 +365,13 @@ fn previous_bytes(host: &Host, dir: &Path) -> Result<(u64, Vec<(String, u64)>)> 
 
 /// The backup command to run again, with the margin the admin chose
 /// (`--min-free`, when not the default 10 GiB).
+/// The command that runs this backup again, with the flags it was given.
 fn again(host: &Host, opts: &Options) -> String {
-    if opts.min_free == 10 << 30 {
+    let flags = opts.flags();
+    if flags.is_empty() {
         host.cmd("backup")
     } else {
-        host.cmd(&format!("backup --min-free {}", opts.min_free))
+        host.cmd(&format!("backup {flags}"))
     }
 }
 

@@ -107,6 +107,12 @@ fn describe(cmd: &Command) -> String {
     s
 }
 
+/// `a` as a shell word: as it is when it needs no quoting, else in single
+/// quotes.
+pub fn quote(a: &str) -> String {
+    shell_quote(OsStr::new(a))
+}
+
 fn shell_quote(a: &OsStr) -> String {
     let s = a.to_string_lossy();
     if !s.is_empty()
