@@ -531,3 +531,60 @@ fn a_backup_refused_for_room_names_the_command_with_its_flags() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Found by the VM lane's soak (session 7): libostree's pin is not durable
+/// when `ostree admin pin` returns (the origin file's rename is not synced:
+/// ostreedev/ostree `ostree_sysroot_write_origin_file`); a power cut right
+/// after an unpin came back with the deployment pinned. Each pin and unpin
+/// of a backup is followed by a syncfs of the sysroot before the next step
+/// (the next fault point), so the backup never becomes current naming a
+/// pin the disk does not hold (with /var on a disk of its own the syncfs
+/// before the switch does not reach the sysroot). Old code: no sync there.
+#[test]
+fn each_pin_and_unpin_is_synced_before_the_next_step() {
+    let sb = Sandbox::with_profile("rhcos");
+    let log = sb.dir.path().join("sync.log");
+    let run = |what: &str| {
+        let _ = std::fs::remove_file(&log);
+        let o = sb
+            .command(&["backup", "--min-free", "0"])
+            .env("UPGRADE_RECOVERY_SYNC_LOG", &log)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::read_to_string(&log).unwrap_or_default()
+    };
+    let synced_before = |text: &str, point: &str| {
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == format!("point {point}"))
+            .unwrap_or_else(|| panic!("no fault point {point}:\n{text}"));
+        let start = lines[..at]
+            .iter()
+            .rposition(|l| l.starts_with("point "))
+            .map_or(0, |i| i + 1);
+        let want = format!(
+            "sync backup:os syncfs {}",
+            sb.root().join("sysroot").display()
+        );
+        assert!(
+            lines[start..at].iter().any(|l| *l == want),
+            "{point}: no {want:?} since the previous point:\n{}",
+            lines[start..=at].join("\n")
+        );
+    };
+    // The first backup pins the booted deployment.
+    synced_before(&run("first"), "backup:os:pinned");
+    // After an upgrade that went well, the next one pins the new booted
+    // deployment and, once current, unpins the previous one.
+    upgrade(&sb, "4.16.1", "416.94.202401010000-0");
+    let text = run("second");
+    synced_before(&text, "backup:os:pinned");
+    synced_before(&text, "backup:release:unpinned");
+}

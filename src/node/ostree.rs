@@ -497,6 +497,22 @@ fn admin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
     cmd::run_text(&mut c)
 }
 
+/// `ostree admin pin [--unpin]`, made durable before it returns. libostree
+/// writes the pin into the deployment's origin file with
+/// `GLNX_FILE_REPLACE_DATASYNC_NEW` (ostreedev/ostree
+/// `src/libostree/ostree-sysroot-deploy.c`, `ostree_sysroot_write_origin_file`):
+/// the file's data is synced, the rename that puts it in place is not, and
+/// nothing syncs the sysroot after it (an undeploy does: its
+/// `full_system_sync`). A power cut in the VM lane right after an unpin came
+/// back with the deployment pinned. The backup becomes current, and names the
+/// pinned deployment as its way back, only after this returns; with /var on a
+/// disk of its own, the syncfs before the switch does not reach the sysroot.
+fn pin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
+    let out = admin(host, tools, args)?;
+    crate::util::durable::fs_of("backup:os", &host.sysroot())?;
+    Ok(out)
+}
+
 /// Make `c` run in a private mount namespace where the read-only mounts
 /// that hold the node's `/boot` and `/sysroot` are writable.
 pub fn writable_boot(c: &mut std::process::Command, host: &Host) -> Result<()> {
@@ -629,7 +645,7 @@ pub fn keep_only_active(
         .context("ostree admin status lists no deployment")?;
     let keep = active.id();
     if !active.pinned {
-        admin(host, tools, &["pin".into(), active.index.to_string()])?;
+        pin(host, tools, &["pin".into(), active.index.to_string()])?;
     }
     let pinned_now = |host: &Host| -> Result<Deployment> {
         read(host, tools)?
@@ -672,7 +688,7 @@ pub fn keep_only_active(
                 victim.short(),
                 victim.index
             );
-            admin(
+            pin(
                 host,
                 tools,
                 &["pin".into(), "--unpin".into(), victim.index.to_string()],
