@@ -6,7 +6,8 @@
 #   scripts/vm.sh ci                 the procedure, then >= 5 power cuts at
 #                                    recovery steps chosen anew; last line vm: P/N
 #   scripts/vm.sh soak               power cuts at every step, etcd sub-step,
-#                                    backup generation-switch step, and at random instants
+#                                    backup generation-switch step, and at random
+#                                    instants, and dmlog; its counts, last line vm: P/N
 #   scripts/vm.sh start DIR [ENTRY]  a VM in DIR, booted on BLS entry ENTRY (0 default)
 #   scripts/vm.sh exec DIR SCRIPT    run SCRIPT (bash) in it as root
 #   scripts/vm.sh reboot DIR         reboot from inside, boot the default entry
@@ -20,6 +21,8 @@
 # Environment: VM_CACHE (default /var/cache/upgrade-recovery-vm), VM_ACCEL
 # (default kvm where usable, else tcg), VM_CUTS (ci: how many cuts, 5),
 # VM_CHAIN (cuts a cycle: ci 5, soak 1), VM_POINTS (these points, not a random draw),
+# VM_SOAK_PARTS (soak: "recovery random | backup etcd dmlog"; | runs groups at once),
+# VM_BUDGET (soak: no new cycle after that many seconds), VM_RANDOM_CUTS (10),
 # VM_KEEP=1 (keep run dirs), VM_SEED (the random choices),
 # VM_FRESH_CHECKPOINT=1 (make the cached checkpoint anew).
 # Needs root. See docs/vm.md.
@@ -46,5 +49,5 @@ case $cmd in
   soak) lane_soak ;;
   dmlog) dmlog_run ;;
   dmlog-check) dmlog_check "${1:?dmlog-check needs a kept dmlog run dir}" ;;
-  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -248,10 +248,21 @@ lane_random() { openssl enc -aes-256-ctr -pass pass:"$1" -nosalt </dev/zero 2>/d
 # Points in the recovery's order (the order lane_recovery_points prints).
 lane_in_order() { grep -Fxf <(cat) <(lane_recovery_points); }
 
-# The backup's generation switch (src/store/mod.rs, src/backup/*.rs).
+# The backup's generation switch (src/store/mod.rs, src/backup/*.rs): the
+# literal points, and those named per tree (`backup:{name}`, the trees of
+# src/backup/trees.rs) and per documented path of the backup dir
+# (`convert:link:{name}`, `convert:exchanged:{name}` for the flat `cluster/`
+# dir: src/store/layout.rs STABLE, in its order).
 lane_backup_points() {
   grep -rhoE 'fault::point\("(backup|switch|convert):[a-z:-]+"\)' "$vm_proj/src" | sed 's/.*("\(.*\)")/\1/' | sort -u
   grep -rhoE 'fault::point\(&format!\("backup:\{name\}"' "$vm_proj/src" >/dev/null && printf 'backup:%s\n' etc local kubelet
+  local l=$vm_proj/src/store/layout.rs n v
+  for n in $(sed -n 's/^pub const STABLE: \[&str; [0-9]*\] = \[\(.*\)\];$/\1/p' "$l" | tr -d ' ' | tr , ' '); do
+    v=$(sed -n "s/^pub const $n: &str = \"\\(.*\\)\";\$/\\1/p" "$l")
+    [ -n "$v" ] || vm_die "no value for $n in $l"
+    [ "$n" != CLUSTER ] || echo "convert:exchanged:$v"
+    echo "convert:link:$v"
+  done
 }
 
 # A power cut at a random instant of the files phase (after DELAY s), then
@@ -278,20 +289,101 @@ lane_cut_random() { # $1 delay (s, decimal)
 # node rolled back and not recovered, where the lifecycle rule refuses a
 # plain backup (src/recovery/lifecycle.rs); `--replace-backup` is the
 # admin's "this node is the new baseline", and runs the same switch.
+# Some points need another starting layout, made from the checkpoint
+# before the backup (lane_backup_setup); their checks add to the above.
 lane_cut_backup() { # $1 point
-  local p=$1 r rc=0
+  local p=$1 r rc=0 args
   r=$(lane_run "bcut-${p//:/_}" "$LANE_CK")
   lane_start "$r"
-  lane_x "$r" "UPGRADE_RECOVERY_PAUSE_AT=$p upgrade-recovery backup --replace-backup" || rc=$?
+  lane_backup_setup "$r" "$p" || { vm_log "cut $p: the setup failed"; vm_stop "$r"; vm_log "kept $r"; return 1; }
+  args=$LANE_BARGS
+  lane_x "$r" "UPGRADE_RECOVERY_PAUSE_AT=$p upgrade-recovery backup --replace-backup$args" || rc=$?
   if [ $rc != 252 ]; then vm_log "cut $p: never reached ($rc)"; lane_done "$r"; return 2; fi
   vm_boot "$r"
   rc=0
+  lane_backup_after "$r" "$p" "$args" || rc=1
   lane_x "$r" "upgrade-recovery verify" || rc=1
   lane_step "$r" state || rc=1
   grep -q '^backup-ready' "$r/last.out" || rc=1
+  lane_backup_final "$r" "$p" || rc=1
   vm_log "cut $p: $( [ $rc = 0 ] && echo "backup intact" || echo DIVERGED )"
   if [ $rc = 0 ]; then lane_done "$r"; else vm_log "kept $r"; vm_stop "$r"; fi
   return $rc
+}
+
+# The layout a point needs; the backup's extra arguments in LANE_BARGS.
+# - convert:*: the flat layout of the release before generations (every
+#   file in the backup dir, as tests/generations.rs `flatten` makes it),
+#   which the next backup converts first; it must verify as it is.
+# - backup:removed-previous: a backup dir short of room, so that the new
+#   backup fits only once the previous one is gone (src/backup/space.rs
+#   `Space::decide`): `--min-free` set from the dry run's own figures to
+#   free - estimate + previous/2. An admin's file beside the backup, which
+#   must survive (`store::owned_and_foreign`).
+# - backup:release:*: the node booted into the upgrade's deployment, made
+#   the default again (`rpm-ostree rollback` undoes the rollback: the
+#   shim's rule is rpm-ostree's), as after an upgrade that went well, so
+#   the new backup pins it and, once current, unpins and undeploys the one
+#   the previous backup pinned.
+LANE_BARGS=
+lane_backup_setup() { # $1 run dir $2 point
+  local r=$1 p=$2 m
+  LANE_BARGS=
+  case $p in
+    convert:*)
+      lane_x "$r" 'cd /var/recovery && g=$(readlink current) && rm -f current manifest.json cluster etc.exclude.list upgrade-recovery upgrade-recovery.sh && mv "$g"/* . && rmdir "$g" && ls -la && upgrade-recovery verify' >/dev/null || return 1 ;;
+    backup:removed-previous)
+      lane_x "$r" 'echo "kept by the admin" > /var/recovery/admin-notes.txt
+upgrade-recovery --output json backup --replace-backup --dry-run --min-free 0 > /tmp/dry.json
+python3 -c "import json; s = json.load(open(\"/tmp/dry.json\"))[\"space\"]; print(s[\"free\"] - s[\"estimate\"] + s[\"previous\"] // 2)"' >/dev/null || return 1
+      m=$(tail -1 "$r/last.out")
+      [ "$m" -gt 0 ] 2>/dev/null || { vm_log "cut $p: no margin from the dry run ($m)"; return 1; }
+      lane_x "$r" "upgrade-recovery backup --replace-backup --dry-run --min-free $m" >/dev/null || return 1
+      grep -q 'REMOVE THE PREVIOUS BACKUP' "$r/last.out" || { vm_log "cut $p: the dry run with --min-free $m would not remove the previous backup"; return 1; }
+      LANE_BARGS=" --min-free $m" ;;
+    backup:release:*)
+      lane_x "$r" 'rpm-ostree rollback && ostree admin status' >/dev/null || return 1
+      vm_reboot "$r"
+      lane_step "$r" "booted 417.94.2" >/dev/null || return 1
+      lane_x "$r" 'ostree admin status' >/dev/null || return 1 ;;
+  esac
+}
+
+# After the boot, before the common checks: what the point's layout asks.
+# - backup:removed-previous: the node has no backup (the previous one
+#   stopped being one before anything was removed); status says so and
+#   names `upgrade-recovery backup`, which must then succeed.
+# - backup:release:unpinned: the deployment unpinned is not pinned.
+lane_backup_after() { # $1 run dir $2 point $3 the backup's extra arguments
+  local r=$1 p=$2 args=$3
+  case $p in
+    backup:removed-previous)
+      # What status names, as it names it (the margin of the cut run does
+      # not hold here: the boot's journal and etcd took some of the room).
+      lane_step "$r" state || return 1
+      vm_log "  after the cut: $(head -1 "$r/last.out")"
+      grep -q $'^no-backup\tupgrade-recovery backup$' "$r/last.out" || return 1
+      lane_x "$r" "upgrade-recovery backup" || return 1 ;;
+    backup:release:unpinned)
+      # The unpin is on disk (the tool syncs the sysroot after it; ostree
+      # alone did not: the first soak's cut came back with it pinned).
+      lane_x "$r" 'ostree admin status | awk "/^[* ] rhcos /{v=0} /Version: 416.94.1/{v=1} v && /Pinned: yes/{bad=1} END{exit bad}"' || { vm_log "  the unpin of 416.94.1 did not survive the power cut"; return 1; } ;;
+  esac
+}
+
+# After the common checks.
+# - backup:removed-previous: the admin's file is intact.
+# - backup:release:*: the booted deployment is pinned; the same backup run
+#   again finishes the release: one deployment left, the booted one.
+lane_backup_final() { # $1 run dir $2 point
+  local r=$1 p=$2
+  case $p in
+    backup:removed-previous)
+      lane_x "$r" 'test "$(cat /var/recovery/admin-notes.txt)" = "kept by the admin"' ;;
+    backup:release:*)
+      lane_x "$r" 'ostree admin status; ostree admin status | grep -A4 "^\* " | grep -q "Pinned: yes"' || return 1
+      lane_x "$r" 'upgrade-recovery backup --replace-backup && ostree admin status && test "$(ostree admin status | grep -c "^[* ] rhcos ")" = 1' ;;
+  esac
 }
 
 LANE_RUN=0 LANE_OK=0 LANE_BAD=0 LANE_SKIPPED=0
@@ -344,40 +436,87 @@ lane_ci() {
   [ "$LANE_OK" = "$LANE_RUN" ] && [ "$LANE_RUN" -gt 0 ]
 }
 
-# Every recovery fault point (VM_CHAIN at a time, default 1: one cut a
-# cycle), every point of the backup's generation switch, and VM_RANDOM_CUTS
-# cuts at random instants of the files phase.
+# The soak: every recovery fault point (VM_CHAIN at a time, default 1: one
+# cut a cycle), the 6 etcd sub-steps of the native restore, every point of
+# the backup's generation switch (from the layouts they need), VM_RANDOM_CUTS
+# cuts at random instants of the files phase, and `dmlog` (every flush/FUA
+# point below the file system). VM_SOAK_PARTS names the parts; `|` separates
+# groups run at once, each by a process of its own with its own VMs (one
+# vCPU each: on a 2-core host two groups use both cores), in the order
+# given within a group. Its last lines: the counts of each part, and
+# `vm: P/N` (cycles and backup cuts intact / run; dmlog's points apart).
+LANE_SOAK_DEFAULT="recovery random | backup etcd dmlog"
 lane_soak() {
   vm_build
-  local t0 rc p part btried=0 bok=0 bmiss=0 rand=0
+  local t0 g i=0 rc=0 dir f
   t0=$(vm_now)
-  lane_checkpoint
-  RANDOM=${VM_SEED:-$$}
-  # VM_SOAK_PARTS: which parts, in which order (default all three).
-  for part in ${VM_SOAK_PARTS:-recovery backup random}; do
+  local parts=${VM_SOAK_PARTS:-$LANE_SOAK_DEFAULT}
+  case $parts in *recovery*|*etcd*|*backup*|*random*) lane_checkpoint ;; esac
+  local seed=${VM_SEED:-$$}
+  vm_log "soak: seed $seed (VM_SEED=$seed repeats its choices); parts: $parts"
+  dir=$(mktemp -d "$VM_RUNS/soak.XXXX")
+  local IFS_=$IFS
+  IFS='|'; local groups=($parts); IFS=$IFS_
+  for g in "${groups[@]}"; do
+    i=$((i + 1))
+    ( VM_LIVE=; trap vm_stop_all EXIT; lane_soak_group "$seed.$i" $g > "$dir/counts.$i" ) 2> >(sed -u "s/^/[$i] /" >&2) &
+  done
+  wait || true
+  cat "$dir"/counts.* > "$dir/all"
+  [ "$LANE_CK_OWN" = 0 ] || lane_done "$LANE_CK"
+  # Sum the groups' counters (lane_soak_group's last line each).
+  local sum; sum=$(awk '$1 == "counts" { for (i = 2; i <= NF; i++) s[i] += $i; n = NF } END { for (i = 2; i <= n; i++) printf "%d ", s[i] }' "$dir/all")
+  # shellcheck disable=SC2086
+  set -- $sum
+  [ $# = 14 ] || { grep -v '^counts' "$dir/all"; vm_log "soak: a group did not finish (kept $dir)"; echo "vm: 0/1"; return 1; }
+  grep -v '^counts' "$dir/all" || true
+  vm_log "soak: $(vm_took "$t0") (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "vm soak: recovery cycles $1 (converged $2, diverged $3) with $4 cuts at points and ${7} at random instants, not reached $5;" \
+    "backup switch cuts tried $8, intact $9, diverged $(( $8 - $9 )), not reached ${10}; points skipped (VM_BUDGET) $6;" \
+    "dmlog points ${11}, converged ${12}, refused ${13}, failed ${14}"
+  echo "vm: $(( $2 + $9 ))/$(( $1 + $8 ))"
+  rm -rf "$dir"
+  [ "$3" = 0 ] && [ "$8" = "$9" ] && [ "${14}" = 0 ] && [ "$(( $1 + $8 + ${11} ))" -gt 0 ]
+}
+
+# One group of soak parts, in order; prints each part's result and, last,
+# `counts` and its 14 counters (summed by lane_soak).
+lane_soak_group() { # $1 seed, then parts
+  local seed=$1 p part rc btried=0 bok=0 bmiss=0 rand=0 dp=0 dc=0 dr=0 df=0 t0 out; shift
+  RANDOM=${seed%%.*}
+  for part; do
+    t0=$(vm_now)
     case $part in
       recovery)
-        VM_CHAIN=${VM_CHAIN:-1} lane_chains soak < <(lane_recovery_points | shuf --random-source=<(lane_random "${VM_SEED:-$$}"))
-        vm_log "soak: recovery points: $LANE_CUTS cut, $LANE_OK/$LANE_RUN cycles converged ($(vm_took "$t0"))" ;;
+        VM_CHAIN=${VM_CHAIN:-1} lane_chains soak < <(lane_recovery_points | shuf --random-source=<(lane_random "$seed"))
+        echo "soak recovery: $LANE_CUTS cut, not reached $LANE_MISSED, $LANE_OK/$LANE_RUN cycles converged ($(vm_took "$t0")); cut at:$LANE_CUT_LIST; not reached:${LANE_MISSED_LIST:- none}" ;;
+      etcd)
+        # The native restore's sub-steps, in one cycle of cuts in turn.
+        local c0=$LANE_CUTS o0=$LANE_OK r0=$LANE_RUN
+        VM_ETCD_NATIVE=1 VM_CHAIN=${VM_ETCD_CHAIN:-6} lane_chains etcd < <(VM_ETCD_NATIVE=1 lane_recovery_points | grep '^restore-etcd:')
+        echo "soak etcd: $((LANE_CUTS - c0)) sub-step cuts, $((LANE_OK - o0))/$((LANE_RUN - r0)) cycles converged ($(vm_took "$t0"))" ;;
       backup)
         for p in $(lane_backup_points); do
           lane_budget_left || { bmiss=$((bmiss + 1)); continue; }
           rc=0; lane_cut_backup "$p" || rc=$?
-          case $rc in 2) bmiss=$((bmiss + 1)) ;; 0) btried=$((btried + 1)); bok=$((bok + 1)) ;; *) btried=$((btried + 1)) ;; esac
+          case $rc in 2) bmiss=$((bmiss + 1)) ;; 0) btried=$((btried + 1)); bok=$((bok + 1)) ;; *) btried=$((btried + 1)); echo "soak backup: DIVERGED at $p" ;; esac
           vm_log "so far: backup switch cuts $btried, intact $bok, not reached $bmiss"
-        done ;;
+        done
+        echo "soak backup: cuts $btried, intact $bok, not reached or skipped $bmiss ($(vm_took "$t0"))" ;;
       random)
         for _ in $(seq "${VM_RANDOM_CUTS:-10}"); do
           lane_budget_left || { LANE_SKIPPED=$((LANE_SKIPPED + 1)); continue; }
           rand=$((rand + 1))
           rc=0; lane_cut_random "$(awk -v s="$RANDOM" 'BEGIN{srand(s); printf "%.1f", rand()*20}')" || rc=$?; lane_count $rc
-        done ;;
+        done
+        echo "soak random: $rand cuts ($(vm_took "$t0"))" ;;
+      dmlog)
+        out=$( (VM_LIVE=; trap vm_stop_all EXIT; dmlog_run) ) || true
+        printf '%s\n' "$out" | grep '^dmlog' | sed 's/^/soak /'
+        read -r dp dc dr df < <(printf '%s\n' "$out" | sed -n 's/^dmlog: points \([0-9]*\), converged \([0-9]*\), refused \([0-9]*\), failed \([0-9]*\)$/\1 \2 \3 \4/p' | tail -1)
+        [ -n "$df" ] || { echo "soak dmlog: did not finish"; dp=1 dc=0 dr=0 df=1; } ;;
+      *) vm_die "soak: unknown part $part (recovery, etcd, backup, random, dmlog)" ;;
     esac
   done
-  [ $LANE_CK_OWN = 0 ] || lane_done "$LANE_CK"
-  vm_log "soak: $(vm_took "$t0") (load $(cut -d' ' -f1-3 /proc/loadavg)); cuts at:$LANE_CUT_LIST; not reached:${LANE_MISSED_LIST:- none}"
-  echo "vm soak: recovery cycles $LANE_RUN (converged $LANE_OK, diverged $LANE_BAD) with $LANE_CUTS cuts at points and $rand at random instants, not reached $LANE_MISSED;" \
-    "backup switch cuts tried $btried, intact $bok, diverged $((btried - bok)), not reached or skipped $bmiss; points skipped (VM_BUDGET) $LANE_SKIPPED"
-  echo "vm: $((LANE_OK + bok))/$((LANE_RUN + btried))"
-  [ "$LANE_BAD" = 0 ] && [ "$bok" = "$btried" ]
+  echo "counts $LANE_RUN $LANE_OK $LANE_BAD $LANE_CUTS $LANE_MISSED $LANE_SKIPPED $rand $btried $bok $bmiss $dp $dc $dr $df"
 }

@@ -243,7 +243,13 @@ vm_boot() { # $1 run dir [$2 entry]: start and wait for the agent
 
 # The power cut: SIGKILL of qemu; the disks have cache=none, so what the
 # guest had not flushed is lost as on a real node.
-vm_cut() { local p; p=$(cat "$1/qemu.pid"); kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; }
+# A qemu this shell did not start (another soak group's subshell did) is not
+# its child: `wait` returns at once, so wait until it is gone (its disks'
+# locks with it) before a new qemu opens them.
+vm_cut() {
+  local p i; p=$(cat "$1/qemu.pid"); kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null || true
+  for i in $(seq 100); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+}
 
 # Run a script in the guest as root; its stdout/stderr go to ours (stderr
 # also to $r/last.err). Returns its exit code, or 250 qemu exited,
