@@ -291,7 +291,18 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
         }
     }
     // Programs first: a missing one is named before anything changes.
-    let etcd_mode = match opts.etcd_restore {
+    // The way the recovery under way was told to restore etcd, unless this
+    // run says otherwise (the journal records an explicit choice).
+    let recorded = existing
+        .as_ref()
+        .filter(|_| !opts.restart)
+        .and_then(|j| j.etcd_restore_mode.as_deref())
+        .and_then(|m| <EtcdRestore as clap::ValueEnum>::from_str(m, false).ok());
+    let chosen = match (opts.etcd_restore, recorded) {
+        (EtcdRestore::Auto, Some(m)) => m,
+        (m, _) => m,
+    };
+    let etcd_mode = match chosen {
         EtcdRestore::Auto if cmd::is_executable(&host.path(CLUSTER_RESTORE)) => EtcdRestore::Script,
         EtcdRestore::Auto => EtcdRestore::Native,
         m => m,
@@ -439,6 +450,10 @@ pub fn prepare<'a>(host: &'a Host, opts: &'a Options) -> Result<Plan<'a>> {
     });
     let mut j = j;
     j.auto_resume |= opts.auto_resume;
+    if chosen != EtcdRestore::Auto {
+        j.etcd_restore_mode =
+            clap::ValueEnum::to_possible_value(&chosen).map(|v| v.get_name().to_string());
+    }
     if let Some(step) = &opts.redo {
         redo(&mut j, step)?;
     }

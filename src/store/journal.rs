@@ -64,6 +64,12 @@ pub struct Journal {
     /// unit as the first run would have.
     #[serde(default)]
     pub auto_resume: bool,
+    /// The `--etcd-restore` the recovery was started (or last resumed) with
+    /// when it was not `auto` (`script` or `native`): the runs after the
+    /// reboot (the auto-resume unit's, a plain `--resume`) restore etcd the
+    /// same way instead of choosing again.
+    #[serde(default)]
+    pub etcd_restore_mode: Option<String>,
 }
 
 impl Journal {
