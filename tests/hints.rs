@@ -321,6 +321,33 @@ fn the_pinned_deployment_gone_has_one_answer_followed_to_the_end() {
     let (planned, _) = dry_run(&sb, &["--restore-onto-other-os"]);
     assert_eq!(planned, last_resort);
 
+    // A new OS deployed as the default meanwhile: the files would go into
+    // the booted deployment's /etc, and the next boot would leave it. The
+    // last resort refuses before any change and names the exact way to make
+    // the booted one the default on this node (its ostree, 2022.7, has no
+    // `admin set-default`; `rpm-ostree rollback` puts the booted one first
+    // here). Old code: "boot ... as the default first (`ostree admin
+    // status` lists them)", no command; the refusal had no test.
+    sh(&format!(
+        "{}/scripts/sandbox.sh upgrade-os {} 416.94.202501010000-0 >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+    let from = sb.calls().len();
+    let (code, out, err) = admin(&sb, last_resort);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("but the next boot would start")
+            && err.contains("Nothing was changed")
+            && err.contains("the default with `rpm-ostree rollback`")
+            && err.contains(&format!("then run `{last_resort}`")),
+        "{err}"
+    );
+    assert_eq!(changing_calls(&sb, from), Vec::<String>::new());
+    assert!(!journal(&sb).exists());
+    sb.sh("rpm-ostree rollback >/dev/null");
+    assert_eq!(expect_state(&sb, "pinned-deployment-gone"), last_resort);
+
     // The last resort, as printed, to the end.
     let (code, out, err) = run_next(&sb, &next);
     assert_eq!(code, 0, "{out}{err}");

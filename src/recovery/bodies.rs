@@ -675,6 +675,38 @@ pub(super) fn check_sizes(host: &Host, gen: &Path, m: &Manifest) -> Result<()> {
     Ok(())
 }
 
+/// How to make the booted deployment the default again (no reboot), as
+/// exact as this node allows: `ostree admin set-default` where its ostree
+/// has it; else `rpm-ostree rollback` where that puts the booted one first
+/// (a pending deployment of its stateroot before it and no rollback one
+/// after it: rpmostreed-transaction-types.cxx rollback_transaction_execute,
+/// "undo a rollback", the rule the rollback table follows too); else what
+/// to look at.
+fn make_booted_default(os: &ostree::OsState, tools: &Tools) -> String {
+    let Some((i, booted)) = os.deployments.iter().enumerate().find(|(_, d)| d.booted) else {
+        return "boot the deployment to restore onto as the default first (`ostree admin status` lists them)".into();
+    };
+    if ostree::has_set_default(tools).unwrap_or(false) {
+        return format!(
+            "make the booted deployment {} the default with `ostree admin set-default {i}` (no reboot needed)",
+            booted.short()
+        );
+    }
+    let own = |d: &&ostree::Deployment| d.stateroot == booted.stateroot;
+    let before = os.deployments[..i].iter().filter(own).count();
+    let after = os.deployments[i + 1..].iter().filter(own).count();
+    if before > 0 && after == 0 && os.deployments.first().is_some_and(|d| own(&d)) {
+        return format!(
+            "make the booted deployment {} the default with `rpm-ostree rollback` (no reboot needed: it puts the booted one first when no rollback deployment stands after it)",
+            booted.short()
+        );
+    }
+    format!(
+        "make the booted deployment {} (index {i} in `ostree admin status`) the default: this node's ostree has no `ostree admin set-default`, and `rpm-ostree rollback` would not move it here",
+        booted.short()
+    )
+}
+
 /// The active OS deployment is the one the backup pinned (or the admin
 /// chose `--restore-onto-other-os`).
 pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options) -> Result<()> {
@@ -723,11 +755,11 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
         // back to it.
         if let Some(d) = os.next_boot_elsewhere() {
             bail!(
-                "--restore-onto-other-os: the files would be restored into the /etc of {}, but the next boot would start {} (each deployment has its own /etc). Nothing was changed.\n{}Next: boot {} as the default first (`ostree admin status` lists them), then run `{}`.",
+                "--restore-onto-other-os: the files would be restored into the /etc of {}, but the next boot would start {} (each deployment has its own /etc). Nothing was changed.\n{}Next: {}, then run `{}`.",
                 active.short(),
                 d.short(),
                 state::render_os(&os),
-                active.short(),
+                make_booted_default(&os, tools),
                 opts.command(host)
             );
         }
