@@ -560,23 +560,15 @@ fn each_pin_and_unpin_is_synced_before_the_next_step() {
         std::fs::read_to_string(&log).unwrap_or_default()
     };
     let synced_before = |text: &str, point: &str| {
-        let lines: Vec<&str> = text.lines().collect();
-        let at = lines
-            .iter()
-            .position(|l| *l == format!("point {point}"))
-            .unwrap_or_else(|| panic!("no fault point {point}:\n{text}"));
-        let start = lines[..at]
-            .iter()
-            .rposition(|l| l.starts_with("point "))
-            .map_or(0, |i| i + 1);
         let want = format!(
             "sync backup:os syncfs {}",
             sb.root().join("sysroot").display()
         );
+        let since = since_previous_point(text, point, false);
         assert!(
-            lines[start..at].iter().any(|l| *l == want),
+            since.iter().any(|l| *l == want),
             "{point}: no {want:?} since the previous point:\n{}",
-            lines[start..=at].join("\n")
+            since.join("\n")
         );
     };
     // The first backup pins the booted deployment.

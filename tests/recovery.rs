@@ -476,7 +476,6 @@ fn every_journal_entry_follows_the_sync_of_its_change() {
         sb.reboot();
     }
     let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
     let changes = [
         ("restore-usr-local", "restore-usr-local", "syncfs"),
         ("restore-etc", "restore-etc", "syncfs"),
@@ -499,20 +498,13 @@ fn every_journal_entry_follows_the_sync_of_its_change() {
         ("restore-etcd:manifest-back", "manifest-back", "fsync-dir"),
     ];
     for (point, step, kind) in changes {
-        let at = lines
-            .iter()
-            .position(|l| *l == format!("point {point}"))
-            .unwrap_or_else(|| panic!("no fault point {point}:\n{text}"));
-        let start = lines[..at]
-            .iter()
-            .rposition(|l| l.starts_with("point ") && !l.ends_with(":before"))
-            .map_or(0, |i| i + 1);
+        let since = since_previous_point(&text, point, true);
         assert!(
-            lines[start..at]
+            since
                 .iter()
                 .any(|l| l.starts_with(&format!("sync {step} {kind}"))),
             "{point}: no {kind} between the change and its journal entry:\n{}",
-            lines[start..=at].join("\n")
+            since.join("\n")
         );
     }
     // The extras lie on the root's file system and on /var's (one here): each synced.

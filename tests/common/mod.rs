@@ -374,3 +374,20 @@ impl Sandbox {
         std::fs::write(&mp, serde_json::to_string_pretty(&m).unwrap()).unwrap();
     }
 }
+
+/// The lines of a sync log (`UPGRADE_RECOVERY_SYNC_LOG`) since the fault
+/// point before `point` up to it: what was synced between the previous
+/// step's journal entry and this one's. `skip_before`: the `STEP:before`
+/// points do not count as a previous point.
+pub fn since_previous_point<'a>(text: &'a str, point: &str, skip_before: bool) -> Vec<&'a str> {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == format!("point {point}"))
+        .unwrap_or_else(|| panic!("no fault point {point}:\n{text}"));
+    let start = lines[..at]
+        .iter()
+        .rposition(|l| l.starts_with("point ") && !(skip_before && l.ends_with(":before")))
+        .map_or(0, |i| i + 1);
+    lines[start..=at].to_vec()
+}
