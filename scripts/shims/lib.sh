@@ -14,6 +14,16 @@ CP_NAMES="etcd etcd-operator kube-apiserver-operator kube-controller-manager-ope
 # shellcheck source=bootfs.sh
 . "$CTL/lib/bootfs.sh"
 
+# Replace FILE with stdin, as etcd keeps the API's objects: whole and on
+# disk when the write returns (the VM lane cuts the power; a truncated
+# revision file once made the oc shim answer malformed JSON for 20 minutes).
+# Empty input (a failed producer) leaves FILE as it was.
+put_file() {
+  local f=$1 t="$1.tmp.$$"
+  cat > "$t" || { rm -f "$t"; return 1; }
+  [ -s "$t" ] || { rm -f "$t"; return 1; }
+  sync "$t" && mv -f "$t" "$f" && sync "$(dirname "$f")"
+}
 shim_log() { printf '%s %s\n' "$(date +%s.%N)" "$*" >> "$CTL/calls.log"; }
 
 active() { [ -e "$ST/active/$1" ]; }
