@@ -488,7 +488,8 @@ lane_soak_group() { # $1 seed, then parts
     t0=$(vm_now)
     case $part in
       recovery)
-        VM_CHAIN=${VM_CHAIN:-1} lane_chains soak < <(lane_recovery_points | shuf --random-source=<(lane_random "$seed"))
+        # VM_POINTS="P ...": only these (a soak's remainder), in the recovery's order.
+        VM_CHAIN=${VM_CHAIN:-1} lane_chains soak < <(if [ -n "${VM_POINTS:-}" ]; then printf '%s\n' $VM_POINTS | lane_in_order; else lane_recovery_points | shuf --random-source=<(lane_random "$seed"); fi)
         echo "soak recovery: $LANE_CUTS cut, not reached $LANE_MISSED, $LANE_OK/$LANE_RUN cycles converged ($(vm_took "$t0")); cut at:$LANE_CUT_LIST; not reached:${LANE_MISSED_LIST:- none}" ;;
       etcd)
         # The native restore's sub-steps, in one cycle of cuts in turn.
