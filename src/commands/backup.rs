@@ -363,8 +363,6 @@ fn previous_bytes(host: &Host, dir: &Path) -> Result<(u64, Vec<(String, u64)>)> 
     })
 }
 
-/// The backup command to run again, with the margin the admin chose
-/// (`--min-free`, when not the default 10 GiB).
 /// The command that runs this backup again, with the flags it was given.
 fn again(host: &Host, opts: &Options) -> String {
     let flags = opts.flags();

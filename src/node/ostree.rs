@@ -507,10 +507,14 @@ fn admin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
 /// back with the deployment pinned. The backup becomes current, and names the
 /// pinned deployment as its way back, only after this returns; with /var on a
 /// disk of its own, the syncfs before the switch does not reach the sysroot.
-fn pin(host: &Host, tools: &Tools, args: &[String]) -> Result<String> {
-    let out = admin(host, tools, args)?;
-    crate::util::durable::fs_of("backup:os", &host.sysroot())?;
-    Ok(out)
+fn pin(host: &Host, tools: &Tools, index: usize, pinned: bool) -> Result<()> {
+    let mut args = vec!["pin".to_string()];
+    if !pinned {
+        args.push("--unpin".into());
+    }
+    args.push(index.to_string());
+    admin(host, tools, &args)?;
+    crate::util::durable::fs_of("backup:os", &host.sysroot())
 }
 
 /// Make `c` run in a private mount namespace where the read-only mounts
@@ -645,7 +649,7 @@ pub fn keep_only_active(
         .context("ostree admin status lists no deployment")?;
     let keep = active.id();
     if !active.pinned {
-        pin(host, tools, &["pin".into(), active.index.to_string()])?;
+        pin(host, tools, active.index, true)?;
     }
     let pinned_now = |host: &Host| -> Result<Deployment> {
         read(host, tools)?
@@ -688,11 +692,7 @@ pub fn keep_only_active(
                 victim.short(),
                 victim.index
             );
-            pin(
-                host,
-                tools,
-                &["pin".into(), "--unpin".into(), victim.index.to_string()],
-            )?;
+            pin(host, tools, victim.index, false)?;
             crate::util::fault::point("backup:release:unpinned");
         }
         log::info!("undeploying {} (index {})", victim.short(), victim.index);

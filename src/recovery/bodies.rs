@@ -693,9 +693,9 @@ fn make_booted_default(os: &ostree::OsState, tools: &Tools) -> String {
         );
     }
     let own = |d: &&ostree::Deployment| d.stateroot == booted.stateroot;
-    let before = os.deployments[..i].iter().filter(own).count();
+    // The default is of its stateroot (so pending, before it) and none follows it.
     let after = os.deployments[i + 1..].iter().filter(own).count();
-    if before > 0 && after == 0 && os.deployments.first().is_some_and(|d| own(&d)) {
+    if after == 0 && os.deployments.first().is_some_and(|d| own(&d)) {
         return format!(
             "make the booted deployment {} the default with `rpm-ostree rollback` (no reboot needed: it puts the booted one first when no rollback deployment stands after it)",
             booted.short()
