@@ -202,3 +202,49 @@ fn rpm_ostree_with_a_staged_deployment_refuses_rollback_and_cleans_up_pending() 
     assert_eq!(try_sh(&sb, "rpm-ostree cleanup -p").0, 0);
     assert_eq!(order(), [before[1].clone()]);
 }
+
+/// The VM guest runs the shims' reconcile from two node daemons and the
+/// tool's calls at once. Concurrent reconciles that find etcd down start
+/// exactly one etcd and the API answers (the VM lane's procedure once
+/// diverged: two etcds started, the second failed to bind, its pid was
+/// recorded and `oc` refused for good).
+#[test]
+fn concurrent_reconciles_start_one_etcd_and_the_api_answers() {
+    let sb = Sandbox::new();
+    let st = sb.ctl().join("state");
+    // A slow guest's window between "etcd is down" and "etcd started": the
+    // ports file is read in it.
+    sh(&format!("echo 'sleep 0.3' >> {}", q(&st.join("ports"))));
+    for round in 0..3 {
+        let (c, e) = try_sh(
+            &sb,
+            "systemctl stop kubelet.service crio.service && crio wipe -f && systemctl start crio.service",
+        );
+        assert_eq!(c, 0, "round {round}: {e}");
+        assert_eq!(
+            sh(&format!(
+                "cat {} 2>/dev/null || true",
+                q(&st.join("etcd.pid"))
+            )),
+            "",
+            "round {round}: etcd down once the pods are gone"
+        );
+        // The kubelet comes up while eight shim calls reconcile at once.
+        let (c, e) = try_sh(
+            &sb,
+            &format!(
+                "touch {}; for i in 1 2 3 4 5 6 7 8; do crictl ps -q >/dev/null & done; wait",
+                q(&st.join("active/kubelet.service"))
+            ),
+        );
+        assert_eq!(c, 0, "round {round}: {e}");
+        let data = sb.root().join("var/lib/etcd");
+        let n = sh(&format!(
+            "{{ pgrep -f -- '--data-dir {}( |$)' || true; }} | wc -l",
+            data.display()
+        ));
+        assert_eq!(n.trim(), "1", "round {round}: etcd processes");
+        let (c, e) = try_sh(&sb, "oc get etcd cluster -o json");
+        assert_eq!(c, 0, "round {round}: {e}");
+    }
+}

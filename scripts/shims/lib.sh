@@ -30,9 +30,29 @@ active() { [ -e "$ST/active/$1" ]; }
 
 new_id() { od -An -N32 -tx1 /dev/urandom | tr -d " \n"; }
 
-etcd_pid() { [ -f "$ST/etcd.pid" ] && kill -0 "$(cat "$ST/etcd.pid")" 2>/dev/null && cat "$ST/etcd.pid"; }
+# The pid recorded is etcd's only while that process is an etcd: after a
+# reboot (the VM lane) the number may name any process of the new boot.
+etcd_pid() {
+  local p
+  p=$(cat "$ST/etcd.pid" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null \
+    && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = etcd ] && echo "$p"
+}
 
-etcd_stop() {
+# One change of the node's pods and etcd at a time. The VM guest runs two
+# node daemons (kubelet, crio) and the tool's shim calls at once; two
+# reconciles that both found etcd down started two etcds (the second
+# failed to bind, its pid recorded: etcd counted down for good, `oc`
+# refused) and restored the snapshot twice (a restore-* dir left in the
+# data dir). The lock's fd is closed for etcd, which outlives the call.
+state_locked() { ( flock 9 && "$@" ) 9>>"$ST/lock"; }
+etcd_stop() { state_locked _etcd_stop; }
+etcd_start() { state_locked _etcd_start; }
+reconcile() { state_locked _reconcile; }
+# The pods are gone (a kubelet or crio stop, `crictl rmp`, `crio wipe`).
+pods_gone() { state_locked _pods_gone; }
+_pods_gone() { : > "$CONTAINERS"; _etcd_stop; }
+
+_etcd_stop() {
   local pid; pid=$(etcd_pid) || { rm -f "$ST/etcd.pid"; return 0; }
   kill "$pid" 2>/dev/null
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -40,7 +60,7 @@ etcd_stop() {
   rm -f "$ST/etcd.pid"
 }
 
-etcd_start() {
+_etcd_start() {
   etcd_pid >/dev/null && return 0
   # shellcheck source=/dev/null
   . "$ST/ports"
@@ -58,7 +78,7 @@ etcd_start() {
     --cert-file "$crt" --key-file "$key" --trusted-ca-file "$ca" --client-cert-auth \
     --peer-cert-file "$crt" --peer-key-file "$key" --peer-trusted-ca-file "$ca" --peer-client-cert-auth \
     --listen-metrics-urls "http://127.0.0.1:$METRICS_PORT" \
-    </dev/null >>"$CTL/etcd.log" 2>&1 &
+    </dev/null >>"$CTL/etcd.log" 2>&1 9>&- &
   echo $! > "$ST/etcd.pid"
   for _ in $(seq 300); do
     curl -sf "http://127.0.0.1:$METRICS_PORT/health" >/dev/null 2>&1 && return 0
@@ -98,7 +118,7 @@ restore_pod() {
   mv "$d/restore-$u"/* "$d/" && rmdir "$d/restore-$u" && rm -f "$snap"
 }
 
-reconcile() {
+_reconcile() {
   if active kubelet.service && active crio.service; then
     restore_pod
     local n
@@ -123,5 +143,5 @@ reconcile() {
       fi
     done
   fi
-  if has_container etcd; then etcd_start; else etcd_stop; fi
+  if has_container etcd; then _etcd_start; else _etcd_stop; fi
 }
