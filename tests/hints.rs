@@ -472,3 +472,70 @@ fn the_summary_of_another_dir_is_its_own_state() {
         "{st:#}"
     );
 }
+
+/// Independent tester, session 8: `verify` said DAMAGED (exit 4), then
+/// `status` said "a backup is ready" and named `restore`. A verify that
+/// finds damage is on record like a restore that did; a verify that passes
+/// clears it.
+#[test]
+fn status_after_a_verify_that_found_damage_says_damaged() {
+    let sb = Sandbox::new();
+    take_backup(&sb);
+    assert_eq!(
+        expect_state(&sb, "backup-ready"),
+        "upgrade-recovery restore"
+    );
+    let part = current(&sb, "etc.tar.zst");
+    let whole = flip(&part);
+    let (code, out, _) = run_next(&sb, "upgrade-recovery verify");
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("DAMAGED"), "{out}");
+    let next = expect_state(&sb, "backup-damaged");
+    assert_eq!(next, "upgrade-recovery verify");
+    let (_, text, _) = sb.run(&["status"]);
+    assert!(
+        text.contains("`upgrade-recovery verify` found it damaged") && text.contains("etc.tar.zst"),
+        "{text}"
+    );
+    std::fs::write(&part, &whole).unwrap();
+    assert_eq!(run_next(&sb, &next).0, 0);
+    assert_eq!(
+        expect_state(&sb, "backup-ready"),
+        "upgrade-recovery restore"
+    );
+}
+
+/// Independent tester, session 8: after a restore found the backup
+/// damaged, the hub's Job replaced it with a new, verified backup, and
+/// `status` still called the new one damaged (naming a generation that no
+/// longer existed), through later upgrades: only the admin's `backup`
+/// cleared the record. Any completed backup clears it.
+#[test]
+fn a_backup_by_the_job_clears_the_failures_on_record() {
+    let sb = Sandbox::with_profile("rhcos");
+    let t = TempDir::new("jail");
+    take_backup(&sb);
+    flip(&current(&sb, "etc.tar.zst"));
+    let (code, out, err) = admin(&sb, "upgrade-recovery restore");
+    assert_eq!(code, 4, "{out}{err}");
+    expect_state(&sb, "backup-damaged");
+    assert!(sb.backup_dir().join("failures.json").exists());
+    let out = sb
+        .job(&t.path().join("host"), "", "", false)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("Backup complete"), "{all}");
+    assert!(!sb.backup_dir().join("failures.json").exists());
+    assert_eq!(
+        expect_state(&sb, "backup-ready"),
+        "upgrade-recovery restore"
+    );
+    let (_, text, _) = sb.run(&["status"]);
+    assert!(!text.contains("Last failure"), "{text}");
+}

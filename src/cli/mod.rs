@@ -538,10 +538,9 @@ fn remembered(c: &Command) -> Option<(&'static str, String)> {
             Some(("restore", format!("restore {f}").trim_end().to_string()))
         }
         Command::Rollback(a) if !a.dry_run => flags("rollback", &[(a.reboot, "--reboot")]),
-        // A completed backup verified the new one: it clears the records.
-        // Its refusals, and `verify` and `extract`, read only: they write
-        // nothing into the backup dir.
-        Command::Backup(a) if !a.dry_run => flags("backup", &[]),
+        // A completed backup clears the records itself (the Job's too:
+        // commands::backup::run); its refusals, and `extract`, write
+        // nothing into the backup dir; `verify` notes its own outcome.
         _ => None,
     }
 }
@@ -550,9 +549,6 @@ fn remember(cli: &Cli, code: i32, error: Option<&str>) {
     let Some((name, line)) = remembered(&cli.command) else {
         return;
     };
-    if name == "backup" && code != 0 {
-        return;
-    }
     if let Ok(host) = Host::new(&cli.global.root, &cli.global.dir) {
         crate::store::failures::note(&host.backup_dir(), name, &line, code, error);
     }
@@ -725,10 +721,18 @@ pub fn run(cli: &Cli) -> Result<i32> {
             let report = verify::run(&host)?;
             emit(g.output, &report, || verify::render(&report, &host))?;
             let code = verify::exit_code(&report);
-            if code == 0 {
-                // A verify that passes clears the failures on record.
-                crate::store::failures::note(&host.backup_dir(), "verify", "verify", 0, None);
-            }
+            // A verify that passes clears the failures on record; one that
+            // finds damage records it, so that `status` does not call the
+            // backup ready right after "DAMAGED".
+            let found =
+                (code != 0).then(|| format!("damaged:\n  {}", report.problems.join("\n  ")));
+            crate::store::failures::note(
+                &host.backup_dir(),
+                "verify",
+                "verify",
+                code,
+                found.as_deref(),
+            );
             Ok(code)
         }
         Command::Extract(a) => {

@@ -445,6 +445,10 @@ fn execute(
     }
     // Where the backup is, for the runs in another dir (and the Job).
     crate::recovery::elsewhere::remember(host, false);
+    // The new backup is verified: the failures on record were of the one
+    // it replaced (a damaged part, a refused restore), whether the admin or
+    // the hub's Job ran it.
+    store::failures::note(dir, "backup", "backup", 0, None);
     // Only now, with the new backup current (it pins the booted
     // deployment), does the previous one's pinned deployment go.
     match os::release(host, tools, &plan.base.previous) {

@@ -5,9 +5,10 @@
 //! into the same wall.
 //!
 //! A failure is recorded by the command that failed (exit 1 or 4 of a run
-//! that changes the node: `restore`, `rollback`), cleared by the next success of that
-//! command, and all of them by a `verify` (or a `backup`, which verifies
-//! the new backup) that passes. The file is a note:
+//! that changes the node: `restore`, `rollback`; and a `verify` that found
+//! the backup damaged), cleared by the next success of that command, and
+//! all of them by a `verify` that passes or a completed `backup` (the
+//! admin's or the Job's: it verified the new backup). The file is a note:
 //! absent, unreadable or malformed, it is no failure, and a full disk that
 //! keeps it from being written only loses the note.
 
