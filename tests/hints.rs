@@ -539,3 +539,62 @@ fn a_backup_by_the_job_clears_the_failures_on_record() {
     let (_, text, _) = sb.run(&["status"]);
     assert!(!text.contains("Last failure"), "{text}");
 }
+
+/// Independent tester, session 8: after the files phase the node booted
+/// the upgrade's deployment (chosen in the boot menu); `--resume` ran the
+/// cluster phase on it and said "the node runs the pre-upgrade state",
+/// with an /etc the files phase never restored (ostree keeps one per
+/// deployment). Every run after the first, and `status`, compare the
+/// booted deployment with the recovery's; the way back works.
+#[test]
+fn the_cluster_phase_refuses_another_deployment_than_the_recoverys() {
+    let sb = Sandbox::new();
+    let before = take_backup(&sb);
+    fail_upgrade(&sb);
+    record_failed_upgrade(&sb, 1);
+    let (code, out, err) = admin(&sb, "upgrade-recovery rollback --reboot");
+    assert_eq!(code, 0, "{out}{err}");
+    sb.reboot();
+    let next = expect_state(&sb, "rolled-back-not-recovered");
+    let (code, out, err) = admin(&sb, &next);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Reboot now"), "{out}");
+    // The reboot, into the upgrade's deployment (the boot menu's second entry).
+    sh(&format!(
+        "{}/scripts/sandbox.sh reboot {} 1 >/dev/null",
+        q(&project()),
+        q(sb.dir.path())
+    ));
+    let calls = sb.calls().len();
+    let next = expect_state(&sb, "recovery-stopped-other-os");
+    assert_eq!(next, "systemctl reboot", "the pinned one is the default");
+    let st = status(&sb);
+    assert!(
+        st["state_text"]
+            .as_str()
+            .unwrap()
+            .contains("whose /etc was not restored"),
+        "{st:#}"
+    );
+    for dry in [true, false] {
+        let mut c = vec!["restore", "--resume"];
+        if dry {
+            c.push("--dry-run");
+        }
+        let (code, out, err) = sb.run(&c);
+        assert_eq!(code, 1, "{c:?}: {out}{err}");
+        assert!(
+            err.contains("Nothing was changed")
+                && err.contains("reboot into it with `systemctl reboot`"),
+            "{err}"
+        );
+    }
+    assert_eq!(changing_calls(&sb, calls), Vec::<String>::new());
+    // The way back: the reboot (the default is the recovery's deployment).
+    run_next(&sb, &next);
+    let next = expect_state(&sb, "recovery-stopped");
+    let (code, out, err) = admin(&sb, &next);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Recovery complete"), "{out}");
+    check_restored(&sb, &before, "after the way back");
+}

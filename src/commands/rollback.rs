@@ -489,10 +489,16 @@ pub fn run(host: &Host, dry_run: bool, reboot: bool) -> Result<Plan> {
     if reboot && reboot_needed {
         actions.push(Action::Reboot);
     }
-    let after = format!(
-        "after the reboot, run `{}`; it should say the node runs the pinned OS, then run `{}`",
-        host.cmd("status"),
+    // A recovery under way here (booted into another deployment than its
+    // own: recovery::same_os) continues; otherwise one starts.
+    let then = if crate::store::journal::Journal::path(&host.backup_dir()).exists() {
+        crate::recovery::state::resume_command(host)
+    } else {
         host.cmd("restore")
+    };
+    let after = format!(
+        "after the reboot, run `{}`; it should say the node runs the pinned OS, then run `{then}`",
+        host.cmd("status"),
     );
     let next = if dry_run && reboot_needed {
         format!(

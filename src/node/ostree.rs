@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// `src/libostree/ostree-sysroot-deploy.c` lists the deployment dirs of the
 /// one osname), so the same commit deployed in two stateroots (an
 /// image-based upgrade does that) is `<checksum>.0` in both.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DeploymentId {
     pub stateroot: String,
     pub checksum: String,

@@ -215,7 +215,8 @@ impl Ctx<'_> {
             self.opts.quiet,
         )?;
         self.checked.push(Phase::Files);
-        check_os(self.host, &self.tools, &self.m, self.opts)
+        self.j.deployment = check_os(self.host, &self.tools, &self.m, self.opts)?;
+        Ok(())
     }
 
     pub(super) fn tree(&self, name: &str) -> Result<&Tree> {
@@ -709,10 +710,18 @@ fn make_booted_default(os: &ostree::OsState, tools: &Tools) -> String {
 
 /// The active OS deployment is the one the backup pinned (or the admin
 /// chose `--restore-onto-other-os`).
-pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options) -> Result<()> {
+/// The booted deployment (the journal records it: `same_os`), when the
+/// recovery may start on it.
+pub(super) fn check_os(
+    host: &Host,
+    tools: &Tools,
+    m: &Manifest,
+    opts: &Options,
+) -> Result<Option<crate::node::ostree::DeploymentId>> {
     let os = ostree::read(host, tools)?;
+    let booted = os.deployments.iter().find(|d| d.booted).map(|d| d.id());
     let Some(pinned) = &m.deployment else {
-        return Ok(());
+        return Ok(booted);
     };
     let active = os.active().context("no OS deployment found")?;
     if active.is(&pinned.id()) {
@@ -728,7 +737,7 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
                 host.cmd("rollback"),
                 host.cmd("restore"),
             ),
-            None => return Ok(()),
+            None => return Ok(booted),
         }
     }
     if active.booted && os.default_deployment().is_some_and(|d| d.is(&pinned.id())) {
@@ -767,7 +776,7 @@ pub(super) fn check_os(host: &Host, tools: &Tools, m: &Manifest, opts: &Options)
             "--restore-onto-other-os: restoring the files of {pinned_name} onto {} ({what}); the node will run files of one OS version on another",
             active.short()
         );
-        return Ok(());
+        return Ok(booted);
     }
     if !os.deployments.iter().any(|d| d.is(&pinned.id())) {
         // No rollback can help (the hints report: restore named `rollback

@@ -76,11 +76,15 @@ pub fn apply(host: &Host, a: Assessment) -> Assessment {
         State::UpgradedOsBooted { .. }
         | State::RollbackDoneRebootPending { .. }
         | State::PinnedBootedNotDefault { .. }
+        | State::RecoveryStoppedOtherOs { .. }
         | State::FilesDoneRebootPending => Assessment {
             next: format!(
                 "{}; but the backup: {found}: before `{}`, {check}",
                 a.next,
-                if matches!(a.state, State::FilesDoneRebootPending) {
+                if matches!(
+                    a.state,
+                    State::FilesDoneRebootPending | State::RecoveryStoppedOtherOs { .. }
+                ) {
                     resume_command(host)
                 } else {
                     host.cmd("restore")

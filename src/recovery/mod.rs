@@ -23,6 +23,7 @@ pub mod elsewhere;
 mod last_failures;
 pub mod lifecycle;
 use crate::util::durable;
+pub mod same_os;
 pub mod selinux;
 pub mod state;
 pub mod states;
@@ -515,6 +516,7 @@ impl Plan<'_> {
         } else {
             let boot = host.boot_id()?;
             forget_files_after_reboot(&mut j, &boot);
+            same_os::refuse_moved(host, &tools, &m, &j)?;
             if let Some(s) = next_step(&j) {
                 if s.after_reboot {
                     check_rebooted(host, &j, opts, &boot)?;
@@ -739,10 +741,10 @@ fn forget_files_after_reboot(j: &mut Journal, boot: &str) -> bool {
 }
 
 /// The cluster phase runs only after the reboot that ends the files phase.
-/// (Not an OS check here: a recovery started with `--restore-onto-other-os`
-/// resumes without that flag, from the admin or the auto-resume unit, and
-/// would be refused; the preflight already requires the pinned deployment
-/// booted and the default, so the reboot comes back to it.)
+/// (That the reboot came back to the recovery's deployment is `same_os`'s
+/// check, against the deployment the journal recorded, not the pinned one:
+/// a recovery started with `--restore-onto-other-os` resumes without that
+/// flag, from the admin or the auto-resume unit.)
 fn check_rebooted(host: &Host, j: &Journal, opts: &Options, boot: &str) -> Result<()> {
     if j.files_boot_id.as_deref() == Some(boot) && !opts.force {
         bail!(
@@ -761,6 +763,7 @@ impl Ctx<'_> {
             self.remove_resume_unit()?;
         }
         let boot = self.host.boot_id()?;
+        same_os::refuse_moved(self.host, &self.tools, &self.m, &self.j)?;
         if forget_files_after_reboot(&mut self.j, &boot) {
             log::warn!("the node rebooted during the files phase: running that phase again");
             self.j.save(self.host)?;

@@ -59,6 +59,17 @@ pub enum State {
         step: String,
         error: Option<String>,
     },
+    /// A recovery is under way, but another deployment than the one it
+    /// started on (whose /etc its files phase restores) is booted:
+    /// `--resume` refuses (`same_os`); boot that one again first.
+    RecoveryStoppedOtherOs {
+        step: String,
+        booted: String,
+        recovery: String,
+        /// The command that boots the recovery's deployment (or starts the
+        /// recovery over when it is gone).
+        fix: String,
+    },
     /// A recovery is under way, and a run of it found the backup damaged
     /// (exit 4): `--resume` would fail the same way until a copy that
     /// `verify` passes is in place.
@@ -355,6 +366,27 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
             } else {
                 format!("continue with `{resume}`")
             };
+            // Booted into another deployment than the recovery's: `--resume`
+            // refuses (same_os); the way back first.
+            let m = crate::store::current_on(host)
+                .ok()
+                .and_then(|g| crate::store::manifest::Manifest::load(&g).ok());
+            // As `--resume` words its refusal (whether ostree has set-default).
+            let tools = crate::node::cmd::Tools::require(&["ostree"], &[]).ok();
+            if let Some(mv) = os.and_then(|os| {
+                super::same_os::moved(host, &j, os, m.as_ref(), tools.as_ref(), &resume)
+            }) {
+                return a(
+                    State::RecoveryStoppedOtherOs {
+                        step: j.failed.as_ref().map_or(step, |f| f.step.clone()),
+                        booted: mv.booted,
+                        recovery: mv.recovery,
+                        fix: mv.command,
+                    },
+                    format!("{text}; but {}", mv.what),
+                    mv.way,
+                );
+            }
             return a(
                 State::RecoveryStopped {
                     step: j.failed.as_ref().map_or(step, |f| f.step.clone()),

@@ -54,6 +54,7 @@ impl State {
             State::FilesDoneRebootPending => Cmd::Program("systemctl reboot"),
             State::RecoveryRunning { .. } => Cmd::Tool("status"),
             State::RecoveryStopped { .. } => Cmd::Resume,
+            State::RecoveryStoppedOtherOs { fix, .. } => Cmd::Given(fix),
             State::RecoveryStoppedBackupDamaged { .. } => Cmd::Tool("verify"),
             State::RecoveryCompleted { .. } => Cmd::Program("oc get clusteroperators"),
             State::JournalUnreadable { .. } => Cmd::Tool("restore --restart"),
@@ -97,6 +98,7 @@ impl State {
             State::FilesDoneRebootPending => "the files phase is done, its reboot pending; then `/var/recovery/upgrade-recovery.sh --resume`",
             State::RecoveryRunning { .. } => "a recovery is running now (pid and step from the lock file): look again",
             State::RecoveryStopped { .. } => "a recovery stopped at a step (failed, interrupted, or after the reboot)",
+            State::RecoveryStoppedOtherOs { .. } => "a recovery is under way, but another OS deployment than the one it started on (whose /etc its files phase restores: ostree keeps one per deployment) is booted, e.g. chosen in the boot menu: `--resume` refuses; this command boots that one again (a reboot when it is the default, `upgrade-recovery rollback --reboot` when it is the pinned one, else `ostree admin set-default N` or the boot menu), then `--resume`",
             State::RecoveryStoppedBackupDamaged { .. } => "a recovery stopped, and a run of it found the backup damaged (exit 4): another copy of the same backup in place, this command, then `--resume`",
             State::RecoveryCompleted { .. } => "the recovery completed (`last-recovery.json`): check the cluster",
             State::JournalUnreadable { .. } => "a recovery was under way but its journal cannot be read",
@@ -142,6 +144,12 @@ pub fn all() -> Vec<State> {
         State::RecoveryStopped {
             step: s(),
             error: None,
+        },
+        State::RecoveryStoppedOtherOs {
+            step: s(),
+            booted: s(),
+            recovery: s(),
+            fix: "systemctl reboot".into(),
         },
         State::RecoveryStoppedBackupDamaged {
             step: s(),
@@ -225,6 +233,7 @@ mod tests {
             | State::FilesDoneRebootPending
             | State::RecoveryRunning { .. }
             | State::RecoveryStopped { .. }
+            | State::RecoveryStoppedOtherOs { .. }
             | State::RecoveryStoppedBackupDamaged { .. }
             | State::RecoveryCompleted { .. }
             | State::JournalUnreadable { .. }
@@ -234,7 +243,7 @@ mod tests {
             | State::TalmBackup { .. }
             | State::TalmBackupUpgradeFailed { .. }
             | State::UpgradeCompleted { .. }
-            | State::RolledBackNotRecovered { .. } => 22,
+            | State::RolledBackNotRecovered { .. } => 23,
         };
         assert_eq!(
             all().len(),

@@ -70,6 +70,12 @@ pub struct Journal {
     /// same way instead of choosing again.
     #[serde(default)]
     pub etcd_restore_mode: Option<String>,
+    /// The deployment booted when the recovery started: its files phase
+    /// restores that deployment's /etc (ostree keeps one per deployment),
+    /// and every later run must find it booted (`recovery::same_os`).
+    /// None in a journal of an earlier version.
+    #[serde(default)]
+    pub deployment: Option<crate::node::ostree::DeploymentId>,
 }
 
 impl Journal {
