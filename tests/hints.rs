@@ -598,3 +598,42 @@ fn the_cluster_phase_refuses_another_deployment_than_the_recoverys() {
     assert!(out.contains("Recovery complete"), "{out}");
     check_restored(&sb, &before, "after the way back");
 }
+
+/// Independent tester, session 8: a manifest that does not parse made
+/// every command exit 4 on one line naming nothing, and `backup
+/// --replace-backup` (the way the docs give for a backup without a
+/// manifest) was refused too: the hub's Job failed every cycle. Each names
+/// its way on now, and the override replaces the backup.
+#[test]
+fn a_junk_manifest_names_the_way_on_and_replace_backup_replaces_it() {
+    let sb = Sandbox::new();
+    take_backup(&sb);
+    for junk in [&b"{\"junk\":[1,2,3]}"[..], &[0xff, 0xfe, 0x00, 0x12][..]] {
+        std::fs::write(current(&sb, "manifest.json"), junk).unwrap();
+        for c in [
+            vec!["verify"],
+            vec!["restore", "--dry-run"],
+            vec!["extract", "/etc/hostname", "--to", "/tmp/ur-junk-x"],
+        ] {
+            let (code, out, err) = sb.run(&c);
+            assert_eq!(code, 4, "{c:?}: {out}{err}");
+            assert!(
+                err.contains("manifest.json is damaged")
+                    && err.contains("`upgrade-recovery verify`")
+                    && err.contains("`upgrade-recovery backup --replace-backup`"),
+                "{c:?}: {err}"
+            );
+        }
+        let (code, out, err) = sb.run(&["backup", "--min-free", "0"]);
+        assert_eq!(code, 4, "{out}{err}");
+        assert!(
+            err.contains("manifest.json is damaged")
+                && err.contains("`upgrade-recovery backup --replace-backup`"),
+            "{err}"
+        );
+        let (code, out, err) = sb.run(&["backup", "--replace-backup", "--min-free", "0"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let (code, out, err) = sb.run(&["verify"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+}

@@ -508,6 +508,7 @@ pub fn main() -> i32 {
     let (code, error) = match run(&cli) {
         Ok(code) => (code, None),
         Err(e) => {
+            let e = with_next(&cli, e);
             // To stderr and the journal.
             log::error!("{e:#}");
             (exit_code(&e), Some(format!("{e:#}")))
@@ -515,6 +516,30 @@ pub fn main() -> i32 {
     };
     remember(&cli, code, error.as_deref());
     code
+}
+
+/// A damaged backup (exit 4) whose message names no command (a manifest
+/// that does not parse, read by any command: the independent tester found
+/// every one ending on its one line) gets the ways on: another copy and
+/// `verify` in an outage, a new backup on a healthy node.
+fn with_next(cli: &Cli, e: anyhow::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    use crate::util::error::Fail;
+    // (A quoted field name of a parse error is not a command.)
+    let names_command = text.contains("`upgrade-recovery") || text.contains("upgrade-recovery.sh");
+    if exit_code(&e) != Fail::Backup(String::new()).code() || names_command {
+        return e;
+    }
+    let Ok(host) = Host::new(&cli.global.root, &cli.global.dir) else {
+        return e;
+    };
+    Fail::Backup(format!(
+        "{text}\nNothing was changed. Do not restore from this backup. In an outage: use another copy of the backup (put it in {} and check it with `{}`). On a healthy node, replace it with a new backup: `{}`.",
+        host.dir.display(),
+        host.cmd("verify"),
+        host.cmd("backup --replace-backup")
+    ))
+    .into()
 }
 
 /// The commands whose last failure `status` names (store/failures.rs): the

@@ -126,8 +126,19 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
     if let Some(rec) = store::recovery_record(&dir) {
         return Ok(Err(rec));
     }
-    // Refusals, before any change.
-    let kind = store::inspect(&dir)?;
+    // Refusals, before any change. A manifest that does not parse is a
+    // damaged backup like a missing one: refused, and replaced with
+    // `--replace-backup` (the independent tester: every run exit 4, the
+    // override refused too).
+    let kind = match store::inspect(&dir)? {
+        k @ (Kind::Generation(_) | Kind::Flat) => {
+            match store::current(&dir).and_then(|g| Manifest::load(&g)) {
+                Ok(_) => k,
+                Err(e) => Kind::Damaged(format!("{e:#}")),
+            }
+        }
+        k => k,
+    };
     if let Kind::Damaged(why) = &kind {
         if !opts.replace_backup {
             return Err(Fail::Backup(format!(
