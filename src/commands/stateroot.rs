@@ -205,7 +205,7 @@ pub fn render_plan(p: &CleanupPlan, dir: &Path) -> String {
     s
 }
 
-fn refuse_active(os: &OsState, name: &str) -> Result<()> {
+fn refuse_active(host: &Host, os: &OsState, name: &str) -> Result<()> {
     if let Some(a) = os.active().filter(|a| a.stateroot == name) {
         let why = if a.booted {
             "booted"
@@ -213,8 +213,9 @@ fn refuse_active(os: &OsState, name: &str) -> Result<()> {
             "default (nothing is marked booted)"
         };
         return Err(Fail::Usage(format!(
-            "refusing to remove stateroot {name}: it holds the {why} deployment {}; nothing was changed",
-            a.short()
+            "refusing to remove stateroot {name}: it holds the {why} deployment {}, the OS that runs; nothing was changed. Next: `{}` lists the stateroots (only one that holds neither the booted nor the default deployment can be removed)",
+            a.short(),
+            host.cmd("stateroot list")
         ))
         .into());
     }
@@ -224,8 +225,9 @@ fn refuse_active(os: &OsState, name: &str) -> Result<()> {
         .find(|d| d.stateroot == name && d.booted)
     {
         bail!(
-            "refusing to remove stateroot {name}: it holds the booted deployment {}",
-            b.short()
+            "refusing to remove stateroot {name}: it holds the booted deployment {}; nothing was changed. Next: `{}` lists the stateroots (only one that holds neither the booted nor the default deployment can be removed)",
+            b.short(),
+            host.cmd("stateroot list")
         );
     }
     Ok(())
@@ -244,7 +246,7 @@ pub fn cleanup(host: &Host, tools: &Tools, name: &str, dry_run: bool) -> Result<
         .into());
     }
     let os = ostree::read(host, tools)?;
-    refuse_active(&os, name)?;
+    refuse_active(host, &os, name)?;
     let plan = CleanupPlan {
         stateroot: name.to_string(),
         actions: plan_actions(&os, name),
@@ -279,7 +281,7 @@ fn plan_actions(os: &OsState, name: &str) -> Vec<Action> {
 /// that changed since the plan is refused, never acted on by stale indices.
 fn execute(host: &Host, tools: &Tools, name: &str, dir: &Path, a: &Action) -> Result<()> {
     let now = ostree::read(host, tools)?;
-    refuse_active(&now, name)?;
+    refuse_active(host, &now, name)?;
     let again = format!(
         "run `{}` to plan again from the node as it is",
         host.cmd(&format!("stateroot cleanup {name} --dry-run"))

@@ -184,7 +184,7 @@ impl Ctx<'_> {
     /// The files phase does not read its archives again; the cluster phase
     /// checks its parts in full before its first change.
     pub(super) fn preflight(&mut self) -> Result<()> {
-        check_sizes(self.host, &self.gen, &self.m)?;
+        check_sizes(self.host, &self.gen, &self.m, &self.opts.command(self.host))?;
         checks::require_room(self.host, &self.m)?;
         check_tops(
             self.host,
@@ -213,6 +213,7 @@ impl Ctx<'_> {
             &self.j,
             &ALL_PHASES,
             self.opts.quiet,
+            &self.opts.command(self.host),
         )?;
         self.checked.push(Phase::Files);
         self.j.deployment = check_os(self.host, &self.tools, &self.m, self.opts)?;
@@ -659,15 +660,17 @@ impl Ctx<'_> {
 
 /// Every part is there with its recorded size (a look, no read); the bytes
 /// of each are checked by the phase that reads them.
-pub(super) fn check_sizes(host: &Host, gen: &Path, m: &Manifest) -> Result<()> {
+/// `again` is the run's own command (`restore --restart` after a restart:
+/// a plain `restore` is refused while a recovery is under way).
+pub(super) fn check_sizes(host: &Host, gen: &Path, m: &Manifest, again: &str) -> Result<()> {
     let all: Vec<&str> = STEPS.iter().map(|s| s.id.as_str()).collect();
     let problems = checks::sizes(gen, &checks::parts_for(m, &all));
     if !problems.is_empty() {
         return Err(Fail::Backup(format!(
-            "the backup in {} is damaged. Nothing was changed. Damaged:\n  {}\nIn an outage: put another copy of the backup there and run `{}`; or take the intact files out with `{}`. `{}` lists every damaged part.",
+            "the backup in {} is damaged. Nothing was changed. Damaged:\n  {}\nIn an outage: put another copy of the backup in {} and run `{again}`; or take the intact files out with `{}`. `{}` lists every damaged part.",
             host.backup_dir().display(),
             problems.join("\n  "),
-            host.cmd("restore"),
+            host.dir.display(),
             host.cmd("extract PATH... --to DIR"),
             host.cmd("verify")
         ))

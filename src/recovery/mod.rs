@@ -502,10 +502,18 @@ impl Plan<'_> {
         // full, the later phases' by size and sha256; the room, the OS); a
         // recovery under way, the parts its next phase reads, in full.
         if fresh {
-            bodies::check_sizes(host, &gen, &m)?;
+            bodies::check_sizes(host, &gen, &m, &opts.command(host))?;
             checks::require_room(host, &m)?;
             check_tops(host, &m, &j, &ALL_PHASES, &opts.command(host))?;
-            check_parts(host, &gen, &m, &j, &ALL_PHASES, opts.quiet)?;
+            check_parts(
+                host,
+                &gen,
+                &m,
+                &j,
+                &ALL_PHASES,
+                opts.quiet,
+                &opts.command(host),
+            )?;
             bodies::check_os(host, &tools, &m, opts)?;
             // What restore-etc will warn of (bodies.rs, `excludes`).
             if let (Some(t), Ok(Some(b))) = (m.tree("etc"), checks::exclude_list(&gen)) {
@@ -522,7 +530,15 @@ impl Plan<'_> {
                     check_rebooted(host, &j, opts, &boot)?;
                 }
                 check_tops(host, &m, &j, &[s.phase], &opts.command(host))?;
-                check_parts(host, &gen, &m, &j, &[s.phase], opts.quiet)?;
+                check_parts(
+                    host,
+                    &gen,
+                    &m,
+                    &j,
+                    &[s.phase],
+                    opts.quiet,
+                    &opts.command(host),
+                )?;
             }
         }
         Ok(Outcome::DryRun {
@@ -948,6 +964,7 @@ impl Ctx<'_> {
             &self.j,
             &[phase],
             self.opts.quiet,
+            &self.opts.command(self.host),
         )?;
         self.checked.push(phase);
         Ok(())
@@ -971,6 +988,7 @@ fn check_parts(
     j: &Journal,
     phases: &[Phase],
     quiet: bool,
+    again: &str,
 ) -> Result<()> {
     let steps = |ps: &[Phase]| -> Vec<&str> {
         ps.iter()
@@ -1009,11 +1027,13 @@ fn check_parts(
         .completed
         .iter()
         .any(|d| d.id != StepId::Preflight.as_str());
-    let next = host.cmd(if started {
-        "restore --resume"
+    // Before the first step: the run's own command (`restore --restart`
+    // after a restart: a plain `restore` is refused while a journal is there).
+    let next = if started {
+        host.cmd("restore --resume")
     } else {
-        "restore"
-    });
+        again.to_string()
+    };
     let programs = checks::program_way_out(host, gen, m)
         .map(|w| format!("{w}, then run `{next}`.\n"))
         .unwrap_or_default();

@@ -331,9 +331,15 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                 ),
             )
         }
-        Ok(Some(j)) => {
-            let next = super::STEPS.iter().find(|s| !j.is_done(s.id.as_str()));
+        Ok(Some(mut j)) => {
             let boot = host.boot_id().ok();
+            // A reboot in the middle of the files phase: `--resume` runs
+            // that phase again from its start (`forget_files_after_reboot`),
+            // and says so; so does this.
+            let again = boot
+                .as_deref()
+                .is_some_and(|b| super::forget_files_after_reboot(&mut j, b));
+            let next = super::STEPS.iter().find(|s| !j.is_done(s.id.as_str()));
             if next.is_some_and(|s| s.after_reboot)
                 && j.files_boot_id.is_some()
                 && j.files_boot_id == boot
@@ -352,6 +358,11 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                     "the recovery stopped at step {} (phase {phase}), which failed: {}; {} of {} steps done",
                     f.step,
                     f.error,
+                    j.completed.len(),
+                    super::STEPS.len()
+                ),
+                None if again => format!(
+                    "the node rebooted during the recovery's files phase: `--resume` runs that phase again from its start (step {step}); {} of {} steps stand done",
                     j.completed.len(),
                     super::STEPS.len()
                 ),

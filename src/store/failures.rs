@@ -81,14 +81,17 @@ impl Failures {
 }
 
 /// The problem of an error, for the record: the lines it lists (indented
-/// by two spaces: each damaged part), else its first line.
+/// by two spaces: each damaged part) when its first line introduces them
+/// (ends with `:`), else its first line (a refusal that shows the OS
+/// deployments below its reason: the reason, not the deployments).
 pub fn problem_of(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("");
     let listed: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("  "))
         .map(str::trim)
         .collect();
-    if listed.is_empty() {
+    if listed.is_empty() || !first.trim_end().ends_with(':') {
         text.lines().next().unwrap_or("").to_string()
     } else {
         listed.join("; ")
