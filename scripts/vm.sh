@@ -3,6 +3,8 @@
 #
 #   scripts/vm.sh build              build (or find cached) the guest image
 #   scripts/vm.sh procedure          the documented procedure once, for real
+#   scripts/vm.sh otheros            the files phase, then a boot of the other entry:
+#                                    the refusal, the way back, the recovery's end
 #   scripts/vm.sh ci                 the procedure, then >= 5 power cuts at
 #                                    recovery steps chosen anew; last line vm: P/N
 #   scripts/vm.sh soak               power cuts at every step, etcd sub-step,
@@ -21,7 +23,7 @@
 # Environment: VM_CACHE (default /var/cache/upgrade-recovery-vm), VM_ACCEL
 # (default kvm where usable, else tcg), VM_CUTS (ci: how many cuts, 5),
 # VM_CHAIN (cuts a cycle: ci 5, soak 1), VM_POINTS (these points, not a random draw),
-# VM_SOAK_PARTS (soak: "recovery random | backup etcd dmlog"; | runs groups at once),
+# VM_SOAK_PARTS (soak: "recovery random | backup etcd otheros dmlog"; | runs groups at once),
 # VM_BUDGET (soak: no new cycle after that many seconds), VM_RANDOM_CUTS (10),
 # VM_KEEP=1 (keep run dirs), VM_SEED (the random choices),
 # VM_FRESH_CHECKPOINT=1 (make the cached checkpoint anew).
@@ -36,7 +38,7 @@ set -euo pipefail
 cmd=${1:-}; shift || true
 if [ "$cmd" = can-run ]; then vm_can_run; exit; fi
 [ "$(id -u)" -eq 0 ] || vm_die "run as root (qemu, debootstrap, loop-free image build)"
-case $cmd in build|procedure|ci|soak|dmlog) trap vm_stop_all EXIT ;; esac
+case $cmd in build|procedure|otheros|ci|soak|dmlog) trap vm_stop_all EXIT ;; esac
 case $cmd in
   build) vm_build; echo "$VM_IMG" ;;
   start) vm_build; d=${1:?start needs DIR}; [ -e "$d/root.qcow2" ] || vm_new "$d"; vm_boot "$d" "${2:-0}" ;;
@@ -45,6 +47,7 @@ case $cmd in
   cut) vm_cut "${1:?cut needs DIR}" ;;
   entries) vm_entries "${1:?entries needs DIR}" ;;
   procedure) lane_procedure ;;
+  otheros) vm_build; lane_checkpoint; rc=0; lane_other_os || rc=$?; [ "$LANE_CK_OWN" = 0 ] || lane_done "$LANE_CK"; exit "$rc" ;;
   ci) lane_ci ;;
   soak) lane_soak ;;
   dmlog) dmlog_run ;;

@@ -220,6 +220,41 @@ lane_procedure() {
   return $rc
 }
 
+# The boot menu's other entry after the files phase (the independent
+# tester's finding of session 8: `--resume` ran the cluster phase on the
+# upgrade's deployment). On the guest each deployment has its own /etc:
+# the one the files phase restored (with the auto-resume unit in it) is
+# not the booted one. `status` must say recovery-stopped-other-os naming
+# `systemctl reboot` (the default is the recovery's deployment), `--resume`
+# must refuse (exit 1) and change nothing; that reboot and what status names
+# then finish the recovery; the oracle. 0 converged, 1 diverged.
+lane_other_os() {
+  local r rc t0 ok=0; t0=$(vm_now)
+  LANE_PTS=(); LANE_I=0; LANE_FAST=0
+  r=$(lane_run otheros "$LANE_CK")
+  lane_pending "$r"
+  lane_start "$r"
+  rc=0; lane_x "$r" "upgrade-recovery restore --auto-resume" || rc=$?
+  [ $rc = 0 ] && grep -q "Reboot now" "$r/last.out" || { vm_log "otheros: the files phase failed ($rc)"; ok=1; }
+  if [ $ok = 0 ]; then
+    vm_reboot "$r" 1
+    lane_step "$r" "booted 417.94.2" || { vm_log "otheros: boot entry 1 is not the upgrade's deployment"; ok=1; }
+  fi
+  if [ $ok = 0 ]; then
+    lane_settle "$r" >/dev/null || true
+    lane_step "$r" state || true
+    grep -q $'^recovery-stopped-other-os\tsystemctl reboot$' "$r/last.out" \
+      || { vm_log "otheros: status does not say recovery-stopped-other-os, next systemctl reboot"; ok=1; }
+    rc=0; lane_x "$r" "/var/recovery/upgrade-recovery.sh --resume" || rc=$?
+    [ $rc = 1 ] && grep -q "whose /etc was not restored" "$r/last.err" \
+      || { vm_log "otheros: --resume on the upgrade's deployment: exit $rc, not the refusal"; ok=1; }
+  fi
+  [ $ok = 0 ] && { lane_drive "$r" || ok=1; }
+  vm_log "cycle otheros: $( [ $ok = 0 ] && echo converged || echo DIVERGED ) ($(vm_took "$t0"))"
+  if [ $ok = 0 ]; then lane_done "$r"; else vm_log "kept $r"; vm_stop "$r"; fi
+  return $ok
+}
+
 # Every fault point of a recovery, in the order a run reaches them: each
 # step before and after its body, each redeployment's patch
 # (src/recovery/steps.rs, src/recovery/mod.rs, src/recovery/bodies.rs).
@@ -445,7 +480,7 @@ lane_ci() {
 # vCPU each: on a 2-core host two groups use both cores), in the order
 # given within a group. Its last lines: the counts of each part, and
 # `vm: P/N` (cycles and backup cuts intact / run; dmlog's points apart).
-LANE_SOAK_DEFAULT="recovery random | backup etcd dmlog"
+LANE_SOAK_DEFAULT="recovery random | backup etcd otheros dmlog"
 lane_soak() {
   vm_build
   local t0 g i=0 rc=0 dir f
@@ -511,12 +546,15 @@ lane_soak_group() { # $1 seed, then parts
           rc=0; lane_cut_random "$(awk -v s="$RANDOM" 'BEGIN{srand(s); printf "%.1f", rand()*20}')" || rc=$?; lane_count $rc
         done
         echo "soak random: $rand cuts ($(vm_took "$t0"))" ;;
+      otheros)
+        rc=0; lane_other_os || rc=$?; lane_count $rc
+        echo "soak otheros: $( [ $rc = 0 ] && echo converged || echo DIVERGED ) ($(vm_took "$t0"))" ;;
       dmlog)
         out=$( (VM_LIVE=; trap vm_stop_all EXIT; dmlog_run) ) || true
         printf '%s\n' "$out" | grep '^dmlog' | sed 's/^/soak /'
         read -r dp dc dr df < <(printf '%s\n' "$out" | sed -n 's/^dmlog: points \([0-9]*\), converged \([0-9]*\), refused \([0-9]*\), failed \([0-9]*\)$/\1 \2 \3 \4/p' | tail -1)
         [ -n "$df" ] || { echo "soak dmlog: did not finish"; dp=1 dc=0 dr=0 df=1; } ;;
-      *) vm_die "soak: unknown part $part (recovery, etcd, backup, random, dmlog)" ;;
+      *) vm_die "soak: unknown part $part (recovery, etcd, backup, random, otheros, dmlog)" ;;
     esac
   done
   echo "counts $LANE_RUN $LANE_OK $LANE_BAD $LANE_CUTS $LANE_MISSED $LANE_SKIPPED $rand $btried $bok $bmiss $dp $dc $dr $df"
