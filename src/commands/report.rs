@@ -619,12 +619,20 @@ fn picked(r: Result<String>, paths: &[&str]) -> Result<String> {
 impl Item {
     /// `ok      name` or `missing name: why`.
     fn line(&self) -> String {
-        let why = self
+        // On one line, whole: a failed command's reason is on the lines
+        // after "`oc ...` failed (exit status: 1):" (the independent tester
+        // saw only that first line, the reason cut off).
+        let note: Vec<&str> = self
             .note
             .lines()
-            .next()
-            .map(|n| format!(": {n}"))
-            .unwrap_or_default();
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let why = if note.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", note.join(" "))
+        };
         format!(
             "{} {}{why}",
             if self.collected { "ok     " } else { "missing" },
@@ -914,6 +922,27 @@ pub fn render(items: &[Item], to: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed command's reason is on the lines after its first: the
+    /// item's line keeps it (the independent tester saw it cut off).
+    #[test]
+    fn a_missing_item_says_why_on_one_line() {
+        let i = Item {
+            name: "ibu/imagebasedupgrade.json".into(),
+            collected: false,
+            note: "`oc get imagebasedupgrades` failed (exit status: 1):\nerror: the server doesn't have a resource type \"imagebasedupgrades\"\n".into(),
+        };
+        assert_eq!(
+            i.line(),
+            "missing ibu/imagebasedupgrade.json: `oc get imagebasedupgrades` failed (exit status: 1): error: the server doesn't have a resource type \"imagebasedupgrades\""
+        );
+        let ok = Item {
+            name: "n".into(),
+            collected: true,
+            note: String::new(),
+        };
+        assert_eq!(ok.line(), "ok      n");
+    }
 
     /// One fixture a kind of secret: (file, secrets that must go, context
     /// that must stay).
