@@ -589,6 +589,14 @@ fn the_cluster_phase_refuses_another_deployment_than_the_recoverys() {
             "{err}"
         );
     }
+    // `--restart` there: the new recovery's checks refuse (another OS than
+    // the pinned one) before the journal is forgotten (the second tester:
+    // it was gone after "Nothing was changed").
+    let (code, out, err) = sb.run(&["restore", "--restart"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("Nothing was changed"), "{err}");
+    assert!(sb.backup_dir().join("journal.json").exists());
+    assert_eq!(expect_state(&sb, "recovery-stopped-other-os"), next);
     assert_eq!(changing_calls(&sb, calls), Vec::<String>::new());
     // The way back: the reboot (the default is the recovery's deployment).
     run_next(&sb, &next);
@@ -636,4 +644,47 @@ fn a_junk_manifest_names_the_way_on_and_replace_backup_replaces_it() {
         let (code, out, err) = sb.run(&["verify"]);
         assert_eq!(code, 0, "{out}{err}");
     }
+}
+
+/// Second independent tester, session 8: a manifest that parses but lost a
+/// tree (or the etcd snapshot) passed `verify`, and the recovery stopped at
+/// `restore-etc` after kubelet and CRI-O were stopped, naming "fix the
+/// cause above". verify, the dry run and the preflight call it damage.
+#[test]
+fn a_manifest_without_a_tree_is_damage_before_any_change() {
+    let sb = Sandbox::new();
+    take_backup(&sb);
+    record_failed_upgrade(&sb, 1);
+    let path = current(&sb, "manifest.json");
+    let whole = std::fs::read(&path).unwrap();
+    for (drop, part) in [("etc", "etc.tar.zst"), ("etcd", "etcd snapshot")] {
+        let mut m: Value = serde_json::from_slice(&whole).unwrap();
+        if drop == "etcd" {
+            m.as_object_mut().unwrap().remove("etcd");
+        } else {
+            m["trees"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|t| t["name"] != drop);
+        }
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        let calls = sb.calls().len();
+        for c in [
+            vec!["verify"],
+            vec!["restore", "--dry-run"],
+            vec!["restore"],
+        ] {
+            let (code, out, err) = sb.run(&c);
+            assert_eq!(code, 4, "{drop} {c:?}: {out}{err}");
+            assert!(
+                format!("{out}{err}").contains(part)
+                    && format!("{out}{err}").contains("not listed"),
+                "{drop} {c:?}: {out}{err}"
+            );
+        }
+        assert!(!sb.backup_dir().join("journal.json").exists());
+        assert_eq!(changing_calls(&sb, calls), Vec::<String>::new());
+    }
+    std::fs::write(&path, &whole).unwrap();
+    assert_eq!(sb.run(&["verify"]).0, 0);
 }

@@ -664,7 +664,8 @@ impl Ctx<'_> {
 /// a plain `restore` is refused while a recovery is under way).
 pub(super) fn check_sizes(host: &Host, gen: &Path, m: &Manifest, again: &str) -> Result<()> {
     let all: Vec<&str> = STEPS.iter().map(|s| s.id.as_str()).collect();
-    let problems = checks::sizes(gen, &checks::parts_for(m, &all));
+    let mut problems = m.missing_parts();
+    problems.extend(checks::sizes(gen, &checks::parts_for(m, &all)));
     if !problems.is_empty() {
         return Err(Fail::Backup(format!(
             "the backup in {} is damaged. Nothing was changed. Damaged:\n  {}\nIn an outage: put another copy of the backup in {} and run `{again}`; or take the intact files out with `{}`. `{}` lists every damaged part.",

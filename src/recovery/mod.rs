@@ -565,13 +565,6 @@ impl Plan<'_> {
             fresh,
             forget,
         } = self;
-        if let Some(done) = forget {
-            log::warn!("--restart: forgetting the recovery under way ({done} steps done)");
-            Journal::remove(&dir)?;
-        }
-        if opts.restart {
-            let _ = std::fs::remove_file(dir.join(store::layout::LEGACY_PROGRESS));
-        }
         let lock = lock.context("the lock was not taken")?;
         let mut ctx = Ctx {
             host,
@@ -595,6 +588,18 @@ impl Plan<'_> {
             });
             fault::point("preflight:before");
             (StepId::Preflight.spec().run)(&mut ctx)?;
+            // `--restart` forgets the recovery under way only now, once the
+            // new one's checks passed: a refusal of the preflight (the OS,
+            // a damaged part, the room) leaves the journal as it was, as
+            // its "nothing was changed" says (the second independent
+            // tester: the journal was gone after such a refusal).
+            if let Some(done) = forget {
+                log::warn!("--restart: forgetting the recovery under way ({done} steps done)");
+                Journal::remove(&ctx.dir)?;
+            }
+            if opts.restart {
+                let _ = std::fs::remove_file(ctx.dir.join(store::layout::LEGACY_PROGRESS));
+            }
             fault::point(StepId::Preflight.as_str());
             ctx.j.completed.push(Done {
                 id: StepId::Preflight.as_str().into(),
@@ -1019,7 +1024,8 @@ fn check_parts(
         crate::util::logger::note(quiet, &what);
     }
     let parts: Vec<checks::Part> = full.into_iter().chain(shallow).collect();
-    let problems = checks::check(gen, &parts);
+    let mut problems = m.missing_parts();
+    problems.extend(checks::check(gen, &parts));
     if problems.is_empty() {
         return Ok(());
     }

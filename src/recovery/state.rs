@@ -394,7 +394,7 @@ fn procedure(host: &Host, os: Option<&OsState>, verdict: Option<&Since>) -> Asse
                         recovery: mv.recovery,
                         fix: mv.command,
                     },
-                    format!("{text}; but {}", mv.what),
+                    format!("{text}; {}", mv.what),
                     mv.way,
                 );
             }

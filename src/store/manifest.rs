@@ -390,6 +390,34 @@ impl Manifest {
     pub fn tree(&self, name: &str) -> Option<&Tree> {
         self.trees.iter().find(|t| t.name == name)
     }
+
+    /// The parts every backup of this tool holds and the recovery reads,
+    /// that this manifest does not list: one problem each. A manifest that
+    /// parses but lost a tree (the second independent tester: `jq
+    /// 'del(.trees[0])'`) passed `verify`, and the recovery stopped at
+    /// `restore-etc` after the services were stopped. `verify`, the
+    /// recovery's preflight and each phase's check name these as damage.
+    pub fn missing_parts(&self) -> Vec<String> {
+        let mut out: Vec<String> = crate::store::layout::TREES
+            .iter()
+            .map(|(n, _)| *n)
+            .chain([crate::store::layout::EXTRAS])
+            .filter(|n| self.tree(n).is_none())
+            .map(|n| {
+                format!(
+                    "{}: not listed in the manifest (the {n} tree every backup holds)",
+                    crate::store::layout::archive(n)
+                )
+            })
+            .collect();
+        if self.etcd.is_none() {
+            out.push("the etcd snapshot: not listed in the manifest".into());
+        }
+        if self.static_pods.is_none() {
+            out.push("the static-pod resources: not listed in the manifest".into());
+        }
+        out
+    }
 }
 
 #[cfg(test)]

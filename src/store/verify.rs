@@ -175,7 +175,8 @@ fn verify_generation_except(dir: &Path, checked: &[&str]) -> Result<(Manifest, R
     // side by side: each check is one thread's decompression and hashing,
     // so the CPUs share them; the others are checked meanwhile, in turn.
     let items: Vec<&Stored> = stored.iter().collect();
-    let problems: Vec<String> = check_each(dir, &items).into_iter().flatten().collect();
+    let mut problems: Vec<String> = check_each(dir, &items).into_iter().flatten().collect();
+    problems.extend(m.missing_parts());
     let report = Report {
         dir: dir.display().to_string(),
         intact: problems.is_empty(),
