@@ -130,14 +130,14 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
     // damaged backup like a missing one: refused, and replaced with
     // `--replace-backup` (the independent tester: every run exit 4, the
     // override refused too).
-    let kind = match store::inspect(&dir)? {
+    let (kind, m) = match store::inspect(&dir)? {
         k @ (Kind::Generation(_) | Kind::Flat) => {
             match store::current(&dir).and_then(|g| Manifest::load(&g)) {
-                Ok(_) => k,
-                Err(e) => Kind::Damaged(format!("{e:#}")),
+                Ok(m) => (k, Some(m)),
+                Err(e) => (Kind::Damaged(format!("{e:#}")), None),
             }
         }
-        k => k,
+        k => (k, None),
     };
     if let Kind::Damaged(why) = &kind {
         if !opts.replace_backup {
@@ -150,7 +150,7 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
             .into());
         }
     }
-    let base = lifecycle_check(host, opts, &tools, &kind)?;
+    let base = lifecycle_check(host, opts, &tools, &kind, m)?;
     Ok(Ok(Checked {
         tools,
         _lock: lock,
@@ -162,17 +162,16 @@ fn check(host: &Host, opts: &Options) -> Result<Result<Checked, PathBuf>> {
 /// backup replaces the current one only when no upgrade after it failed
 /// (or a recovery from it completed since); never while a deployment is
 /// staged. Refusals are exit 1 with the reason, the facts read and the
-/// override; what the backup needs of the facts is returned.
+/// override; what the backup needs of the facts is returned. `m`: the
+/// current backup's manifest, read once by the caller (None when `kind`
+/// has none).
 fn lifecycle_check(
     host: &Host,
     opts: &Options,
     tools: &Tools,
     kind: &Kind,
+    m: Option<Manifest>,
 ) -> Result<backup::Baseline> {
-    let m = match kind {
-        Kind::Generation(_) | Kind::Flat => Some(Manifest::load(&store::current_on(host)?)?),
-        _ => None,
-    };
     // A backup whose manifest reads but whose parts are damaged (a part
     // missing, of another size, the tool's copy): the lifecycle rule below
     // decides as for an intact one (an upgrade after it that did not

@@ -92,7 +92,7 @@ pub fn problem_of(text: &str) -> String {
         .map(str::trim)
         .collect();
     if listed.is_empty() || !first.trim_end().ends_with(':') {
-        text.lines().next().unwrap_or("").to_string()
+        first.to_string()
     } else {
         listed.join("; ")
     }
